@@ -1,0 +1,137 @@
+"""The channel-server process: the air. It owns the full channel, sends each node
+its own CSI slice, gathers the transmissions, computes rates and reports the slot
+outcome to the controller. No maths here: it drives :class:`Air` and ``rates``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import tomllib
+from dataclasses import dataclass
+
+import numpy as np
+
+from channel_server.air import Air
+from channel_server.config import Scenario, scenario_from_dict
+from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz
+from protocols.errors import PeerTimeout
+from protocols.messages import (
+    CsiSlice,
+    Done,
+    Measurement,
+    Report,
+    SlotOutcome,
+    Stop,
+    Transmit,
+)
+from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name
+from protocols.seeding import rng_for
+
+log = logging.getLogger("rrmbed.channel-server")
+
+
+@dataclass
+class SlotCollect:
+    powers: np.ndarray
+    latency: np.ndarray
+    missed: np.ndarray
+
+
+class ChannelServer:
+    def __init__(self, peer: Peer, scenario: Scenario, slots: int, seed: int) -> None:
+        self.peer = peer
+        self.scenario = scenario
+        self.slots = slots
+        self.seed = seed
+        radio = scenario.radio
+        self.air = Air(radio, seed, episodes=1)
+        self.order_rng = rng_for(seed, "order")
+        self.active = list(range(radio.n_cells))
+        self.lost: list[int] = []
+        self.protocol_errors = 0
+
+    async def run(self) -> None:
+        radio, timing = self.scenario.radio, self.scenario.timing
+        realtime = timing.clock == "realtime"
+        t_start = time.monotonic()
+        for n in range(self.slots):
+            if realtime:
+                await asyncio.sleep(max(0.0, t_start + n * radio.slot_s - time.monotonic()))
+            t0 = time.perf_counter()
+            gains = (self.air.reset() if n == 0 else self.air.step())[0]
+            order = [int(x) for x in self.order_rng.permutation(radio.n_cells)]
+            order = [b for b in order if b in self.active]
+            for b in self.active:
+                await self.peer.send(node_name(b), CsiSlice, slot=n, gains=csi_slice(gains, b),
+                                     order=order, active=list(self.active))
+            got = await self.collect(n)
+            powers = got.powers
+            s = sinr(gains, powers, radio.noise_w)
+            r = rates_bps_hz(gains, powers, radio.noise_w)
+            total = float(sum_rate_bps_hz(gains, powers, radio.noise_w))
+            for b in self.active:
+                await self.peer.send(node_name(b), Measurement, slot=n, sinr=s[b], rates=r[b])
+            await self.peer.send(CONTROLLER, SlotOutcome, slot=n, powers=powers, rates=r,
+                                 sum_rate_bps_hz=total, decision_latency_s=got.latency,
+                                 missed=got.missed, lost=list(self.lost),
+                                 wall_s=time.perf_counter() - t0)
+        await self.peer.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
+
+    async def collect(self, n: int) -> SlotCollect:
+        """Wait for every active node's Transmit of slot n; a silent node is lost."""
+        radio, timing = self.scenario.radio, self.scenario.timing
+        powers = np.zeros((radio.n_cells, radio.users_per_cell))
+        latency = np.full(radio.n_cells, np.inf)
+        missed = np.zeros(radio.n_cells, dtype=bool)
+        waiting = set(self.active)
+        deadline = time.monotonic() + timing.peer_timeout_s
+        while waiting:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise PeerTimeout("slot deadline")
+                msg = await self.peer.recv(left)
+            except PeerTimeout:
+                for b in sorted(waiting):
+                    log.error("node-%d vanished: no transmission for slot %d within %.1f s; "
+                              "its BS is silent from now on", b, n, timing.peer_timeout_s)
+                    self.active.remove(b)
+                    self.lost.append(b)
+                break
+            if isinstance(msg, Transmit) and msg.slot == n:
+                b = int(msg.sender.split("-")[1])
+                powers[b] = msg.powers
+                latency[b] = msg.decision_latency_s
+                missed[b] = msg.missed
+                waiting.discard(b)
+            elif isinstance(msg, Stop):
+                raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
+            else:
+                log.warning("unexpected %s from %s in slot %d", type(msg).__name__, msg.sender, n)
+        return SlotCollect(powers, latency, missed)
+
+
+async def serve(controller: str, bind: str, advertise: str | None) -> int:
+    """Run one channel server until the controller stops it."""
+    peer = Peer(CHANNEL_SERVER, bind, advertise)
+    try:
+        start = await peer.join(controller, "channel-server", -1, timeout_s=60.0)
+        scenario = scenario_from_dict(tomllib.loads(start.config_toml), "<from controller>")
+        server = ChannelServer(peer, scenario, start.slots, start.seed)
+        await server.run()
+        # Wait for Stop, then report the meter.
+        stop_wait = scenario.timing.peer_timeout_s * 4
+        while True:
+            msg = await peer.recv(stop_wait)
+            if isinstance(msg, Stop):
+                break
+        await peer.send(CONTROLLER, Report, slot=start.slots, rows=peer.meter.rows(),
+                        stats={"pid": os.getpid(),
+                               "protocol_errors": peer.endpoint.protocol_errors,
+                               "lost": [node_name(b) for b in server.lost]})
+        return 0
+    finally:
+        peer.close()

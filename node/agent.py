@@ -1,0 +1,152 @@
+"""One base station's decision logic, pure: the node process and the local runner
+both drive it, so the two runners decide identically by construction.
+
+A decision is a power fraction per user in [0, 1] plus its emulated latency. A
+decision whose chain latency passes the slot deadline is a miss: the BS falls
+back to the powers it transmitted in the previous slot.
+
+Every array carries a leading episode dimension E (E = 1 in the network runner).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from channel_server.config import Scenario
+from node.observation import full_dims, obs_full, obs_round_robin, round_robin_dims
+from node.policy import ActionMode, GaussianPolicy, PolicyConfig, clip_fraction, seeded_policy
+from protocols.seeding import rng_for
+
+# How each scheme decides: alone on its own slice, along the round-robin chain,
+# or at the controller (centralized deciders).
+EXCHANGE = {
+    "max-power": "none",
+    "random": "none",
+    "full": "none",
+    "round-robin": "chain",
+    "centralized": "central",
+    "wmmse": "central",
+    "fp": "central",
+    "optimum": "central",
+}
+SCHEMES = tuple(EXCHANGE)
+
+
+def policy_config(scheme: str, scenario: Scenario) -> PolicyConfig | None:
+    """The policy a BS runs for ``scheme`` (None for schemes without one at the BS)."""
+    if scheme == "full":
+        return PolicyConfig(*full_dims(scenario.radio))
+    if scheme == "round-robin":
+        return PolicyConfig(*round_robin_dims(scenario.radio))
+    return None
+
+
+def node_policy(scheme: str, scenario: Scenario, seed: int) -> GaussianPolicy | None:
+    """The seeded untrained policy every BS starts from (weights may replace it)."""
+    cfg = policy_config(scheme, scenario)
+    return None if cfg is None else seeded_policy(cfg, seed)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a BS transmits in one slot."""
+
+    powers_w: np.ndarray
+    """(E, K) transmit powers actually used (fallback applied), watts."""
+    latency_s: np.ndarray
+    """(E,) emulated chain latency at which the decision was ready, seconds."""
+    missed: np.ndarray
+    """(E,) True where the deadline was missed and the previous powers were reused."""
+    compute_s: float
+    """Compute time charged to this decision, seconds."""
+
+
+class BsAgent:
+    """Decision logic of BS ``bs`` for one run."""
+
+    def __init__(
+        self,
+        bs: int,
+        scenario: Scenario,
+        scheme: str,
+        seed: int,
+        episodes: int = 1,
+        policy: GaussianPolicy | None = None,
+        action_mode: ActionMode = "mean",
+    ) -> None:
+        if scheme not in EXCHANGE:
+            raise ValueError(f"unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+        self.bs = bs
+        self.scenario = scenario
+        self.scheme = scheme
+        self.policy = policy if policy is not None else node_policy(scheme, scenario, seed)
+        self.action_mode = action_mode
+        self._random = rng_for(seed, "node", bs, "random-power")
+        self._noise = rng_for(seed, "node", bs, "policy-noise")
+        k = scenario.radio.users_per_cell
+        self.previous_w = np.full((episodes, k), scenario.radio.pmax_w)
+
+    # ------------------------------------------------------------------ deciding
+
+    def fractions(
+        self, csi: np.ndarray, prior_w: np.ndarray | None = None, chosen: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Power fractions (E, K) from the own CSI slice (E, K, B).
+
+        Round-robin also takes the powers already chosen ``prior_w`` (E, B, K) watts
+        and the mask ``chosen`` (E, B) of BSs that decided before this one.
+        """
+        radio = self.scenario.radio
+        e, k = csi.shape[0], radio.users_per_cell
+        if self.scheme == "max-power":
+            return np.ones((e, k))
+        if self.scheme == "random":
+            return self._random.uniform(0.0, 1.0, size=(e, k))
+        if self.policy is None:
+            raise RuntimeError(f"scheme {self.scheme!r} is decided by the controller, not a BS")
+        if self.scheme == "full":
+            obs = obs_full(csi, self.bs, radio)
+        else:
+            if prior_w is None or chosen is None:
+                raise ValueError("round-robin needs the powers chosen so far")
+            obs = obs_round_robin(csi, self.bs, prior_w / radio.pmax_w, chosen, radio)
+        noise = self._noise.standard_normal((e, k)) if self.action_mode == "sample" else None
+        return clip_fraction(self.policy.act(obs, self.action_mode, noise))
+
+    def decide(
+        self,
+        csi: np.ndarray,
+        chain_in_s: np.ndarray,
+        prior_w: np.ndarray | None = None,
+        chosen: np.ndarray | None = None,
+    ) -> Decision:
+        """Decide, charge compute time, apply the deadline and the fallback."""
+        t0 = time.perf_counter()
+        frac = self.fractions(csi, prior_w, chosen)
+        timing = self.scenario.timing
+        compute_s = (
+            timing.compute_s if timing.compute_model == "fixed" else time.perf_counter() - t0
+        )
+        return self.commit(frac * self.scenario.radio.pmax_w, chain_in_s + compute_s, compute_s)
+
+    def commit(self, powers_w: np.ndarray, latency_s: np.ndarray, compute_s: float) -> Decision:
+        """Apply the deadline to powers decided here or received from the controller."""
+        missed = latency_s > self.scenario.timing.deadline_s
+        used = np.where(missed[:, None], self.previous_w, powers_w)
+        self.previous_w = used
+        return Decision(used, latency_s, missed, compute_s)
+
+
+def chain_priors(
+    decided: dict[int, np.ndarray], episodes: int, b: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (prior_w, chosen) view of a round-robin BS given the powers decided so far."""
+    prior = np.zeros((episodes, b, k))
+    chosen = np.zeros((episodes, b))
+    for bs, p in decided.items():
+        prior[:, bs] = p
+        chosen[:, bs] = 1.0
+    return prior, chosen

@@ -1,0 +1,64 @@
+"""Observation builders: what each deciding entity sees, as a flat float vector.
+
+Every builder accepts leading batch dimensions. A BS's view is rolled so that its
+own cell comes first: one shared policy then serves every BS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from channel_server.config import RadioConfig
+
+SNR_DB_CENTER = 20.0
+SNR_DB_SCALE = 20.0
+FEATURE_CLIP = 3.0
+
+
+def gain_features(gains: np.ndarray, radio: RadioConfig) -> np.ndarray:
+    """Channel gains as full-power SNR in dB, centred and scaled to about [-3, 3]."""
+    snr = gains * (radio.pmax_w / radio.noise_w)
+    db = 10.0 * np.log10(np.maximum(snr, 1e-30))
+    return np.clip((db - SNR_DB_CENTER) / SNR_DB_SCALE, -FEATURE_CLIP, FEATURE_CLIP)
+
+
+def full_dims(radio: RadioConfig) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a fully decentralized BS."""
+    return radio.users_per_cell * radio.n_cells, radio.users_per_cell
+
+
+def round_robin_dims(radio: RadioConfig) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a round-robin BS: own CSI, earlier powers, chosen mask."""
+    k, b = radio.users_per_cell, radio.n_cells
+    return k * b + b * k + b, k
+
+
+def central_dims(radio: RadioConfig) -> tuple[int, int]:
+    """(obs_dim, act_dim) of the central policy: the whole H in, the whole P out."""
+    k, b = radio.users_per_cell, radio.n_cells
+    return b * k * b, b * k
+
+
+def obs_full(csi: np.ndarray, bs: int, radio: RadioConfig) -> np.ndarray:
+    """BS ``bs``'s own CSI slice (..., K, B) -> (..., K*B), own cell first."""
+    rolled = np.roll(gain_features(csi, radio), -bs, axis=-1)
+    return rolled.reshape(*csi.shape[:-2], -1)
+
+
+def obs_round_robin(
+    csi: np.ndarray, bs: int, prior: np.ndarray, chosen: np.ndarray, radio: RadioConfig
+) -> np.ndarray:
+    """Own CSI plus the power fractions already chosen by earlier BSs.
+
+    ``prior`` (..., B, K) holds fractions (zero where not chosen yet), ``chosen``
+    (..., B) is 1 for the BSs that already decided. Both are rolled like the CSI.
+    """
+    own = obs_full(csi, bs, radio)
+    p = np.roll(prior, -bs, axis=-2).reshape(*prior.shape[:-2], -1)
+    m = np.roll(chosen.astype(np.float64), -bs, axis=-1)
+    return np.concatenate([own, p, m], axis=-1)
+
+
+def obs_central(gains: np.ndarray, radio: RadioConfig) -> np.ndarray:
+    """The whole channel (..., B, K, B) -> (..., B*K*B)."""
+    return gain_features(gains, radio).reshape(*gains.shape[:-3], -1)

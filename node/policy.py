@@ -1,0 +1,122 @@
+"""Policy networks shared by node processes, the local runner and the learners.
+
+The paper-001 policy: an MLP (3 x 256, ELU) giving a mean and a log-std per user;
+the action is a power fraction a in [0, 1] (p = a * Pmax), sampled from
+N(mean, std^2) and clipped, or the mean itself for deterministic execution.
+Weights travel and are stored as named float arrays (.npz, never pickled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+ActionMode = Literal["mean", "sample"]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Shape and initialisation of a Gaussian MLP policy."""
+
+    obs_dim: int
+    """Length of the observation vector."""
+    act_dim: int
+    """Number of power fractions produced (users served by the deciding entity)."""
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden layer widths (ELU between them)."""
+    init_mean: float = 0.5
+    """Initial output bias of the mean head (power fraction)."""
+    init_log_std: float = -1.0
+    """Initial state-independent log standard deviation (power fraction units)."""
+
+
+def mlp(sizes: list[int], out_gain: float = 1.0) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        lin = nn.Linear(sizes[i], sizes[i + 1])
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(lin.weight, gain=out_gain if last else np.sqrt(2.0))
+        nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if not last:
+            layers.append(nn.ELU())
+    return nn.Sequential(*layers)
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian policy over power fractions, float64 for exact parity."""
+
+    def __init__(self, cfg: PolicyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mean_net = mlp([cfg.obs_dim, *cfg.hidden, cfg.act_dim], out_gain=0.01)
+        with torch.no_grad():
+            self.mean_net[-1].bias.fill_(cfg.init_mean)
+        self.log_std = nn.Parameter(torch.full((cfg.act_dim,), cfg.init_log_std))
+        self.double()
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.mean_net(obs)
+        return mean, self.log_std.expand_as(mean)
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, mode: ActionMode = "mean", noise: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Power fractions in [0, 1] for a batch of observations (..., obs_dim).
+
+        ``noise`` is standard normal of shape (..., act_dim), drawn by the caller from
+        its own seeded generator, so every runner draws the same numbers.
+        Returns the raw Gaussian action (what a learner needs for log-probabilities);
+        :func:`clip_fraction` turns it into a feasible power fraction.
+        """
+        mean, log_std = self(torch.as_tensor(obs, dtype=torch.float64))
+        raw = mean
+        if mode == "sample":
+            if noise is None:
+                raise ValueError("mode='sample' needs a noise array")
+            raw = mean + log_std.exp() * torch.as_tensor(noise, dtype=torch.float64)
+        return raw.numpy()
+
+
+def clip_fraction(raw: np.ndarray) -> np.ndarray:
+    """Map a raw Gaussian action to a feasible power fraction in [0, 1]."""
+    return np.clip(raw, 0.0, 1.0)
+
+
+def seeded_policy(cfg: PolicyConfig, seed: int) -> GaussianPolicy:
+    """The same untrained weights in every process for the same seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GaussianPolicy(cfg)
+
+
+def state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_arrays(module: nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    expected = set(module.state_dict())
+    if set(arrays) != expected:
+        missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+        raise ValueError(f"weights do not fit the policy: missing {missing}, unexpected {extra}")
+    module.load_state_dict({k: torch.as_tensor(v) for k, v in arrays.items()})
+
+
+def save_weights(path: str | Path, module: nn.Module, **meta: np.ndarray) -> None:
+    np.savez(path, **state_arrays(module), **{f"meta.{k}": v for k, v in meta.items()})
+
+
+def read_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """Named arrays from an .npz weights file (meta.* entries excluded)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files if not k.startswith("meta.")}

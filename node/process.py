@@ -1,0 +1,221 @@
+"""The node process: one base station. It hears only its own CSI slice from the
+air, decides through :class:`BsAgent` (alone, along the round-robin chain, or via
+the controller), transmits, and keeps serving whatever a peer does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from channel_server.config import scenario_from_dict
+from node.agent import EXCHANGE, BsAgent, Decision, chain_priors
+from node.policy import GaussianPolicy, load_arrays
+from protocols.errors import PeerTimeout
+from protocols.messages import (
+    CsiSlice,
+    CsiUpload,
+    Heartbeat,
+    Decision as DecisionMsg,
+    Measurement,
+    Message,
+    PowerForward,
+    Report,
+    Start,
+    Stop,
+    Transmit,
+    Weights,
+)
+from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name
+
+log = logging.getLogger("rrmbed.node")
+
+
+@dataclass
+class SlotState:
+    csi: CsiSlice | None = None
+    forward: PowerForward | None = None
+    decision: DecisionMsg | None = None
+    done: bool = False
+
+
+@dataclass
+class NodeStats:
+    slots: int = 0
+    measurements: int = 0
+    misses: int = 0
+    chain_timeouts: int = 0
+    weights_version: int = 0
+    csi_shapes: set[tuple[int, ...]] = field(default_factory=set)
+    csi_log: list[list[object]] = field(default_factory=list)
+
+
+class NodeProcess:
+    def __init__(self, peer: Peer, bs: int, start: Start, log_csi: bool = False) -> None:
+        self.peer = peer
+        self.bs = bs
+        self.scenario = scenario_from_dict(tomllib.loads(start.config_toml), "<from controller>")
+        self.scheme = start.scheme
+        self.exchange = EXCHANGE[start.scheme]
+        self.agent = BsAgent(bs, self.scenario, start.scheme, start.seed,
+                             action_mode=start.options.get("action_mode", "mean"))
+        self.pending_weights: Weights | None = None
+        self.slots: dict[int, SlotState] = {}
+        self.stats = NodeStats()
+        self.log_csi = log_csi
+        peer.configure_links(self.scenario.backhaul, start.seed)
+
+    # ----------------------------------------------------------------- the loop
+
+    async def run(self, early: list[Message]) -> None:
+        timing = self.scenario.timing
+        for msg in early:
+            if await self.handle(msg):
+                return
+        silent_since = time.monotonic()
+        while True:
+            waiting_chain = [n for n, s in self.slots.items()
+                             if s.csi is not None and not s.done and self.exchange == "chain"]
+            timeout = timing.peer_timeout_s / 2 if waiting_chain else timing.peer_timeout_s
+            try:
+                msg = await self.peer.recv(timeout)
+            except PeerTimeout:
+                if waiting_chain:
+                    for n in waiting_chain:
+                        log.error("%s: no power list for slot %d within %.1f s; predecessor "
+                                  "lost, deciding alone and counting a miss",
+                                  self.peer.name, n, timeout)
+                        self.stats.chain_timeouts += 1
+                        await self.act_in_chain(n, lost_predecessor=True)
+                    continue
+                if time.monotonic() - silent_since > 4 * timing.peer_timeout_s:
+                    raise PeerTimeout(f"{self.peer.name}: channel server and controller silent "
+                                      f"for {4 * timing.peer_timeout_s:.0f} s; giving up") from None
+                continue
+            silent_since = time.monotonic()
+            if await self.handle(msg):
+                return
+
+    async def handle(self, msg: Message) -> bool:
+        """Process one message; True when the node must stop."""
+        if isinstance(msg, CsiSlice):
+            await self.on_csi(msg)
+        elif isinstance(msg, PowerForward):
+            self.state(msg.slot).forward = msg
+            await self.act_in_chain(msg.slot)
+        elif isinstance(msg, DecisionMsg):
+            await self.on_decision(msg)
+        elif isinstance(msg, Measurement):
+            self.stats.measurements += 1
+            self.slots.pop(msg.slot, None)
+        elif isinstance(msg, Weights):
+            self.pending_weights = msg  # swapped in at the next slot boundary
+        elif isinstance(msg, Stop):
+            await self.report(msg.slot)
+            return True
+        else:
+            log.warning("%s: ignoring %s from %s", self.peer.name, type(msg).__name__, msg.sender)
+        return False
+
+    def state(self, n: int) -> SlotState:
+        return self.slots.setdefault(n, SlotState())
+
+    def swap_weights(self) -> None:
+        w = self.pending_weights
+        if w is None:
+            return
+        policy = self.agent.policy
+        if not isinstance(policy, GaussianPolicy):
+            raise RuntimeError(f"{self.peer.name}: scheme {self.scheme!r} has no policy for weights")
+        if w.version <= self.stats.weights_version:
+            log.warning("%s: ignoring stale weights v%d", self.peer.name, w.version)
+        else:
+            load_arrays(policy, dict(zip(w.names, w.arrays, strict=True)))
+            self.stats.weights_version = w.version
+        self.pending_weights = None
+
+    async def on_csi(self, msg: CsiSlice) -> None:
+        self.swap_weights()
+        st = self.state(msg.slot)
+        st.csi = msg
+        self.stats.slots += 1
+        self.stats.csi_shapes.add(tuple(msg.gains.shape))
+        if self.log_csi:
+            self.stats.csi_log.append([msg.slot, msg.gains.tobytes().hex()])
+        if self.exchange == "none":
+            await self.transmit(msg.slot, self.agent.decide(msg.gains[None], np.zeros(1)))
+        elif self.exchange == "chain":
+            await self.act_in_chain(msg.slot)
+        else:
+            await self.peer.send(CONTROLLER, CsiUpload, slot=msg.slot, gains=msg.gains)
+
+    async def act_in_chain(self, n: int, lost_predecessor: bool = False) -> None:
+        st = self.state(n)
+        if st.csi is None or st.done:
+            return
+        order = st.csi.order
+        pos = order.index(self.bs)
+        decided: dict[int, np.ndarray] = {}
+        if pos == 0:
+            chain_in = 0.0
+        elif st.forward is not None:
+            chain_in = st.forward.chain_latency_s + self.peer.link_latency(st.forward.sender)
+            decided = {int(b): p[None] for b, p in
+                       zip(st.forward.order, st.forward.powers, strict=True)}
+        elif lost_predecessor:
+            chain_in = float("inf")
+        else:
+            return  # wait for the power list
+        radio = self.scenario.radio
+        prior, chosen = chain_priors(decided, 1, radio.n_cells, radio.users_per_cell)
+        d = self.agent.decide(st.csi.gains[None], np.array([chain_in]), prior, chosen)
+        st.done = True
+        await self.transmit(n, d)
+        if pos + 1 < len(order):
+            chain = [*decided, self.bs]
+            powers = np.stack([*(decided[b][0] for b in decided), d.powers_w[0]])
+            await self.peer.send(node_name(order[pos + 1]), PowerForward, slot=n,
+                                 chain_latency_s=float(d.latency_s[0]), order=chain,
+                                 powers=powers)
+
+    async def on_decision(self, msg: DecisionMsg) -> None:
+        arrival = msg.chain_latency_s + self.peer.link_latency(msg.sender)
+        d = self.agent.commit(np.asarray(msg.powers)[None], np.array([arrival]), 0.0)
+        await self.transmit(msg.slot, d)
+
+    async def transmit(self, n: int, d: Decision) -> None:
+        self.stats.misses += int(d.missed[0])
+        await self.peer.send(CHANNEL_SERVER, Transmit, slot=n,
+                             chain_latency_s=float(d.latency_s[0]), powers=d.powers_w[0],
+                             rb=-1, missed=bool(d.missed[0]),
+                             decision_latency_s=float(d.latency_s[0]), compute_s=d.compute_s)
+
+    async def report(self, slot: int) -> None:
+        s = self.stats
+        await self.peer.send(CONTROLLER, Report, slot=slot, rows=self.peer.meter.rows(),
+                             stats={"pid": os.getpid(), "slots": s.slots,
+                                    "measurements": s.measurements, "misses": s.misses,
+                                    "chain_timeouts": s.chain_timeouts,
+                                    "weights_version": s.weights_version,
+                                    "csi_shapes": [list(x) for x in sorted(s.csi_shapes)],
+                                    "csi_log": s.csi_log,
+                                    "protocol_errors": self.peer.endpoint.protocol_errors})
+
+
+async def serve(node_id: int, controller: str, bind: str, advertise: str | None) -> int:
+    """Run node ``node_id`` until the controller stops it."""
+    peer = Peer(node_name(node_id), bind, advertise)
+    try:
+        start = await peer.join(controller, "node", node_id, timeout_s=60.0)
+        proc = NodeProcess(peer, node_id, start, log_csi=bool(start.options.get("log_csi")))
+        early = list(peer.early)
+        await peer.send(CONTROLLER, Heartbeat, slot=-1)  # ready: connected to every peer
+        await proc.run(early)
+        return 0
+    finally:
+        peer.close()
