@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 import tomllib
 from dataclasses import dataclass
@@ -129,9 +130,9 @@ async def serve(controller: str, bind: str, advertise: str | None) -> int:
             if isinstance(msg, Stop):
                 break
         await peer.send(CONTROLLER, Report, slot=start.slots, rows=peer.meter.rows(),
-                        stats={"pid": os.getpid(),
+                        stats={"pid": os.getpid(), "hostname": socket.gethostname(),
                                "protocol_errors": peer.endpoint.protocol_errors,
                                "lost": [node_name(b) for b in server.lost]})
         return 0
     finally:
-        peer.close()
+        peer.close(linger_s=2.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -68,7 +69,9 @@ class NodeProcess:
         self.slots: dict[int, SlotState] = {}
         self.stats = NodeStats()
         self.log_csi = log_csi
-        peer.configure_links(self.scenario.backhaul, start.seed)
+        peer.emulate_links(self.scenario.backhaul, start.seed,
+                           [CONTROLLER, *start.options.get("directory", {})],
+                           self.scenario.timing.clock)
 
     # ----------------------------------------------------------------- the loop
 
@@ -164,7 +167,7 @@ class NodeProcess:
         if pos == 0:
             chain_in = 0.0
         elif st.forward is not None:
-            chain_in = st.forward.chain_latency_s + self.peer.link_latency(st.forward.sender)
+            chain_in = st.forward.chain_latency_s  # the link latency is added on receipt
             decided = {int(b): p[None] for b, p in
                        zip(st.forward.order, st.forward.powers, strict=True)}
         elif lost_predecessor:
@@ -184,8 +187,7 @@ class NodeProcess:
                                  powers=powers)
 
     async def on_decision(self, msg: DecisionMsg) -> None:
-        arrival = msg.chain_latency_s + self.peer.link_latency(msg.sender)
-        d = self.agent.commit(np.asarray(msg.powers)[None], np.array([arrival]), 0.0)
+        d = self.agent.commit(np.asarray(msg.powers)[None], np.array([msg.chain_latency_s]), 0.0)
         await self.transmit(msg.slot, d)
 
     async def transmit(self, n: int, d: Decision) -> None:
@@ -198,7 +200,7 @@ class NodeProcess:
     async def report(self, slot: int) -> None:
         s = self.stats
         await self.peer.send(CONTROLLER, Report, slot=slot, rows=self.peer.meter.rows(),
-                             stats={"pid": os.getpid(), "slots": s.slots,
+                             stats={"pid": os.getpid(), "hostname": socket.gethostname(), "slots": s.slots,
                                     "measurements": s.measurements, "misses": s.misses,
                                     "chain_timeouts": s.chain_timeouts,
                                     "weights_version": s.weights_version,
@@ -218,4 +220,4 @@ async def serve(node_id: int, controller: str, bind: str, advertise: str | None)
         await proc.run(early)
         return 0
     finally:
-        peer.close()
+        peer.close(linger_s=2.0)

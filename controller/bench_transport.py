@@ -1,0 +1,198 @@
+"""Transport benchmark: rrmbed backhaul hop vs raw pyzmq REQ/REP, round trips on loopback.
+
+(a) raw: sync pyzmq REQ -> REP echo of a bytes payload as long as our frame, no codec.
+(b) ours: ``Endpoint.send`` of a PowerForward (float64 array payload) to an echo peer that
+    decodes it and sends it back with its own Endpoint; codec and asyncio included.
+
+Each echo peer runs in its own spawned OS process, binds a random loopback port, and exits
+by itself after ``IDLE_S`` seconds without traffic (if the parent vanishes).
+
+Run: ``python -m controller.bench_transport [--n 2000] [--payload-floats 64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+import zmq
+from rich.console import Console
+from rich.table import Table
+
+from protocols.codec import encode
+from protocols.errors import PeerTimeout
+from protocols.messages import PowerForward, Stop
+from protocols.meter import Meter
+from protocols.transport import Endpoint
+
+IDLE_S = 10.0
+"""An echo peer exits after this many seconds without a message."""
+HANDSHAKE_S = 60.0
+"""Longest wait for a spawned peer to report its address."""
+
+
+# --------------------------------------------------------------------------- echo peers
+
+
+def _raw_peer(conn: Connection) -> None:
+    ctx = zmq.Context()
+    rep = ctx.socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    rep.setsockopt(zmq.RCVTIMEO, int(IDLE_S * 1000))
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    conn.send(f"tcp://127.0.0.1:{port}")
+    conn.close()
+    try:
+        while True:
+            data = rep.recv()
+            rep.send(data)
+            if not data:  # empty payload: stop
+                break
+    except zmq.Again:
+        pass  # parent gone
+    finally:
+        rep.close(linger=0)
+        ctx.term()
+
+
+async def _our_peer_async(conn: Connection) -> None:
+    with Endpoint("peer", "tcp://127.0.0.1:0", Meter()) as ep:
+        conn.send(ep.address)
+        if not conn.poll(HANDSHAKE_S):
+            return
+        ep.connect("bench", conn.recv())
+        conn.close()
+        while True:
+            try:
+                msg = await ep.recv(IDLE_S)
+            except PeerTimeout:
+                return  # parent gone
+            if isinstance(msg, Stop):
+                return
+            await ep.send("bench", msg)
+
+
+def _our_peer(conn: Connection) -> None:
+    asyncio.run(_our_peer_async(conn))
+
+
+def _spawn(target: Any) -> tuple[mp.process.BaseProcess, Connection]:
+    ctx = mp.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child_conn,), daemon=True, name=target.__name__)
+    proc.start()
+    child_conn.close()
+    if not parent_conn.poll(HANDSHAKE_S):
+        proc.kill()
+        raise RuntimeError(f"{target.__name__} did not start")
+    return proc, parent_conn
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def _percentiles_us(samples_ns: list[int]) -> tuple[float, float]:
+    arr = np.asarray(samples_ns, dtype=np.float64) / 1e3
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def _bench_raw(n: int, warmup: int, size: int) -> list[int]:
+    proc, conn = _spawn(_raw_peer)
+    address = conn.recv()
+    ctx = zmq.Context()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.setsockopt(zmq.RCVTIMEO, int(IDLE_S * 1000))
+    req.connect(address)
+    payload = bytes(size)
+    samples: list[int] = []
+    try:
+        for i in range(warmup + n):
+            t0 = time.perf_counter_ns()
+            req.send(payload)
+            req.recv()
+            t1 = time.perf_counter_ns()
+            if i >= warmup:
+                samples.append(t1 - t0)
+        req.send(b"")
+        req.recv()
+    finally:
+        req.close(linger=0)
+        ctx.term()
+        proc.join(IDLE_S)
+    return samples
+
+
+async def _bench_ours(n: int, warmup: int, payload_floats: int) -> tuple[list[int], int]:
+    proc, conn = _spawn(_our_peer)
+    peer_address = conn.recv()
+    samples: list[int] = []
+    powers = np.linspace(0.0, 1.0, payload_floats)
+    with Endpoint("bench", "tcp://127.0.0.1:0", Meter()) as ep:
+        conn.send(ep.address)
+        ep.connect("peer", peer_address)
+        try:
+            for i in range(warmup + n):
+                msg = PowerForward([0, 1, 2], powers, **ep.header(slot=i))
+                t0 = time.perf_counter_ns()
+                await ep.send("peer", msg)
+                reply = await ep.recv(IDLE_S)
+                t1 = time.perf_counter_ns()
+                if not (isinstance(reply, PowerForward) and reply.seq == msg.seq):
+                    raise RuntimeError(f"unexpected echo {reply!r}")
+                if i >= warmup:
+                    samples.append(t1 - t0)
+            await ep.send("peer", Stop("done", **ep.header(slot=-1)))
+        finally:
+            proc.join(IDLE_S)
+    frame = encode(PowerForward([0, 1, 2], powers, **ep.header(slot=0)))
+    return samples, len(frame)
+
+
+def run_bench(n: int = 2000, payload_floats: int = 64) -> dict[str, float]:
+    """Round-trip percentiles (microseconds) of raw REQ/REP and of our backhaul hop."""
+    warmup = max(200, n // 10)
+    frame_len = len(encode(PowerForward([0, 1, 2], np.zeros(payload_floats))))
+    raw = _bench_raw(n, warmup, frame_len)
+    ours, _ = asyncio.run(_bench_ours(n, warmup, payload_floats))
+    raw_p50, raw_p99 = _percentiles_us(raw)
+    our_p50, our_p99 = _percentiles_us(ours)
+    return {
+        "n": float(n),
+        "payload_floats": float(payload_floats),
+        "frame_bytes": float(frame_len),
+        "raw_p50_us": raw_p50,
+        "raw_p99_us": raw_p99,
+        "ours_p50_us": our_p50,
+        "ours_p99_us": our_p99,
+        "ratio_p50": our_p50 / raw_p50,
+        "ratio_p99": our_p99 / raw_p99,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=2000, help="timed round trips per path")
+    parser.add_argument("--payload-floats", type=int, default=64, help="float64 array length")
+    args = parser.parse_args(argv)
+    r = run_bench(args.n, args.payload_floats)
+    table = Table(
+        title=f"round trip over loopback tcp, n={int(r['n'])}, "
+        f"{int(r['payload_floats'])} float64 ({int(r['frame_bytes'])}-byte frame)"
+    )
+    table.add_column("path")
+    table.add_column("p50 (us)", justify="right")
+    table.add_column("p99 (us)", justify="right")
+    table.add_row("raw pyzmq REQ/REP (bytes)", f"{r['raw_p50_us']:.1f}", f"{r['raw_p99_us']:.1f}")
+    table.add_row("rrmbed Endpoint (PowerForward)", f"{r['ours_p50_us']:.1f}", f"{r['ours_p99_us']:.1f}")
+    table.add_row("ratio ours/raw", f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Centralized deciders: the controller receives every BS's CSI slice, rebuilds the
+whole channel and decides all powers. Used by the controller process and by the
+local runner alike.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from channel_server.config import Scenario
+from controller.fp import FPConfig, fp
+from controller.wmmse import WMMSEConfig, wmmse
+from node.observation import central_dims, obs_central
+from node.policy import GaussianPolicy, PolicyConfig, clip_fraction, seeded_policy
+
+CENTRAL_SCHEMES = ("centralized", "wmmse", "fp", "optimum")
+
+
+def central_policy_config(scenario: Scenario) -> PolicyConfig:
+    return PolicyConfig(*central_dims(scenario.radio))
+
+
+class CentralDecider:
+    """Decides all B x K powers from the whole channel (E, B, K, B)."""
+
+    def __init__(self, scheme: str, scenario: Scenario, seed: int,
+                 policy: GaussianPolicy | None = None) -> None:
+        if scheme not in CENTRAL_SCHEMES:
+            raise ValueError(f"{scheme!r} is not a centralized scheme ({CENTRAL_SCHEMES})")
+        self.scheme = scheme
+        self.scenario = scenario
+        if scheme == "centralized" and policy is None:
+            policy = seeded_policy(central_policy_config(scenario), seed)
+        self.policy = policy
+
+    def powers(self, gains: np.ndarray) -> np.ndarray:
+        """Powers (E, B, K) in watts."""
+        radio = self.scenario.radio
+        constraint = "per-bs" if radio.sum_power_constraint else "per-user"
+        if self.scheme == "wmmse":
+            p, _ = wmmse(gains, radio.noise_w, radio.pmax_w, WMMSEConfig(), constraint=constraint)
+            return p
+        if self.scheme == "fp":
+            p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(), constraint=constraint)
+            return p
+        if self.scheme == "optimum":
+            from controller.optimum import optimum
+
+            return np.stack([optimum(g, radio.noise_w, radio.pmax_w)[0] for g in gains])
+        assert self.policy is not None
+        raw = self.policy.act(obs_central(gains, radio))
+        frac = clip_fraction(raw).reshape(gains.shape[0], radio.n_cells, radio.users_per_cell)
+        return frac * radio.pmax_w
+
+    def decide(self, gains: np.ndarray) -> tuple[np.ndarray, float]:
+        """Powers (E, B, K) and the compute time charged (fixed model or measured)."""
+        t0 = time.perf_counter()
+        p = self.powers(gains)
+        timing = self.scenario.timing
+        compute = timing.compute_s if timing.compute_model == "fixed" else time.perf_counter() - t0
+        return p, compute

@@ -1,0 +1,266 @@
+"""The ``rrmbed`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from channel_server.config import Scenario, ScenarioError, load_scenario, override
+from node.agent import SCHEMES
+
+console = Console(stderr=True)
+DEMO_SCHEMES = ("max-power", "random", "full", "round-robin")
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``radio.pmax_dbm=30`` -> {'radio.pmax_dbm': 30} (values parsed as TOML scalars)."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def resolve_scenario(path: Path, sets: tuple[str, ...] | list[str]) -> Scenario:
+    try:
+        s = load_scenario(path)
+        return override(s, parse_overrides(sets)) if sets else s
+    except ScenarioError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def default_out(scenario: Scenario, scheme: str, runner: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scenario.name}-{scheme}-{runner}-s{seed}-{stamp}-{os.getpid()}"
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=True)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress of every process.")
+def cli(verbose: bool) -> None:
+    """rrmbed: a network-emulation testbed for learned radio resource management.
+
+    A channel server (the air), one node process per base station and a controller
+    exchange real ZeroMQ messages; every byte of signalling and every emulated delay
+    is counted. `rrmbed run` is the main entry; the per-process commands are what
+    the launcher and docker-compose start.
+    """
+    setup_logging(verbose)
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int,
+            out: Path | None, sets: tuple[str, ...], weights: Path | None,
+            options: dict[str, Any]) -> dict[str, Any]:
+    """One run on either runner; writes the run directory and returns the summary."""
+    scenario = resolve_scenario(scenario_path, sets)
+    if scheme not in SCHEMES:
+        raise click.BadParameter(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    out = out or default_out(scenario, scheme, runner, seed)
+    with progress_bar() as bar:
+        task = bar.add_task(f"{scheme} ({runner})", total=slots)
+        if runner == "network":
+            from controller.launcher import LaunchError, run_network
+
+            try:
+                return run_network(scenario_path, scheme, slots, seed, out, list(sets), weights,
+                                   options, lambda d, t: bar.update(task, completed=d))
+            except LaunchError as e:
+                raise click.ClickException(str(e)) from e
+        from controller.local import run_local, write_local
+        from node.policy import read_weights
+
+        res = run_local(scenario, scheme, slots, seed,
+                        weights=read_weights(weights) if weights else None,
+                        action_mode=options.get("action_mode", "mean"),
+                        keep_gains=bool(options.get("log_csi")),
+                        on_slot=lambda n: bar.update(task, completed=n + 1))
+        return write_local(res, out)
+
+
+SCHEME_HELP = ("max-power | random | full | round-robin | centralized | wmmse | fp | optimum")
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--scheme", default="round-robin", show_default=True, help=SCHEME_HELP)
+@click.option("--runner", type=click.Choice(["network", "local"]), default="network",
+              show_default=True, help="network: real processes; local: one process.")
+@click.option("--slots", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Every random stream of the run derives from it.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Policy weights (.npz) for full / round-robin / centralized.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default runs/<scenario>-<scheme>-<runner>-s<seed>-<time>).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a scenario field, e.g. --set radio.pmax_dbm=30 "
+                   "--set timing.clock=realtime.")
+@click.option("--action", type=click.Choice(["mean", "sample"]), default="mean",
+              show_default=True, help="Execute the policy mean, or sample the Gaussian.")
+@click.option("--log-csi", is_flag=True, hidden=True,
+              help="Nodes log every CSI slice they receive (for tests).")
+def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights: Path | None,
+        out: Path | None, sets: tuple[str, ...], action: str, log_csi: bool) -> None:
+    """Run SCHEME on SCENARIO for N slots and write a run directory.
+
+    The run directory holds config.toml, summary.json, metrics.csv (per slot),
+    latency.csv, overhead.csv (bytes per kind/plane/link) and the processes' logs.
+    """
+    from controller.results import print_summary
+
+    summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
+                      {"action_mode": action, "log_csi": log_csi})
+    print_summary([summary], Console())
+    click.echo(f"run directory: {Path(summary.get('out', out or '.'))}")
+    if summary.get("errors") or summary.get("lost_nodes"):
+        for e in summary.get("errors", []):
+            console.print(f"[red]error:[/red] {e}")
+        if summary.get("lost_nodes"):
+            console.print(f"[red]lost nodes:[/red] {', '.join(summary['lost_nodes'])} "
+                          "(their BS was silent for the rest of the run)")
+        sys.exit(2)
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                default="scenarios/3cell-k2.toml")
+@click.option("--slots", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
+              show_default=True)
+def demo(scenario: Path, slots: int, seed: int, out: Path) -> None:
+    """Run the demo schemes over the network runner and print one comparison table."""
+    from controller.results import print_summary
+
+    summaries = []
+    for scheme in DEMO_SCHEMES:
+        summaries.append(execute(scenario, scheme, "network", slots, seed, out / scheme, (),
+                                 None, {}))
+    print_summary(summaries, Console(), title=f"rrmbed demo: {scenario.name}, {slots} slots")
+    (out / "demo.json").write_text(json.dumps(summaries, indent=2))
+
+
+# ------------------------------------------------------------------- the processes
+
+
+@cli.command("controller")
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--scheme", required=True, help=SCHEME_HELP)
+@click.option("--slots", type=click.IntRange(1), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True,
+              help="Inbox endpoint (tcp://host:port, port 0 = any; or ipc://path).")
+@click.option("--advertise", help="Address peers use to reach this inbox "
+                                  "(default: the bound address).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--options", default="{}", help="JSON run options passed to every process.")
+def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path, bind: str,
+                   advertise: str | None, weights: Path | None, sets: tuple[str, ...],
+                   options: str) -> None:
+    """The controller process: handshake, central decisions, results."""
+    from controller.process import serve
+
+    sc = resolve_scenario(scenario, sets)
+    if scheme not in SCHEMES:
+        raise click.BadParameter(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    sys.exit(run_process(serve(sc, scheme, slots, seed, out, bind, advertise, weights,
+                               json.loads(options))))
+
+
+@cli.command("channel-server")
+@click.option("--controller", required=True, help="Controller inbox, e.g. tcp://controller:5550.")
+@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True)
+@click.option("--advertise", help="Address peers use to reach this inbox.")
+def channel_server_cmd(controller: str, bind: str, advertise: str | None) -> None:
+    """The channel-server process (the air)."""
+    from channel_server.process import serve
+
+    sys.exit(run_process(serve(controller, bind, advertise)))
+
+
+@cli.command("node")
+@click.option("--id", "node_id", type=click.IntRange(0),
+              default=lambda: int(os.environ.get("RRMBED_NODE_ID", "0")),
+              help="BS index (default: $RRMBED_NODE_ID).")
+@click.option("--controller", required=True, help="Controller inbox, e.g. tcp://controller:5550.")
+@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True)
+@click.option("--advertise", help="Address peers use to reach this inbox.")
+def node_cmd(node_id: int, controller: str, bind: str, advertise: str | None) -> None:
+    """A base-station node process."""
+    from node.process import serve
+
+    sys.exit(run_process(serve(node_id, controller, bind, advertise)))
+
+
+def run_process(coro: Any) -> int:
+    """Run a process shell; a peer timeout or protocol failure exits 1 with its message."""
+    from protocols.errors import PeerError, PeerTimeout
+
+    try:
+        return int(asyncio.run(coro))
+    except (PeerTimeout, PeerError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# ------------------------------------------------------------------------ benches
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks: figures measured side by side in one run."""
+
+
+@bench.command("transport")
+@click.option("-n", "--count", type=click.IntRange(10), default=2000, show_default=True)
+@click.option("--floats", type=click.IntRange(1), default=64, show_default=True,
+              help="float64 values in the payload.")
+def bench_transport(count: int, floats: int) -> None:
+    """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP."""
+    from controller.bench_transport import run_bench
+
+    run_bench(n=count, payload_floats=floats)
+
+
+def main() -> None:
+    from controller.launcher import install_sigterm_as_interrupt
+
+    install_sigterm_as_interrupt()
+    cli(prog_name="rrmbed")
+
+
+if __name__ == "__main__":
+    main()

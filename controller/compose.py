@@ -1,0 +1,171 @@
+"""Render a docker-compose file for one network run: one container per process.
+
+``render_compose(...)`` returns the YAML text that ``rrmbed compose SCENARIO`` prints.
+Services: ``controller`` (reads the scenario, writes the run directory), ``channel-server``,
+``node-0`` .. ``node-{B-1}`` and, with telemetry, ``mosquitto``. Every rrmbed service runs
+the same image and the same entry points as the local launcher; endpoints are service names
+on the project's network (controller 5550, channel-server 5551, nodes 5552).
+
+Host paths are written as given (``./`` is added to relative ones, which compose resolves
+against the compose file's directory); ``$`` is escaped so compose does not interpolate it.
+A ``runs_dir`` without ``/`` and not starting with ``.`` or ``~`` is a named volume.
+
+Pure string building (no YAML library): every scalar is a JSON string, which YAML reads as
+a double-quoted scalar.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+from pathlib import PurePosixPath
+
+CONTROLLER_PORT = 5550
+"""Controller inbox port inside the project network."""
+CHANNEL_SERVER_PORT = 5551
+"""Channel-server inbox port."""
+NODE_PORT = 5552
+"""Node inbox port (every node has its own container, so one port serves all)."""
+BROKER_PORT = 1883
+"""MQTT port of the mosquitto service."""
+DEFAULT_BROKER_IMAGE = "eclipse-mosquitto:2"
+"""Broker image for users with a registry; offline builds use ``rrmbed-base:bookworm``."""
+RUNS_MOUNT = "/runs"
+"""Where the runs volume is mounted in the controller container."""
+SCENARIO_MOUNT = "/scenario"
+"""Directory in the controller container holding the mounted scenario file."""
+WEIGHTS_MOUNT = "/weights"
+"""Directory in the controller container holding the mounted weights file."""
+
+# mosquitto 2 listens on loopback only unless configured; this works in the eclipse image
+# (alpine sh) and in a Debian image with the mosquitto package alike.
+MOSQUITTO_COMMAND = (
+    "printf 'listener 1883 0.0.0.0\\nallow_anonymous true\\n' > /tmp/mosquitto.conf"
+    " && exec mosquitto -c /tmp/mosquitto.conf"
+)
+
+
+def q(value: str) -> str:
+    """A YAML double-quoted scalar (JSON string syntax is a subset of it)."""
+    return json.dumps(value)
+
+
+def escape_dollars(value: str) -> str:
+    """Compose interpolates ``$VAR``; ``$$`` is a literal dollar."""
+    return value.replace("$", "$$")
+
+
+def host_path(path: str) -> str:
+    """A bind-mount source compose will not mistake for a named volume."""
+    if path.startswith(("/", ".", "~")):
+        return escape_dollars(path)
+    return escape_dollars("./" + path)
+
+
+def is_named_volume(runs_dir: str) -> bool:
+    """``runs_dir`` names a docker volume rather than a host directory."""
+    return "/" not in runs_dir and not runs_dir.startswith((".", "~"))
+
+
+def default_run_name(scenario_path: str, scheme: str, seed: int) -> str:
+    """Run directory name under the runs volume, unless ``$RRMBED_RUN`` overrides it."""
+    return f"{PurePosixPath(scenario_path).stem}-{scheme}-s{seed}"
+
+
+def tcp(host: str, port: int) -> str:
+    return f"tcp://{host}:{port}"
+
+
+def node_service(b: int) -> str:
+    return f"node-{b}"
+
+
+def service(name: str, image: str, command: list[str], *, depends_on: list[str] | None = None,
+            volumes: list[str] | None = None, user: str | None = None) -> list[str]:
+    lines = [f"  {name}:", f"    image: {q(image)}"]
+    if user is not None:
+        lines.append(f"    user: {q(user)}")
+    lines.append("    command:")
+    lines += [f"      - {q(arg)}" for arg in command]
+    if depends_on:
+        lines.append("    depends_on:")
+        lines += [f"      - {q(d)}" for d in depends_on]
+    if volumes:
+        lines.append("    volumes:")
+        lines += [f"      - {q(v)}" for v in volumes]
+    lines.append('    restart: "no"')
+    return lines
+
+
+def render_compose(scenario_path: str, n_nodes: int, scheme: str, slots: int, seed: int,
+                   weights: str | None, image: str, runs_dir: str, *,
+                   broker_image: str = DEFAULT_BROKER_IMAGE, telemetry: bool = True,
+                   run_name: str | None = None) -> str:
+    """The docker-compose YAML for one run of ``scheme`` on the scenario.
+
+    ``n_nodes`` is the number of BS node services (the scenario's ``radio.n_cells``);
+    ``weights`` a host path or None; ``image`` the rrmbed image for every rrmbed service;
+    ``runs_dir`` the host directory (or named volume) mounted at /runs, where the
+    controller writes ``/runs/$RRMBED_RUN`` (default ``<scenario>-<scheme>-s<seed>``).
+    ``broker_image`` runs mosquitto when ``telemetry``; without telemetry there is no
+    broker service and the controller gets ``--no-telemetry``.
+    """
+    if n_nodes < 1:
+        raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
+    if slots < 1:
+        raise ValueError(f"slots must be >= 1, got {slots}")
+    name = run_name or default_run_name(scenario_path, scheme, seed)
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"run name {name!r} must be a single path component")
+    scenario_in = posixpath.join(SCENARIO_MOUNT, PurePosixPath(scenario_path).name)
+    controller_ep = tcp("controller", CONTROLLER_PORT)
+
+    ctl_cmd = ["rrmbed", "controller", scenario_in, "--scheme", scheme, "--slots", str(slots),
+               "--seed", str(seed), "--out", f"{RUNS_MOUNT}/${{RRMBED_RUN:-{escape_dollars(name)}}}",
+               "--bind", tcp("0.0.0.0", CONTROLLER_PORT), "--advertise", controller_ep]
+    ctl_volumes = [f"{host_path(scenario_path)}:{scenario_in}:ro",
+                   f"{escape_dollars(runs_dir) if is_named_volume(runs_dir) else host_path(runs_dir)}"
+                   f":{RUNS_MOUNT}"]
+    if weights is not None:
+        weights_in = posixpath.join(WEIGHTS_MOUNT, PurePosixPath(weights).name)
+        ctl_cmd += ["--weights", weights_in]
+        ctl_volumes.append(f"{host_path(weights)}:{weights_in}:ro")
+    if telemetry:
+        ctl_cmd += ["--broker", f"mqtt://mosquitto:{BROKER_PORT}"]
+    else:
+        ctl_cmd += ["--no-telemetry"]
+
+    argv = ["rrmbed", "compose", scenario_path, "--nodes", str(n_nodes), "--scheme", scheme,
+            "--slots", str(slots), "--seed", str(seed), "--image", image, "--runs", runs_dir]
+    if weights is not None:
+        argv += ["--weights", weights]
+    out = [
+        "# Generated by: " + " ".join(shlex.quote(a) for a in argv),
+        "# Run:   docker-compose up -d && docker wait \"$(docker-compose ps -q controller)\"",
+        "# Clean: docker-compose down --volumes --remove-orphans",
+        f"# Results: {runs_dir}/${{RRMBED_RUN:-{name}}}/ (summary.json, metrics.csv, ...)",
+        'version: "3.7"',
+        "services:",
+    ]
+    if telemetry:
+        out += service("mosquitto", broker_image, ["sh", "-c", MOSQUITTO_COMMAND])
+    # The controller is the only writer of the runs volume; RRMBED_UID/GID let it write
+    # into a host directory owned by the caller (the image's user is 10001:10001).
+    out += service("controller", image, ctl_cmd, volumes=ctl_volumes,
+                   depends_on=["mosquitto"] if telemetry else None,
+                   user="${RRMBED_UID:-10001}:${RRMBED_GID:-10001}")
+    out += service("channel-server", image,
+                   ["rrmbed", "channel-server", "--controller", controller_ep,
+                    "--bind", tcp("0.0.0.0", CHANNEL_SERVER_PORT),
+                    "--advertise", tcp("channel-server", CHANNEL_SERVER_PORT)],
+                   depends_on=["controller"])
+    for b in range(n_nodes):
+        out += service(node_service(b), image,
+                       ["rrmbed", "node", "--id", str(b), "--controller", controller_ep,
+                        "--bind", tcp("0.0.0.0", NODE_PORT),
+                        "--advertise", tcp(node_service(b), NODE_PORT)],
+                       depends_on=["controller"])
+    if is_named_volume(runs_dir):
+        out += ["volumes:", f"  {escape_dollars(runs_dir)}: {{}}"]
+    return "\n".join(out) + "\n"

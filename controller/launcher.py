@@ -1,0 +1,180 @@
+"""The network launcher: starts the controller, the channel server and one node per
+BS as separate OS processes on loopback, follows the run, and always cleans up.
+
+Children die with the launcher (PR_SET_PDEATHSIG on Linux) and are terminated,
+then killed, on Ctrl-C or any error, so no process is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+LOOPBACK_BIND = "tcp://127.0.0.1:0"
+ADDRESS_TIMEOUT_S = 60.0
+EXIT_GRACE_S = 10.0
+
+
+class LaunchError(RuntimeError):
+    """A process of the run failed to start or to finish."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def rrmbed_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "controller.cli", *args]
+
+
+class NetworkRun:
+    """One network run: the processes and their lifetimes."""
+
+    def __init__(self, out: Path, log_dir: Path | None = None) -> None:
+        self.out = out
+        self.log_dir = log_dir or out / "logs"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def spawn(self, role: str, args: list[str], stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        err = open(self.log_dir / f"{role}.log", "wb")  # noqa: SIM115 - closed in cleanup()
+        self._logs.append(err)
+        p = subprocess.Popen(rrmbed_cmd(*args), stdout=subprocess.PIPE if stdout_pipe else err,
+                             stderr=err, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self.procs[role] = p
+        return p
+
+    def write_json(self, name: str, data: object) -> None:
+        """Atomically (re)write a small JSON file of the run directory."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.out / name)
+
+    def cleanup(self) -> list[str]:
+        """Terminate whatever is still running; return the roles that had to be killed."""
+        killed = []
+        for role, p in self.procs.items():
+            if p.poll() is None:
+                p.terminate()
+                killed.append(role)
+        deadline = time.monotonic() + 5.0
+        for p in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.0, deadline - time.monotonic()))
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in self._logs:
+            f.close()
+        return killed
+
+
+def _read_line(stream: IO[bytes], timeout_s: float) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout_s)
+    if not ready:
+        return ""
+    return stream.readline().decode(errors="replace").strip()
+
+
+def run_network(
+    scenario_path: Path,
+    scheme: str,
+    slots: int,
+    seed: int,
+    out: Path,
+    overrides: list[str],
+    weights: Path | None = None,
+    options: dict[str, Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``scheme`` over real processes; return the controller's summary."""
+    from channel_server.config import load_scenario
+
+    n_nodes = load_scenario(scenario_path).radio.n_cells  # fail fast on a bad file
+    run = NetworkRun(out)
+    ctl_args = ["controller", str(scenario_path), "--scheme", scheme, "--slots", str(slots),
+                "--seed", str(seed), "--out", str(out), "--bind", LOOPBACK_BIND]
+    for o in overrides:
+        ctl_args += ["--set", o]
+    if weights is not None:
+        ctl_args += ["--weights", str(weights)]
+    if options:
+        ctl_args += ["--options", json.dumps(options)]
+    try:
+        ctl = run.spawn("controller", ctl_args, stdout_pipe=True)
+        assert ctl.stdout is not None
+        line = _read_line(ctl.stdout, ADDRESS_TIMEOUT_S)
+        if not line.startswith("ADDRESS "):
+            raise LaunchError(f"controller did not start (see {run.log_dir / 'controller.log'})")
+        address = line.split(" ", 1)[1]
+        run.spawn("channel-server", ["channel-server", "--controller", address,
+                                     "--bind", LOOPBACK_BIND])
+        for b in range(n_nodes):
+            run.spawn(f"node-{b}", ["node", "--id", str(b), "--controller", address,
+                                    "--bind", LOOPBACK_BIND])
+        run.write_json("processes.json", {r: p.pid for r, p in run.procs.items()})
+
+        def progress(done: int, total: int) -> None:
+            run.write_json("status.json", {"slots_done": done, "slots": total})
+            if on_progress is not None:
+                on_progress(done, total)
+
+        summary_path = _follow(ctl, run, progress)
+        ctl.wait(EXIT_GRACE_S)
+        for role, p in run.procs.items():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(EXIT_GRACE_S)
+            if p.poll() is None:
+                raise LaunchError(f"{role} did not exit after the run")
+        if summary_path is None:
+            raise LaunchError(f"the run ended without a summary; logs in {run.log_dir}")
+        summary: dict[str, Any] = json.loads(Path(summary_path).read_text())
+        summary["exit_codes"] = {r: p.returncode for r, p in run.procs.items()}
+        return summary
+    finally:
+        killed = run.cleanup()
+        if killed:
+            print(f"rrmbed: stopped leftover processes: {', '.join(killed)}", file=sys.stderr)
+
+
+def _follow(ctl: subprocess.Popen[bytes], run: NetworkRun,
+            on_progress: Callable[[int, int], None]) -> str | None:
+    """Read the controller's progress lines until it prints its summary or exits."""
+    assert ctl.stdout is not None
+    reported: set[str] = set()
+    while True:
+        line = _read_line(ctl.stdout, 1.0)
+        if line.startswith("SUMMARY "):
+            return line.split(" ", 1)[1]
+        if line.startswith("PROGRESS "):
+            done, total = line.split()[1:]
+            on_progress(int(done), int(total))
+        if not line and ctl.poll() is not None:
+            return None
+        for role, p in run.procs.items():
+            if role not in reported and p.poll() not in (None, 0):
+                reported.add(role)
+                print(f"rrmbed: {role} exited with code {p.returncode} "
+                      f"(log: {run.log_dir / (role + '.log')})", file=sys.stderr)
+
+
+def install_sigterm_as_interrupt() -> None:
+    """Make SIGTERM behave like Ctrl-C so the launcher's cleanup runs."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")

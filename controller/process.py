@@ -1,0 +1,228 @@
+"""The controller process: orchestrates the handshake, decides for centralized
+schemes, collects slot outcomes and reports, and writes the run directory.
+
+It prints one line protocol on stdout for a launcher: ``ADDRESS <endpoint>`` once
+bound, ``PROGRESS <done> <total>`` while slots run, ``SUMMARY <path>`` at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from channel_server.config import Scenario, scenario_to_dict, to_toml
+from controller.central import CentralDecider
+from controller.results import RunRecorder
+from node.agent import EXCHANGE
+from node.policy import read_weights
+from protocols.errors import PeerTimeout
+from protocols.messages import (
+    CsiUpload,
+    Decision,
+    Done,
+    Error,
+    Heartbeat,
+    Hello,
+    Message,
+    Report,
+    SlotOutcome,
+    Start,
+    Stop,
+    Weights,
+)
+from protocols.meter import Meter
+from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name
+
+log = logging.getLogger("rrmbed.controller")
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+class ControllerProcess:
+    def __init__(self, peer: Peer, scenario: Scenario, scheme: str, slots: int, seed: int,
+                 out: Path, weights: Path | None = None, options: dict[str, Any] | None = None,
+                 startup_timeout_s: float = 60.0) -> None:
+        self.peer = peer
+        self.scenario = scenario
+        self.scheme = scheme
+        self.slots = slots
+        self.seed = seed
+        self.out = out
+        self.options = dict(options or {})
+        self.startup_timeout_s = startup_timeout_s
+        self.weights = read_weights(weights) if weights else None
+        self.n_nodes = scenario.radio.n_cells
+        self.recorder = RunRecorder(scenario, scheme, "network", seed, slots)
+        self.central = None
+        if EXCHANGE[scheme] == "central":
+            from controller.central import central_policy_config
+            from node.policy import GaussianPolicy, load_arrays
+
+            policy = None
+            if self.weights is not None and scheme == "centralized":
+                policy = GaussianPolicy(central_policy_config(scenario))
+                load_arrays(policy, self.weights)
+            self.central = CentralDecider(scheme, scenario, seed, policy)
+        self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
+        self.active = set(range(self.n_nodes))
+        self.processes: dict[str, int] = {}
+        self.hosts: dict[str, str] = {}
+        self.reports: dict[str, Report] = {}
+        self.errors: list[str] = []
+
+    @property
+    def roles(self) -> list[str]:
+        return [CHANNEL_SERVER, *(node_name(b) for b in range(self.n_nodes))]
+
+    async def gather(self, kind: type[Message], names: list[str], timeout_s: float,
+                     what: str) -> dict[str, Message]:
+        """Wait until every name sent a message of ``kind``; name the missing ones."""
+        got: dict[str, Message] = {}
+        deadline = time.monotonic() + timeout_s
+        while set(names) - set(got):
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise PeerTimeout(what)
+                msg = await self.peer.recv(left)
+            except PeerTimeout:
+                missing = sorted(set(names) - set(got))
+                raise PeerTimeout(f"controller: no {what} from {', '.join(missing)} "
+                                  f"within {timeout_s:.1f} s") from None
+            if isinstance(msg, kind) and msg.sender in names:
+                got[msg.sender] = msg
+            elif isinstance(msg, Error):
+                self.errors.append(f"{msg.sender}: {msg.text}")
+            else:
+                log.warning("controller: unexpected %s from %s while waiting for %s",
+                            type(msg).__name__, msg.sender, what)
+        return got
+
+    async def handshake(self) -> None:
+        hellos = await self.gather(Hello, self.roles, self.startup_timeout_s, "hello")
+        directory = {}
+        for name, h in hellos.items():
+            assert isinstance(h, Hello)
+            self.peer.connect(name, h.host)
+            directory[name] = h.host
+            self.processes[name] = h.pid
+        config_toml = to_toml(scenario_to_dict(self.scenario))
+        opts = {**self.options, "directory": directory}
+        nodes = [node_name(b) for b in range(self.n_nodes)]
+        for name in nodes:
+            if self.weights is not None and self.scheme in ("full", "round-robin"):
+                await self.peer.send(name, Weights, slot=-1, version=1,
+                                     names=list(self.weights),
+                                     arrays=list(self.weights.values()))
+            await self.peer.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots,
+                                 seed=self.seed, config_toml=config_toml, options=opts)
+        self.peer.emulate_links(self.scenario.backhaul, self.seed, self.roles,
+                                self.scenario.timing.clock)
+        await self.gather(Heartbeat, nodes, self.startup_timeout_s, "ready signal")
+        await self.peer.send(CHANNEL_SERVER, Start, slot=-1, scheme=self.scheme,
+                             slots=self.slots, seed=self.seed, config_toml=config_toml,
+                             options=opts)
+
+    async def run(self) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        await self.handshake()
+        t0 = time.perf_counter()
+        last_progress = 0.0
+        wait = self.scenario.timing.peer_timeout_s * 2
+        while True:
+            try:
+                msg = await self.peer.recv(wait)
+            except PeerTimeout:
+                self.errors.append(f"channel-server silent for {wait:.1f} s after slot "
+                                   f"{self.recorder.done}; stopping the run")
+                log.error(self.errors[-1])
+                break
+            if isinstance(msg, SlotOutcome):
+                self.recorder.add(msg.sum_rate_bps_hz, msg.powers, msg.decision_latency_s,
+                                  msg.missed, msg.lost)
+                self.active -= set(msg.lost)
+                now = time.perf_counter()
+                if now - last_progress > 0.1 or self.recorder.done == self.slots:
+                    say("PROGRESS", self.recorder.done, self.slots)
+                    last_progress = now
+            elif isinstance(msg, CsiUpload):
+                await self.on_upload(msg)
+            elif isinstance(msg, Done):
+                break
+            elif isinstance(msg, Error):
+                self.errors.append(f"{msg.sender}: {msg.text}")
+            else:
+                log.warning("controller: unexpected %s from %s", type(msg).__name__, msg.sender)
+        wall = time.perf_counter() - t0
+        return await self.finish(wall, time.perf_counter() - t_start)
+
+    async def on_upload(self, msg: CsiUpload) -> None:
+        """Collect one slot's CSI uploads; decide once every active BS has uploaded."""
+        assert self.central is not None
+        b = int(msg.sender.split("-")[1])
+        arrival = msg.chain_latency_s  # the uplink latency was added on receipt
+        got = self.uploads.setdefault(msg.slot, {})
+        got[b] = (np.asarray(msg.gains), arrival)
+        if not self.active <= set(got):
+            return
+        radio = self.scenario.radio
+        gains = np.zeros((1, radio.n_cells, radio.users_per_cell, radio.n_cells))
+        for bs, (g, _) in got.items():
+            gains[0, bs] = g
+        powers, compute_s = self.central.decide(gains)
+        ready = max(a for _, a in got.values()) + compute_s
+        for bs in sorted(got):
+            await self.peer.send(node_name(bs), Decision, slot=msg.slot, chain_latency_s=ready,
+                                 powers=powers[0, bs])
+        del self.uploads[msg.slot]
+
+    async def finish(self, wall_s: float, total_s: float) -> dict[str, Any]:
+        for name in self.roles:
+            await self.peer.send(name, Stop, slot=self.recorder.done, reason="run complete")
+        alive = [n for n in self.roles if n not in {node_name(b) for b in self.recorder.lost}]
+        try:
+            got = await self.gather(Report, alive, self.scenario.timing.peer_timeout_s, "report")
+        except PeerTimeout as e:
+            self.errors.append(str(e))
+            got = {}
+        meter = Meter()
+        meter.merge(self.peer.meter.rows())
+        stats = {}
+        for name, rep in got.items():
+            assert isinstance(rep, Report)
+            meter.merge(rep.rows)
+            stats[name] = rep.stats
+            self.hosts[name] = str(rep.stats.get("hostname", ""))
+        self.processes[CONTROLLER] = os.getpid()
+        self.hosts[CONTROLLER] = socket.gethostname()
+        summary = self.recorder.write(
+            self.out, meter, self.processes, wall_s,
+            extra={"hosts": self.hosts, "errors": self.errors, "process_stats": stats,
+                   "setup_s": total_s - wall_s,
+                   "protocol_errors": self.peer.endpoint.protocol_errors
+                   + sum(int(s.get("protocol_errors", 0)) for s in stats.values())})
+        say("SUMMARY", self.out / "summary.json")
+        return summary
+
+
+async def serve(scenario: Scenario, scheme: str, slots: int, seed: int, out: Path, bind: str,
+                advertise: str | None, weights: Path | None,
+                options: dict[str, Any]) -> int:
+    peer = Peer(CONTROLLER, bind, advertise)
+    try:
+        say("ADDRESS", peer.advertise)
+        proc = ControllerProcess(peer, scenario, scheme, slots, seed, out, weights, options)
+        summary = await proc.run()
+        return 1 if summary["errors"] or summary["lost_nodes"] else 0
+    finally:
+        peer.close(linger_s=2.0)
+        sys.stdout.flush()

@@ -1,0 +1,175 @@
+"""The run directory: per-slot records in, config.toml / summary.json / metrics.csv /
+latency.csv / overhead.csv out, and the summary table printed at the end.
+
+Both runners fill the same recorder, so their files compare line by line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from channel_server.config import Scenario, scenario_to_dict, to_toml
+from protocols.meter import Meter
+
+AIR, BACKHAUL = "air", "backhaul"
+
+
+def fmt(x: float) -> str:
+    """Exact float text (repr round-trips), so two runs' CSVs compare byte for byte."""
+    return repr(float(x))
+
+
+@dataclass
+class RunRecorder:
+    """Collects what each slot produced."""
+
+    scenario: Scenario
+    scheme: str
+    runner: str
+    seed: int
+    slots: int
+    sum_rates: list[float] = field(default_factory=list)
+    powers: list[np.ndarray] = field(default_factory=list)
+    latency_s: list[np.ndarray] = field(default_factory=list)
+    missed: list[np.ndarray] = field(default_factory=list)
+    lost: set[int] = field(default_factory=set)
+
+    def add(self, sum_rate: float, powers: np.ndarray, latency_s: np.ndarray,
+            missed: np.ndarray, lost: list[int] | None = None) -> None:
+        self.sum_rates.append(float(sum_rate))
+        self.powers.append(np.asarray(powers, dtype=np.float64))
+        self.latency_s.append(np.asarray(latency_s, dtype=np.float64))
+        self.missed.append(np.asarray(missed, dtype=bool))
+        self.lost.update(lost or [])
+
+    @property
+    def done(self) -> int:
+        return len(self.sum_rates)
+
+    def decision_latency_s(self) -> np.ndarray:
+        """Per-slot decision latency: when the last BS of the slot had decided."""
+        if not self.latency_s:
+            return np.zeros(0)
+        lat = np.stack(self.latency_s)
+        return np.where(np.isfinite(lat), lat, np.nan).max(axis=1, initial=-np.inf)
+
+    # --------------------------------------------------------------------- files
+
+    def write(
+        self,
+        out: Path,
+        overhead: Meter,
+        processes: dict[str, int],
+        wall_s: float,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write every file of the run directory and return the summary."""
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "plots").mkdir(exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        (out / "config.toml").write_text(
+            to_toml({"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
+                             "slots": self.slots}, **scenario_to_dict(self.scenario)}))
+        self._write_metrics(out / "metrics.csv")
+        self._write_latency(out / "latency.csv")
+        overhead.to_csv(out / "overhead.csv", max(self.done, 1))
+        summary = self.summary(overhead, processes, wall_s, extra)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        return summary
+
+    def _write_metrics(self, path: Path) -> None:
+        b, k = self.scenario.radio.n_cells, self.scenario.radio.users_per_cell
+        w_mhz = self.scenario.radio.bandwidth_hz / 1e6
+        lat = self.decision_latency_s()
+        with path.open("w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["slot", "sum_rate_bps_hz", "sum_rate_mbps",
+                         *[f"p_bs{i}_u{j}_w" for i in range(b) for j in range(k)],
+                         "decision_latency_ms", "deadline_misses"])
+            for n, (r, p, m) in enumerate(zip(self.sum_rates, self.powers, self.missed,
+                                              strict=True)):
+                wr.writerow([n, fmt(r), fmt(r * w_mhz), *[fmt(x) for x in p.ravel()],
+                             fmt(lat[n] * 1e3), int(m.sum())])
+
+    def _write_latency(self, path: Path) -> None:
+        with path.open("w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["slot", "node", "decision_latency_ms", "missed"])
+            for n, (lat, m) in enumerate(zip(self.latency_s, self.missed, strict=True)):
+                for b, (x, miss) in enumerate(zip(lat, m, strict=True)):
+                    wr.writerow([n, f"node-{b}", fmt(x * 1e3), int(miss)])
+
+    # ------------------------------------------------------------------- summary
+
+    def summary(self, overhead: Meter, processes: dict[str, int], wall_s: float,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        slots = max(self.done, 1)
+        rates = np.asarray(self.sum_rates) if self.sum_rates else np.zeros(1)
+        lat_ms = self.decision_latency_s() * 1e3
+        finite = lat_ms[np.isfinite(lat_ms)]
+        by_kind: dict[str, float] = {}
+        planes: dict[str, int] = {}
+        for (kind, plane, _src, _dst), (_m, nbytes) in overhead.totals("run").items():
+            planes[plane] = planes.get(plane, 0) + nbytes
+            if plane == BACKHAUL:
+                by_kind[kind] = by_kind.get(kind, 0.0) + nbytes / slots
+        backhaul, air = planes.get(BACKHAUL, 0), planes.get(AIR, 0)
+        s: dict[str, Any] = {
+            "scenario": self.scenario.name,
+            "scheme": self.scheme,
+            "runner": self.runner,
+            "seed": self.seed,
+            "slots": self.done,
+            "slots_requested": self.slots,
+            "sum_rate_bps_hz_mean": float(rates.mean()),
+            "sum_rate_mbps_mean": float(rates.mean() * self.scenario.radio.bandwidth_hz / 1e6),
+            "backhaul_bytes_per_slot": {"total": backhaul / slots,
+                                        "by_kind": dict(sorted(by_kind.items()))},
+            "air_bytes_per_slot": air / slots,
+            "decision_latency_ms_p50": _pct(finite, 50),
+            "decision_latency_ms_p99": _pct(finite, 99),
+            "wall_s": wall_s,
+            "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
+            "deadline_misses": int(sum(int(m.sum()) for m in self.missed)),
+            "lost_nodes": sorted(f"node-{b}" for b in self.lost),
+            "processes": processes,
+        }
+        s.update(extra or {})
+        return s
+
+
+def _pct(x: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(x, q)) if x.size else None
+
+
+def print_summary(summaries: list[dict[str, Any]], console: Console | None = None,
+                  title: str = "rrmbed run") -> None:
+    """One comparison row per run."""
+    console = console or Console()
+    t = Table(title=title)
+    for col in ("scheme", "runner", "slots", "sum-rate b/s/Hz", "sum-rate Mbit/s",
+                "backhaul B/slot", "air B/slot", "latency p50 ms", "p99 ms", "misses",
+                "slots/s"):
+        t.add_column(col, justify="left" if col in ("scheme", "runner") else "right")
+    for s in summaries:
+        t.add_row(
+            s["scheme"], s["runner"], str(s["slots"]),
+            f"{s['sum_rate_bps_hz_mean']:.3f}", f"{s['sum_rate_mbps_mean']:.1f}",
+            f"{s['backhaul_bytes_per_slot']['total']:.1f}", f"{s['air_bytes_per_slot']:.1f}",
+            _ms(s["decision_latency_ms_p50"]), _ms(s["decision_latency_ms_p99"]),
+            str(s["deadline_misses"]), f"{s['wall_slots_per_s']:.0f}",
+        )
+    console.print(t)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"

@@ -1,0 +1,251 @@
+"""Vectorized paper-001 environments for fast training in one process.
+
+Three execution schemes of paper 001 (Section III), all on the same air
+(:class:`channel_server.air.Air`) and the same observation builders as the nodes,
+so a policy trained here runs unchanged in the network runner:
+
+* ``centralized``: one single-slot episode per channel realization; the state is the
+  whole channel (``obs_central``), the action all B*K power fractions; the reward is
+  the sum-rate.
+* ``round-robin``: a B-step episode per realization. The BSs act in a random order
+  (drawn per episode from the caller's generator); BS ``b`` sees its own CSI, the
+  fractions chosen by earlier BSs and the mask of who has chosen
+  (``obs_round_robin``). Rewards are 0 except the last step, which gets the sum-rate.
+* ``full``: every BS acts at once on its own CSI (``obs_full``) with the shared
+  policy; each BS's decision is a single-step episode whose reward is the common
+  sum-rate.
+
+Rewards are the network sum-rate in bit/s/Hz (multiply by ``radio.bandwidth_hz`` for
+bit/s). A power is ``clip_fraction(raw) * radio.pmax_w``; the batch keeps the raw
+Gaussian action, which the learners need for log-probabilities. All randomness is
+from the air's own seeded streams and the generator passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from channel_server.air import Air
+from channel_server.config import RadioConfig
+from channel_server.rates import sum_rate_bps_hz
+from node.observation import (
+    central_dims,
+    full_dims,
+    obs_central,
+    obs_full,
+    obs_round_robin,
+    round_robin_dims,
+)
+from node.policy import ActionMode, GaussianPolicy, PolicyConfig, clip_fraction
+
+Array = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Variant = Literal["centralized", "round-robin", "full"]
+VARIANTS: tuple[Variant, ...] = ("centralized", "round-robin", "full")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """On-policy experience: the steps of whole episodes, each episode contiguous, in order."""
+
+    obs: Array
+    """(T, obs_dim) observations."""
+    actions: Array
+    """(T, act_dim) raw Gaussian actions (before clipping to power fractions)."""
+    rewards: Array
+    """(T,) rewards, bit/s/Hz."""
+    dones: BoolArray
+    """(T,) True on the last step of an episode (every episode ends in the batch)."""
+    sum_rate_bps_hz: Array
+    """(M,) network sum-rate of each channel realization, bit/s/Hz."""
+
+    @property
+    def steps(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def episodes(self) -> int:
+        return int(self.dones.sum())
+
+
+class GainSource(Protocol):
+    """Anything that yields fresh channel realizations like :class:`Air`."""
+
+    @property
+    def episodes(self) -> int:
+        """E, the number of realizations per draw."""
+        ...
+
+    def reset(self) -> Array:
+        """New user drops and fading: gains (E, B, K, B)."""
+        ...
+
+
+@dataclass
+class PowerEnv:
+    """One paper-001 variant over a source of channel realizations."""
+
+    radio: RadioConfig
+    """The radio scenario."""
+    variant: Variant
+    """Execution scheme: centralized, round-robin or full."""
+    air: GainSource
+    """Source of channel realizations (one ``reset`` per E episodes)."""
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; known: {VARIANTS}")
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        """(obs_dim, act_dim) of the policy this variant trains."""
+        return variant_dims(self.variant, self.radio)
+
+    def policy_config(self) -> PolicyConfig:
+        return PolicyConfig(*self.dims)
+
+    def draw_gains(self, episodes: int) -> Array:
+        """``episodes`` fresh channel realizations (episodes, B, K, B)."""
+        draws = math.ceil(episodes / self.air.episodes)
+        gains = np.concatenate([self.air.reset() for _ in range(draws)], axis=0)
+        return gains[:episodes]
+
+
+def variant_dims(variant: Variant, radio: RadioConfig) -> tuple[int, int]:
+    if variant == "centralized":
+        return central_dims(radio)
+    if variant == "round-robin":
+        return round_robin_dims(radio)
+    if variant == "full":
+        return full_dims(radio)
+    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+
+
+def make_env(radio: RadioConfig, variant: Variant, seed: int, episodes: int) -> PowerEnv:
+    """An environment drawing ``episodes`` realizations per :meth:`Air.reset`."""
+    return PowerEnv(radio, variant, Air(radio, seed, episodes=episodes))
+
+
+# --------------------------------------------------------------------------- playing
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, ...], mode: ActionMode) -> Array | None:
+    return rng.standard_normal(shape) if mode == "sample" else None
+
+
+def play(
+    policy: GaussianPolicy,
+    variant: Variant,
+    gains: Array,
+    radio: RadioConfig,
+    rng: np.random.Generator,
+    mode: ActionMode = "sample",
+) -> Batch:
+    """One episode per realization in ``gains`` (M, B, K, B); returns the experience."""
+    m, b_n, k_n = gains.shape[0], radio.n_cells, radio.users_per_cell
+    if variant == "centralized":
+        obs = obs_central(gains, radio)
+        raw = policy.act(obs, mode, _noise(rng, (m, b_n * k_n), mode))
+        frac = clip_fraction(raw).reshape(m, b_n, k_n)
+        rate = sum_rate_bps_hz(gains, frac * radio.pmax_w, radio.noise_w)
+        return Batch(obs, raw, rate.copy(), np.ones(m, dtype=bool), rate)
+
+    if variant == "full":
+        obs = np.stack([obs_full(gains[:, b], b, radio) for b in range(b_n)], axis=1)
+        raw = policy.act(obs, mode, _noise(rng, (m, b_n, k_n), mode))  # (M, B, K)
+        rate = sum_rate_bps_hz(gains, clip_fraction(raw) * radio.pmax_w, radio.noise_w)
+        return Batch(
+            obs.reshape(m * b_n, -1),
+            raw.reshape(m * b_n, k_n),
+            np.repeat(rate, b_n),
+            np.ones(m * b_n, dtype=bool),
+            rate,
+        )
+
+    if variant == "round-robin":
+        orders = rng.permuted(np.tile(np.arange(b_n), (m, 1)), axis=1)  # (M, B)
+        rows = np.arange(m)
+        prior = np.zeros((m, b_n, k_n))
+        chosen = np.zeros((m, b_n))
+        obs_dim = round_robin_dims(radio)[0]
+        obs_steps = np.empty((m, b_n, obs_dim))
+        raw_steps = np.empty((m, b_n, k_n))
+        for n in range(b_n):
+            acting = orders[:, n]
+            for b in range(b_n):
+                idx = acting == b
+                if idx.any():
+                    obs_steps[idx, n] = obs_round_robin(
+                        gains[idx, b], b, prior[idx], chosen[idx], radio
+                    )
+            raw = policy.act(obs_steps[:, n], mode, _noise(rng, (m, k_n), mode))
+            raw_steps[:, n] = raw
+            prior[rows, acting] = clip_fraction(raw)
+            chosen[rows, acting] = 1.0
+        rate = sum_rate_bps_hz(gains, prior * radio.pmax_w, radio.noise_w)
+        rewards = np.zeros((m, b_n))
+        rewards[:, -1] = rate
+        dones = np.zeros((m, b_n), dtype=bool)
+        dones[:, -1] = True
+        return Batch(
+            obs_steps.reshape(m * b_n, obs_dim),
+            raw_steps.reshape(m * b_n, k_n),
+            rewards.reshape(-1),
+            dones.reshape(-1),
+            rate,
+        )
+    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+
+
+def collect(
+    policy: GaussianPolicy,
+    env: PowerEnv,
+    episodes: int,
+    rng: np.random.Generator,
+    mode: ActionMode = "sample",
+) -> Batch:
+    """``episodes`` fresh episodes of ``env`` played by ``policy`` (sampled actions by default)."""
+    return play(policy, env.variant, env.draw_gains(episodes), env.radio, rng, mode)
+
+
+def max_power_sum_rate(gains: Array, radio: RadioConfig) -> Array:
+    """Sum-rate (bit/s/Hz) of every realization with every user at Pmax, shape (M,)."""
+    powers = np.full(gains.shape[:-1], radio.pmax_w)  # (M, B, K)
+    return sum_rate_bps_hz(gains, powers, radio.noise_w)
+
+
+# --------------------------------------------------------------------------- training
+
+
+class Learner(Protocol):
+    """The learner side of the tiny actor/learner interface (TRPO, A2C)."""
+
+    policy: GaussianPolicy
+
+    def update(self, batch: Batch) -> dict[str, float]: ...
+
+    def get_variables(self) -> dict[str, npt.NDArray[np.float64]]: ...
+
+
+def train(
+    learner: Learner,
+    env: PowerEnv,
+    iterations: int,
+    episodes: int,
+    rng: np.random.Generator,
+    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Collect ``episodes`` with the learner's policy and update, ``iterations`` times."""
+    history = []
+    for i in range(iterations):
+        stats = learner.update(collect(learner.policy, env, episodes, rng))
+        history.append(stats)
+        if on_iteration is not None:
+            on_iteration(i, stats)
+    return history

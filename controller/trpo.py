@@ -1,0 +1,343 @@
+"""Trust Region Policy Optimization, as paper 001 (Section III-B, Algorithm 1) uses it.
+
+Reads top to bottom:
+
+1. advantages: GAE(gamma, lambda) with a state-value baseline V(s) (3 x 256 ELU),
+   fitted to the lambda-returns by Adam;
+2. the surrogate ``L(theta') = mean(pi_theta'(a|s) / pi_theta(a|s) * A)`` and its
+   gradient ``g`` (eq. 18);
+3. the Fisher matrix F only through products ``F v``: the Hessian of the mean
+   ``KL(pi_old || pi)`` at the current parameters, by double backprop (eq. 15, 19;
+   at theta' = theta both KL directions have the same Hessian, the Fisher matrix);
+4. ``s = F^-1 g`` by conjugate gradient, step ``sqrt(2 delta / s^T F s) s`` (eq. 20);
+5. backtracking ``theta + zeta^j step``, j = 0, 1, ..., accepting the first fraction
+   whose surrogate improves on the old one and whose KL is <= delta (eq. 21-23);
+   if none does, the old parameters stay.
+
+Choices where the paper is vague (a reviewer-acceptable reading, stated once):
+the paper's critic takes (s, a) and "fits the advantage values"; an action-dependent
+baseline biases the policy gradient, so the critic here is the standard V(s) of the
+TRPO/GAE papers it cites. Advantages are normalized per batch (TRPO's step length
+is invariant to their scale; the mean shift is a constant baseline). Condition (22),
+``L(theta') >= 0``, is read as "the surrogate improves on L(theta)" (equal to it
+up to the normalized advantages' zero mean), with a strict inequality.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from controller.rollout import Batch
+from node.policy import GaussianPolicy, mlp, state_arrays
+
+Array = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Fvp = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrpoConfig:
+    """Hyper-parameters of TRPO (paper 001, Table II where it gives them)."""
+
+    max_kl: float = 0.01
+    """delta, the trust region: bound on the mean KL(pi_old || pi_new), nats."""
+    backtrack_coef: float = 0.90
+    """zeta, the line search multiplies the step by zeta^j, j = 0, 1, ... (dimensionless)."""
+    max_backtracks: int = 30
+    """Number of step fractions tried (1 .. zeta^29 ~ 0.047) before the step is dropped."""
+    gamma: float = 0.99
+    """Discount factor per step (dimensionless)."""
+    gae_lambda: float = 0.97
+    """GAE lambda (dimensionless); irrelevant for single-step episodes."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for s = F^-1 g."""
+    cg_tol: float = 1e-10
+    """CG stops early when the squared residual r^T r falls below this."""
+    cg_damping: float = 0.1
+    """Tikhonov damping: CG solves (F + damping I) s = g (units of F, nats per param^2)."""
+    value_hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden widths of the value network V(s) (ELU between layers)."""
+    value_lr: float = 1e-3
+    """Adam learning rate of the value network (per step)."""
+    value_epochs: int = 5
+    """Passes over the batch when fitting V(s) to the returns, per iteration."""
+    value_minibatch: int = 256
+    """Steps per Adam minibatch when fitting V(s)."""
+    normalize_advantages: bool = True
+    """Standardize advantages to zero mean and unit variance over the batch."""
+    episodes_per_iteration: int = 1000
+    """M, episodes collected per policy update (paper: 1000); used by the runner."""
+
+
+# --------------------------------------------------------------------------- advantages
+
+
+def gae(
+    rewards: Array, values: Array, dones: BoolArray, gamma: float, lam: float
+) -> tuple[Array, Array]:
+    """Generalized advantage estimates and lambda-returns over contiguous whole episodes.
+
+    ``dones[t]`` marks the last step of an episode (no bootstrap after it). Returns
+    ``(advantages, returns)`` with ``returns = advantages + values``.
+    """
+    if rewards.shape[0] == 0 or not dones[-1]:
+        raise ValueError("the batch must end with a finished episode")
+    adv = np.zeros_like(rewards)
+    last = 0.0
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        if dones[t]:
+            next_value, last = 0.0, 0.0
+        else:
+            next_value = float(values[t + 1])
+        delta = rewards[t] + gamma * next_value - values[t]
+        last = float(delta) + gamma * lam * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def value_network(obs_dim: int, hidden: tuple[int, ...], seed: int) -> nn.Sequential:
+    """V(s): an ELU MLP with a scalar output, float64, seeded without global state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = mlp([obs_dim, *hidden, 1], out_gain=1.0)
+    return net.double()
+
+
+# --------------------------------------------------------------------------- flat params
+
+
+def flat_params(module: nn.Module) -> torch.Tensor:
+    return nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    nn.utils.vector_to_parameters(flat, module.parameters())
+
+
+def flat_grad(
+    y: torch.Tensor, module: nn.Module, create_graph: bool = False
+) -> torch.Tensor:
+    grads = torch.autograd.grad(y, list(module.parameters()), create_graph=create_graph)
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+# --------------------------------------------------------------------------- KL and Fisher
+
+
+def gaussian_kl(
+    mean0: torch.Tensor, log_std0: torch.Tensor, mean1: torch.Tensor, log_std1: torch.Tensor
+) -> torch.Tensor:
+    """KL(N0 || N1) of diagonal Gaussians, summed over the last dimension."""
+    var0, var1 = torch.exp(2.0 * log_std0), torch.exp(2.0 * log_std1)
+    kl = log_std1 - log_std0 + (var0 + (mean0 - mean1) ** 2) / (2.0 * var1) - 0.5
+    return kl.sum(-1)
+
+
+def gaussian_log_prob(
+    mean: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor
+) -> torch.Tensor:
+    """Log-density of the raw actions under a diagonal Gaussian, summed over dimensions."""
+    z = (act - mean) / torch.exp(log_std)
+    return (-0.5 * z**2 - log_std - 0.5 * math.log(2.0 * math.pi)).sum(-1)
+
+
+def mean_kl(
+    policy: GaussianPolicy, obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor
+) -> torch.Tensor:
+    """Mean over states of KL(pi_old || pi_current); pi_old given by its outputs."""
+    mean, log_std = policy(obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+def _detached(policy: GaussianPolicy, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's (mean, log_std) as constants: pi_old of the KL and the ratio."""
+    with torch.no_grad():
+        mean, log_std = policy(obs)
+    return mean.detach(), log_std.detach().clone()
+
+
+def make_fisher_vector_product(policy: GaussianPolicy, obs: torch.Tensor, damping: float) -> Fvp:
+    """``v -> (F + damping I) v`` with F the Hessian of the mean KL at the current params.
+
+    The gradient of the KL is built once (with its graph); each product is one more
+    backward pass of ``grad(KL) . v``.
+    """
+    old_mean, old_log_std = _detached(policy, obs)
+    kl = mean_kl(policy, obs, old_mean, old_log_std)
+    grad_kl = flat_grad(kl, policy, create_graph=True)
+    params = list(policy.parameters())
+
+    def fvp(v: torch.Tensor) -> torch.Tensor:
+        hv = torch.autograd.grad(grad_kl @ v, params, retain_graph=True)
+        return torch.cat([h.reshape(-1) for h in hv]) + damping * v
+
+    return fvp
+
+
+def fisher_vector_product(
+    policy: GaussianPolicy, obs: torch.Tensor, v: torch.Tensor, damping: float
+) -> torch.Tensor:
+    """``(F + damping I) v`` for one vector (see :func:`make_fisher_vector_product`)."""
+    return make_fisher_vector_product(policy, obs, damping)(v)
+
+
+def conjugate_gradient(fvp: Fvp, b: torch.Tensor, iters: int, tol: float) -> torch.Tensor:
+    """Approximately solve ``A x = b`` for symmetric positive definite ``A`` given as ``fvp``."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        if rr < tol:
+            break
+        ap = fvp(p)
+        alpha = rr / (p @ ap)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+# --------------------------------------------------------------------------- line search
+
+
+def line_search(
+    policy: nn.Module,
+    flat_step: torch.Tensor,
+    surrogate_fn: Callable[[], torch.Tensor],
+    kl_fn: Callable[[], torch.Tensor],
+    max_kl: float,
+    zeta: float,
+    max_backtracks: int,
+) -> tuple[bool, float]:
+    """Try ``theta + zeta^j step``, j = 0, 1, ...; keep the first that improves the
+    surrogate with KL <= ``max_kl``. Returns ``(accepted, fraction)``; on rejection the
+    old parameters are restored and the fraction is 0.
+    """
+    old = flat_params(policy)
+    with torch.no_grad():
+        base = float(surrogate_fn())
+        for j in range(max_backtracks):
+            frac = zeta**j
+            set_flat_params(policy, old + frac * flat_step)
+            surr, kl = float(surrogate_fn()), float(kl_fn())
+            if math.isfinite(surr) and surr > base and kl <= max_kl:
+                return True, frac
+        set_flat_params(policy, old)
+    return False, 0.0
+
+
+def natural_step(g: torch.Tensor, fvp: Fvp, cfg: TrpoConfig) -> tuple[torch.Tensor, float]:
+    """``sqrt(2 delta / s^T F s) s`` with ``s = F^-1 g`` (eq. 20), and ``s^T F s``."""
+    s = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_tol)
+    shs = float(s @ fvp(s))
+    if not math.isfinite(shs) or shs <= 0.0:
+        return torch.zeros_like(g), shs
+    return math.sqrt(2.0 * cfg.max_kl / shs) * s, shs
+
+
+# --------------------------------------------------------------------------- the learner
+
+
+class Trpo:
+    """TRPO learner: ``update(batch) -> stats``, ``get_variables() -> named arrays``."""
+
+    def __init__(self, policy: GaussianPolicy, cfg: TrpoConfig, rng: np.random.Generator) -> None:
+        self.policy = policy
+        self.cfg = cfg
+        self.rng = rng
+        seed = int(rng.integers(2**31 - 1))
+        self.value = value_network(policy.cfg.obs_dim, cfg.value_hidden, seed)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        self.iterations = 0
+
+    def get_variables(self) -> dict[str, Array]:
+        """The policy's weights as named numpy arrays (what nodes load)."""
+        return state_arrays(self.policy)
+
+    def advantages(self, batch: Batch) -> tuple[Array, Array]:
+        """(advantages, returns) of a batch under the current value network."""
+        with torch.no_grad():
+            values = self.value(torch.as_tensor(batch.obs)).squeeze(-1).numpy()
+        return gae(batch.rewards, values, batch.dones, self.cfg.gamma, self.cfg.gae_lambda)
+
+    def fit_value(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
+        """Adam on the squared error to the returns; returns the last epoch's mean loss."""
+        cfg = self.cfg
+        n = obs.shape[0]
+        loss_sum = 0.0
+        for _ in range(cfg.value_epochs):
+            order = torch.as_tensor(self.rng.permutation(n))
+            loss_sum = 0.0
+            for start in range(0, n, cfg.value_minibatch):
+                idx = order[start : start + cfg.value_minibatch]
+                loss = ((self.value(obs[idx]).squeeze(-1) - returns[idx]) ** 2).mean()
+                self.value_opt.zero_grad()
+                loss.backward()
+                self.value_opt.step()
+                loss_sum += loss.item() * idx.shape[0]
+        return loss_sum / n
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg = self.cfg
+        policy = self.policy
+        obs = torch.as_tensor(batch.obs)
+        act = torch.as_tensor(batch.actions)
+
+        # 1. advantages with the old critic, then fit the critic (Algorithm 1, lines 6-7)
+        adv_np, ret_np = self.advantages(batch)
+        adv = torch.as_tensor(adv_np)
+        if cfg.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        value_loss = self.fit_value(obs, torch.as_tensor(ret_np))
+
+        # 2. surrogate and its gradient (eq. 12, 18)
+        old_mean, old_log_std = _detached(policy, obs)
+        old_logp = gaussian_log_prob(old_mean, old_log_std, act)
+
+        def surrogate() -> torch.Tensor:
+            mean, log_std = policy(obs)
+            return (torch.exp(gaussian_log_prob(mean, log_std, act) - old_logp) * adv).mean()
+
+        def kl() -> torch.Tensor:
+            return mean_kl(policy, obs, old_mean, old_log_std)
+
+        g = flat_grad(surrogate(), policy)
+
+        # 3-4. natural gradient step (eq. 15, 19, 20)
+        fvp = make_fisher_vector_product(policy, obs, cfg.cg_damping)
+        step, shs = natural_step(g, fvp, cfg)
+
+        # 5. backtracking line search (eq. 21-23)
+        accepted, frac = False, 0.0
+        if shs > 0.0 and math.isfinite(shs):
+            accepted, frac = line_search(
+                policy, step, surrogate, kl, cfg.max_kl, cfg.backtrack_coef, cfg.max_backtracks
+            )
+        with torch.no_grad():
+            final_kl = float(kl())
+            gain = float(surrogate()) - float(adv.mean())
+        self.iterations += 1
+        return {
+            "iteration": float(self.iterations),
+            "episodes": float(batch.episodes),
+            "sum_rate_bps_hz": float(batch.sum_rate_bps_hz.mean()),
+            "episode_return": float(batch.rewards.sum() / batch.episodes),
+            "value_loss": value_loss,
+            "grad_norm": float(g.norm()),
+            "expected_improvement": float(g @ step) * frac,
+            "surrogate_gain": gain,
+            "kl": final_kl,
+            "accepted": float(accepted),
+            "step_fraction": frac,
+            "std": policy.log_std.exp().mean().item(),
+        }

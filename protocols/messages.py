@@ -1,0 +1,392 @@
+"""Message types: frozen dataclasses, one per kind, and the kind registry.
+
+Every message carries the common header (``sender``, ``seq``, ``slot``, ``sent_ns``,
+``chain_latency_s``; keyword-only, declared on :class:`Message`) and a typed payload (its
+own fields, positional). ``KIND`` names the message on the wire and in overhead reports;
+``PLANE`` is the plane it is metered on: ``air`` (emulated radio), ``backhaul`` (the
+signalling under study) or ``control`` (start, stop, heartbeats, reports).
+
+Field annotations are the wire contract: the codec checks every decoded field against them.
+Supported annotations: ``int``, ``float``, ``str``, ``bool``, ``npt.NDArray[Any]``,
+``list[X]``, ``dict[str, X]`` and ``Any`` (msgpack-native values: None, bool, int, float,
+str, bytes, arrays, lists, string-keyed maps).
+
+Messages compare by identity (arrays make ``==`` ambiguous); use :func:`equal` to compare
+field by field. Decoded arrays are fresh writable copies.
+
+To add a kind::
+
+    @register
+    @dataclass(frozen=True, eq=False, slots=True)
+    class MyKind(Message):
+        KIND: ClassVar[str] = "my_kind"
+        PLANE: ClassVar[Plane] = "backhaul"
+        value: int
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+SCHEMA_VERSION: Final = 1
+"""Wire schema version; a frame with any other version is rejected."""
+
+Plane = Literal["air", "backhaul", "control"]
+PLANES: Final[tuple[str, ...]] = ("air", "backhaul", "control")
+
+HEADER_FIELDS: Final[tuple[str, ...]] = ("sender", "seq", "slot", "sent_ns", "chain_latency_s")
+"""Names of the common header fields, in wire order."""
+
+
+@dataclass(frozen=True, eq=False, slots=True, kw_only=True)
+class Message:
+    """Common header of every message."""
+
+    KIND: ClassVar[str]
+    PLANE: ClassVar[Plane]
+
+    sender: str = ""
+    """Name of the sending endpoint ('node-0', 'controller', 'channel')."""
+    seq: int = 0
+    """Per-sender sequence number."""
+    slot: int = 0
+    """Slot the message belongs to."""
+    sent_ns: int = 0
+    """Wall-clock send time, ns since the epoch (time.time_ns())."""
+    chain_latency_s: float = 0.0
+    """Emulated latency of the causal chain that produced the message, seconds."""
+
+
+M = TypeVar("M", bound=type[Message])
+
+REGISTRY: dict[str, type[Message]] = {}
+"""KIND -> message class."""
+
+
+def register(cls: M) -> M:
+    """Class decorator: add a message dataclass to :data:`REGISTRY` under its ``KIND``."""
+    if not (isinstance(cls, type) and issubclass(cls, Message) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"{cls!r} is not a Message dataclass")
+    kind = cls.__dict__.get("KIND")
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"{cls.__name__} must define KIND: ClassVar[str]")
+    if getattr(cls, "PLANE", None) not in PLANES:
+        raise TypeError(f"{cls.__name__}.PLANE must be one of {PLANES}")
+    if kind in REGISTRY and REGISTRY[kind] is not cls:
+        raise TypeError(f"kind {kind!r} is already registered to {REGISTRY[kind].__name__}")
+    REGISTRY[kind] = cls
+    return cls
+
+
+def payload_fields(cls: type[Message]) -> tuple[str, ...]:
+    """Names of the payload fields of a message class, in wire order."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in HEADER_FIELDS)
+
+
+def equal(a: Message, b: Message) -> bool:
+    """True when both messages have the same class and equal fields (arrays: same dtype,
+    shape and values, NaN equal to NaN)."""
+    if type(a) is not type(b):
+        return False
+    return all(
+        _values_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+    )
+
+
+def _values_equal(x: Any, y: Any) -> bool:
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+            return False
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return False
+        return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, list):
+        return len(x) == len(y) and all(_values_equal(u, v) for u, v in zip(x, y, strict=True))
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_values_equal(x[k], y[k]) for k in x)
+    if isinstance(x, float) and x != x:
+        return bool(y != y)
+    return bool(x == y)
+
+
+# --------------------------------------------------------------------------- control
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Hello(Message):
+    """A process announces itself to the controller."""
+
+    KIND: ClassVar[str] = "hello"
+    PLANE: ClassVar[Plane] = "control"
+    role: str
+    """'node', 'channel', 'controller'."""
+    node_id: int
+    """Index of the node (-1 for processes that are not nodes)."""
+    pid: int
+    """OS process id."""
+    host: str
+    """Host name or inbox address of the process."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Start(Message):
+    """The controller starts a run."""
+
+    KIND: ClassVar[str] = "start"
+    PLANE: ClassVar[Plane] = "control"
+    scheme: str
+    """Scheme name."""
+    slots: int
+    """Number of slots to run."""
+    seed: int
+    """Run seed."""
+    config_toml: str
+    """Resolved configuration, TOML text."""
+    options: dict[str, Any]
+    """Scheme options."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Stop(Message):
+    """Stop the run."""
+
+    KIND: ClassVar[str] = "stop"
+    PLANE: ClassVar[Plane] = "control"
+    reason: str
+    """Why."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Heartbeat(Message):
+    """Liveness signal (header only)."""
+
+    KIND: ClassVar[str] = "heartbeat"
+    PLANE: ClassVar[Plane] = "control"
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Done(Message):
+    """A process finished its slots."""
+
+    KIND: ClassVar[str] = "done"
+    PLANE: ClassVar[Plane] = "control"
+    slots: int
+    """Number of slots completed."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Report(Message):
+    """A process's final overhead-meter table and statistics."""
+
+    KIND: ClassVar[str] = "report"
+    PLANE: ClassVar[Plane] = "control"
+    rows: list[list[Any]]
+    """Meter.rows() of the process."""
+    stats: dict[str, Any]
+    """Free-form statistics (counts, protocol errors, misses, ...)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Error(Message):
+    """A process reports a fatal error."""
+
+    KIND: ClassVar[str] = "error"
+    PLANE: ClassVar[Plane] = "control"
+    text: str
+    """Error text."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class SlotOutcome(Message):
+    """The channel server's outcome of one slot, sent to the controller."""
+
+    KIND: ClassVar[str] = "slot_outcome"
+    PLANE: ClassVar[Plane] = "control"
+    powers: npt.NDArray[Any]
+    """Transmit powers, watts, shape (B, K)."""
+    rates: npt.NDArray[Any]
+    """Achieved rates, bit/s/Hz, shape (B, K)."""
+    sum_rate_bps_hz: float
+    """Sum of rates, bit/s/Hz."""
+    decision_latency_s: npt.NDArray[Any]
+    """Chain latency of each BS's decision, seconds, shape (B,)."""
+    missed: npt.NDArray[Any]
+    """Whether each BS missed the deadline, bool, shape (B,)."""
+    lost: list[int]
+    """Indices of BSs whose transmit never arrived."""
+    wall_s: float
+    """Wall-clock duration of the slot, seconds."""
+
+
+# --------------------------------------------------------------------------- air
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class CsiSlice(Message):
+    """A node's own CSI for the slot (channel server -> node)."""
+
+    KIND: ClassVar[str] = "csi_slice"
+    PLANE: ClassVar[Plane] = "air"
+    gains: npt.NDArray[Any]
+    """The node's slice of the channel gains |h|^2."""
+    order: list[int]
+    """The slot's round-robin order of BSs (empty when unused)."""
+    active: list[int]
+    """Indices of active links/users."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Transmit(Message):
+    """A node's transmission for the slot (node -> channel server)."""
+
+    KIND: ClassVar[str] = "transmit"
+    PLANE: ClassVar[Plane] = "air"
+    powers: npt.NDArray[Any]
+    """Transmit powers, watts."""
+    rb: int
+    """Chosen resource block (-1 when unused)."""
+    missed: bool
+    """The decision missed the deadline and these are fallback powers."""
+    decision_latency_s: float
+    """Chain latency of the decision, seconds."""
+    compute_s: float
+    """Compute time of the node's own decision, seconds."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Measurement(Message):
+    """What a node's receivers report back (channel server -> node)."""
+
+    KIND: ClassVar[str] = "measurement"
+    PLANE: ClassVar[Plane] = "air"
+    sinr: npt.NDArray[Any]
+    """Linear SINR of the node's users."""
+    rates: npt.NDArray[Any]
+    """Rates of the node's users, bit/s/Hz."""
+
+
+# --------------------------------------------------------------------------- backhaul
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class PowerForward(Message):
+    """Round-robin: decisions so far, forwarded to the next BS."""
+
+    KIND: ClassVar[str] = "power_forward"
+    PLANE: ClassVar[Plane] = "backhaul"
+    order: list[int]
+    """BSs whose decisions are included, in order."""
+    powers: npt.NDArray[Any]
+    """Their powers, watts, one row per BS in ``order``."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class CsiUpload(Message):
+    """Centralized: a node uploads its CSI slice to the controller."""
+
+    KIND: ClassVar[str] = "csi_upload"
+    PLANE: ClassVar[Plane] = "backhaul"
+    gains: npt.NDArray[Any]
+    """The node's CSI slice."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Decision(Message):
+    """Centralized: the controller's powers for one node."""
+
+    KIND: ClassVar[str] = "decision"
+    PLANE: ClassVar[Plane] = "backhaul"
+    powers: npt.NDArray[Any]
+    """Powers, watts."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Fingerprint(Message):
+    """Multi-agent fingerprint (training iteration and exploration rate)."""
+
+    KIND: ClassVar[str] = "fingerprint"
+    PLANE: ClassVar[Plane] = "backhaul"
+    iteration: int
+    """Training iteration."""
+    epsilon: float
+    """Exploration rate."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class NeighbourChoice(Message):
+    """A neighbour's resource-block and power-level choice."""
+
+    KIND: ClassVar[str] = "neighbour_choice"
+    PLANE: ClassVar[Plane] = "backhaul"
+    rb: int
+    """Resource block."""
+    power_level: int
+    """Index of the discrete power level."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Experience(Message):
+    """A batch of transitions uploaded to the learner."""
+
+    KIND: ClassVar[str] = "experience"
+    PLANE: ClassVar[Plane] = "backhaul"
+    obs: npt.NDArray[Any]
+    """Observations, shape (N, ...)."""
+    action: npt.NDArray[Any]
+    """Actions, shape (N, ...)."""
+    reward: npt.NDArray[Any]
+    """Rewards, shape (N,)."""
+    next_obs: npt.NDArray[Any]
+    """Next observations, shape (N, ...)."""
+    done: npt.NDArray[Any]
+    """Episode-end flags, bool, shape (N,)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Weights(Message):
+    """A weights snapshot; ``version`` only grows."""
+
+    KIND: ClassVar[str] = "weights"
+    PLANE: ClassVar[Plane] = "backhaul"
+    version: int
+    """Snapshot version."""
+    names: list[str]
+    """Parameter names."""
+    arrays: list[npt.NDArray[Any]]
+    """Parameter values, one per name."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class WeightsRequest(Message):
+    """A node asks for the current weights snapshot."""
+
+    KIND: ClassVar[str] = "weights_request"
+    PLANE: ClassVar[Plane] = "backhaul"
+    have_version: int
+    """Version the node holds (-1 for none)."""

@@ -1,0 +1,145 @@
+"""Overhead meter: bytes written to the wire per kind, plane, sender, receiver and slot.
+
+Wire bytes are the message frame plus its ZeroMQ ZMTP/3 framing: a flags byte and a 1-byte
+length for frames of at most 255 bytes (``FRAMING_SHORT = 2``), a flags byte and an 8-byte
+length otherwise (``FRAMING_LONG = 9``). Connection handshakes (ZMTP greeting and READY
+command, once per connection) and TCP/IP headers are not counted. The sender meters; the
+receiver does not, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+FRAMING_SHORT: Final = 2
+"""ZMTP/3 framing bytes of a frame of at most 255 bytes (flags + 1-byte length)."""
+FRAMING_LONG: Final = 9
+"""ZMTP/3 framing bytes of a longer frame (flags + 8-byte length)."""
+
+CSV_COLUMNS: Final = (
+    "kind", "plane", "sender", "receiver", "messages", "bytes", "setup_bytes", "bytes_per_slot"
+)
+
+LinkKey = tuple[str, str, str, str]
+"""(kind, plane, sender, receiver)."""
+
+Phase = str
+"""'setup' for traffic before slot 0 (handshake, first weights), 'run' for the slots."""
+
+
+def phase_of(slot: int) -> Phase:
+    return "setup" if slot < 0 else "run"
+
+
+def wire_size(frame_len: int) -> int:
+    """Bytes a ZeroMQ frame of ``frame_len`` bytes occupies on the wire (framing included)."""
+    return frame_len + (FRAMING_SHORT if frame_len <= 255 else FRAMING_LONG)
+
+
+class Meter:
+    """Aggregates sent frames; ``rows()``/``merge()`` carry totals between processes.
+
+    ``rows()`` returns two kinds of plain rows:
+    ``["link", phase, kind, plane, sender, receiver, messages, bytes]`` and
+    ``["slot", slot, plane, messages, bytes]``.
+    """
+
+    def __init__(self) -> None:
+        self._links: dict[tuple[Phase, str, str, str, str], list[int]] = {}
+        self._slots: dict[tuple[int, str], list[int]] = {}
+
+    def record(
+        self, kind: str, plane: str, sender: str, receiver: str, slot: int, wire_bytes: int
+    ) -> None:
+        """Count one frame of ``wire_bytes`` bytes (framing included, see :func:`wire_size`)."""
+        self._add_link((phase_of(slot), kind, plane, sender, receiver), 1, wire_bytes)
+        self._add_slot(slot, plane, 1, wire_bytes)
+
+    def _add_link(
+        self, key: tuple[Phase, str, str, str, str], messages: int, nbytes: int
+    ) -> None:
+        entry = self._links.get(key)
+        if entry is None:
+            self._links[key] = [messages, nbytes]
+        else:
+            entry[0] += messages
+            entry[1] += nbytes
+
+    def _add_slot(self, slot: int, plane: str, messages: int, nbytes: int) -> None:
+        entry = self._slots.get((slot, plane))
+        if entry is None:
+            self._slots[(slot, plane)] = [messages, nbytes]
+        else:
+            entry[0] += messages
+            entry[1] += nbytes
+
+    def totals(self, phase: Phase | None = None) -> dict[LinkKey, tuple[int, int]]:
+        """(kind, plane, sender, receiver) -> (messages, bytes), of one phase or of all."""
+        out: dict[LinkKey, tuple[int, int]] = {}
+        for (ph, *key), (m, b) in self._links.items():
+            if phase is None or ph == phase:
+                k = (key[0], key[1], key[2], key[3])
+                om, ob = out.get(k, (0, 0))
+                out[k] = (om + m, ob + b)
+        return out
+
+    def plane_totals(self) -> dict[str, tuple[int, int]]:
+        """plane -> (messages, bytes) over all links."""
+        out: dict[str, tuple[int, int]] = {}
+        for (_, _, plane, _, _), (m, b) in self._links.items():
+            pm, pb = out.get(plane, (0, 0))
+            out[plane] = (pm + m, pb + b)
+        return out
+
+    def per_slot(self) -> dict[int, dict[str, tuple[int, int]]]:
+        """slot -> plane -> (messages, bytes)."""
+        out: dict[int, dict[str, tuple[int, int]]] = {}
+        for (slot, plane), (m, b) in sorted(self._slots.items()):
+            out.setdefault(slot, {})[plane] = (m, b)
+        return out
+
+    def rows(self) -> list[list[Any]]:
+        """The meter's content as plain lists (for a Report message)."""
+        out: list[list[Any]] = [["link", *k, v[0], v[1]] for k, v in sorted(self._links.items())]
+        out += [["slot", s, p, v[0], v[1]] for (s, p), v in sorted(self._slots.items())]
+        return out
+
+    def merge(self, rows: Iterable[list[Any]]) -> None:
+        """Add another meter's ``rows()`` to this one; raises ValueError on a malformed row."""
+        for row in rows:
+            if (
+                len(row) == 8
+                and row[0] == "link"
+                and row[1] in ("setup", "run")
+                and all(type(x) is str for x in row[2:6])
+                and all(type(x) is int and x >= 0 for x in row[6:8])
+            ):
+                self._add_link((row[1], row[2], row[3], row[4], row[5]), row[6], row[7])
+            elif (
+                len(row) == 5
+                and row[0] == "slot"
+                and type(row[1]) is int
+                and type(row[2]) is str
+                and all(type(x) is int and x >= 0 for x in row[3:5])
+            ):
+                self._add_slot(row[1], row[2], row[3], row[4])
+            else:
+                raise ValueError(f"malformed meter row {row!r}")
+
+    def to_csv(self, path: str | Path, slots: int) -> None:
+        """Write overhead.csv: one row per (kind, plane, sender, receiver); set-up traffic
+        (before slot 0) is counted in ``bytes`` and ``setup_bytes`` but not in
+        ``bytes_per_slot = (bytes - setup_bytes) / slots``."""
+        if slots <= 0:
+            raise ValueError(f"slots must be positive, got {slots}")
+        run, setup = self.totals("run"), self.totals("setup")
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_COLUMNS)
+            for key in sorted(set(run) | set(setup)):
+                m, b = run.get(key, (0, 0))
+                sm, sb = setup.get(key, (0, 0))
+                writer.writerow([*key, m + sm, b + sb, sb, repr(b / slots)])

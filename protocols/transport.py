@@ -1,0 +1,263 @@
+"""asyncio ZeroMQ transport: one :class:`Endpoint` per process.
+
+Each endpoint has one inbox (a ROUTER bound to ``bind``) and one DEALER per peer, whose
+identity is the endpoint's own name, connected to that peer's inbox. Frames are single
+ZeroMQ frames made by :mod:`protocols.codec`. The sender meters every frame it writes; the
+receiver does not.
+
+A frame that does not decode is never raised to the caller of :meth:`Endpoint.recv`: it is
+counted in ``protocol_errors`` (last text in ``last_protocol_error``), logged, and ``recv``
+keeps waiting within its deadline.
+
+Link emulation (optional, per sending peer, for messages of the planes in ``link_planes``,
+backhaul by default): on arrival the link's :class:`~protocols.latency.LinkModel` is
+sampled; a lost message is dropped and counted in ``lost``; otherwise the message is
+delivered with ``chain_latency_s`` increased by the link latency, after the clock's hold
+(none in 'fast' mode; in 'realtime' mode until the latency has elapsed since ``sent_ns``;
+held messages do not block others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode
+from protocols.errors import PeerError, PeerTimeout, ProtocolError
+from protocols.latency import Clock, FastClock, LinkModel
+from protocols.messages import Message
+from protocols.meter import Meter, wire_size
+
+log = logging.getLogger(__name__)
+
+
+class Endpoint:
+    """A process's messaging endpoint.
+
+    ``name``: own name (peers see it as the sender identity); ``bind``: inbox address
+    (``tcp://host:port``, port 0 or ``*`` for a random port, or ``ipc://path``), None for a
+    send-only endpoint; ``meter``: where sent frames are counted; ``limits``: codec limits
+    (also the inbox's ZMQ_MAXMSGSIZE); ``hwm``: send and receive high-water marks, messages;
+    ``send_timeout_s``: longest wait for room in a full send queue, seconds; ``clock``: clock
+    mode used by link emulation.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        bind: str | None,
+        meter: Meter,
+        limits: CodecLimits = DEFAULT_LIMITS,
+        hwm: int = 10000,
+        *,
+        send_timeout_s: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = name
+        self.meter = meter
+        self.limits = limits
+        self.hwm = hwm
+        self.send_timeout_s = send_timeout_s
+        self.clock: Clock = clock if clock is not None else FastClock()
+        self.link_planes: tuple[str, ...] = ("backhaul",)
+        self.protocol_errors = 0
+        self.last_protocol_error: str | None = None
+        self.lost = 0
+        self.address: str | None = None
+        self._ctx = zmq.asyncio.Context.instance()
+        self._identity = name.encode()
+        self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.Socket[bytes]]] = {}
+        self._links: dict[bytes, LinkModel] = {}
+        self._held: list[tuple[int, int, Message]] = []
+        self._held_count = 0
+        self._seq = 0
+        self._ipc_path: str | None = None
+        self._inbox: zmq.asyncio.Socket | None = None
+        self._inbox_sync: zmq.Socket[bytes] | None = None
+        if bind is not None:
+            sock = self._ctx.socket(zmq.ROUTER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RCVHWM, hwm)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            sock.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
+            try:
+                sock.bind(bind)
+            except zmq.ZMQError:
+                sock.close(linger=0)
+                raise
+            self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            if self.address.startswith("ipc://") and not self.address.startswith("ipc://@"):
+                self._ipc_path = self.address[len("ipc://") :]
+            self._inbox = sock
+            self._inbox_sync = zmq.Socket(shadow=sock.underlying)
+
+    # ------------------------------------------------------------------ peers
+
+    def connect(self, peer: str, endpoint: str) -> None:
+        """Connect a DEALER to ``peer``'s inbox at ``endpoint`` (replacing an older one).
+
+        Messages sent before the connection is up are queued (ZMQ_IMMEDIATE off)."""
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self._identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, self.hwm)
+        sock.setsockopt(zmq.RCVHWM, self.hwm)
+        sock.setsockopt(zmq.IMMEDIATE, 0)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
+        self.disconnect(peer)
+        self._peers[peer] = (sock, zmq.Socket(shadow=sock.underlying))
+
+    def disconnect(self, peer: str) -> None:
+        """Close the DEALER to ``peer`` if there is one (queued messages are dropped)."""
+        entry = self._peers.pop(peer, None)
+        if entry is not None:
+            entry[0].close(linger=0)
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """Names of connected peers."""
+        return tuple(self._peers)
+
+    def set_link(self, peer: str, model: LinkModel | None) -> None:
+        """Emulate the link from ``peer`` to this endpoint with ``model`` (None: no emulation)."""
+        if model is None:
+            self._links.pop(peer.encode(), None)
+        else:
+            self._links[peer.encode()] = model
+
+    def header(self, slot: int, chain_latency_s: float = 0.0) -> dict[str, Any]:
+        """Header fields for a new message: own name, next seq, now (``time.time_ns``)."""
+        self._seq += 1
+        return {
+            "sender": self.name,
+            "seq": self._seq,
+            "slot": slot,
+            "sent_ns": time.time_ns(),
+            "chain_latency_s": chain_latency_s,
+        }
+
+    # ------------------------------------------------------------------ send / recv
+
+    async def send(self, peer: str, msg: Message) -> int:
+        """Encode, send and meter ``msg``; returns the wire bytes counted.
+
+        Raises PeerError for an unknown peer, ProtocolError for a message that cannot be
+        encoded, PeerTimeout if the send queue stays full for ``send_timeout_s``."""
+        entry = self._peers.get(peer)
+        if entry is None:
+            raise PeerError(f"{self.name}: unknown peer {peer!r}")
+        frame = encode(msg, self.limits)
+        try:
+            entry[1].send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            try:
+                await asyncio.wait_for(entry[0].send(frame), self.send_timeout_s)
+            except TimeoutError:
+                raise PeerTimeout(
+                    f"{self.name}: send to {peer!r} blocked for {self.send_timeout_s} s"
+                ) from None
+        nbytes = wire_size(len(frame))
+        self.meter.record(msg.KIND, msg.PLANE, self.name, peer, msg.slot, nbytes)
+        return nbytes
+
+    async def recv(self, timeout_s: float) -> Message:
+        """The next good message; raises PeerTimeout if none within ``timeout_s`` seconds."""
+        inbox, inbox_sync = self._inbox, self._inbox_sync
+        if inbox is None or inbox_sync is None:
+            raise PeerError(f"{self.name}: endpoint has no inbox")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._held and self._held[0][0] <= time.time_ns():
+                return heapq.heappop(self._held)[2]
+            try:
+                parts = inbox_sync.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                wait = deadline - time.monotonic()
+                if wait <= 0.0:
+                    raise PeerTimeout(
+                        f"{self.name}: nothing received within {timeout_s} s"
+                    ) from None
+                if self._held:
+                    wait = min(wait, (self._held[0][0] - time.time_ns()) * 1e-9)
+                inbox.setsockopt(zmq.RCVTIMEO, max(1, math.ceil(wait * 1000.0)))
+                try:
+                    parts = await inbox.recv_multipart()
+                except zmq.Again:
+                    continue
+            msg = self._accept(parts)
+            if msg is not None:
+                return msg
+
+    def _accept(self, parts: list[bytes]) -> Message | None:
+        """Decode one ROUTER message; None when it is bad, lost or held."""
+        if len(parts) != 2:
+            self._protocol_error(f"expected [identity, frame], got {len(parts)} parts")
+            return None
+        try:
+            msg = decode(parts[1], self.limits)
+        except ProtocolError as e:
+            self._protocol_error(str(e))
+            return None
+        if self._links and msg.PLANE in self.link_planes:
+            model = self._links.get(parts[0])
+            if model is not None:
+                latency = model.sample()
+                msg = dataclasses.replace(msg, chain_latency_s=msg.chain_latency_s + latency)
+                if math.isinf(latency):
+                    # Lost on the emulated link: it is delivered at once, marked infinitely
+                    # late, so the receiver counts a deadline miss instead of waiting on a
+                    # wall-clock timeout (fast mode stays deterministic and hang-free).
+                    self.lost += 1
+                    return msg
+                now = time.time_ns()
+                hold = self.clock.hold_s(msg.sent_ns, latency, now)
+                if hold > 0.0:
+                    self._held_count += 1
+                    heapq.heappush(self._held, (now + int(hold * 1e9), self._held_count, msg))
+                    return None
+        return msg
+
+    def _protocol_error(self, text: str) -> None:
+        self.protocol_errors += 1
+        self.last_protocol_error = text
+        n = self.protocol_errors
+        level = logging.WARNING if str(n).rstrip("0") == "1" else logging.DEBUG
+        log.log(level, "%s: bad frame #%d dropped: %s", self.name, n, text)
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self, linger_s: float = 0.0) -> None:
+        """Close every socket and remove the ipc file this endpoint bound.
+
+        ``linger_s`` lets queued outgoing messages (a final report) leave first."""
+        for peer in list(self._peers):
+            entry = self._peers.pop(peer)
+            entry[0].close(linger=int(linger_s * 1000))
+        if self._inbox is not None:
+            self._inbox.close(linger=0)
+            self._inbox = None
+            self._inbox_sync = None
+        if self._ipc_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._ipc_path)
+            self._ipc_path = None
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
