@@ -101,65 +101,74 @@ def _percentiles_us(samples_ns: list[int]) -> tuple[float, float]:
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
-def _bench_raw(n: int, warmup: int, size: int) -> list[int]:
-    proc, conn = _spawn(_raw_peer)
-    address = conn.recv()
-    ctx = zmq.Context()
-    req = ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.setsockopt(zmq.RCVTIMEO, int(IDLE_S * 1000))
-    req.connect(address)
-    payload = bytes(size)
-    samples: list[int] = []
-    try:
-        for i in range(warmup + n):
-            t0 = time.perf_counter_ns()
-            req.send(payload)
-            req.recv()
-            t1 = time.perf_counter_ns()
-            if i >= warmup:
-                samples.append(t1 - t0)
-        req.send(b"")
+def _raw_round_trips(req: zmq.Socket[bytes], payload: bytes, count: int) -> list[int]:
+    samples = []
+    for _ in range(count):
+        t0 = time.perf_counter_ns()
+        req.send(payload)
         req.recv()
-    finally:
-        req.close(linger=0)
-        ctx.term()
-        proc.join(IDLE_S)
+        samples.append(time.perf_counter_ns() - t0)
     return samples
 
 
-async def _bench_ours(n: int, warmup: int, payload_floats: int) -> tuple[list[int], int]:
-    proc, conn = _spawn(_our_peer)
-    peer_address = conn.recv()
-    samples: list[int] = []
+async def _our_round_trips(ep: Endpoint, powers: np.ndarray, count: int) -> list[int]:
+    samples = []
+    for _ in range(count):
+        msg = PowerForward([0, 1, 2], powers, **ep.header(slot=0))
+        t0 = time.perf_counter_ns()
+        await ep.send("peer", msg)
+        reply = await ep.recv(IDLE_S)
+        samples.append(time.perf_counter_ns() - t0)
+        if not (isinstance(reply, PowerForward) and reply.seq == msg.seq):
+            raise RuntimeError(f"unexpected echo {reply!r}")
+    return samples
+
+
+async def _measure(n: int, payload_floats: int, rounds: int) -> tuple[list[int], list[int], int]:
+    """Both peers run side by side; timed blocks alternate raw/ours so that load on the
+    machine affects both alike."""
     powers = np.linspace(0.0, 1.0, payload_floats)
-    with Endpoint("bench", "tcp://127.0.0.1:0", Meter()) as ep:
-        conn.send(ep.address)
-        ep.connect("peer", peer_address)
-        try:
-            for i in range(warmup + n):
-                msg = PowerForward([0, 1, 2], powers, **ep.header(slot=i))
-                t0 = time.perf_counter_ns()
-                await ep.send("peer", msg)
-                reply = await ep.recv(IDLE_S)
-                t1 = time.perf_counter_ns()
-                if not (isinstance(reply, PowerForward) and reply.seq == msg.seq):
-                    raise RuntimeError(f"unexpected echo {reply!r}")
-                if i >= warmup:
-                    samples.append(t1 - t0)
+    frame_len = len(encode(PowerForward([0, 1, 2], powers)))
+    payload = bytes(frame_len)
+    raw_proc, raw_conn = _spawn(_raw_peer)
+    our_proc, our_conn = _spawn(_our_peer)
+    zctx = zmq.Context()
+    req = zctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.setsockopt(zmq.RCVTIMEO, int(IDLE_S * 1000))
+    req.setsockopt(zmq.SNDTIMEO, int(IDLE_S * 1000))
+    req.connect(raw_conn.recv())
+    raw: list[int] = []
+    ours: list[int] = []
+    try:
+        with Endpoint("bench", "tcp://127.0.0.1:0", Meter()) as ep:
+            peer_address = our_conn.recv()
+            our_conn.send(ep.address)
+            ep.connect("peer", peer_address)
+            warmup = max(200, n // 10)
+            _raw_round_trips(req, payload, warmup)
+            await _our_round_trips(ep, powers, warmup)
+            per_round = -(-n // rounds)
+            while len(raw) < n:
+                count = min(per_round, n - len(raw))
+                raw += _raw_round_trips(req, payload, count)
+                ours += await _our_round_trips(ep, powers, count)
+            req.send(b"")
+            req.recv()
             await ep.send("peer", Stop("done", **ep.header(slot=-1)))
-        finally:
-            proc.join(IDLE_S)
-    frame = encode(PowerForward([0, 1, 2], powers, **ep.header(slot=0)))
-    return samples, len(frame)
+            ep.close(linger_s=1.0)
+    finally:
+        req.close(linger=0)
+        zctx.term()
+        raw_proc.join(IDLE_S)
+        our_proc.join(IDLE_S)
+    return raw, ours, frame_len
 
 
-def run_bench(n: int = 2000, payload_floats: int = 64) -> dict[str, float]:
-    """Round-trip percentiles (microseconds) of raw REQ/REP and of our backhaul hop."""
-    warmup = max(200, n // 10)
-    frame_len = len(encode(PowerForward([0, 1, 2], np.zeros(payload_floats))))
-    raw = _bench_raw(n, warmup, frame_len)
-    ours, _ = asyncio.run(_bench_ours(n, warmup, payload_floats))
+def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4) -> dict[str, float]:
+    """Round-trip percentiles (microseconds) of raw REQ/REP and of our backhaul hop, measured
+    in ``rounds`` alternating blocks after a warm-up."""
+    raw, ours, frame_len = asyncio.run(_measure(n, payload_floats, rounds))
     raw_p50, raw_p99 = _percentiles_us(raw)
     our_p50, our_p99 = _percentiles_us(ours)
     return {
@@ -179,8 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=2000, help="timed round trips per path")
     parser.add_argument("--payload-floats", type=int, default=64, help="float64 array length")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating raw/ours blocks")
     args = parser.parse_args(argv)
-    r = run_bench(args.n, args.payload_floats)
+    r = run_bench(args.n, args.payload_floats, args.rounds)
     table = Table(
         title=f"round trip over loopback tcp, n={int(r['n'])}, "
         f"{int(r['payload_floats'])} float64 ({int(r['frame_bytes'])}-byte frame)"
@@ -188,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     table.add_column("path")
     table.add_column("p50 (us)", justify="right")
     table.add_column("p99 (us)", justify="right")
-    table.add_row("raw pyzmq REQ/REP (bytes)", f"{r['raw_p50_us']:.1f}", f"{r['raw_p99_us']:.1f}")
-    table.add_row("rrmbed Endpoint (PowerForward)", f"{r['ours_p50_us']:.1f}", f"{r['ours_p99_us']:.1f}")
+    for label, key in (("raw pyzmq REQ/REP (bytes)", "raw"), ("rrmbed Endpoint", "ours")):
+        table.add_row(label, f"{r[key + '_p50_us']:.1f}", f"{r[key + '_p99_us']:.1f}")
     table.add_row("ratio ours/raw", f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}")
     Console().print(table)
 

@@ -90,9 +90,11 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
         if runner == "network":
             from controller.launcher import LaunchError, run_network
 
+            opts = {k: v for k, v in options.items() if k != "endpoints"}
             try:
                 return run_network(scenario_path, scheme, slots, seed, out, list(sets), weights,
-                                   options, lambda d, t: bar.update(task, completed=d))
+                                   opts, lambda d, t: bar.update(task, completed=d),
+                                   endpoints=options.get("endpoints", "tcp"))
             except LaunchError as e:
                 raise click.ClickException(str(e)) from e
         from controller.local import run_local, write_local
@@ -126,10 +128,13 @@ SCHEME_HELP = ("max-power | random | full | round-robin | centralized | wmmse | 
                    "--set timing.clock=realtime.")
 @click.option("--action", type=click.Choice(["mean", "sample"]), default="mean",
               show_default=True, help="Execute the policy mean, or sample the Gaussian.")
+@click.option("--endpoints", type=click.Choice(["tcp", "ipc"]), default="tcp", show_default=True,
+              help="Network runner transport: loopback tcp or unix-socket ipc.")
 @click.option("--log-csi", is_flag=True, hidden=True,
               help="Nodes log every CSI slice they receive (for tests).")
 def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights: Path | None,
-        out: Path | None, sets: tuple[str, ...], action: str, log_csi: bool) -> None:
+        out: Path | None, sets: tuple[str, ...], action: str, endpoints: str,
+        log_csi: bool) -> None:
     """Run SCHEME on SCENARIO for N slots and write a run directory.
 
     The run directory holds config.toml, summary.json, metrics.csv (per slot),
@@ -138,7 +143,7 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     from controller.results import print_summary
 
     summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
-                      {"action_mode": action, "log_csi": log_csi})
+                      {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints})
     print_summary([summary], Console())
     click.echo(f"run directory: {Path(summary.get('out', out or '.'))}")
     if summary.get("errors") or summary.get("lost_nodes"):

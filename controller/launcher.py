@@ -12,9 +12,11 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,14 +102,24 @@ def run_network(
     weights: Path | None = None,
     options: dict[str, Any] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    endpoints: str = "tcp",
 ) -> dict[str, Any]:
-    """Run ``scheme`` over real processes; return the controller's summary."""
+    """Run ``scheme`` over real processes; return the controller's summary.
+
+    ``endpoints``: 'tcp' (loopback, OS-assigned ports) or 'ipc' (unix sockets in a
+    private temporary folder, removed afterwards whatever happened).
+    """
     from channel_server.config import load_scenario
 
     n_nodes = load_scenario(scenario_path).radio.n_cells  # fail fast on a bad file
     run = NetworkRun(out)
+    sockdir = Path(tempfile.mkdtemp(prefix="rrmbed-")) if endpoints == "ipc" else None
+
+    def bind(role: str) -> str:
+        return f"ipc://{sockdir}/{role}.sock" if sockdir else LOOPBACK_BIND
+
     ctl_args = ["controller", str(scenario_path), "--scheme", scheme, "--slots", str(slots),
-                "--seed", str(seed), "--out", str(out), "--bind", LOOPBACK_BIND]
+                "--seed", str(seed), "--out", str(out), "--bind", bind("controller")]
     for o in overrides:
         ctl_args += ["--set", o]
     if weights is not None:
@@ -122,10 +134,10 @@ def run_network(
             raise LaunchError(f"controller did not start (see {run.log_dir / 'controller.log'})")
         address = line.split(" ", 1)[1]
         run.spawn("channel-server", ["channel-server", "--controller", address,
-                                     "--bind", LOOPBACK_BIND])
+                                     "--bind", bind("channel-server")])
         for b in range(n_nodes):
             run.spawn(f"node-{b}", ["node", "--id", str(b), "--controller", address,
-                                    "--bind", LOOPBACK_BIND])
+                                    "--bind", bind(f"node-{b}")])
         run.write_json("processes.json", {r: p.pid for r, p in run.procs.items()})
 
         def progress(done: int, total: int) -> None:
@@ -149,6 +161,8 @@ def run_network(
         killed = run.cleanup()
         if killed:
             print(f"rrmbed: stopped leftover processes: {', '.join(killed)}", file=sys.stderr)
+        if sockdir is not None:
+            shutil.rmtree(sockdir, ignore_errors=True)  # sockets of killed processes
 
 
 def _follow(ctl: subprocess.Popen[bytes], run: NetworkRun,

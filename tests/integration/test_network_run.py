@@ -157,3 +157,28 @@ def test_killed_node_is_reported_and_nothing_is_left(tmp_path: Path) -> None:
     assert elapsed < 60
     for role, pid in pids.items():
         assert not alive(pid), f"{role} (pid {pid}) left behind"
+
+
+def test_ctrl_c_leaves_no_process_and_no_ipc_file(tmp_path: Path) -> None:
+    out = tmp_path / "interrupt"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the launcher's ipc folder goes here
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", str(S3), "--scheme", "full",
+         "--runner", "network", "--endpoints", "ipc", "--slots", "100000", "--seed", "4",
+         "--out", str(out), "--set", "timing.clock=\"realtime\""],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    status = out / "status.json"
+    deadline = time.monotonic() + 90
+    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 10):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached slot 10"
+        time.sleep(0.05)
+    pids = json.loads((out / "processes.json").read_text())
+    sockets = list(tmp_path.glob("rrmbed-*/*.sock"))
+    assert len(sockets) == 5  # controller, channel server, 3 nodes: ipc is really used
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    for role, pid in pids.items():
+        assert not alive(pid), f"{role} (pid {pid}) left behind"
+    assert list(tmp_path.glob("rrmbed-*")) == []
