@@ -68,7 +68,8 @@ class RadioConfig:
     user_speed_mps: float = 0.0
     """User speed for random-walk / waypoint mobility, m/s."""
     sum_power_constraint: bool = False
-    """If true, a BS's K powers share one budget K*Pmax instead of Pmax each."""
+    """If true, a BS's K powers share one budget of Pmax (paper 001, Fig. 15: "a
+    sum-power constraint of 43 dBm") instead of Pmax each."""
 
     @property
     def pmax_w(self) -> float:
@@ -141,6 +142,22 @@ class TimingConfig:
 
 
 @dataclass(frozen=True)
+class BaselinesConfig:
+    """Stopping rules of the classical allocators run by the controller."""
+
+    wmmse_tol: float = 1e-5
+    """WMMSE stops when the relative sum-rate improvement of one iteration is below this."""
+    wmmse_max_iter: int = 500
+    """WMMSE iteration cap."""
+    fp_tol: float = 1e-5
+    """FP stops when the relative sum-rate improvement of one iteration is below this."""
+    fp_max_iter: int = 500
+    """FP iteration cap."""
+    optimum_gap: float = 1e-3
+    """Relative gap within which the reference optimum is certified (branch and bound)."""
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A network setting: radio, backhaul and timing."""
 
@@ -151,6 +168,7 @@ class Scenario:
     radio: RadioConfig
     backhaul: BackhaulConfig = field(default_factory=BackhaulConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     source: str = "<memory>"
     """File the scenario was loaded from."""
 
@@ -233,6 +251,10 @@ def _validate(s: Scenario, where: str) -> None:
         (r.user_speed_mps >= 0, "radio.user_speed_mps must be >= 0"),
         (s.timing.deadline_s > 0, "timing.deadline_s must be > 0"),
         (s.timing.peer_timeout_s > 0, "timing.peer_timeout_s must be > 0"),
+        (s.baselines.wmmse_tol > 0 and s.baselines.fp_tol > 0, "baselines tolerances must be > 0"),
+        (s.baselines.wmmse_max_iter >= 1 and s.baselines.fp_max_iter >= 1,
+         "baselines iteration caps must be >= 1"),
+        (0 < s.baselines.optimum_gap < 1, "baselines.optimum_gap must be in (0, 1)"),
     ]
     for link_name, link in [("default", s.backhaul.default), *s.backhaul.links.items()]:
         checks.append((0.0 <= link.loss_probability < 1.0,

@@ -39,6 +39,7 @@ class SlotCollect:
     powers: np.ndarray
     latency: np.ndarray
     missed: np.ndarray
+    compute: np.ndarray
 
 
 class ChannelServer:
@@ -61,14 +62,15 @@ class ChannelServer:
         for n in range(self.slots):
             if realtime:
                 await asyncio.sleep(max(0.0, t_start + n * radio.slot_s - time.monotonic()))
-            t0 = time.perf_counter()
             gains = (self.air.reset() if n == 0 else self.air.step())[0]
             order = [int(x) for x in self.order_rng.permutation(radio.n_cells)]
             order = [b for b in order if b in self.active]
+            t0 = time.perf_counter()
             for b in self.active:
                 await self.peer.send(node_name(b), CsiSlice, slot=n, gains=csi_slice(gains, b),
                                      order=order, active=list(self.active))
             got = await self.collect(n)
+            wall = time.perf_counter() - t0
             powers = got.powers
             s = sinr(gains, powers, radio.noise_w)
             r = rates_bps_hz(gains, powers, radio.noise_w)
@@ -77,8 +79,8 @@ class ChannelServer:
                 await self.peer.send(node_name(b), Measurement, slot=n, sinr=s[b], rates=r[b])
             await self.peer.send(CONTROLLER, SlotOutcome, slot=n, powers=powers, rates=r,
                                  sum_rate_bps_hz=total, decision_latency_s=got.latency,
-                                 missed=got.missed, lost=list(self.lost),
-                                 wall_s=time.perf_counter() - t0)
+                                 missed=got.missed, lost=list(self.lost), wall_s=wall,
+                                 compute_s=got.compute)
         await self.peer.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
 
     async def collect(self, n: int) -> SlotCollect:
@@ -87,6 +89,7 @@ class ChannelServer:
         powers = np.zeros((radio.n_cells, radio.users_per_cell))
         latency = np.full(radio.n_cells, np.inf)
         missed = np.zeros(radio.n_cells, dtype=bool)
+        compute = np.zeros(radio.n_cells)
         waiting = set(self.active)
         deadline = time.monotonic() + timing.peer_timeout_s
         while waiting:
@@ -107,12 +110,13 @@ class ChannelServer:
                 powers[b] = msg.powers
                 latency[b] = msg.decision_latency_s
                 missed[b] = msg.missed
+                compute[b] = msg.compute_s
                 waiting.discard(b)
             elif isinstance(msg, Stop):
                 raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
             else:
                 log.warning("unexpected %s from %s in slot %d", type(msg).__name__, msg.sender, n)
-        return SlotCollect(powers, latency, missed)
+        return SlotCollect(powers, latency, missed, compute)
 
 
 async def serve(controller: str, bind: str, advertise: str | None) -> int:

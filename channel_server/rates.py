@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 Array = npt.NDArray[np.float64]
 
@@ -41,15 +40,6 @@ def sum_rate_bps_hz(gains: Array, powers: Array, noise_w: float) -> Array:
     """Sum over all links of log2(1 + SINR), bit/s/Hz, shape ``(...)``."""
     out: Array = rates_bps_hz(gains, powers, noise_w).sum(axis=(-2, -1))
     return out
-
-
-def sum_rate_torch(gains: torch.Tensor, powers: torch.Tensor, noise_w: float) -> torch.Tensor:
-    """Differentiable sum-rate (bit/s/Hz) with the same conventions, for learners."""
-    direct = torch.diagonal(gains, dim1=-3, dim2=-1).transpose(-1, -2)
-    signal = powers * direct
-    received = torch.einsum("...b,...bkc->...ck", powers.sum(-1), gains)
-    interference = torch.clamp(received - signal, min=0.0)
-    return torch.log2(1.0 + signal / (interference + noise_w)).sum(dim=(-2, -1))
 
 
 def csi_slice(gains: Array, bs: int) -> Array:

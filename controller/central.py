@@ -6,14 +6,19 @@ local runner alike.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from channel_server.config import Scenario
 from controller.fp import FPConfig, fp
+from controller.optimum import OptimumConfig, optimum
 from controller.wmmse import WMMSEConfig, wmmse
 from node.observation import central_dims, obs_central
-from node.policy import GaussianPolicy, PolicyConfig, clip_fraction, seeded_policy
+from node.policy_spec import PolicyConfig, clip_fraction
+
+if TYPE_CHECKING:
+    from node.policy import GaussianPolicy
 
 CENTRAL_SCHEMES = ("centralized", "wmmse", "fp", "optimum")
 
@@ -32,23 +37,30 @@ class CentralDecider:
         self.scheme = scheme
         self.scenario = scenario
         if scheme == "centralized" and policy is None:
+            from node.policy import seeded_policy  # torch only where a policy runs
+
             policy = seeded_policy(central_policy_config(scenario), seed)
         self.policy = policy
 
     def powers(self, gains: np.ndarray) -> np.ndarray:
         """Powers (E, B, K) in watts."""
-        radio = self.scenario.radio
+        radio, cfg = self.scenario.radio, self.scenario.baselines
         constraint = "per-bs" if radio.sum_power_constraint else "per-user"
+        budget = radio.pmax_w if radio.sum_power_constraint else None
         if self.scheme == "wmmse":
-            p, _ = wmmse(gains, radio.noise_w, radio.pmax_w, WMMSEConfig(), constraint=constraint)
+            p, _ = wmmse(gains, radio.noise_w, radio.pmax_w,
+                         WMMSEConfig(cfg.wmmse_tol, cfg.wmmse_max_iter),
+                         constraint=constraint, bs_budget_w=budget)
             return p
         if self.scheme == "fp":
-            p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(), constraint=constraint)
+            p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(cfg.fp_tol, cfg.fp_max_iter),
+                      constraint=constraint, bs_budget_w=budget)
             return p
         if self.scheme == "optimum":
-            from controller.optimum import optimum
-
-            return np.stack([optimum(g, radio.noise_w, radio.pmax_w)[0] for g in gains])
+            if radio.sum_power_constraint:
+                raise ValueError("the reference optimum handles the per-user limit only")
+            return optimum(gains, radio.noise_w, radio.pmax_w,
+                           OptimumConfig(eps=cfg.optimum_gap))[0]
         assert self.policy is not None
         raw = self.policy.act(obs_central(gains, radio))
         frac = clip_fraction(raw).reshape(gains.shape[0], radio.n_cells, radio.users_per_cell)

@@ -98,7 +98,7 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
             except LaunchError as e:
                 raise click.ClickException(str(e)) from e
         from controller.local import run_local, write_local
-        from node.policy import read_weights
+        from node.policy_spec import read_weights
 
         res = run_local(scenario, scheme, slots, seed,
                         weights=read_weights(weights) if weights else None,
@@ -241,6 +241,65 @@ def run_process(coro: Any) -> int:
         return 130
 
 
+# ------------------------------------------------------------------------- tables
+
+
+@cli.group()
+def table() -> None:
+    """Paper 001's Tables III and IV, measured over the network runner."""
+
+
+def _table(which: str, scenario: Path, slots: int, seed: int, out: Path | None,
+           schemes: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    from controller.tables import TABLE_SCHEMES, measure, publish
+
+    sc = resolve_scenario(scenario, sets)
+    chosen = list(schemes) or [s for s in TABLE_SCHEMES
+                               if s != "optimum" or sc.radio.n_links <= 6]
+    out = out or Path("runs") / f"table-{which}-{sc.name}-s{seed}"
+    rows = measure(chosen, lambda scheme, run_dir: execute(
+        scenario, scheme, "network", slots, seed, run_dir, sets, None, {}), out, sc.radio.n_cells)
+    title = (f"{'Information exchange' if which == 'exchange' else 'Decision latency'} "
+             f"— {sc.name}, {slots} slots, network runner")
+    publish(rows, which, title, out, Console(width=max(140, Console().width)))
+    click.echo(f"written: {out}/{which}.csv, {out}/plots/{which}.png")
+
+
+TABLE_OPTIONS = [
+    click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+    click.option("--slots", type=click.IntRange(1), default=200, show_default=True),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--out", type=click.Path(file_okay=False, path_type=Path)),
+    click.option("--scheme", "schemes", multiple=True, help="Only these schemes (repeatable)."),
+]
+
+
+def table_options(f: Any) -> Any:
+    for opt in reversed(TABLE_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@table.command("exchange")
+@table_options
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+def table_exchange(scenario: Path, slots: int, seed: int, out: Path | None,
+                   schemes: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Backhaul bytes per slot, total and per BS, of every scheme (Table III)."""
+    _table("exchange", scenario, slots, seed, out, schemes, sets)
+
+
+@table.command("latency")
+@table_options
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              default=('timing.compute_model="measured"',), show_default=True,
+              help="Scenario overrides; by default compute time is measured, not modelled.")
+def table_latency(scenario: Path, slots: int, seed: int, out: Path | None,
+                  schemes: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Decision latency (emulated and wall) and compute time of every scheme (Table IV)."""
+    _table("latency", scenario, slots, seed, out, schemes, sets)
+
+
 # ------------------------------------------------------------------------ benches
 
 
@@ -258,6 +317,15 @@ def bench_transport(count: int, floats: int) -> None:
     from controller.bench_transport import run_bench
 
     run_bench(n=count, payload_floats=floats)
+
+
+@bench.command("baselines")
+@click.option("--batch", type=click.IntRange(1), default=1000, show_default=True)
+def bench_baselines(batch: int) -> None:
+    """Vectorized WMMSE / FP vs a per-instance loop, 3cell-k2 and 7cell-k8, same run."""
+    from controller.bench_baselines import run_bench
+
+    run_bench(batch=batch)
 
 
 def main() -> None:

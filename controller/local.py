@@ -22,7 +22,7 @@ from channel_server.rates import sum_rate_bps_hz
 from controller.central import CentralDecider, central_policy_config
 from controller.results import RunRecorder
 from node.agent import EXCHANGE, BsAgent, chain_priors, policy_config
-from node.policy import ActionMode, GaussianPolicy, load_arrays
+from node.policy_spec import ActionMode
 from protocols.latency import LinkModel
 from protocols.meter import Meter
 from protocols.seeding import rng_for
@@ -73,6 +73,8 @@ def run_local(
             scheme, scenario)
         if cfg is None:
             raise ValueError(f"scheme {scheme!r} runs no policy; --weights does not apply")
+        from node.policy import GaussianPolicy, load_arrays
+
         policy = GaussianPolicy(cfg)
         load_arrays(policy, weights)
     agents = [BsAgent(b, scenario, scheme, seed, 1,
@@ -95,6 +97,7 @@ def run_local(
             kept.append(gains[0].copy())
         order = slot_order(order_rng, b_n)
         decisions = {}
+        t_slot = time.perf_counter()
         if exchange == "none":
             for b in range(b_n):
                 decisions[b] = agents[b].decide(gains[:, b], np.zeros(1))
@@ -115,10 +118,12 @@ def run_local(
             for b in range(b_n):
                 down = ready + hop(CONTROLLER, node_name(b))
                 decisions[b] = agents[b].commit(powers[:, b], down, compute_s)
+        wall = time.perf_counter() - t_slot
         p = np.stack([decisions[b].powers_w[0] for b in range(b_n)])
         rate = float(sum_rate_bps_hz(gains[0], p, radio.noise_w))
         rec.add(rate, p, np.array([decisions[b].latency_s[0] for b in range(b_n)]),
-                np.array([decisions[b].missed[0] for b in range(b_n)]))
+                np.array([decisions[b].missed[0] for b in range(b_n)]), None, wall,
+                float(np.mean([decisions[b].compute_s for b in range(b_n)])))
         if on_slot is not None:
             on_slot(n)
     return LocalResult(rec, kept, time.perf_counter() - t0)

@@ -21,7 +21,7 @@ from channel_server.config import Scenario, scenario_to_dict, to_toml
 from controller.central import CentralDecider
 from controller.results import RunRecorder
 from node.agent import EXCHANGE
-from node.policy import read_weights
+from node.policy_spec import read_weights
 from protocols.errors import PeerTimeout
 from protocols.messages import (
     CsiUpload,
@@ -73,6 +73,7 @@ class ControllerProcess:
                 load_arrays(policy, self.weights)
             self.central = CentralDecider(scheme, scenario, seed, policy)
         self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
+        self.central_compute: dict[int, float] = {}
         self.active = set(range(self.n_nodes))
         self.processes: dict[str, int] = {}
         self.hosts: dict[str, str] = {}
@@ -147,8 +148,12 @@ class ControllerProcess:
                 log.error(self.errors[-1])
                 break
             if isinstance(msg, SlotOutcome):
+                compute = self.central_compute.pop(msg.slot, None)
                 self.recorder.add(msg.sum_rate_bps_hz, msg.powers, msg.decision_latency_s,
-                                  msg.missed, msg.lost)
+                                  msg.missed, msg.lost, msg.wall_s,
+                                  compute if compute is not None else float(
+                                      np.mean(msg.compute_s[list(self.active)] if self.active
+                                              else 0.0)))
                 self.active -= set(msg.lost)
                 now = time.perf_counter()
                 if now - last_progress > 0.1 or self.recorder.done == self.slots:
@@ -179,6 +184,7 @@ class ControllerProcess:
         for bs, (g, _) in got.items():
             gains[0, bs] = g
         powers, compute_s = self.central.decide(gains)
+        self.central_compute[msg.slot] = compute_s
         ready = max(a for _, a in got.values()) + compute_s
         for bs in sorted(got):
             await self.peer.send(node_name(bs), Decision, slot=msg.slot, chain_latency_s=ready,

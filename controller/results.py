@@ -42,9 +42,16 @@ class RunRecorder:
     latency_s: list[np.ndarray] = field(default_factory=list)
     missed: list[np.ndarray] = field(default_factory=list)
     lost: set[int] = field(default_factory=set)
+    wall_s: list[float] = field(default_factory=list)
+    compute_s: list[float] = field(default_factory=list)
 
     def add(self, sum_rate: float, powers: np.ndarray, latency_s: np.ndarray,
-            missed: np.ndarray, lost: list[int] | None = None) -> None:
+            missed: np.ndarray, lost: list[int] | None = None, wall_s: float = 0.0,
+            compute_s: float = 0.0) -> None:
+        """One slot: sum-rate, powers (B, K), each BS's decision latency and miss flag,
+        lost BSs, the wall-clock decision time and the compute time per decision."""
+        self.wall_s.append(float(wall_s))
+        self.compute_s.append(float(compute_s))
         self.sum_rates.append(float(sum_rate))
         self.powers.append(np.asarray(powers, dtype=np.float64))
         self.latency_s.append(np.asarray(latency_s, dtype=np.float64))
@@ -137,6 +144,9 @@ class RunRecorder:
             "air_bytes_per_slot": air / slots,
             "decision_latency_ms_p50": _pct(finite, 50),
             "decision_latency_ms_p99": _pct(finite, 99),
+            "decision_wall_ms_p50": _pct(np.asarray(self.wall_s) * 1e3, 50),
+            "decision_wall_ms_p99": _pct(np.asarray(self.wall_s) * 1e3, 99),
+            "compute_ms_mean": float(np.mean(self.compute_s) * 1e3) if self.compute_s else None,
             "wall_s": wall_s,
             "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
             "deadline_misses": int(sum(int(m.sum()) for m in self.missed)),

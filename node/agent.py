@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from channel_server.config import Scenario
 from node.observation import full_dims, obs_full, obs_round_robin, round_robin_dims
-from node.policy import ActionMode, GaussianPolicy, PolicyConfig, clip_fraction, seeded_policy
+from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
+
+if TYPE_CHECKING:
+    from node.policy import GaussianPolicy
 from protocols.seeding import rng_for
 
 # How each scheme decides: alone on its own slice, along the round-robin chain,
@@ -47,7 +51,11 @@ def policy_config(scheme: str, scenario: Scenario) -> PolicyConfig | None:
 def node_policy(scheme: str, scenario: Scenario, seed: int) -> GaussianPolicy | None:
     """The seeded untrained policy every BS starts from (weights may replace it)."""
     cfg = policy_config(scheme, scenario)
-    return None if cfg is None else seeded_policy(cfg, seed)
+    if cfg is None:
+        return None
+    from node.policy import seeded_policy  # torch only where a policy runs
+
+    return seeded_policy(cfg, seed)
 
 
 @dataclass(frozen=True)

@@ -8,32 +8,16 @@ Weights travel and are stored as named float arrays (.npz, never pickled).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-ActionMode = Literal["mean", "sample"]
+from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
 
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """Shape and initialisation of a Gaussian MLP policy."""
-
-    obs_dim: int
-    """Length of the observation vector."""
-    act_dim: int
-    """Number of power fractions produced (users served by the deciding entity)."""
-    hidden: tuple[int, ...] = (256, 256, 256)
-    """Hidden layer widths (ELU between them)."""
-    init_mean: float = 0.5
-    """Initial output bias of the mean head (power fraction)."""
-    init_log_std: float = -1.0
-    """Initial state-independent log standard deviation (power fraction units)."""
-
+__all__ = ["ActionMode", "GaussianPolicy", "PolicyConfig", "clip_fraction", "load_arrays",
+           "mlp", "save_weights", "seeded_policy", "state_arrays"]
 
 def mlp(sizes: list[int], out_gain: float = 1.0) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -88,11 +72,6 @@ class GaussianPolicy(nn.Module):
         return raw.numpy()
 
 
-def clip_fraction(raw: np.ndarray) -> np.ndarray:
-    """Map a raw Gaussian action to a feasible power fraction in [0, 1]."""
-    return np.clip(raw, 0.0, 1.0)
-
-
 def seeded_policy(cfg: PolicyConfig, seed: int) -> GaussianPolicy:
     """The same untrained weights in every process for the same seed."""
     with torch.random.fork_rng(devices=[]):
@@ -114,9 +93,3 @@ def load_arrays(module: nn.Module, arrays: dict[str, np.ndarray]) -> None:
 
 def save_weights(path: str | Path, module: nn.Module, **meta: np.ndarray) -> None:
     np.savez(path, **state_arrays(module), **{f"meta.{k}": v for k, v in meta.items()})
-
-
-def read_weights(path: str | Path) -> dict[str, np.ndarray]:
-    """Named arrays from an .npz weights file (meta.* entries excluded)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files if not k.startswith("meta.")}

@@ -16,7 +16,6 @@ import numpy as np
 
 from channel_server.config import scenario_from_dict
 from node.agent import EXCHANGE, BsAgent, Decision, chain_priors
-from node.policy import GaussianPolicy, load_arrays
 from protocols.errors import PeerTimeout
 from protocols.messages import (
     CsiSlice,
@@ -133,11 +132,13 @@ class NodeProcess:
         if w is None:
             return
         policy = self.agent.policy
-        if not isinstance(policy, GaussianPolicy):
+        if policy is None:
             raise RuntimeError(f"{self.peer.name}: scheme {self.scheme!r} has no policy for weights")
         if w.version <= self.stats.weights_version:
             log.warning("%s: ignoring stale weights v%d", self.peer.name, w.version)
         else:
+            from node.policy import load_arrays
+
             load_arrays(policy, dict(zip(w.names, w.arrays, strict=True)))
             self.stats.weights_version = w.version
         self.pending_weights = None

@@ -75,6 +75,14 @@ Checker = Callable[[Any, CodecLimits], Any]
 # --------------------------------------------------------------------------- arrays
 
 
+_SHAPE_STRUCTS: Final = tuple(struct.Struct(f"<BB{n}Q") for n in range(33))
+"""Array ext header (dtype code, ndim, shape) for each ndim up to 32."""
+
+
+def _shape_struct(ndim: int) -> struct.Struct:
+    return _SHAPE_STRUCTS[ndim] if ndim < len(_SHAPE_STRUCTS) else struct.Struct(f"<BB{ndim}Q")
+
+
 def _encode_array(value: Any, limits: CodecLimits) -> msgpack.ExtType:
     if not isinstance(value, np.ndarray):
         raise ProtocolError(f"expected ndarray, got {type(value).__name__}")
@@ -85,15 +93,15 @@ def _encode_array(value: Any, limits: CodecLimits) -> msgpack.ExtType:
         if code is None:
             raise ProtocolError(f"array dtype {value.dtype} is not allowed")
         value = value.astype(little)
-    if value.ndim > limits.max_ndim:
-        raise ProtocolError(f"array has {value.ndim} dimensions > {limits.max_ndim}")
-    if value.size > limits.max_array_elements or any(
-        d > limits.max_array_elements for d in value.shape
-    ):
-        raise ProtocolError(f"array of shape {value.shape} is too large")
+    shape = value.shape
+    ndim = len(shape)
+    if ndim > limits.max_ndim:
+        raise ProtocolError(f"array has {ndim} dimensions > {limits.max_ndim}")
+    if value.size > limits.max_array_elements or (ndim and max(shape) > limits.max_array_elements):
+        raise ProtocolError(f"array of shape {shape} is too large")
     if not value.flags.c_contiguous:
         value = np.ascontiguousarray(value)
-    header = struct.pack(f"<BB{value.ndim}Q", code, value.ndim, *value.shape)
+    header = _shape_struct(ndim).pack(code, ndim, *shape)
     return msgpack.ExtType(EXT_NDARRAY, b"".join((header, value.data)))
 
 
@@ -108,9 +116,9 @@ def _decode_array(data: bytes, limits: CodecLimits) -> np.ndarray[Any, Any]:
     offset = 2 + 8 * ndim
     if len(data) < offset:
         raise ProtocolError("array shape truncated")
-    shape = struct.unpack_from(f"<{ndim}Q", data, 2)
+    shape = _shape_struct(ndim).unpack_from(data)[2:]
     count = math.prod(shape)
-    if count > limits.max_array_elements or any(d > limits.max_array_elements for d in shape):
+    if count > limits.max_array_elements or (ndim and max(shape) > limits.max_array_elements):
         raise ProtocolError(f"array of shape {shape} is too large")
     dtype = DTYPES[code]
     if count * dtype.itemsize != len(data) - offset:
@@ -120,19 +128,23 @@ def _decode_array(data: bytes, limits: CodecLimits) -> np.ndarray[Any, Any]:
         )
     if count == 0:
         return np.zeros(shape, dtype)
-    if code == 0 and bool((np.frombuffer(data, np.uint8, offset=offset) > 1).any()):
+    if code == 0 and data[offset:].translate(None, b"\x00\x01"):
         raise ProtocolError("bool array holds bytes other than 0 and 1")
-    return np.frombuffer(data, dtype, count=count, offset=offset).reshape(shape).copy()
+    return np.frombuffer(data, dtype, count, offset).reshape(shape).copy()
 
 
 @lru_cache(maxsize=64)
-def _ext_hook(limits: CodecLimits) -> Callable[[int, bytes], Any]:
+def _make_ext_hook(limits: CodecLimits) -> Callable[[int, bytes], Any]:
     def hook(code: int, data: bytes) -> Any:
         if code != EXT_NDARRAY:
             raise ProtocolError(f"unknown msgpack ext type {code}")
         return _decode_array(data, limits)
 
     return hook
+
+
+def _ext_hook(limits: CodecLimits) -> Callable[[int, bytes], Any]:
+    return _DEFAULT_HOOK if limits is DEFAULT_LIMITS else _make_ext_hook(limits)
 
 
 # --------------------------------------------------------------------------- checkers
@@ -277,6 +289,7 @@ def _any(encoding: bool) -> Checker:
     return check
 
 
+_DEFAULT_HOOK: Final = _make_ext_hook(DEFAULT_LIMITS)
 _ANY_ENC: Final = _any(encoding=True)
 _ANY_DEC: Final = _any(encoding=False)
 
@@ -312,8 +325,9 @@ class _Spec:
 
     names: tuple[str, ...]
     getter: Callable[[Any], tuple[Any, ...]]
-    encoders: tuple[Checker, ...]
-    decoders: tuple[Checker, ...]
+    payload_names: tuple[str, ...]
+    payload_encoders: tuple[Checker, ...]
+    payload_decoders: tuple[Checker, ...]
 
 
 _SPECS: dict[type[Message], _Spec] = {}
@@ -327,13 +341,17 @@ def spec_of(cls: type[Message]) -> _Spec:
         if REGISTRY.get(getattr(cls, "KIND", "")) is not cls:
             raise ProtocolError(f"{cls.__name__} is not a registered message kind")
         hints = typing.get_type_hints(cls)
-        names = HEADER_FIELDS + payload_fields(cls)
-        pairs = [_compile(hints[n]) for n in names]
+        for name, expected in zip(HEADER_FIELDS, (str, int, int, int, float), strict=True):
+            if hints[name] is not expected:
+                raise TypeError(f"{cls.__name__}.{name} must stay {expected.__name__}")
+        payload = payload_fields(cls)
+        pairs = [_compile(hints[n]) for n in payload]
         spec = _Spec(
-            names=names,
-            getter=attrgetter(*names),
-            encoders=tuple(p[0] for p in pairs),
-            decoders=tuple(p[1] for p in pairs),
+            names=HEADER_FIELDS + payload,
+            getter=attrgetter(*HEADER_FIELDS, *payload),
+            payload_names=payload,
+            payload_encoders=tuple(p[0] for p in pairs),
+            payload_decoders=tuple(p[1] for p in pairs),
         )
         _SPECS[cls] = spec
     return spec
@@ -351,26 +369,61 @@ def _packer() -> Any:
     return packer
 
 
+_HEADER_ENC: Final = (_check_str, _enc_int, _enc_int, _enc_int, _enc_float)
+_HEADER_DEC: Final = (_check_str, _dec_int, _dec_int, _dec_int, _dec_float)
+
+
+def _check_named(
+    kind: str,
+    names: tuple[str, ...],
+    checkers: tuple[Checker, ...],
+    values: list[Any] | tuple[Any, ...],
+    limits: CodecLimits,
+) -> list[Any]:
+    """Checked values, or ProtocolError naming the first bad field (the slow path)."""
+    out = []
+    for name, check, value in zip(names, checkers, values, strict=True):
+        try:
+            out.append(check(value, limits))
+        except ProtocolError as e:
+            raise ProtocolError(f"{kind}.{name}: {e}") from None
+    return out
+
+
 def encode(msg: Message, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
     """The frame of ``msg``; raises ProtocolError if it breaks the protocol or ``limits``."""
     if not isinstance(msg, Message):
         raise ProtocolError(f"cannot encode {type(msg).__name__}: not a Message")
     cls = type(msg)
+    kind = cls.KIND
     spec = _SPECS.get(cls) or spec_of(cls)
-    out: list[Any] = [cls.KIND, SCHEMA_VERSION]
-    for name, enc, value in zip(spec.names, spec.encoders, spec.getter(msg), strict=True):
-        try:
-            out.append(enc(value, limits))
-        except ProtocolError as e:
-            raise ProtocolError(f"{cls.KIND}.{name}: {e}") from None
+    values = spec.getter(msg)
+    header = values[: _N_HEADER - 2]
+    sender, seq, slot, sent_ns, chain = header
+    if not (
+        type(sender) is str
+        and type(seq) is int
+        and type(slot) is int
+        and type(sent_ns) is int
+        and type(chain) is float
+    ):  # numpy scalars, an int latency, or an error
+        header = tuple(_check_named(kind, HEADER_FIELDS, _HEADER_ENC, header, limits))
+    payload = values[_N_HEADER - 2 :]
+    try:
+        out = [kind, SCHEMA_VERSION, *header] + [
+            enc(v, limits) for enc, v in zip(spec.payload_encoders, payload, strict=True)
+        ]
+    except ProtocolError:
+        _check_named(kind, spec.payload_names, spec.payload_encoders, payload, limits)
+        raise
     try:
         frame: bytes = _packer().pack(out)
     except Exception as e:  # should not happen: every value was checked
         _local.packer = None
-        raise ProtocolError(f"{cls.KIND}: msgpack cannot pack: {e}") from None
+        raise ProtocolError(f"{kind}: msgpack cannot pack: {e}") from None
     if len(frame) > limits.max_frame_bytes:
         raise ProtocolError(
-            f"{cls.KIND}: frame of {len(frame)} bytes > max_frame_bytes={limits.max_frame_bytes}"
+            f"{kind}: frame of {len(frame)} bytes > max_frame_bytes={limits.max_frame_bytes}"
         )
     return frame
 
@@ -414,10 +467,21 @@ def decode(frame: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> Message:
     spec = _SPECS.get(cls) or spec_of(cls)
     if len(obj) - 2 != len(spec.names):
         raise ProtocolError(f"{kind}: expected {len(spec.names)} fields, got {len(obj) - 2}")
-    values = {}
-    for name, dec, value in zip(spec.names, spec.decoders, obj[2:], strict=True):
-        try:
-            values[name] = dec(value, limits)
-        except ProtocolError as e:
-            raise ProtocolError(f"{kind}.{name}: {e}") from None
-    return cls(**values)
+    sender, seq, slot, sent_ns, chain = obj[2:_N_HEADER]
+    if not (
+        type(sender) is str
+        and type(seq) is int
+        and type(slot) is int
+        and type(sent_ns) is int
+        and type(chain) is float
+    ):
+        _check_named(kind, HEADER_FIELDS, _HEADER_DEC, obj[2:_N_HEADER], limits)
+    raw_payload = obj[_N_HEADER:]
+    try:
+        payload = [
+            dec(v, limits) for dec, v in zip(spec.payload_decoders, raw_payload, strict=True)
+        ]
+    except ProtocolError:
+        _check_named(kind, spec.payload_names, spec.payload_decoders, raw_payload, limits)
+        raise
+    return cls(*payload, sender=sender, seq=seq, slot=slot, sent_ns=sent_ns, chain_latency_s=chain)

@@ -93,9 +93,7 @@ def equal(a: Message, b: Message) -> bool:
     shape and values, NaN equal to NaN)."""
     if type(a) is not type(b):
         return False
-    return all(
-        _values_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
-    )
+    return all(_values_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
 
 
 def _values_equal(x: Any, y: Any) -> bool:
@@ -230,7 +228,10 @@ class SlotOutcome(Message):
     lost: list[int]
     """Indices of BSs whose transmit never arrived."""
     wall_s: float
-    """Wall-clock duration of the slot, seconds."""
+    """Wall-clock decision time of the slot: first CSI slice sent to last transmission
+    received at the channel server, seconds."""
+    compute_s: npt.NDArray[Any]
+    """Compute time each BS reported for its decision, seconds, shape (B,)."""
 
 
 # --------------------------------------------------------------------------- air

@@ -20,7 +20,14 @@ FRAMING_LONG: Final = 9
 """ZMTP/3 framing bytes of a longer frame (flags + 8-byte length)."""
 
 CSV_COLUMNS: Final = (
-    "kind", "plane", "sender", "receiver", "messages", "bytes", "setup_bytes", "bytes_per_slot"
+    "kind",
+    "plane",
+    "sender",
+    "receiver",
+    "messages",
+    "bytes",
+    "setup_bytes",
+    "bytes_per_slot",
 )
 
 LinkKey = tuple[str, str, str, str]
@@ -58,9 +65,7 @@ class Meter:
         self._add_link((phase_of(slot), kind, plane, sender, receiver), 1, wire_bytes)
         self._add_slot(slot, plane, 1, wire_bytes)
 
-    def _add_link(
-        self, key: tuple[Phase, str, str, str, str], messages: int, nbytes: int
-    ) -> None:
+    def _add_link(self, key: tuple[Phase, str, str, str, str], messages: int, nbytes: int) -> None:
         entry = self._links.get(key)
         if entry is None:
             self._links[key] = [messages, nbytes]

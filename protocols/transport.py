@@ -11,10 +11,11 @@ keeps waiting within its deadline.
 
 Link emulation (optional, per sending peer, for messages of the planes in ``link_planes``,
 backhaul by default): on arrival the link's :class:`~protocols.latency.LinkModel` is
-sampled; a lost message is dropped and counted in ``lost``; otherwise the message is
-delivered with ``chain_latency_s`` increased by the link latency, after the clock's hold
-(none in 'fast' mode; in 'realtime' mode until the latency has elapsed since ``sent_ns``;
-held messages do not block others).
+sampled and the message is delivered with ``chain_latency_s`` increased by the link
+latency, after the clock's hold (none in 'fast' mode; in 'realtime' mode until the latency
+has elapsed since ``sent_ns``; held messages do not block others). A lost message is
+counted in ``lost`` and delivered at once with ``chain_latency_s = inf``, so the receiver
+counts a deadline miss instead of waiting for a wall-clock timeout.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import math
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -82,10 +83,14 @@ class Endpoint:
         self._held_count = 0
         self._seq = 0
         self._ipc_path: str | None = None
-        self._inbox: zmq.asyncio.Socket | None = None
-        self._inbox_sync: zmq.Socket[bytes] | None = None
+        self._inbox: zmq.Socket[bytes] | None = None
+        self._fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         if bind is not None:
-            sock = self._ctx.socket(zmq.ROUTER)
+            # A plain socket: recv tries NOBLOCK first and otherwise waits on ZMQ_FD in the
+            # event loop (leaner than zmq.asyncio on the hot path).
+            sock: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.ROUTER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, hwm)
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -99,7 +104,7 @@ class Endpoint:
             if self.address.startswith("ipc://") and not self.address.startswith("ipc://@"):
                 self._ipc_path = self.address[len("ipc://") :]
             self._inbox = sock
-            self._inbox_sync = zmq.Socket(shadow=sock.underlying)
+            self._fd = cast(int, sock.getsockopt(zmq.FD))
 
     # ------------------------------------------------------------------ peers
 
@@ -176,31 +181,61 @@ class Endpoint:
 
     async def recv(self, timeout_s: float) -> Message:
         """The next good message; raises PeerTimeout if none within ``timeout_s`` seconds."""
-        inbox, inbox_sync = self._inbox, self._inbox_sync
-        if inbox is None or inbox_sync is None:
+        inbox = self._inbox
+        if inbox is None:
             raise PeerError(f"{self.name}: endpoint has no inbox")
         deadline = time.monotonic() + timeout_s
         while True:
             if self._held and self._held[0][0] <= time.time_ns():
                 return heapq.heappop(self._held)[2]
-            try:
-                parts = inbox_sync.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                wait = deadline - time.monotonic()
-                if wait <= 0.0:
-                    raise PeerTimeout(
-                        f"{self.name}: nothing received within {timeout_s} s"
-                    ) from None
-                if self._held:
-                    wait = min(wait, (self._held[0][0] - time.time_ns()) * 1e-9)
-                inbox.setsockopt(zmq.RCVTIMEO, max(1, math.ceil(wait * 1000.0)))
-                try:
-                    parts = await inbox.recv_multipart()
-                except zmq.Again:
-                    continue
-            msg = self._accept(parts)
-            if msg is not None:
-                return msg
+            # ZMQ_EVENTS first: cheaper than a failing NOBLOCK recv, and it processes
+            # libzmq's pending commands, which re-arms ZMQ_FD for the wait below.
+            if cast(int, inbox.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                msg = self._accept(inbox.recv_multipart(zmq.NOBLOCK))
+                if msg is not None:
+                    return msg
+                if time.monotonic() >= deadline:
+                    raise PeerTimeout(f"{self.name}: no message within {timeout_s} s")
+                await asyncio.sleep(0)  # a flood of bad frames must not starve other tasks
+                continue
+            wait = deadline - time.monotonic()
+            if wait <= 0.0:
+                raise PeerTimeout(f"{self.name}: no message within {timeout_s} s")
+            if self._held:
+                wait = min(wait, (self._held[0][0] - time.time_ns()) * 1e-9)
+            await self._wait_fd(wait)
+            if self._inbox is None:
+                raise PeerError(f"{self.name}: endpoint closed while receiving")
+            inbox = self._inbox
+
+    async def _wait_fd(self, wait_s: float) -> None:
+        """Return when the inbox's ZMQ_FD signals, or after ``wait_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._unwatch()
+            loop.add_reader(self._fd, self._on_fd)
+            self._loop = loop
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(max(wait_s, 0.0), _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiters.remove(waiter)
+
+    def _on_fd(self) -> None:
+        if self._waiters:
+            for waiter in self._waiters:
+                _wake(waiter)  # the woken recv reads ZMQ_EVENTS, which clears the fd
+        elif self._inbox is not None:
+            self._inbox.getsockopt(zmq.EVENTS)  # nobody waits: clear the fd ourselves
+
+    def _unwatch(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(Exception):  # the old loop may be closed
+                self._loop.remove_reader(self._fd)
+            self._loop = None
 
     def _accept(self, parts: list[bytes]) -> Message | None:
         """Decode one ROUTER message; None when it is bad, lost or held."""
@@ -248,9 +283,11 @@ class Endpoint:
             entry = self._peers.pop(peer)
             entry[0].close(linger=int(linger_s * 1000))
         if self._inbox is not None:
+            self._unwatch()
+            for waiter in self._waiters:
+                _wake(waiter)
             self._inbox.close(linger=0)
             self._inbox = None
-            self._inbox_sync = None
         if self._ipc_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._ipc_path)
@@ -261,3 +298,8 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

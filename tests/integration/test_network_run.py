@@ -17,7 +17,7 @@ import pytest
 
 from channel_server.config import load_scenario
 from protocols.codec import encode
-from protocols.messages import PowerForward
+from protocols.messages import CsiUpload, Decision, PowerForward
 from protocols.meter import wire_size
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +126,19 @@ def test_backhaul_bytes_match_message_sizes(tmp_path: Path, scenario: Path) -> N
     # the forwarded float payload alone: 8 bytes x K x (1 + 2 + ... + (B-1))
     floats = 8 * radio.users_per_cell * hops * (hops + 1) // 2
     assert per_slot["total"] > floats
+
+    # centralized: B uploads of a K x B slice, B decisions of K powers
+    out = run_dir(tmp_path, scenario, "centralized", "network", slots, 5)
+    s = json.loads((out / "summary.json").read_text())
+    k, b = radio.users_per_cell, radio.n_cells
+    header = dict(sender="node-0", seq=100, slot=30, sent_ns=time.time_ns(), chain_latency_s=0.0)
+    up = wire_size(len(encode(CsiUpload(**header, gains=np.zeros((k, b))))))
+    down = wire_size(len(encode(Decision(**{**header, "sender": "controller"},
+                                         powers=np.zeros(k)))))
+    by_kind = s["backhaul_bytes_per_slot"]["by_kind"]
+    assert set(by_kind) == {"csi_upload", "decision"}
+    assert abs(by_kind["csi_upload"] - b * up) <= 4 * b
+    assert abs(by_kind["decision"] - b * down) <= 4 * b
 
 
 def test_killed_node_is_reported_and_nothing_is_left(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz, sum_rate_torch
+from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz
+from channel_server.rates_torch import sum_rate_torch
 
 
 def test_two_cells_one_user_each_by_hand() -> None:

@@ -1,0 +1,42 @@
+"""What a policy is, without torch: its shape, how its raw output becomes a power
+fraction, and how weights are stored (.npz of named float arrays, never pickled).
+
+Processes that run no policy (channel server, max-power nodes) import only this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+ActionMode = Literal["mean", "sample"]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Shape and initialisation of a Gaussian MLP policy."""
+
+    obs_dim: int
+    """Length of the observation vector."""
+    act_dim: int
+    """Number of power fractions produced (users served by the deciding entity)."""
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden layer widths (ELU between them)."""
+    init_mean: float = 0.5
+    """Initial output bias of the mean head (power fraction)."""
+    init_log_std: float = -1.0
+    """Initial state-independent log standard deviation (power fraction units)."""
+
+
+def clip_fraction(raw: np.ndarray) -> np.ndarray:
+    """Map a raw Gaussian action to a feasible power fraction in [0, 1]."""
+    return np.clip(raw, 0.0, 1.0)
+
+
+def read_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """Named arrays from an .npz weights file (meta.* entries excluded)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files if not k.startswith("meta.")}

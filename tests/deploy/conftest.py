@@ -1,0 +1,150 @@
+"""Deploy tests: real docker images and docker-compose.
+
+RRMBED_DEPLOY_TESTS decides what happens when docker is not usable here:
+  required      the tests FAIL, saying why docker cannot be started or used;
+  off (or 0)    the tests are not run (skipped, reason recorded);
+  unset / else  the tests run when docker works, otherwise they are skipped.
+Whatever happened is printed at the end of the pytest run ("deploy tests did NOT run:
+<why>" or "deploy tests ran: ...") by ``pytest_terminal_summary`` below, and stored in
+the pytest cache under ``rrmbed/deploy-status`` (.pytest_cache/v/rrmbed/deploy-status).
+
+Docker itself is made usable by ``scripts/build-images.sh docker``: it installs
+docker.io / docker-compose with apt when missing and starts dockerd when none answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = ROOT / "scripts" / "build-images.sh"
+ENV = "RRMBED_DEPLOY_TESTS"
+STATUS_KEY = "rrmbed/deploy-status"
+
+
+@dataclass
+class DeployStatus:
+    """What the deploy tests did in this pytest run."""
+
+    reason: str | None = None
+    """Why docker was not usable (None: usable, or not probed yet)."""
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """nodeid -> passed / failed / skipped, for tests marked ``deploy``."""
+
+
+STATUS = DeployStatus()
+
+
+def mode() -> str:
+    """required | off | auto, from $RRMBED_DEPLOY_TESTS."""
+    raw = os.environ.get(ENV, "").strip().lower()
+    if raw == "required":
+        return "required"
+    if raw in ("off", "0", "no", "false", "skip"):
+        return "off"
+    return "auto"
+
+
+def one_line(text: str, lines: int = 4, limit: int = 400) -> str:
+    """The last non-empty lines of ``text`` joined with " | " (for one-line reasons)."""
+    all_lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in all_lines if "ERROR" in ln]
+    kept = (errors or all_lines)[-lines:]
+    joined = " | ".join(kept)
+    return joined if len(joined) <= limit else "..." + joined[-limit:]
+
+
+def compose_command() -> list[str] | None:
+    """``docker compose`` (v2) when the plugin works, else ``docker-compose`` (v1)."""
+    if shutil.which("docker"):
+        v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
+                            timeout=30)
+        if v2.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def docker_problem() -> str | None:
+    """None when docker and compose are usable (starting dockerd if needed), else why not."""
+    if not BUILD_SCRIPT.exists():
+        return f"{BUILD_SCRIPT} is missing"
+    if not shutil.which("bash"):
+        return "bash is not installed"
+    try:
+        r = subprocess.run(["bash", str(BUILD_SCRIPT), "docker"], capture_output=True,
+                           text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return f"'{BUILD_SCRIPT.name} docker' (install tools, start dockerd) took over 600 s"
+    if r.returncode != 0:
+        return (f"'{BUILD_SCRIPT.name} docker' failed (rc {r.returncode}): "
+                f"{one_line(r.stdout + r.stderr)}")
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                          capture_output=True, text=True, timeout=60)
+    if info.returncode != 0:
+        return f"'docker info' fails: {one_line(info.stderr)}"
+    if compose_command() is None:
+        return "neither 'docker compose' nor 'docker-compose' works"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> Iterator[list[str]]:
+    """The compose command, once docker answers; fails or skips (see module doc) if not."""
+    if mode() == "off":
+        STATUS.reason = f"{ENV}={os.environ.get(ENV)}"
+        pytest.skip(STATUS.reason)
+    problem = docker_problem()
+    if problem is not None:
+        STATUS.reason = problem
+        if mode() == "required":
+            pytest.fail(f"{ENV}=required but docker is not usable: {problem}", pytrace=False)
+        pytest.skip(f"docker not usable: {problem}")
+    compose = compose_command()
+    assert compose is not None
+    yield compose
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "deploy" not in report.keywords:
+        return
+    if report.when == "call":
+        STATUS.outcomes[report.nodeid] = report.outcome
+    elif report.outcome != "passed":  # failed / skipped in setup: the test did not run
+        STATUS.outcomes.setdefault(report.nodeid, f"{report.outcome} in {report.when}")
+
+
+def status_line() -> tuple[str, bool]:
+    """The end-of-run line, and whether the deploy tests ran."""
+    ran = [o for o in STATUS.outcomes.values() if o in ("passed", "failed")]
+    if ran:
+        return (f"deploy tests ran: {ran.count('passed')} passed, "
+                f"{ran.count('failed')} failed"), True
+    if STATUS.reason is not None:
+        why = STATUS.reason
+        if mode() == "required":
+            why = f"FAILED because {ENV}=required: {why}"
+    elif STATUS.outcomes:
+        why = ", ".join(sorted(set(STATUS.outcomes.values())))
+    else:
+        why = "not selected (deselected with -m / -k, or not collected)"
+    return f"deploy tests did NOT run: {why}", False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    line, ran = status_line()
+    terminalreporter.write_sep("-", "deploy")
+    terminalreporter.write_line(line, yellow=not ran, green=ran)
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cache.set(STATUS_KEY, {"ran": ran, "line": line, "reason": STATUS.reason})

@@ -1,0 +1,197 @@
+"""docker-compose deployment: one container per process gives the same run as the local
+network runner (same seed), each BS in its own container, and `down` leaves nothing behind.
+
+Images come from scripts/build-images.sh (offline: debootstrap base + wheelhouse); the
+broker service runs mosquitto from the base image (no registry needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.compose import render_compose
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "3cell-k2.toml"
+IMAGE = "rrmbed:local"
+BROKER_IMAGE = "rrmbed-base:bookworm"
+N_NODES, SCHEME, SLOTS, SEED = 3, "round-robin", 200, 7
+RUN_NAME = "compose-run"
+
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(1800)]
+
+
+def sh(cmd: list[str], timeout: float = 300, env: dict[str, str] | None = None,
+       cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=cwd)
+
+
+def tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def images(docker_ready: list[str]) -> list[str]:
+    """Build (or reuse) rrmbed-base:bookworm and rrmbed:local; the compose command."""
+    t0 = time.monotonic()
+    r = sh(["bash", str(ROOT / "scripts" / "build-images.sh")], timeout=1500)
+    assert r.returncode == 0, f"build-images.sh failed (rc {r.returncode}):\n{tail(r.stderr)}"
+    timings = [ln for ln in r.stderr.splitlines() if ln.startswith("[build-images]   ")]
+    print(f"\nbuild-images.sh: {time.monotonic() - t0:.1f} s\n" + "\n".join(timings))
+    return docker_ready
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows as text (no float parsing: comparisons are byte for byte)."""
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_image_runs_rrmbed_as_non_root(images: list[str]) -> None:
+    r = sh(["docker", "run", "--rm", IMAGE, "rrmbed", "--help"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    for command in ("controller", "channel-server", "node", "run"):
+        assert command in r.stdout
+    # The entrypoint prepends `rrmbed` to a bare subcommand.
+    r = sh(["docker", "run", "--rm", IMAGE, "node", "--help"], timeout=120)
+    assert r.returncode == 0 and "--controller" in r.stdout, r.stdout + r.stderr
+    r = sh(["docker", "run", "--rm", IMAGE, "id", "-u"], timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "10001", r.stdout + r.stderr
+    r = sh(["docker", "image", "inspect", "-f", "{{json .Config.Volumes}}", IMAGE], timeout=60)
+    assert "/runs" in json.loads(r.stdout)
+
+
+class Project:
+    """One compose project with a unique name; `down` on exit."""
+
+    def __init__(self, compose: list[str], file: Path, env: dict[str, str]) -> None:
+        self.name = f"rrmbeddeploy{uuid.uuid4().hex[:10]}"
+        self.base = [*compose, "-p", self.name, "-f", str(file)]
+        self.env = env
+        self.cwd = file.parent
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return sh([*self.base, *args], timeout=timeout, env=self.env, cwd=self.cwd)
+
+    def container(self, service: str) -> str:
+        r = self.run("ps", "-q", service, timeout=60)
+        assert r.returncode == 0 and r.stdout.strip(), f"no container for {service}: {r.stderr}"
+        return r.stdout.strip().splitlines()[0]
+
+    def logs(self) -> str:
+        return tail(self.run("logs", "--no-color", timeout=60).stdout, 60)
+
+    def leftovers(self) -> tuple[list[str], list[str]]:
+        label = f"label=com.docker.compose.project={self.name}"
+        ps = sh(["docker", "ps", "-a", "-q", "--filter", label], timeout=60).stdout.split()
+        nets = sh(["docker", "network", "ls", "--format", "{{.Name}}"], timeout=60).stdout.split()
+        nets_labelled = sh(["docker", "network", "ls", "-q", "--filter", label],
+                           timeout=60).stdout.split()
+        return ps, [n for n in nets if n.startswith(self.name)] + nets_labelled
+
+
+@pytest.fixture
+def project(images: list[str], tmp_path: Path) -> Iterator[tuple[Project, Path]]:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runs.chmod(0o777)  # the controller container writes as uid 10001
+    file = tmp_path / "docker-compose.yml"
+    file.write_text(render_compose(str(SCENARIO), N_NODES, SCHEME, SLOTS, SEED, None, IMAGE,
+                                   str(runs), broker_image=BROKER_IMAGE))
+    env = dict(os.environ, RRMBED_RUN=RUN_NAME)
+    p = Project(images, file, env)
+    try:
+        yield p, runs / RUN_NAME
+    finally:
+        p.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+
+
+def test_compose_run_equals_local_network_run(project: tuple[Project, Path],
+                                              tmp_path: Path) -> None:
+    proj, out = project
+    # The reference: the same scenario, scheme and seed with the local network runner.
+    local = tmp_path / "local"
+    r = sh([sys.executable, "-m", "controller.cli", "run", str(SCENARIO), "--scheme", SCHEME,
+            "--runner", "network", "--slots", str(SLOTS), "--seed", str(SEED),
+            "--out", str(local)], timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    t0 = time.monotonic()
+    up = proj.run("up", "-d", timeout=300)
+    assert up.returncode == 0, up.stderr
+    controller = proj.container("controller")
+    waited = sh(["docker", "wait", controller], timeout=600)
+    t_run = time.monotonic() - t0
+    print(f"\ncompose up -d .. controller exit: {t_run:.1f} s")
+    assert waited.stdout.strip() == "0", f"controller exit {waited.stdout!r}\n{proj.logs()}"
+    assert (out / "summary.json").exists(), proj.logs()
+
+    # Every rrmbed container finished cleanly.
+    roles = ["controller", "channel-server", *(f"node-{b}" for b in range(N_NODES))]
+    ids = {role: proj.container(role) for role in roles}
+    for role, cid in ids.items():
+        if role == "controller":
+            continue
+        sh(["docker", "wait", cid], timeout=120)
+        state = sh(["docker", "inspect", "-f", "{{.State.ExitCode}}", cid], timeout=60)
+        assert state.stdout.strip() == "0", f"{role} exit {state.stdout!r}\n{proj.logs()}"
+
+    summary = json.loads((out / "summary.json").read_text())
+    ref = json.loads((local / "summary.json").read_text())
+    assert summary["errors"] == [] and summary["lost_nodes"] == [], summary["errors"]
+    assert summary["slots"] == SLOTS
+
+    # Per-slot sum-rate (and powers): the same text, slot by slot.
+    got, want = read_csv(out / "metrics.csv"), read_csv(local / "metrics.csv")
+    assert len(got) == len(want) == SLOTS
+    assert [row["sum_rate_bps_hz"] for row in got] == [row["sum_rate_bps_hz"] for row in want]
+    power_cols = [c for c in want[0] if c.startswith("p_")]
+    assert len(power_cols) == N_NODES * 2
+    assert [[row[c] for c in power_cols] for row in got] == \
+        [[row[c] for c in power_cols] for row in want]
+
+    # Backhaul bytes: identical per kind and link; per slot as the summary states it.
+    def backhaul(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        return sorted((r for r in rows if r["plane"] == "backhaul"),
+                      key=lambda r: (r["kind"], r["sender"], r["receiver"]))
+
+    bh_got = backhaul(read_csv(out / "overhead.csv"))
+    bh_want = backhaul(read_csv(local / "overhead.csv"))
+    assert bh_got, "round-robin must forward powers over the backhaul"
+    assert bh_got == bh_want
+    per_slot = sum(int(r["bytes"]) for r in bh_got) / SLOTS
+    assert math.isclose(summary["backhaul_bytes_per_slot"]["total"], per_slot, rel_tol=1e-12)
+    assert summary["backhaul_bytes_per_slot"]["total"] == ref["backhaul_bytes_per_slot"]["total"]
+    # The round-robin chain: BS b forwards to BS b' (never through the controller).
+    assert {r["kind"] for r in bh_got} == {"power_forward"}
+    assert all(r["sender"].startswith("node-") and r["receiver"].startswith("node-")
+               for r in bh_got)
+
+    # Each process ran in its own container: the hostname each reported is that
+    # container's hostname, and all differ (locally they are all this host's name).
+    hosts = summary["hosts"]
+    for role, cid in ids.items():
+        hostname = sh(["docker", "inspect", "-f", "{{.Config.Hostname}}", cid], timeout=60)
+        assert hosts[role] == hostname.stdout.strip(), (role, hosts)
+        assert cid.startswith(hosts[role])  # compose's default hostname: the short id
+    assert len({hosts[role] for role in roles}) == len(roles)
+    assert set(ref["hosts"].values()) == {socket.gethostname()}
+
+    # down removes every container and the network of this project.
+    down = proj.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+    assert down.returncode == 0, down.stderr
+    containers, networks = proj.leftovers()
+    assert containers == [] and networks == [], (containers, networks)

@@ -1,0 +1,234 @@
+"""Endpoints on real sockets: tcp on random loopback ports and ipc in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from protocols import messages as m
+from protocols.codec import encode
+from protocols.errors import PeerError, PeerTimeout
+from protocols.latency import LinkModel, LinkParams, RealtimeClock
+from protocols.meter import Meter
+from protocols.transport import Endpoint
+
+
+def same(a: m.Message, b: m.Message) -> None:
+    assert type(a) is type(b)
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.shape == y.shape
+            np.testing.assert_array_equal(x, y)
+        elif isinstance(x, list) and x and isinstance(x[0], np.ndarray):
+            assert len(x) == len(y)
+            for u, v in zip(x, y, strict=True):
+                np.testing.assert_array_equal(u, v)
+        else:
+            assert x == y, f.name
+
+
+def pair(addr_a: str, addr_b: str) -> tuple[Endpoint, Endpoint]:
+    a = Endpoint("a", addr_a, Meter())
+    b = Endpoint("b", addr_b, Meter())
+    a.connect("b", str(b.address))
+    b.connect("a", str(a.address))
+    return a, b
+
+
+def framed(frame: bytes) -> int:
+    # ZMTP/3, computed here: flags + 1-byte size up to 255 bytes, flags + 8-byte size above
+    return len(frame) + (2 if len(frame) <= 255 else 9)
+
+
+async def exchange(a: Endpoint, b: Endpoint) -> None:
+    rng = np.random.default_rng(3)
+    to_b: list[m.Message] = [
+        m.PowerForward([0, 2], rng.random((2, 4)), **a.header(slot=1, chain_latency_s=0.002)),
+        m.Weights(7, ["w"], [rng.random((300, 40)).astype(np.float32)], **a.header(slot=1)),
+        m.Stop("bye", **a.header(slot=2)),
+    ]
+    to_a: list[m.Message] = [
+        m.Decision(rng.random(3), **b.header(slot=1)),
+        m.Heartbeat(**b.header(slot=1)),
+    ]
+    sent_a = [await a.send("b", msg) for msg in to_b]
+    sent_b = [await b.send("a", msg) for msg in to_a]
+    for msg in to_b:
+        same(msg, await b.recv(5.0))
+    for msg in to_a:
+        same(msg, await a.recv(5.0))
+    # the sender meters frame + ZMTP framing; the receiver meters nothing
+    assert sent_a == [framed(encode(msg)) for msg in to_b]
+    assert sent_a[0] < 255 + 2 < sent_a[1]
+    assert a.meter.totals() == {
+        ("power_forward", "backhaul", "a", "b"): (1, sent_a[0]),
+        ("weights", "backhaul", "a", "b"): (1, sent_a[1]),
+        ("stop", "control", "a", "b"): (1, sent_a[2]),
+    }
+    assert b.meter.totals() == {
+        ("decision", "backhaul", "b", "a"): (1, sent_b[0]),
+        ("heartbeat", "control", "b", "a"): (1, sent_b[1]),
+    }
+    assert a.protocol_errors == b.protocol_errors == 0
+
+
+async def test_tcp_random_ports_both_ways() -> None:
+    a, b = pair("tcp://127.0.0.1:0", "tcp://127.0.0.1:*")
+    try:
+        assert a.address is not None and b.address is not None
+        assert a.address.startswith("tcp://127.0.0.1:") and not a.address.endswith(":0")
+        assert a.address != b.address
+        await exchange(a, b)
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_ipc_both_ways_and_files_removed(tmp_path: Path) -> None:
+    pa, pb = tmp_path / "a.ipc", tmp_path / "b.ipc"
+    a, b = pair(f"ipc://{pa}", f"ipc://{pb}")
+    try:
+        assert a.address == f"ipc://{pa}"
+        assert pa.exists() and pb.exists()
+        await exchange(a, b)
+    finally:
+        a.close()
+        b.close()
+    assert not pa.exists() and not pb.exists()
+    a.close()  # idempotent
+
+
+async def test_recv_timeout_within_bounds() -> None:
+    ep = Endpoint("lonely", "tcp://127.0.0.1:0", Meter())
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(PeerTimeout, match="no message within 0.2 s"):
+            await ep.recv(0.2)
+        elapsed = time.monotonic() - t0
+        assert 0.2 <= elapsed < 0.7
+        assert issubclass(PeerTimeout, TimeoutError)
+    finally:
+        ep.close()
+
+
+async def test_unknown_peer_and_missing_inbox() -> None:
+    ep = Endpoint("sender-only", None, Meter())
+    try:
+        assert ep.address is None
+        with pytest.raises(PeerError, match="unknown peer 'nobody'"):
+            await ep.send("nobody", m.Heartbeat())
+        with pytest.raises(PeerError, match="no inbox"):
+            await ep.recv(0.1)
+    finally:
+        ep.close()
+
+
+async def test_messages_queue_until_the_peer_binds(tmp_path: Path) -> None:
+    path = tmp_path / "late.ipc"
+    a = Endpoint("a", None, Meter())
+    a.connect("late", f"ipc://{path}")
+    await a.send("late", m.Done(5, **a.header(slot=5)))
+    late = Endpoint("late", f"ipc://{path}", Meter())
+    try:
+        msg = await late.recv(5.0)
+        assert isinstance(msg, m.Done) and msg.slots == 5 and msg.sender == "a"
+    finally:
+        a.close()
+        late.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_send_times_out_when_the_queue_stays_full() -> None:
+    ep = Endpoint("a", None, Meter(), hwm=2, send_timeout_s=0.2)
+    ep.connect("absent", f"tcp://127.0.0.1:{free_port()}")
+    try:
+        sent = 0
+        t0 = time.monotonic()
+        with pytest.raises(PeerTimeout, match="blocked for 0.2 s"):
+            for _ in range(100):
+                await ep.send("absent", m.Heartbeat())
+                sent += 1
+        assert 1 <= sent <= 10
+        assert 0.2 <= time.monotonic() - t0 < 2.0
+        assert ep.meter.totals()[("heartbeat", "control", "a", "absent")][0] == sent
+    finally:
+        ep.close()
+
+
+async def test_link_emulation_fast_clock() -> None:
+    a, b = pair("tcp://127.0.0.1:0", "tcp://127.0.0.1:0")
+    rng = np.random.default_rng(0)
+    try:
+        b.set_link("a", LinkModel(LinkParams("constant", latency_s=0.003), rng))
+        await a.send("b", m.Fingerprint(1, 0.1, **a.header(slot=0, chain_latency_s=0.002)))
+        await a.send("b", m.Stop("control plane: no emulation", **a.header(slot=0)))
+        got = await b.recv(5.0)
+        assert isinstance(got, m.Fingerprint) and got.chain_latency_s == pytest.approx(0.005)
+        stop = await b.recv(5.0)
+        assert isinstance(stop, m.Stop) and stop.chain_latency_s == 0.0
+        b.set_link("a", LinkModel(LinkParams(loss_probability=1.0), rng))
+        for i in range(3):
+            await a.send("b", m.Fingerprint(i, 0.1, **a.header(slot=1)))
+        for i in range(3):  # lost: delivered at once, infinitely late
+            lost = await b.recv(5.0)
+            assert isinstance(lost, m.Fingerprint) and lost.iteration == i
+            assert lost.chain_latency_s == float("inf")
+        assert b.lost == 3
+        b.set_link("a", None)
+        await a.send("b", m.Fingerprint(3, 0.1, **a.header(slot=2, chain_latency_s=0.001)))
+        again = await b.recv(5.0)
+        assert isinstance(again, m.Fingerprint) and again.chain_latency_s == 0.001
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_realtime_clock_holds_messages_without_blocking_others() -> None:
+    inbox = Endpoint("inbox", "tcp://127.0.0.1:0", Meter(), clock=RealtimeClock())
+    slow = Endpoint("slow", None, Meter())
+    fast = Endpoint("fast", None, Meter())
+    inbox.set_link("slow", LinkModel(LinkParams(latency_s=0.150), np.random.default_rng(1)))
+    inbox.set_link("fast", LinkModel(LinkParams(latency_s=0.0), np.random.default_rng(2)))
+    try:
+        for ep in (slow, fast):
+            ep.connect("inbox", str(inbox.address))
+        first: dict[str, Any] = slow.header(slot=0)
+        await slow.send("inbox", m.NeighbourChoice(1, 1, **first))
+        with pytest.raises(PeerTimeout):  # the slow message arrives and is held
+            await inbox.recv(0.05)
+        await fast.send("inbox", m.NeighbourChoice(2, 2, **fast.header(slot=0)))
+        a = await inbox.recv(5.0)
+        assert isinstance(a, m.NeighbourChoice) and a.sender == "fast"
+        assert (time.time_ns() - first["sent_ns"]) * 1e-9 < 0.150
+        b = await inbox.recv(5.0)
+        assert isinstance(b, m.NeighbourChoice) and b.sender == "slow"
+        held = (time.time_ns() - first["sent_ns"]) * 1e-9
+        assert 0.150 <= held < 1.5
+        assert b.chain_latency_s == pytest.approx(0.150)
+    finally:
+        for ep in (inbox, slow, fast):
+            ep.close()
+
+
+async def test_close_wakes_a_pending_recv() -> None:
+    ep = Endpoint("x", "tcp://127.0.0.1:0", Meter())
+    task = asyncio.create_task(ep.recv(5.0))
+    await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    ep.close()
+    with pytest.raises(PeerError, match="closed"):
+        await task
+    assert time.monotonic() - t0 < 1.0
