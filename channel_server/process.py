@@ -28,7 +28,8 @@ from protocols.messages import (
     Stop,
     Transmit,
 )
-from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name
+from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name, telemetry_for
+from protocols.telemetry import Telemetry
 from protocols.seeding import rng_for
 
 log = logging.getLogger("rrmbed.channel-server")
@@ -43,8 +44,10 @@ class SlotCollect:
 
 
 class ChannelServer:
-    def __init__(self, peer: Peer, scenario: Scenario, slots: int, seed: int) -> None:
+    def __init__(self, peer: Peer, scenario: Scenario, slots: int, seed: int,
+                 telemetry: Telemetry) -> None:
         self.peer = peer
+        self.telemetry = telemetry
         self.scenario = scenario
         self.slots = slots
         self.seed = seed
@@ -77,6 +80,7 @@ class ChannelServer:
             total = float(sum_rate_bps_hz(gains, powers, radio.noise_w))
             for b in self.active:
                 await self.peer.send(node_name(b), Measurement, slot=n, sinr=s[b], rates=r[b])
+            self.telemetry.update(slots_done=n + 1, sum_rate_bps_hz=total)
             await self.peer.send(CONTROLLER, SlotOutcome, slot=n, powers=powers, rates=r,
                                  sum_rate_bps_hz=total, decision_latency_s=got.latency,
                                  missed=got.missed, lost=list(self.lost), wall_s=wall,
@@ -125,8 +129,13 @@ async def serve(controller: str, bind: str, advertise: str | None) -> int:
     try:
         start = await peer.join(controller, "channel-server", -1, timeout_s=60.0)
         scenario = scenario_from_dict(tomllib.loads(start.config_toml), "<from controller>")
-        server = ChannelServer(peer, scenario, start.slots, start.seed)
-        await server.run()
+        telemetry = telemetry_for(start.options, "channel-server", "0")
+        await telemetry.start()
+        server = ChannelServer(peer, scenario, start.slots, start.seed, telemetry)
+        try:
+            await server.run()
+        finally:
+            await telemetry.close()
         # Wait for Stop, then report the meter.
         stop_wait = scenario.timing.peer_timeout_s * 4
         while True:

@@ -90,11 +90,14 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
         if runner == "network":
             from controller.launcher import LaunchError, run_network
 
-            opts = {k: v for k, v in options.items() if k != "endpoints"}
+            opts = {k: v for k, v in options.items()
+                    if k not in ("endpoints", "telemetry", "broker")}
             try:
                 return run_network(scenario_path, scheme, slots, seed, out, list(sets), weights,
                                    opts, lambda d, t: bar.update(task, completed=d),
-                                   endpoints=options.get("endpoints", "tcp"))
+                                   endpoints=options.get("endpoints", "tcp"),
+                                   telemetry=options.get("telemetry", True),
+                                   broker=options.get("broker"))
             except LaunchError as e:
                 raise click.ClickException(str(e)) from e
         from controller.local import run_local, write_local
@@ -130,11 +133,14 @@ SCHEME_HELP = ("max-power | random | full | round-robin | centralized | wmmse | 
               show_default=True, help="Execute the policy mean, or sample the Gaussian.")
 @click.option("--endpoints", type=click.Choice(["tcp", "ipc"]), default="tcp", show_default=True,
               help="Network runner transport: loopback tcp or unix-socket ipc.")
+@click.option("--no-telemetry", is_flag=True, help="Do not publish live metrics over MQTT.")
+@click.option("--broker", metavar="URL", envvar="RRMBED_BROKER",
+              help="MQTT broker for telemetry (default: start mosquitto/amqtt on loopback).")
 @click.option("--log-csi", is_flag=True, hidden=True,
               help="Nodes log every CSI slice they receive (for tests).")
 def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights: Path | None,
         out: Path | None, sets: tuple[str, ...], action: str, endpoints: str,
-        log_csi: bool) -> None:
+        no_telemetry: bool, broker: str | None, log_csi: bool) -> None:
     """Run SCHEME on SCENARIO for N slots and write a run directory.
 
     The run directory holds config.toml, summary.json, metrics.csv (per slot),
@@ -143,7 +149,8 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     from controller.results import print_summary
 
     summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
-                      {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints})
+                      {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
+                       "telemetry": not no_telemetry, "broker": broker})
     print_summary([summary], Console())
     click.echo(f"run directory: {Path(summary.get('out', out or '.'))}")
     if summary.get("errors") or summary.get("lost_nodes"):
@@ -190,17 +197,24 @@ def demo(scenario: Path, slots: int, seed: int, out: Path) -> None:
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--options", default="{}", help="JSON run options passed to every process.")
+@click.option("--broker", metavar="URL", help="MQTT broker for every process's telemetry.")
+@click.option("--no-telemetry", is_flag=True, help="No telemetry.")
 def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path, bind: str,
                    advertise: str | None, weights: Path | None, sets: tuple[str, ...],
-                   options: str) -> None:
+                   options: str, broker: str | None, no_telemetry: bool) -> None:
     """The controller process: handshake, central decisions, results."""
     from controller.process import serve
 
+    opts = json.loads(options)
+    if broker is not None:
+        opts["broker"] = broker
+    if no_telemetry:
+        opts["broker"] = None
+    opts.setdefault("run", out.name)
     sc = resolve_scenario(scenario, sets)
     if scheme not in SCHEMES:
         raise click.BadParameter(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
-    sys.exit(run_process(serve(sc, scheme, slots, seed, out, bind, advertise, weights,
-                               json.loads(options))))
+    sys.exit(run_process(serve(sc, scheme, slots, seed, out, bind, advertise, weights, opts)))
 
 
 @cli.command("channel-server")
@@ -301,6 +315,47 @@ def table_latency(scenario: Path, slots: int, seed: int, out: Path | None,
 
 
 # ------------------------------------------------------------------------ benches
+
+
+@cli.command()
+@click.option("--broker", metavar="URL", envvar="RRMBED_BROKER",
+              help="MQTT broker (default $RRMBED_BROKER, else mqtt://127.0.0.1:1883).")
+@click.option("--run", "run_name", help="Only this run (the run directory's name).")
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+def watch(broker: str | None, run_name: str | None, duration: float | None) -> None:
+    """Live table of every process's status and metrics, from MQTT telemetry."""
+    from controller.watch import main as watch_main
+
+    sys.exit(watch_main(broker, run_name, duration))
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--nodes", type=click.IntRange(1), help="BS node services (default: radio.n_cells).")
+@click.option("--scheme", default="round-robin", show_default=True, help=SCHEME_HELP)
+@click.option("--slots", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--weights", help="Policy weights (.npz) on the host, mounted read-only.")
+@click.option("--image", default="rrmbed:local", show_default=True, help="rrmbed image.")
+@click.option("--runs", "runs_dir", default="./runs", show_default=True,
+              help="Host folder (or named volume) mounted at /runs for the results.")
+@click.option("--broker-image", help="MQTT broker image (default eclipse-mosquitto).")
+@click.option("--no-telemetry", is_flag=True, help="No broker service, no telemetry.")
+@click.option("--run-name", help="Run directory name under /runs.")
+def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: int,
+            weights: str | None, image: str, runs_dir: str, broker_image: str | None,
+            no_telemetry: bool, run_name: str | None) -> None:
+    """Print a docker-compose file for SCENARIO: one container per process.
+
+    Example: rrmbed compose scenarios/3cell-k2.toml --scheme round-robin > docker-compose.yml
+    """
+    from controller.compose import DEFAULT_BROKER_IMAGE, render_compose
+
+    sc = resolve_scenario(scenario, ())
+    click.echo(render_compose(str(scenario), nodes or sc.radio.n_cells, scheme, slots, seed,
+                              weights, image, runs_dir,
+                              broker_image=broker_image or DEFAULT_BROKER_IMAGE,
+                              telemetry=not no_telemetry, run_name=run_name), nl=False)
 
 
 @cli.group()

@@ -103,16 +103,26 @@ def run_network(
     options: dict[str, Any] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     endpoints: str = "tcp",
+    telemetry: bool = True,
+    broker: str | None = None,
 ) -> dict[str, Any]:
     """Run ``scheme`` over real processes; return the controller's summary.
 
     ``endpoints``: 'tcp' (loopback, OS-assigned ports) or 'ipc' (unix sockets in a
-    private temporary folder, removed afterwards whatever happened).
+    private temporary folder, removed afterwards whatever happened). With
+    ``telemetry``, every process publishes to ``broker`` (or a local broker started
+    for the run); a missing broker only turns telemetry off.
     """
+    from controller.broker import BrokerHandle, ensure_broker
     from channel_server.config import load_scenario
 
     n_nodes = load_scenario(scenario_path).radio.n_cells  # fail fast on a bad file
     run = NetworkRun(out)
+    url, handle = ensure_broker(broker) if telemetry else (None, BrokerHandle(None, "none"))
+    options = {**(options or {}), "broker": url, "run": out.name}
+    if url is not None:
+        print(f"rrmbed: telemetry on {url} (watch with: rrmbed watch --broker {url} "
+              f"--run {out.name})", file=sys.stderr)
     sockdir = Path(tempfile.mkdtemp(prefix="rrmbed-")) if endpoints == "ipc" else None
 
     def bind(role: str) -> str:
@@ -124,8 +134,7 @@ def run_network(
         ctl_args += ["--set", o]
     if weights is not None:
         ctl_args += ["--weights", str(weights)]
-    if options:
-        ctl_args += ["--options", json.dumps(options)]
+    ctl_args += ["--options", json.dumps(options)]
     try:
         ctl = run.spawn("controller", ctl_args, stdout_pipe=True)
         assert ctl.stdout is not None
@@ -163,6 +172,7 @@ def run_network(
             print(f"rrmbed: stopped leftover processes: {', '.join(killed)}", file=sys.stderr)
         if sockdir is not None:
             shutil.rmtree(sockdir, ignore_errors=True)  # sockets of killed processes
+        handle.stop()
 
 
 def _follow(ctl: subprocess.Popen[bytes], run: NetworkRun,

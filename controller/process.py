@@ -38,7 +38,14 @@ from protocols.messages import (
     Weights,
 )
 from protocols.meter import Meter
-from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name
+from protocols.peer import (
+    CHANNEL_SERVER,
+    CONTROLLER,
+    Peer,
+    backhaul_bytes,
+    node_name,
+    telemetry_for,
+)
 
 log = logging.getLogger("rrmbed.controller")
 
@@ -79,6 +86,7 @@ class ControllerProcess:
         self.hosts: dict[str, str] = {}
         self.reports: dict[str, Report] = {}
         self.errors: list[str] = []
+        self.telemetry = telemetry_for(self.options, "controller", "0")
 
     @property
     def roles(self) -> list[str]:
@@ -134,6 +142,13 @@ class ControllerProcess:
                              options=opts)
 
     async def run(self) -> dict[str, Any]:
+        await self.telemetry.start()
+        try:
+            return await self._run()
+        finally:
+            await self.telemetry.close()
+
+    async def _run(self) -> dict[str, Any]:
         t_start = time.perf_counter()
         await self.handshake()
         t0 = time.perf_counter()
@@ -159,6 +174,7 @@ class ControllerProcess:
                 if now - last_progress > 0.1 or self.recorder.done == self.slots:
                     say("PROGRESS", self.recorder.done, self.slots)
                     last_progress = now
+                    self.publish_metrics()
             elif isinstance(msg, CsiUpload):
                 await self.on_upload(msg)
             elif isinstance(msg, Done):
@@ -169,6 +185,18 @@ class ControllerProcess:
                 log.warning("controller: unexpected %s from %s", type(msg).__name__, msg.sender)
         wall = time.perf_counter() - t0
         return await self.finish(wall, time.perf_counter() - t_start)
+
+    def publish_metrics(self) -> None:
+        """Live metrics over the last 100 slots (cheap enough to run ten times a second)."""
+        rec = self.recorder
+        lat = rec.decision_latency_s()[-100:] * 1e3
+        lat = lat[np.isfinite(lat)]
+        self.telemetry.update(
+            slots_done=rec.done, sum_rate_bps_hz=float(np.mean(rec.sum_rates[-100:])),
+            latency_ms_p50=float(np.percentile(lat, 50)) if lat.size else None,
+            latency_ms_p99=float(np.percentile(lat, 99)) if lat.size else None,
+            deadline_misses=int(sum(int(m.sum()) for m in rec.missed)),
+            backhaul_bytes=backhaul_bytes(self.peer.meter))
 
     async def on_upload(self, msg: CsiUpload) -> None:
         """Collect one slot's CSI uploads; decide once every active BS has uploaded."""

@@ -31,7 +31,14 @@ from protocols.messages import (
     Transmit,
     Weights,
 )
-from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name
+from protocols.peer import (
+    CHANNEL_SERVER,
+    CONTROLLER,
+    Peer,
+    backhaul_bytes,
+    node_name,
+    telemetry_for,
+)
 
 log = logging.getLogger("rrmbed.node")
 
@@ -68,6 +75,7 @@ class NodeProcess:
         self.slots: dict[int, SlotState] = {}
         self.stats = NodeStats()
         self.log_csi = log_csi
+        self.telemetry = telemetry_for(start.options, "node", str(bs))
         peer.emulate_links(self.scenario.backhaul, start.seed,
                            [CONTROLLER, *start.options.get("directory", {})],
                            self.scenario.timing.clock)
@@ -193,6 +201,9 @@ class NodeProcess:
 
     async def transmit(self, n: int, d: Decision) -> None:
         self.stats.misses += int(d.missed[0])
+        self.telemetry.update(slots_done=n + 1, deadline_misses=self.stats.misses,
+                              backhaul_bytes=backhaul_bytes(self.peer.meter),
+                              latency_ms_p50=float(d.latency_s[0]) * 1e3)
         await self.peer.send(CHANNEL_SERVER, Transmit, slot=n,
                              chain_latency_s=float(d.latency_s[0]), powers=d.powers_w[0],
                              rb=-1, missed=bool(d.missed[0]),
@@ -217,8 +228,12 @@ async def serve(node_id: int, controller: str, bind: str, advertise: str | None)
         start = await peer.join(controller, "node", node_id, timeout_s=60.0)
         proc = NodeProcess(peer, node_id, start, log_csi=bool(start.options.get("log_csi")))
         early = list(peer.early)
-        await peer.send(CONTROLLER, Heartbeat, slot=-1)  # ready: connected to every peer
-        await proc.run(early)
+        await proc.telemetry.start()
+        try:
+            await peer.send(CONTROLLER, Heartbeat, slot=-1)  # ready: connected to every peer
+            await proc.run(early)
+        finally:
+            await proc.telemetry.close()
         return 0
     finally:
         peer.close(linger_s=2.0)

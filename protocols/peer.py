@@ -24,6 +24,7 @@ from protocols.latency import LinkLatencyLike, LinkModel, make_clock
 from protocols.messages import Hello, Message, Start
 from protocols.meter import Meter
 from protocols.seeding import rng_for
+from protocols.telemetry import Telemetry
 from protocols.transport import Endpoint
 
 CONTROLLER = "controller"
@@ -98,6 +99,15 @@ class Peer:
                 self.connect(peer, address)
         self.early = early
         return msg
+
+
+def telemetry_for(options: dict[str, Any], role: str, ident: str) -> Telemetry:
+    """The process's MQTT telemetry, from the run options (disabled without a broker)."""
+    return Telemetry(options.get("broker"), str(options.get("run", "run")), role, ident)
+
+
+def backhaul_bytes(meter: Meter) -> int:
+    return meter.plane_totals().get("backhaul", (0, 0))[1]
 
 
 def check_peer(msg: Message, expected: type[Message], who: str) -> None:
