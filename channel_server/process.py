@@ -24,6 +24,7 @@ from protocols.messages import (
     Done,
     Measurement,
     Report,
+    Resume,
     SlotOutcome,
     Stop,
     Transmit,
@@ -33,6 +34,8 @@ from protocols.telemetry import Telemetry
 from protocols.seeding import rng_for
 
 log = logging.getLogger("rrmbed.channel-server")
+TRAINING_PAUSE_S = 900.0
+"""Longest wait for the controller to finish one training iteration, seconds."""
 
 
 @dataclass
@@ -45,9 +48,11 @@ class SlotCollect:
 
 class ChannelServer:
     def __init__(self, peer: Peer, scenario: Scenario, slots: int, seed: int,
-                 telemetry: Telemetry) -> None:
+                 telemetry: Telemetry, pause_every: int = 0) -> None:
         self.peer = peer
         self.telemetry = telemetry
+        self.pause_every = pause_every
+        """While training: wait for Resume after every this many slots (0: never)."""
         self.scenario = scenario
         self.slots = slots
         self.seed = seed
@@ -63,6 +68,9 @@ class ChannelServer:
         realtime = timing.clock == "realtime"
         t_start = time.monotonic()
         for n in range(self.slots):
+            if self.pause_every and n and n % self.pause_every == 0:
+                await self.wait_resume(n)
+                t_start = time.monotonic() - n * radio.slot_s
             if realtime:
                 await asyncio.sleep(max(0.0, t_start + n * radio.slot_s - time.monotonic()))
             gains = (self.air.reset() if n == 0 else self.air.step())[0]
@@ -86,6 +94,21 @@ class ChannelServer:
                                  missed=got.missed, lost=list(self.lost), wall_s=wall,
                                  compute_s=got.compute)
         await self.peer.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
+
+    async def wait_resume(self, n: int) -> None:
+        """Hold slot n until the controller has trained and every node holds the weights."""
+        deadline = time.monotonic() + TRAINING_PAUSE_S
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PeerTimeout(f"channel-server: no Resume before slot {n} within "
+                                  f"{TRAINING_PAUSE_S:.0f} s (controller lost?)")
+            msg = await self.peer.recv(left)
+            if isinstance(msg, Resume):
+                return
+            if isinstance(msg, Stop):
+                raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
+            log.warning("unexpected %s from %s while paused", type(msg).__name__, msg.sender)
 
     async def collect(self, n: int) -> SlotCollect:
         """Wait for every active node's Transmit of slot n; a silent node is lost."""
@@ -131,7 +154,9 @@ async def serve(controller: str, bind: str, advertise: str | None) -> int:
         scenario = scenario_from_dict(tomllib.loads(start.config_toml), "<from controller>")
         telemetry = telemetry_for(start.options, "channel-server", "0")
         await telemetry.start()
-        server = ChannelServer(peer, scenario, start.slots, start.seed, telemetry)
+        train = start.options.get("train") or {}
+        server = ChannelServer(peer, scenario, start.slots, start.seed, telemetry,
+                               int(train.get("episodes_per_iter", 0)))
         try:
             await server.run()
         finally:

@@ -16,6 +16,7 @@ from controller.optimum import OptimumConfig, optimum
 from controller.wmmse import WMMSEConfig, wmmse
 from node.observation import central_dims, obs_central
 from node.policy_spec import PolicyConfig, clip_fraction
+from protocols.seeding import rng_for
 
 if TYPE_CHECKING:
     from node.policy import GaussianPolicy
@@ -31,7 +32,7 @@ class CentralDecider:
     """Decides all B x K powers from the whole channel (E, B, K, B)."""
 
     def __init__(self, scheme: str, scenario: Scenario, seed: int,
-                 policy: GaussianPolicy | None = None) -> None:
+                 policy: GaussianPolicy | None = None, action_mode: str = "mean") -> None:
         if scheme not in CENTRAL_SCHEMES:
             raise ValueError(f"{scheme!r} is not a centralized scheme ({CENTRAL_SCHEMES})")
         self.scheme = scheme
@@ -41,6 +42,10 @@ class CentralDecider:
 
             policy = seeded_policy(central_policy_config(scenario), seed)
         self.policy = policy
+        self.action_mode = action_mode
+        self._noise = rng_for(seed, "controller", "policy-noise")
+        self.last_obs: np.ndarray | None = None
+        self.last_raw: np.ndarray | None = None
 
     def powers(self, gains: np.ndarray) -> np.ndarray:
         """Powers (E, B, K) in watts."""
@@ -62,7 +67,11 @@ class CentralDecider:
             return optimum(gains, radio.noise_w, radio.pmax_w,
                            OptimumConfig(eps=cfg.optimum_gap))[0]
         assert self.policy is not None
-        raw = self.policy.act(obs_central(gains, radio))
+        obs = obs_central(gains, radio)
+        noise = (self._noise.standard_normal((gains.shape[0], radio.n_links))
+                 if self.action_mode == "sample" else None)
+        raw = self.policy.act(obs, self.action_mode, noise)  # type: ignore[arg-type]
+        self.last_obs, self.last_raw = obs, raw
         frac = clip_fraction(raw).reshape(gains.shape[0], radio.n_cells, radio.users_per_cell)
         return frac * radio.pmax_w
 

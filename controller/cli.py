@@ -255,6 +255,52 @@ def run_process(coro: Any) -> int:
         return 130
 
 
+# ------------------------------------------------------------------------- training
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--algo", type=click.Choice(["trpo", "a2c"]), default="trpo", show_default=True)
+@click.option("--scheme", type=click.Choice(["centralized", "round-robin", "full"]),
+              default="centralized", show_default=True)
+@click.option("--runner", type=click.Choice(["local", "network"]), default="local",
+              show_default=True, help="local: vectorized episodes in one process; network: "
+              "nodes upload experience, the controller trains and broadcasts weights.")
+@click.option("--steps", type=click.IntRange(1), default=100_000, show_default=True,
+              help="Environment steps (decisions) to train for.")
+@click.option("--episodes", "episodes_per_iter", type=click.IntRange(1),
+              help="Episodes per update, M (default: 1000 local, 64 network).")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from these weights.")
+@click.option("--save-batches", is_flag=True, hidden=True)
+def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
+          episodes_per_iter: int | None, seeds: str, out: Path | None, weights: Path | None,
+          save_batches: bool) -> None:
+    """Train a paper-001 policy (TRPO or A2C) for SCHEME; writes weights and curves."""
+    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    sc = resolve_scenario(scenario, ())
+    out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
+    if runner == "local":
+        from controller.train import train as train_local
+
+        train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True)
+        return
+    m = episodes_per_iter or 64
+    per_slot = 1 if scheme == "centralized" else sc.radio.n_cells
+    slots = max(m, (steps // per_slot) // m * m)
+    summaries = []
+    for seed in seed_list:
+        summaries.append(execute(scenario, scheme, "network", slots, seed, out / f"seed-{seed}",
+                                 (), weights, {"train": {"algo": algo, "episodes_per_iter": m,
+                                                         "save_batches": save_batches},
+                                               "action_mode": "sample"}))
+    from controller.results import print_summary
+
+    print_summary(summaries, Console(), title=f"network training: {scheme}, {algo}")
+
+
 # ------------------------------------------------------------------------- tables
 
 

@@ -7,6 +7,7 @@ bound, ``PROGRESS <done> <total>`` while slots run, ``SUMMARY <path>`` at the en
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -28,14 +29,17 @@ from protocols.messages import (
     Decision,
     Done,
     Error,
+    Experience,
     Heartbeat,
     Hello,
     Message,
     Report,
+    Resume,
     SlotOutcome,
     Start,
     Stop,
     Weights,
+    WeightsAck,
 )
 from protocols.meter import Meter
 from protocols.peer import (
@@ -70,6 +74,7 @@ class ControllerProcess:
         self.n_nodes = scenario.radio.n_cells
         self.recorder = RunRecorder(scenario, scheme, "network", seed, slots)
         self.central = None
+        train = self.options.get("train")
         if EXCHANGE[scheme] == "central":
             from controller.central import central_policy_config
             from node.policy import GaussianPolicy, load_arrays
@@ -78,7 +83,9 @@ class ControllerProcess:
             if self.weights is not None and scheme == "centralized":
                 policy = GaussianPolicy(central_policy_config(scenario))
                 load_arrays(policy, self.weights)
-            self.central = CentralDecider(scheme, scenario, seed, policy)
+            self.central = CentralDecider(scheme, scenario, seed, policy,
+                                          "sample" if train else "mean")
+        self.trainer = self.make_trainer(train) if train else None
         self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
         self.central_compute: dict[int, float] = {}
         self.active = set(range(self.n_nodes))
@@ -86,7 +93,29 @@ class ControllerProcess:
         self.hosts: dict[str, str] = {}
         self.reports: dict[str, Report] = {}
         self.errors: list[str] = []
+        self.backlog: list[Message] = []
+        """Messages that arrived while waiting for something else; served first."""
         self.telemetry = telemetry_for(self.options, "controller", "0")
+
+    def make_trainer(self, train: dict[str, Any]) -> Any:
+        """The learner of a network training run, on the same initial weights as the nodes."""
+        from controller.net_training import NetworkTrainer, TrainOptions, make_learner
+        from node.agent import node_policy
+
+        if self.scheme in ("full", "round-robin"):
+            policy = node_policy(self.scheme, self.scenario, self.seed)
+            per_slot = self.n_nodes
+        elif self.scheme == "centralized":
+            assert self.central is not None
+            policy, per_slot = self.central.policy, 1
+        else:
+            raise ValueError(f"scheme {self.scheme!r} has no policy to train")
+        if self.weights is not None:
+            from node.policy import load_arrays
+
+            load_arrays(policy, self.weights)
+        opts = TrainOptions.of(train)
+        return NetworkTrainer(make_learner(opts.algo, policy, self.seed), per_slot, opts)
 
     @property
     def roles(self) -> list[str]:
@@ -112,8 +141,7 @@ class ControllerProcess:
             elif isinstance(msg, Error):
                 self.errors.append(f"{msg.sender}: {msg.text}")
             else:
-                log.warning("controller: unexpected %s from %s while waiting for %s",
-                            type(msg).__name__, msg.sender, what)
+                self.backlog.append(msg)
         return got
 
     async def handshake(self) -> None:
@@ -156,13 +184,15 @@ class ControllerProcess:
         wait = self.scenario.timing.peer_timeout_s * 2
         while True:
             try:
-                msg = await self.peer.recv(wait)
+                msg = self.backlog.pop(0) if self.backlog else await self.peer.recv(wait)
             except PeerTimeout:
                 self.errors.append(f"channel-server silent for {wait:.1f} s after slot "
                                    f"{self.recorder.done}; stopping the run")
                 log.error(self.errors[-1])
                 break
-            if isinstance(msg, SlotOutcome):
+            if isinstance(msg, Experience) and self.trainer is not None:
+                self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done)
+            elif isinstance(msg, SlotOutcome):
                 compute = self.central_compute.pop(msg.slot, None)
                 self.recorder.add(msg.sum_rate_bps_hz, msg.powers, msg.decision_latency_s,
                                   msg.missed, msg.lost, msg.wall_s,
@@ -175,6 +205,12 @@ class ControllerProcess:
                     say("PROGRESS", self.recorder.done, self.slots)
                     last_progress = now
                     self.publish_metrics()
+                if self.trainer is not None:
+                    self.trainer.add_outcome(msg.slot, msg.sum_rate_bps_hz)
+                    m = self.trainer.options.episodes_per_iter
+                    if self.recorder.done % m == 0:
+                        await self.train_iteration(range(self.recorder.done - m,
+                                                         self.recorder.done))
             elif isinstance(msg, CsiUpload):
                 await self.on_upload(msg)
             elif isinstance(msg, Done):
@@ -185,6 +221,31 @@ class ControllerProcess:
                 log.warning("controller: unexpected %s from %s", type(msg).__name__, msg.sender)
         wall = time.perf_counter() - t0
         return await self.finish(wall, time.perf_counter() - t_start)
+
+    async def train_iteration(self, slots: range) -> None:
+        """Wait for the slots' experience, update, deploy the weights, resume the air."""
+        assert self.trainer is not None
+        deadline = time.monotonic() + self.scenario.timing.peer_timeout_s * 4
+        while not self.trainer.complete(slots):
+            msg = await self.peer.recv(max(0.0, deadline - time.monotonic()))
+            if isinstance(msg, Experience):
+                self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done)
+            else:
+                self.backlog.append(msg)
+        weights = self.trainer.update(slots, self.out)
+        version = self.trainer.version
+        say("TRAIN", version, json.dumps(self.trainer.history[-1]))
+        if slots.stop >= self.slots:
+            return  # the air has finished: no slot left to use new weights in
+        nodes = [node_name(b) for b in sorted(self.active)]
+        if self.scheme != "centralized":
+            for name in nodes:
+                await self.peer.send(name, Weights, slot=slots.stop, version=version,
+                                     names=list(weights), arrays=list(weights.values()))
+            acks = await self.gather(WeightsAck, nodes, self.scenario.timing.peer_timeout_s * 4,
+                                     f"weights v{version} acknowledgement")
+            assert all(isinstance(a, WeightsAck) and a.version == version for a in acks.values())
+        await self.peer.send(CHANNEL_SERVER, Resume, slot=slots.stop, version=version)
 
     def publish_metrics(self) -> None:
         """Live metrics over the last 100 slots (cheap enough to run ten times a second)."""
@@ -197,6 +258,21 @@ class ControllerProcess:
             latency_ms_p99=float(np.percentile(lat, 99)) if lat.size else None,
             deadline_misses=int(sum(int(m.sum()) for m in rec.missed)),
             backhaul_bytes=backhaul_bytes(self.peer.meter))
+
+    def write_training(self) -> None:
+        """training.csv (one row per update) and the final weights.npz."""
+        if self.trainer is None or not self.trainer.history:
+            return
+        import csv
+
+        from node.policy import state_arrays
+
+        keys = sorted({k for h in self.trainer.history for k in h})
+        with (self.out / "training.csv").open("w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=keys)
+            wr.writeheader()
+            wr.writerows(self.trainer.history)
+        np.savez(self.out / "weights.npz", **state_arrays(self.trainer.learner.policy))
 
     async def on_upload(self, msg: CsiUpload) -> None:
         """Collect one slot's CSI uploads; decide once every active BS has uploaded."""
@@ -213,6 +289,10 @@ class ControllerProcess:
             gains[0, bs] = g
         powers, compute_s = self.central.decide(gains)
         self.central_compute[msg.slot] = compute_s
+        if self.trainer is not None:
+            assert self.central.last_obs is not None and self.central.last_raw is not None
+            self.trainer.add_experience(msg.slot, 0, self.central.last_obs,
+                                        self.central.last_raw, np.array([True]))
         ready = max(a for _, a in got.values()) + compute_s
         for bs in sorted(got):
             await self.peer.send(node_name(bs), Decision, slot=msg.slot, chain_latency_s=ready,
@@ -238,9 +318,13 @@ class ControllerProcess:
             self.hosts[name] = str(rep.stats.get("hostname", ""))
         self.processes[CONTROLLER] = os.getpid()
         self.hosts[CONTROLLER] = socket.gethostname()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.write_training()
         summary = self.recorder.write(
             self.out, meter, self.processes, wall_s,
             extra={"hosts": self.hosts, "errors": self.errors, "process_stats": stats,
+                   "received": [[k, s, m, b] for (k, s), (m, b) in
+                                sorted(self.peer.endpoint.received.items())],
                    "setup_s": total_s - wall_s,
                    "protocol_errors": self.peer.endpoint.protocol_errors
                    + sum(int(s.get("protocol_errors", 0)) for s in stats.values())})

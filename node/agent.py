@@ -96,6 +96,10 @@ class BsAgent:
         self._noise = rng_for(seed, "node", bs, "policy-noise")
         k = scenario.radio.users_per_cell
         self.previous_w = np.full((episodes, k), scenario.radio.pmax_w)
+        self.last_obs: np.ndarray | None = None
+        """The observation of the last policy decision (what a learner needs)."""
+        self.last_raw: np.ndarray | None = None
+        """The raw Gaussian action of the last policy decision."""
 
     # ------------------------------------------------------------------ deciding
 
@@ -122,7 +126,9 @@ class BsAgent:
                 raise ValueError("round-robin needs the powers chosen so far")
             obs = obs_round_robin(csi, self.bs, prior_w / radio.pmax_w, chosen, radio)
         noise = self._noise.standard_normal((e, k)) if self.action_mode == "sample" else None
-        return clip_fraction(self.policy.act(obs, self.action_mode, noise))
+        self.last_obs = obs
+        self.last_raw = self.policy.act(obs, self.action_mode, noise)
+        return clip_fraction(self.last_raw)
 
     def decide(
         self,

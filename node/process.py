@@ -22,6 +22,7 @@ from protocols.messages import (
     CsiUpload,
     Heartbeat,
     Decision as DecisionMsg,
+    Experience,
     Measurement,
     Message,
     PowerForward,
@@ -30,6 +31,7 @@ from protocols.messages import (
     Stop,
     Transmit,
     Weights,
+    WeightsAck,
 )
 from protocols.peer import (
     CHANNEL_SERVER,
@@ -58,6 +60,7 @@ class NodeStats:
     misses: int = 0
     chain_timeouts: int = 0
     weights_version: int = 0
+    versions: list[int] = field(default_factory=list)
     csi_shapes: set[tuple[int, ...]] = field(default_factory=set)
     csi_log: list[list[object]] = field(default_factory=list)
 
@@ -76,6 +79,7 @@ class NodeProcess:
         self.stats = NodeStats()
         self.log_csi = log_csi
         self.telemetry = telemetry_for(start.options, "node", str(bs))
+        self.training = bool(start.options.get("train"))
         peer.emulate_links(self.scenario.backhaul, start.seed,
                            [CONTROLLER, *start.options.get("directory", {})],
                            self.scenario.timing.clock)
@@ -125,6 +129,7 @@ class NodeProcess:
             self.slots.pop(msg.slot, None)
         elif isinstance(msg, Weights):
             self.pending_weights = msg  # swapped in at the next slot boundary
+            await self.peer.send(CONTROLLER, WeightsAck, slot=msg.slot, version=msg.version)
         elif isinstance(msg, Stop):
             await self.report(msg.slot)
             return True
@@ -149,6 +154,7 @@ class NodeProcess:
 
             load_arrays(policy, dict(zip(w.names, w.arrays, strict=True)))
             self.stats.weights_version = w.version
+            self.stats.versions.append(w.version)
         self.pending_weights = None
 
     async def on_csi(self, msg: CsiSlice) -> None:
@@ -161,6 +167,7 @@ class NodeProcess:
             self.stats.csi_log.append([msg.slot, msg.gains.tobytes().hex()])
         if self.exchange == "none":
             await self.transmit(msg.slot, self.agent.decide(msg.gains[None], np.zeros(1)))
+            await self.upload_experience(msg.slot, 0, last=True)
         elif self.exchange == "chain":
             await self.act_in_chain(msg.slot)
         else:
@@ -188,12 +195,23 @@ class NodeProcess:
         d = self.agent.decide(st.csi.gains[None], np.array([chain_in]), prior, chosen)
         st.done = True
         await self.transmit(n, d)
+        await self.upload_experience(n, pos, last=pos + 1 == len(order))
         if pos + 1 < len(order):
             chain = [*decided, self.bs]
             powers = np.stack([*(decided[b][0] for b in decided), d.powers_w[0]])
             await self.peer.send(node_name(order[pos + 1]), PowerForward, slot=n,
                                  chain_latency_s=float(d.latency_s[0]), order=chain,
                                  powers=powers)
+
+    async def upload_experience(self, n: int, step: int, last: bool) -> None:
+        """While training: the policy's observation and raw action go to the learner; the
+        reward is the slot's common sum-rate, which the controller joins by slot."""
+        if not self.training or self.agent.last_obs is None or self.agent.last_raw is None:
+            return
+        obs = self.agent.last_obs
+        await self.peer.send(CONTROLLER, Experience, slot=n, obs=obs, action=self.agent.last_raw,
+                             reward=np.zeros(1), next_obs=np.zeros((0, obs.shape[-1])),
+                             done=np.array([last]), step=step)
 
     async def on_decision(self, msg: DecisionMsg) -> None:
         d = self.agent.commit(np.asarray(msg.powers)[None], np.array([msg.chain_latency_s]), 0.0)
@@ -216,6 +234,7 @@ class NodeProcess:
                                     "measurements": s.measurements, "misses": s.misses,
                                     "chain_timeouts": s.chain_timeouts,
                                     "weights_version": s.weights_version,
+                                    "weights_versions": s.versions,
                                     "csi_shapes": [list(x) for x in sorted(s.csi_shapes)],
                                     "csi_log": s.csi_log,
                                     "protocol_errors": self.peer.endpoint.protocol_errors})

@@ -365,6 +365,8 @@ class Experience(Message):
     """Next observations, shape (N, ...)."""
     done: npt.NDArray[Any]
     """Episode-end flags, bool, shape (N,)."""
+    step: int
+    """Position of the first transition within its episode (round-robin: chain position)."""
 
 
 @register
@@ -391,3 +393,25 @@ class WeightsRequest(Message):
     PLANE: ClassVar[Plane] = "backhaul"
     have_version: int
     """Version the node holds (-1 for none)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class WeightsAck(Message):
+    """A node confirms it holds weights ``version`` and uses them from its next slot."""
+
+    KIND: ClassVar[str] = "weights_ack"
+    PLANE: ClassVar[Plane] = "backhaul"
+    version: int
+    """Snapshot version now held."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Resume(Message):
+    """The controller lets the channel server go on after a training iteration."""
+
+    KIND: ClassVar[str] = "resume"
+    PLANE: ClassVar[Plane] = "control"
+    version: int
+    """Weights version every node now holds."""

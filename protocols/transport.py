@@ -74,6 +74,9 @@ class Endpoint:
         self.protocol_errors = 0
         self.last_protocol_error: str | None = None
         self.lost = 0
+        self.received: dict[tuple[str, str], list[int]] = {}
+        """(kind, sender) -> [messages, wire bytes] of good frames received (not the meter:
+        senders meter; this lets a receiver check what arrived)."""
         self.address: str | None = None
         self._ctx = zmq.asyncio.Context.instance()
         self._identity = name.encode()
@@ -247,6 +250,9 @@ class Endpoint:
         except ProtocolError as e:
             self._protocol_error(str(e))
             return None
+        got = self.received.setdefault((msg.KIND, msg.sender), [0, 0])
+        got[0] += 1
+        got[1] += wire_size(len(parts[1]))
         if self._links and msg.PLANE in self.link_planes:
             model = self._links.get(parts[0])
             if model is not None:

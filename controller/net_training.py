@@ -1,0 +1,114 @@
+"""Training over the network runner, pure: the controller feeds it what arrives
+(node experience, central decisions, slot outcomes) and it assembles exactly the
+on-policy batch that :func:`controller.rollout.play` builds locally (slot-major;
+round-robin steps in chain order with the common reward on the last step; full:
+one single-step episode per BS), then runs the learner.
+
+Rewards are the slot's common sum-rate (bit/s/Hz), joined by slot from the
+channel server's outcome: nodes never learn the other BSs' rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.rollout import Batch
+from node.policy import GaussianPolicy, state_arrays
+from protocols.seeding import rng_for
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What a network training run does, carried in the run options."""
+
+    algo: str = "trpo"
+    """'trpo' or 'a2c'."""
+    episodes_per_iter: int = 64
+    """Slots (episodes) per learner update, M."""
+    save_batches: bool = False
+    """Write every batch and every weights version into the run directory (tests)."""
+
+    @classmethod
+    def of(cls, d: dict[str, Any]) -> TrainOptions:
+        return cls(**{k: d[k] for k in ("algo", "episodes_per_iter", "save_batches") if k in d})
+
+
+def make_learner(algo: str, policy: GaussianPolicy, seed: int) -> Any:
+    """The learner of a run; its randomness derives from the run's seed."""
+    if algo == "trpo":
+        from controller.trpo import Trpo, TrpoConfig
+
+        return Trpo(policy, TrpoConfig(), rng_for(seed, "learner", "trpo"))
+    if algo == "a2c":
+        from controller.a2c import A2c, A2cConfig
+
+        return A2c(policy, A2cConfig(), rng_for(seed, "learner", "a2c"))
+    raise ValueError(f"unknown algorithm {algo!r} (trpo, a2c)")
+
+
+@dataclass
+class Step:
+    step: int
+    obs: np.ndarray
+    raw: np.ndarray
+    done: bool
+
+
+@dataclass
+class NetworkTrainer:
+    """Collects one iteration's experience and updates the policy."""
+
+    learner: Any
+    steps_per_slot: int
+    """Transitions per slot: B for round-robin and full, 1 for centralized."""
+    options: TrainOptions
+    steps: dict[int, list[Step]] = field(default_factory=dict)
+    rewards: dict[int, float] = field(default_factory=dict)
+    version: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def add_experience(self, slot: int, step: int, obs: np.ndarray, raw: np.ndarray,
+                       done: np.ndarray) -> None:
+        for i in range(obs.shape[0]):
+            self.steps.setdefault(slot, []).append(
+                Step(step + i, np.asarray(obs[i]), np.asarray(raw[i]), bool(done[i])))
+
+    def add_outcome(self, slot: int, sum_rate: float) -> None:
+        self.rewards[slot] = sum_rate
+
+    def complete(self, slots: range) -> bool:
+        return all(s in self.rewards and len(self.steps.get(s, ())) == self.steps_per_slot
+                   for s in slots)
+
+    def batch(self, slots: range) -> Batch:
+        obs, raw, rewards, dones = [], [], [], []
+        for s in slots:
+            # round-robin: chain order; full: every BS is its own single-step episode
+            for st in sorted(self.steps.pop(s), key=lambda x: x.step):
+                obs.append(st.obs)
+                raw.append(st.raw)
+                rewards.append(self.rewards[s] if st.done else 0.0)
+                dones.append(st.done)
+        rates = np.array([self.rewards.pop(s) for s in slots])
+        return Batch(np.stack(obs), np.stack(raw), np.array(rewards),
+                     np.array(dones, dtype=bool), rates)
+
+    def update(self, slots: range, out: Path | None = None) -> dict[str, np.ndarray]:
+        """Train on the slots' batch; return the new weights (version grows by one)."""
+        batch = self.batch(slots)
+        if out is not None and self.options.save_batches:
+            np.savez(out / f"batch-{self.version}.npz", obs=batch.obs, actions=batch.actions,
+                     rewards=batch.rewards, dones=batch.dones, sum_rate=batch.sum_rate_bps_hz)
+        stats = dict(self.learner.update(batch))
+        stats["sum_rate_bps_hz"] = float(batch.sum_rate_bps_hz.mean())
+        self.version += 1
+        stats["version"] = float(self.version)
+        self.history.append(stats)
+        weights = state_arrays(self.learner.policy)
+        if out is not None and self.options.save_batches:
+            np.savez(out / f"weights-v{self.version}.npz", **weights)
+        return weights
