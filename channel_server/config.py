@@ -73,7 +73,7 @@ class RadioConfig:
 
     @property
     def pmax_w(self) -> float:
-        return 10.0 ** ((self.pmax_dbm - 30.0) / 10.0)
+        return float(10.0 ** ((self.pmax_dbm - 30.0) / 10.0))
 
     @property
     def noise_dbm(self) -> float:
@@ -81,7 +81,7 @@ class RadioConfig:
 
     @property
     def noise_w(self) -> float:
-        return 10.0 ** ((self.noise_dbm - 30.0) / 10.0)
+        return float(10.0 ** ((self.noise_dbm - 30.0) / 10.0))
 
     @property
     def rho(self) -> float:
@@ -267,8 +267,7 @@ def _validate(s: Scenario, where: str) -> None:
 
 def scenario_from_dict(table: dict[str, Any], source: str = "<memory>") -> Scenario:
     """Build and validate a scenario from a parsed TOML table."""
-    s = _build(Scenario, table, source)
-    s = dataclasses.replace(s, source=source)
+    s: Scenario = dataclasses.replace(_build(Scenario, table, source), source=source)
     _validate(s, source)
     return s
 

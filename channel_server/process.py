@@ -30,8 +30,8 @@ from protocols.messages import (
     Transmit,
 )
 from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name, telemetry_for
-from protocols.telemetry import Telemetry
 from protocols.seeding import rng_for
+from protocols.telemetry import Telemetry
 
 log = logging.getLogger("rrmbed.channel-server")
 TRAINING_PAUSE_S = 900.0

@@ -31,11 +31,13 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import csi_slice, sum_rate_bps_hz
 from controller.dqn import Dqn, DqnConfig, Transitions
+from controller.wmmse import wmmse
 from node.observation import obs_full
 from protocols.seeding import rng_for
 
@@ -196,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sharing", choices=["shared", "per-agent"], default="shared")
     p.add_argument("--fingerprint", action="store_true")
     p.add_argument("--gamma", type=float, default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
     radio = load_scenario(a.scenario).radio
     cfg = DqnPowerConfig(level_spacing=a.spacing)
     dqn = replace(cfg.dqn, sharing=a.sharing, fingerprint=a.fingerprint)
@@ -209,10 +213,14 @@ def main(argv: list[str] | None = None) -> None:
     eval_seed = a.seed + 10_000
     rate = evaluate(radio, variables, a.eval, eval_seed, cfg)
     ref = baselines(radio, a.eval, eval_seed, cfg)
+    gains = evaluation_gains(radio, a.eval, eval_seed)
+    ref["wmmse"] = float(sum_rate_bps_hz(gains, wmmse(gains, radio.noise_w, radio.pmax_w)[0],
+                                         radio.noise_w).mean())
     last = curve["sum_rate_bps_hz"][-max(a.steps // 10, 1):].mean()
     print(f"steps {a.steps} x {cfg.episodes} slots, CPU {cpu:.0f} s, behaviour (last 10%) "
           f"{last:.3f}; greedy DQN {rate:.3f}  max power {ref['max_power']:.3f}  "
-          f"random levels {ref['random_levels']:.3f} bit/s/Hz over {a.eval} drops")
+          f"random levels {ref['random_levels']:.3f}  WMMSE (continuous) {ref['wmmse']:.3f} "
+          f"bit/s/Hz over {a.eval} drops")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ class NetworkRun:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
 
-    def spawn(self, role: str, args: list[str], stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+    def spawn(self, role: str, args: list[str],
+              stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         err = open(self.log_dir / f"{role}.log", "wb")  # noqa: SIM115 - closed in cleanup()
         self._logs.append(err)
@@ -113,8 +114,8 @@ def run_network(
     ``telemetry``, every process publishes to ``broker`` (or a local broker started
     for the run); a missing broker only turns telemetry off.
     """
-    from controller.broker import BrokerHandle, ensure_broker
     from channel_server.config import load_scenario
+    from controller.broker import BrokerHandle, ensure_broker
 
     n_nodes = load_scenario(scenario_path).radio.n_cells  # fail fast on a bad file
     run = NetworkRun(out)

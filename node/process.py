@@ -20,9 +20,8 @@ from protocols.errors import PeerTimeout
 from protocols.messages import (
     CsiSlice,
     CsiUpload,
-    Heartbeat,
-    Decision as DecisionMsg,
     Experience,
+    Heartbeat,
     Measurement,
     Message,
     PowerForward,
@@ -32,6 +31,9 @@ from protocols.messages import (
     Transmit,
     Weights,
     WeightsAck,
+)
+from protocols.messages import (
+    Decision as DecisionMsg,
 )
 from protocols.peer import (
     CHANNEL_SERVER,
@@ -146,7 +148,8 @@ class NodeProcess:
             return
         policy = self.agent.policy
         if policy is None:
-            raise RuntimeError(f"{self.peer.name}: scheme {self.scheme!r} has no policy for weights")
+            raise RuntimeError(f"{self.peer.name}: scheme {self.scheme!r} runs no policy; "
+                               "weights do not apply")
         if w.version <= self.stats.weights_version:
             log.warning("%s: ignoring stale weights v%d", self.peer.name, w.version)
         else:
@@ -230,7 +233,8 @@ class NodeProcess:
     async def report(self, slot: int) -> None:
         s = self.stats
         await self.peer.send(CONTROLLER, Report, slot=slot, rows=self.peer.meter.rows(),
-                             stats={"pid": os.getpid(), "hostname": socket.gethostname(), "slots": s.slots,
+                             stats={"pid": os.getpid(), "hostname": socket.gethostname(),
+                                    "slots": s.slots,
                                     "measurements": s.measurements, "misses": s.misses,
                                     "chain_timeouts": s.chain_timeouts,
                                     "weights_version": s.weights_version,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from protocols.errors import PeerError, PeerTimeout
-from protocols.latency import LinkLatencyLike, LinkModel, make_clock
+from protocols.latency import LinkModel, make_clock
 from protocols.messages import Hello, Message, Start
 from protocols.meter import Meter
 from protocols.seeding import rng_for
@@ -52,8 +52,7 @@ class Peer:
     def connect(self, peer: str, address: str) -> None:
         self.endpoint.connect(peer, address)
 
-    def emulate_links(self, backhaul: LinkLatencyLike | Any, seed: int, peers: list[str],
-                      clock: str) -> None:
+    def emulate_links(self, backhaul: Any, seed: int, peers: list[str], clock: str) -> None:
         """Latency models (the scenario's BackhaulConfig) of every link ending here.
 
         The link src -> self draws from its own stream ``rng_for(seed, "link", src, self)``,
