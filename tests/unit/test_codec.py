@@ -72,12 +72,15 @@ EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
         RNG.random(4),
         RNG.random((4, 6)).astype(np.float32),
         np.array([False, False, False, True]),
+        3,
         **HDR,
     ),
     m.Weights: lambda: m.Weights(
         5, ["fc1.weight", "fc1.bias"], [RNG.random((4, 3)).astype(np.float32), np.zeros(4)], **HDR
     ),
     m.WeightsRequest: lambda: m.WeightsRequest(-1, **HDR),
+    m.WeightsAck: lambda: m.WeightsAck(6, **HDR),
+    m.Resume: lambda: m.Resume(6, **HDR),
 }
 
 
@@ -109,8 +112,8 @@ BUILTIN_KINDS = [c for c in m.REGISTRY.values() if c.__module__ == "protocols.me
 
 
 def test_every_builtin_kind_has_an_example() -> None:
+    # a kind added to protocols.messages needs an example here
     assert set(EXAMPLES) == set(BUILTIN_KINDS)
-    assert len(BUILTIN_KINDS) == 19
 
 
 @pytest.mark.parametrize("cls", BUILTIN_KINDS, ids=lambda c: c.KIND)

@@ -44,6 +44,7 @@ POOL: list[m.Message] = [
         np.array([0.5, -1.0]),
         np.ones((2, 3), np.float32),
         np.array([False, True]),
+        3,
         **HDR,
     ),
     m.Heartbeat(**HDR),
