@@ -176,7 +176,7 @@ class Scenario:
 # --------------------------------------------------------------------------- loading
 
 
-def _check_type(value: Any, tp: Any, where: str) -> Any:
+def check_field(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -203,17 +203,17 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ScenarioError(f"{where}: expected a table, got {value!r}")
         _, vt = typing.get_args(tp)
-        return {str(k): _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): check_field(v, vt, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ScenarioError(f"{where}: expected a table, got {value!r}")
-        return _build(tp, value, where)
+        return build_dataclass(tp, value, where)
     if isinstance(tp, types.UnionType):
         raise ScenarioError(f"{where}: unsupported union type")
     raise ScenarioError(f"{where}: unsupported type {tp!r}")
 
 
-def _build(cls: Any, table: dict[str, Any], where: str) -> Any:
+def build_dataclass(cls: Any, table: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - set(fields))
@@ -230,7 +230,7 @@ def _build(cls: Any, table: dict[str, Any], where: str) -> Any:
             if no_default:
                 raise ScenarioError(f"{where}: missing field {name!r}")
             continue
-        kwargs[name] = _check_type(table[name], hints[name], f"{where}.{name}")
+        kwargs[name] = check_field(table[name], hints[name], f"{where}.{name}")
     return cls(**kwargs)
 
 
@@ -267,7 +267,7 @@ def _validate(s: Scenario, where: str) -> None:
 
 def scenario_from_dict(table: dict[str, Any], source: str = "<memory>") -> Scenario:
     """Build and validate a scenario from a parsed TOML table."""
-    s: Scenario = dataclasses.replace(_build(Scenario, table, source), source=source)
+    s: Scenario = dataclasses.replace(build_dataclass(Scenario, table, source), source=source)
     _validate(s, source)
     return s
 

@@ -14,7 +14,7 @@ from channel_server.config import load_scenario
 from controller.net_training import make_learner
 from controller.rollout import Batch
 from node.agent import node_policy
-from tests.integration.test_network_run import ROOT, rrmbed
+from tests.integration.test_network_run import ROOT, run_dir, rrmbed
 
 S3 = ROOT / "scenarios" / "3cell-k2.toml"
 
@@ -57,3 +57,18 @@ def test_network_training_round_robin(tmp_path: Path, scheme: str) -> None:
         with np.load(run / f"weights-v{v + 1}.npz") as z:
             for k, arr in mine.items():
                 assert np.array_equal(arr, z[k]), (v, k)
+
+    # the trained policy deployed with --weights: network and local runners agree exactly,
+    # and every node ran the weights (not the seeded initial policy)
+    outs = {}
+    for runner in ("network", "local"):
+        outs[runner] = run_dir(tmp_path, S3, scheme, runner, 40, 9, "--weights",
+                               str(run / "weights.npz"))
+    with (outs["network"] / "metrics.csv").open() as f:
+        net = list(csv.DictReader(f))
+    with (outs["local"] / "metrics.csv").open() as f:
+        loc = list(csv.DictReader(f))
+    assert net == loc
+    untrained = run_dir(tmp_path / "untrained", S3, scheme, "local", 40, 9)
+    with (untrained / "metrics.csv").open() as f:
+        assert list(csv.DictReader(f)) != loc

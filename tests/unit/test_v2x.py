@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ FILE = ROOT / "scenarios" / "v2x-manhattan.toml"
 C = 299_792_458.0
 
 
-def scenario(**sections: object) -> V2xScenario:
+def scenario(**sections: Any) -> V2xScenario:
     return dataclasses.replace(V2xScenario(name="t", description=""), **sections)
 
 
@@ -280,9 +281,13 @@ def test_v2v_pathloss_by_hand() -> None:
     radio, ch = V2xRadioConfig(), V2xChannelConfig()
     fc = 2.0
     # breakpoint 4 h' h' f / c with h' = 0.5 m: 6.67 m
-    near = lambda d: 22.7 * math.log10(d) + 41 + 20 * math.log10(fc / 5)  # noqa: E731
-    far = lambda d: (40 * math.log10(d) + 9.45 - 2 * 17.3 * math.log10(0.5)  # noqa: E731
-                     + 2.7 * math.log10(fc / 5))
+
+    def near(d: float) -> float:
+        return 22.7 * math.log10(d) + 41 + 20 * math.log10(fc / 5)
+
+    def far(d: float) -> float:
+        return 40 * math.log10(d) + 9.45 - 2 * 17.3 * math.log10(0.5) + 2.7 * math.log10(fc / 5)
+
     # the two LOS branches meet at the breakpoint (to the rounding of the constants)
     assert near(4 * 0.25 * 2e9 / C) == pytest.approx(far(4 * 0.25 * 2e9 / C), abs=0.02)
     xy = np.array([[0.0, 0.0], [0.0, 5.0], [0.0, 50.0], [0.0, 1.0], [100.0, 60.0]])
