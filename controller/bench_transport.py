@@ -13,7 +13,6 @@ Run: ``python -m controller.bench_transport [--n 2000] [--payload-floats 64]``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection
@@ -28,7 +27,7 @@ from protocols.codec import encode
 from protocols.errors import PeerTimeout
 from protocols.messages import PowerForward, Stop
 from protocols.meter import Meter
-from protocols.transport import Endpoint
+from protocols.transport import Endpoint, run
 
 IDLE_S = 10.0
 """An echo peer exits after this many seconds without a message."""
@@ -78,7 +77,7 @@ async def _our_peer_async(conn: Connection) -> None:
 
 
 def _our_peer(conn: Connection) -> None:
-    asyncio.run(_our_peer_async(conn))
+    run(_our_peer_async(conn))
 
 
 def _spawn(target: Any) -> tuple[mp.process.BaseProcess, Connection]:
@@ -168,7 +167,7 @@ async def _measure(n: int, payload_floats: int, rounds: int) -> tuple[list[int],
 def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4) -> dict[str, float]:
     """Round-trip percentiles (microseconds) of raw REQ/REP and of our backhaul hop, measured
     in ``rounds`` alternating blocks after a warm-up."""
-    raw, ours, frame_len = asyncio.run(_measure(n, payload_floats, rounds))
+    raw, ours, frame_len = run(_measure(n, payload_floats, rounds))
     raw_p50, raw_p99 = _percentiles_us(raw)
     our_p50, our_p99 = _percentiles_us(ours)
     return {
@@ -190,7 +189,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--payload-floats", type=int, default=64, help="float64 array length")
     parser.add_argument("--rounds", type=int, default=4, help="alternating raw/ours blocks")
     args = parser.parse_args(argv)
-    r = run_bench(args.n, args.payload_floats, args.rounds)
+    print_bench(run_bench(args.n, args.payload_floats, args.rounds))
+
+
+def print_bench(r: dict[str, float]) -> None:
     table = Table(
         title=f"round trip over loopback tcp, n={int(r['n'])}, "
         f"{int(r['payload_floats'])} float64 ({int(r['frame_bytes'])}-byte frame)"

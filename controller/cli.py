@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -245,9 +244,10 @@ def node_cmd(node_id: int, controller: str, bind: str, advertise: str | None) ->
 def run_process(coro: Any) -> int:
     """Run a process shell; a peer timeout or protocol failure exits 1 with its message."""
     from protocols.errors import PeerError, PeerTimeout
+    from protocols.transport import run
 
     try:
-        return int(asyncio.run(coro))
+        return int(run(coro))
     except (PeerTimeout, PeerError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 1
@@ -415,9 +415,9 @@ def bench() -> None:
               help="float64 values in the payload.")
 def bench_transport(count: int, floats: int) -> None:
     """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP."""
-    from controller.bench_transport import run_bench
+    from controller.bench_transport import print_bench, run_bench
 
-    run_bench(n=count, payload_floats=floats)
+    print_bench(run_bench(n=count, payload_floats=floats))
 
 
 @bench.command("baselines")

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -52,6 +53,20 @@ def images(docker_ready: list[str]) -> list[str]:
     timings = [ln for ln in r.stderr.splitlines() if ln.startswith("[build-images]   ")]
     print(f"\nbuild-images.sh: {time.monotonic() - t0:.1f} s\n" + "\n".join(timings))
     return docker_ready
+
+
+def compose_subnet() -> str | None:
+    """A fixed subnet when the daemon runs without iptables (no embedded DNS then)."""
+    if os.environ.get("RRMBED_COMPOSE_SUBNET"):
+        return os.environ["RRMBED_COMPOSE_SUBNET"]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"dockerd") and b"--iptables=false" in argv:
+            return f"172.30.{random.randrange(256)}.0/24"
+    return None
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -110,7 +125,8 @@ def project(images: list[str], tmp_path: Path) -> Iterator[tuple[Project, Path]]
     runs.chmod(0o777)  # the controller container writes as uid 10001
     file = tmp_path / "docker-compose.yml"
     file.write_text(render_compose(str(SCENARIO), N_NODES, SCHEME, SLOTS, SEED, None, IMAGE,
-                                   str(runs), broker_image=BROKER_IMAGE))
+                                   str(runs), broker_image=BROKER_IMAGE,
+                                   subnet=compose_subnet()))
     env = dict(os.environ, RRMBED_RUN=RUN_NAME)
     p = Project(images, file, env)
     try:

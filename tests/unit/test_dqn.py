@@ -83,7 +83,7 @@ def linear_learner(**kw: object) -> Dqn:
 def test_learner_targets_use_online_argmax_and_target_values() -> None:
     agent = linear_learner(gamma=0.8)
     next_x = [[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]]
-    batch = {
+    batch: dict[str, np.ndarray] = {
         "next_obs": np.array(next_x, dtype=np.float32),
         "reward": np.array([0.0, 1.0, -1.0], dtype=np.float32),
         "terminated": np.array([0.0, 1.0, 0.0], dtype=np.float32),
@@ -98,19 +98,18 @@ def test_learner_targets_use_online_argmax_and_target_values() -> None:
 @pytest.mark.parametrize("loss", ["huber", "mse"])
 def test_one_update_matches_hand_loss_and_first_adam_step(loss: str) -> None:
     """One stored transition: every sampled row is it. Q(s, a=2) = 0.5*1 + 0.5*3 = 2,
-    s' = (1, 2): online argmax 1, Q_target(s', 1) = 5, y = 0.5 + 0.5 * 5 = 3, error -1.5.
+    s' = (1, 2): online argmax 1, Q_target(s', 1) = 5, y = 1 + 0.5 * 5 = 3.5, error -1.5.
     Only row 2 of W and b get a gradient; Adam's first step is lr * g / (|g| + eps)."""
     lr = 0.01
     agent = linear_learner(gamma=0.5, loss=loss, learning_rate=lr)
     agent.observe(Transitions(
-        obs=np.array([[[1.0, 3.0]]]), actions=np.array([[2]]), rewards=np.array([0.5]),
+        obs=np.array([[[1.0, 3.0]]]), actions=np.array([[2]]), rewards=np.array([1.0]),
         next_obs=np.array([[[1.0, 2.0]]]), terminated=np.array([0.0]),
     ))
     before = {k: v.copy() for k, v in agent.get_variables().items()}
     stats = agent.update()
-    err = 2.0 - 3.0
-    hand_loss = 0.5 * err**2 if loss == "mse" else (abs(err) - 0.5)  # Huber, delta 1
-    hand_loss = err**2 if loss == "mse" else hand_loss
+    err = 2.0 - 3.5
+    hand_loss = err**2 if loss == "mse" else abs(err) - 0.5  # Huber, delta 1: |e| - 1/2
     assert stats["trained"] == 1.0
     assert stats["loss"] == pytest.approx(hand_loss, rel=1e-6)
     assert stats["q_mean"] == pytest.approx(2.0, rel=1e-6)
@@ -184,7 +183,8 @@ def test_epsilon_schedules_endpoints_and_monotonicity() -> None:
         assert np.all(np.diff(values[:101]) < 0.0)  # strictly decreasing during the decay
     assert lin.epsilon(50) == pytest.approx(0.51)
     assert exp.epsilon(50) == pytest.approx(math.sqrt(0.02))
-    assert lin.fingerprint() == (0, pytest.approx(1.0))
+    e, eps = lin.fingerprint()
+    assert e == 0 and eps == pytest.approx(1.0)
 
 
 def test_variable_names_shared_vs_per_agent() -> None:
@@ -205,8 +205,8 @@ def test_variable_names_shared_vs_per_agent() -> None:
 
 @pytest.mark.parametrize("sharing", ["shared", "per-agent"])
 def test_get_set_variables_round_trip_gives_identical_q_values(sharing: str) -> None:
-    cfg = DqnConfig(hidden=(16, 8), batch_size=16, learning_starts=10, sharing=sharing,
-                    fingerprint=True)  # type: ignore[arg-type]
+    cfg = DqnConfig(hidden=(16, 8), batch_size=16, learning_starts=10,
+                    sharing=sharing, fingerprint=True)  # type: ignore[arg-type]
     trained = filled_learner(cfg, seed=0)
     for _ in range(5):
         trained.update()
@@ -251,8 +251,11 @@ def test_each_agent_learns_its_own_reward(sharing: str) -> None:
     for _ in range(300):
         agent.update()
     q = agent.q_values(obs[:20])
-    np.testing.assert_allclose(q[:, 0], 1.0, atol=0.15)
-    np.testing.assert_allclose(q[:, 1], -1.0, atol=0.15)
+    # without the one-hot / the routing both agents would settle near the mean, 0
+    assert q[:, 0].mean() == pytest.approx(1.0, abs=0.05)
+    assert q[:, 1].mean() == pytest.approx(-1.0, abs=0.05)
+    np.testing.assert_allclose(q[:, 0], 1.0, atol=0.3)
+    np.testing.assert_allclose(q[:, 1], -1.0, atol=0.3)
 
 
 def test_same_seeds_give_identical_learning() -> None:

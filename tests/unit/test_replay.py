@@ -30,7 +30,7 @@ def test_sampling_is_uniform_over_the_rows_held(capacity: int, filled: int) -> N
     # the other fields travel with their row
     batch = buf.sample(500, rng)
     np.testing.assert_array_equal(batch["v"][:, 0], batch["x"])
-    np.testing.assert_array_equal(batch["v"][:, 1], -batch["x"])
+    np.testing.assert_array_equal(batch["v"][:, 1], -batch["x"].astype(np.int64))
 
 
 def test_ring_overwrites_the_oldest_rows_first() -> None:

@@ -1,0 +1,212 @@
+"""The paper-001 figures as PNG files (matplotlib, Agg canvas, no pyplot global state).
+
+* :func:`plot_training`: per-iteration reward of several seeds and its exponentially
+  weighted average (Fig. 6-9);
+* :func:`plot_bars`: average sum-rate per method (Fig. 11, Fig. 15);
+* :func:`plot_pmax_sweep`: sum-rate against Pmax (Fig. 14);
+* :func:`plot_reward_vs`: reward against steps and wall time for a benchmark.
+
+Smoothing (paper 001, footnote 2): the paper writes ``s[n] = w x[n] + (1 - w) s[n-1]``
+with "smoothing factor" w = 0.96. Read literally, w = 0.96 puts 96 % of the weight on the
+newest sample and smooths almost nothing, which contradicts the smoothed panels (b) of
+Fig. 6-9; the figures match TensorBoard's smoothing slider (TF 1.14), where the weight
+multiplies the running average. :func:`ewma` therefore computes
+``s[1] = x[1]``, ``s[n] = w s[n-1] + (1 - w) x[n]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+Array = npt.NDArray[np.float64]
+Curve = tuple[str, Sequence[float] | Array, Sequence[float] | Array]
+"""(label, x values, y values)."""
+
+DPI = 130
+# one colour per method, the same in every figure
+METHOD_COLORS = {
+    "optimum": "#222222",
+    "centralized": "#1f77b4",
+    "round-robin": "#2ca02c",
+    "full": "#17becf",
+    "fp": "#ff7f0e",
+    "wmmse": "#d62728",
+    "random": "#9467bd",
+    "max-power": "#8c564b",
+    "trpo (ours)": "#1f77b4",
+    "trpo (sb3-contrib)": "#ff7f0e",
+}
+METHOD_LABELS = {
+    "optimum": "optimum (B&B)",
+    "centralized": "centralized RL",
+    "round-robin": "partially decentr. RL",
+    "full": "fully decentr. RL",
+    "fp": "FP",
+    "wmmse": "WMMSE",
+    "random": "random",
+    "max-power": "max power",
+}
+
+
+def ewma(x: Sequence[float] | Array, weight: float = 0.96) -> Array:
+    """Exponentially weighted average: ``s[0] = x[0]``, ``s[n] = w s[n-1] + (1 - w) x[n]``."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError("weight must be in [0, 1)")
+    xs = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(xs)
+    acc = 0.0
+    for n, v in enumerate(xs):
+        acc = float(v) if n == 0 else weight * acc + (1.0 - weight) * float(v)
+        out[n] = acc
+    return out
+
+
+def _new(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p)
+    return p
+
+
+def _label(name: str) -> str:
+    return METHOD_LABELS.get(name, name)
+
+
+def _steps_axis(ax: Axes) -> None:
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+
+
+def plot_training(
+    curves: Sequence[Curve],
+    path: str | Path,
+    title: str,
+    references: Mapping[str, float] | None = None,
+    weight: float = 0.96,
+    xlabel: str = "training steps",
+    ylabel: str = "average sum-rate per episode (Mbit/s)",
+) -> Path:
+    """Two panels as Fig. 6-9: (a) the raw per-iteration reward, (b) its EWMA (``weight``).
+
+    ``references`` draws horizontal dashed lines (e.g. {"optimum": 56.0, "wmmse": 55.5}).
+    """
+    fig, (ax_raw, ax_avg) = _new(11.0, 4.2, ncols=2)
+    cmap = _seed_colors(len(curves))
+    for (label, x, y), color in zip(curves, cmap, strict=True):
+        ax_raw.plot(x, y, lw=0.8, alpha=0.8, color=color, label=label)
+        ax_avg.plot(x, ewma(y, weight), lw=1.5, color=color, label=label)
+    for ax, sub in ((ax_raw, "(a) per-iteration reward"),
+                    (ax_avg, f"(b) exponentially weighted average, w = {weight:g}")):
+        for name, val in (references or {}).items():
+            ax.axhline(val, ls="--", lw=1.0, color=METHOD_COLORS.get(name, "grey"),
+                       label=_label(name))
+        ax.set_title(sub, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        _steps_axis(ax)
+    ax_avg.legend(fontsize=8, loc="lower right", ncols=2 if len(curves) > 5 else 1)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def _seed_colors(n: int) -> list[tuple[float, float, float, float]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def plot_bars(
+    values: Mapping[str, float],
+    path: str | Path,
+    title: str,
+    ylabel: str = "average sum-rate (Mbit/s)",
+    errors: Mapping[str, float] | None = None,
+) -> Path:
+    """Average sum-rate per method as labelled bars (Fig. 11 / Fig. 15), in the given order."""
+    names = list(values)
+    fig, (ax,) = _new(max(6.0, 1.05 * len(names) + 1.5), 4.2)
+    heights = [values[n] for n in names]
+    colors = [METHOD_COLORS.get(n, "#7f7f7f") for n in names]
+    err = None if errors is None else [errors.get(n, 0.0) for n in names]
+    bars = ax.bar(range(len(names)), heights, color=colors, yerr=err, capsize=3)
+    top = max(heights) if heights else 1.0
+    for rect, h in zip(bars, heights, strict=True):
+        ax.text(rect.get_x() + rect.get_width() / 2, h + 0.01 * top, f"{h:.1f}",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), [_label(n) for n in names], rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top * 1.12)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_pmax_sweep(
+    pmax_dbm: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    path: str | Path,
+    title: str,
+    ylabel: str = "average sum-rate (Mbit/s)",
+    trained_dbm: float | None = None,
+) -> Path:
+    """Sum-rate of every method against Pmax (Fig. 14)."""
+    fig, (ax,) = _new(7.0, 4.6)
+    markers = "os^vDP*Xh"
+    for i, (name, ys) in enumerate(series.items()):
+        ax.plot(pmax_dbm, ys, marker=markers[i % len(markers)], ms=4, lw=1.3,
+                color=METHOD_COLORS.get(name), label=_label(name),
+                ls="--" if name == "optimum" else "-")
+    if trained_dbm is not None:
+        ax.axvline(trained_dbm, color="grey", lw=0.8, ls=":")
+        ax.annotate(f"trained at {trained_dbm:g} dBm", (trained_dbm, 0.02),
+                    xycoords=("data", "axes fraction"), fontsize=8, color="grey",
+                    ha="right", rotation=90, va="bottom")
+    ax.set_xlabel("Pmax (dBm)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_reward_vs(
+    curves: Sequence[tuple[str, Array, Array, Array]],
+    path: str | Path,
+    title: str,
+    ylabel: str = "mean episode reward (bit/s/Hz)",
+    target: float | None = None,
+) -> Path:
+    """Two panels: reward against env steps and against wall time.
+
+    ``curves``: (label, steps, wall seconds, reward); ``target``: a horizontal line.
+    """
+    fig, (ax_s, ax_t) = _new(11.0, 4.2, ncols=2)
+    for label, steps, wall, reward in curves:
+        color = METHOD_COLORS.get(label)
+        ax_s.plot(steps, reward, lw=1.4, color=color, label=label)
+        ax_t.plot(wall, reward, lw=1.4, color=color, label=label)
+    for ax, xl in ((ax_s, "environment steps"), (ax_t, "wall time (s)")):
+        if target is not None:
+            ax.axhline(target, ls="--", lw=0.9, color="grey", label="sb3 final reward")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    _steps_axis(ax_s)
+    ax_t.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)

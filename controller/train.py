@@ -1,0 +1,606 @@
+"""The local training driver: TRPO or A2C on one paper-001 scheme, several seeds.
+
+``train(scenario, algo, scheme, steps, seeds, out)`` trains, for every seed, a policy
+of the scheme on vectorized episodes (:mod:`controller.rollout`) and writes
+
+```
+out/
+  config.toml            the training settings and the resolved scenario
+  summary.json           per-seed results, the best seed, reference baselines
+  metrics.csv            every seed's per-iteration curve (long format, a seed column)
+  best-weights.npz       the policy of the seed with the best validation sum-rate
+  plots/training.png     per-iteration reward and its EWMA (w = 0.96) for every seed
+  seed-<s>/
+    config.toml, summary.json
+    metrics.csv          iteration, steps, episodes, sum-rate (bit/s/Hz, Mbit/s), EWMA,
+                         wall_s, kl, accepted, ...
+    weights.npz          final policy (node.policy_spec.read_weights + GaussianPolicy)
+    checkpoints/ckpt-<iteration>.npz   resumable: policy, value net, optimizer state,
+                         random-generator states, iteration, curve so far
+    plots/
+```
+
+Steps are counted as paper 001 does (Section IV-A): one decision of the deciding
+entity is one step, so a centralized episode is 1 step and a round-robin or fully
+decentralized episode is B steps (one per BS); ``steps`` per seed gives
+``ceil(steps / (M * steps_per_episode))`` iterations of M episodes.
+
+Randomness (per seed ``s``, all named streams of :func:`protocols.seeding.rng_for`):
+policy initialisation ``seeded_policy(cfg, s)``; training channels
+``Air(radio, air_seed)`` with ``air_seed`` drawn from stream ("train", "air"); action
+noise and round-robin orders from ("train", "rollout"); the learner's own draws (value
+net seed, minibatch orders) from ("train", "learner"). No global torch or numpy state is
+used, so a checkpoint restores a run exactly.
+
+Choices where the paper is vague: the "final reward" of a seed is the sum-rate of its
+deterministic (mean-action) policy on a fixed validation set of channel realizations
+(the same for every seed, distinct from training and from ``evaluate``'s default seed);
+the best seed is the one with the highest such sum-rate. The training curve records
+the mean sum-rate of the sampled actions of each iteration's batch (what the paper's
+Fig. 6-9 plot), smoothed with :func:`controller.plots.ewma`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from channel_server.air import Air
+from channel_server.config import Scenario, load_scenario, scenario_to_dict, to_toml
+from controller.a2c import A2c, A2cConfig
+from controller.plots import plot_training
+from controller.rollout import PowerEnv, Variant, collect, make_env, play, variant_dims
+from controller.trpo import Trpo, TrpoConfig, mean_kl
+from node.policy import GaussianPolicy, PolicyConfig, load_arrays, save_weights, seeded_policy
+from protocols.seeding import rng_for
+
+Array = npt.NDArray[np.float64]
+Algo = Literal["trpo", "a2c"]
+ALGOS: tuple[Algo, ...] = ("trpo", "a2c")
+SCHEMES: tuple[Variant, ...] = ("centralized", "round-robin", "full")
+
+VALIDATION_SEED = 1_000_003
+"""Air seed of the validation realizations (the same for every training seed)."""
+CHECKPOINTS_KEPT = 2
+"""Most recent checkpoints kept per seed (older ones are deleted)."""
+CURVE_COLUMNS = (
+    "iteration", "steps", "episodes", "sum_rate_bps_hz", "sum_rate_mbps", "ewma_mbps",
+    "wall_s", "kl", "accepted", "step_fraction", "value_loss", "std",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What one training run does (the same for every seed)."""
+
+    algo: Algo
+    """Learner: "trpo" (paper 001) or "a2c" (its fixed-step baseline)."""
+    scheme: Variant
+    """Execution scheme: "centralized", "round-robin" or "full"."""
+    steps: int
+    """Training steps per seed (decisions; a decentralized episode is B steps)."""
+    episodes_per_iter: int = 1000
+    """M, episodes per policy update (paper 001: 1000)."""
+    checkpoint_every: int = 10
+    """A checkpoint every this many iterations (and always after the last one)."""
+    threads: int = 1
+    """torch intra-op threads while training (1 is fastest for these small nets on a
+    shared machine; see the module's measurements in the report)."""
+    validation_episodes: int = 1000
+    """Channel realizations of the validation set that ranks the seeds."""
+    ewma_weight: float = 0.96
+    """Smoothing weight w of the reward curve (paper 001 footnote 2)."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; known: {ALGOS}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {self.scheme!r}; known: {SCHEMES}")
+        if self.steps < 1 or self.episodes_per_iter < 1 or self.checkpoint_every < 1:
+            raise ValueError("steps, episodes_per_iter and checkpoint_every must be >= 1")
+
+    def steps_per_episode(self, n_cells: int) -> int:
+        return 1 if self.scheme == "centralized" else n_cells
+
+    def iterations(self, n_cells: int) -> int:
+        per_iter = self.episodes_per_iter * self.steps_per_episode(n_cells)
+        return max(1, math.ceil(self.steps / per_iter))
+
+
+def policy_config_for(scheme: Variant, scenario: Scenario) -> PolicyConfig:
+    """The policy shape of a scheme: full_dims, round_robin_dims or central_dims."""
+    return PolicyConfig(*variant_dims(scheme, scenario.radio))
+
+
+# --------------------------------------------------------------------------- generator state
+
+
+def rng_state(rng: np.random.Generator) -> npt.NDArray[np.uint64]:
+    """A PCG64 generator's state as six uint64 (128-bit state and increment split in two)."""
+    st = rng.bit_generator.state
+    if st["bit_generator"] != "PCG64":
+        raise ValueError(f"only PCG64 generators are checkpointed, got {st['bit_generator']}")
+    mask = (1 << 64) - 1
+    s, inc = int(st["state"]["state"]), int(st["state"]["inc"])
+    vals = [s >> 64, s & mask, inc >> 64, inc & mask, int(st["has_uint32"]),
+            int(st["uinteger"])]
+    return np.array(vals, dtype=np.uint64)
+
+
+def set_rng_state(rng: np.random.Generator, arr: npt.NDArray[np.uint64]) -> None:
+    v = [int(x) for x in arr]
+    rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": (v[0] << 64) | v[1], "inc": (v[2] << 64) | v[3]},
+        "has_uint32": v[4],
+        "uinteger": v[5],
+    }
+
+
+# --------------------------------------------------------------------------- one seed
+
+
+class SeedTrainer:
+    """Training state of one seed: environment, policy, learner and generators."""
+
+    def __init__(self, scenario: Scenario, cfg: TrainConfig, seed: int) -> None:
+        self.scenario = scenario
+        self.cfg = cfg
+        self.seed = int(seed)
+        radio = scenario.radio
+        air_seed = int(rng_for(seed, "train", "air").integers(2**31 - 1))
+        self.env: PowerEnv = make_env(radio, cfg.scheme, air_seed, cfg.episodes_per_iter)
+        self.policy = seeded_policy(policy_config_for(cfg.scheme, scenario), seed)
+        self.rollout_rng = rng_for(seed, "train", "rollout")
+        self.learner_rng = rng_for(seed, "train", "learner")
+        self.learner: Trpo | A2c
+        if cfg.algo == "trpo":
+            tcfg = TrpoConfig(episodes_per_iteration=cfg.episodes_per_iter)
+            self.learner = Trpo(self.policy, tcfg, self.learner_rng)
+        else:
+            acfg = A2cConfig(episodes_per_update=cfg.episodes_per_iter)
+            self.learner = A2c(self.policy, acfg, self.learner_rng)
+        self.iteration = 0
+        self.steps = 0
+        self.episodes = 0
+        self.wall_s = 0.0
+        self.curve: list[dict[str, float]] = []
+
+    @property
+    def iterations_total(self) -> int:
+        return self.cfg.iterations(self.scenario.radio.n_cells)
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.iterations_total
+
+    def step(self) -> dict[str, float]:
+        """Collect M episodes, update once; returns the curve row of this iteration."""
+        t0 = time.perf_counter()
+        batch = collect(self.policy, self.env, self.cfg.episodes_per_iter, self.rollout_rng)
+        if isinstance(self.learner, A2c):
+            obs = torch.as_tensor(batch.obs)
+            with torch.no_grad():
+                old_mean, old_log_std = self.policy(obs)
+            stats = self.learner.update(batch)
+            with torch.no_grad():
+                stats["kl"] = float(mean_kl(self.policy, obs, old_mean, old_log_std))
+            stats["accepted"], stats["step_fraction"] = 1.0, 1.0
+        else:
+            stats = self.learner.update(batch)
+        self.wall_s += time.perf_counter() - t0
+        self.iteration += 1
+        self.steps += batch.steps
+        self.episodes += batch.episodes
+        rate = float(batch.sum_rate_bps_hz.mean())
+        mbps = rate * self.scenario.radio.bandwidth_hz / 1e6
+        prev = self.curve[-1]["ewma_mbps"] if self.curve else None
+        w = self.cfg.ewma_weight
+        row = {
+            "iteration": float(self.iteration),
+            "steps": float(self.steps),
+            "episodes": float(self.episodes),
+            "sum_rate_bps_hz": rate,
+            "sum_rate_mbps": mbps,
+            "ewma_mbps": mbps if prev is None else w * prev + (1.0 - w) * mbps,
+            "wall_s": self.wall_s,
+            "kl": stats["kl"],
+            "accepted": stats["accepted"],
+            "step_fraction": stats["step_fraction"],
+            "value_loss": stats["value_loss"],
+            "std": stats["std"],
+        }
+        self.curve.append(row)
+        return row
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue exactly, as named arrays (no pickle)."""
+        out: dict[str, np.ndarray] = {}
+        out.update({f"policy.{k}": v for k, v in _arrays(self.policy).items()})
+        out.update({f"value.{k}": v for k, v in _arrays(self.learner.value).items()})
+        out.update(_optimizer_arrays(self.learner))
+        out["rng.rollout"] = rng_state(self.rollout_rng)
+        out["rng.learner"] = rng_state(self.learner_rng)
+        out["counters"] = np.array([self.iteration, self.steps, self.episodes,
+                                    self.learner.iterations, self.env_air().resets],
+                                   dtype=np.int64)
+        out["wall_s"] = np.array(self.wall_s)
+        out["meta.algo"] = np.array(self.cfg.algo)
+        out["meta.scheme"] = np.array(self.cfg.scheme)
+        out["meta.seed"] = np.array(self.seed)
+        out["meta.episodes_per_iter"] = np.array(self.cfg.episodes_per_iter)
+        for col in CURVE_COLUMNS:
+            out[f"curve.{col}"] = np.array([r[col] for r in self.curve], dtype=np.float64)
+        return out
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        for key, want in (("meta.algo", self.cfg.algo), ("meta.scheme", self.cfg.scheme),
+                          ("meta.seed", self.seed),
+                          ("meta.episodes_per_iter", self.cfg.episodes_per_iter)):
+            if arrays[key].item() != want:
+                raise ValueError(f"checkpoint {key} = {arrays[key].item()!r}, run has {want!r}")
+        load_arrays(self.policy, _prefixed(arrays, "policy."))
+        load_arrays(self.learner.value, _prefixed(arrays, "value."))
+        _load_optimizer(self.learner, arrays)
+        set_rng_state(self.rollout_rng, arrays["rng.rollout"])
+        set_rng_state(self.learner_rng, arrays["rng.learner"])
+        it, steps, episodes, learner_it, resets = (int(x) for x in arrays["counters"])
+        self.iteration, self.steps, self.episodes = it, steps, episodes
+        self.learner.iterations = learner_it
+        self.env_air().resets = resets
+        self.wall_s = float(arrays["wall_s"])
+        n = len(arrays["curve.iteration"])
+        self.curve = [{c: float(arrays[f"curve.{c}"][i]) for c in CURVE_COLUMNS}
+                      for i in range(n)]
+
+    def env_air(self) -> Air:
+        air = self.env.air
+        if not isinstance(air, Air):
+            raise TypeError("checkpointing needs the environment's Air")
+        return air
+
+
+def _arrays(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _adam_arrays(opt: torch.optim.Optimizer, prefix: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for idx, st in opt.state_dict()["state"].items():
+        for name, val in st.items():
+            out[f"{prefix}{idx}.{name}"] = torch.as_tensor(val).detach().cpu().numpy().copy()
+    return out
+
+
+def _load_adam(opt: torch.optim.Optimizer, arrays: dict[str, np.ndarray], prefix: str) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, val in _prefixed(arrays, prefix).items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = torch.as_tensor(val).clone()
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+
+
+def _optimizer_arrays(learner: Trpo | A2c) -> dict[str, np.ndarray]:
+    if isinstance(learner, Trpo):
+        return _adam_arrays(learner.value_opt, "opt.adam.")
+    if learner.adam is not None:
+        return _adam_arrays(learner.adam, "opt.adam.")
+    return {f"opt.ms.{i}": m.detach().cpu().numpy().copy()
+            for i, m in enumerate(learner.mean_square)}
+
+
+def _load_optimizer(learner: Trpo | A2c, arrays: dict[str, np.ndarray]) -> None:
+    if isinstance(learner, Trpo):
+        _load_adam(learner.value_opt, arrays, "opt.adam.")
+    elif learner.adam is not None:
+        _load_adam(learner.adam, arrays, "opt.adam.")
+    else:
+        with torch.no_grad():
+            for i, m in enumerate(learner.mean_square):
+                m.copy_(torch.as_tensor(arrays[f"opt.ms.{i}"]))
+
+
+def checkpoint_path(seed_dir: Path, iteration: int) -> Path:
+    return seed_dir / "checkpoints" / f"ckpt-{iteration:06d}.npz"
+
+
+def latest_checkpoint(seed_dir: Path) -> Path | None:
+    found = sorted((seed_dir / "checkpoints").glob("ckpt-*.npz"))
+    return found[-1] if found else None
+
+
+def save_checkpoint(trainer: SeedTrainer, seed_dir: Path) -> Path:
+    """Write ``checkpoints/ckpt-<iteration>.npz`` atomically; keep the newest few."""
+    path = checkpoint_path(seed_dir, trainer.iteration)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **cast(dict[str, Any], trainer.state()))
+    os.replace(tmp, path)
+    for old in sorted(path.parent.glob("ckpt-*.npz"))[:-CHECKPOINTS_KEPT]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validation_gains(scenario: Scenario, n: int) -> Array:
+    """The fixed validation realizations (slot 0 of ``n`` drops), (n, B, K, B)."""
+    return Air(scenario.radio, VALIDATION_SEED, episodes=n).reset().copy()
+
+
+def validate(policy: GaussianPolicy, scheme: Variant, scenario: Scenario, gains: Array) -> float:
+    """Mean sum-rate (bit/s/Hz) of the deterministic policy on ``gains``."""
+    rng = rng_for(VALIDATION_SEED, "validation", "order")
+    batch = play(policy, scheme, gains, scenario.radio, rng, mode="mean")
+    return float(batch.sum_rate_bps_hz.mean())
+
+
+def reference_rates(scenario: Scenario, gains: Array) -> dict[str, float]:
+    """WMMSE, FP, max-power and (B*K <= 6) optimum mean sum-rates on ``gains``, bit/s/Hz."""
+    from channel_server.rates import sum_rate_bps_hz
+    from controller.fp import FPConfig, fp
+    from controller.optimum import MAX_LINKS, optimum
+    from controller.rollout import max_power_sum_rate
+    from controller.wmmse import WMMSEConfig, wmmse
+
+    radio, base = scenario.radio, scenario.baselines
+    out = {"max-power": float(max_power_sum_rate(gains, radio).mean())}
+    p, _ = wmmse(gains, radio.noise_w, radio.pmax_w,
+                 WMMSEConfig(base.wmmse_tol, base.wmmse_max_iter))
+    out["wmmse"] = float(sum_rate_bps_hz(gains, p, radio.noise_w).mean())
+    p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(base.fp_tol, base.fp_max_iter))
+    out["fp"] = float(sum_rate_bps_hz(gains, p, radio.noise_w).mean())
+    if radio.n_links <= MAX_LINKS:
+        p, _ = optimum(gains, radio.noise_w, radio.pmax_w)
+        out["optimum"] = float(sum_rate_bps_hz(gains, p, radio.noise_w).mean())
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_curve(path: Path, rows: Sequence[dict[str, float]], seed: int | None = None) -> None:
+    cols = (("seed",) if seed is not None else ()) + CURVE_COLUMNS
+    with path.open("w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(cols)
+        for r in rows:
+            vals = [repr(int(r[c])) if c in ("iteration", "steps", "episodes")
+                    else repr(float(r[c])) for c in CURVE_COLUMNS]
+            wr.writerow(([str(seed)] if seed is not None else []) + vals)
+
+
+def read_curve(path: Path) -> dict[str, Array]:
+    """A metrics.csv back as columns of floats."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {c: np.array([float(r[c]) for r in rows]) for c in (rows[0] if rows else CURVE_COLUMNS)}
+
+
+def _config_toml(scenario: Scenario, cfg: TrainConfig, seeds: Sequence[int]) -> str:
+    run = {k: v for k, v in dataclasses.asdict(cfg).items()}
+    run["seeds"] = ", ".join(str(s) for s in seeds)  # to_toml writes scalars only
+    return to_toml({"train": run, **scenario_to_dict(scenario)})
+
+
+def _save_policy(path: Path, trainer: SeedTrainer) -> None:
+    pc = trainer.policy.cfg
+    save_weights(
+        path, trainer.policy,
+        algo=np.array(trainer.cfg.algo), scheme=np.array(trainer.cfg.scheme),
+        seed=np.array(trainer.seed), iteration=np.array(trainer.iteration),
+        obs_dim=np.array(pc.obs_dim), act_dim=np.array(pc.act_dim),
+        hidden=np.array(pc.hidden), scenario=np.array(trainer.scenario.name),
+        pmax_dbm=np.array(trainer.scenario.radio.pmax_dbm),
+    )
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def train(
+    scenario_path: str | Path | Scenario,
+    algo: Algo,
+    scheme: Variant,
+    steps: int,
+    seeds: Sequence[int],
+    out: str | Path,
+    episodes_per_iter: int | None = None,
+    progress: bool = True,
+    *,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    threads: int = 1,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Train ``algo`` on ``scheme`` for ``steps`` steps per seed; write ``out`` (see module).
+
+    ``scenario_path`` is a scenario TOML (or an already resolved :class:`Scenario`, e.g.
+    with CLI overrides). ``episodes_per_iter`` defaults to M = 1000. With ``resume``, each
+    seed continues from its latest checkpoint in ``out/seed-<s>/checkpoints`` (the run's
+    settings must match) up to ``steps``. Returns the summary written to summary.json.
+    """
+    scenario = (scenario_path if isinstance(scenario_path, Scenario)
+                else load_scenario(scenario_path))
+    m = episodes_per_iter if episodes_per_iter is not None else TrpoConfig().episodes_per_iteration
+    cfg = TrainConfig(algo=algo, scheme=scheme, steps=int(steps), episodes_per_iter=int(m),
+                      checkpoint_every=checkpoint_every, threads=threads)
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(_config_toml(scenario, cfg, seeds))
+    mbps = scenario.radio.bandwidth_hz / 1e6
+
+    val_gains = validation_gains(scenario, cfg.validation_episodes)
+    t0 = time.perf_counter()
+    refs = reference_rates(scenario, val_gains)
+    refs_s = time.perf_counter() - t0
+
+    results: list[dict[str, Any]] = []
+    with torch_threads(cfg.threads), _progress(progress) as bar:
+        for seed in seeds:
+            results.append(
+                _train_seed(scenario, cfg, seed, out, resume, bar, val_gains, plots))
+
+    best = max(results, key=lambda r: r["validation_sum_rate_bps_hz"])
+    best_src = out / f"seed-{best['seed']}" / "weights.npz"
+    (out / "best-weights.npz").write_bytes(best_src.read_bytes())
+    curves = {r["seed"]: read_curve(out / f"seed-{r['seed']}" / "metrics.csv") for r in results}
+    with (out / "metrics.csv").open("w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(("seed",) + CURVE_COLUMNS)
+        for seed, cur in curves.items():
+            for i in range(len(cur["iteration"])):
+                wr.writerow([seed, *[repr(float(cur[c][i])) for c in CURVE_COLUMNS]])
+    summary: dict[str, Any] = {
+        "scenario": scenario.name,
+        "algo": algo,
+        "scheme": scheme,
+        "steps_per_seed": cfg.steps,
+        "episodes_per_iter": cfg.episodes_per_iter,
+        "iterations_per_seed": cfg.iterations(scenario.radio.n_cells),
+        "threads": cfg.threads,
+        "seeds": results,
+        "best_seed": best["seed"],
+        "best_weights": str(out / "best-weights.npz"),
+        "validation": {
+            "air_seed": VALIDATION_SEED,
+            "episodes": cfg.validation_episodes,
+            "reference_bps_hz": refs,
+            "reference_mbps": {k: v * mbps for k, v in refs.items()},
+            "reference_wall_s": refs_s,
+        },
+        "final_ewma_mbps_mean": float(np.mean([r["final_ewma_mbps"] for r in results])),
+        "validation_mbps_mean": float(np.mean([r["validation_sum_rate_mbps"] for r in results])),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if plots:
+        plot_training(
+            [(f"seed {s}", c["steps"], c["sum_rate_mbps"]) for s, c in curves.items()],
+            out / "plots" / "training.png",
+            title=f"{scenario.name}: {algo.upper()} {scheme} training, {len(seeds)} seed(s)",
+            references={k: v * mbps for k, v in refs.items() if k in ("optimum", "wmmse")},
+            weight=cfg.ewma_weight,
+        )
+    return summary
+
+
+def _train_seed(
+    scenario: Scenario, cfg: TrainConfig, seed: int, out: Path, resume: bool,
+    bar: Any, val_gains: Array, plots: bool,
+) -> dict[str, Any]:
+    seed_dir = out / f"seed-{seed}"
+    (seed_dir / "plots").mkdir(parents=True, exist_ok=True)
+    (seed_dir / "checkpoints").mkdir(exist_ok=True)
+    (seed_dir / "config.toml").write_text(_config_toml(scenario, cfg, [seed]))
+    trainer = SeedTrainer(scenario, cfg, seed)
+    resumed_from = None
+    if resume and (ck := latest_checkpoint(seed_dir)) is not None:
+        trainer.load_state(load_checkpoint(ck))
+        resumed_from = trainer.iteration
+    total = trainer.iterations_total
+    task = None
+    if bar is not None:
+        task = bar.add_task(f"{cfg.algo} {cfg.scheme} seed {seed}", total=total,
+                            completed=trainer.iteration, reward="-")
+    while not trainer.done:
+        row = trainer.step()
+        if trainer.iteration % cfg.checkpoint_every == 0 or trainer.done:
+            save_checkpoint(trainer, seed_dir)
+            write_curve(seed_dir / "metrics.csv", trainer.curve)
+        if bar is not None and task is not None:
+            bar.update(task, completed=trainer.iteration,
+                       reward=f"{row['ewma_mbps']:.2f} Mbit/s ({row['sum_rate_mbps']:.2f})")
+    if latest_checkpoint(seed_dir) is None:  # resumed a finished run: nothing new to save
+        save_checkpoint(trainer, seed_dir)
+    write_curve(seed_dir / "metrics.csv", trainer.curve)
+    _save_policy(seed_dir / "weights.npz", trainer)
+    val = validate(trainer.policy, cfg.scheme, scenario, val_gains)
+    mbps = scenario.radio.bandwidth_hz / 1e6
+    last = trainer.curve[-1] if trainer.curve else None
+    res: dict[str, Any] = {
+        "seed": seed,
+        "iterations": trainer.iteration,
+        "steps": trainer.steps,
+        "episodes": trainer.episodes,
+        "wall_s": trainer.wall_s,
+        "s_per_iteration": trainer.wall_s / max(trainer.iteration, 1),
+        "resumed_from_iteration": resumed_from,
+        "final_sum_rate_mbps": None if last is None else last["sum_rate_mbps"],
+        "final_ewma_mbps": None if last is None else last["ewma_mbps"],
+        "validation_sum_rate_bps_hz": val,
+        "validation_sum_rate_mbps": val * mbps,
+        "accepted_fraction": float(np.mean([r["accepted"] for r in trainer.curve]))
+        if trainer.curve else None,
+        "weights": str(seed_dir / "weights.npz"),
+    }
+    (seed_dir / "summary.json").write_text(json.dumps(res, indent=2) + "\n")
+    if plots and trainer.curve:
+        cur = read_curve(seed_dir / "metrics.csv")
+        plot_training([(f"seed {seed}", cur["steps"], cur["sum_rate_mbps"])],
+                      seed_dir / "plots" / "training.png",
+                      title=f"{scenario.name}: {cfg.algo.upper()} {cfg.scheme}, seed {seed}",
+                      weight=cfg.ewma_weight)
+    return res
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("avg reward {task.fields[reward]}"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True),
+    )
+    with bar:
+        yield bar
+
