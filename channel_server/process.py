@@ -22,6 +22,7 @@ from protocols.errors import PeerTimeout
 from protocols.messages import (
     CsiSlice,
     Done,
+    Join,
     Measurement,
     Report,
     Resume,
@@ -61,6 +62,8 @@ class ChannelServer:
         self.order_rng = rng_for(seed, "order")
         self.active = list(range(radio.n_cells))
         self.lost: list[int] = []
+        """BSs currently lost (a node that rejoins leaves this list)."""
+        self.joining: list[int] = []
         self.protocol_errors = 0
 
     async def run(self) -> None:
@@ -74,6 +77,12 @@ class ChannelServer:
             if realtime:
                 await asyncio.sleep(max(0.0, t_start + n * radio.slot_s - time.monotonic()))
             gains = (self.air.reset() if n == 0 else self.air.step())[0]
+            for b in self.joining:
+                self.active = sorted({*self.active, b})
+                if b in self.lost:
+                    self.lost.remove(b)
+                log.warning("node-%d rejoined: served again from slot %d", b, n)
+            self.joining = []
             order = [int(x) for x in self.order_rng.permutation(radio.n_cells)]
             order = [b for b in order if b in self.active]
             t0 = time.perf_counter()
@@ -139,6 +148,9 @@ class ChannelServer:
                 missed[b] = msg.missed
                 compute[b] = msg.compute_s
                 waiting.discard(b)
+            elif isinstance(msg, Join):
+                self.peer.connect(node_name(msg.node), msg.address)
+                self.joining.append(msg.node)
             elif isinstance(msg, Stop):
                 raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
             else:

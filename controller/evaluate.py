@@ -386,10 +386,12 @@ def make_figures(result: dict[str, Any], plots_dir: Path) -> list[Path]:
     made = []
     methods = result["per_user"]["methods"]
     order = _paper_order(list(methods))
+    gaps = {k: f"gap {methods[k]['gap_pct']:.1f} %" for k in order
+            if methods[k]["gap_pct"] is not None and k != "optimum"}
     made.append(plot_bars(
         {k: methods[k]["mean_sum_rate_mbps"] for k in order}, plots_dir / "sum_rate_bars.png",
         f"{name}: average sum-rate over {n} channel realizations, "
-        f"Pmax = {result['per_user']['pmax_dbm']:g} dBm per user"))
+        f"Pmax = {result['per_user']['pmax_dbm']:g} dBm per user", notes=gaps))
     if "pmax_sweep" in result:
         sw = result["pmax_sweep"]
         names = _paper_order(list(sw["points"][0]["methods"]))

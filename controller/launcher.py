@@ -143,6 +143,7 @@ def run_network(
         if not line.startswith("ADDRESS "):
             raise LaunchError(f"controller did not start (see {run.log_dir / 'controller.log'})")
         address = line.split(" ", 1)[1]
+        run.write_json("endpoints.json", {"controller": address})
         run.spawn("channel-server", ["channel-server", "--controller", address,
                                      "--bind", bind("channel-server")])
         for b in range(n_nodes):

@@ -135,22 +135,27 @@ def plot_bars(
     path: str | Path,
     title: str,
     ylabel: str = "average sum-rate (Mbit/s)",
-    errors: Mapping[str, float] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Path:
-    """Average sum-rate per method as labelled bars (Fig. 11 / Fig. 15), in the given order."""
+    """Average sum-rate per method as labelled bars (Fig. 11 / Fig. 15), in the given order.
+
+    ``notes`` adds a second line under a bar's value (e.g. its optimality gap).
+    """
     names = list(values)
     fig, (ax,) = _new(max(6.0, 1.05 * len(names) + 1.5), 4.2)
     heights = [values[n] for n in names]
     colors = [METHOD_COLORS.get(n, "#7f7f7f") for n in names]
-    err = None if errors is None else [errors.get(n, 0.0) for n in names]
-    bars = ax.bar(range(len(names)), heights, color=colors, yerr=err, capsize=3)
+    bars = ax.bar(range(len(names)), heights, color=colors)
     top = max(heights) if heights else 1.0
-    for rect, h in zip(bars, heights, strict=True):
-        ax.text(rect.get_x() + rect.get_width() / 2, h + 0.01 * top, f"{h:.1f}",
+    for name, rect, h in zip(names, bars, heights, strict=True):
+        text = f"{h:.1f}"
+        if notes and notes.get(name):
+            text += f"\n{notes[name]}"
+        ax.text(rect.get_x() + rect.get_width() / 2, h + 0.01 * top, text,
                 ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), [_label(n) for n in names], rotation=20, ha="right")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, top * 1.12)
+    ax.set_ylim(0, top * 1.15)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
@@ -163,24 +168,41 @@ def plot_pmax_sweep(
     title: str,
     ylabel: str = "average sum-rate (Mbit/s)",
     trained_dbm: float | None = None,
+    reference: str | None = "optimum",
 ) -> Path:
-    """Sum-rate of every method against Pmax (Fig. 14)."""
-    fig, (ax,) = _new(7.0, 4.6)
+    """Sum-rate of every method against Pmax (Fig. 14).
+
+    With ``reference`` in ``series`` a second panel shows every method in % of it, so the
+    low-Pmax end (a few Mbit/s) stays readable.
+    """
+    relative = reference is not None and reference in series
+    fig, axes = _new(12.0 if relative else 7.0, 4.6, ncols=2 if relative else 1)
     markers = "os^vDP*Xh"
+    ref = np.asarray(series[reference], dtype=np.float64) if relative and reference else None
     for i, (name, ys) in enumerate(series.items()):
-        ax.plot(pmax_dbm, ys, marker=markers[i % len(markers)], ms=4, lw=1.3,
-                color=METHOD_COLORS.get(name), label=_label(name),
-                ls="--" if name == "optimum" else "-")
-    if trained_dbm is not None:
-        ax.axvline(trained_dbm, color="grey", lw=0.8, ls=":")
-        ax.annotate(f"trained at {trained_dbm:g} dBm", (trained_dbm, 0.02),
-                    xycoords=("data", "axes fraction"), fontsize=8, color="grey",
-                    ha="right", rotation=90, va="bottom")
-    ax.set_xlabel("Pmax (dBm)")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+        style = {"marker": markers[i % len(markers)], "ms": 4, "lw": 1.3,
+                 "color": METHOD_COLORS.get(name), "label": _label(name),
+                 "ls": "--" if name == reference else "-"}
+        axes[0].plot(pmax_dbm, ys, **style)  # type: ignore[arg-type]
+        if ref is not None:
+            axes[1].plot(pmax_dbm, 100.0 * np.asarray(ys) / ref, **style)  # type: ignore[arg-type]
+    axes[0].set_ylabel(ylabel)
+    axes[0].set_title("(a) average sum-rate", fontsize=10)
+    if ref is not None:
+        axes[1].set_ylabel(f"% of {_label(str(reference))}")
+        axes[1].set_title(f"(b) relative to the {_label(str(reference))}", fontsize=10)
+    for ax in axes:
+        if trained_dbm is not None:
+            ax.axvline(trained_dbm, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("Pmax (dBm)")
+        ax.grid(alpha=0.3)
+    if trained_dbm is not None:  # top left of panel (a) is empty: curves grow with Pmax
+        axes[0].annotate(f"RL trained at {trained_dbm:g} dBm ", (trained_dbm, 0.98),
+                         xycoords=("data", "axes fraction"), fontsize=8, color="grey",
+                         ha="right", va="top")
+    axes[-1].legend(fontsize=8, loc="center left" if ref is not None else "upper left",
+                    bbox_to_anchor=(1.0, 0.5) if ref is not None else None)
+    fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
 

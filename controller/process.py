@@ -32,6 +32,7 @@ from protocols.messages import (
     Experience,
     Heartbeat,
     Hello,
+    Join,
     Message,
     Report,
     Resume,
@@ -40,6 +41,7 @@ from protocols.messages import (
     Stop,
     Weights,
     WeightsAck,
+    WeightsRequest,
 )
 from protocols.meter import Meter
 from protocols.peer import (
@@ -86,6 +88,14 @@ class ControllerProcess:
             self.central = CentralDecider(scheme, scenario, seed, policy,
                                           "sample" if train else "mean")
         self.trainer = self.make_trainer(train) if train else None
+        self.snapshot: tuple[int, dict[str, np.ndarray]] | None = (
+            (1, self.weights) if self.weights is not None and scheme in ("full", "round-robin")
+            else None)
+        """The current node weights (version, arrays) served to nodes that ask."""
+        self.directory: dict[str, str] = {}
+        self.config_toml = ""
+        self.joining: dict[str, int] = {}
+        self.rejoined: list[str] = []
         self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
         self.central_compute: dict[int, float] = {}
         self.active = set(range(self.n_nodes))
@@ -115,7 +125,8 @@ class ControllerProcess:
 
             load_arrays(policy, self.weights)
         opts = TrainOptions.of(train)
-        return NetworkTrainer(make_learner(opts.algo, policy, self.seed), per_slot, opts)
+        return NetworkTrainer(make_learner(opts.algo, policy, self.seed), per_slot, opts,
+                              version=1 if self.weights is not None else 0)
 
     @property
     def roles(self) -> list[str]:
@@ -152,22 +163,67 @@ class ControllerProcess:
             self.peer.connect(name, h.host)
             directory[name] = h.host
             self.processes[name] = h.pid
-        config_toml = to_toml(scenario_to_dict(self.scenario))
-        opts = {**self.options, "directory": directory}
+        self.directory = directory
+        self.config_toml = to_toml(scenario_to_dict(self.scenario))
         nodes = [node_name(b) for b in range(self.n_nodes)]
         for name in nodes:
-            if self.weights is not None and self.scheme in ("full", "round-robin"):
-                await self.peer.send(name, Weights, slot=-1, version=1,
-                                     names=list(self.weights),
-                                     arrays=list(self.weights.values()))
-            await self.peer.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots,
-                                 seed=self.seed, config_toml=config_toml, options=opts)
+            await self.send_start(name)
         self.peer.emulate_links(self.scenario.backhaul, self.seed, self.roles,
                                 self.scenario.timing.clock)
-        await self.gather(Heartbeat, nodes, self.startup_timeout_s, "ready signal")
-        await self.peer.send(CHANNEL_SERVER, Start, slot=-1, scheme=self.scheme,
-                             slots=self.slots, seed=self.seed, config_toml=config_toml,
-                             options=opts)
+        deadline = time.monotonic() + self.startup_timeout_s
+        ready: set[str] = set()
+        while ready != set(nodes):  # nodes fetch the weights snapshot, then say ready
+            try:
+                msg = await self.peer.recv(max(0.0, deadline - time.monotonic()))
+            except PeerTimeout:
+                missing = ", ".join(sorted(set(nodes) - ready))
+                raise PeerTimeout(f"controller: no ready signal from {missing} within "
+                                  f"{self.startup_timeout_s:.1f} s") from None
+            if isinstance(msg, Heartbeat):
+                ready.add(msg.sender)
+            elif isinstance(msg, WeightsRequest):
+                await self.send_snapshot(msg.sender)
+            else:
+                self.backlog.append(msg)
+        await self.send_start(CHANNEL_SERVER)
+
+    async def send_start(self, name: str) -> None:
+        opts = {**self.options, "directory": self.directory,
+                "weights_version": self.snapshot[0] if self.snapshot else 0}
+        await self.peer.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots,
+                             seed=self.seed, config_toml=self.config_toml, options=opts)
+
+    async def send_snapshot(self, name: str) -> None:
+        if self.snapshot is None:
+            log.warning("controller: %s asked for weights, but there are none", name)
+            return
+        version, arrays = self.snapshot
+        await self.peer.send(name, Weights, slot=self.recorder.done, version=version,
+                             names=list(arrays), arrays=list(arrays.values()))
+
+    async def on_late_hello(self, msg: Hello) -> None:
+        """A node (re)started mid-run: give it the configuration; it fetches the weights."""
+        if msg.role != "node" or msg.sender not in self.roles:
+            log.warning("controller: ignoring hello from %s", msg.sender)
+            return
+        log.warning("controller: %s joins at slot %d", msg.sender, self.recorder.done)
+        self.peer.connect(msg.sender, msg.host)
+        self.directory[msg.sender] = msg.host
+        self.processes[msg.sender] = msg.pid
+        self.joining[msg.sender] = msg.node_id
+        await self.send_start(msg.sender)
+
+    async def on_ready(self, msg: Heartbeat) -> None:
+        """A joining node holds the current weights: let the air serve it again."""
+        b = self.joining.pop(msg.sender, None)
+        if b is None:
+            return
+        for name in self.roles:
+            if name != msg.sender:
+                await self.peer.send(name, Join, slot=self.recorder.done, node=b,
+                                     address=self.directory[msg.sender])
+        self.active.add(b)
+        self.rejoined.append(msg.sender)
 
     async def run(self) -> dict[str, Any]:
         await self.telemetry.start()
@@ -199,7 +255,7 @@ class ControllerProcess:
                                   compute if compute is not None else float(
                                       np.mean(msg.compute_s[list(self.active)] if self.active
                                               else 0.0)))
-                self.active -= set(msg.lost)
+                self.active = set(range(self.n_nodes)) - set(msg.lost)
                 now = time.perf_counter()
                 if now - last_progress > 0.1 or self.recorder.done == self.slots:
                     say("PROGRESS", self.recorder.done, self.slots)
@@ -213,6 +269,12 @@ class ControllerProcess:
                                                          self.recorder.done))
             elif isinstance(msg, CsiUpload):
                 await self.on_upload(msg)
+            elif isinstance(msg, Hello):
+                await self.on_late_hello(msg)
+            elif isinstance(msg, WeightsRequest):
+                await self.send_snapshot(msg.sender)
+            elif isinstance(msg, Heartbeat):
+                await self.on_ready(msg)
             elif isinstance(msg, Done):
                 break
             elif isinstance(msg, Error):
@@ -234,6 +296,8 @@ class ControllerProcess:
                 self.backlog.append(msg)
         weights = self.trainer.update(slots, self.out)
         version = self.trainer.version
+        if self.scheme != "centralized":
+            self.snapshot = (version, weights)
         say("TRAIN", version, json.dumps(self.trainer.history[-1]))
         if slots.stop >= self.slots:
             return  # the air has finished: no slot left to use new weights in
@@ -302,7 +366,7 @@ class ControllerProcess:
     async def finish(self, wall_s: float, total_s: float) -> dict[str, Any]:
         for name in self.roles:
             await self.peer.send(name, Stop, slot=self.recorder.done, reason="run complete")
-        alive = [n for n in self.roles if n not in {node_name(b) for b in self.recorder.lost}]
+        alive = [CHANNEL_SERVER, *(node_name(b) for b in sorted(self.active))]
         try:
             got = await self.gather(Report, alive, self.scenario.timing.peer_timeout_s, "report")
         except PeerTimeout as e:
@@ -323,6 +387,7 @@ class ControllerProcess:
         summary = self.recorder.write(
             self.out, meter, self.processes, wall_s,
             extra={"hosts": self.hosts, "errors": self.errors, "process_stats": stats,
+                   "rejoined": self.rejoined,
                    "received": [[k, s, m, b] for (k, s), (m, b) in
                                 sorted(self.peer.endpoint.received.items())],
                    "setup_s": total_s - wall_s,

@@ -204,7 +204,7 @@ class SeedTrainer:
         self.wall_s += time.perf_counter() - t0
         self.iteration += 1
         self.steps += batch.steps
-        self.episodes += batch.episodes
+        self.episodes += int(batch.sum_rate_bps_hz.shape[0])  # realizations (paper episodes)
         rate = float(batch.sum_rate_bps_hz.mean())
         mbps = rate * self.scenario.radio.bandwidth_hz / 1e6
         prev = self.curve[-1]["ewma_mbps"] if self.curve else None
@@ -447,19 +447,23 @@ def train(
     resume: bool = False,
     threads: int = 1,
     plots: bool = True,
+    validation_episodes: int = 1000,
 ) -> dict[str, Any]:
     """Train ``algo`` on ``scheme`` for ``steps`` steps per seed; write ``out`` (see module).
 
     ``scenario_path`` is a scenario TOML (or an already resolved :class:`Scenario`, e.g.
     with CLI overrides). ``episodes_per_iter`` defaults to M = 1000. With ``resume``, each
     seed continues from its latest checkpoint in ``out/seed-<s>/checkpoints`` (the run's
-    settings must match) up to ``steps``. Returns the summary written to summary.json.
+    settings must match) up to ``steps``. ``threads``: torch intra-op threads while training;
+    ``validation_episodes``: size of the validation set ranking the seeds. Returns the
+    summary written to summary.json.
     """
     scenario = (scenario_path if isinstance(scenario_path, Scenario)
                 else load_scenario(scenario_path))
     m = episodes_per_iter if episodes_per_iter is not None else TrpoConfig().episodes_per_iteration
     cfg = TrainConfig(algo=algo, scheme=scheme, steps=int(steps), episodes_per_iter=int(m),
-                      checkpoint_every=checkpoint_every, threads=threads)
+                      checkpoint_every=checkpoint_every, threads=threads,
+                      validation_episodes=validation_episodes)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
@@ -515,7 +519,8 @@ def train(
         plot_training(
             [(f"seed {s}", c["steps"], c["sum_rate_mbps"]) for s, c in curves.items()],
             out / "plots" / "training.png",
-            title=f"{scenario.name}: {algo.upper()} {scheme} training, {len(seeds)} seed(s)",
+            title=f"{scenario.name}: {algo.upper()} {scheme} training, "
+                  f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
             references={k: v * mbps for k, v in refs.items() if k in ("optimum", "wmmse")},
             weight=cfg.ewma_weight,
         )
@@ -535,6 +540,9 @@ def _train_seed(
     if resume and (ck := latest_checkpoint(seed_dir)) is not None:
         trainer.load_state(load_checkpoint(ck))
         resumed_from = trainer.iteration
+    elif not resume:  # a fresh run: stale checkpoints must not be resumed later
+        for old in (seed_dir / "checkpoints").glob("ckpt-*.npz"):
+            old.unlink()
     total = trainer.iterations_total
     task = None
     if bar is not None:
@@ -548,8 +556,6 @@ def _train_seed(
         if bar is not None and task is not None:
             bar.update(task, completed=trainer.iteration,
                        reward=f"{row['ewma_mbps']:.2f} Mbit/s ({row['sum_rate_mbps']:.2f})")
-    if latest_checkpoint(seed_dir) is None:  # resumed a finished run: nothing new to save
-        save_checkpoint(trainer, seed_dir)
     write_curve(seed_dir / "metrics.csv", trainer.curve)
     _save_policy(seed_dir / "weights.npz", trainer)
     val = validate(trainer.policy, cfg.scheme, scenario, val_gains)

@@ -22,6 +22,7 @@ from protocols.messages import (
     CsiUpload,
     Experience,
     Heartbeat,
+    Join,
     Measurement,
     Message,
     PowerForward,
@@ -31,6 +32,7 @@ from protocols.messages import (
     Transmit,
     Weights,
     WeightsAck,
+    WeightsRequest,
 )
 from protocols.messages import (
     Decision as DecisionMsg,
@@ -132,6 +134,8 @@ class NodeProcess:
         elif isinstance(msg, Weights):
             self.pending_weights = msg  # swapped in at the next slot boundary
             await self.peer.send(CONTROLLER, WeightsAck, slot=msg.slot, version=msg.version)
+        elif isinstance(msg, Join):
+            self.peer.connect(node_name(msg.node), msg.address)
         elif isinstance(msg, Stop):
             await self.report(msg.slot)
             return True
@@ -244,6 +248,17 @@ class NodeProcess:
                                     "protocol_errors": self.peer.endpoint.protocol_errors})
 
 
+async def fetch_weights(peer: Peer, version: int, timeout_s: float) -> Weights:
+    """Ask the controller for its current weights snapshot and wait for it."""
+    await peer.send(CONTROLLER, WeightsRequest, slot=-1, have_version=0)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msg = await peer.recv(max(0.0, deadline - time.monotonic()))
+        if isinstance(msg, Weights) and msg.version >= version:
+            return msg
+        peer.early.append(msg)
+
+
 async def serve(node_id: int, controller: str, bind: str, advertise: str | None) -> int:
     """Run node ``node_id`` until the controller stops it."""
     peer = Peer(node_name(node_id), bind, advertise)
@@ -251,6 +266,9 @@ async def serve(node_id: int, controller: str, bind: str, advertise: str | None)
         start = await peer.join(controller, "node", node_id, timeout_s=60.0)
         proc = NodeProcess(peer, node_id, start, log_csi=bool(start.options.get("log_csi")))
         early = list(peer.early)
+        version = int(start.options.get("weights_version", 0))
+        if version > 0:  # a snapshot exists: get it before the first decision
+            early.append(await fetch_weights(peer, version, proc.scenario.timing.peer_timeout_s))
         await proc.telemetry.start()
         try:
             await peer.send(CONTROLLER, Heartbeat, slot=-1)  # ready: connected to every peer

@@ -408,6 +408,20 @@ class WeightsAck(Message):
 
 @register
 @dataclass(frozen=True, eq=False, slots=True)
+class Join(Message):
+    """The controller tells the air and the other nodes that node ``node`` (re)joined at
+    ``address``: reconnect to it, and serve it from the next slot on."""
+
+    KIND: ClassVar[str] = "join"
+    PLANE: ClassVar[Plane] = "control"
+    node: int
+    """Index of the BS that joined."""
+    address: str
+    """Its inbox address."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
 class Resume(Message):
     """The controller lets the channel server go on after a training iteration."""
 

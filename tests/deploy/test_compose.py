@@ -127,7 +127,9 @@ def project(images: list[str], tmp_path: Path) -> Iterator[tuple[Project, Path]]
     file.write_text(render_compose(str(SCENARIO), N_NODES, SCHEME, SLOTS, SEED, None, IMAGE,
                                    str(runs), broker_image=BROKER_IMAGE,
                                    subnet=compose_subnet()))
-    env = dict(os.environ, RRMBED_RUN=RUN_NAME)
+    overrides = ("RRMBED_IMAGE", "RRMBED_BROKER_IMAGE", "RRMBED_UID", "RRMBED_GID")
+    env = {k: v for k, v in os.environ.items() if k not in overrides}
+    env["RRMBED_RUN"] = RUN_NAME
     p = Project(images, file, env)
     try:
         yield p, runs / RUN_NAME
@@ -205,6 +207,12 @@ def test_compose_run_equals_local_network_run(project: tuple[Project, Path],
         assert cid.startswith(hosts[role])  # compose's default hostname: the short id
     assert len({hosts[role] for role in roles}) == len(roles)
     assert set(ref["hosts"].values()) == {socket.gethostname()}
+
+    # Telemetry went through the broker container: every process connected to it.
+    broker_log = proj.run("logs", "--no-color", "mosquitto", timeout=60).stdout
+    connected = [ln for ln in broker_log.splitlines() if "New client connected" in ln]
+    for role in roles:
+        assert any(f"-{role}-" in ln for ln in connected), (role, connected)
 
     # down removes every container and the network of this project.
     down = proj.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)

@@ -1,0 +1,289 @@
+"""Peer benchmark: our centralized TRPO against sb3-contrib's TRPO on the same task.
+
+The task is paper 001's centralized scheme on ``3cell-k2``: a single-slot episode, the
+observation is ``obs_central(H)`` (B*B*K features), the action the B*K power fractions
+(a ``Box(0, 1)``; both learners sample a Gaussian and clip to the box), the reward the
+sum-rate in bit/s/Hz. :class:`CentralPowerEnv` wraps it as a ``gymnasium.Env``; it draws
+its realizations ``chunk`` at a time from ``Air(radio, air_seed, episodes=chunk)``, so
+with ``chunk = M`` both learners see exactly the same channel realizations in the same
+order (our runner draws one ``Air.reset()`` of M episodes per iteration).
+
+Both run in the same process, one torch thread each, for the same number of environment
+steps, M steps per policy update. sb3-contrib is configured to match ours (paper 001,
+Table II and :class:`controller.trpo.TrpoConfig`): policy and value nets 3 x 256 ELU,
+initial log-std -1 and initial mean 0.5 (the action head's bias is set after
+construction), KL bound 0.01, line-search factor 0.9 with up to 30 steps, 10 CG steps,
+damping 0.1, value net by Adam (lr 1e-3, 5 epochs of minibatches of 256), gamma 0.99,
+normalized advantages. Differences that remain: sb3 computes in float32 (ours float64),
+steps the environment one slot at a time through a VecEnv (ours vectorized), and seeds
+torch's global generator.
+
+The reward of an iteration is the mean reward of the batch collected with the policy of
+that iteration (sampled actions); its wall time is the time at which that batch was
+collected, counted from the start of training. Reported: reward against steps and wall
+time for both (a rich table at checkpoints and ``bench_trpo.png``), both final policies'
+deterministic sum-rate on 1000 validation realizations, and the wall time each needs to
+reach sb3's final reward (trailing mean of the last ``window`` iterations; a learner has
+reached it when its own trailing mean first does).
+
+Needs the optional extra ``bench`` (sb3-contrib). Run ``python -m controller.bench_trpo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from channel_server.air import Air
+from channel_server.config import RadioConfig, load_scenario
+from channel_server.rates import sum_rate_bps_hz
+from controller.rollout import collect, make_env, play
+from controller.train import torch_threads, validation_gains
+from controller.trpo import Trpo, TrpoConfig
+from node.observation import central_dims, obs_central
+from node.policy import PolicyConfig, seeded_policy
+from protocols.seeding import rng_for
+
+Array = npt.NDArray[np.float64]
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "3cell-k2.toml"
+OURS, SB3 = "trpo (ours)", "trpo (sb3-contrib)"
+
+
+def _gym() -> Any:
+    try:
+        import gymnasium
+    except ImportError as e:  # pragma: no cover - depends on the optional extra
+        raise ImportError("the TRPO benchmark needs the 'bench' extra: "
+                          "pip install 'rrmbed[bench]' (sb3-contrib)") from e
+    return gymnasium
+
+
+def make_gym_env(radio: RadioConfig, air_seed: int, chunk: int) -> Any:
+    """A :class:`gymnasium.Env` of the single-slot centralized task (see the module)."""
+    gym = _gym()
+    from gymnasium import spaces
+
+    base: Any = gym.Env
+
+    class CentralPowerEnv(base):  # type: ignore[misc]
+        """Single-slot episode: observe obs_central(H), act B*K fractions, get the sum-rate."""
+
+        metadata: dict[str, Any] = {"render_modes": []}
+
+        def __init__(self) -> None:
+            obs_dim, act_dim = central_dims(radio)
+            self.observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+            self.action_space = spaces.Box(0.0, 1.0, (act_dim,), np.float32)
+            self.air = Air(radio, air_seed, episodes=chunk)
+            self._chunk: Array = np.zeros((0, radio.n_cells, radio.users_per_cell,
+                                           radio.n_cells))
+            self._next = 0
+            self._gains: Array | None = None
+
+        def _obs(self) -> npt.NDArray[np.float32]:
+            assert self._gains is not None
+            return obs_central(self._gains, radio).astype(np.float32)
+
+        def reset(self, *, seed: int | None = None,
+                  options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+            super().reset(seed=seed)
+            if self._next >= self._chunk.shape[0]:
+                self._chunk, self._next = self.air.reset().copy(), 0
+            self._gains = self._chunk[self._next]
+            self._next += 1
+            return self._obs(), {}
+
+        def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+            assert self._gains is not None
+            frac = np.clip(np.asarray(action, dtype=np.float64), 0.0, 1.0)
+            powers = frac.reshape(radio.n_cells, radio.users_per_cell) * radio.pmax_w
+            reward = float(sum_rate_bps_hz(self._gains, powers, radio.noise_w))
+            return self._obs(), reward, True, False, {}
+
+    return CentralPowerEnv()
+
+
+# --------------------------------------------------------------------------- the two runs
+
+
+def run_ours(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
+             val: Array) -> dict[str, Any]:
+    env = make_env(radio, "centralized", air_seed, m)
+    policy = seeded_policy(PolicyConfig(*central_dims(radio)), seed)
+    learner = Trpo(policy, TrpoConfig(episodes_per_iteration=m), rng_for(seed, "bench", "trpo"))
+    rng = rng_for(seed, "bench", "rollout")
+    rows: list[tuple[int, float, float]] = []
+    done = 0
+    t0 = time.perf_counter()
+    while done < steps:
+        batch = collect(policy, env, m, rng)
+        done += batch.steps
+        rows.append((done, time.perf_counter() - t0, float(batch.sum_rate_bps_hz.mean())))
+        learner.update(batch)
+    wall = time.perf_counter() - t0
+    det = play(policy, "centralized", val, radio, rng, mode="mean").sum_rate_bps_hz.mean()
+    return {"curve": rows, "wall_s": wall, "deterministic_bps_hz": float(det)}
+
+
+def run_sb3(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
+            val: Array) -> dict[str, Any]:
+    _gym()
+    from sb3_contrib import TRPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    env = make_gym_env(radio, air_seed, m)
+    with warnings.catch_warnings():  # a last short value minibatch, as ours has
+        warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
+        model = TRPO(
+            "MlpPolicy", env, learning_rate=1e-3, n_steps=m, batch_size=min(256, m),
+            gamma=0.99, cg_max_steps=10, cg_damping=0.1, line_search_shrinking_factor=0.9,
+            line_search_max_iter=30, n_critic_updates=5, target_kl=0.01,
+            normalize_advantage=True,
+            policy_kwargs={"net_arch": {"pi": [256, 256, 256], "vf": [256, 256, 256]},
+                           "activation_fn": torch.nn.ELU, "log_std_init": -1.0},
+            seed=seed, device="cpu", verbose=0,
+        )
+    with torch.no_grad():  # same initial mean fraction as ours
+        cast(Any, model.policy).action_net.bias.fill_(0.5)
+    rows: list[tuple[int, float, float]] = []
+
+    class Record(BaseCallback):
+        t0 = 0.0
+
+        def _on_training_start(self) -> None:
+            self.t0 = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            rew = float(np.mean(cast(Any, self.model).rollout_buffer.rewards))
+            rows.append((int(self.model.num_timesteps), time.perf_counter() - self.t0, rew))
+
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=steps, callback=Record())
+    wall = time.perf_counter() - t0
+    act, _ = model.predict(obs_central(val, radio).astype(np.float32), deterministic=True)
+    frac = np.clip(np.asarray(act, dtype=np.float64), 0.0, 1.0).reshape(val.shape[:3])
+    det = sum_rate_bps_hz(val, frac * radio.pmax_w, radio.noise_w).mean()
+    return {"curve": rows, "wall_s": wall, "deterministic_bps_hz": float(det)}
+
+
+def trailing_mean(x: Array, window: int) -> Array:
+    """Mean of the last ``window`` values at every index (fewer at the start)."""
+    c = np.cumsum(np.concatenate([[0.0], x]))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(idx - window, 0)
+    out: Array = (c[idx] - c[lo]) / (idx - lo)
+    return out
+
+
+def time_to_reach(wall: Array, reward: Array, target: float, window: int) -> float | None:
+    """Wall time at which the trailing mean of ``reward`` first reaches ``target``."""
+    hit = np.nonzero(trailing_mean(reward, window) >= target)[0]
+    return float(wall[hit[0]]) if hit.size else None
+
+
+def run_bench(
+    steps: int = 60_000,
+    seed: int = 0,
+    *,
+    episodes_per_iter: int = 1000,
+    window: int = 5,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train both TRPOs for ``steps`` env steps (M = ``episodes_per_iter`` per update).
+
+    Returns {"ours": {...}, "sb3": {...}, "target_bps_hz", "time_to_target_s": {...}};
+    writes ``bench_trpo.json`` and ``bench_trpo.png`` into ``out`` (default
+    runs/bench-trpo) and prints the table when ``progress``.
+    """
+    scenario = load_scenario(SCENARIO)
+    radio = scenario.radio
+    air_seed = int(rng_for(seed, "bench", "air").integers(2**31 - 1))
+    val = validation_gains(scenario, 1000)
+    out_dir = Path(out) if out is not None else Path("runs") / "bench-trpo"
+    with torch_threads(1):
+        ours = run_ours(radio, steps, seed, episodes_per_iter, air_seed, val)
+        sb3 = run_sb3(radio, steps, seed, episodes_per_iter, air_seed, val)
+    arr = {k: np.array(v["curve"], dtype=np.float64) for k, v in (("ours", ours), ("sb3", sb3))}
+    target = float(trailing_mean(arr["sb3"][:, 2], window)[-1])
+    reach = {k: time_to_reach(a[:, 1], a[:, 2], target, window) for k, a in arr.items()}
+    mbps = radio.bandwidth_hz / 1e6
+    result: dict[str, Any] = {
+        "scenario": scenario.name, "steps": steps, "seed": seed,
+        "episodes_per_iter": episodes_per_iter, "window": window,
+        "ours": ours, "sb3": sb3,
+        "target_bps_hz": target, "target_mbps": target * mbps,
+        "time_to_target_s": reach,
+        "wall_ratio_sb3_over_ours": sb3["wall_s"] / ours["wall_s"],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench_trpo.json").write_text(json.dumps(result, indent=2) + "\n")
+    from controller.plots import plot_reward_vs
+
+    plot_reward_vs(
+        [(OURS, arr["ours"][:, 0], arr["ours"][:, 1], arr["ours"][:, 2]),
+         (SB3, arr["sb3"][:, 0], arr["sb3"][:, 1], arr["sb3"][:, 2])],
+        out_dir / "bench_trpo.png",
+        f"{scenario.name} centralized TRPO: ours vs sb3-contrib, M = {episodes_per_iter}, "
+        f"seed {seed}", target=target)
+    result["figure"] = str(out_dir / "bench_trpo.png")
+    if progress:
+        print_bench(result)
+    return result
+
+
+def print_bench(result: dict[str, Any], checkpoints: int = 10) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    ours = np.array(result["ours"]["curve"])
+    sb3 = np.array(result["sb3"]["curve"])
+    n = min(len(ours), len(sb3))
+    picks = sorted({max(0, round(i * n / checkpoints) - 1) for i in range(1, checkpoints + 1)})
+    t = Table(title=f"TRPO on {result['scenario']} (centralized), reward = sum-rate bit/s/Hz "
+                    f"of the iteration's sampled actions")
+    for col in ("steps", "ours reward", "ours wall (s)", "sb3 reward", "sb3 wall (s)"):
+        t.add_column(col, justify="right")
+    for i in picks:
+        t.add_row(f"{int(ours[i, 0])}", f"{ours[i, 2]:.4f}", f"{ours[i, 1]:.1f}",
+                  f"{sb3[i, 2]:.4f}", f"{sb3[i, 1]:.1f}")
+    console = Console() if Console().is_terminal else Console(width=120)
+    console.print(t)
+    reach = result["time_to_target_s"]
+
+    def fmt(x: float | None) -> str:
+        return "not reached" if x is None else f"{x:.1f} s"
+
+    console.print(
+        f"sb3 final reward (trailing mean of {result['window']}): {result['target_bps_hz']:.4f} "
+        f"bit/s/Hz; time to reach it: ours {fmt(reach['ours'])}, sb3 {fmt(reach['sb3'])}\n"
+        f"total wall: ours {result['ours']['wall_s']:.1f} s, sb3 {result['sb3']['wall_s']:.1f} s; "
+        f"deterministic sum-rate on 1000 validation drops: ours "
+        f"{result['ours']['deterministic_bps_hz']:.4f}, sb3 "
+        f"{result['sb3']['deterministic_bps_hz']:.4f} bit/s/Hz")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes-per-iter", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    return run_bench(args.steps, args.seed, episodes_per_iter=args.episodes_per_iter,
+                     out=args.out)
+
+
+if __name__ == "__main__":
+    main()
