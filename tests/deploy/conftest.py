@@ -37,6 +37,8 @@ class DeployStatus:
     """Why docker was not usable (None: usable, or not probed yet)."""
     outcomes: dict[str, str] = field(default_factory=dict)
     """nodeid -> passed / failed / skipped, for tests marked ``deploy``."""
+    marked: set[str] = field(default_factory=set)
+    """Node ids of the collected tests marked ``deploy``."""
 
 
 STATUS = DeployStatus()
@@ -113,8 +115,12 @@ def docker_ready() -> Iterator[list[str]]:
     yield compose
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    STATUS.marked.update(it.nodeid for it in items if it.get_closest_marker("deploy"))
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "deploy" not in report.keywords:
+    if report.nodeid not in STATUS.marked:  # ("deploy" in keywords: also this directory)
         return
     if report.when == "call":
         STATUS.outcomes[report.nodeid] = report.outcome

@@ -31,7 +31,7 @@ BROKER_IMAGE = "rrmbed-base:bookworm"
 N_NODES, SCHEME, SLOTS, SEED = 3, "round-robin", 200, 7
 RUN_NAME = "compose-run"
 
-pytestmark = [pytest.mark.deploy, pytest.mark.timeout(1800)]
+DEPLOY = [pytest.mark.deploy, pytest.mark.timeout(1800)]
 
 
 def sh(cmd: list[str], timeout: float = 300, env: dict[str, str] | None = None,
@@ -75,6 +75,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@DEPLOY[0]
+@DEPLOY[1]
 def test_image_runs_rrmbed_as_non_root(images: list[str]) -> None:
     r = sh(["docker", "run", "--rm", IMAGE, "rrmbed", "--help"], timeout=120)
     assert r.returncode == 0, r.stderr
@@ -137,6 +139,8 @@ def project(images: list[str], tmp_path: Path) -> Iterator[tuple[Project, Path]]
         p.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
 
 
+@DEPLOY[0]
+@DEPLOY[1]
 def test_compose_run_equals_local_network_run(project: tuple[Project, Path],
                                               tmp_path: Path) -> None:
     proj, out = project
@@ -219,3 +223,42 @@ def test_compose_run_equals_local_network_run(project: tuple[Project, Path],
     assert down.returncode == 0, down.stderr
     containers, networks = proj.leftovers()
     assert containers == [] and networks == [], (containers, networks)
+
+
+def test_render_weights_named_volume_static_addresses_and_dollars() -> None:
+    """No docker needed: the rendered text, against values written out by hand."""
+    text = render_compose("/srv/a$b/3cell.toml", 3, "full", 50, 1, "models/w.npz",
+                          "rrmbed:test", "rrmbed-runs", subnet="10.77.0.0/28",
+                          run_name="r1")
+    lines = [ln.strip() for ln in text.splitlines()]
+    # The scenario and weights are mounted read-only where the controller reads them.
+    assert '- "/srv/a$$b/3cell.toml:/scenario/3cell.toml:ro"' in lines
+    assert '- "./models/w.npz:/weights/w.npz:ro"' in lines
+    i = lines.index('- "--weights"')
+    assert lines[i + 1] == '- "/weights/w.npz"'
+    i = lines.index('- "--out"')
+    assert lines[i + 1] == '- "/runs/${RRMBED_RUN:-r1}"'
+    # A bare name is a named volume, declared at the top level.
+    assert '- "rrmbed-runs:/runs"' in lines
+    assert text.endswith("volumes:\n  rrmbed-runs: {}\n")
+    # Fixed addresses: gateway 10.77.0.1, then one per service in order; each service
+    # lists every other one in extra_hosts.
+    want = {"mosquitto": "10.77.0.2", "controller": "10.77.0.3",
+            "channel-server": "10.77.0.4", "node-0": "10.77.0.5", "node-1": "10.77.0.6",
+            "node-2": "10.77.0.7"}
+    for name, ip in want.items():
+        assert lines.count(f'ipv4_address: "{ip}"') == 1
+        assert lines.count(f'- "{name}:{ip}"') == len(want) - 1
+    assert '- subnet: "10.77.0.0/28"' in lines
+    # Every rrmbed service runs the image (overridable), the broker its own.
+    assert lines.count('image: "${RRMBED_IMAGE:-rrmbed:test}"') == 5
+    assert lines.count('image: "${RRMBED_BROKER_IMAGE:-eclipse-mosquitto:2}"') == 1
+    for b in range(3):
+        assert f'- "tcp://node-{b}:5552"' in lines
+    with pytest.raises(ValueError):
+        render_compose("s.toml", 3, "full", 50, 1, None, "i", "r", subnet="10.77.0.0/29")
+    with pytest.raises(ValueError):
+        render_compose("s.toml", 0, "full", 50, 1, None, "i", "r")
+    no_tel = render_compose("s.toml", 2, "full", 50, 1, None, "i", "./r", telemetry=False)
+    assert "mosquitto" not in no_tel and '- "--no-telemetry"' in no_tel
+    assert '- "./s.toml:/scenario/s.toml:ro"' in no_tel and '- "./r:/runs"' in no_tel

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 import pytest
-from conftest import Mosquitto, free_loopback_port, port_open
+from tests.integration.conftest import Mosquitto, free_loopback_port, port_open
 from rich.console import Console
 
 from controller.broker import ensure_broker, reachable
