@@ -388,9 +388,11 @@ def watch(broker: str | None, run_name: str | None, duration: float | None) -> N
 @click.option("--broker-image", help="MQTT broker image (default eclipse-mosquitto).")
 @click.option("--no-telemetry", is_flag=True, help="No broker service, no telemetry.")
 @click.option("--run-name", help="Run directory name under /runs.")
+@click.option("--subnet", help="Fixed addresses on this subnet plus /etc/hosts entries, for "
+                               "docker engines without embedded DNS (--iptables=false).")
 def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: int,
             weights: str | None, image: str, runs_dir: str, broker_image: str | None,
-            no_telemetry: bool, run_name: str | None) -> None:
+            no_telemetry: bool, run_name: str | None, subnet: str | None) -> None:
     """Print a docker-compose file for SCENARIO: one container per process.
 
     Example: rrmbed compose scenarios/3cell-k2.toml --scheme round-robin > docker-compose.yml
@@ -401,7 +403,8 @@ def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: in
     click.echo(render_compose(str(scenario), nodes or sc.radio.n_cells, scheme, slots, seed,
                               weights, image, runs_dir,
                               broker_image=broker_image or DEFAULT_BROKER_IMAGE,
-                              telemetry=not no_telemetry, run_name=run_name), nl=False)
+                              telemetry=not no_telemetry, run_name=run_name, subnet=subnet),
+               nl=False)
 
 
 @cli.group()
