@@ -220,7 +220,8 @@ def test_realtime_clock_paces_slots_and_holds_messages(tmp_path: Path) -> None:
     # each of the B-1 forwards was held for its link latency before delivery
     assert s["decision_wall_ms_p50"] >= 2 * link_s * 1e3
     fast = run_dir(tmp_path / "fast", S3, "round-robin", "network", slots, 1,
-                   "--set", f"backhaul.default.latency_s={link_s}", "--set", "timing.deadline_s=1.0")
+                   "--set", f"backhaul.default.latency_s={link_s}",
+                   "--set", "timing.deadline_s=1.0")
     # the clock mode changes timing only, never decisions
     assert [r["sum_rate_bps_hz"] for r in metrics(out)] == [
         r["sum_rate_bps_hz"] for r in metrics(fast)]

@@ -14,7 +14,7 @@ from channel_server.config import load_scenario
 from controller.net_training import make_learner
 from controller.rollout import Batch
 from node.agent import node_policy
-from tests.integration.test_network_run import ROOT, run_dir, rrmbed
+from tests.integration.test_network_run import ROOT, rrmbed, run_dir
 
 S3 = ROOT / "scenarios" / "3cell-k2.toml"
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 import pytest
-from tests.integration.conftest import Mosquitto, free_loopback_port, port_open
 from rich.console import Console
 
 from controller.broker import ensure_broker, reachable
@@ -36,6 +35,7 @@ from protocols.telemetry import (
     status_topic,
     subscription,
 )
+from tests.integration.conftest import Mosquitto, free_loopback_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = TelemetryTiming(

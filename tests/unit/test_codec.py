@@ -81,6 +81,7 @@ EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
     m.WeightsRequest: lambda: m.WeightsRequest(-1, **HDR),
     m.WeightsAck: lambda: m.WeightsAck(6, **HDR),
     m.Resume: lambda: m.Resume(6, **HDR),
+    m.Join: lambda: m.Join(2, "tcp://node-2:5552", **HDR),
 }
 
 
