@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rrmbed demo scenarios/3cell-k2.toml --slots 200 --seed 1 --out runs/demo
+	$(VENV)/bin/rrmbed demo scenarios/3cell-k2.toml --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra

@@ -12,19 +12,33 @@ Both run in the same process, one torch thread each, for the same number of envi
 steps, M steps per policy update. sb3-contrib is configured to match ours (paper 001,
 Table II and :class:`controller.trpo.TrpoConfig`): policy and value nets 3 x 256 ELU,
 initial log-std -1 and initial mean 0.5 (the action head's bias is set after
-construction), KL bound 0.01, line-search factor 0.9 with up to 30 steps, 10 CG steps,
-damping 0.1, value net by Adam (lr 1e-3, 5 epochs of minibatches of 256), gamma 0.99,
-normalized advantages. Differences that remain: sb3 computes in float32 (ours float64),
-steps the environment one slot at a time through a VecEnv (ours vectorized), and seeds
-torch's global generator.
+construction), line-search factor 0.9 with up to 30 steps, 10 CG steps, damping 0.1,
+value net by Adam (lr 1e-3, 5 epochs of minibatches of 256), gamma 0.99, normalized
+advantages. Differences that remain: sb3 computes in float32 (ours float64), steps the
+environment one slot at a time through a VecEnv (ours vectorized), and seeds torch's
+global generator.
+
+The trust region. sb3-contrib's ``kl_divergence(...).mean()`` for a Box action space
+averages the per-dimension Gaussian KL over the batch AND the action dimensions (its
+Fisher-vector products show it: the log-std block has curvature 2 / act_dim instead of
+2), whereas TRPO, paper 001 and ours bound the KL of the joint action distribution (the
+sum over dimensions). sb3's ``target_kl = 0.01`` therefore bounds our KL by
+``act_dim * 0.01`` (0.06 for B*K = 6). The benchmark runs four learners:
+
+* ``trpo (ours)``: delta = 0.01 (paper 001);
+* ``trpo (sb3-contrib)``: ``target_kl = 0.01 / act_dim``, the same trust region: the
+  like-for-like comparison, whose final reward is the target;
+* ``trpo (sb3, default KL)``: ``target_kl = 0.01`` as sb3 reads it (summed KL 0.06);
+* ``trpo (ours, delta x act_dim)``: ours with delta = 0.06, the same region as the
+  previous one, which shows that the difference between those two is the trust region.
 
 The reward of an iteration is the mean reward of the batch collected with the policy of
 that iteration (sampled actions); its wall time is the time at which that batch was
 collected, counted from the start of training. Reported: reward against steps and wall
-time for both (a rich table at checkpoints and ``bench_trpo.png``), both final policies'
-deterministic sum-rate on 1000 validation realizations, and the wall time each needs to
-reach sb3's final reward (trailing mean of the last ``window`` iterations; a learner has
-reached it when its own trailing mean first does).
+time (a rich table at checkpoints and ``bench_trpo.png``), each final policy's
+deterministic sum-rate on 1000 validation realizations, and the wall time each learner
+needs to reach the like-for-like sb3 run's final reward (trailing mean of the last
+``window`` iterations; a learner has reached it when its own trailing mean first does).
 
 Needs the optional extra ``bench`` (sb3-contrib). Run ``python -m controller.bench_trpo``.
 """
@@ -55,6 +69,8 @@ from protocols.seeding import rng_for
 Array = npt.NDArray[np.float64]
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "3cell-k2.toml"
 OURS, SB3 = "trpo (ours)", "trpo (sb3-contrib)"
+SB3_DEFAULT, OURS_WIDE = "trpo (sb3, default KL)", "trpo (ours, delta x act_dim)"
+LEARNERS = (OURS, SB3, SB3_DEFAULT, OURS_WIDE)
 
 
 def _gym() -> Any:
@@ -115,10 +131,11 @@ def make_gym_env(radio: RadioConfig, air_seed: int, chunk: int) -> Any:
 
 
 def run_ours(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
-             val: Array) -> dict[str, Any]:
+             val: Array, max_kl: float = 0.01) -> dict[str, Any]:
     env = make_env(radio, "centralized", air_seed, m)
     policy = seeded_policy(PolicyConfig(*central_dims(radio)), seed)
-    learner = Trpo(policy, TrpoConfig(episodes_per_iteration=m), rng_for(seed, "bench", "trpo"))
+    cfg = TrpoConfig(max_kl=max_kl, episodes_per_iteration=m)
+    learner = Trpo(policy, cfg, rng_for(seed, "bench", "trpo"))
     rng = rng_for(seed, "bench", "rollout")
     rows: list[tuple[int, float, float]] = []
     done = 0
@@ -134,7 +151,7 @@ def run_ours(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
 
 
 def run_sb3(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
-            val: Array) -> dict[str, Any]:
+            val: Array, target_kl: float = 0.01) -> dict[str, Any]:
     _gym()
     from sb3_contrib import TRPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -145,7 +162,7 @@ def run_sb3(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
         model = TRPO(
             "MlpPolicy", env, learning_rate=1e-3, n_steps=m, batch_size=min(256, m),
             gamma=0.99, cg_max_steps=10, cg_damping=0.1, line_search_shrinking_factor=0.9,
-            line_search_max_iter=30, n_critic_updates=5, target_kl=0.01,
+            line_search_max_iter=30, n_critic_updates=5, target_kl=target_kl,
             normalize_advantage=True,
             policy_kwargs={"net_arch": {"pi": [256, 256, 256], "vf": [256, 256, 256]},
                            "activation_fn": torch.nn.ELU, "log_std_init": -1.0},
@@ -200,43 +217,64 @@ def run_bench(
     window: int = 5,
     out: str | Path | None = None,
     progress: bool = True,
+    learners: tuple[str, ...] = LEARNERS,
 ) -> dict[str, Any]:
-    """Train both TRPOs for ``steps`` env steps (M = ``episodes_per_iter`` per update).
+    """Train the TRPO learners for ``steps`` env steps each (M = ``episodes_per_iter`` per update).
 
-    Returns {"ours": {...}, "sb3": {...}, "target_bps_hz", "time_to_target_s": {...}};
-    writes ``bench_trpo.json`` and ``bench_trpo.png`` into ``out`` (default
-    runs/bench-trpo) and prints the table when ``progress``.
+    Returns {"learners": {label: {"curve": [(steps, wall_s, reward)], "wall_s",
+    "deterministic_bps_hz", "kl_bound"}}, "target_bps_hz", "time_to_target_s": {label: s or
+    None}, ...}; writes ``bench_trpo.json`` and ``bench_trpo.png`` into ``out`` (default
+    runs/bench-trpo) and prints the table when ``progress``. ``learners`` must include
+    :data:`SB3` (the target).
     """
+    if SB3 not in learners or not set(learners) <= set(LEARNERS):
+        raise ValueError(f"learners must include {SB3!r} and be among {LEARNERS}")
     scenario = load_scenario(SCENARIO)
     radio = scenario.radio
+    act_dim = radio.n_links
     air_seed = int(rng_for(seed, "bench", "air").integers(2**31 - 1))
     val = validation_gains(scenario, 1000)
     out_dir = Path(out) if out is not None else Path("runs") / "bench-trpo"
+    delta = TrpoConfig().max_kl
+    runs: dict[str, dict[str, Any]] = {}
     with torch_threads(1):
-        ours = run_ours(radio, steps, seed, episodes_per_iter, air_seed, val)
-        sb3 = run_sb3(radio, steps, seed, episodes_per_iter, air_seed, val)
-    arr = {k: np.array(v["curve"], dtype=np.float64) for k, v in (("ours", ours), ("sb3", sb3))}
-    target = float(trailing_mean(arr["sb3"][:, 2], window)[-1])
+        for label in learners:
+            args = (radio, steps, seed, episodes_per_iter, air_seed, val)
+            if label == OURS:
+                runs[label] = run_ours(*args, max_kl=delta)
+                runs[label]["kl_bound"] = delta
+            elif label == OURS_WIDE:
+                runs[label] = run_ours(*args, max_kl=delta * act_dim)
+                runs[label]["kl_bound"] = delta * act_dim
+            elif label == SB3:
+                runs[label] = run_sb3(*args, target_kl=delta / act_dim)
+                runs[label]["kl_bound"] = delta
+            else:
+                runs[label] = run_sb3(*args, target_kl=delta)
+                runs[label]["kl_bound"] = delta * act_dim
+    arr = {k: np.array(v["curve"], dtype=np.float64) for k, v in runs.items()}
+    target = float(trailing_mean(arr[SB3][:, 2], window)[-1])
     reach = {k: time_to_reach(a[:, 1], a[:, 2], target, window) for k, a in arr.items()}
     mbps = radio.bandwidth_hz / 1e6
     result: dict[str, Any] = {
         "scenario": scenario.name, "steps": steps, "seed": seed,
         "episodes_per_iter": episodes_per_iter, "window": window,
-        "ours": ours, "sb3": sb3,
+        "kl_bound_note": "kl_bound: bound on the mean KL of the joint action distribution "
+                         "(sum over the B*K dimensions), nats",
+        "learners": runs,
+        "target": SB3,
         "target_bps_hz": target, "target_mbps": target * mbps,
         "time_to_target_s": reach,
-        "wall_ratio_sb3_over_ours": sb3["wall_s"] / ours["wall_s"],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_trpo.json").write_text(json.dumps(result, indent=2) + "\n")
     from controller.plots import plot_reward_vs
 
     plot_reward_vs(
-        [(OURS, arr["ours"][:, 0], arr["ours"][:, 1], arr["ours"][:, 2]),
-         (SB3, arr["sb3"][:, 0], arr["sb3"][:, 1], arr["sb3"][:, 2])],
+        [(k, a[:, 0], a[:, 1], a[:, 2]) for k, a in arr.items()],
         out_dir / "bench_trpo.png",
-        f"{scenario.name} centralized TRPO: ours vs sb3-contrib, M = {episodes_per_iter}, "
-        f"seed {seed}", target=target)
+        f"{scenario.name} centralized TRPO, ours vs sb3-contrib: M = {episodes_per_iter}, "
+        f"seed {seed}", target=target, target_label=f"final reward of {SB3}")
     result["figure"] = str(out_dir / "bench_trpo.png")
     if progress:
         print_bench(result)
@@ -247,31 +285,30 @@ def print_bench(result: dict[str, Any], checkpoints: int = 10) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    ours = np.array(result["ours"]["curve"])
-    sb3 = np.array(result["sb3"]["curve"])
-    n = min(len(ours), len(sb3))
+    runs = result["learners"]
+    curves = {k: np.array(v["curve"]) for k, v in runs.items()}
+    n = min(len(c) for c in curves.values())
     picks = sorted({max(0, round(i * n / checkpoints) - 1) for i in range(1, checkpoints + 1)})
-    t = Table(title=f"TRPO on {result['scenario']} (centralized), reward = sum-rate bit/s/Hz "
-                    f"of the iteration's sampled actions")
-    for col in ("steps", "ours reward", "ours wall (s)", "sb3 reward", "sb3 wall (s)"):
-        t.add_column(col, justify="right")
+    t = Table(title=f"TRPO on {result['scenario']} (centralized): reward = mean sum-rate "
+                    "(bit/s/Hz) of the iteration's sampled actions / wall time (s)")
+    t.add_column("steps", justify="right")
+    for k in runs:
+        t.add_column(k, justify="right")
     for i in picks:
-        t.add_row(f"{int(ours[i, 0])}", f"{ours[i, 2]:.4f}", f"{ours[i, 1]:.1f}",
-                  f"{sb3[i, 2]:.4f}", f"{sb3[i, 1]:.1f}")
-    console = Console() if Console().is_terminal else Console(width=120)
+        t.add_row(f"{int(curves[SB3][i, 0])}",
+                  *[f"{c[i, 2]:.3f} / {c[i, 1]:.1f} s" for c in curves.values()])
+    console = Console() if Console().is_terminal else Console(width=150)
     console.print(t)
-    reach = result["time_to_target_s"]
-
-    def fmt(x: float | None) -> str:
-        return "not reached" if x is None else f"{x:.1f} s"
-
-    console.print(
-        f"sb3 final reward (trailing mean of {result['window']}): {result['target_bps_hz']:.4f} "
-        f"bit/s/Hz; time to reach it: ours {fmt(reach['ours'])}, sb3 {fmt(reach['sb3'])}\n"
-        f"total wall: ours {result['ours']['wall_s']:.1f} s, sb3 {result['sb3']['wall_s']:.1f} s; "
-        f"deterministic sum-rate on 1000 validation drops: ours "
-        f"{result['ours']['deterministic_bps_hz']:.4f}, sb3 "
-        f"{result['sb3']['deterministic_bps_hz']:.4f} bit/s/Hz")
+    s = Table(title=f"target: final reward of {result['target']} (trailing mean of "
+                    f"{result['window']}) = {result['target_bps_hz']:.4f} bit/s/Hz")
+    for col in ("learner", "KL bound (joint)", "time to target", "total wall (s)",
+                "deterministic sum-rate (val.)"):
+        s.add_column(col, justify="left" if col == "learner" else "right")
+    for k, v in runs.items():
+        reach = result["time_to_target_s"][k]
+        s.add_row(k, f"{v['kl_bound']:.3g}", "not reached" if reach is None else f"{reach:.1f} s",
+                  f"{v['wall_s']:.1f}", f"{v['deterministic_bps_hz']:.4f}")
+    console.print(s)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

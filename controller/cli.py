@@ -18,7 +18,6 @@ from channel_server.config import Scenario, ScenarioError, load_scenario, overri
 from node.agent import SCHEMES
 
 console = Console(stderr=True)
-DEMO_SCHEMES = ("max-power", "random", "full", "round-robin")
 
 
 def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -164,20 +163,23 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
 @cli.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 default="scenarios/3cell-k2.toml")
-@click.option("--slots", type=click.IntRange(1), default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--train-steps", type=click.IntRange(1), default=60_000, show_default=True,
+              help="TRPO training steps per scheme (local runner).")
+@click.option("--slots", type=click.IntRange(1), default=200, show_default=True,
+              help="Slots of each network evaluation run.")
+@click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
               show_default=True)
-def demo(scenario: Path, slots: int, seed: int, out: Path) -> None:
-    """Run the demo schemes over the network runner and print one comparison table."""
-    from controller.results import print_summary
+def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path) -> None:
+    """The main job: train the three TRPO schemes briefly, then run every scheme over
+    real processes and print one comparison table (sum-rate, optimality gap, backhaul
+    bytes per slot, decision latency)."""
+    from controller.demo import DemoConfig, run_demo
 
-    summaries = []
-    for scheme in DEMO_SCHEMES:
-        summaries.append(execute(scenario, scheme, "network", slots, seed, out / scheme, (),
-                                 None, {}))
-    print_summary(summaries, Console(), title=f"rrmbed demo: {scenario.name}, {slots} slots")
-    (out / "demo.json").write_text(json.dumps(summaries, indent=2))
+    cfg = DemoConfig(train_steps=train_steps, slots=slots, seed=seed)
+    run_demo(scenario, out, cfg, lambda scheme, run_dir, weights: execute(
+        scenario, scheme, "network", slots, seed, run_dir, (), weights, {}),
+        Console(width=max(120, Console().width)))
 
 
 # ------------------------------------------------------------------- the processes
@@ -299,6 +301,42 @@ def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
     from controller.results import print_summary
 
     print_summary(summaries, Console(), title=f"network training: {scheme}, {algo}")
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default="scenarios/3cell-k2.toml", show_default=True)
+@click.option("-n", "--realizations", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--slots", type=click.IntRange(1), default=200, show_default=True,
+              help="Slots of the network-runner check of each trained policy.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
+def evaluate(sources: tuple[Path, ...], scenario_path: Path, realizations: int, seed: int,
+             slots: int, out: Path | None) -> None:
+    """Compare trained policies (training run dirs or weights files) with WMMSE, FP,
+    max-power, random and the reference optimum on the same realizations, write the paper's
+    figures, then run each policy over the network runner and check it matches the local
+    runner slot by slot."""
+    from controller.evaluate import evaluate_local, load_policy, print_evaluation, weights_file
+
+    sc = resolve_scenario(scenario_path, ())
+    result = evaluate_local(list(sources), sc, realizations, seed, out=out)
+    print_evaluation(result)
+    base = Path(out) if out else weights_file(sources[0]).parent
+    for src in sources:
+        pol = load_policy(src, sc)
+        w = weights_file(src)
+        runs = {r: execute(scenario_path, pol.scheme, r, slots, seed,
+                           base / "network-check" / f"{pol.name}-{r}", (), w, {})
+                for r in ("network", "local")}
+        same = (runs["network"]["sum_rate_bps_hz_mean"] == runs["local"]["sum_rate_bps_hz_mean"])
+        console.print(f"{pol.name}: network runner {runs['network']['sum_rate_mbps_mean']:.2f} "
+                      f"Mbit/s, local {runs['local']['sum_rate_mbps_mean']:.2f} Mbit/s over "
+                      f"{slots} slots: {'identical' if same else '[red]DIFFERENT[/red]'}")
+        if not same:
+            sys.exit(2)
 
 
 # ------------------------------------------------------------------------- tables
@@ -430,6 +468,20 @@ def bench_baselines(batch: int) -> None:
     from controller.bench_baselines import run_bench
 
     run_bench(batch=batch)
+
+
+@bench.command("trpo")
+@click.option("--steps", type=click.IntRange(1), default=60_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--episodes", type=click.IntRange(1), default=1000, show_default=True,
+              help="Episodes per update for both learners.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
+def bench_trpo(steps: int, seed: int, episodes: int, out: Path | None) -> None:
+    """Our centralized TRPO vs sb3-contrib's TRPO on the same 3cell-k2 env, same steps
+    (needs the 'bench' extra: pip install '.[bench]')."""
+    from controller.bench_trpo import print_bench, run_bench
+
+    print_bench(run_bench(steps, seed, episodes_per_iter=episodes, out=out))
 
 
 def main() -> None:

@@ -333,8 +333,12 @@ def _load_all(srcs: Sequence[str | Path], scenario: Scenario) -> list[TrainedPol
         counts[p.scheme] = counts.get(p.scheme, 0) + 1
     out = []
     for p in loaded:
-        if counts[p.scheme] > 1:  # two policies of one scheme: name them by their file
-            p = dataclasses.replace(p, label=f"{p.scheme} ({p.path.parent.name})")
+        if counts[p.scheme] > 1:  # two policies of one scheme: name them by learner or file
+            same = [q for q in loaded if q.scheme == p.scheme]
+            algos = [q.meta.get("algo") for q in same]
+            tag = p.meta.get("algo") if None not in algos and len(set(algos)) == len(same) \
+                else p.path.parent.name
+            p = dataclasses.replace(p, label=f"{p.scheme} ({tag})")
         out.append(p)
     return out
 
@@ -407,7 +411,8 @@ def make_figures(result: dict[str, Any], plots_dir: Path) -> list[Path]:
         made.append(plot_bars(
             {k: sp[k]["mean_sum_rate_mbps"] for k in order}, plots_dir / "sum_power_bars.png",
             f"{name}: sum-power constraint {result['sum_power']['budget_dbm']:g} dBm per BS "
-            f"({n} realizations)"))
+            f"({n} realizations)\nRL policies trained per-user, rescaled: "
+            f"p_bk = Pmax a_bk / max(1, sum_k a_bk); WMMSE, FP solve the per-BS problem"))
     return made
 
 

@@ -42,6 +42,8 @@ METHOD_COLORS = {
     "max-power": "#8c564b",
     "trpo (ours)": "#1f77b4",
     "trpo (sb3-contrib)": "#ff7f0e",
+    "trpo (sb3, default KL)": "#e6a86b",
+    "trpo (ours, delta x act_dim)": "#7fb2d9",
 }
 METHOD_LABELS = {
     "optimum": "optimum (B&B)",
@@ -83,11 +85,27 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def _label(name: str) -> str:
+    """Display name; "centralized (a2c)" becomes "centralized RL (a2c)"."""
+    base, sep, rest = name.partition(" (")
+    if name not in METHOD_LABELS and sep and base in METHOD_LABELS:
+        return f"{METHOD_LABELS[base]} ({rest}"
     return METHOD_LABELS.get(name, name)
 
 
+def _color(name: str) -> str | None:
+    """Colour of a method; a variant "scheme (tag)" gets the scheme's colour unless it is
+    an A2C policy (olive), so A2C and TRPO of one scheme differ."""
+    if name in METHOD_COLORS:
+        return METHOD_COLORS[name]
+    if "a2c" in name:
+        return "#bcbd22"
+    return METHOD_COLORS.get(name.partition(" (")[0])
+
+
 def _steps_axis(ax: Axes) -> None:
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    from matplotlib.ticker import EngFormatter
+
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, 40k, 1M
 
 
 def plot_training(
@@ -98,10 +116,12 @@ def plot_training(
     weight: float = 0.96,
     xlabel: str = "training steps",
     ylabel: str = "average sum-rate per episode (Mbit/s)",
+    reference_note: str = "",
 ) -> Path:
     """Two panels as Fig. 6-9: (a) the raw per-iteration reward, (b) its EWMA (``weight``).
 
-    ``references`` draws horizontal dashed lines (e.g. {"optimum": 56.0, "wmmse": 55.5}).
+    ``references`` draws horizontal dashed lines (e.g. {"optimum": 56.0, "wmmse": 55.5});
+    ``reference_note`` is appended to their legend labels.
     """
     fig, (ax_raw, ax_avg) = _new(11.0, 4.2, ncols=2)
     cmap = _seed_colors(len(curves))
@@ -111,14 +131,14 @@ def plot_training(
     for ax, sub in ((ax_raw, "(a) per-iteration reward"),
                     (ax_avg, f"(b) exponentially weighted average, w = {weight:g}")):
         for name, val in (references or {}).items():
-            ax.axhline(val, ls="--", lw=1.0, color=METHOD_COLORS.get(name, "grey"),
-                       label=_label(name))
+            ax.axhline(val, ls="--", lw=1.0, color=_color(name) or "grey",
+                       label=_label(name) + reference_note)
         ax.set_title(sub, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         _steps_axis(ax)
-    ax_avg.legend(fontsize=8, loc="lower right", ncols=2 if len(curves) > 5 else 1)
+    ax_avg.legend(fontsize=8, loc="best", ncols=2 if len(curves) > 5 else 1)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
@@ -144,7 +164,7 @@ def plot_bars(
     names = list(values)
     fig, (ax,) = _new(max(6.0, 1.05 * len(names) + 1.5), 4.2)
     heights = [values[n] for n in names]
-    colors = [METHOD_COLORS.get(n, "#7f7f7f") for n in names]
+    colors = [_color(n) or "#7f7f7f" for n in names]
     bars = ax.bar(range(len(names)), heights, color=colors)
     top = max(heights) if heights else 1.0
     for name, rect, h in zip(names, bars, heights, strict=True):
@@ -181,7 +201,7 @@ def plot_pmax_sweep(
     ref = np.asarray(series[reference], dtype=np.float64) if relative and reference else None
     for i, (name, ys) in enumerate(series.items()):
         style = {"marker": markers[i % len(markers)], "ms": 4, "lw": 1.3,
-                 "color": METHOD_COLORS.get(name), "label": _label(name),
+                 "color": _color(name), "label": _label(name),
                  "ls": "--" if name == reference else "-"}
         axes[0].plot(pmax_dbm, ys, **style)  # type: ignore[arg-type]
         if ref is not None:
@@ -212,6 +232,7 @@ def plot_reward_vs(
     title: str,
     ylabel: str = "mean episode reward (bit/s/Hz)",
     target: float | None = None,
+    target_label: str = "target",
 ) -> Path:
     """Two panels: reward against env steps and against wall time.
 
@@ -219,12 +240,12 @@ def plot_reward_vs(
     """
     fig, (ax_s, ax_t) = _new(11.0, 4.2, ncols=2)
     for label, steps, wall, reward in curves:
-        color = METHOD_COLORS.get(label)
+        color = _color(label)
         ax_s.plot(steps, reward, lw=1.4, color=color, label=label)
         ax_t.plot(wall, reward, lw=1.4, color=color, label=label)
     for ax, xl in ((ax_s, "environment steps"), (ax_t, "wall time (s)")):
         if target is not None:
-            ax.axhline(target, ls="--", lw=0.9, color="grey", label="sb3 final reward")
+            ax.axhline(target, ls="--", lw=0.9, color="grey", label=target_label)
         ax.set_xlabel(xl)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

@@ -182,7 +182,7 @@ class ControllerProcess:
             if isinstance(msg, Heartbeat):
                 ready.add(msg.sender)
             elif isinstance(msg, WeightsRequest):
-                await self.send_snapshot(msg.sender)
+                await self.send_snapshot(msg.sender, slot=-1)  # set-up traffic
             else:
                 self.backlog.append(msg)
         await self.send_start(CHANNEL_SERVER)
@@ -193,12 +193,12 @@ class ControllerProcess:
         await self.peer.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots,
                              seed=self.seed, config_toml=self.config_toml, options=opts)
 
-    async def send_snapshot(self, name: str) -> None:
+    async def send_snapshot(self, name: str, slot: int) -> None:
         if self.snapshot is None:
             log.warning("controller: %s asked for weights, but there are none", name)
             return
         version, arrays = self.snapshot
-        await self.peer.send(name, Weights, slot=self.recorder.done, version=version,
+        await self.peer.send(name, Weights, slot=slot, version=version,
                              names=list(arrays), arrays=list(arrays.values()))
 
     async def on_late_hello(self, msg: Hello) -> None:
@@ -272,7 +272,7 @@ class ControllerProcess:
             elif isinstance(msg, Hello):
                 await self.on_late_hello(msg)
             elif isinstance(msg, WeightsRequest):
-                await self.send_snapshot(msg.sender)
+                await self.send_snapshot(msg.sender, slot=self.recorder.done)
             elif isinstance(msg, Heartbeat):
                 await self.on_ready(msg)
             elif isinstance(msg, Done):

@@ -516,15 +516,26 @@ def train(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plots:
-        plot_training(
-            [(f"seed {s}", c["steps"], c["sum_rate_mbps"]) for s, c in curves.items()],
-            out / "plots" / "training.png",
-            title=f"{scenario.name}: {algo.upper()} {scheme} training, "
-                  f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
-            references={k: v * mbps for k, v in refs.items() if k in ("optimum", "wmmse")},
-            weight=cfg.ewma_weight,
-        )
+        plot_run(out)
     return summary
+
+
+def plot_run(out: str | Path) -> Path:
+    """(Re)draw ``out/plots/training.png`` from a finished run's summary.json and curves."""
+    out = Path(out)
+    summary = json.loads((out / "summary.json").read_text())
+    curves = {r["seed"]: read_curve(out / f"seed-{r['seed']}" / "metrics.csv")
+              for r in summary["seeds"]}
+    n = len(curves)
+    refs = summary["validation"]["reference_mbps"]
+    return plot_training(
+        [(f"seed {s}", c["steps"], c["sum_rate_mbps"]) for s, c in curves.items()],
+        out / "plots" / "training.png",
+        title=f"{summary['scenario']}: {summary['algo'].upper()} {summary['scheme']} training, "
+              f"{n} seed{'s' if n > 1 else ''}, M = {summary['episodes_per_iter']}",
+        references={k: v for k, v in refs.items() if k in ("optimum", "wmmse")},
+        weight=TrainConfig.ewma_weight, reference_note=" (validation set)",
+    )
 
 
 def _train_seed(
