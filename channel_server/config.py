@@ -272,16 +272,20 @@ def scenario_from_dict(table: dict[str, Any], source: str = "<memory>") -> Scena
     return s
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Load a scenario TOML file; errors name the file and the field."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The table of a scenario file; a missing file or bad TOML is a ScenarioError."""
     p = Path(path)
     if not p.is_file():
         raise ScenarioError(f"{p}: scenario file not found")
     try:
-        table = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{p}: not valid TOML: {e}") from e
-    return scenario_from_dict(table, str(p))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load a scenario TOML file; errors name the file and the field."""
+    return scenario_from_dict(read_toml(path), str(path))
 
 
 def override(s: Scenario, assignments: dict[str, Any]) -> Scenario:

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +60,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import j0
 
-from channel_server.config import LIGHT_SPEED_MPS, ScenarioError, build_dataclass, check_field
+from channel_server.config import (
+    LIGHT_SPEED_MPS,
+    ScenarioError,
+    build_dataclass,
+    check_field,
+    read_toml,
+)
 from channel_server.fading import complex_normal
 from channel_server.v2x_mobility import ManhattanMobility, RoadGrid, same_street
 from protocols.seeding import rng_for
@@ -401,14 +406,7 @@ def v2x_scenario_from_dict(table: dict[str, Any], source: str = "<memory>") -> V
 
 def load_v2x_scenario(path: str | Path) -> V2xScenario:
     """Load a V2X scenario TOML file; errors name the file and the field."""
-    p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(f"{p}: scenario file not found")
-    try:
-        table = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{p}: not valid TOML: {e}") from e
-    return v2x_scenario_from_dict(table, str(p))
+    return v2x_scenario_from_dict(read_toml(path), str(path))
 
 
 # --------------------------------------------------------------------------- pathloss

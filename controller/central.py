@@ -15,7 +15,7 @@ from controller.fp import FPConfig, fp
 from controller.optimum import OptimumConfig, optimum
 from controller.wmmse import WMMSEConfig, wmmse
 from node.observation import central_dims, obs_central
-from node.policy_spec import PolicyConfig, clip_fraction
+from node.policy_spec import PolicyConfig, clip_fraction, fit_bs_budget
 from protocols.seeding import rng_for
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class CentralDecider:
         raw = self.policy.act(obs, self.action_mode, noise)  # type: ignore[arg-type]
         self.last_obs, self.last_raw = obs, raw
         frac = clip_fraction(raw).reshape(gains.shape[0], radio.n_cells, radio.users_per_cell)
+        if radio.sum_power_constraint:
+            frac = fit_bs_budget(frac)
         return frac * radio.pmax_w
 
     def decide(self, gains: np.ndarray) -> tuple[np.ndarray, float]:

@@ -56,7 +56,7 @@ from controller.rollout import Variant, variant_dims
 from controller.wmmse import Constraint, WMMSEConfig, wmmse
 from node.observation import obs_central, obs_full, obs_round_robin, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays
-from node.policy_spec import clip_fraction, read_weights
+from node.policy_spec import clip_fraction, fit_bs_budget, read_weights
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
@@ -149,13 +149,6 @@ def policy_fractions(
             chosen[rows, acting] = 1.0
         return prior
     raise ValueError(f"unknown scheme {scheme!r}")
-
-
-def fit_bs_budget(fractions: Array) -> Array:
-    """The sum-power rule: ``a_bk / max(1, sum_k a_bk)`` per BS (fractions of the budget)."""
-    total = fractions.sum(axis=-1, keepdims=True)
-    out: Array = fractions / np.maximum(total, 1.0)
-    return out
 
 
 # --------------------------------------------------------------------------- one setting

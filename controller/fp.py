@@ -39,15 +39,11 @@ from controller.wmmse import (
     Array,
     Constraint,
     IterInfo,
-    as_batch,
+    allocate,
     direct_gains,
-    initial_powers,
-    iterate_monotone,
     per_bs_weighted,
     received_power,
-    resolve_budget,
     solve_bs_budget,
-    squeeze_info,
 )
 
 
@@ -113,14 +109,5 @@ def fp(
     Starts at full power (per-bs: the budget split evenly). Returns powers (N, B, K) (or
     (B, K)) in watts and the run info.
     """
-    g, single = as_batch(gains)
-    budget = resolve_budget(constraint, bs_budget_w, pmax_w, g.shape[2])
-
-    def step(gb: Array, db: Array, pb: Array, tb: Array) -> Array:
-        return fp_update(gb, db, pb, tb, pmax_w, constraint, budget)
-
-    p0 = initial_powers(g.shape[:3], pmax_w, constraint, budget)
-    p, info = iterate_monotone(step, g, p0, noise_w, config.tol, config.max_iter)
-    if single:
-        return p[0], squeeze_info(info)
-    return p, info
+    return allocate(fp_update, gains, noise_w, pmax_w, config.tol, config.max_iter,
+                    constraint, bs_budget_w)

@@ -222,6 +222,24 @@ def iterate_monotone(
     return p_all, info
 
 
+def allocate(update: Callable[..., Array], gains: Array, noise_w: float, pmax_w: float,
+             tol: float, max_iter: int, constraint: Constraint,
+             bs_budget_w: float | None) -> tuple[Array, IterInfo]:
+    """Drive an iterative allocator's ``update(gains, direct, powers, total, pmax_w,
+    constraint, budget)`` from full power until each instance converges (WMMSE and FP)."""
+    g, single = as_batch(gains)
+    budget = resolve_budget(constraint, bs_budget_w, pmax_w, g.shape[2])
+
+    def step(gb: Array, db: Array, pb: Array, tb: Array) -> Array:
+        return update(gb, db, pb, tb, pmax_w, constraint, budget)
+
+    p0 = initial_powers(g.shape[:3], pmax_w, constraint, budget)
+    p, info = iterate_monotone(step, g, p0, noise_w, tol, max_iter)
+    if single:
+        return p[0], squeeze_info(info)
+    return p, info
+
+
 def squeeze_info(info: IterInfo) -> IterInfo:
     """Drop the batch axis of a single instance's info."""
     return IterInfo(
@@ -288,14 +306,5 @@ def wmmse(
     to at most ``bs_budget_w`` (default K * pmax_w), no per-user limit.
     Starts at full power. Returns powers (N, B, K) (or (B, K)) in watts and the run info.
     """
-    g, single = as_batch(gains)
-    budget = resolve_budget(constraint, bs_budget_w, pmax_w, g.shape[2])
-
-    def step(gb: Array, db: Array, pb: Array, tb: Array) -> Array:
-        return wmmse_update(gb, db, pb, tb, pmax_w, constraint, budget)
-
-    p0 = initial_powers(g.shape[:3], pmax_w, constraint, budget)
-    p, info = iterate_monotone(step, g, p0, noise_w, config.tol, config.max_iter)
-    if single:
-        return p[0], squeeze_info(info)
-    return p, info
+    return allocate(wmmse_update, gains, noise_w, pmax_w, config.tol, config.max_iter,
+                    constraint, bs_budget_w)

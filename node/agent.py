@@ -18,7 +18,7 @@ import numpy as np
 
 from channel_server.config import Scenario
 from node.observation import full_dims, obs_full, obs_round_robin, round_robin_dims
-from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
+from node.policy_spec import ActionMode, PolicyConfig, clip_fraction, fit_bs_budget
 
 if TYPE_CHECKING:
     from node.policy import GaussianPolicy
@@ -94,8 +94,11 @@ class BsAgent:
         self.action_mode = action_mode
         self._random = rng_for(seed, "node", bs, "random-power")
         self._noise = rng_for(seed, "node", bs, "policy-noise")
-        k = scenario.radio.users_per_cell
-        self.previous_w = np.full((episodes, k), scenario.radio.pmax_w)
+        radio = scenario.radio
+        k = radio.users_per_cell
+        # the fallback before any decision: full power, within the BS budget if there is one
+        self.previous_w = np.full((episodes, k), radio.pmax_w / (k if radio.sum_power_constraint
+                                                                 else 1))
         self.last_obs: np.ndarray | None = None
         """The observation of the last policy decision (what a learner needs)."""
         self.last_raw: np.ndarray | None = None
@@ -140,6 +143,8 @@ class BsAgent:
         """Decide, charge compute time, apply the deadline and the fallback."""
         t0 = time.perf_counter()
         frac = self.fractions(csi, prior_w, chosen)
+        if self.scenario.radio.sum_power_constraint:
+            frac = fit_bs_budget(frac)
         timing = self.scenario.timing
         compute_s = (
             timing.compute_s if timing.compute_model == "fixed" else time.perf_counter() - t0

@@ -36,6 +36,14 @@ def clip_fraction(raw: np.ndarray) -> np.ndarray:
     return np.clip(raw, 0.0, 1.0)
 
 
+def fit_bs_budget(fractions: np.ndarray) -> np.ndarray:
+    """The sum-power rule (one budget of Pmax per BS): ``a_bk / max(1, sum_k a_bk)`` over a
+    BS's K fractions (last axis)."""
+    total = fractions.sum(axis=-1, keepdims=True)
+    out: np.ndarray = fractions / np.maximum(total, 1.0)
+    return out
+
+
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     """Named arrays from an .npz weights file (meta.* entries excluded)."""
     with np.load(path, allow_pickle=False) as f:
