@@ -463,11 +463,14 @@ def bench_transport(count: int, floats: int) -> None:
 
 @bench.command("baselines")
 @click.option("--batch", type=click.IntRange(1), default=1000, show_default=True)
-def bench_baselines(batch: int) -> None:
-    """Vectorized WMMSE / FP vs a per-instance loop, 3cell-k2 and 7cell-k8, same run."""
-    from controller.bench_baselines import run_bench
+@click.option("--compare", type=click.IntRange(0), default=1000, show_default=True,
+              help="3cell-k2 drops for the sum-rate / optimality-gap comparison (0: skip).")
+def bench_baselines(batch: int, compare: int) -> None:
+    """Vectorized WMMSE / FP vs a per-instance loop, 3cell-k2 and 7cell-k8, same run; then
+    the mean sum-rates and optimality gaps of every baseline on the same drops."""
+    from controller.bench_baselines import main as bench_main
 
-    run_bench(batch=batch)
+    bench_main(["--batch", str(batch), "--compare", str(compare)])
 
 
 @bench.command("trpo")
