@@ -128,7 +128,8 @@ def plot(rows: list[dict[str, Any]], which: str, title: str, path: Path) -> None
         ax.set_ylabel(label)
         ax.tick_params(axis="x", rotation=35)
         for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+            ax.text(i, v, f"{v:.0f}" if v >= 100 else f"{v:.3g}", ha="center", va="bottom",
+                    fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

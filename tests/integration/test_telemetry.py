@@ -515,3 +515,30 @@ def test_publisher_processes_exit_cleanly_without_broker() -> None:
         proc.stderr.close()
         proc.stdout.close()
     assert "Traceback" not in err, err
+
+
+async def test_a_real_run_publishes_every_process_metrics(mosquitto: Mosquitto,
+                                                          tmp_path: Path) -> None:
+    """An rrmbed network run: the channel server, the controller and every node publish."""
+    root = Path(__file__).resolve().parents[2]
+    run = "live-run"
+    async with collecting(mosquitto.url, subscription(run)) as col:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller.cli", "run", str(root / "scenarios/3cell-k2.toml"),
+            "--scheme", "round-robin", "--runner", "network", "--slots", "150", "--seed", "2",
+            "--out", str(tmp_path / run), "--broker", mosquitto.url,
+            "--set", 'timing.clock="realtime"', cwd=root,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        roles = [("channel-server", "0"), ("controller", "0"),
+                 *[("node", str(b)) for b in range(3)]]
+        await until(lambda: all(col.statuses(status_topic(run, r, i))[-1:] == ["done"]
+                                for r, i in roles), 10, "every process done")
+        for r, i in roles:
+            samples = col.metrics(metrics_topic(run, r, i))
+            assert samples, (r, i)
+            slots = [number(s["slots_done"]) for s in samples]
+            assert slots == sorted(slots) and slots[-1] >= 100, (r, i, slots)
+        node = col.metrics(metrics_topic(run, "node", "1"))[-1]
+        assert number(node["backhaul_bytes"]) > 0  # round-robin forwards are metered live
