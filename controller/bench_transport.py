@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -123,14 +124,40 @@ async def _our_round_trips(ep: Endpoint, powers: np.ndarray, count: int) -> list
     return samples
 
 
-async def _measure(n: int, payload_floats: int, rounds: int) -> tuple[list[int], list[int], int]:
+PLACEMENTS = ("same-core", "two-cores", "os")
+"""Where the client and the echo peers run: all pinned to one core, client and peers pinned
+to two different cores, or wherever the OS schedules them."""
+
+
+def placement_cpus(placement: str, cpus: set[int]) -> tuple[set[int], set[int]]:
+    """(client CPUs, peer CPUs) of a placement, from the CPUs this process may use."""
+    first = sorted(cpus)
+    if placement == "same-core":
+        return {first[0]}, {first[0]}
+    if placement == "two-cores":
+        if len(first) < 2:
+            raise ValueError("placement 'two-cores' needs at least two CPUs")
+        return {first[0]}, {first[1]}
+    if placement == "os":
+        return set(cpus), set(cpus)
+    raise ValueError(f"unknown placement {placement!r} ({', '.join(PLACEMENTS)})")
+
+
+async def _measure(n: int, payload_floats: int, rounds: int,
+                   placement: str) -> tuple[list[int], list[int], int]:
     """Both peers run side by side; timed blocks alternate raw/ours so that load on the
     machine affects both alike."""
     powers = np.linspace(0.0, 1.0, payload_floats)
     frame_len = len(encode(PowerForward([0, 1, 2], powers)))
     payload = bytes(frame_len)
-    raw_proc, raw_conn = _spawn(_raw_peer)
-    our_proc, our_conn = _spawn(_our_peer)
+    original = os.sched_getaffinity(0)
+    client_cpus, peer_cpus = placement_cpus(placement, original)
+    os.sched_setaffinity(0, peer_cpus)  # the peers inherit it
+    try:
+        raw_proc, raw_conn = _spawn(_raw_peer)
+        our_proc, our_conn = _spawn(_our_peer)
+    finally:
+        os.sched_setaffinity(0, client_cpus)  # before the client's zmq threads start
     zctx = zmq.Context()
     req = zctx.socket(zmq.REQ)
     req.setsockopt(zmq.LINGER, 0)
@@ -161,13 +188,15 @@ async def _measure(n: int, payload_floats: int, rounds: int) -> tuple[list[int],
         zctx.term()
         raw_proc.join(IDLE_S)
         our_proc.join(IDLE_S)
+        os.sched_setaffinity(0, original)
     return raw, ours, frame_len
 
 
-def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4) -> dict[str, float]:
+def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4,
+              placement: str = "os") -> dict[str, float]:
     """Round-trip percentiles (microseconds) of raw REQ/REP and of our backhaul hop, measured
-    in ``rounds`` alternating blocks after a warm-up."""
-    raw, ours, frame_len = run(_measure(n, payload_floats, rounds))
+    in ``rounds`` alternating blocks after a warm-up, with processes placed per ``placement``."""
+    raw, ours, frame_len = run(_measure(n, payload_floats, rounds, placement))
     raw_p50, raw_p99 = _percentiles_us(raw)
     our_p50, our_p99 = _percentiles_us(ours)
     return {
@@ -188,21 +217,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=2000, help="timed round trips per path")
     parser.add_argument("--payload-floats", type=int, default=64, help="float64 array length")
     parser.add_argument("--rounds", type=int, default=4, help="alternating raw/ours blocks")
+    parser.add_argument("--placement", choices=PLACEMENTS, action="append")
     args = parser.parse_args(argv)
-    print_bench(run_bench(args.n, args.payload_floats, args.rounds))
+    print_bench({p: run_bench(args.n, args.payload_floats, args.rounds, p)
+                 for p in args.placement or PLACEMENTS})
 
 
-def print_bench(r: dict[str, float]) -> None:
+def print_bench(results: dict[str, dict[str, float]]) -> None:
+    """One row per placement: raw and rrmbed p50/p99 and their ratios."""
+    r0 = next(iter(results.values()))
     table = Table(
-        title=f"round trip over loopback tcp, n={int(r['n'])}, "
-        f"{int(r['payload_floats'])} float64 ({int(r['frame_bytes'])}-byte frame)"
+        title=f"round trip over loopback tcp, n={int(r0['n'])} per path, "
+        f"{int(r0['payload_floats'])} float64 ({int(r0['frame_bytes'])}-byte frame)"
     )
-    table.add_column("path")
-    table.add_column("p50 (us)", justify="right")
-    table.add_column("p99 (us)", justify="right")
-    for label, key in (("raw pyzmq REQ/REP (bytes)", "raw"), ("rrmbed Endpoint", "ours")):
-        table.add_row(label, f"{r[key + '_p50_us']:.1f}", f"{r[key + '_p99_us']:.1f}")
-    table.add_row("ratio ours/raw", f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}")
+    for col in ("placement", "raw REQ/REP p50 us", "p99 us", "rrmbed hop p50 us", "p99 us",
+                "ratio p50", "ratio p99"):
+        table.add_column(col, justify="left" if col == "placement" else "right")
+    for placement, r in results.items():
+        table.add_row(placement, f"{r['raw_p50_us']:.1f}", f"{r['raw_p99_us']:.1f}",
+                      f"{r['ours_p50_us']:.1f}", f"{r['ours_p99_us']:.1f}",
+                      f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}")
     Console().print(table)
 
 

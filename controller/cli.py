@@ -454,11 +454,16 @@ def bench() -> None:
 @click.option("-n", "--count", type=click.IntRange(10), default=2000, show_default=True)
 @click.option("--floats", type=click.IntRange(1), default=64, show_default=True,
               help="float64 values in the payload.")
-def bench_transport(count: int, floats: int) -> None:
-    """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP."""
-    from controller.bench_transport import print_bench, run_bench
+@click.option("--placement", "placements", multiple=True,
+              type=click.Choice(["same-core", "two-cores", "os"]),
+              help="Process placement (repeatable; default: all three).")
+def bench_transport(count: int, floats: int, placements: tuple[str, ...]) -> None:
+    """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP, same run, per placement:
+    all processes on one core, client and echo peers on two cores, or as the OS schedules."""
+    from controller.bench_transport import PLACEMENTS, print_bench, run_bench
 
-    print_bench(run_bench(n=count, payload_floats=floats))
+    print_bench({p: run_bench(n=count, payload_floats=floats, placement=p)
+                 for p in placements or PLACEMENTS})
 
 
 @bench.command("baselines")
