@@ -144,13 +144,16 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     The run directory holds config.toml, summary.json, metrics.csv (per slot),
     latency.csv, overhead.csv (bytes per kind/plane/link) and the processes' logs.
     """
-    from controller.results import print_summary
+    from controller.results import plot_run, print_summary
 
+    out = out or default_out(resolve_scenario(scenario, sets), scheme, runner, seed)
     summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
                       {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
                        "telemetry": not no_telemetry, "broker": broker})
     print_summary([summary], Console())
-    click.echo(f"run directory: {Path(summary.get('out', out or '.'))}")
+    if summary["slots"]:
+        plot_run(out)
+    click.echo(f"run directory: {out}")
     if summary.get("errors") or summary.get("lost_nodes"):
         for e in summary.get("errors", []):
             console.print(f"[red]error:[/red] {e}")

@@ -150,6 +150,7 @@ class RunRecorder:
             "wall_s": wall_s,
             "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
             "deadline_misses": int(sum(int(m.sum()) for m in self.missed)),
+            "deadline_ms": self.scenario.timing.deadline_s * 1e3,
             "lost_nodes": sorted(f"node-{b}" for b in self.lost),
             "processes": processes,
         }
@@ -183,3 +184,42 @@ def print_summary(summaries: list[dict[str, Any]], console: Console | None = Non
 
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
+
+
+def plot_run(out: Path) -> Path:
+    """plots/slots.png: sum-rate per slot (with a moving mean) and decision latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    summary = json.loads((out / "summary.json").read_text())
+    slots = np.array([int(r["slot"]) for r in rows])
+    rate = np.array([float(r["sum_rate_mbps"]) for r in rows])
+    lat = np.array([float(r["decision_latency_ms"]) for r in rows])
+    window = max(1, min(50, len(rate) // 10))
+    mean = np.convolve(rate, np.ones(window) / window, mode="valid")
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    a1.plot(slots, rate, lw=0.8, alpha=0.5, label="per slot")
+    a1.plot(slots[window - 1:], mean, lw=1.8, label=f"moving mean ({window} slots)")
+    a1.set_ylabel("sum-rate (Mbit/s)")
+    a1.legend(loc="lower right", fontsize=8)
+    a2.plot(slots, lat, lw=0.8, color="tab:red")
+    deadline = summary.get("deadline_ms")
+    if deadline:
+        a2.axhline(deadline, ls="--", color="k", lw=0.8, label="deadline")
+        a2.legend(loc="upper right", fontsize=8)
+    a2.set_ylim(bottom=0)
+    a2.set_ylabel("decision latency (ms)")
+    a2.set_xlabel("slot")
+    fig.suptitle(f"{summary['scenario']} · {summary['scheme']} · {summary['runner']} runner · "
+                 f"seed {summary['seed']}: {summary['sum_rate_mbps_mean']:.1f} Mbit/s, "
+                 f"{summary['backhaul_bytes_per_slot']['total']:.0f} B/slot backhaul")
+    fig.tight_layout()
+    (out / "plots").mkdir(exist_ok=True)
+    path = out / "plots" / "slots.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
