@@ -14,18 +14,15 @@ from channel_server.config import Scenario
 from controller.fp import FPConfig, fp
 from controller.optimum import OptimumConfig, optimum
 from controller.wmmse import WMMSEConfig, wmmse
-from node.observation import central_dims, obs_central
-from node.policy_spec import PolicyConfig, clip_fraction, fit_bs_budget
+from node.agent import policy_config
+from node.observation import obs_central
+from node.policy_spec import clip_fraction, fit_bs_budget
 from protocols.seeding import rng_for
 
 if TYPE_CHECKING:
     from node.policy import GaussianPolicy
 
 CENTRAL_SCHEMES = ("centralized", "wmmse", "fp", "optimum")
-
-
-def central_policy_config(scenario: Scenario) -> PolicyConfig:
-    return PolicyConfig(*central_dims(scenario.radio))
 
 
 class CentralDecider:
@@ -40,7 +37,7 @@ class CentralDecider:
         if scheme == "centralized" and policy is None:
             from node.policy import seeded_policy  # torch only where a policy runs
 
-            policy = seeded_policy(central_policy_config(scenario), seed)
+            policy = seeded_policy(policy_config("centralized", scenario), seed)
         self.policy = policy
         self.action_mode = action_mode
         self._noise = rng_for(seed, "controller", "policy-noise")

@@ -19,9 +19,9 @@ import numpy as np
 from channel_server.air import Air
 from channel_server.config import Scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.central import CentralDecider, central_policy_config
+from controller.central import CentralDecider
 from controller.results import RunRecorder
-from node.agent import EXCHANGE, BsAgent, chain_priors, policy_config
+from node.agent import EXCHANGE, BsAgent, chain_priors, policy_with_weights
 from node.policy_spec import ActionMode
 from protocols.latency import LinkModel
 from protocols.meter import Meter
@@ -67,16 +67,7 @@ def run_local(
     air = Air(radio, seed, episodes=1)
     order_rng = rng_for(seed, "order")
     exchange = EXCHANGE[scheme]
-    policy = None
-    if weights is not None:
-        cfg = central_policy_config(scenario) if scheme == "centralized" else policy_config(
-            scheme, scenario)
-        if cfg is None:
-            raise ValueError(f"scheme {scheme!r} runs no policy; --weights does not apply")
-        from node.policy import GaussianPolicy, load_arrays
-
-        policy = GaussianPolicy(cfg)
-        load_arrays(policy, weights)
+    policy = None if weights is None else policy_with_weights(scheme, scenario, weights)
     agents = [BsAgent(b, scenario, scheme, seed, 1,
                       policy if exchange != "central" else None, action_mode)
               for b in range(b_n)]

@@ -21,7 +21,7 @@ import numpy as np
 from channel_server.config import Scenario, scenario_to_dict, to_toml
 from controller.central import CentralDecider
 from controller.results import RunRecorder
-from node.agent import EXCHANGE
+from node.agent import EXCHANGE, policy_with_weights
 from node.policy_spec import read_weights
 from protocols.errors import PeerTimeout
 from protocols.messages import (
@@ -78,13 +78,9 @@ class ControllerProcess:
         self.central = None
         train = self.options.get("train")
         if EXCHANGE[scheme] == "central":
-            from controller.central import central_policy_config
-            from node.policy import GaussianPolicy, load_arrays
-
             policy = None
             if self.weights is not None and scheme == "centralized":
-                policy = GaussianPolicy(central_policy_config(scenario))
-                load_arrays(policy, self.weights)
+                policy = policy_with_weights(scheme, scenario, self.weights)
             self.central = CentralDecider(scheme, scenario, seed, policy,
                                           "sample" if train else "mean")
         self.trainer = self.make_trainer(train) if train else None

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from channel_server.config import Scenario
-from node.observation import full_dims, obs_full, obs_round_robin, round_robin_dims
+from node.observation import (
+    central_dims,
+    full_dims,
+    obs_full,
+    obs_round_robin,
+    round_robin_dims,
+)
 from node.policy_spec import ActionMode, PolicyConfig, clip_fraction, fit_bs_budget
 
 if TYPE_CHECKING:
@@ -40,12 +46,28 @@ SCHEMES = tuple(EXCHANGE)
 
 
 def policy_config(scheme: str, scenario: Scenario) -> PolicyConfig | None:
-    """The policy a BS runs for ``scheme`` (None for schemes without one at the BS)."""
+    """The policy ``scheme`` runs (at each BS, or at the controller for 'centralized');
+    None for schemes without one."""
     if scheme == "full":
         return PolicyConfig(*full_dims(scenario.radio))
     if scheme == "round-robin":
         return PolicyConfig(*round_robin_dims(scenario.radio))
+    if scheme == "centralized":
+        return PolicyConfig(*central_dims(scenario.radio))
     return None
+
+
+def policy_with_weights(scheme: str, scenario: Scenario,
+                        arrays: dict[str, np.ndarray]) -> GaussianPolicy:
+    """The policy of ``scheme`` holding the given weights (from --weights or a snapshot)."""
+    cfg = policy_config(scheme, scenario)
+    if cfg is None:
+        raise ValueError(f"scheme {scheme!r} runs no policy; weights do not apply")
+    from node.policy import GaussianPolicy, load_arrays  # torch only where a policy runs
+
+    policy = GaussianPolicy(cfg)
+    load_arrays(policy, arrays)
+    return policy
 
 
 def node_policy(scheme: str, scenario: Scenario, seed: int) -> GaussianPolicy | None:
@@ -90,7 +112,9 @@ class BsAgent:
         self.bs = bs
         self.scenario = scenario
         self.scheme = scheme
-        self.policy = policy if policy is not None else node_policy(scheme, scenario, seed)
+        if policy is None and EXCHANGE[scheme] != "central":
+            policy = node_policy(scheme, scenario, seed)
+        self.policy = policy
         self.action_mode = action_mode
         self._random = rng_for(seed, "node", bs, "random-power")
         self._noise = rng_for(seed, "node", bs, "policy-noise")

@@ -1,0 +1,225 @@
+"""Local (one-process) multi-agent DQN for V2X spectrum sharing (paper 000, Liang-Ye-Li).
+
+Schemes (CleanRL style: one training loop, one evaluation loop):
+
+* ``"marl-dqn"``: every V2V agent acts at once, epsilon-greedy; one Double DQN **per
+  agent** (as in the paper), all trained centrally in this process on their own replay;
+  the fingerprint (14) (training iteration e, epsilon) is appended to every observation
+  by the environment. ``e`` is the training episode mapped to
+  ``[0, fingerprint_iterations]`` over the run, so the feature spans [0, 1] whatever the
+  episode budget; evaluation uses the final fingerprint (``fingerprint_iterations``,
+  final epsilon), which is stored in the returned variables as ``env_fingerprint``.
+* ``"marl-dqn-nofp"``: the same without the fingerprint (observation 4 M + 2).
+* ``"turn-dqn"``: the single-agent baseline: in slot t only agent ``t mod K`` may change
+  its action, the others keep their previous one (actions at an episode start: uniform
+  random). Same per-agent networks, no fingerprint; every agent's transition is stored
+  with the action it actually held.
+* ``"random"``: uniform (rb, power level) every slot; nothing is trained.
+
+Training: ``n_envs`` episodes run in lock step per training episode (the environment is
+vectorized); the vehicles keep moving between episodes and are re-dropped every
+``redrop_every`` episodes. Epsilon decays linearly from 1 to ``epsilon_end`` over the
+first ``explore_fraction`` of the episodes. Rewards are the environment's revised reward
+(V2V rate until delivery, beta after), multiplied by ``reward_scale`` before learning
+(a positive scale does not change the optimal policy; it keeps Q values near 1).
+Randomness: ``rng_for(seed, "v2x-marl", ...)`` streams only; torch runs on one thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from channel_server.v2x import V2xScenario
+from controller.dqn import Dqn, DqnConfig, Transitions
+from controller.v2x_env import V2xEnv, decode_action
+from protocols.seeding import rng_for
+
+SCHEMES = ("marl-dqn", "marl-dqn-nofp", "turn-dqn", "random")
+Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class MarlConfig:
+    """Training settings of the local multi-agent DQN."""
+
+    dqn: DqnConfig = field(default_factory=lambda: DqnConfig(
+        hidden=(64, 64), batch_size=256, replay_capacity=50_000, learning_starts=1000,
+        target_period=100, gamma=0.95, learning_rate=1e-3, sharing="per-agent"))
+    """Learner hyper-parameters (its epsilon schedule is unused: epsilon is set here)."""
+    n_envs: int = 4
+    """Episodes played in lock step per training episode."""
+    train_every: int = 4
+    """Environment slots between learner updates (one update per network each time)."""
+    epsilon_end: float = 0.02
+    """Exploration rate after the decay (probability of a uniform random action)."""
+    explore_fraction: float = 0.8
+    """Fraction of the training episodes over which epsilon decays linearly from 1."""
+    redrop_every: int = 10
+    """Training episodes between new vehicle drops (the world continues otherwise)."""
+    reward_scale: float = 0.01
+    """Factor applied to the environment reward before it enters the replay (1/reward)."""
+
+
+def scheme_scenario(scenario: V2xScenario, scheme: str) -> V2xScenario:
+    """The scenario with the fingerprint on for ``marl-dqn`` only."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}, expected one of {SCHEMES}")
+    obs = dataclasses.replace(scenario.observation, fingerprint=scheme == "marl-dqn")
+    return dataclasses.replace(scenario, observation=obs)
+
+
+def turn_actions(previous: IntArray, proposed: IntArray, t: int) -> IntArray:
+    """Round robin: agent ``t mod K`` takes its proposed action, the others keep theirs."""
+    k = previous.shape[-1]
+    out: IntArray = np.where(np.arange(k) == t % k, proposed, previous).astype(np.int64)
+    return out
+
+
+def stack_obs(env: V2xEnv, obs: dict[str, Any]) -> Array:
+    """PettingZoo observation dict of a vectorized env -> ``(E, K, D)`` float64."""
+    return np.stack([obs[a] for a in env.possible_agents], axis=1).astype(np.float64)
+
+
+def epsilon_at(episode: int, episodes: int, cfg: MarlConfig) -> float:
+    """Linear decay 1 -> epsilon_end over the first explore_fraction of the episodes."""
+    frac = min(episode / max(cfg.explore_fraction * episodes, 1.0), 1.0)
+    return 1.0 + (cfg.epsilon_end - 1.0) * frac
+
+
+def train_marl(
+    scenario: V2xScenario, scheme: str, episodes: int, seed: int,
+    config: MarlConfig | None = None,
+) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
+    """Train ``scheme``; returns (variables, curve) with one curve row per episode
+    (epsilon, mean return, delivery rate, sum V2I Mbps, last update's loss)."""
+    cfg = config if config is not None else MarlConfig()
+    scn = scheme_scenario(scenario, scheme)
+    torch.set_num_threads(1)
+    if scheme == "random":
+        return {}, []
+    env = V2xEnv(scn, n_envs=cfg.n_envs)
+    dqn = Dqn(env.observation_dim, env.n_actions, env.n_agents, cfg.dqn,
+              rng_for(seed, "v2x-marl", "learner"))
+    act_rng = rng_for(seed, "v2x-marl", "act")
+    world_rng = rng_for(seed, "v2x-marl", "world")
+    fp_iters = scn.observation.fingerprint_iterations
+    shape = (cfg.n_envs, env.n_agents)
+    curve: list[dict[str, float]] = []
+    stats: dict[str, float] = {}
+    for ep in range(episodes):
+        eps = epsilon_at(ep, episodes, cfg)
+        env.set_fingerprint(ep * fp_iters / max(episodes, 1), eps)
+        redrop = ep % cfg.redrop_every == 0
+        obs = stack_obs(env, env.reset(seed=int(world_rng.integers(2**31 - 1))
+                                       if redrop else None)[0])
+        held = act_rng.integers(0, env.n_actions, shape)
+        ret = np.zeros(cfg.n_envs)
+        done = False
+        while not done:
+            t = env.t
+            action = dqn.select_action(obs, eps, act_rng)
+            if scheme == "turn-dqn":
+                action = turn_actions(held, action, t)
+            held = action
+            out = env.step_arrays(*decode_action(action, env.n_rb))
+            done = out.done
+            ret += out.reward
+            dqn.observe(Transitions(obs=obs, actions=action,
+                                    rewards=out.reward * cfg.reward_scale,
+                                    next_obs=out.obs.astype(np.float64),
+                                    terminated=np.full(cfg.n_envs, float(done))))
+            obs = out.obs.astype(np.float64)
+            if t % cfg.train_every == 0:
+                stats = dqn.update()
+        m = env.episode_metrics()
+        curve.append({"episode": float(ep), "epsilon": eps, "return": float(ret.mean()),
+                      "delivery_rate": float(m["delivery_rate"].mean()),
+                      "sum_v2i_mbps": float(m["sum_v2i_rate_bps"].mean() / 1e6),
+                      "loss": float(stats.get("loss", np.nan))})
+    variables = dqn.get_variables()
+    if scheme == "marl-dqn":
+        variables["env_fingerprint"] = np.array([fp_iters, cfg.epsilon_end])
+    return variables, curve
+
+
+def greedy_actions(variables: dict[str, np.ndarray], obs: npt.ArrayLike) -> IntArray:
+    """Greedy flat actions ``(E, K)`` of per-agent MLPs given as ``agent<k>.q.<i>.weight``
+    / ``.bias`` arrays (ReLU between layers), for observations ``(E, K, D)``."""
+    x_all = np.asarray(obs, dtype=np.float32)
+    n_agents = x_all.shape[1]
+    out = np.empty(x_all.shape[:2], dtype=np.int64)
+    for k in range(n_agents):
+        prefix = f"agent{k}.q."
+        layers = sorted({int(name[len(prefix):].split(".")[0]) for name in variables
+                         if name.startswith(prefix)})
+        x = x_all[:, k]
+        for j, i in enumerate(layers):
+            x = x @ variables[f"{prefix}{i}.weight"].T + variables[f"{prefix}{i}.bias"]
+            if j < len(layers) - 1:
+                x = np.maximum(x, 0.0)
+        out[:, k] = x.argmax(axis=-1)
+    return out
+
+
+def evaluate_marl(
+    scenario: V2xScenario, scheme: str, variables: dict[str, np.ndarray], episodes: int,
+    seed: int,
+) -> dict[str, float]:
+    """Greedy evaluation on ``episodes`` fresh drops (one vectorized batch, world seed
+    ``seed``): mean delivery rate, mean sum V2I rate (Mbps), mean delivery time (ms) of
+    the delivered links. ``"random"`` draws from ``rng_for(seed, "v2x", "random-policy")``
+    exactly as :func:`controller.v2x_env.random_policy_metrics`; ``"turn-dqn"`` keeps the
+    round robin (initial actions from ``rng_for(seed, "v2x-marl", "eval")``)."""
+    scn = scheme_scenario(scenario, scheme)
+    env = V2xEnv(scn, n_envs=episodes)
+    shape = (episodes, env.n_agents)
+    if "env_fingerprint" in variables:
+        env.set_fingerprint(*(float(v) for v in variables["env_fingerprint"]))
+    obs = stack_obs(env, env.reset(seed=seed)[0])
+    if scheme == "random":
+        rng = rng_for(seed, "v2x", "random-policy")
+    else:
+        rng = rng_for(seed, "v2x-marl", "eval")
+        held = rng.integers(0, env.n_actions, shape)
+    done = False
+    while not done:
+        if scheme == "random":
+            out = env.step_arrays(rng.integers(0, env.n_rb, shape),
+                                  rng.integers(0, env.n_levels, shape))
+        else:
+            action = greedy_actions(variables, obs)
+            if scheme == "turn-dqn":
+                action = turn_actions(held, action, env.t)
+            held = action
+            out = env.step_arrays(*decode_action(action, env.n_rb))
+        obs, done = out.obs.astype(np.float64), out.done
+    m = env.episode_metrics()
+    times = m["delivery_time_s"]
+    return {
+        "delivery_rate": float(m["delivery_rate"].mean()),
+        "sum_v2i_mbps": float(m["sum_v2i_rate_bps"].mean() / 1e6),
+        "mean_delivery_ms": float(np.nanmean(times) * 1e3) if np.isfinite(times).any()
+        else float("nan"),
+    }
+
+
+def run_all(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...],
+            eval_episodes: int = 100, config: MarlConfig | None = None) -> dict[str, Any]:
+    """Every scheme x seed: train, then evaluate greedily on fresh drops (seed 10^6 + s)."""
+    results: dict[str, Any] = {}
+    for scheme in SCHEMES:
+        rows = []
+        for s in seeds:
+            variables, curve = train_marl(scenario, scheme, episodes, s, config)
+            row = evaluate_marl(scenario, scheme, variables, eval_episodes, 1_000_000 + s)
+            rows.append({"seed": s, **row,
+                         "final_train_delivery": curve[-1]["delivery_rate"] if curve else None})
+        results[scheme] = rows
+    return results
