@@ -129,8 +129,10 @@ class ControllerProcess:
         return [CHANNEL_SERVER, *(node_name(b) for b in range(self.n_nodes))]
 
     async def gather(self, kind: type[Message], names: list[str], timeout_s: float,
-                     what: str) -> dict[str, Message]:
-        """Wait until every name sent a message of ``kind``; name the missing ones."""
+                     what: str, serve_snapshots: bool = False) -> dict[str, Message]:
+        """Wait until every name sent a message of ``kind``; name the missing ones. Other
+        messages wait in the backlog, except weights requests with ``serve_snapshots``
+        (answered at once as set-up traffic: nodes fetch the snapshot before saying ready)."""
         got: dict[str, Message] = {}
         deadline = time.monotonic() + timeout_s
         while set(names) - set(got):
@@ -147,6 +149,8 @@ class ControllerProcess:
                 got[msg.sender] = msg
             elif isinstance(msg, Error):
                 self.errors.append(f"{msg.sender}: {msg.text}")
+            elif serve_snapshots and isinstance(msg, WeightsRequest):
+                await self.send_snapshot(msg.sender, slot=-1)
             else:
                 self.backlog.append(msg)
         return got
@@ -166,21 +170,8 @@ class ControllerProcess:
             await self.send_start(name)
         self.peer.emulate_links(self.scenario.backhaul, self.seed, self.roles,
                                 self.scenario.timing.clock)
-        deadline = time.monotonic() + self.startup_timeout_s
-        ready: set[str] = set()
-        while ready != set(nodes):  # nodes fetch the weights snapshot, then say ready
-            try:
-                msg = await self.peer.recv(max(0.0, deadline - time.monotonic()))
-            except PeerTimeout:
-                missing = ", ".join(sorted(set(nodes) - ready))
-                raise PeerTimeout(f"controller: no ready signal from {missing} within "
-                                  f"{self.startup_timeout_s:.1f} s") from None
-            if isinstance(msg, Heartbeat):
-                ready.add(msg.sender)
-            elif isinstance(msg, WeightsRequest):
-                await self.send_snapshot(msg.sender, slot=-1)  # set-up traffic
-            else:
-                self.backlog.append(msg)
+        await self.gather(Heartbeat, nodes, self.startup_timeout_s, "ready signal",
+                          serve_snapshots=True)
         await self.send_start(CHANNEL_SERVER)
 
     async def send_start(self, name: str) -> None:
@@ -310,13 +301,13 @@ class ControllerProcess:
     def publish_metrics(self) -> None:
         """Live metrics over the last 100 slots (cheap enough to run ten times a second)."""
         rec = self.recorder
-        lat = rec.decision_latency_s()[-100:] * 1e3
+        lat = rec.decision_latency_s(last=100) * 1e3
         lat = lat[np.isfinite(lat)]
         self.telemetry.update(
             slots_done=rec.done, sum_rate_bps_hz=float(np.mean(rec.sum_rates[-100:])),
             latency_ms_p50=float(np.percentile(lat, 50)) if lat.size else None,
             latency_ms_p99=float(np.percentile(lat, 99)) if lat.size else None,
-            deadline_misses=int(sum(int(m.sum()) for m in rec.missed)),
+            deadline_misses=rec.misses,
             backhaul_bytes=backhaul_bytes(self.peer.meter))
 
     def write_training(self) -> None:

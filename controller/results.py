@@ -44,6 +44,8 @@ class RunRecorder:
     lost: set[int] = field(default_factory=set)
     wall_s: list[float] = field(default_factory=list)
     compute_s: list[float] = field(default_factory=list)
+    misses: int = 0
+    """Deadline misses so far (running count, read live by telemetry)."""
 
     def add(self, sum_rate: float, powers: np.ndarray, latency_s: np.ndarray,
             missed: np.ndarray, lost: list[int] | None = None, wall_s: float = 0.0,
@@ -56,17 +58,20 @@ class RunRecorder:
         self.powers.append(np.asarray(powers, dtype=np.float64))
         self.latency_s.append(np.asarray(latency_s, dtype=np.float64))
         self.missed.append(np.asarray(missed, dtype=bool))
+        self.misses += int(self.missed[-1].sum())
         self.lost.update(lost or [])
 
     @property
     def done(self) -> int:
         return len(self.sum_rates)
 
-    def decision_latency_s(self) -> np.ndarray:
-        """Per-slot decision latency: when the last BS of the slot had decided."""
-        if not self.latency_s:
+    def decision_latency_s(self, last: int | None = None) -> np.ndarray:
+        """Per-slot decision latency (when the last BS of the slot had decided), of every
+        slot or of the ``last`` ones."""
+        rows = self.latency_s if last is None else self.latency_s[-last:]
+        if not rows:
             return np.zeros(0)
-        lat = np.stack(self.latency_s)
+        lat = np.stack(rows)
         return np.where(np.isfinite(lat), lat, np.nan).max(axis=1, initial=-np.inf)
 
     # --------------------------------------------------------------------- files
@@ -149,7 +154,7 @@ class RunRecorder:
             "compute_ms_mean": float(np.mean(self.compute_s) * 1e3) if self.compute_s else None,
             "wall_s": wall_s,
             "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
-            "deadline_misses": int(sum(int(m.sum()) for m in self.missed)),
+            "deadline_misses": self.misses,
             "deadline_ms": self.scenario.timing.deadline_s * 1e3,
             "lost_nodes": sorted(f"node-{b}" for b in self.lost),
             "processes": processes,
