@@ -290,7 +290,11 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def override(s: Scenario, assignments: dict[str, Any]) -> Scenario:
     """Return a copy with dotted fields replaced, e.g. {'radio.pmax_dbm': 30}."""
-    table = scenario_to_dict(s)
+    return scenario_from_dict(assign(scenario_to_dict(s), assignments), s.source)
+
+
+def assign(table: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted fields of a scenario table in place (unknown fields raise)."""
     for dotted, value in assignments.items():
         node = table
         *parents, leaf = dotted.split(".")
@@ -301,7 +305,7 @@ def override(s: Scenario, assignments: dict[str, Any]) -> Scenario:
         if leaf not in node and parents != ["backhaul", "links"]:
             raise ScenarioError(f"override {dotted!r}: unknown field {leaf!r}")
         node[leaf] = value
-    return scenario_from_dict(table, s.source)
+    return table
 
 
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:
@@ -317,6 +321,8 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} to TOML")
 
 

@@ -12,12 +12,14 @@ import socket
 import time
 import tomllib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from channel_server.air import Air
 from channel_server.config import Scenario, scenario_from_dict
 from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz
+from channel_server.v2x import is_v2x_table, v2x_scenario_from_dict
 from protocols.errors import PeerTimeout
 from protocols.messages import (
     CsiSlice,
@@ -34,6 +36,9 @@ from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name, telemetr
 from protocols.seeding import rng_for
 from protocols.telemetry import Telemetry
 
+if TYPE_CHECKING:
+    from channel_server.v2x_process import V2xChannelServer
+
 log = logging.getLogger("rrmbed.channel-server")
 TRAINING_PAUSE_S = 900.0
 """Longest wait for the controller to finish one training iteration, seconds."""
@@ -45,6 +50,22 @@ class SlotCollect:
     latency: np.ndarray
     missed: np.ndarray
     compute: np.ndarray
+
+
+async def wait_resume(peer: Peer, n: int) -> None:
+    """Hold slot n until the controller has trained and every node holds the weights."""
+    deadline = time.monotonic() + TRAINING_PAUSE_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise PeerTimeout(f"channel-server: no Resume before slot {n} within "
+                              f"{TRAINING_PAUSE_S:.0f} s (controller lost?)")
+        msg = await peer.recv(left)
+        if isinstance(msg, Resume):
+            return
+        if isinstance(msg, Stop):
+            raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
+        log.warning("unexpected %s from %s while paused", type(msg).__name__, msg.sender)
 
 
 class ChannelServer:
@@ -66,13 +87,17 @@ class ChannelServer:
         self.joining: list[int] = []
         self.protocol_errors = 0
 
+    @staticmethod
+    def name_of(b: int) -> str:
+        return node_name(b)
+
     async def run(self) -> None:
         radio, timing = self.scenario.radio, self.scenario.timing
         realtime = timing.clock == "realtime"
         t_start = time.monotonic()
         for n in range(self.slots):
             if self.pause_every and n and n % self.pause_every == 0:
-                await self.wait_resume(n)
+                await wait_resume(self.peer, n)
                 t_start = time.monotonic() - n * radio.slot_s
             if realtime:
                 await asyncio.sleep(max(0.0, t_start + n * radio.slot_s - time.monotonic()))
@@ -103,21 +128,6 @@ class ChannelServer:
                                  missed=got.missed, lost=list(self.lost), wall_s=wall,
                                  compute_s=got.compute)
         await self.peer.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
-
-    async def wait_resume(self, n: int) -> None:
-        """Hold slot n until the controller has trained and every node holds the weights."""
-        deadline = time.monotonic() + TRAINING_PAUSE_S
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise PeerTimeout(f"channel-server: no Resume before slot {n} within "
-                                  f"{TRAINING_PAUSE_S:.0f} s (controller lost?)")
-            msg = await self.peer.recv(left)
-            if isinstance(msg, Resume):
-                return
-            if isinstance(msg, Stop):
-                raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
-            log.warning("unexpected %s from %s while paused", type(msg).__name__, msg.sender)
 
     async def collect(self, n: int) -> SlotCollect:
         """Wait for every active node's Transmit of slot n; a silent node is lost."""
@@ -163,18 +173,27 @@ async def serve(controller: str, bind: str, advertise: str | None) -> int:
     peer = Peer(CHANNEL_SERVER, bind, advertise)
     try:
         start = await peer.join(controller, "channel-server", -1, timeout_s=60.0)
-        scenario = scenario_from_dict(tomllib.loads(start.config_toml), "<from controller>")
+        table = tomllib.loads(start.config_toml)
         telemetry = telemetry_for(start.options, "channel-server", "0")
         await telemetry.start()
         train = start.options.get("train") or {}
-        server = ChannelServer(peer, scenario, start.slots, start.seed, telemetry,
-                               int(train.get("episodes_per_iter", 0)))
+        server: ChannelServer | V2xChannelServer
+        if is_v2x_table(table):
+            from channel_server.v2x_process import V2xChannelServer
+
+            server = V2xChannelServer(peer, v2x_scenario_from_dict(table, "<from controller>"),
+                                      start.slots, start.seed, telemetry,
+                                      int(train.get("broadcast_period", 0)))
+        else:
+            server = ChannelServer(peer, scenario_from_dict(table, "<from controller>"),
+                                   start.slots, start.seed, telemetry,
+                                   int(train.get("episodes_per_iter", 0)))
         try:
             await server.run()
         finally:
             await telemetry.close()
         # Wait for Stop, then report the meter.
-        stop_wait = scenario.timing.peer_timeout_s * 4
+        stop_wait = server.scenario.timing.peer_timeout_s * 4
         while True:
             msg = await peer.recv(stop_wait)
             if isinstance(msg, Stop):
@@ -182,7 +201,8 @@ async def serve(controller: str, bind: str, advertise: str | None) -> int:
         await peer.send(CONTROLLER, Report, slot=start.slots, rows=peer.meter.rows(),
                         stats={"pid": os.getpid(), "hostname": socket.gethostname(),
                                "protocol_errors": peer.endpoint.protocol_errors,
-                               "lost": [node_name(b) for b in server.lost]})
+                               "lost": [server.name_of(b) for b in server.lost]})
         return 0
     finally:
         peer.close(linger_s=2.0)
+

@@ -62,7 +62,10 @@ from scipy.special import j0
 
 from channel_server.config import (
     LIGHT_SPEED_MPS,
+    BackhaulConfig,
     ScenarioError,
+    TimingConfig,
+    assign,
     build_dataclass,
     check_field,
     read_toml,
@@ -293,6 +296,10 @@ class V2xScenario:
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
+    backhaul: BackhaulConfig = field(default_factory=BackhaulConfig)
+    """Latency models of the links between vehicle nodes and the controller."""
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    """Clock mode and peer timeouts of the network runner."""
     source: str = "<memory>"
     """File the scenario was loaded from."""
 
@@ -407,6 +414,23 @@ def v2x_scenario_from_dict(table: dict[str, Any], source: str = "<memory>") -> V
 def load_v2x_scenario(path: str | Path) -> V2xScenario:
     """Load a V2X scenario TOML file; errors name the file and the field."""
     return v2x_scenario_from_dict(read_toml(path), str(path))
+
+
+def v2x_scenario_to_dict(s: V2xScenario) -> dict[str, Any]:
+    """The scenario as a TOML-ready table (the inverse of :func:`v2x_scenario_from_dict`)."""
+    d = dataclasses.asdict(s)
+    d.pop("source")
+    return d
+
+
+def v2x_override(s: V2xScenario, assignments: dict[str, Any]) -> V2xScenario:
+    """Return a copy with dotted fields replaced, e.g. {'traffic.payload_bytes': 4240}."""
+    return v2x_scenario_from_dict(assign(v2x_scenario_to_dict(s), assignments), s.source)
+
+
+def is_v2x_table(table: dict[str, Any]) -> bool:
+    """A scenario table describes a vehicular world (it has a ``[road]`` section)."""
+    return "road" in table
 
 
 # --------------------------------------------------------------------------- pathloss

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from channel_server.config import Scenario, ScenarioError, load_scenario, override
+from channel_server.v2x import V2xScenario
 from node.agent import SCHEMES
 
 console = Console(stderr=True)
@@ -44,7 +45,38 @@ def resolve_scenario(path: Path, sets: tuple[str, ...] | list[str]) -> Scenario:
         raise click.ClickException(str(e)) from e
 
 
-def default_out(scenario: Scenario, scheme: str, runner: str, seed: int) -> Path:
+def is_v2x(path: Path) -> bool:
+    """The scenario file describes a vehicular world."""
+    from channel_server.config import read_toml
+    from channel_server.v2x import is_v2x_table
+
+    try:
+        return is_v2x_table(read_toml(path))
+    except ScenarioError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def resolve_v2x(path: Path, sets: tuple[str, ...] | list[str]) -> V2xScenario:
+    from channel_server.v2x import load_v2x_scenario, v2x_override
+
+    try:
+        s = load_v2x_scenario(path)
+        return v2x_override(s, parse_overrides(sets)) if sets else s
+    except ScenarioError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def check_scheme(scheme: str, v2x: bool) -> None:
+    from node.vehicle_agent import SCHEMES as V2X_SCHEMES
+
+    known = V2X_SCHEMES if v2x else SCHEMES
+    if scheme not in known:
+        kind = "a V2X scenario" if v2x else "a cellular scenario"
+        raise click.BadParameter(f"unknown scheme {scheme!r} for {kind}; choose from "
+                                 f"{', '.join(known)}", param_hint="--scheme")
+
+
+def default_out(scenario: Scenario | V2xScenario, scheme: str, runner: str, seed: int) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scenario.name}-{scheme}-{runner}-s{seed}-{stamp}-{os.getpid()}"
 
@@ -79,9 +111,10 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
             out: Path | None, sets: tuple[str, ...], weights: Path | None,
             options: dict[str, Any]) -> dict[str, Any]:
     """One run on either runner; writes the run directory and returns the summary."""
-    scenario = resolve_scenario(scenario_path, sets)
-    if scheme not in SCHEMES:
-        raise click.BadParameter(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    v2x = is_v2x(scenario_path)
+    scenario: Scenario | V2xScenario = (resolve_v2x(scenario_path, sets) if v2x
+                                        else resolve_scenario(scenario_path, sets))
+    check_scheme(scheme, v2x)
     out = out or default_out(scenario, scheme, runner, seed)
     with progress_bar() as bar:
         task = bar.add_task(f"{scheme} ({runner})", total=slots)
@@ -98,8 +131,17 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
                                    broker=options.get("broker"))
             except LaunchError as e:
                 raise click.ClickException(str(e)) from e
-        from controller.local import run_local, write_local
         from node.policy_spec import read_weights
+
+        if isinstance(scenario, V2xScenario):
+            from controller.v2x_run import run_v2x_local
+            from controller.v2x_run import write_local as write_v2x
+
+            rec, wall = run_v2x_local(scenario, scheme, slots, seed,
+                                      read_weights(weights) if weights else None,
+                                      lambda n: bar.update(task, completed=n + 1))
+            return write_v2x(rec, wall, out)
+        from controller.local import run_local, write_local
 
         res = run_local(scenario, scheme, slots, seed,
                         weights=read_weights(weights) if weights else None,
@@ -109,7 +151,9 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
         return write_local(res, out)
 
 
-SCHEME_HELP = ("max-power | random | full | round-robin | centralized | wmmse | fp | optimum")
+SCHEME_HELP = ("cellular scenarios: max-power | random | full | round-robin | centralized | "
+               "wmmse | fp | optimum; V2X scenarios: marl-dqn | marl-dqn-nofp | turn-dqn | "
+               "random")
 
 
 @cli.command()
@@ -141,18 +185,28 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
         no_telemetry: bool, broker: str | None, log_csi: bool) -> None:
     """Run SCHEME on SCENARIO for N slots and write a run directory.
 
-    The run directory holds config.toml, summary.json, metrics.csv (per slot),
-    latency.csv, overhead.csv (bytes per kind/plane/link) and the processes' logs.
+    A cellular scenario runs one node process per BS; a V2X scenario (one with a [road]
+    section) one vehicle node process per V2V transmitter, and its DQN schemes need
+    --weights from `rrmbed v2x train`. The run directory holds config.toml, summary.json,
+    metrics.csv (per slot), overhead.csv (bytes per kind/plane/link), plots/ and the
+    processes' logs.
     """
     from controller.results import plot_run, print_summary
 
-    out = out or default_out(resolve_scenario(scenario, sets), scheme, runner, seed)
+    v2x = is_v2x(scenario)
+    out = out or default_out(resolve_v2x(scenario, sets) if v2x
+                             else resolve_scenario(scenario, sets), scheme, runner, seed)
     summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
                       {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
                        "telemetry": not no_telemetry, "broker": broker})
-    print_summary([summary], Console())
-    if summary["slots"]:
-        plot_run(out)
+    if v2x:
+        from controller.v2x_run import print_v2x_summary
+
+        print_v2x_summary([summary], Console())
+    else:
+        print_summary([summary], Console())
+        if summary["slots"]:
+            plot_run(out)
     click.echo(f"run directory: {out}")
     if summary.get("errors") or summary.get("lost_nodes"):
         for e in summary.get("errors", []):
@@ -215,9 +269,14 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
     if no_telemetry:
         opts["broker"] = None
     opts.setdefault("run", out.name)
+    if is_v2x(scenario):
+        from controller.v2x_process import serve as serve_v2x
+
+        check_scheme(scheme, True)
+        sys.exit(run_process(serve_v2x(resolve_v2x(scenario, sets), scheme, slots, seed, out,
+                                       bind, advertise, weights, opts)))
+    check_scheme(scheme, False)
     sc = resolve_scenario(scenario, sets)
-    if scheme not in SCHEMES:
-        raise click.BadParameter(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
     sys.exit(run_process(serve(sc, scheme, slots, seed, out, bind, advertise, weights, opts)))
 
 
@@ -244,6 +303,20 @@ def node_cmd(node_id: int, controller: str, bind: str, advertise: str | None) ->
     from node.process import serve
 
     sys.exit(run_process(serve(node_id, controller, bind, advertise)))
+
+
+@cli.command("vehicle")
+@click.option("--id", "vehicle_id", type=click.IntRange(0),
+              default=lambda: int(os.environ.get("RRMBED_NODE_ID", "0")),
+              help="V2V transmitter index (default: $RRMBED_NODE_ID).")
+@click.option("--controller", required=True, help="Controller inbox, e.g. tcp://controller:5550.")
+@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True)
+@click.option("--advertise", help="Address peers use to reach this inbox.")
+def vehicle_cmd(vehicle_id: int, controller: str, bind: str, advertise: str | None) -> None:
+    """A vehicle node process (one V2V transmitter of a V2X scenario)."""
+    from node.vehicle_process import serve
+
+    sys.exit(run_process(serve(vehicle_id, controller, bind, advertise)))
 
 
 def run_process(coro: Any) -> int:

@@ -86,6 +86,18 @@ class NetworkRun:
         return killed
 
 
+def node_processes(scenario_path: Path) -> tuple[str, int]:
+    """The node command and how many node processes a scenario needs: one ``node`` per
+    BS, or one ``vehicle`` per V2V transmitter."""
+    from channel_server.config import read_toml, scenario_from_dict
+    from channel_server.v2x import is_v2x_table, v2x_scenario_from_dict
+
+    table = read_toml(scenario_path)
+    if is_v2x_table(table):
+        return "vehicle", v2x_scenario_from_dict(table, str(scenario_path)).radio.n_v2v
+    return "node", scenario_from_dict(table, str(scenario_path)).radio.n_cells
+
+
 def _read_line(stream: IO[bytes], timeout_s: float) -> str:
     ready, _, _ = select.select([stream], [], [], timeout_s)
     if not ready:
@@ -114,10 +126,9 @@ def run_network(
     ``telemetry``, every process publishes to ``broker`` (or a local broker started
     for the run); a missing broker only turns telemetry off.
     """
-    from channel_server.config import load_scenario
     from controller.broker import BrokerHandle, ensure_broker
 
-    n_nodes = load_scenario(scenario_path).radio.n_cells  # fail fast on a bad file
+    node_cmd, n_nodes = node_processes(scenario_path)  # fails fast on a bad file
     run = NetworkRun(out)
     url, handle = ensure_broker(broker) if telemetry else (None, BrokerHandle(None, "none"))
     options = {**(options or {}), "broker": url, "run": out.name}
@@ -147,8 +158,9 @@ def run_network(
         run.spawn("channel-server", ["channel-server", "--controller", address,
                                      "--bind", bind("channel-server")])
         for b in range(n_nodes):
-            run.spawn(f"node-{b}", ["node", "--id", str(b), "--controller", address,
-                                    "--bind", bind(f"node-{b}")])
+            role = f"{node_cmd}-{b}"
+            run.spawn(role, [node_cmd, "--id", str(b), "--controller", address,
+                             "--bind", bind(role)])
         run.write_json("processes.json", {r: p.pid for r, p in run.procs.items()})
 
         def progress(done: int, total: int) -> None:

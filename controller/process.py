@@ -61,6 +61,9 @@ def say(*parts: object) -> None:
 
 
 class ControllerProcess:
+    node_name = staticmethod(node_name)
+    """Name of node process ``b``."""
+
     def __init__(self, peer: Peer, scenario: Scenario, scheme: str, slots: int, seed: int,
                  out: Path, weights: Path | None = None, options: dict[str, Any] | None = None,
                  startup_timeout_s: float = 60.0) -> None:
@@ -126,7 +129,7 @@ class ControllerProcess:
 
     @property
     def roles(self) -> list[str]:
-        return [CHANNEL_SERVER, *(node_name(b) for b in range(self.n_nodes))]
+        return [CHANNEL_SERVER, *(self.node_name(b) for b in range(self.n_nodes))]
 
     async def gather(self, kind: type[Message], names: list[str], timeout_s: float,
                      what: str, serve_snapshots: bool = False) -> dict[str, Message]:
@@ -164,8 +167,8 @@ class ControllerProcess:
             directory[name] = h.host
             self.processes[name] = h.pid
         self.directory = directory
-        self.config_toml = to_toml(scenario_to_dict(self.scenario))
-        nodes = [node_name(b) for b in range(self.n_nodes)]
+        self.config_toml = self.scenario_toml()
+        nodes = [self.node_name(b) for b in range(self.n_nodes)]
         for name in nodes:
             await self.send_start(name)
         self.peer.emulate_links(self.scenario.backhaul, self.seed, self.roles,
@@ -173,6 +176,13 @@ class ControllerProcess:
         await self.gather(Heartbeat, nodes, self.startup_timeout_s, "ready signal",
                           serve_snapshots=True)
         await self.send_start(CHANNEL_SERVER)
+
+    def extra_summary(self) -> dict[str, Any]:
+        """More summary.json keys of this kind of run."""
+        return {}
+
+    def scenario_toml(self) -> str:
+        return to_toml(scenario_to_dict(self.scenario))
 
     async def send_start(self, name: str) -> None:
         opts = {**self.options, "directory": self.directory,
@@ -288,7 +298,7 @@ class ControllerProcess:
         say("TRAIN", version, json.dumps(self.trainer.history[-1]))
         if slots.stop >= self.slots:
             return  # the air has finished: no slot left to use new weights in
-        nodes = [node_name(b) for b in sorted(self.active)]
+        nodes = [self.node_name(b) for b in sorted(self.active)]
         if self.scheme != "centralized":
             for name in nodes:
                 await self.peer.send(name, Weights, slot=slots.stop, version=version,
@@ -353,7 +363,7 @@ class ControllerProcess:
     async def finish(self, wall_s: float, total_s: float) -> dict[str, Any]:
         for name in self.roles:
             await self.peer.send(name, Stop, slot=self.recorder.done, reason="run complete")
-        alive = [CHANNEL_SERVER, *(node_name(b) for b in sorted(self.active))]
+        alive = [CHANNEL_SERVER, *(self.node_name(b) for b in sorted(self.active))]
         try:
             got = await self.gather(Report, alive, self.scenario.timing.peer_timeout_s, "report")
         except PeerTimeout as e:
@@ -374,7 +384,7 @@ class ControllerProcess:
         summary = self.recorder.write(
             self.out, meter, self.processes, wall_s,
             extra={"hosts": self.hosts, "errors": self.errors, "process_stats": stats,
-                   "rejoined": self.rejoined,
+                   "rejoined": self.rejoined, **self.extra_summary(),
                    "received": [[k, s, m, b] for (k, s), (m, b) in
                                 sorted(self.peer.endpoint.received.items())],
                    "setup_s": total_s - wall_s,

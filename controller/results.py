@@ -128,13 +128,6 @@ class RunRecorder:
         rates = np.asarray(self.sum_rates) if self.sum_rates else np.zeros(1)
         lat_ms = self.decision_latency_s() * 1e3
         finite = lat_ms[np.isfinite(lat_ms)]
-        by_kind: dict[str, float] = {}
-        planes: dict[str, int] = {}
-        for (kind, plane, _src, _dst), (_m, nbytes) in overhead.totals("run").items():
-            planes[plane] = planes.get(plane, 0) + nbytes
-            if plane == BACKHAUL:
-                by_kind[kind] = by_kind.get(kind, 0.0) + nbytes / slots
-        backhaul, air = planes.get(BACKHAUL, 0), planes.get(AIR, 0)
         s: dict[str, Any] = {
             "scenario": self.scenario.name,
             "scheme": self.scheme,
@@ -144,13 +137,11 @@ class RunRecorder:
             "slots_requested": self.slots,
             "sum_rate_bps_hz_mean": float(rates.mean()),
             "sum_rate_mbps_mean": float(rates.mean() * self.scenario.radio.bandwidth_hz / 1e6),
-            "backhaul_bytes_per_slot": {"total": backhaul / slots,
-                                        "by_kind": dict(sorted(by_kind.items()))},
-            "air_bytes_per_slot": air / slots,
-            "decision_latency_ms_p50": _pct(finite, 50),
-            "decision_latency_ms_p99": _pct(finite, 99),
-            "decision_wall_ms_p50": _pct(np.asarray(self.wall_s) * 1e3, 50),
-            "decision_wall_ms_p99": _pct(np.asarray(self.wall_s) * 1e3, 99),
+            **overhead_summary(overhead, slots),
+            "decision_latency_ms_p50": pct(finite, 50),
+            "decision_latency_ms_p99": pct(finite, 99),
+            "decision_wall_ms_p50": pct(np.asarray(self.wall_s) * 1e3, 50),
+            "decision_wall_ms_p99": pct(np.asarray(self.wall_s) * 1e3, 99),
             "compute_ms_mean": float(np.mean(self.compute_s) * 1e3) if self.compute_s else None,
             "wall_s": wall_s,
             "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
@@ -163,7 +154,21 @@ class RunRecorder:
         return s
 
 
-def _pct(x: np.ndarray, q: float) -> float | None:
+def overhead_summary(overhead: Meter, slots: int) -> dict[str, Any]:
+    """``backhaul_bytes_per_slot`` (total and by kind) and ``air_bytes_per_slot`` of the
+    run phase (set-up traffic before slot 0 is not per-slot traffic)."""
+    by_kind: dict[str, float] = {}
+    planes: dict[str, int] = {}
+    for (kind, plane, _src, _dst), (_m, nbytes) in overhead.totals("run").items():
+        planes[plane] = planes.get(plane, 0) + nbytes
+        if plane == BACKHAUL:
+            by_kind[kind] = by_kind.get(kind, 0.0) + nbytes / slots
+    return {"backhaul_bytes_per_slot": {"total": planes.get(BACKHAUL, 0) / slots,
+                                        "by_kind": dict(sorted(by_kind.items()))},
+            "air_bytes_per_slot": planes.get(AIR, 0) / slots}
+
+
+def pct(x: np.ndarray, q: float) -> float | None:
     return float(np.percentile(x, q)) if x.size else None
 
 

@@ -44,94 +44,29 @@ function.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from channel_server.v2x import (
-    V2xRates,
-    V2xRngs,
-    V2xScenario,
-    V2xWorld,
-    account_payload,
-    link_rates,
-    nearest_receivers,
-    v2x_reward,
+from channel_server.v2x import V2xRates, V2xScenario
+from channel_server.v2x_air import V2xAir
+from node.v2x_observation import (
+    LocalSlice,
+    agent_name,
+    decode_action,
+    neighbour_counts,
+    observation_dim,
+    observe,
 )
+
+__all__ = ["LocalSlice", "V2xEnv", "V2xStep", "agent_name", "decode_action",
+           "neighbour_counts", "observation_dim", "observe", "random_policy_metrics"]
 
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-def agent_name(k: int) -> str:
-    return f"v2v-{k}"
-
-
-def observation_dim(scenario: V2xScenario) -> int:
-    """Length of one agent's observation."""
-    return 4 * scenario.radio.n_rb + 2 + (2 if scenario.observation.fingerprint else 0)
-
-
-def decode_action(a: Any, n_rb: int) -> tuple[Any, Any]:
-    """Flat action index -> (rb, power level): ``rb = a % M``, ``level = a // M``."""
-    a = np.asarray(a, dtype=np.int64)
-    return a % n_rb, a // n_rb
-
-
-@dataclass(frozen=True)
-class LocalSlice:
-    """What one V2V agent knows at the start of a slot (arrays may carry batch axes)."""
-
-    v2v_gain_db: Array
-    """Own V2V link effective gain per RB, dB, ``(..., M)``."""
-    bs_gain_db: Array
-    """Effective gain from own transmitter to the BS per RB, dB, ``(..., M)``."""
-    interference_dbm: Array
-    """Interference plus noise measured at own receiver per RB last slot, dBm, ``(..., M)``."""
-    remaining_bits: Array | float
-    """Payload left, bits."""
-    remaining_time_s: Array | float
-    """Time left before the deadline, seconds."""
-
-
-def neighbour_counts(neighbour_rbs: Sequence[int], n_rb: int) -> Array:
-    """Counts per RB of the RB choices received from the other transmitting agents."""
-    out: Array = np.bincount(np.asarray(neighbour_rbs, dtype=np.int64),
-                             minlength=n_rb).astype(np.float64)
-    return out
-
-
-def observe(
-    local: LocalSlice,
-    neighbour_rb_counts: Array,
-    scenario: V2xScenario,
-    fingerprint: tuple[float, float] | None = None,
-) -> npt.NDArray[np.float32]:
-    """Observation (12), plus (14) when ``scenario.observation.fingerprint``.
-
-    ``neighbour_rb_counts (..., M)`` counts the other transmitting agents per RB last slot
-    (see :func:`neighbour_counts`); ``fingerprint = (iteration, epsilon)``.
-    """
-    o = scenario.observation
-    k_n = scenario.radio.n_v2v
-    g = (np.asarray(local.v2v_gain_db) - o.gain_offset_db) / o.gain_scale_db
-    h = (np.asarray(local.bs_gain_db) - o.gain_offset_db) / o.gain_scale_db
-    i = (np.asarray(local.interference_dbm) - o.interference_offset_dbm) / o.interference_scale_db
-    n = np.asarray(neighbour_rb_counts, dtype=np.float64) / max(k_n - 1, 1)
-    batch = g.shape[:-1]
-    load = np.broadcast_to(np.asarray(local.remaining_bits) / scenario.traffic.payload_bits,
-                           batch)[..., None]
-    time_left = np.broadcast_to(
-        np.asarray(local.remaining_time_s) / scenario.traffic.deadline_s, batch)[..., None]
-    parts = [g, h, i, n, load, time_left]
-    if o.fingerprint:
-        it, eps = fingerprint if fingerprint is not None else (0.0, 1.0)
-        fp = np.array([it / o.fingerprint_iterations, eps], dtype=np.float64)
-        parts.append(np.broadcast_to(fp, (*batch, 2)))
-    return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -151,7 +86,7 @@ class V2xStep:
 
 
 class V2xEnv:
-    """Parallel multi-agent environment over :class:`channel_server.v2x.V2xWorld`."""
+    """Parallel multi-agent environment over :class:`channel_server.v2x_air.V2xAir`."""
 
     metadata = {"name": "v2x_spectrum_sharing_v0", "is_parallelizable": True}
 
@@ -167,11 +102,21 @@ class V2xEnv:
         self.agents: list[str] = []
         self.observation_dim = observation_dim(scenario)
         self.n_actions = self.n_rb * self.n_levels
-        self.world: V2xWorld | None = None
+        self.air: V2xAir | None = None
         self.fingerprint = (0.0, 1.0)
-        self.t = 0
 
     # ------------------------------------------------------------------ episode
+
+    @property
+    def t(self) -> int:
+        """Slot within the episode."""
+        return self.air.t if self.air is not None else 0
+
+    @property
+    def delivery_time_s(self) -> Array:
+        """Delivery time of every link so far, s (NaN: not delivered), ``(E, K)``."""
+        assert self.air is not None
+        return self.air.delivery_time_s
 
     def set_fingerprint(self, iteration: float, epsilon: float) -> None:
         """Training iteration e and exploration rate epsilon appended to observations (14)."""
@@ -181,51 +126,30 @@ class V2xEnv:
         self, seed: int | None = None, options: Mapping[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         if seed is not None:
-            self.world = V2xWorld(self.scenario, self.n_envs, V2xRngs.from_seed(seed))
-        elif self.world is None:
+            self.air = V2xAir(self.scenario, self.n_envs, seed)
+        elif self.air is None:
             raise ValueError("the first reset needs a seed")
-        self._start_episode()
-        return self._obs_dict(self._observe()), {a: {} for a in self.agents}
-
-    def _start_episode(self) -> None:
-        assert self.world is not None
-        e, k = self.n_envs, self.n_agents
-        neighbors = self.scenario.radio.v2v_neighbors
-        self.tx, self.rx = nearest_receivers(self.world.positions, neighbors)
-        self.t = 0
-        self.remaining_bits: Array = np.full((e, k), self.scenario.traffic.payload_bits)
-        self.delivery_time_s: Array = np.full((e, k), np.nan)
-        self.v2i_sum_rate_bps: Array = np.zeros(e)
+        else:
+            self.air.start_episode()
         self.agents = list(self.possible_agents)
-        # "last slot" before the first one: V2I links only, current gains
-        silent = np.zeros((e, k))
-        self._last_rb: IntArray = np.zeros((e, k), dtype=np.int64)
-        self._last_on = np.zeros((e, k), dtype=bool)
-        self._last_interference_w = self._rates(self._last_rb, silent).v2v_interference_w
-
-    def _rates(self, rb: IntArray, power_w: Array) -> V2xRates:
-        assert self.world is not None
-        v2i_gain, v2v_gain = self.world.gains()
-        return link_rates(self.scenario.radio, v2i_gain, v2v_gain, self.tx, self.rx, rb, power_w)
+        return self._obs_dict(self._observe()), {a: {} for a in self.agents}
 
     def local_slices(self) -> LocalSlice:
         """Every agent's slice, batched ``(E, K, ...)`` (what each vehicle node would hold)."""
-        assert self.world is not None
-        v2i_db, v2v_db = self.world.gains_db()
-        e_idx = np.arange(self.n_envs)[:, None]
+        assert self.air is not None
+        sl = self.air.slices()
         return LocalSlice(
-            v2v_gain_db=v2v_db[e_idx, self.tx[None, :], self.rx],
-            bs_gain_db=v2i_db[:, self.tx, :],
-            interference_dbm=10.0 * np.log10(self._last_interference_w) + 30.0,
-            remaining_bits=self.remaining_bits,
-            remaining_time_s=np.full((self.n_envs, self.n_agents),
-                                     self.scenario.traffic.deadline_s - self.t
-                                     * self.scenario.radio.slot_s),
+            v2v_gain_db=sl.v2v_gain_db, bs_gain_db=sl.bs_gain_db,
+            interference_dbm=sl.interference_dbm,
+            remaining_bits=self.air.remaining_bits,
+            remaining_time_s=np.full((self.n_envs, self.n_agents), self.air.remaining_time_s),
         )
 
     def neighbour_rb_counts(self) -> Array:
         """Other transmitting agents per RB last slot, ``(E, K, M)``."""
-        onehot = (self._last_rb[..., None] == np.arange(self.n_rb)) & self._last_on[..., None]
+        assert self.air is not None
+        onehot = ((self.air.last_rb[..., None] == np.arange(self.n_rb))
+                  & self.air.last_on[..., None])
         counts = onehot.sum(axis=1, keepdims=True).astype(np.float64)
         out: Array = counts - onehot
         return out
@@ -238,37 +162,15 @@ class V2xEnv:
 
     def step_arrays(self, rb: Any, level: Any) -> V2xStep:
         """Advance one slot with RB choices and power-level indices ``(E, K)``."""
-        if self.world is None or not self.agents:
+        if self.air is None or not self.agents:
             raise RuntimeError("call reset() before step()")
-        s = self.scenario
-        shape = (self.n_envs, self.n_agents)
-        rb = np.broadcast_to(np.asarray(rb, dtype=np.int64), shape)
-        level = np.broadcast_to(np.asarray(level, dtype=np.int64), shape)
-        if (rb < 0).any() or (rb >= self.n_rb).any():
-            raise ValueError(f"rb must be in [0, {self.n_rb})")
-        if (level < 0).any() or (level >= self.n_levels).any():
-            raise ValueError(f"power level must be in [0, {self.n_levels})")
-        active = np.isnan(self.delivery_time_s)
-        power_w = np.where(active, s.radio.v2v_power_levels_w[level], 0.0)
-        rates = self._rates(rb, power_w)
-        elapsed = self.t * s.radio.slot_s
-        self.remaining_bits, self.delivery_time_s = account_payload(
-            self.remaining_bits, rates.v2v_rate_bps, s.radio.slot_s, elapsed,
-            self.delivery_time_s)
-        delivered = ~np.isnan(self.delivery_time_s)
-        reward = v2x_reward(s.reward, rates.v2i_rate_bps, rates.v2v_rate_bps, delivered, elapsed)
-        self.v2i_sum_rate_bps += rates.v2i_rate_bps.sum(-1)
-        self._last_rb = rb.copy()
-        self._last_on = active
-        self._last_interference_w = rates.v2v_interference_w
-        self.world.advance()
-        self.t += 1
-        done = self.t >= s.n_steps
+        out = self.air.step(rb, level)
         obs = self._observe()
+        done = self.air.done
         if done:
             self.agents = []
-        return V2xStep(obs=obs, reward=reward, done=done, rates=rates,
-                       remaining_bits=self.remaining_bits.copy())
+        return V2xStep(obs=obs, reward=out.reward, done=done, rates=out.rates,
+                       remaining_bits=out.remaining_bits)
 
     def step(
         self, actions: Mapping[str, Any]
@@ -276,7 +178,7 @@ class V2xEnv:
                dict[str, dict[str, Any]]]:
         """PettingZoo-style step: ``actions[agent]`` is ``(rb, level)`` or a flat index
         (with ``n_envs``: ``(E, 2)`` or ``(E,)``)."""
-        if self.world is None or not self.agents:
+        if self.air is None or not self.agents:
             raise RuntimeError("call reset() before step()")
         missing = set(self.agents) - set(actions)
         if missing:
@@ -318,15 +220,9 @@ class V2xEnv:
     # ------------------------------------------------------------------ metrics
 
     def episode_metrics(self) -> dict[str, Array]:
-        """Per episode (so far): V2V payload delivery rate (fraction of links done), mean
-        sum V2I rate over the slots played (bit/s), per-link delivery time (s, NaN if not
-        delivered)."""
-        played = max(self.t, 1)
-        return {
-            "delivery_rate": (~np.isnan(self.delivery_time_s)).mean(-1),
-            "sum_v2i_rate_bps": self.v2i_sum_rate_bps / played,
-            "delivery_time_s": self.delivery_time_s.copy(),
-        }
+        """Per episode (so far): see :meth:`channel_server.v2x_air.V2xAir.episode_metrics`."""
+        assert self.air is not None
+        return self.air.episode_metrics()
 
 
 def random_policy_metrics(

@@ -38,9 +38,9 @@ import torch
 from channel_server.v2x import V2xScenario
 from controller.dqn import Dqn, DqnConfig, Transitions
 from controller.v2x_env import V2xEnv, decode_action
+from node.vehicle_agent import SCHEMES, greedy_actions
 from protocols.seeding import rng_for
 
-SCHEMES = ("marl-dqn", "marl-dqn-nofp", "turn-dqn", "random")
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -115,7 +115,7 @@ def train_marl(
     stats: dict[str, float] = {}
     for ep in range(episodes):
         eps = epsilon_at(ep, episodes, cfg)
-        env.set_fingerprint(ep * fp_iters / max(episodes, 1), eps)
+        env.set_fingerprint(ep * fp_iters // max(episodes, 1), eps)
         redrop = ep % cfg.redrop_every == 0
         obs = stack_obs(env, env.reset(seed=int(world_rng.integers(2**31 - 1))
                                        if redrop else None)[0])
@@ -149,23 +149,14 @@ def train_marl(
     return variables, curve
 
 
-def greedy_actions(variables: dict[str, np.ndarray], obs: npt.ArrayLike) -> IntArray:
-    """Greedy flat actions ``(E, K)`` of per-agent MLPs given as ``agent<k>.q.<i>.weight``
-    / ``.bias`` arrays (ReLU between layers), for observations ``(E, K, D)``."""
-    x_all = np.asarray(obs, dtype=np.float32)
-    n_agents = x_all.shape[1]
-    out = np.empty(x_all.shape[:2], dtype=np.int64)
-    for k in range(n_agents):
-        prefix = f"agent{k}.q."
-        layers = sorted({int(name[len(prefix):].split(".")[0]) for name in variables
-                         if name.startswith(prefix)})
-        x = x_all[:, k]
-        for j, i in enumerate(layers):
-            x = x @ variables[f"{prefix}{i}.weight"].T + variables[f"{prefix}{i}.bias"]
-            if j < len(layers) - 1:
-                x = np.maximum(x, 0.0)
-        out[:, k] = x.argmax(axis=-1)
-    return out
+def eval_fingerprint(scenario: V2xScenario, variables: dict[str, np.ndarray] | None
+                     ) -> tuple[float, float]:
+    """The fingerprint (e, epsilon) a trained policy acts with: the one it ended training
+    with (``env_fingerprint``), else (0, 1) (no fingerprint in the observation anyway)."""
+    if variables is not None and "env_fingerprint" in variables:
+        it, eps = (float(v) for v in variables["env_fingerprint"])
+        return it, eps
+    return 0.0, 1.0
 
 
 def evaluate_marl(
@@ -180,8 +171,7 @@ def evaluate_marl(
     scn = scheme_scenario(scenario, scheme)
     env = V2xEnv(scn, n_envs=episodes)
     shape = (episodes, env.n_agents)
-    if "env_fingerprint" in variables:
-        env.set_fingerprint(*(float(v) for v in variables["env_fingerprint"]))
+    env.set_fingerprint(*eval_fingerprint(scn, variables))
     obs = stack_obs(env, env.reset(seed=seed)[0])
     if scheme == "random":
         rng = rng_for(seed, "v2x", "random-policy")

@@ -265,10 +265,12 @@ async def serve(node_id: int, controller: str, bind: str, advertise: str | None)
     try:
         start = await peer.join(controller, "node", node_id, timeout_s=60.0)
         proc = NodeProcess(peer, node_id, start, log_csi=bool(start.options.get("log_csi")))
-        early = list(peer.early)
         version = int(start.options.get("weights_version", 0))
-        if version > 0:  # a snapshot exists: get it before the first decision
-            early.append(await fetch_weights(peer, version, proc.scenario.timing.peer_timeout_s))
+        # a snapshot exists: get it before the first decision (what else arrives meanwhile
+        # waits in peer.early)
+        weights = ([await fetch_weights(peer, version, proc.scenario.timing.peer_timeout_s)]
+                   if version > 0 else [])
+        early = [*peer.early, *weights]
         await proc.telemetry.start()
         try:
             await peer.send(CONTROLLER, Heartbeat, slot=-1)  # ready: connected to every peer

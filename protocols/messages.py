@@ -429,3 +429,86 @@ class Resume(Message):
     PLANE: ClassVar[Plane] = "control"
     version: int
     """Weights version every node now holds."""
+
+
+# --------------------------------------------------------------------------- vehicular
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class V2xSlice(Message):
+    """A V2V transmitter's own view of the slot (channel server -> vehicle node)."""
+
+    KIND: ClassVar[str] = "v2x_slice"
+    PLANE: ClassVar[Plane] = "air"
+    episode_slot: int
+    """Slot within the episode (0: a new episode starts, the payload is refilled)."""
+    v2v_gain_db: npt.NDArray[Any]
+    """Own V2V link effective gain per RB, dB, shape (M,)."""
+    bs_gain_db: npt.NDArray[Any]
+    """Effective gain from own transmitter to the BS per RB, dB, shape (M,)."""
+    interference_dbm: npt.NDArray[Any]
+    """Interference plus noise own receiver measured per RB in the last slot, dBm, (M,)."""
+    active: list[int]
+    """V2V links whose nodes take part in the slot (whose neighbour choices will come)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class V2xTransmit(Message):
+    """A vehicle's transmission for the slot (vehicle node -> channel server)."""
+
+    KIND: ClassVar[str] = "v2x_transmit"
+    PLANE: ClassVar[Plane] = "air"
+    rb: int
+    """Resource block."""
+    power_level: int
+    """Index into the scenario's V2V power levels (ignored once the payload is delivered)."""
+    decision_latency_s: float
+    """Chain latency of the decision, seconds."""
+    compute_s: float
+    """Compute time of the decision, seconds."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class V2xFeedback(Message):
+    """What a V2V receiver acknowledges for the slot (channel server -> vehicle node)."""
+
+    KIND: ClassVar[str] = "v2x_feedback"
+    PLANE: ClassVar[Plane] = "air"
+    rate_bps: float
+    """Capacity of the V2V link in the slot, bit/s (0 when silent)."""
+    sinr: float
+    """Linear SINR of the V2V link."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class V2xOutcome(Message):
+    """The channel server's outcome of one vehicular slot, sent to the controller."""
+
+    KIND: ClassVar[str] = "v2x_outcome"
+    PLANE: ClassVar[Plane] = "control"
+    episode_slot: int
+    """Slot within the episode."""
+    rb: npt.NDArray[Any]
+    """RB of every V2V link, shape (K,)."""
+    power_level: npt.NDArray[Any]
+    """Power-level index of every V2V link, shape (K,)."""
+    transmitted: npt.NDArray[Any]
+    """Whether each V2V link still transmitted (payload not yet delivered), bool, (K,)."""
+    v2i_rate_bps: npt.NDArray[Any]
+    """Capacity of every V2I link, bit/s, shape (M,)."""
+    v2v_rate_bps: npt.NDArray[Any]
+    """Capacity of every V2V link, bit/s, shape (K,)."""
+    reward: float
+    """Global reward of the slot."""
+    remaining_bits: npt.NDArray[Any]
+    """Payload left after the slot, bits, shape (K,)."""
+    delivery_time_s: npt.NDArray[Any]
+    """Delivery time of every V2V link in the episode so far, s (NaN: not yet), (K,)."""
+    decision_latency_s: npt.NDArray[Any]
+    """Chain latency of each vehicle's decision, seconds, shape (K,) (inf: lost)."""
+    lost: list[int]
+    """Indices of V2V links whose node vanished."""

@@ -35,6 +35,16 @@ def node_name(b: int) -> str:
     return f"node-{b}"
 
 
+def vehicle_name(k: int) -> str:
+    """The node process of V2V transmitter ``k``."""
+    return f"vehicle-{k}"
+
+
+def index_of(name: str) -> int:
+    """``node-3`` / ``vehicle-3`` -> 3."""
+    return int(name.rsplit("-", 1)[1])
+
+
 class Peer:
     """Messaging of one process."""
 

@@ -82,6 +82,15 @@ EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
     m.WeightsAck: lambda: m.WeightsAck(6, **HDR),
     m.Resume: lambda: m.Resume(6, **HDR),
     m.Join: lambda: m.Join(2, "tcp://node-2:5552", **HDR),
+    m.V2xSlice: lambda: m.V2xSlice(7, RNG.normal(-90, 10, 4), RNG.normal(-100, 10, 4),
+                                   RNG.normal(-110, 5, 4), [0, 1, 3], **HDR),
+    m.V2xTransmit: lambda: m.V2xTransmit(2, 1, 0.0003, 0.0001, **HDR),
+    m.V2xFeedback: lambda: m.V2xFeedback(1.25e6, 3.7, **HDR),
+    m.V2xOutcome: lambda: m.V2xOutcome(
+        99, np.array([0, 3, 1, 1]), np.array([0, 0, 2, 3]), np.array([True, True, False, True]),
+        RNG.random(4) * 1e7, RNG.random(4) * 1e6, 41.5, RNG.random(4) * 1e4,
+        np.array([np.nan, 0.012, 0.003, np.nan]), np.array([1e-4, 2e-4, np.inf, 0.0]), [2],
+        **HDR),
 }
 
 

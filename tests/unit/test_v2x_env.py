@@ -76,10 +76,10 @@ def test_observation_contents_by_hand() -> None:
     env = V2xEnv(SCENARIO)
     env.set_fingerprint(1500, 0.3)
     o0, _ = env.reset(seed=8)
-    world = env.world
+    world = env.air.world
     assert world is not None
     gi_db, gv_db = world.gains_db()
-    tx, rx = env.tx, env.rx[0]
+    tx, rx = env.air.tx, env.air.rx[0]
     for k, name in enumerate(env.agents):
         x = o0[name]
         np.testing.assert_allclose(x[0:4], (gv_db[0, tx[k], rx[k]] + 100) / 30, rtol=1e-5)
@@ -174,7 +174,7 @@ def test_delivered_links_fall_silent() -> None:
     assert done.any() and not done.all()
     np.testing.assert_allclose(env.episode_metrics()["delivery_time_s"][done], 0.001)
     assert np.isnan(env.episode_metrics()["delivery_time_s"][~done]).all()
-    world = env.world
+    world = env.air.world
     assert world is not None
     gi = 10 ** (world.gains_db()[0] / 10)
     second = env.step_arrays(rb, full)

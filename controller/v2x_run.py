@@ -1,0 +1,253 @@
+"""Vehicular runs: the recorder both runners fill, the local runner, the run directory.
+
+A run plays ``slots`` slots of the V2X world (episodes of ``n_steps`` slots back to back,
+the vehicles moving on between episodes) with one :class:`node.vehicle_agent.VehicleAgent`
+per V2V link. The local runner does it in this process; the network runner's channel
+server sends the same slot outcomes to the controller, which fills the same recorder, so
+the two runs' ``metrics.csv`` compare line by line.
+
+Run directory: ``config.toml``, ``summary.json``, ``metrics.csv`` (per slot: RB, power
+level and rate of every V2V link, sum V2I rate, reward), ``episodes.csv`` (per episode:
+delivery rate, sum V2I rate, per-link delivery time), ``overhead.csv`` and
+``plots/episodes.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from channel_server.config import to_toml
+from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
+from controller.results import fmt, overhead_summary, pct
+from controller.v2x_env import V2xEnv
+from node.v2x_observation import decode_action
+from node.vehicle_agent import VehicleAgent
+from protocols.meter import Meter
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """One vehicular slot, as the channel server reports it (arrays over the K links)."""
+
+    episode_slot: int
+    rb: np.ndarray
+    power_level: np.ndarray
+    transmitted: np.ndarray
+    v2i_rate_bps: np.ndarray
+    v2v_rate_bps: np.ndarray
+    reward: float
+    remaining_bits: np.ndarray
+    delivery_time_s: np.ndarray
+    decision_latency_s: np.ndarray
+
+
+@dataclass
+class V2xRecorder:
+    """Collects the slots of a vehicular run and writes its run directory."""
+
+    scenario: V2xScenario
+    scheme: str
+    runner: str
+    seed: int
+    slots: int
+    rows: list[SlotRecord] = field(default_factory=list)
+    lost: set[int] = field(default_factory=set)
+
+    @property
+    def done(self) -> int:
+        return len(self.rows)
+
+    def add(self, rec: SlotRecord, lost: list[int] | None = None) -> None:
+        self.rows.append(rec)
+        self.lost.update(lost or [])
+
+    def episodes(self) -> list[dict[str, Any]]:
+        """Metrics of every complete episode: delivery rate, mean sum V2I rate (Mbit/s),
+        delivery time of every link (ms, NaN when not delivered)."""
+        n = self.scenario.n_steps
+        out = []
+        for e in range(self.done // n):
+            chunk = self.rows[e * n:(e + 1) * n]
+            times = chunk[-1].delivery_time_s
+            out.append({
+                "episode": e,
+                "delivery_rate": float(np.mean(~np.isnan(times))),
+                "sum_v2i_mbps": float(np.mean([r.v2i_rate_bps.sum() for r in chunk]) / 1e6),
+                "delivery_ms": [float(t * 1e3) for t in times],
+                "return": float(sum(r.reward for r in chunk)),
+            })
+        return out
+
+    def summary(self, overhead: Meter, processes: dict[str, int], wall_s: float,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        eps = self.episodes()
+        times = np.array([t for e in eps for t in e["delivery_ms"]], dtype=np.float64)
+        lat_ms = (np.stack([r.decision_latency_s for r in self.rows]).max(axis=1) * 1e3
+                  if self.rows else np.zeros(0))
+        lat_ms = lat_ms[np.isfinite(lat_ms)]
+        s: dict[str, Any] = {
+            "scenario": self.scenario.name,
+            "scheme": self.scheme,
+            "runner": self.runner,
+            "seed": self.seed,
+            "slots": self.done,
+            "slots_requested": self.slots,
+            "episodes": len(eps),
+            "delivery_rate_mean": float(np.mean([e["delivery_rate"] for e in eps]))
+            if eps else None,
+            "sum_v2i_rate_mbps_mean": float(np.mean([e["sum_v2i_mbps"] for e in eps]))
+            if eps else None,
+            "delivery_ms_mean": float(np.nanmean(times)) if np.isfinite(times).any() else None,
+            "return_mean": float(np.mean([e["return"] for e in eps])) if eps else None,
+            **overhead_summary(overhead, max(self.done, 1)),
+            "decision_latency_ms_p50": pct(lat_ms, 50),
+            "decision_latency_ms_p99": pct(lat_ms, 99),
+            "wall_s": wall_s,
+            "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
+            "lost_nodes": sorted(f"vehicle-{k}" for k in self.lost),
+            "processes": processes,
+        }
+        s.update(extra or {})
+        return s
+
+    def write(self, out: Path, overhead: Meter, processes: dict[str, int], wall_s: float,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(to_toml(
+            {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
+                     "slots": self.slots}, **v2x_scenario_to_dict(self.scenario)}))
+        k_n = self.scenario.radio.n_v2v
+        with (out / "metrics.csv").open("w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["slot", "episode", "episode_slot", "reward", "sum_v2i_mbps",
+                         *[f"{c}_v{k}" for k in range(k_n)
+                           for c in ("rb", "level", "on", "v2v_mbps", "remaining_bits")]])
+            for n, r in enumerate(self.rows):
+                wr.writerow([n, n // self.scenario.n_steps, r.episode_slot, fmt(r.reward),
+                             fmt(r.v2i_rate_bps.sum() / 1e6),
+                             *[x for k in range(k_n) for x in (
+                                 int(r.rb[k]), int(r.power_level[k]), int(r.transmitted[k]),
+                                 fmt(r.v2v_rate_bps[k] / 1e6), fmt(r.remaining_bits[k]))]])
+        with (out / "episodes.csv").open("w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["episode", "delivery_rate", "sum_v2i_mbps", "return",
+                         *[f"delivery_ms_v{k}" for k in range(k_n)]])
+            for e in self.episodes():
+                wr.writerow([e["episode"], fmt(e["delivery_rate"]), fmt(e["sum_v2i_mbps"]),
+                             fmt(e["return"]), *[fmt(t) for t in e["delivery_ms"]]])
+        overhead.to_csv(out / "overhead.csv", max(self.done, 1))
+        summary = self.summary(overhead, processes, wall_s, extra)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        if self.episodes():
+            plot_episodes(out, self)
+        return summary
+
+
+def run_v2x_local(
+    scenario: V2xScenario, scheme: str, slots: int, seed: int,
+    variables: dict[str, np.ndarray] | None = None,
+    on_slot: Callable[[int], None] | None = None,
+) -> tuple[V2xRecorder, float]:
+    """Play ``slots`` greedy slots of ``scheme`` in this process (the network runner's twin):
+    same world stream, same per-vehicle agents, same fingerprint. Returns (recorder, wall s)."""
+    from controller.v2x_marl import eval_fingerprint, scheme_scenario
+
+    scn = scheme_scenario(scenario, scheme)
+    env = V2xEnv(scn, n_envs=1)
+    env.set_fingerprint(*eval_fingerprint(scn, variables))
+    agents = [VehicleAgent(k, scn, scheme, seed, variables) for k in range(env.n_agents)]
+    rec = V2xRecorder(scn, scheme, "local", seed, slots)
+    t0 = time.perf_counter()
+    obs = np.zeros((1, env.n_agents, env.observation_dim))
+    for n in range(slots):
+        t = n % scn.n_steps
+        if t == 0:
+            obs = np.stack(list(env.reset(seed=seed if n == 0 else None)[0].values()), axis=1)
+            for a in agents:
+                a.start_episode()
+        action = np.array([[a.act(obs[0, a.k], t) for a in agents]])
+        rb, level = decode_action(action, env.n_rb)
+        air = env.air
+        assert air is not None
+        out = env.step_arrays(rb, level)
+        delivered = air.delivery_time_s[0]
+        rec.add(SlotRecord(
+            episode_slot=t, rb=rb[0], power_level=level[0],
+            transmitted=air.last_on[0].copy(), v2i_rate_bps=out.rates.v2i_rate_bps[0],
+            v2v_rate_bps=out.rates.v2v_rate_bps[0], reward=float(out.reward[0]),
+            remaining_bits=out.remaining_bits[0], delivery_time_s=delivered.copy(),
+            decision_latency_s=np.full(env.n_agents, scn.timing.compute_s)))
+        obs = out.obs
+        if on_slot is not None:
+            on_slot(n)
+    return rec, time.perf_counter() - t0
+
+
+def print_v2x_summary(summaries: list[dict[str, Any]], console: Console | None = None,
+                      title: str = "rrmbed V2X run") -> None:
+    console = console or Console()
+    t = Table(title=title)
+    for col in ("scheme", "runner", "slots", "episodes", "delivery rate", "sum V2I Mbit/s",
+                "delivery ms", "backhaul B/slot", "air B/slot", "slots/s"):
+        t.add_column(col, justify="left" if col in ("scheme", "runner") else "right")
+    for s in summaries:
+        t.add_row(s["scheme"], s["runner"], str(s["slots"]), str(s["episodes"]),
+                  _f(s["delivery_rate_mean"], 3), _f(s["sum_v2i_rate_mbps_mean"], 2),
+                  _f(s["delivery_ms_mean"], 1), f"{s['backhaul_bytes_per_slot']['total']:.1f}",
+                  f"{s['air_bytes_per_slot']:.1f}", f"{s['wall_slots_per_s']:.0f}")
+    console.print(t)
+    kinds = sorted({k for s in summaries for k in s["backhaul_bytes_per_slot"]["by_kind"]})
+    if kinds:
+        t = Table(title="backhaul bytes per slot, by kind")
+        t.add_column("scheme")
+        for k in kinds:
+            t.add_column(k, justify="right")
+        for s in summaries:
+            by = s["backhaul_bytes_per_slot"]["by_kind"]
+            t.add_row(s["scheme"], *[f"{by.get(k, 0.0):.1f}" for k in kinds])
+        console.print(t)
+
+
+def _f(x: float | None, digits: int) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def plot_episodes(out: Path, rec: V2xRecorder) -> Path:
+    """plots/episodes.png: delivery rate and sum V2I rate per episode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps = rec.episodes()
+    x = [e["episode"] for e in eps]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    a1.plot(x, [e["delivery_rate"] for e in eps], "o-", ms=3)
+    a1.set_ylim(-0.05, 1.05)
+    a1.set_ylabel("V2V delivery rate")
+    a2.plot(x, [e["sum_v2i_mbps"] for e in eps], "o-", ms=3, color="tab:green")
+    a2.set_ylabel("sum V2I rate (Mbit/s)")
+    a2.set_xlabel("episode")
+    fig.suptitle(f"{rec.scenario.name} · {rec.scheme} · {rec.runner} runner · seed {rec.seed}")
+    fig.tight_layout()
+    (out / "plots").mkdir(exist_ok=True)
+    path = out / "plots" / "episodes.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_local(rec: V2xRecorder, wall_s: float, out: Path) -> dict[str, Any]:
+    return rec.write(out, Meter(), {"local": os.getpid()}, wall_s)
