@@ -202,7 +202,7 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     if v2x:
         from controller.v2x_run import print_v2x_summary
 
-        print_v2x_summary([summary], Console())
+        print_v2x_summary([summary], Console(width=max(120, Console().width)))
     else:
         print_summary([summary], Console())
         if summary["slots"]:
@@ -413,6 +413,109 @@ def evaluate(sources: tuple[Path, ...], scenario_path: Path, realizations: int, 
                       f"{slots} slots: {'identical' if same else '[red]DIFFERENT[/red]'}")
         if not same:
             sys.exit(2)
+
+
+# ---------------------------------------------------------------------------- V2X
+
+
+@cli.group()
+def v2x() -> None:
+    """Vehicular spectrum sharing (paper 000): multi-agent DQN with fingerprints."""
+
+
+@v2x.command("train")
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                default="scenarios/v2x-manhattan.toml")
+@click.option("--scheme", type=click.Choice(["marl-dqn", "marl-dqn-nofp", "turn-dqn"]),
+              default="marl-dqn", show_default=True)
+@click.option("--runner", type=click.Choice(["local", "network"]), default="local",
+              show_default=True, help="local: vectorized episodes in one process; network: "
+              "vehicle nodes upload experience, the controller trains and broadcasts weights.")
+@click.option("--episodes", type=click.IntRange(1), default=200, show_default=True,
+              help="Training episodes (each deadline_s / slot_s slots).")
+@click.option("--broadcast-period", type=click.IntRange(1), default=100, show_default=True,
+              help="Network runner: slots between weight broadcasts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
+def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast_period: int,
+              seed: int, out: Path | None) -> None:
+    """Train SCHEME's Q networks; writes OUT/weights.npz (for `rrmbed run --weights`) and
+    the training curve (training.csv)."""
+    sc = resolve_v2x(scenario, ())
+    out = out or Path("runs") / f"v2x-train-{scheme}-{runner}-s{seed}"
+    if runner == "network":
+        summary = execute(scenario, scheme, "network", episodes * sc.n_steps, seed, out, (),
+                          None, {"train": {"broadcast_period": broadcast_period}})
+        from controller.v2x_run import print_v2x_summary
+
+        print_v2x_summary([summary], Console(width=max(120, Console().width)),
+                          title=f"network training: {scheme}")
+    else:
+        import csv
+
+        import numpy as np
+
+        from controller.v2x_marl import train_marl
+
+        with progress_bar() as bar:
+            bar.add_task(f"{scheme}: {episodes} episodes (local)", total=None)
+            variables, curve = train_marl(sc, scheme, episodes, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(out / "weights.npz", **variables)
+        with (out / "training.csv").open("w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=list(curve[0]))
+            wr.writeheader()
+            wr.writerows(curve)
+        last = curve[-10:]
+        console.print(f"last {len(last)} training episodes: delivery rate "
+                      f"{sum(c['delivery_rate'] for c in last) / len(last):.3f}")
+    click.echo(f"weights: {out / 'weights.npz'}")
+
+
+@v2x.command("compare")
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                default="scenarios/v2x-manhattan.toml")
+@click.option("--episodes", type=click.IntRange(1), default=200, show_default=True,
+              help="Training episodes per scheme and seed.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--eval-episodes", type=click.IntRange(1), default=100, show_default=True,
+              help="Fresh drops each trained policy is evaluated on (greedy).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/v2x-compare"), show_default=True)
+def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
+                out: Path) -> None:
+    """Train and evaluate marl-dqn, marl-dqn-nofp, turn-dqn and random on every seed (local
+    runner); print the delivery rates and sum V2I rates; write results.json / results.csv."""
+    import csv
+
+    import numpy as np
+    from rich.table import Table
+
+    from controller.v2x_marl import run_all
+
+    sc = resolve_v2x(scenario, ())
+    seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+    with progress_bar() as bar:
+        bar.add_task(f"4 schemes x {len(seed_list)} seeds x {episodes} episodes", total=None)
+        results = run_all(sc, episodes, seed_list, eval_episodes)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    t = Table(title=f"{sc.name}: greedy evaluation on {eval_episodes} fresh drops per seed")
+    for col in ("scheme", "delivery rate (per seed)", "mean", "sum V2I Mbit/s", "delivery ms"):
+        t.add_column(col, justify="left" if col == "scheme" else "right")
+    with (out / "results.csv").open("w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["scheme", "seed", "delivery_rate", "sum_v2i_mbps", "mean_delivery_ms"])
+        for scheme, rows in results.items():
+            for r in rows:
+                wr.writerow([scheme, r["seed"], r["delivery_rate"], r["sum_v2i_mbps"],
+                             r["mean_delivery_ms"]])
+            d = [r["delivery_rate"] for r in rows]
+            t.add_row(scheme, " ".join(f"{x:.3f}" for x in d), f"{np.mean(d):.3f}",
+                      f"{np.mean([r['sum_v2i_mbps'] for r in rows]):.2f}",
+                      f"{np.nanmean([r['mean_delivery_ms'] for r in rows]):.1f}")
+    Console(width=max(120, Console().width)).print(t)
+    click.echo(f"results: {out / 'results.json'}")
 
 
 # ------------------------------------------------------------------------- tables

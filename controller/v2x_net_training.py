@@ -99,8 +99,9 @@ class V2xNetworkTrainer:
             stats = self.dqn.update()
         self.version += 1
         eps = self.fingerprint(upto)[1]
-        row = {"version": float(self.version), "slot": float(upto), "epsilon": eps,
-               "transitions": float(self.stored), **stats}
+        stats.pop("epsilon", None)  # the learner's own schedule is unused here
+        row = {**stats, "version": float(self.version), "slot": float(upto), "epsilon": eps,
+               "transitions": float(self.stored)}
         self.history.append(row)
         return row
 

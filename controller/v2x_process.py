@@ -19,6 +19,7 @@ from controller.v2x_marl import eval_fingerprint, scheme_scenario
 from controller.v2x_net_training import V2xNetworkTrainer
 from controller.v2x_run import SlotRecord, V2xRecorder
 from node.policy_spec import read_weights
+from node.vehicle_agent import own_weights
 from protocols.errors import PeerTimeout
 from protocols.messages import (
     Done,
@@ -89,6 +90,16 @@ class V2xControllerProcess(ControllerProcess):
                 "weights_versions": train.version if train else 1,
                 "experience_latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
                 "experience_latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None}
+
+    async def send_snapshot(self, name: str, slot: int) -> None:
+        """The current weights, only the receiving vehicle's own network of them."""
+        if self.snapshot is None:
+            log.warning("controller: %s asked for weights, but there are none", name)
+            return
+        version, arrays = self.snapshot
+        own = own_weights(arrays, index_of(name))
+        await self.peer.send(name, Weights, slot=slot, version=version, names=list(own),
+                             arrays=list(own.values()))
 
     def scenario_toml(self) -> str:
         return to_toml(v2x_scenario_to_dict(self.v2x))
@@ -171,14 +182,12 @@ class V2xControllerProcess(ControllerProcess):
             else:
                 self.backlog.append(msg)
         row = self.trainer.update(upto)
-        weights = self.trainer.variables()
         version = self.trainer.version
-        self.snapshot = (version, weights)
+        self.snapshot = (version, self.trainer.variables())
         say("TRAIN", version, json.dumps(row))
         names = [self.node_name(k) for k in sorted(self.active)]
         for name in names:
-            await self.peer.send(name, Weights, slot=upto, version=version,
-                                 names=list(weights), arrays=list(weights.values()))
+            await self.send_snapshot(name, upto)
             await self.send_fingerprint(name, upto)
         acks = await self.gather(WeightsAck, names, self.v2x.timing.peer_timeout_s * 4,
                                  f"weights v{version} acknowledgement")

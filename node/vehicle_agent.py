@@ -58,6 +58,13 @@ def q_values(variables: dict[str, np.ndarray], agent: int, n_agents: int,
     return out
 
 
+def own_weights(variables: dict[str, np.ndarray], agent: int) -> dict[str, np.ndarray]:
+    """The arrays agent ``agent`` acts with: its own network (``agent<k>.*``) of per-agent
+    weights, or the whole shared network; other agents' networks are left out."""
+    return {name: v for name, v in variables.items()
+            if not name.startswith("agent") or name.startswith(f"agent{agent}.")}
+
+
 def greedy_actions(variables: dict[str, np.ndarray], obs: npt.ArrayLike) -> IntArray:
     """Greedy flat actions ``(E, K)`` for observations ``(E, K, D)`` (ties: lowest index)."""
     x = np.asarray(obs)
