@@ -418,7 +418,12 @@ def load_v2x_scenario(path: str | Path) -> V2xScenario:
 
 def v2x_scenario_to_dict(s: V2xScenario) -> dict[str, Any]:
     """The scenario as a TOML-ready table (the inverse of :func:`v2x_scenario_from_dict`)."""
-    d = dataclasses.asdict(s)
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return list(v) if isinstance(v, tuple) else v
+
+    d: dict[str, Any] = plain(dataclasses.asdict(s))
     d.pop("source")
     return d
 

@@ -213,7 +213,7 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
             console.print(f"[red]error:[/red] {e}")
         if summary.get("lost_nodes"):
             console.print(f"[red]lost nodes:[/red] {', '.join(summary['lost_nodes'])} "
-                          "(their BS was silent for the rest of the run)")
+                          "(silent for the rest of the run)")
         sys.exit(2)
 
 

@@ -138,3 +138,44 @@ def test_v2x_network_training(tmp_path: Path) -> None:
         SCENARIO.backhaul.default.latency_s * 1e3)
     assert set(w.files) >= {f"agent{k}.q.0.weight" for k in range(K)}
     assert scheme_scenario(SCENARIO, "marl-dqn").observation.fingerprint
+
+
+def test_killed_vehicle_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.test_network_run import alive
+
+    out = tmp_path / "kill"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", str(SV), "--scheme", "random",
+         "--runner", "network", "--slots", "3000", "--seed", "2", "--out", str(out),
+         "--no-telemetry", "--set", "timing.clock=\"realtime\"",
+         "--set", "timing.peer_timeout_s=1.0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = out / "status.json"
+    deadline = time.monotonic() + 90
+    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 150):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached slot 150"
+        time.sleep(0.02)
+    pids = json.loads((out / "processes.json").read_text())
+    os.kill(pids["vehicle-1"], signal.SIGKILL)
+    t_kill = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert time.monotonic() - t_kill < 90
+    assert proc.returncode == 2, stdout + stderr
+    assert "vehicle-1" in stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["lost_nodes"] == ["vehicle-1"]
+    assert s["slots"] == 3000  # the other vehicles kept running
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    # vehicle 1 fell silent for good; the others still transmitted in the last episode
+    assert all(r["on_v1"] == "0" for r in rows[-100:])
+    assert any(r["on_v0"] == "1" for r in rows[-100:] if r["episode_slot"] == "0")
+    for role, pid in pids.items():
+        assert not alive(pid), f"{role} (pid {pid}) left behind"
