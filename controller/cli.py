@@ -227,16 +227,33 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
               show_default=True)
-def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path) -> None:
+@click.option("--v2x", "v2x_scenario", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default="scenarios/v2x-manhattan.toml", show_default=True,
+              help="V2X scenario of the vehicular part.")
+@click.option("--no-v2x", is_flag=True, help="Skip the vehicular part.")
+def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
+         v2x_scenario: Path | None, no_v2x: bool) -> None:
     """The main job: train the three TRPO schemes briefly, then run every scheme over
     real processes and print one comparison table (sum-rate, optimality gap, backhaul
-    bytes per slot, decision latency)."""
-    from controller.demo import DemoConfig, run_demo
+    bytes per slot, decision latency); then the V2X part: multi-agent DQN and random with
+    one process per vehicle, and a short training run over the network."""
+    if no_v2x:
+        v2x_scenario = None
+    from controller.demo import DemoConfig, run_demo, run_v2x_demo
 
     cfg = DemoConfig(train_steps=train_steps, slots=slots, seed=seed)
+    wide = Console(width=max(120, Console().width))
     run_demo(scenario, out, cfg, lambda scheme, run_dir, weights: execute(
-        scenario, scheme, "network", slots, seed, run_dir, (), weights, {}),
-        Console(width=max(120, Console().width)))
+        scenario, scheme, "network", slots, seed, run_dir, (), weights, {}), wide)
+    if v2x_scenario is not None:
+        def run_v2x(scheme: str, run_dir: Path, weights: Path | None,
+                    options: dict[str, Any]) -> dict[str, Any]:
+            n = (cfg.v2x_train_episodes * resolve_v2x(v2x_scenario, ()).n_steps
+                 if options.get("train") else cfg.v2x_slots)
+            return execute(v2x_scenario, scheme, "network", n, seed, run_dir, (), weights,
+                           options)
+
+        run_v2x_demo(v2x_scenario, out, cfg, run_v2x, wide)
 
 
 # ------------------------------------------------------------------- the processes
@@ -594,7 +611,8 @@ def watch(broker: str | None, run_name: str | None, duration: float | None) -> N
 
 @cli.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--nodes", type=click.IntRange(1), help="BS node services (default: radio.n_cells).")
+@click.option("--nodes", type=click.IntRange(1),
+              help="Node services (default: radio.n_cells, or radio.n_v2v for V2X).")
 @click.option("--scheme", default="round-robin", show_default=True, help=SCHEME_HELP)
 @click.option("--slots", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -615,12 +633,18 @@ def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: in
     Example: rrmbed compose scenarios/3cell-k2.toml --scheme round-robin > docker-compose.yml
     """
     from controller.compose import DEFAULT_BROKER_IMAGE, render_compose
+    from controller.launcher import node_processes
 
-    sc = resolve_scenario(scenario, ())
-    click.echo(render_compose(str(scenario), nodes or sc.radio.n_cells, scheme, slots, seed,
+    try:
+        kind, n = node_processes(scenario)
+    except ScenarioError as e:
+        raise click.ClickException(str(e)) from e
+    check_scheme(scheme, kind == "vehicle")
+    click.echo(render_compose(str(scenario), nodes or n, scheme, slots, seed,
                               weights, image, runs_dir,
                               broker_image=broker_image or DEFAULT_BROKER_IMAGE,
-                              telemetry=not no_telemetry, run_name=run_name, subnet=subnet),
+                              telemetry=not no_telemetry, run_name=run_name, subnet=subnet,
+                              node_kind=kind),
                nl=False)
 
 

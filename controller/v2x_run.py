@@ -211,12 +211,15 @@ def print_v2x_summary(summaries: list[dict[str, Any]], console: Console | None =
     kinds = sorted({k for s in summaries for k in s["backhaul_bytes_per_slot"]["by_kind"]})
     if kinds:
         t = Table(title="backhaul bytes per slot, by kind")
-        t.add_column("scheme")
+        t.add_column("run")
         for k in kinds:
             t.add_column(k, justify="right")
         for s in summaries:
             by = s["backhaul_bytes_per_slot"]["by_kind"]
-            t.add_row(s["scheme"], *[f"{by.get(k, 0.0):.1f}" for k in kinds])
+            period = s.get("broadcast_period_slots")
+            label = s["scheme"] + (f" (training, weights every {period} slots)" if period
+                                   else "")
+            t.add_row(label, *[f"{by.get(k, 0.0):.1f}" for k in kinds])
         console.print(t)
 
 

@@ -262,3 +262,40 @@ def test_render_weights_named_volume_static_addresses_and_dollars() -> None:
     no_tel = render_compose("s.toml", 2, "full", 50, 1, None, "i", "./r", telemetry=False)
     assert "mosquitto" not in no_tel and '- "--no-telemetry"' in no_tel
     assert '- "./s.toml:/scenario/s.toml:ro"' in no_tel and '- "./r:/runs"' in no_tel
+
+
+@DEPLOY[0]
+@DEPLOY[1]
+def test_v2x_compose_run_equals_local_runner(images: list[str], tmp_path: Path) -> None:
+    """A V2X run in containers (one per vehicle) plays the local runner's slots exactly."""
+    scenario = ROOT / "scenarios" / "v2x-manhattan.toml"
+    k_n, slots, seed = 4, 200, 3
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runs.chmod(0o777)
+    file = tmp_path / "docker-compose.yml"
+    file.write_text(render_compose(str(scenario), k_n, "random", slots, seed, None, IMAGE,
+                                   str(runs), telemetry=False, subnet=compose_subnet(),
+                                   node_kind="vehicle"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RRMBED_")}
+    env["RRMBED_RUN"] = "v2x"
+    proj = Project(images, file, env)
+    try:
+        up = proj.run("up", "-d", timeout=300)
+        assert up.returncode == 0, up.stderr
+        waited = sh(["docker", "wait", proj.container("controller")], timeout=600)
+        assert waited.stdout.strip() == "0", f"controller exit {waited.stdout!r}\n{proj.logs()}"
+        out = runs / "v2x"
+        local = tmp_path / "local"
+        r = sh([sys.executable, "-m", "controller.cli", "run", str(scenario), "--scheme",
+                "random", "--runner", "local", "--slots", str(slots), "--seed", str(seed),
+                "--out", str(local)], timeout=300, cwd=ROOT)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (out / "metrics.csv").read_text() == (local / "metrics.csv").read_text()
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["errors"] == [] and summary["lost_nodes"] == []
+        roles = ["controller", "channel-server", *(f"vehicle-{k}" for k in range(k_n))]
+        assert len({summary["hosts"][role] for role in roles}) == len(roles)
+        assert summary["backhaul_bytes_per_slot"]["by_kind"]["neighbour_choice"] > 0
+    finally:
+        proj.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
