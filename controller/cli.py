@@ -681,6 +681,20 @@ def bench_baselines(batch: int, compare: int) -> None:
     bench_main(["--batch", str(batch), "--compare", str(compare)])
 
 
+@bench.command("dqn-power")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True,
+              help="Training steps (each a batch of parallel slots).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval", "eval_drops", type=click.IntRange(1), default=20_000, show_default=True,
+              help="Evaluation drops, shared by every allocator.")
+def bench_dqn_power(steps: int, seed: int, eval_drops: int) -> None:
+    """Multi-agent DQN with 10 discrete power levels on 3cell-k2: greedy sum-rate next to
+    WMMSE, max power and random levels on the same drops."""
+    from controller.dqn_power import main as dqn_main
+
+    dqn_main(["--steps", str(steps), "--seed", str(seed), "--eval", str(eval_drops)])
+
+
 @bench.command("trpo")
 @click.option("--steps", type=click.IntRange(1), default=60_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
