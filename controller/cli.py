@@ -502,7 +502,9 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
 def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
                 out: Path) -> None:
     """Train and evaluate marl-dqn, marl-dqn-nofp, turn-dqn and random on every seed (local
-    runner); print the delivery rates and sum V2I rates; write results.json / results.csv."""
+    runner); print the delivery rates and sum V2I rates next to the single-link bound (each
+    V2V link alone on its best RB at full power: no scheme can deliver more); write
+    results.json / results.csv."""
     import csv
 
     import numpy as np
@@ -516,7 +518,6 @@ def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
         bar.add_task(f"4 schemes x {len(seed_list)} seeds x {episodes} episodes", total=None)
         results = run_all(sc, episodes, seed_list, eval_episodes)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     t = Table(title=f"{sc.name}: greedy evaluation on {eval_episodes} fresh drops per seed")
     for col in ("scheme", "delivery rate (per seed)", "mean", "sum V2I Mbit/s", "delivery ms"):
         t.add_column(col, justify="left" if col == "scheme" else "right")
@@ -531,6 +532,13 @@ def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
             t.add_row(scheme, " ".join(f"{x:.3f}" for x in d), f"{np.mean(d):.3f}",
                       f"{np.mean([r['sum_v2i_mbps'] for r in rows]):.2f}",
                       f"{np.nanmean([r['mean_delivery_ms'] for r in rows]):.1f}")
+    from controller.v2x_marl import single_link_bound
+
+    bounds = [single_link_bound(sc, eval_episodes, 1_000_000 + x) for x in seed_list]
+    t.add_row("bound: each link alone", " ".join(f"{x:.3f}" for x in bounds),
+              f"{np.mean(bounds):.3f}", "-", "-")
+    (out / "results.json").write_text(json.dumps({**results, "single_link_bound": bounds},
+                                                 indent=2) + "\n")
     Console(width=max(120, Console().width)).print(t)
     click.echo(f"results: {out / 'results.json'}")
 

@@ -200,6 +200,34 @@ def evaluate_marl(
     }
 
 
+def single_link_bound(scenario: V2xScenario, episodes: int, seed: int) -> float:
+    """Delivery rate no scheme can beat on these drops: every V2V link alone (the other
+    V2V links silent), at the highest power level, on its best RB in every slot, so only
+    the V2I links interfere. Same drops as :func:`evaluate_marl` with the same seed."""
+    from channel_server.v2x import link_rates
+    from channel_server.v2x_air import V2xAir
+
+    air = V2xAir(scenario, episodes, seed)
+    r = scenario.radio
+    e_n, k_n, m_n = episodes, air.n_agents, air.n_rb
+    remaining = np.full((e_n, k_n), scenario.traffic.payload_bits)
+    top = float(np.max(r.v2v_power_levels_w))
+    for _ in range(scenario.n_steps):
+        v2i_gain, v2v_gain = air.world.gains()
+        best = np.zeros((e_n, k_n))
+        for k in range(k_n):
+            power = np.zeros((e_n, k_n))
+            power[:, k] = top
+            for m in range(m_n):
+                rb = np.zeros((e_n, k_n), dtype=np.int64)
+                rb[:, k] = m
+                rate = link_rates(r, v2i_gain, v2v_gain, air.tx, air.rx, rb, power)
+                best[:, k] = np.maximum(best[:, k], rate.v2v_rate_bps[:, k])
+        remaining = remaining - best * r.slot_s
+        air.world.advance()
+    return float(np.mean(remaining <= 0.0))
+
+
 def run_all(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...],
             eval_episodes: int = 100, config: MarlConfig | None = None) -> dict[str, Any]:
     """Every scheme x seed: train, then evaluate greedily on fresh drops (seed 10^6 + s)."""

@@ -92,3 +92,17 @@ def test_fingerprint_adds_two_inputs() -> None:
     b, _ = train_marl(SCENARIO, "marl-dqn-nofp", 1, 0, SMALL)
     assert a["agent0.q.0.weight"].shape[1] - b["agent0.q.0.weight"].shape[1] == 2
     assert "env_fingerprint" in a and "env_fingerprint" not in b
+
+
+def test_single_link_bound_dominates_every_scheme_on_the_same_drops() -> None:
+    import dataclasses
+
+    from controller.v2x_marl import single_link_bound
+
+    seed = 1_000_003
+    bound = single_link_bound(SCENARIO, 30, seed)
+    random = evaluate_marl(SCENARIO, "random", {}, 30, seed)["delivery_rate"]
+    assert random <= bound <= 1.0
+    tiny = dataclasses.replace(SCENARIO, traffic=dataclasses.replace(SCENARIO.traffic,
+                                                                     payload_bytes=1))
+    assert single_link_bound(tiny, 10, seed) == 1.0  # one byte always gets through
