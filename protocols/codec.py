@@ -19,9 +19,12 @@ a frame that encodes also decodes under the same limits.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import struct
 import threading
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +51,9 @@ DTYPES: Final[tuple[np.dtype[Any], ...]] = tuple(
 """Allowed array dtypes; the index is the wire dtype code."""
 
 _CODE_BY_DTYPE: Final[dict[str, int]] = {d.str: i for i, d in enumerate(DTYPES)}
+_CODE_BY_DTYPE_OBJ: Final[dict[np.dtype[Any], int]] = {d: i for i, d in enumerate(DTYPES)}
+"""The same keyed by dtype object: a cheaper lookup than ``dtype.str`` on the hot path."""
+_ITEMSIZES: Final[tuple[int, ...]] = tuple(d.itemsize for d in DTYPES)
 _N_HEADER: Final = 2 + len(HEADER_FIELDS)
 
 
@@ -86,7 +92,9 @@ def _shape_struct(ndim: int) -> struct.Struct:
 def _encode_array(value: Any, limits: CodecLimits) -> msgpack.ExtType:
     if not isinstance(value, np.ndarray):
         raise ProtocolError(f"expected ndarray, got {type(value).__name__}")
-    code = _CODE_BY_DTYPE.get(value.dtype.str)
+    code = _CODE_BY_DTYPE_OBJ.get(value.dtype)
+    if code is None:
+        code = _CODE_BY_DTYPE.get(value.dtype.str)
     if code is None:  # maybe a big-endian array of an allowed dtype
         little = value.dtype.newbyteorder("<")
         code = _CODE_BY_DTYPE.get(little.str)
@@ -97,12 +105,38 @@ def _encode_array(value: Any, limits: CodecLimits) -> msgpack.ExtType:
     ndim = len(shape)
     if ndim > limits.max_ndim:
         raise ProtocolError(f"array has {ndim} dimensions > {limits.max_ndim}")
-    if value.size > limits.max_array_elements or (ndim and max(shape) > limits.max_array_elements):
-        raise ProtocolError(f"array of shape {shape} is too large")
+    if ndim == 1:
+        if shape[0] > limits.max_array_elements:
+            raise ProtocolError(f"array of shape {shape} is too large")
+        header = _HEADER_1D.pack(code, 1, shape[0])
+    else:
+        if value.size > limits.max_array_elements or (
+            ndim and max(shape) > limits.max_array_elements
+        ):
+            raise ProtocolError(f"array of shape {shape} is too large")
+        header = _shape_struct(ndim).pack(code, ndim, *shape)
+    if value.nbytes <= _SMALL_ARRAY_BYTES:
+        return _ext_type(EXT_NDARRAY, header + value.tobytes())  # C order, whatever the strides
     if not value.flags.c_contiguous:
         value = np.ascontiguousarray(value)
-    header = _shape_struct(ndim).pack(code, ndim, *shape)
-    return msgpack.ExtType(EXT_NDARRAY, b"".join((header, value.data)))
+    return _ext_type(EXT_NDARRAY, b"".join((header, value.data)))
+
+
+_HEADER_1D: Final = _SHAPE_STRUCTS[1]
+
+
+_SMALL_ARRAY_BYTES: Final = 1 << 16
+"""Arrays up to this size are copied with ``tobytes`` (cheaper call) before the header is
+prepended; larger ones are joined from a memoryview (one copy instead of two)."""
+
+
+def _ext_type(code: int, data: bytes) -> msgpack.ExtType:
+    """``msgpack.ExtType(code, data)`` without its argument checks (ours are always valid;
+    ExtType is a namedtuple)."""
+    return tuple.__new__(msgpack.ExtType, (code, data))
+
+
+_U64: Final = struct.Struct("<Q")
 
 
 def _decode_array(data: bytes, limits: CodecLimits) -> np.ndarray[Any, Any]:
@@ -135,9 +169,18 @@ def _decode_array(data: bytes, limits: CodecLimits) -> np.ndarray[Any, Any]:
 
 @lru_cache(maxsize=64)
 def _make_ext_hook(limits: CodecLimits) -> Callable[[int, bytes], Any]:
+    max_elements = limits.max_array_elements
+    one_dim = limits.max_ndim >= 1
+
     def hook(code: int, data: bytes) -> Any:
         if code != EXT_NDARRAY:
             raise ProtocolError(f"unknown msgpack ext type {code}")
+        # Fast path of a 1-D array (the common case; not bool: its bytes need checking).
+        n = len(data)
+        if n >= 10 and data[1] == 1 and one_dim and 0 < data[0] < len(DTYPES):
+            count: int = _U64.unpack_from(data, 2)[0]
+            if count and count * _ITEMSIZES[data[0]] == n - 10 and count <= max_elements:
+                return np.frombuffer(data, DTYPES[data[0]], count, 10).copy()
         return _decode_array(data, limits)
 
     return hook
@@ -319,6 +362,139 @@ def _compile(annotation: Any) -> tuple[Checker, Checker]:
     raise TypeError(f"annotation {annotation!r} is not supported by the codec")
 
 
+# --------------------------------------------------------------------------- fast paths
+# Per message class, encode and decode are also compiled into one straight-line function
+# (generated source, like dataclasses' own __init__) that only accepts values of exactly the
+# annotated types and returns None otherwise (or raises ProtocolError); the caller then runs
+# the generic checkers above, which convert what they accept and name the bad field. So the
+# fast path changes no result, only the cost of a well-formed message.
+
+FastEncoder = Callable[[Any, CodecLimits], "list[Any] | None"]
+FastDecoder = Callable[[list[Any], CodecLimits], "Message | None"]
+
+_SCALAR_TYPES: Final = (int, float, bool, str)
+
+
+def _only(values: list[Any], t: type) -> bool:
+    """Whether every item of ``values`` is exactly of type ``t``."""
+    for v in values:  # noqa: SIM110 - a plain loop is cheaper than all() of a generator
+        if type(v) is not t:
+            return False
+    return True
+
+
+def _fast_field(annotation: Any, v: str, i: int) -> tuple[str, str, str]:
+    """(encode condition, encoded value, decode condition) source of one payload field held
+    in variable ``v``; ``_enc{i}``/``_dec{i}`` name the field's generic checkers."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation in _SCALAR_TYPES:
+        cond = f"type({v}) is {annotation.__name__}"
+        return cond, v, cond
+    if annotation is np.ndarray or origin is np.ndarray:
+        return "True", f"_encode_array({v}, limits)", f"type({v}) is _ndarray"
+    if origin is list and len(args) == 1:
+        item = args[0]
+        if item in _SCALAR_TYPES:
+            t = item.__name__
+            return (
+                f"type({v}) is list and len({v}) <= limits.max_container_len"
+                f" and _only({v}, {t})",
+                v,
+                f"type({v}) is list and _only({v}, {t})",  # msgpack bounded its length
+            )
+        if item is np.ndarray or typing.get_origin(item) is np.ndarray:
+            return (
+                f"type({v}) is list and len({v}) <= limits.max_container_len",
+                f"[_encode_array(x, limits) for x in {v}]",
+                f"type({v}) is list and _only({v}, _ndarray)",
+            )
+    return "True", f"_enc{i}({v}, limits)", "True"  # the generic checkers decide
+
+
+def _slot_setters(cls: type[Message], names: tuple[str, ...]) -> list[Callable[..., Any]] | None:
+    """Setters of the slots ``names`` when building ``cls`` from them needs nothing but
+    setting each (its ``__init__`` is the one dataclasses generated, every field is an init
+    field stored in a slot, no ``__post_init__``); None otherwise."""
+    fields = dataclasses.fields(cls)
+    if (
+        {f.name for f in fields} != set(names)
+        or not all(f.init for f in fields)
+        or hasattr(cls, "__post_init__")
+        or getattr(getattr(cls.__init__, "__code__", None), "co_filename", None) != "<string>"
+    ):
+        return None
+    setters = []
+    for name in names:
+        slot = inspect.getattr_static(cls, name, None)
+        if type(slot) is not types.MemberDescriptorType:
+            return None
+        setters.append(slot.__set__)
+    return setters
+
+
+def _compile_fast(
+    cls: type[Message],
+    payload: tuple[str, ...],
+    hints: dict[str, Any],
+    pairs: list[tuple[Checker, Checker]],
+) -> tuple[FastEncoder, FastDecoder]:
+    """The fast encoder and decoder of a message class (see above)."""
+    header = ("sender", "seq", "slot", "sent_ns", "chain")
+    fields = [f"f{i}" for i in range(len(payload))]
+    head_cond = [
+        "type(sender) is str",
+        "type(seq) is int",
+        "type(slot) is int",
+        "type(sent_ns) is int",
+        "type(chain) is float",
+    ]
+    enc_cond, enc_vals, dec_cond, dec_vals = list(head_cond), [], list(head_cond), []
+    env: dict[str, Any] = {
+        "_cls": cls,
+        "_kind": cls.KIND,
+        "_schema": SCHEMA_VERSION,
+        "_getter": attrgetter(*HEADER_FIELDS, *payload),
+        "_encode_array": _encode_array,
+        "_ndarray": np.ndarray,
+        "_only": _only,
+    }
+    for i, (name, (enc, dec)) in enumerate(zip(payload, pairs, strict=True)):
+        ec, ev, dc = _fast_field(hints[name], fields[i], i)
+        enc_cond.append(ec)
+        enc_vals.append(ev)
+        dec_cond.append(dc)
+        dec_vals.append(fields[i] if dc != "True" else f"_dec{i}({fields[i]}, limits)")
+        env[f"_enc{i}"], env[f"_dec{i}"] = enc, dec
+    names = ", ".join((*header, *fields))
+    setters = _slot_setters(cls, HEADER_FIELDS + payload)
+    if setters is None:
+        kwargs = ", ".join(f"{f}={v}" for f, v in zip(HEADER_FIELDS, header, strict=True))
+        construct = f"return _cls({', '.join((*dec_vals, kwargs))})"
+    else:  # what the dataclass __init__ does, minus its call and argument parsing
+        env["_new"] = object.__new__
+        lines = ["msg = _new(_cls)"]
+        for j, (setter, value) in enumerate(zip(setters, (*header, *dec_vals), strict=True)):
+            env[f"_set{j}"] = setter
+            lines.append(f"_set{j}(msg, {value})")
+        construct = "\n    ".join((*lines, "return msg"))
+    source = f"""
+def fast_encode(msg, limits):
+    {names}, = _getter(msg)
+    if not ({" and ".join(c for c in enc_cond if c != "True")}):
+        return None
+    return [_kind, _schema, {", ".join((*header, *enc_vals))}]
+
+def fast_decode(obj, limits):
+    _k, _s, {names}, = obj
+    if not ({" and ".join(c for c in dec_cond if c != "True")}):
+        return None
+    {construct}
+"""
+    exec(compile(source, f"<codec fast path of {cls.__name__}>", "exec"), env)
+    return env["fast_encode"], env["fast_decode"]
+
+
 @dataclass(frozen=True)
 class _Spec:
     """Compiled wire description of one message class."""
@@ -328,6 +504,8 @@ class _Spec:
     payload_names: tuple[str, ...]
     payload_encoders: tuple[Checker, ...]
     payload_decoders: tuple[Checker, ...]
+    fast_encode: FastEncoder
+    fast_decode: FastDecoder
 
 
 _SPECS: dict[type[Message], _Spec] = {}
@@ -346,12 +524,15 @@ def spec_of(cls: type[Message]) -> _Spec:
                 raise TypeError(f"{cls.__name__}.{name} must stay {expected.__name__}")
         payload = payload_fields(cls)
         pairs = [_compile(hints[n]) for n in payload]
+        fast_encode, fast_decode = _compile_fast(cls, payload, hints, pairs)
         spec = _Spec(
             names=HEADER_FIELDS + payload,
             getter=attrgetter(*HEADER_FIELDS, *payload),
             payload_names=payload,
             payload_encoders=tuple(p[0] for p in pairs),
             payload_decoders=tuple(p[1] for p in pairs),
+            fast_encode=fast_encode,
+            fast_decode=fast_decode,
         )
         _SPECS[cls] = spec
     return spec
@@ -392,11 +573,34 @@ def _check_named(
 
 def encode(msg: Message, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
     """The frame of ``msg``; raises ProtocolError if it breaks the protocol or ``limits``."""
-    if not isinstance(msg, Message):
-        raise ProtocolError(f"cannot encode {type(msg).__name__}: not a Message")
     cls = type(msg)
-    kind = cls.KIND
-    spec = _SPECS.get(cls) or spec_of(cls)
+    spec = _SPECS.get(cls)
+    if spec is None:
+        if not isinstance(msg, Message):
+            raise ProtocolError(f"cannot encode {cls.__name__}: not a Message")
+        spec = spec_of(cls)
+    try:
+        out = spec.fast_encode(msg, limits)
+    except ProtocolError:
+        out = None
+    if out is None:  # not exactly the annotated types: convert, or name the bad field
+        out = _checked_values(msg, spec, limits)
+    packer = getattr(_local, "packer", None) or _packer()
+    try:
+        frame: bytes = packer.pack(out)
+    except Exception as e:  # should not happen: every value was checked
+        _local.packer = None
+        raise ProtocolError(f"{cls.KIND}: msgpack cannot pack: {e}") from None
+    if len(frame) > limits.max_frame_bytes:
+        raise ProtocolError(
+            f"{cls.KIND}: frame of {len(frame)} bytes > max_frame_bytes={limits.max_frame_bytes}"
+        )
+    return frame
+
+
+def _checked_values(msg: Message, spec: _Spec, limits: CodecLimits) -> list[Any]:
+    """The values to pack for ``msg``, by the generic checkers (the slow path of encode)."""
+    kind = type(msg).KIND
     values = spec.getter(msg)
     header = values[: _N_HEADER - 2]
     sender, seq, slot, sent_ns, chain = header
@@ -410,49 +614,23 @@ def encode(msg: Message, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
         header = tuple(_check_named(kind, HEADER_FIELDS, _HEADER_ENC, header, limits))
     payload = values[_N_HEADER - 2 :]
     try:
-        out = [kind, SCHEMA_VERSION, *header] + [
+        return [kind, SCHEMA_VERSION, *header] + [
             enc(v, limits) for enc, v in zip(spec.payload_encoders, payload, strict=True)
         ]
     except ProtocolError:
         _check_named(kind, spec.payload_names, spec.payload_encoders, payload, limits)
         raise
-    try:
-        frame: bytes = _packer().pack(out)
-    except Exception as e:  # should not happen: every value was checked
-        _local.packer = None
-        raise ProtocolError(f"{kind}: msgpack cannot pack: {e}") from None
-    if len(frame) > limits.max_frame_bytes:
-        raise ProtocolError(
-            f"{kind}: frame of {len(frame)} bytes > max_frame_bytes={limits.max_frame_bytes}"
-        )
-    return frame
 
 
 def decode(frame: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> Message:
     """The message in ``frame``; raises ProtocolError for anything that is not one."""
-    if not isinstance(frame, bytes | bytearray | memoryview):
+    if type(frame) is not bytes and not isinstance(frame, bytes | bytearray | memoryview):
         raise ProtocolError(f"frame must be bytes, got {type(frame).__name__}")
     if len(frame) > limits.max_frame_bytes:
         raise ProtocolError(
             f"frame of {len(frame)} bytes > max_frame_bytes={limits.max_frame_bytes}"
         )
-    try:
-        obj = msgpack.unpackb(
-            frame,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            ext_hook=_ext_hook(limits),
-            max_str_len=limits.max_frame_bytes,
-            max_bin_len=limits.max_frame_bytes,
-            max_ext_len=limits.max_frame_bytes,
-            max_array_len=limits.max_container_len,
-            max_map_len=limits.max_container_len,
-        )
-    except ProtocolError:
-        raise
-    except Exception as e:  # msgpack reports malformed input with several exception types
-        raise ProtocolError(f"malformed msgpack frame: {type(e).__name__}: {e}") from None
+    obj = _unpack(frame, limits)
     if type(obj) is not list or len(obj) < _N_HEADER:
         raise ProtocolError(f"frame is not a message array (got {type(obj).__name__})")
     kind = obj[0]
@@ -467,6 +645,13 @@ def decode(frame: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> Message:
     spec = _SPECS.get(cls) or spec_of(cls)
     if len(obj) - 2 != len(spec.names):
         raise ProtocolError(f"{kind}: expected {len(spec.names)} fields, got {len(obj) - 2}")
+    try:
+        msg = spec.fast_decode(obj, limits)
+    except ProtocolError:
+        msg = None
+    if msg is not None:
+        return msg
+    # Not exactly the annotated types: name the bad field.
     sender, seq, slot, sent_ns, chain = obj[2:_N_HEADER]
     if not (
         type(sender) is str
@@ -485,3 +670,59 @@ def decode(frame: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> Message:
         _check_named(kind, spec.payload_names, spec.payload_decoders, raw_payload, limits)
         raise
     return cls(*payload, sender=sender, seq=seq, slot=slot, sent_ns=sent_ns, chain_latency_s=chain)
+
+
+_REUSE_MAX_BYTES: Final = 1 << 16
+"""Frames up to this size (under the default limits) are unpacked by a reused per-thread
+``msgpack.Unpacker``: configuring ``unpackb`` anew costs more than unpacking a small frame."""
+
+
+class _Reader:
+    """A per-thread reused Unpacker and the stream offset it should be at."""
+
+    __slots__ = ("offset", "unpacker")
+
+    def __init__(self) -> None:
+        self.unpacker = msgpack.Unpacker(
+            max_buffer_size=4 * _REUSE_MAX_BYTES, **_unpack_options(DEFAULT_LIMITS)
+        )
+        self.offset = 0
+
+
+def _unpack_options(limits: CodecLimits) -> dict[str, Any]:
+    return {
+        "raw": False,
+        "strict_map_key": True,
+        "use_list": True,
+        "ext_hook": _ext_hook(limits),
+        "max_str_len": limits.max_frame_bytes,
+        "max_bin_len": limits.max_frame_bytes,
+        "max_ext_len": limits.max_frame_bytes,
+        "max_array_len": limits.max_container_len,
+        "max_map_len": limits.max_container_len,
+    }
+
+
+def _unpack(frame: bytes, limits: CodecLimits) -> Any:
+    """The one msgpack object in ``frame``; ProtocolError when there is not exactly one."""
+    if limits is DEFAULT_LIMITS and type(frame) is bytes and len(frame) <= _REUSE_MAX_BYTES:
+        reader: _Reader = getattr(_local, "reader", None) or _Reader()
+        _local.reader = None  # in use: a re-entrant call (signal handler) makes its own
+        unpacker = reader.unpacker
+        try:
+            unpacker.feed(frame)
+            obj = unpacker.unpack()
+        except Exception:  # malformed or truncated: unpackb below names the problem
+            pass  # and this reader, in an unknown state, is dropped
+        else:
+            end = reader.offset + len(frame)
+            if unpacker.tell() == end:  # else trailing bytes: likewise
+                reader.offset = end
+                _local.reader = reader
+                return obj
+    try:
+        return msgpack.unpackb(frame, **_unpack_options(limits))
+    except ProtocolError:
+        raise
+    except Exception as e:  # msgpack reports malformed input with several exception types
+        raise ProtocolError(f"malformed msgpack frame: {type(e).__name__}: {e}") from None

@@ -62,8 +62,21 @@ class Meter:
         self, kind: str, plane: str, sender: str, receiver: str, slot: int, wire_bytes: int
     ) -> None:
         """Count one frame of ``wire_bytes`` bytes (framing included, see :func:`wire_size`)."""
-        self._add_link((phase_of(slot), kind, plane, sender, receiver), 1, wire_bytes)
-        self._add_slot(slot, plane, 1, wire_bytes)
+        # _add_link and _add_slot inlined: this runs for every message sent.
+        key = ("setup" if slot < 0 else "run", kind, plane, sender, receiver)
+        entry = self._links.get(key)
+        if entry is None:
+            self._links[key] = [1, wire_bytes]
+        else:
+            entry[0] += 1
+            entry[1] += wire_bytes
+        slot_key = (slot, plane)
+        entry = self._slots.get(slot_key)
+        if entry is None:
+            self._slots[slot_key] = [1, wire_bytes]
+        else:
+            entry[0] += 1
+            entry[1] += wire_bytes
 
     def _add_link(self, key: tuple[Phase, str, str, str, str], messages: int, nbytes: int) -> None:
         entry = self._links.get(key)

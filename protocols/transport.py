@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 
 import zmq
 import zmq.asyncio
+import zmq.backend
 
 from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode
 from protocols.errors import PeerError, PeerTimeout, ProtocolError
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
 
 T = TypeVar("T")
 
@@ -98,7 +100,7 @@ class Endpoint:
         self.address: str | None = None
         self._ctx = zmq.asyncio.Context.instance()
         self._identity = name.encode()
-        self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.Socket[bytes]]] = {}
+        self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.backend.Socket]] = {}
         self._links: dict[bytes, LinkModel] = {}
         self._held: list[tuple[int, int, Message]] = []
         self._held_count = 0
@@ -108,6 +110,8 @@ class Endpoint:
         self._fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         if bind is not None:
             # A plain socket: recv tries NOBLOCK first and otherwise waits on ZMQ_FD in the
             # event loop (leaner than zmq.asyncio on the hot path).
@@ -145,7 +149,8 @@ class Endpoint:
             sock.close(linger=0)
             raise
         self.disconnect(peer)
-        self._peers[peer] = (sock, zmq.Socket(shadow=sock.underlying))
+        # Sends go through a plain backend socket (skips pyzmq's Python-level send wrapper).
+        self._peers[peer] = (sock, zmq.backend.Socket(shadow=sock.underlying))
 
     def disconnect(self, peer: str) -> None:
         """Close the DEALER to ``peer`` if there is one (queued messages are dropped)."""
@@ -206,73 +211,121 @@ class Endpoint:
         if inbox is None:
             raise PeerError(f"{self.name}: endpoint has no inbox")
         deadline = time.monotonic() + timeout_s
+        woken = False
         while True:
-            if self._held and self._held[0][0] <= time.time_ns():
-                return heapq.heappop(self._held)[2]
-            # ZMQ_EVENTS first: cheaper than a failing NOBLOCK recv, and it processes
-            # libzmq's pending commands, which re-arms ZMQ_FD for the wait below.
-            if int(inbox.getsockopt(_EVENTS)) & _POLLIN:
-                msg = self._accept(inbox.recv_multipart(_NOBLOCK))
+            held = self._held
+            if held and held[0][0] <= time.time_ns():
+                return heapq.heappop(held)[2]
+            # Woken by ZMQ_FD, read at once: most likely a message came (a failing NOBLOCK
+            # recv processes libzmq's pending commands as ZMQ_EVENTS does). Otherwise check
+            # ZMQ_EVENTS before waiting: after a recv, ZMQ_FD signals only new arrivals, and
+            # the check processes pending commands, which re-arms ZMQ_FD for the wait below.
+            if woken or inbox.get(_EVENTS) & _POLLIN:  # type: ignore[operator]  # an int option
+                woken = False
+                try:
+                    msg = self._read(inbox)
+                except zmq.Again:  # woken, but not by a message: check ZMQ_EVENTS and wait
+                    continue
                 if msg is not None:
                     return msg
                 if time.monotonic() >= deadline:
                     raise PeerTimeout(f"{self.name}: no message within {timeout_s} s")
                 await asyncio.sleep(0)  # a flood of bad frames must not starve other tasks
                 continue
-            wait = deadline - time.monotonic()
-            if wait <= 0.0:
+            now = time.monotonic()
+            if now >= deadline:
                 raise PeerTimeout(f"{self.name}: no message within {timeout_s} s")
-            if self._held:
-                wait = min(wait, (self._held[0][0] - time.time_ns()) * 1e-9)
-            await self._wait_fd(wait)
+            wake_at = deadline
+            if held:
+                wake_at = min(wake_at, now + (held[0][0] - time.time_ns()) * 1e-9)
+            waiter = self._park(wake_at)
+            try:
+                await waiter
+            except BaseException:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                raise
             if self._inbox is None:
                 raise PeerError(f"{self.name}: endpoint closed while receiving")
-            inbox = self._inbox
+            woken = True
 
-    async def _wait_fd(self, wait_s: float) -> None:
-        """Return when the inbox's ZMQ_FD signals, or after ``wait_s`` seconds."""
+    def _park(self, wake_at: float) -> asyncio.Future[None]:
+        """A future done when the inbox's ZMQ_FD signals, or at ``wake_at`` (time.monotonic())
+        or earlier: the caller re-checks its own conditions."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._unwatch()
-            loop.add_reader(self._fd, self._on_fd)
+            loop.add_reader(self._fd, self._on_fd)  # stays registered: no churn per message
             self._loop = loop
+        # One timer serves every wait: kept while it fires no later than this wait must end
+        # (a recv with a long timeout does not re-arm it for each message).
+        timer = self._timer
+        if timer is None or self._timer_at > wake_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_later(max(wake_at - time.monotonic(), 0.0), self._on_timer)
+            self._timer_at = wake_at
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = loop.call_later(max(wait_s, 0.0), _wake, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiters.remove(waiter)
+        return waiter
 
     def _on_fd(self) -> None:
         if self._waiters:
-            for waiter in self._waiters:
-                _wake(waiter)  # the woken recv reads ZMQ_EVENTS, which clears the fd
+            self._wake_all()  # the woken recv reads the inbox, which clears the fd
         elif self._inbox is not None:
-            self._inbox.getsockopt(_EVENTS)  # nobody waits: clear the fd ourselves
+            self._inbox.get(_EVENTS)  # nobody waits: clear the fd ourselves
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _unwatch(self) -> None:
+        if self._timer is not None:
+            with contextlib.suppress(Exception):  # its loop may be closed
+                self._timer.cancel()
+            self._timer = None
         if self._loop is not None:
             with contextlib.suppress(Exception):  # the old loop may be closed
                 self._loop.remove_reader(self._fd)
             self._loop = None
 
-    def _accept(self, parts: list[bytes]) -> Message | None:
-        """Decode one ROUTER message; None when it is bad, lost or held."""
-        if len(parts) != 2:
-            self._protocol_error(f"expected [identity, frame], got {len(parts)} parts")
+    def _read(self, inbox: zmq.Socket[bytes]) -> Message | None:
+        """Read one ROUTER message (ZMQ_EVENTS said there is one) and accept it."""
+        # A ROUTER message is [identity, frame, ...]: the identity part always has more.
+        identity = inbox.recv(_NOBLOCK)
+        frame = inbox.recv(_NOBLOCK)
+        if inbox.get(_RCVMORE):
+            parts = 2
+            while True:
+                inbox.recv(_NOBLOCK)
+                parts += 1
+                if not inbox.get(_RCVMORE):
+                    break
+            self._protocol_error(f"expected [identity, frame], got {parts} parts")
             return None
+        return self._accept(identity, frame)
+
+    def _accept(self, identity: bytes, frame: bytes) -> Message | None:
+        """Decode one ROUTER message; None when it is bad, lost or held."""
         try:
-            msg = decode(parts[1], self.limits)
+            msg = decode(frame, self.limits)
         except ProtocolError as e:
             self._protocol_error(str(e))
             return None
-        got = self.received.setdefault((msg.KIND, msg.sender), [0, 0])
+        key = (msg.KIND, msg.sender)
+        got = self.received.get(key)
+        if got is None:
+            got = self.received[key] = [0, 0]
         got[0] += 1
-        got[1] += wire_size(len(parts[1]))
+        got[1] += wire_size(len(frame))
         if self._links and msg.PLANE in self.link_planes:
-            model = self._links.get(parts[0])
+            model = self._links.get(identity)
             if model is not None:
                 latency = model.sample()
                 msg = dataclasses.replace(msg, chain_latency_s=msg.chain_latency_s + latency)
@@ -308,8 +361,7 @@ class Endpoint:
             entry[0].close(linger=int(linger_s * 1000))
         if self._inbox is not None:
             self._unwatch()
-            for waiter in self._waiters:
-                _wake(waiter)
+            self._wake_all()
             self._inbox.close(linger=0)
             self._inbox = None
         if self._ipc_path is not None:
@@ -322,8 +374,3 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

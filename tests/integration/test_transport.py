@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zmq
 
 from protocols import messages as m
 from protocols.codec import encode
@@ -232,3 +233,75 @@ async def test_close_wakes_a_pending_recv() -> None:
     with pytest.raises(PeerError, match="closed"):
         await task
     assert time.monotonic() - t0 < 1.0
+
+
+HDR_RAW: dict[str, Any] = {"sender": "raw", "seq": 1, "slot": 0, "sent_ns": 1}
+
+
+async def test_multipart_message_is_one_protocol_error() -> None:
+    ep = Endpoint("inbox", "tcp://127.0.0.1:0", Meter())
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    try:
+        raw.connect(str(ep.address))
+        raw.send_multipart([encode(m.Heartbeat()), b"x", b"y"])
+        raw.send(encode(m.Stop("after", **HDR_RAW)))
+        out = await ep.recv(5.0)
+        assert isinstance(out, m.Stop) and out.reason == "after"
+        assert ep.protocol_errors == 1
+        assert ep.last_protocol_error == "expected [identity, frame], got 4 parts"
+        assert ep.received == {("stop", "raw"): [1, framed(encode(m.Stop("after", **HDR_RAW)))]}
+    finally:
+        raw.close(linger=0)
+        ctx.term()
+        ep.close()
+
+
+
+async def test_timeouts_with_one_shared_timer() -> None:
+    """recv keeps one timer armed across calls: a shorter timeout still ends on time, and
+    concurrent waits each end at their own deadline."""
+    ep = Endpoint("x", "tcp://127.0.0.1:0", Meter())
+    peer = Endpoint("p", None, Meter())
+    peer.connect("x", str(ep.address))
+    try:
+        await peer.send("x", m.Heartbeat(**peer.header(slot=0)))
+        assert isinstance(await ep.recv(5.0), m.Heartbeat)  # leaves a 5 s timer armed
+        t0 = time.monotonic()
+        with pytest.raises(PeerTimeout):
+            await ep.recv(0.1)
+        assert 0.1 <= time.monotonic() - t0 < 0.6
+        t0 = time.monotonic()
+        short = asyncio.create_task(ep.recv(0.1))
+        long = asyncio.create_task(ep.recv(0.4))
+        with pytest.raises(PeerTimeout):
+            await short
+        assert 0.1 <= time.monotonic() - t0 < 0.35
+        with pytest.raises(PeerTimeout):
+            await long
+        assert 0.4 <= time.monotonic() - t0 < 0.9
+        await peer.send("x", m.Done(3, **peer.header(slot=0)))
+        got = await ep.recv(5.0)
+        assert isinstance(got, m.Done) and got.slots == 3
+    finally:
+        ep.close()
+        peer.close()
+
+
+async def test_cancelled_recv_leaves_the_endpoint_usable() -> None:
+    ep = Endpoint("x", "tcp://127.0.0.1:0", Meter())
+    peer = Endpoint("p", None, Meter())
+    peer.connect("x", str(ep.address))
+    try:
+        task = asyncio.create_task(ep.recv(5.0))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await peer.send("x", m.Done(1, **peer.header(slot=0)))
+        got = await ep.recv(5.0)
+        assert isinstance(got, m.Done) and got.slots == 1
+    finally:
+        ep.close()
+        peer.close()

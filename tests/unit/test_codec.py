@@ -213,6 +213,54 @@ def test_decoded_arrays_are_independent_copies() -> None:
     assert b.powers[0] == 1.0
 
 
+def test_values_of_other_types_take_the_converting_path() -> None:
+    """numpy scalars and an int latency miss the per-kind fast path; the generic checkers
+    convert them, so the frame is that of the canonical message."""
+    powers = RNG.random((2, 4))
+    canonical = m.PowerForward([2, 0], powers, **dict(HDR, chain_latency_s=0.0))
+    hdr: dict[str, Any] = dict(HDR, seq=np.int64(17), slot=np.int32(42), chain_latency_s=0)
+    other = m.PowerForward([np.int64(2), np.uint8(0)], powers, **hdr)  # type: ignore[list-item]
+    assert encode(other) == encode(canonical)
+    assert_messages(decode(encode(other)), canonical)
+
+
+def test_decode_recovers_after_bad_frames() -> None:
+    """Small frames go through a reused unpacker: a bad frame must not leave state behind."""
+    msg = EXAMPLES[m.PowerForward]()
+    good = encode(msg)
+    for bad in (b"\xc1", good[:-1], good + b"\x00", good[:3], b"\x93\x01"):
+        with pytest.raises(ProtocolError, match="malformed msgpack"):
+            decode(bad)
+        assert_messages(decode(good), msg)
+    assert_messages(decode(bytearray(good)), msg)  # type: ignore[arg-type]
+    assert_messages(decode(memoryview(good)), msg)  # type: ignore[arg-type]
+    big = m.CsiUpload(RNG.random(20_000), **HDR)  # a frame beyond the reused unpacker's size
+    assert len(encode(big)) > 2**16
+    assert_messages(decode(encode(big)), big)
+    assert_messages(decode(good), msg)
+
+
+def test_kind_with_post_init_is_built_by_its_init() -> None:
+    calls: list[int] = []
+
+    @m.register
+    @dataclasses.dataclass(frozen=True, eq=False, slots=True)
+    class Checked(m.Message):
+        KIND: ClassVar[str] = "test_checked"
+        PLANE: ClassVar[m.Plane] = "control"
+        value: int
+
+        def __post_init__(self) -> None:
+            calls.append(self.value)
+
+    try:
+        out = decode(encode(Checked(5, **HDR)))
+        assert isinstance(out, Checked) and out.value == 5 and out.seq == HDR["seq"]
+        assert calls == [5, 5]
+    finally:
+        del m.REGISTRY["test_checked"]
+
+
 def test_equal_helper() -> None:
     a = m.Decision(np.array([1.0, np.nan]), **HDR)
     assert m.equal(a, m.Decision(np.array([1.0, np.nan]), **HDR))
