@@ -105,6 +105,7 @@ class ControllerProcess:
         self.backlog: list[Message] = []
         """Messages that arrived while waiting for something else; served first."""
         self.telemetry = telemetry_for(self.options, "controller", "0")
+        self.last_progress = 0.0
 
     def make_trainer(self, train: dict[str, Any]) -> Any:
         """The learner of a network training run, on the same initial weights as the nodes."""
@@ -233,7 +234,6 @@ class ControllerProcess:
         t_start = time.perf_counter()
         await self.handshake()
         t0 = time.perf_counter()
-        last_progress = 0.0
         wait = self.scenario.timing.peer_timeout_s * 2
         while True:
             try:
@@ -243,43 +243,53 @@ class ControllerProcess:
                                    f"{self.recorder.done}; stopping the run")
                 log.error(self.errors[-1])
                 break
-            if isinstance(msg, Experience) and self.trainer is not None:
-                self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done)
-            elif isinstance(msg, SlotOutcome):
-                compute = self.central_compute.pop(msg.slot, None)
-                self.recorder.add(msg.sum_rate_bps_hz, msg.powers, msg.decision_latency_s,
-                                  msg.missed, msg.lost, msg.wall_s,
-                                  compute if compute is not None else float(
-                                      np.mean(msg.compute_s[list(self.active)] if self.active
-                                              else 0.0)))
-                self.active = set(range(self.n_nodes)) - set(msg.lost)
-                now = time.perf_counter()
-                if now - last_progress > 0.1 or self.recorder.done == self.slots:
-                    say("PROGRESS", self.recorder.done, self.slots)
-                    last_progress = now
-                    self.publish_metrics()
-                if self.trainer is not None:
-                    self.trainer.add_outcome(msg.slot, msg.sum_rate_bps_hz)
-                    m = self.trainer.options.episodes_per_iter
-                    if self.recorder.done % m == 0:
-                        await self.train_iteration(range(self.recorder.done - m,
-                                                         self.recorder.done))
-            elif isinstance(msg, CsiUpload):
-                await self.on_upload(msg)
-            elif isinstance(msg, Hello):
-                await self.on_late_hello(msg)
+            if isinstance(msg, Done):
+                break
+            if isinstance(msg, Error):
+                self.errors.append(f"{msg.sender}: {msg.text}")
             elif isinstance(msg, WeightsRequest):
                 await self.send_snapshot(msg.sender, slot=self.recorder.done)
-            elif isinstance(msg, Heartbeat):
-                await self.on_ready(msg)
-            elif isinstance(msg, Done):
-                break
-            elif isinstance(msg, Error):
-                self.errors.append(f"{msg.sender}: {msg.text}")
-            else:
+            elif not await self.on_message(msg):
                 log.warning("controller: unexpected %s from %s", type(msg).__name__, msg.sender)
         wall = time.perf_counter() - t0
         return await self.finish(wall, time.perf_counter() - t_start)
+
+    def progress(self) -> None:
+        """PROGRESS line and live metrics, at most ten times a second and at the end."""
+        now = time.perf_counter()
+        if now - self.last_progress > 0.1 or self.recorder.done == self.slots:
+            say("PROGRESS", self.recorder.done, self.slots)
+            self.last_progress = now
+            self.publish_metrics()
+
+    async def on_message(self, msg: Message) -> bool:
+        """Serve one message of the run; False if this kind of run does not expect it."""
+        if isinstance(msg, Experience) and self.trainer is not None:
+            self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done)
+        elif isinstance(msg, SlotOutcome):
+            compute = self.central_compute.pop(msg.slot, None)
+            self.recorder.add(msg.sum_rate_bps_hz, msg.powers, msg.decision_latency_s,
+                              msg.missed, msg.lost, msg.wall_s,
+                              compute if compute is not None else float(
+                                  np.mean(msg.compute_s[list(self.active)] if self.active
+                                          else 0.0)))
+            self.active = set(range(self.n_nodes)) - set(msg.lost)
+            self.progress()
+            if self.trainer is not None:
+                self.trainer.add_outcome(msg.slot, msg.sum_rate_bps_hz)
+                m = self.trainer.options.episodes_per_iter
+                if self.recorder.done % m == 0:
+                    await self.train_iteration(range(self.recorder.done - m,
+                                                     self.recorder.done))
+        elif isinstance(msg, CsiUpload):
+            await self.on_upload(msg)
+        elif isinstance(msg, Hello):
+            await self.on_late_hello(msg)
+        elif isinstance(msg, Heartbeat):
+            await self.on_ready(msg)
+        else:
+            return False
+        return True
 
     async def train_iteration(self, slots: range) -> None:
         """Wait for the slots' experience, update, deploy the weights, resume the air."""

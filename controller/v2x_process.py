@@ -20,18 +20,15 @@ from controller.v2x_net_training import V2xNetworkTrainer
 from controller.v2x_run import SlotRecord, V2xRecorder
 from node.policy_spec import read_weights
 from node.vehicle_agent import own_weights
-from protocols.errors import PeerTimeout
 from protocols.messages import (
-    Done,
-    Error,
     Experience,
     Fingerprint,
     Heartbeat,
+    Message,
     Resume,
     V2xOutcome,
     Weights,
     WeightsAck,
-    WeightsRequest,
 )
 from protocols.peer import CHANNEL_SERVER, Peer, index_of, vehicle_name
 
@@ -79,6 +76,7 @@ class V2xControllerProcess(ControllerProcess):
         self.errors: list[str] = []
         self.backlog: list[Any] = []
         self.telemetry = telemetry_for(self.options, "controller", "0")
+        self.last_progress = 0.0
         self.experience_latency_s: list[float] = []
         """Emulated latency of every experience upload (uplink included), seconds."""
 
@@ -116,52 +114,29 @@ class V2xControllerProcess(ControllerProcess):
         it, eps = self.fingerprint(max(slot, 0))
         await self.peer.send(name, Fingerprint, slot=slot, iteration=int(it), epsilon=eps)
 
-    async def _run(self) -> dict[str, Any]:
-        t_start = time.perf_counter()
-        await self.handshake()
-        t0 = time.perf_counter()
-        last_progress = 0.0
-        wait = self.v2x.timing.peer_timeout_s * 2
-        while True:
-            try:
-                msg = self.backlog.pop(0) if self.backlog else await self.peer.recv(wait)
-            except PeerTimeout:
-                self.errors.append(f"channel-server silent for {wait:.1f} s after slot "
-                                   f"{self.recorder.done}; stopping the run")
-                log.error(self.errors[-1])
-                break
-            if isinstance(msg, Experience) and self.trainer is not None:
-                self.add_experience(msg)
-            elif isinstance(msg, V2xOutcome):
-                self.recorder.add(SlotRecord(
-                    episode_slot=msg.episode_slot, rb=msg.rb, power_level=msg.power_level,
-                    transmitted=msg.transmitted, v2i_rate_bps=msg.v2i_rate_bps,
-                    v2v_rate_bps=msg.v2v_rate_bps, reward=msg.reward,
-                    remaining_bits=msg.remaining_bits, delivery_time_s=msg.delivery_time_s,
-                    decision_latency_s=msg.decision_latency_s), msg.lost)
-                self.active = set(range(self.n_nodes)) - set(msg.lost)
-                done = self.recorder.done
-                now = time.perf_counter()
-                if now - last_progress > 0.1 or done == self.slots:
-                    say("PROGRESS", done, self.slots)
-                    last_progress = now
-                    self.telemetry.update(slots_done=done)
-                if self.trainer is not None:
-                    self.trainer.add_reward(msg.slot, msg.reward)
-                    if done % self.trainer.period == 0 and done < self.slots:
-                        await self.train_iteration(done)
-            elif isinstance(msg, WeightsRequest):
-                await self.send_snapshot(msg.sender, slot=self.recorder.done)
-            elif isinstance(msg, Heartbeat):
-                pass
-            elif isinstance(msg, Done):
-                break
-            elif isinstance(msg, Error):
-                self.errors.append(f"{msg.sender}: {msg.text}")
-            else:
-                log.warning("controller: unexpected %s from %s", type(msg).__name__, msg.sender)
-        wall = time.perf_counter() - t0
-        return await self.finish(wall, time.perf_counter() - t_start)
+    async def on_message(self, msg: Message) -> bool:
+        if isinstance(msg, Experience) and self.trainer is not None:
+            self.add_experience(msg)
+        elif isinstance(msg, V2xOutcome):
+            self.recorder.add(SlotRecord(
+                episode_slot=msg.episode_slot, rb=msg.rb, power_level=msg.power_level,
+                transmitted=msg.transmitted, v2i_rate_bps=msg.v2i_rate_bps,
+                v2v_rate_bps=msg.v2v_rate_bps, reward=msg.reward,
+                remaining_bits=msg.remaining_bits, delivery_time_s=msg.delivery_time_s,
+                decision_latency_s=msg.decision_latency_s), msg.lost)
+            self.active = set(range(self.n_nodes)) - set(msg.lost)
+            self.progress()
+            done = self.recorder.done
+            if self.trainer is not None:
+                self.trainer.add_reward(msg.slot, msg.reward)
+                if done % self.trainer.period == 0 and done < self.slots:
+                    await self.train_iteration(done)
+        elif not isinstance(msg, Heartbeat):
+            return False
+        return True
+
+    def publish_metrics(self) -> None:
+        self.telemetry.update(slots_done=self.recorder.done)
 
     def add_experience(self, msg: Experience) -> None:
         assert self.trainer is not None

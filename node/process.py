@@ -10,7 +10,9 @@ import os
 import socket
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -45,6 +47,7 @@ from protocols.peer import (
     node_name,
     telemetry_for,
 )
+from protocols.telemetry import Telemetry
 
 log = logging.getLogger("rrmbed.node")
 
@@ -142,6 +145,10 @@ class NodeProcess:
         else:
             log.warning("%s: ignoring %s from %s", self.peer.name, type(msg).__name__, msg.sender)
         return False
+
+    @property
+    def peer_timeout_s(self) -> float:
+        return self.scenario.timing.peer_timeout_s
 
     def state(self, n: int) -> SlotState:
         return self.slots.setdefault(n, SlotState())
@@ -259,16 +266,29 @@ async def fetch_weights(peer: Peer, version: int, timeout_s: float) -> Weights:
         peer.early.append(msg)
 
 
-async def serve(node_id: int, controller: str, bind: str, advertise: str | None) -> int:
-    """Run node ``node_id`` until the controller stops it."""
-    peer = Peer(node_name(node_id), bind, advertise)
+class AgentProcess(Protocol):
+    """What :func:`serve_agent` drives: a node or vehicle process."""
+
+    telemetry: Telemetry
+
+    @property
+    def peer_timeout_s(self) -> float: ...
+
+    async def run(self, early: list[Message]) -> None: ...
+
+
+async def serve_agent(name: str, role: str, index: int, controller: str, bind: str,
+                      advertise: str | None, make: Callable[[Peer, Start], AgentProcess]) -> int:
+    """Join the controller as ``name``, fetch the weights snapshot if there is one, say
+    ready and run the process ``make(peer, start)`` until the controller stops it."""
+    peer = Peer(name, bind, advertise)
     try:
-        start = await peer.join(controller, "node", node_id, timeout_s=60.0)
-        proc = NodeProcess(peer, node_id, start, log_csi=bool(start.options.get("log_csi")))
+        start = await peer.join(controller, role, index, timeout_s=60.0)
+        proc = make(peer, start)
         version = int(start.options.get("weights_version", 0))
         # a snapshot exists: get it before the first decision (what else arrives meanwhile
         # waits in peer.early)
-        weights = ([await fetch_weights(peer, version, proc.scenario.timing.peer_timeout_s)]
+        weights = ([await fetch_weights(peer, version, proc.peer_timeout_s)]
                    if version > 0 else [])
         early = [*peer.early, *weights]
         await proc.telemetry.start()
@@ -280,3 +300,11 @@ async def serve(node_id: int, controller: str, bind: str, advertise: str | None)
         return 0
     finally:
         peer.close(linger_s=2.0)
+
+
+async def serve(node_id: int, controller: str, bind: str, advertise: str | None) -> int:
+    """Run node ``node_id`` until the controller stops it."""
+    return await serve_agent(
+        node_name(node_id), "node", node_id, controller, bind, advertise,
+        lambda peer, start: NodeProcess(peer, node_id, start,
+                                        log_csi=bool(start.options.get("log_csi"))))

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from channel_server.v2x import v2x_scenario_from_dict
-from node.process import fetch_weights
+from node.process import serve_agent
 from node.v2x_observation import LocalSlice, decode_action, neighbour_counts, observe
 from node.vehicle_agent import VehicleAgent
 from protocols.errors import PeerTimeout
 from protocols.messages import (
     Experience,
     Fingerprint,
-    Heartbeat,
     Message,
     NeighbourChoice,
     Report,
@@ -71,6 +70,10 @@ class VehicleProcess:
         peer.emulate_links(scenario.backhaul, start.seed,
                            [CONTROLLER, *start.options.get("directory", {})],
                            scenario.timing.clock)
+
+    @property
+    def peer_timeout_s(self) -> float:
+        return self.scenario.timing.peer_timeout_s
 
     async def run(self, early: list[Message]) -> None:
         for msg in early:
@@ -197,22 +200,5 @@ class VehicleProcess:
 
 async def serve(k: int, controller: str, bind: str, advertise: str | None) -> int:
     """Run the node of V2V transmitter ``k`` until the controller stops it."""
-    peer = Peer(vehicle_name(k), bind, advertise)
-    try:
-        start = await peer.join(controller, "vehicle", k, timeout_s=60.0)
-        proc = VehicleProcess(peer, k, start)
-        version = int(start.options.get("weights_version", 0))
-        # a snapshot exists: get it before the first decision (what else arrives meanwhile
-        # waits in peer.early)
-        weights = ([await fetch_weights(peer, version, proc.scenario.timing.peer_timeout_s)]
-                   if version > 0 else [])
-        early = [*peer.early, *weights]
-        await proc.telemetry.start()
-        try:
-            await peer.send(CONTROLLER, Heartbeat, slot=-1)  # ready: connected to every peer
-            await proc.run(early)
-        finally:
-            await proc.telemetry.close()
-        return 0
-    finally:
-        peer.close(linger_s=2.0)
+    return await serve_agent(vehicle_name(k), "vehicle", k, controller, bind, advertise,
+                             lambda peer, start: VehicleProcess(peer, k, start))
