@@ -336,14 +336,18 @@ class ControllerProcess:
             return
         import csv
 
-        from node.policy import state_arrays
-
         keys = sorted({k for h in self.trainer.history for k in h})
         with (self.out / "training.csv").open("w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=keys)
             wr.writeheader()
             wr.writerows(self.trainer.history)
-        np.savez(self.out / "weights.npz", **state_arrays(self.trainer.learner.policy))
+        np.savez(self.out / "weights.npz", **self.final_weights())
+
+    def final_weights(self) -> dict[str, np.ndarray]:
+        from node.policy import state_arrays
+
+        assert self.trainer is not None
+        return state_arrays(self.trainer.learner.policy)
 
     async def on_upload(self, msg: CsiUpload) -> None:
         """Collect one slot's CSI uploads; decide once every active BS has uploaded."""

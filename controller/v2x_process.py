@@ -169,17 +169,9 @@ class V2xControllerProcess(ControllerProcess):
         assert all(isinstance(a, WeightsAck) and a.version == version for a in acks.values())
         await self.peer.send(CHANNEL_SERVER, Resume, slot=upto, version=version)
 
-    def write_training(self) -> None:
-        if self.trainer is None or not self.trainer.history:
-            return
-        import csv
-
-        keys = sorted({k for h in self.trainer.history for k in h})
-        with (self.out / "training.csv").open("w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=keys)
-            wr.writeheader()
-            wr.writerows(self.trainer.history)
-        np.savez(self.out / "weights.npz", **self.trainer.variables())
+    def final_weights(self) -> dict[str, np.ndarray]:
+        assert self.trainer is not None
+        return self.trainer.variables()
 
 
 async def serve(scenario: V2xScenario, scheme: str, slots: int, seed: int, out: Path,
