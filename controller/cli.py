@@ -452,17 +452,21 @@ def v2x() -> None:
               help="Training episodes (each deadline_s / slot_s slots).")
 @click.option("--broadcast-period", type=click.IntRange(1), default=100, show_default=True,
               help="Network runner: slots between weight broadcasts.")
+@click.option("--sharing", type=click.Choice(["per-agent", "shared"]), default="per-agent",
+              show_default=True, help="One Q network per vehicle (the paper) or one shared "
+              "network with the vehicle id one-hot in its input.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
 def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast_period: int,
-              seed: int, out: Path | None) -> None:
+              sharing: str, seed: int, out: Path | None) -> None:
     """Train SCHEME's Q networks; writes OUT/weights.npz (for `rrmbed run --weights`) and
     the training curve (training.csv)."""
     sc = resolve_v2x(scenario, ())
     out = out or Path("runs") / f"v2x-train-{scheme}-{runner}-s{seed}"
     if runner == "network":
         summary = execute(scenario, scheme, "network", episodes * sc.n_steps, seed, out, (),
-                          None, {"train": {"broadcast_period": broadcast_period}})
+                          None, {"train": {"broadcast_period": broadcast_period,
+                                           "sharing": sharing}})
         from controller.v2x_run import print_v2x_summary
 
         print_v2x_summary([summary], Console(width=max(120, Console().width)),
@@ -472,11 +476,12 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
 
         import numpy as np
 
-        from controller.v2x_marl import train_marl
+        from controller.v2x_marl import marl_config, train_marl
 
         with progress_bar() as bar:
             bar.add_task(f"{scheme}: {episodes} episodes (local)", total=None)
-            variables, curve = train_marl(sc, scheme, episodes, seed)
+            variables, curve = train_marl(sc, scheme, episodes, seed,
+                                          marl_config(sharing))
         out.mkdir(parents=True, exist_ok=True)
         np.savez(out / "weights.npz", **variables)
         with (out / "training.csv").open("w", newline="") as f:

@@ -67,6 +67,14 @@ class MarlConfig:
     """Factor applied to the environment reward before it enters the replay (1/reward)."""
 
 
+def marl_config(sharing: str = "per-agent") -> MarlConfig:
+    """The default training settings with one Q network per agent or one shared network."""
+    if sharing not in ("per-agent", "shared"):
+        raise ValueError(f"sharing must be 'per-agent' or 'shared', got {sharing!r}")
+    cfg = MarlConfig()
+    return dataclasses.replace(cfg, dqn=dataclasses.replace(cfg.dqn, sharing=sharing))  # type: ignore[arg-type]
+
+
 def scheme_scenario(scenario: V2xScenario, scheme: str) -> V2xScenario:
     """The scenario with the fingerprint on for ``marl-dqn`` only."""
     if scheme not in SCHEMES:

@@ -15,7 +15,7 @@ import numpy as np
 from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
 from controller.process import ControllerProcess, log, say
-from controller.v2x_marl import eval_fingerprint, scheme_scenario
+from controller.v2x_marl import eval_fingerprint, marl_config, scheme_scenario
 from controller.v2x_net_training import V2xNetworkTrainer
 from controller.v2x_run import SlotRecord, V2xRecorder
 from node.policy_spec import read_weights
@@ -54,7 +54,8 @@ class V2xControllerProcess(ControllerProcess):
         self.recorder = V2xRecorder(self.v2x, scheme, "network", seed, slots)  # type: ignore
         train = self.options.get("train")
         self.trainer = (V2xNetworkTrainer(self.v2x, scheme, seed, slots,
-                                          int(train["broadcast_period"]))
+                                          int(train["broadcast_period"]),
+                                          marl_config(str(train.get("sharing", "per-agent"))))
                         if train else None)
         arrays = read_weights(weights) if weights else None
         if self.trainer is not None:

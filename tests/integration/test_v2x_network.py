@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from channel_server.v2x import load_v2x_scenario
-from controller.v2x_marl import MarlConfig, epsilon_at, scheme_scenario, train_marl
+from controller.v2x_marl import (
+    MarlConfig,
+    epsilon_at,
+    marl_config,
+    scheme_scenario,
+    train_marl,
+)
 from protocols.codec import encode
 from protocols.messages import Experience, NeighbourChoice
 from protocols.meter import wire_size
@@ -46,17 +52,20 @@ def delivery_from_metrics(out: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    variables, _ = train_marl(SCENARIO, "marl-dqn", 6, seed=2)
-    path = tmp_path_factory.mktemp("w") / "marl.npz"
-    np.savez(path, **variables)
-    return path
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = {}
+    for sharing in ("per-agent", "shared"):
+        variables, _ = train_marl(SCENARIO, "marl-dqn", 6, seed=2, config=marl_config(sharing))
+        out[sharing] = tmp_path_factory.mktemp("w") / f"marl-{sharing}.npz"
+        np.savez(out[sharing], **variables)
+    return out
 
 
-@pytest.mark.parametrize("scheme", ["marl-dqn", "random"])
-def test_v2x_network_runner_matches_local_runner(tmp_path: Path, weights: Path,
-                                                 scheme: str) -> None:
-    extra = () if scheme == "random" else ("--weights", str(weights))
+@pytest.mark.parametrize(("scheme", "sharing"), [("marl-dqn", "per-agent"),
+                                                 ("marl-dqn", "shared"), ("random", None)])
+def test_v2x_network_runner_matches_local_runner(tmp_path: Path, weights: dict[str, Path],
+                                                 scheme: str, sharing: str | None) -> None:
+    extra = () if sharing is None else ("--weights", str(weights[sharing]))
     slots = 300
     net = run_dir(tmp_path, SV, scheme, "network", slots, 5, "--no-telemetry", *extra)
     loc = run_dir(tmp_path, SV, scheme, "local", slots, 5, *extra)
