@@ -115,6 +115,18 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
     scenario: Scenario | V2xScenario = (resolve_v2x(scenario_path, sets) if v2x
                                         else resolve_scenario(scenario_path, sets))
     check_scheme(scheme, v2x)
+    if isinstance(scenario, V2xScenario) and scheme != "random" and not options.get("train"):
+        from node.policy_spec import read_weights
+        from node.vehicle_agent import check_q_weights
+
+        if weights is None:
+            raise click.BadParameter(f"scheme {scheme!r} acts with trained Q networks: pass "
+                                     "the weights.npz of `rrmbed v2x train`",
+                                     param_hint="--weights")
+        try:
+            check_q_weights(read_weights(weights), scenario.radio.n_v2v)
+        except ValueError as e:
+            raise click.BadParameter(f"{weights}: {e}", param_hint="--weights") from e
     out = out or default_out(scenario, scheme, runner, seed)
     with progress_bar() as bar:
         task = bar.add_task(f"{scheme} ({runner})", total=slots)

@@ -58,6 +58,18 @@ def q_values(variables: dict[str, np.ndarray], agent: int, n_agents: int,
     return out
 
 
+def check_q_weights(variables: dict[str, np.ndarray], n_agents: int) -> None:
+    """Raise ValueError naming the problem unless ``variables`` hold a Q network for each of
+    ``n_agents`` agents (one per agent, or one shared)."""
+    if "q.0.weight" in variables:
+        return
+    missing = [k for k in range(n_agents) if f"agent{k}.q.0.weight" not in variables]
+    if missing:
+        have = ", ".join(sorted(variables)[:4]) or "nothing"
+        raise ValueError(f"these weights hold no Q network for vehicle(s) {missing} (expected "
+                         f"q.<i>.weight or agent<k>.q.<i>.weight arrays; found {have}...)")
+
+
 def own_weights(variables: dict[str, np.ndarray], agent: int) -> dict[str, np.ndarray]:
     """The arrays agent ``agent`` acts with: its own network (``agent<k>.*``) of per-agent
     weights, or the whole shared network; other agents' networks are left out."""

@@ -188,3 +188,17 @@ def test_killed_vehicle_is_reported_and_the_others_go_on(tmp_path: Path) -> None
     assert any(r["on_v0"] == "1" for r in rows[-100:] if r["episode_slot"] == "0")
     for role, pid in pids.items():
         assert not alive(pid), f"{role} (pid {pid}) left behind"
+
+
+def test_v2x_bad_weights_and_schemes_are_named_before_anything_starts(tmp_path: Path) -> None:
+    r = rrmbed("run", str(SV), "--scheme", "marl-dqn", "--slots", "10", "--out",
+               str(tmp_path / "a"))
+    assert r.returncode == 2 and "--weights" in r.stderr and "v2x train" in r.stderr
+    wrong = tmp_path / "trpo.npz"
+    np.savez(wrong, **{"mean_net.0.weight": np.zeros((2, 2)), "log_std": np.zeros(2)})
+    r = rrmbed("run", str(SV), "--scheme", "marl-dqn", "--weights", str(wrong), "--slots", "10",
+               "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "no Q network for vehicle(s) [0, 1, 2, 3]" in r.stderr
+    r = rrmbed("run", str(SV), "--scheme", "round-robin", "--slots", "10")
+    assert r.returncode == 2 and "for a V2X scenario" in r.stderr and "marl-dqn" in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
