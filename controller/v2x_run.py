@@ -32,6 +32,7 @@ from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
 from controller.results import fmt, overhead_summary, pct
 from controller.v2x_env import V2xEnv
+from controller.v2x_marl import eval_fingerprint, scheme_scenario
 from node.v2x_observation import decode_action
 from node.vehicle_agent import VehicleAgent
 from protocols.meter import Meter
@@ -162,8 +163,6 @@ def run_v2x_local(
 ) -> tuple[V2xRecorder, float]:
     """Play ``slots`` greedy slots of ``scheme`` in this process (the network runner's twin):
     same world stream, same per-vehicle agents, same fingerprint. Returns (recorder, wall s)."""
-    from controller.v2x_marl import eval_fingerprint, scheme_scenario
-
     scn = scheme_scenario(scenario, scheme)
     env = V2xEnv(scn, n_envs=1)
     env.set_fingerprint(*eval_fingerprint(scn, variables))

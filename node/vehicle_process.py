@@ -48,7 +48,6 @@ class VehicleStats:
     weights_version: int = 0
     versions: list[int] = field(default_factory=list)
     fingerprints: list[list[float]] = field(default_factory=list)
-    actions: list[int] = field(default_factory=list)
 
 
 class VehicleProcess:
@@ -79,7 +78,7 @@ class VehicleProcess:
         for msg in early:
             if await self.handle(msg):
                 return
-        timeout = self.scenario.timing.peer_timeout_s
+        timeout = self.peer_timeout_s
         silent_since = time.monotonic()
         while True:
             try:
@@ -110,8 +109,8 @@ class VehicleProcess:
             await self.decide(msg.slot + 1)
         elif isinstance(msg, V2xFeedback):
             self.stats.feedbacks += 1
-            sl_t = msg.slot % self.scenario.n_steps
-            self.agent.account(msg.rate_bps, sl_t)
+            # episodes run back to back from slot 0
+            self.agent.account(msg.rate_bps, msg.slot % self.scenario.n_steps)
         elif isinstance(msg, Fingerprint):
             self.fingerprint = (float(msg.iteration), float(msg.epsilon))
             self.stats.fingerprints.append([msg.slot, msg.iteration, msg.epsilon])
@@ -171,7 +170,6 @@ class VehicleProcess:
         rb, level = (int(x) for x in decode_action(action, self.agent.n_rb))
         silent = self.agent.silent
         self.stats.slots += 1
-        self.stats.actions.append(action)
         await self.peer.send(CHANNEL_SERVER, V2xTransmit, slot=n, chain_latency_s=compute,
                              rb=rb, power_level=level, decision_latency_s=compute,
                              compute_s=compute)
