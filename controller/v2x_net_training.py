@@ -49,6 +49,8 @@ class V2xNetworkTrainer:
         self.history: list[dict[str, float]] = []
         self.version = 1
         self.stored = 0
+        self.dropped = 0
+        """Slots whose transitions could never complete (a vehicle vanished)."""
 
     def fingerprint(self, slot: int) -> tuple[int, float]:
         """(training iteration e, epsilon) the actors use from ``slot`` on."""
@@ -93,6 +95,10 @@ class V2xNetworkTrainer:
                 terminated=np.array([float(e.done) for _, e, _ in rows])))
         for n, _, _ in rows:
             del self.pending[n]
+        # what is still missing before the last slot (a vanished vehicle) never completes
+        for n in [x for x in self.pending if x < upto - 1]:
+            del self.pending[n]
+            self.dropped += 1
         self.stored += len(rows)
         stats: dict[str, float] = {}
         for _ in range(max(self.period // self.cfg.train_every, 1)):
@@ -101,7 +107,7 @@ class V2xNetworkTrainer:
         eps = self.fingerprint(upto)[1]
         stats.pop("epsilon", None)  # the learner's own schedule is unused here
         row = {**stats, "version": float(self.version), "slot": float(upto), "epsilon": eps,
-               "transitions": float(self.stored)}
+               "transitions": float(self.stored), "dropped_slots": float(self.dropped)}
         self.history.append(row)
         return row
 

@@ -66,3 +66,17 @@ def test_transitions_join_next_observations_rewards_and_episode_ends() -> None:
     mine = own_weights(v, 1)
     assert mine and all(n.startswith("agent1.") or n == "env_fingerprint" for n in mine)
     assert sum(n.startswith("agent") for n in v) == k_n * sum(n.startswith("agent") for n in mine)
+
+
+def test_slots_a_vanished_vehicle_never_completes_are_dropped() -> None:
+    scn = scheme_scenario(v2x_override(SCENARIO, {"traffic.deadline_s": 0.003}), "marl-dqn")
+    k_n = scn.radio.n_v2v
+    tr = V2xNetworkTrainer(scn, "marl-dqn", seed=0, slots=9, broadcast_period=3)
+    for n in range(6):
+        for k in range(k_n - (1 if n >= 2 else 0)):  # the last vehicle is gone from slot 2
+            tr.add_experience(n, k, np.zeros(tr.dqn.obs_dim), 0, done=n % 3 == 2)
+        tr.add_reward(n, 1.0)
+    tr.update(3)
+    assert tr.stored == 1 and tr.dropped == 1 and sorted(tr.pending) == [2, 3, 4, 5]
+    tr.update(6)  # slot 1 needed slot 2's full upload; 2..4 are incomplete
+    assert tr.stored == 1 and tr.dropped == 4 and sorted(tr.pending) == [5]
