@@ -1,12 +1,11 @@
 """Deploy tests: real docker images and docker-compose.
 
-RRMBED_DEPLOY_TESTS decides what happens when docker is not usable here:
-  required      the tests FAIL, saying why docker cannot be started or used;
-  off (or 0)    the tests are not run (skipped, reason recorded);
-  unset / else  the tests run when docker works, otherwise they are skipped.
-Whatever happened is printed at the end of the pytest run ("deploy tests did NOT run:
-<why>" or "deploy tests ran: ...") by ``pytest_terminal_summary`` below, and stored in
-the pytest cache under ``rrmbed/deploy-status`` (.pytest_cache/v/rrmbed/deploy-status).
+They always run, and FAIL naming the problem when docker cannot be started or used; nothing
+is skipped. ``RRMBED_DEPLOY_TESTS=off`` (for a machine without docker) deselects them at
+collection instead, and says so. Whatever happened is printed at the end of the pytest run
+("deploy tests ran: ..." or "deploy tests did NOT run: <why>") by
+``pytest_terminal_summary`` below, and stored in the pytest cache under
+``rrmbed/deploy-status`` (.pytest_cache/v/rrmbed/deploy-status).
 
 Docker itself is made usable by ``scripts/build-images.sh docker``: it installs
 docker.io / docker-compose with apt when missing and starts dockerd when none answers.
@@ -44,14 +43,9 @@ class DeployStatus:
 STATUS = DeployStatus()
 
 
-def mode() -> str:
-    """required | off | auto, from $RRMBED_DEPLOY_TESTS."""
-    raw = os.environ.get(ENV, "").strip().lower()
-    if raw == "required":
-        return "required"
-    if raw in ("off", "0", "no", "false", "skip"):
-        return "off"
-    return "auto"
+def deselected() -> bool:
+    """$RRMBED_DEPLOY_TESTS asks to leave the deploy tests out."""
+    return os.environ.get(ENV, "").strip().lower() in ("off", "0", "no", "false")
 
 
 def one_line(text: str, lines: int = 4, limit: int = 400) -> str:
@@ -100,23 +94,25 @@ def docker_problem() -> str | None:
 
 @pytest.fixture(scope="session")
 def docker_ready() -> Iterator[list[str]]:
-    """The compose command, once docker answers; fails or skips (see module doc) if not."""
-    if mode() == "off":
-        STATUS.reason = f"{ENV}={os.environ.get(ENV)}"
-        pytest.skip(STATUS.reason)
+    """The compose command, once docker answers; the tests fail, naming why, if it does not."""
     problem = docker_problem()
     if problem is not None:
         STATUS.reason = problem
-        if mode() == "required":
-            pytest.fail(f"{ENV}=required but docker is not usable: {problem}", pytrace=False)
-        pytest.skip(f"docker not usable: {problem}")
+        pytest.fail(f"docker is not usable: {problem} (set {ENV}=off to leave the deploy "
+                    "tests out on a machine without docker)", pytrace=False)
     compose = compose_command()
     assert compose is not None
     yield compose
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    STATUS.marked.update(it.nodeid for it in items if it.get_closest_marker("deploy"))
+    marked = [it for it in items if it.get_closest_marker("deploy")]
+    if marked and deselected():
+        STATUS.reason = f"deselected by {ENV}={os.environ.get(ENV)}"
+        config.hook.pytest_deselected(items=marked)
+        items[:] = [it for it in items if not it.get_closest_marker("deploy")]
+        return
+    STATUS.marked.update(it.nodeid for it in marked)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -136,8 +132,6 @@ def status_line() -> tuple[str, bool]:
                 f"{ran.count('failed')} failed"), True
     if STATUS.reason is not None:
         why = STATUS.reason
-        if mode() == "required":
-            why = f"FAILED because {ENV}=required: {why}"
     elif STATUS.outcomes:
         why = ", ".join(sorted(set(STATUS.outcomes.values())))
     else:
