@@ -11,8 +11,9 @@ import os
 import socket
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -26,13 +27,14 @@ from protocols.messages import (
     Done,
     Join,
     Measurement,
+    Message,
     Report,
     Resume,
     SlotOutcome,
     Stop,
     Transmit,
 )
-from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, node_name, telemetry_for
+from protocols.peer import CHANNEL_SERVER, CONTROLLER, Peer, index_of, node_name, telemetry_for
 from protocols.seeding import rng_for
 from protocols.telemetry import Telemetry
 
@@ -131,41 +133,72 @@ class ChannelServer:
 
     async def collect(self, n: int) -> SlotCollect:
         """Wait for every active node's Transmit of slot n; a silent node is lost."""
-        radio, timing = self.scenario.radio, self.scenario.timing
+        radio = self.scenario.radio
         powers = np.zeros((radio.n_cells, radio.users_per_cell))
         latency = np.full(radio.n_cells, np.inf)
         missed = np.zeros(radio.n_cells, dtype=bool)
         compute = np.zeros(radio.n_cells)
-        waiting = set(self.active)
-        deadline = time.monotonic() + timing.peer_timeout_s
-        while waiting:
-            left = deadline - time.monotonic()
-            try:
-                if left <= 0:
-                    raise PeerTimeout("slot deadline")
-                msg = await self.peer.recv(left)
-            except PeerTimeout:
-                for b in sorted(waiting):
-                    log.error("node-%d vanished: no transmission for slot %d within %.1f s; "
-                              "its BS is silent from now on", b, n, timing.peer_timeout_s)
-                    self.active.remove(b)
-                    self.lost.append(b)
-                break
-            if isinstance(msg, Transmit) and msg.slot == n:
-                b = int(msg.sender.split("-")[1])
-                powers[b] = msg.powers
-                latency[b] = msg.decision_latency_s
-                missed[b] = msg.missed
-                compute[b] = msg.compute_s
-                waiting.discard(b)
-            elif isinstance(msg, Join):
-                self.peer.connect(node_name(msg.node), msg.address)
-                self.joining.append(msg.node)
-            elif isinstance(msg, Stop):
-                raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
-            else:
-                log.warning("unexpected %s from %s in slot %d", type(msg).__name__, msg.sender, n)
+        got, missing = await gather_transmissions(
+            self.peer, Transmit, n, set(self.active), self.scenario.timing.peer_timeout_s,
+            self.on_join)
+        declare_lost(self, missing, n, "its BS is silent from now on")
+        for b, msg in got.items():
+            powers[b], latency[b] = msg.powers, msg.decision_latency_s
+            missed[b], compute[b] = msg.missed, msg.compute_s
         return SlotCollect(powers, latency, missed, compute)
+
+    def on_join(self, msg: Message) -> bool:
+        """A node rejoined: reconnect, serve it from the next slot."""
+        if not isinstance(msg, Join):
+            return False
+        self.peer.connect(node_name(msg.node), msg.address)
+        self.joining.append(msg.node)
+        return True
+
+
+T = TypeVar("T", bound=Message)
+
+
+async def gather_transmissions(peer: Peer, kind: type[T], n: int, expected: set[int],
+                               timeout_s: float, on_other: Callable[[Message], bool]
+                               ) -> tuple[dict[int, T], list[int]]:
+    """The ``kind`` messages of slot n from the nodes ``expected`` (by index), and the nodes
+    still silent after ``timeout_s``. ``on_other`` serves any other message (False: not
+    expected, logged); Stop ends the run."""
+    got: dict[int, T] = {}
+    deadline = time.monotonic() + timeout_s
+    while expected - set(got):
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise PeerTimeout("slot deadline")
+            msg = await peer.recv(left)
+        except PeerTimeout:
+            break
+        if isinstance(msg, kind) and msg.slot == n:
+            got[index_of(msg.sender)] = msg
+        elif isinstance(msg, Stop):
+            raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
+        elif not on_other(msg):
+            log.warning("unexpected %s from %s in slot %d", type(msg).__name__, msg.sender, n)
+    return got, sorted(expected - set(got))
+
+
+class Served(Protocol):
+    active: list[int]
+    lost: list[int]
+    scenario: Any
+
+    def name_of(self, b: int) -> str: ...
+
+
+def declare_lost(server: Served, missing: list[int], n: int, consequence: str) -> None:
+    """The nodes that sent nothing for slot n are lost: served no more, reported."""
+    for b in missing:
+        log.error("%s vanished: no transmission for slot %d within %.1f s; %s",
+                  server.name_of(b), n, server.scenario.timing.peer_timeout_s, consequence)
+        server.active.remove(b)
+        server.lost.append(b)
 
 
 async def serve(controller: str, bind: str, advertise: str | None) -> int:

@@ -12,12 +12,11 @@ import time
 
 import numpy as np
 
-from channel_server.process import wait_resume
+from channel_server.process import declare_lost, gather_transmissions, wait_resume
 from channel_server.v2x import V2xScenario
 from channel_server.v2x_air import V2xAir
-from protocols.errors import PeerTimeout
-from protocols.messages import Done, Join, Stop, V2xFeedback, V2xOutcome, V2xSlice, V2xTransmit
-from protocols.peer import CONTROLLER, Peer, index_of, vehicle_name
+from protocols.messages import Done, Join, Message, V2xFeedback, V2xOutcome, V2xSlice, V2xTransmit
+from protocols.peer import CONTROLLER, Peer, vehicle_name
 from protocols.telemetry import Telemetry
 
 log = logging.getLogger("rrmbed.channel-server")
@@ -87,37 +86,23 @@ class V2xChannelServer:
         rb = np.zeros(k_n, dtype=np.int64)
         level = np.zeros(k_n, dtype=np.int64)
         latency = np.full(k_n, np.inf)
-        waiting = set(self.active)
         silent: set[int] = set()
-        timeout = self.scenario.timing.peer_timeout_s
-        deadline = time.monotonic() + timeout
-        while waiting:
-            left = deadline - time.monotonic()
-            try:
-                if left <= 0:
-                    raise PeerTimeout("slot deadline")
-                msg = await self.peer.recv(left)
-            except PeerTimeout:
-                for k in sorted(waiting):
-                    log.error("vehicle-%d vanished: no transmission for slot %d within %.1f s; "
-                              "its V2V link is silent from now on", k, n, timeout)
-                    self.active.remove(k)
-                    self.lost.append(k)
-                break
-            if isinstance(msg, V2xTransmit) and msg.slot == n:
-                k = index_of(msg.sender)
-                waiting.discard(k)
-                if not (0 <= msg.rb < self.air.n_rb and 0 <= msg.power_level < self.air.n_levels):
-                    log.error("%s sent rb %d, power level %d in slot %d: out of range; its link "
-                              "is silent this slot", msg.sender, msg.rb, msg.power_level, n)
-                    silent.add(k)
-                    continue
-                rb[k], level[k], latency[k] = msg.rb, msg.power_level, msg.decision_latency_s
-            elif isinstance(msg, Join):
-                log.warning("vehicle-%d asked to rejoin; vehicles cannot rejoin a run",
-                            msg.node)
-            elif isinstance(msg, Stop):
-                raise asyncio.CancelledError(f"stopped by {msg.sender}: {msg.reason}")
-            else:
-                log.warning("unexpected %s from %s in slot %d", type(msg).__name__, msg.sender, n)
+        got, missing = await gather_transmissions(
+            self.peer, V2xTransmit, n, set(self.active), self.scenario.timing.peer_timeout_s,
+            self.on_join)
+        declare_lost(self, missing, n, "its V2V link is silent from now on")
+        for k, msg in got.items():
+            if not (0 <= msg.rb < self.air.n_rb and 0 <= msg.power_level < self.air.n_levels):
+                log.error("%s sent rb %d, power level %d in slot %d: out of range; its link "
+                          "is silent this slot", msg.sender, msg.rb, msg.power_level, n)
+                silent.add(k)
+                continue
+            rb[k], level[k], latency[k] = msg.rb, msg.power_level, msg.decision_latency_s
         return rb, level, latency, silent
+
+    @staticmethod
+    def on_join(msg: Message) -> bool:
+        if not isinstance(msg, Join):
+            return False
+        log.warning("vehicle-%d asked to rejoin; vehicles cannot rejoin a run", msg.node)
+        return True

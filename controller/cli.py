@@ -299,11 +299,11 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
         opts["broker"] = None
     opts.setdefault("run", out.name)
     if is_v2x(scenario):
-        from controller.v2x_process import serve as serve_v2x
+        from controller.v2x_process import V2xControllerProcess
 
         check_scheme(scheme, True)
-        sys.exit(run_process(serve_v2x(resolve_v2x(scenario, sets), scheme, slots, seed, out,
-                                       bind, advertise, weights, opts)))
+        sys.exit(run_process(serve(resolve_v2x(scenario, sets), scheme, slots, seed, out,
+                                   bind, advertise, weights, opts, V2xControllerProcess)))
     check_scheme(scheme, False)
     sc = resolve_scenario(scenario, sets)
     sys.exit(run_process(serve(sc, scheme, slots, seed, out, bind, advertise, weights, opts)))

@@ -408,13 +408,14 @@ class ControllerProcess:
         return summary
 
 
-async def serve(scenario: Scenario, scheme: str, slots: int, seed: int, out: Path, bind: str,
-                advertise: str | None, weights: Path | None,
-                options: dict[str, Any]) -> int:
+async def serve(scenario: Any, scheme: str, slots: int, seed: int, out: Path, bind: str,
+                advertise: str | None, weights: Path | None, options: dict[str, Any],
+                process: type[ControllerProcess] = ControllerProcess) -> int:
+    """Run the controller (``process``: the kind of run) until the run ends."""
     peer = Peer(CONTROLLER, bind, advertise)
     try:
         say("ADDRESS", peer.advertise)
-        proc = ControllerProcess(peer, scenario, scheme, slots, seed, out, weights, options)
+        proc = process(peer, scenario, scheme, slots, seed, out, weights, options)
         summary = await proc.run()
         return 1 if summary["errors"] or summary["lost_nodes"] else 0
     finally:

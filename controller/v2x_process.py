@@ -174,19 +174,3 @@ class V2xControllerProcess(ControllerProcess):
         assert self.trainer is not None
         return self.trainer.variables()
 
-
-async def serve(scenario: V2xScenario, scheme: str, slots: int, seed: int, out: Path,
-                bind: str, advertise: str | None, weights: Path | None,
-                options: dict[str, Any]) -> int:
-    import sys
-
-    peer = Peer("controller", bind, advertise)
-    try:
-        say("ADDRESS", peer.advertise)
-        proc = V2xControllerProcess(peer, scenario, scheme, slots, seed, out, weights, options)
-        summary = await proc.run()
-        return 1 if summary["errors"] or summary["lost_nodes"] else 0
-    finally:
-        peer.close(linger_s=2.0)
-        sys.stdout.flush()
-

@@ -93,34 +93,24 @@ class NodeProcess:
 
     # ----------------------------------------------------------------- the loop
 
-    async def run(self, early: list[Message]) -> None:
-        timing = self.scenario.timing
-        for msg in early:
-            if await self.handle(msg):
-                return
-        silent_since = time.monotonic()
-        while True:
-            waiting_chain = [n for n, s in self.slots.items()
-                             if s.csi is not None and not s.done and self.exchange == "chain"]
-            timeout = timing.peer_timeout_s / 2 if waiting_chain else timing.peer_timeout_s
-            try:
-                msg = await self.peer.recv(timeout)
-            except PeerTimeout:
-                if waiting_chain:
-                    for n in waiting_chain:
-                        log.error("%s: no power list for slot %d within %.1f s; predecessor "
-                                  "lost, deciding alone and counting a miss",
-                                  self.peer.name, n, timeout)
-                        self.stats.chain_timeouts += 1
-                        await self.act_in_chain(n, lost_predecessor=True)
-                    continue
-                if time.monotonic() - silent_since > 4 * timing.peer_timeout_s:
-                    raise PeerTimeout(f"{self.peer.name}: channel server and controller silent "
-                                      f"for {4 * timing.peer_timeout_s:.0f} s; giving up") from None
-                continue
-            silent_since = time.monotonic()
-            if await self.handle(msg):
-                return
+    def waiting_chain(self) -> list[int]:
+        """Slots whose CSI is in but whose predecessor's power list is not."""
+        if self.exchange != "chain":
+            return []
+        return [n for n, s in self.slots.items() if s.csi is not None and not s.done]
+
+    def recv_timeout_s(self) -> float:
+        return self.peer_timeout_s / 2 if self.waiting_chain() else self.peer_timeout_s
+
+    async def on_quiet(self, waited_s: float) -> bool:
+        """Nothing came for ``waited_s``: a lost predecessor's slots are decided alone."""
+        waiting = self.waiting_chain()
+        for n in waiting:
+            log.error("%s: no power list for slot %d within %.1f s; predecessor lost, "
+                      "deciding alone and counting a miss", self.peer.name, n, waited_s)
+            self.stats.chain_timeouts += 1
+            await self.act_in_chain(n, lost_predecessor=True)
+        return bool(waiting)
 
     async def handle(self, msg: Message) -> bool:
         """Process one message; True when the node must stop."""
@@ -274,7 +264,39 @@ class AgentProcess(Protocol):
     @property
     def peer_timeout_s(self) -> float: ...
 
-    async def run(self, early: list[Message]) -> None: ...
+    def recv_timeout_s(self) -> float:
+        """How long to wait for the next message before :meth:`on_quiet`."""
+
+    async def handle(self, msg: Message) -> bool:
+        """Serve one message; True when the process must stop."""
+
+    async def on_quiet(self, waited_s: float) -> bool:
+        """Nothing came for ``waited_s``; True if something waiting was served."""
+
+
+async def message_loop(name: str, proc: AgentProcess, early: list[Message],
+                       peer: Peer) -> None:
+    """Serve ``early``, then every message until Stop; give up when the channel server
+    and the controller stay silent for 4 peer timeouts."""
+    for msg in early:
+        if await proc.handle(msg):
+            return
+    silent_since = time.monotonic()
+    give_up_s = 4 * proc.peer_timeout_s
+    while True:
+        timeout = proc.recv_timeout_s()
+        try:
+            msg = await peer.recv(timeout)
+        except PeerTimeout:
+            if await proc.on_quiet(timeout):
+                continue
+            if time.monotonic() - silent_since > give_up_s:
+                raise PeerTimeout(f"{name}: channel server and controller silent for "
+                                  f"{give_up_s:.0f} s; giving up") from None
+            continue
+        silent_since = time.monotonic()
+        if await proc.handle(msg):
+            return
 
 
 async def serve_agent(name: str, role: str, index: int, controller: str, bind: str,
@@ -294,7 +316,7 @@ async def serve_agent(name: str, role: str, index: int, controller: str, bind: s
         await proc.telemetry.start()
         try:
             await peer.send(CONTROLLER, Heartbeat, slot=-1)  # ready: connected to every peer
-            await proc.run(early)
+            await message_loop(name, proc, early, peer)
         finally:
             await proc.telemetry.close()
         return 0

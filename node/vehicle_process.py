@@ -19,7 +19,6 @@ from channel_server.v2x import v2x_scenario_from_dict
 from node.process import serve_agent
 from node.v2x_observation import LocalSlice, decode_action, neighbour_counts, observe
 from node.vehicle_agent import VehicleAgent
-from protocols.errors import PeerTimeout
 from protocols.messages import (
     Experience,
     Fingerprint,
@@ -74,30 +73,17 @@ class VehicleProcess:
     def peer_timeout_s(self) -> float:
         return self.scenario.timing.peer_timeout_s
 
-    async def run(self, early: list[Message]) -> None:
-        for msg in early:
-            if await self.handle(msg):
-                return
-        timeout = self.peer_timeout_s
-        silent_since = time.monotonic()
-        while True:
-            try:
-                msg = await self.peer.recv(timeout / 2)
-            except PeerTimeout:
-                waiting = sorted(self.slices)
-                if waiting:  # a neighbour vanished before the air noticed: decide without it
-                    for n in waiting:
-                        log.error("%s: neighbour choices of slot %d missing after %.1f s; "
-                                  "deciding without them", self.peer.name, n - 1, timeout / 2)
-                        await self.decide(n, force=True)
-                    continue
-                if time.monotonic() - silent_since > 4 * timeout:
-                    raise PeerTimeout(f"{self.peer.name}: channel server and controller silent "
-                                      f"for {4 * timeout:.0f} s; giving up") from None
-                continue
-            silent_since = time.monotonic()
-            if await self.handle(msg):
-                return
+    def recv_timeout_s(self) -> float:
+        return self.peer_timeout_s / 2
+
+    async def on_quiet(self, waited_s: float) -> bool:
+        """A neighbour vanished before the air noticed: decide the waiting slots without it."""
+        waiting = sorted(self.slices)
+        for n in waiting:
+            log.error("%s: neighbour choices of slot %d missing after %.1f s; deciding "
+                      "without them", self.peer.name, n - 1, waited_s)
+            await self.decide(n, force=True)
+        return bool(waiting)
 
     async def handle(self, msg: Message) -> bool:
         """Process one message; True when the node must stop."""
