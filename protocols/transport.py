@@ -1,21 +1,22 @@
 """asyncio ZeroMQ transport: one :class:`Endpoint` per process.
 
-Each endpoint has one inbox (a ROUTER bound to ``bind``) and one DEALER per peer, whose
-identity is the endpoint's own name, connected to that peer's inbox. Frames are single
-ZeroMQ frames made by :mod:`protocols.codec`. The sender meters every frame it writes; the
-receiver does not.
+Each endpoint has one inbox (a PULL socket bound to ``bind``, fair-queuing its senders) and
+one PUSH socket per peer, connected to that peer's inbox. A message is one ZeroMQ frame made
+by :mod:`protocols.codec`; its header names the sender. The sender meters every frame it
+writes; the receiver does not.
 
 A frame that does not decode is never raised to the caller of :meth:`Endpoint.recv`: it is
 counted in ``protocol_errors`` (last text in ``last_protocol_error``), logged, and ``recv``
 keeps waiting within its deadline.
 
-Link emulation (optional, per sending peer, for messages of the planes in ``link_planes``,
-backhaul by default): on arrival the link's :class:`~protocols.latency.LinkModel` is
-sampled and the message is delivered with ``chain_latency_s`` increased by the link
-latency, after the clock's hold (none in 'fast' mode; in 'realtime' mode until the latency
-has elapsed since ``sent_ns``; held messages do not block others). A lost message is
-counted in ``lost`` and delivered at once with ``chain_latency_s = inf``, so the receiver
-counts a deadline miss instead of waiting for a wall-clock timeout.
+Link emulation (optional, per sender named in the message header, for messages of the
+planes in ``link_planes``, backhaul by default): on arrival the link's
+:class:`~protocols.latency.LinkModel` is sampled and the message is delivered with
+``chain_latency_s`` increased by the link latency, after the clock's hold (none in 'fast'
+mode; in 'realtime' mode until the latency has elapsed since ``sent_ns``; held messages do
+not block others). A lost message is counted in ``lost`` and delivered at once with
+``chain_latency_s = inf``, so the receiver counts a deadline miss instead of waiting for a
+wall-clock timeout.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ log = logging.getLogger(__name__)
 # Plain ints: pyzmq's flag enums cost a few microseconds per operation on the hot path.
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
-_EVENTS = int(zmq.EVENTS)
-_RCVMORE = int(zmq.RCVMORE)
+_zmq_poll = zmq.backend.zmq_poll
+"""``zmq_poll(items, 0)`` reads ZMQ_EVENTS of each socket (processing libzmq's pending
+commands, which re-arms ZMQ_FD) at about half the cost of ``Socket.get(zmq.EVENTS)``, whose
+option lookup goes through an enum."""
 
 T = TypeVar("T")
 
@@ -65,7 +68,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 class Endpoint:
     """A process's messaging endpoint.
 
-    ``name``: own name (peers see it as the sender identity); ``bind``: inbox address
+    ``name``: own name (the ``sender`` of the messages it makes); ``bind``: inbox address
     (``tcp://host:port``, port 0 or ``*`` for a random port, or ``ipc://path``), None for a
     send-only endpoint; ``meter``: where sent frames are counted; ``limits``: codec limits
     (also the inbox's ZMQ_MAXMSGSIZE); ``hwm``: send and receive high-water marks, messages;
@@ -99,15 +102,15 @@ class Endpoint:
         senders meter; this lets a receiver check what arrived)."""
         self.address: str | None = None
         self._ctx = zmq.asyncio.Context.instance()
-        self._identity = name.encode()
         self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.backend.Socket]] = {}
-        self._links: dict[bytes, LinkModel] = {}
+        self._links: dict[str, LinkModel] = {}
         self._held: list[tuple[int, int, Message]] = []
         self._held_count = 0
         self._seq = 0
         self._ipc_path: str | None = None
         self._inbox: zmq.Socket[bytes] | None = None
         self._fd = -1
+        self._poll_items: list[tuple[zmq.Socket[bytes], int]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -115,10 +118,9 @@ class Endpoint:
         if bind is not None:
             # A plain socket: recv tries NOBLOCK first and otherwise waits on ZMQ_FD in the
             # event loop (leaner than zmq.asyncio on the hot path).
-            sock: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.ROUTER)
+            sock: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.PULL)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, hwm)
-            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             sock.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
             try:
                 sock.bind(bind)
@@ -130,18 +132,17 @@ class Endpoint:
                 self._ipc_path = self.address[len("ipc://") :]
             self._inbox = sock
             self._fd = cast(int, sock.getsockopt(zmq.FD))
+            self._poll_items = [(sock, _POLLIN)]
 
     # ------------------------------------------------------------------ peers
 
     def connect(self, peer: str, endpoint: str) -> None:
-        """Connect a DEALER to ``peer``'s inbox at ``endpoint`` (replacing an older one).
+        """Connect a PUSH socket to ``peer``'s inbox at ``endpoint`` (replacing an older one).
 
         Messages sent before the connection is up are queued (ZMQ_IMMEDIATE off)."""
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self._identity)
+        sock = self._ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, self.hwm)
-        sock.setsockopt(zmq.RCVHWM, self.hwm)
         sock.setsockopt(zmq.IMMEDIATE, 0)
         try:
             sock.connect(endpoint)
@@ -153,7 +154,7 @@ class Endpoint:
         self._peers[peer] = (sock, zmq.backend.Socket(shadow=sock.underlying))
 
     def disconnect(self, peer: str) -> None:
-        """Close the DEALER to ``peer`` if there is one (queued messages are dropped)."""
+        """Close the socket to ``peer`` if there is one (queued messages are dropped)."""
         entry = self._peers.pop(peer, None)
         if entry is not None:
             entry[0].close(linger=0)
@@ -166,9 +167,9 @@ class Endpoint:
     def set_link(self, peer: str, model: LinkModel | None) -> None:
         """Emulate the link from ``peer`` to this endpoint with ``model`` (None: no emulation)."""
         if model is None:
-            self._links.pop(peer.encode(), None)
+            self._links.pop(peer, None)
         else:
-            self._links[peer.encode()] = model
+            self._links[peer] = model
 
     def header(self, slot: int, chain_latency_s: float = 0.0) -> dict[str, Any]:
         """Header fields for a new message: own name, next seq, now (``time.time_ns``)."""
@@ -217,14 +218,14 @@ class Endpoint:
             if held and held[0][0] <= time.time_ns():
                 return heapq.heappop(held)[2]
             # Woken by ZMQ_FD, read at once: most likely a message came (a failing NOBLOCK
-            # recv processes libzmq's pending commands as ZMQ_EVENTS does). Otherwise check
-            # ZMQ_EVENTS before waiting: after a recv, ZMQ_FD signals only new arrivals, and
-            # the check processes pending commands, which re-arms ZMQ_FD for the wait below.
-            if woken or inbox.get(_EVENTS) & _POLLIN:  # type: ignore[operator]  # an int option
+            # recv processes libzmq's pending commands as ZMQ_EVENTS does). Otherwise poll
+            # the inbox before waiting: after a recv, ZMQ_FD signals only new arrivals, and
+            # the poll processes pending commands, which re-arms ZMQ_FD for the wait below.
+            if woken or _zmq_poll(self._poll_items, 0):
                 woken = False
                 try:
                     msg = self._read(inbox)
-                except zmq.Again:  # woken, but not by a message: check ZMQ_EVENTS and wait
+                except zmq.Again:  # woken, but not by a message: poll and wait
                     continue
                 if msg is not None:
                     return msg
@@ -273,7 +274,7 @@ class Endpoint:
         if self._waiters:
             self._wake_all()  # the woken recv reads the inbox, which clears the fd
         elif self._inbox is not None:
-            self._inbox.get(_EVENTS)  # nobody waits: clear the fd ourselves
+            _zmq_poll(self._poll_items, 0)  # nobody waits: clear the fd ourselves
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -296,23 +297,19 @@ class Endpoint:
             self._loop = None
 
     def _read(self, inbox: zmq.Socket[bytes]) -> Message | None:
-        """Read one ROUTER message (ZMQ_EVENTS said there is one) and accept it."""
-        # A ROUTER message is [identity, frame, ...]: the identity part always has more.
-        identity = inbox.recv(_NOBLOCK)
-        frame = inbox.recv(_NOBLOCK)
-        if inbox.get(_RCVMORE):
-            parts = 2
-            while True:
-                inbox.recv(_NOBLOCK)
+        """Read one message (the inbox said there is one) and accept it."""
+        part = inbox.recv(_NOBLOCK, copy=False)  # a Frame: knows whether more parts follow
+        if part.more:
+            parts = 1
+            while part.more:
+                part = inbox.recv(_NOBLOCK, copy=False)
                 parts += 1
-                if not inbox.get(_RCVMORE):
-                    break
-            self._protocol_error(f"expected [identity, frame], got {parts} parts")
+            self._protocol_error(f"expected one frame per message, got {parts} parts")
             return None
-        return self._accept(identity, frame)
+        return self._accept(part.bytes)
 
-    def _accept(self, identity: bytes, frame: bytes) -> Message | None:
-        """Decode one ROUTER message; None when it is bad, lost or held."""
+    def _accept(self, frame: bytes) -> Message | None:
+        """Decode one frame; None when it is bad, lost or held."""
         try:
             msg = decode(frame, self.limits)
         except ProtocolError as e:
@@ -325,7 +322,7 @@ class Endpoint:
         got[0] += 1
         got[1] += wire_size(len(frame))
         if self._links and msg.PLANE in self.link_planes:
-            model = self._links.get(identity)
+            model = self._links.get(msg.sender)
             if model is not None:
                 latency = model.sample()
                 msg = dataclasses.replace(msg, chain_latency_s=msg.chain_latency_s + latency)

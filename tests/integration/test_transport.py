@@ -241,7 +241,7 @@ HDR_RAW: dict[str, Any] = {"sender": "raw", "seq": 1, "slot": 0, "sent_ns": 1}
 async def test_multipart_message_is_one_protocol_error() -> None:
     ep = Endpoint("inbox", "tcp://127.0.0.1:0", Meter())
     ctx = zmq.Context()
-    raw = ctx.socket(zmq.DEALER)
+    raw = ctx.socket(zmq.PUSH)
     raw.setsockopt(zmq.LINGER, 0)
     try:
         raw.connect(str(ep.address))
@@ -250,7 +250,7 @@ async def test_multipart_message_is_one_protocol_error() -> None:
         out = await ep.recv(5.0)
         assert isinstance(out, m.Stop) and out.reason == "after"
         assert ep.protocol_errors == 1
-        assert ep.last_protocol_error == "expected [identity, frame], got 4 parts"
+        assert ep.last_protocol_error == "expected one frame per message, got 3 parts"
         assert ep.received == {("stop", "raw"): [1, framed(encode(m.Stop("after", **HDR_RAW)))]}
     finally:
         raw.close(linger=0)

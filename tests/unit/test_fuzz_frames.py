@@ -275,9 +275,8 @@ async def test_endpoint_survives_garbage_burst() -> None:
     good = m.Stop("after the garbage", **HDR)
     ep = Endpoint("inbox", "tcp://127.0.0.1:0", Meter())
     ctx = zmq.Context()
-    raw = ctx.socket(zmq.DEALER)
+    raw = ctx.socket(zmq.PUSH)
     raw.setsockopt(zmq.LINGER, 0)
-    raw.setsockopt(zmq.IDENTITY, b"attacker")
     try:
         raw.connect(str(ep.address))
         for parts in garbage:
