@@ -7,7 +7,8 @@
 Each echo peer runs in its own spawned OS process, binds a random loopback port, and exits
 by itself after ``IDLE_S`` seconds without traffic (if the parent vanishes).
 
-Run: ``python -m controller.bench_transport [--n 2000] [--payload-floats 64]``.
+Run: ``rrmbed bench transport [-n 2000] [--repeat 3] [--json FILE]`` (or
+``python -m controller.bench_transport``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import zmq
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from protocols.codec import encode
@@ -212,31 +214,57 @@ def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4,
     }
 
 
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over repeated runs (ratios are medians of the per-run ratios,
+    each measured side by side within its run)."""
+    return {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
+
+
+def run_repeated(placements: tuple[str, ...], repeat: int, n: int, payload_floats: int,
+                 progress: bool = True) -> dict[str, list[dict[str, float]]]:
+    """``repeat`` independent runs (fresh processes) per placement, placements interleaved."""
+    results: dict[str, list[dict[str, float]]] = {p: [] for p in placements}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), disable=not progress, transient=True) as bar:
+        task = bar.add_task("transport bench", total=repeat * len(placements))
+        for _ in range(repeat):
+            for placement in placements:
+                bar.update(task, description=f"transport bench: {placement}")
+                results[placement].append(run_bench(n, payload_floats, placement=placement))
+                bar.advance(task)
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=2000, help="timed round trips per path")
     parser.add_argument("--payload-floats", type=int, default=64, help="float64 array length")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating raw/ours blocks")
+    parser.add_argument("--repeat", type=int, default=1, help="independent runs per placement")
     parser.add_argument("--placement", choices=PLACEMENTS, action="append")
     args = parser.parse_args(argv)
-    print_bench({p: run_bench(args.n, args.payload_floats, args.rounds, p)
-                 for p in args.placement or PLACEMENTS})
+    print_bench(run_repeated(tuple(args.placement or PLACEMENTS), args.repeat, args.n,
+                             args.payload_floats))
 
 
-def print_bench(results: dict[str, dict[str, float]]) -> None:
-    """One row per placement: raw and rrmbed p50/p99 and their ratios."""
-    r0 = next(iter(results.values()))
+def print_bench(results: dict[str, list[dict[str, float]]]) -> None:
+    """One row per placement and run, and with several runs a median row per placement."""
+    r0 = next(iter(results.values()))[0]
     table = Table(
         title=f"round trip over loopback tcp, n={int(r0['n'])} per path, "
         f"{int(r0['payload_floats'])} float64 ({int(r0['frame_bytes'])}-byte frame)"
     )
-    for col in ("placement", "raw REQ/REP p50 us", "p99 us", "rrmbed hop p50 us", "p99 us",
-                "ratio p50", "ratio p99"):
-        table.add_column(col, justify="left" if col == "placement" else "right")
-    for placement, r in results.items():
-        table.add_row(placement, f"{r['raw_p50_us']:.1f}", f"{r['raw_p99_us']:.1f}",
-                      f"{r['ours_p50_us']:.1f}", f"{r['ours_p99_us']:.1f}",
-                      f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}")
+    for col in ("placement", "run", "raw REQ/REP p50 us", "p99 us", "rrmbed hop p50 us",
+                "p99 us", "ratio p50", "ratio p99"):
+        table.add_column(col, justify="left" if col in ("placement", "run") else "right")
+    for placement, runs in results.items():
+        rows = [(str(i + 1), r) for i, r in enumerate(runs)]
+        if len(runs) > 1:
+            rows.append(("median", median_of(runs)))
+        for label, r in rows:
+            table.add_row(placement, label, f"{r['raw_p50_us']:.1f}", f"{r['raw_p99_us']:.1f}",
+                          f"{r['ours_p50_us']:.1f}", f"{r['ours_p99_us']:.1f}",
+                          f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}",
+                          end_section=label == rows[-1][0])
     Console().print(table)
 
 

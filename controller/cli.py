@@ -679,19 +679,33 @@ def bench() -> None:
 
 
 @bench.command("transport")
-@click.option("-n", "--count", type=click.IntRange(10), default=2000, show_default=True)
+@click.option("-n", "--count", type=click.IntRange(10), default=2000, show_default=True,
+              help="Timed round trips per path and run.")
 @click.option("--floats", type=click.IntRange(1), default=64, show_default=True,
               help="float64 values in the payload.")
 @click.option("--placement", "placements", multiple=True,
               type=click.Choice(["same-core", "two-cores", "os"]),
               help="Process placement (repeatable; default: all three).")
-def bench_transport(count: int, floats: int, placements: tuple[str, ...]) -> None:
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
+              help="Independent runs (fresh processes) per placement; with more than one, "
+                   "a median row per placement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every run's figures (and the medians) to this JSON file.")
+def bench_transport(count: int, floats: int, placements: tuple[str, ...], repeat: int,
+                    json_path: Path | None) -> None:
     """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP, same run, per placement:
     all processes on one core, client and echo peers on two cores, or as the OS schedules."""
-    from controller.bench_transport import PLACEMENTS, print_bench, run_bench
+    from controller.bench_transport import PLACEMENTS, median_of, print_bench, run_repeated
 
-    print_bench({p: run_bench(n=count, payload_floats=floats, placement=p)
-                 for p in placements or PLACEMENTS})
+    results = run_repeated(placements or PLACEMENTS, repeat, count, floats)
+    print_bench(results)
+    if json_path is not None:
+        doc = {p: {"runs": runs, "median": median_of(runs)} for p, runs in results.items()}
+        try:
+            json_path.write_text(json.dumps(doc, indent=2) + "\n")
+        except OSError as e:
+            raise click.ClickException(f"cannot write {json_path}: {e.strerror or e}") from e
+        click.echo(f"wrote {json_path}")
 
 
 @bench.command("baselines")
