@@ -4,6 +4,11 @@
 (b) ours: ``Endpoint.send`` of a PowerForward (float64 array payload) to an echo peer that
     decodes it and sends it back with its own Endpoint; codec and asyncio included.
 
+Besides the round-trip percentiles, the CPU time client and echo peer spent per round trip
+(Linux schedstat, all threads, kernel time included) is reported for both: on one core a
+round trip costs exactly that much CPU, so it explains the same-core ratio without the
+scheduling noise of the percentiles.
+
 Each echo peer runs in its own spawned OS process, binds a random loopback port, and exits
 by itself after ``IDLE_S`` seconds without traffic (if the parent vanishes).
 
@@ -14,6 +19,7 @@ Run: ``rrmbed bench transport [-n 2000] [--repeat 3] [--json FILE]`` (or
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import os
 import time
@@ -98,6 +104,24 @@ def _spawn(target: Any) -> tuple[mp.process.BaseProcess, Connection]:
 # --------------------------------------------------------------------------- measurements
 
 
+def _cpu_ns(*pids: int) -> int:
+    """CPU time the processes' threads have run, ns (Linux schedstat: user and kernel time,
+    context switches included); 0 where the kernel does not report it."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # a thread that just ended
+    return total
+
+
 def _percentiles_us(samples_ns: list[int]) -> tuple[float, float]:
     arr = np.asarray(samples_ns, dtype=np.float64) / 1e3
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
@@ -146,9 +170,10 @@ def placement_cpus(placement: str, cpus: set[int]) -> tuple[set[int], set[int]]:
 
 
 async def _measure(n: int, payload_floats: int, rounds: int,
-                   placement: str) -> tuple[list[int], list[int], int]:
+                   placement: str) -> tuple[list[int], list[int], int, tuple[int, int]]:
     """Both peers run side by side; timed blocks alternate raw/ours so that load on the
-    machine affects both alike."""
+    machine affects both alike. Also returns the CPU time (ns) the client and the echo peer
+    spent over the timed raw and our blocks."""
     powers = np.linspace(0.0, 1.0, payload_floats)
     frame_len = len(encode(PowerForward([0, 1, 2], powers)))
     payload = bytes(frame_len)
@@ -168,6 +193,8 @@ async def _measure(n: int, payload_floats: int, rounds: int,
     req.connect(raw_conn.recv())
     raw: list[int] = []
     ours: list[int] = []
+    raw_cpu = our_cpu = 0
+    me = os.getpid()
     try:
         with Endpoint("bench", "tcp://127.0.0.1:0", Meter()) as ep:
             peer_address = our_conn.recv()
@@ -179,8 +206,12 @@ async def _measure(n: int, payload_floats: int, rounds: int,
             per_round = -(-n // rounds)
             while len(raw) < n:
                 count = min(per_round, n - len(raw))
+                c0 = _cpu_ns(me, raw_proc.pid)
                 raw += _raw_round_trips(req, payload, count)
+                raw_cpu += _cpu_ns(me, raw_proc.pid) - c0
+                c0 = _cpu_ns(me, our_proc.pid)
                 ours += await _our_round_trips(ep, powers, count)
+                our_cpu += _cpu_ns(me, our_proc.pid) - c0
             req.send(b"")
             req.recv()
             await ep.send("peer", Stop("done", **ep.header(slot=-1)))
@@ -191,14 +222,16 @@ async def _measure(n: int, payload_floats: int, rounds: int,
         raw_proc.join(IDLE_S)
         our_proc.join(IDLE_S)
         os.sched_setaffinity(0, original)
-    return raw, ours, frame_len
+    return raw, ours, frame_len, (raw_cpu, our_cpu)
 
 
 def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4,
               placement: str = "os") -> dict[str, float]:
-    """Round-trip percentiles (microseconds) of raw REQ/REP and of our backhaul hop, measured
-    in ``rounds`` alternating blocks after a warm-up, with processes placed per ``placement``."""
-    raw, ours, frame_len = run(_measure(n, payload_floats, rounds, placement))
+    """Round-trip percentiles and CPU time per round trip (microseconds) of raw REQ/REP and of
+    our backhaul hop, measured in ``rounds`` alternating blocks after a warm-up, with
+    processes placed per ``placement``."""
+    raw, ours, frame_len, (raw_cpu, our_cpu) = run(
+        _measure(n, payload_floats, rounds, placement))
     raw_p50, raw_p99 = _percentiles_us(raw)
     our_p50, our_p99 = _percentiles_us(ours)
     return {
@@ -211,6 +244,10 @@ def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4,
         "ours_p99_us": our_p99,
         "ratio_p50": our_p50 / raw_p50,
         "ratio_p99": our_p99 / raw_p99,
+        # CPU per round trip, client and echo peer together (NaN where not reported)
+        "raw_cpu_us": raw_cpu / n / 1e3 if raw_cpu else math.nan,
+        "ours_cpu_us": our_cpu / n / 1e3 if our_cpu else math.nan,
+        "ratio_cpu": our_cpu / raw_cpu if raw_cpu else math.nan,
     }
 
 
@@ -254,7 +291,7 @@ def print_bench(results: dict[str, list[dict[str, float]]]) -> None:
         f"{int(r0['payload_floats'])} float64 ({int(r0['frame_bytes'])}-byte frame)"
     )
     for col in ("placement", "run", "raw REQ/REP p50 us", "p99 us", "rrmbed hop p50 us",
-                "p99 us", "ratio p50", "ratio p99"):
+                "p99 us", "ratio p50", "ratio p99", "CPU us/rt raw", "ours"):
         table.add_column(col, justify="left" if col in ("placement", "run") else "right")
     for placement, runs in results.items():
         rows = [(str(i + 1), r) for i, r in enumerate(runs)]
@@ -264,6 +301,7 @@ def print_bench(results: dict[str, list[dict[str, float]]]) -> None:
             table.add_row(placement, label, f"{r['raw_p50_us']:.1f}", f"{r['raw_p99_us']:.1f}",
                           f"{r['ours_p50_us']:.1f}", f"{r['ours_p99_us']:.1f}",
                           f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}",
+                          f"{r['raw_cpu_us']:.1f}", f"{r['ours_cpu_us']:.1f}",
                           end_section=label == rows[-1][0])
     Console().print(table)
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from protocols.codec import encode
 from protocols.messages import PowerForward
@@ -43,6 +44,8 @@ def test_bench_transport_reports_every_run_and_their_medians(tmp_path: Path) -> 
             assert 0 < r["ours_p50_us"] <= r["ours_p99_us"]
             assert r["ratio_p50"] == r["ours_p50_us"] / r["raw_p50_us"]
             assert r["ratio_p99"] == r["ours_p99_us"] / r["raw_p99_us"]
+            assert r["raw_cpu_us"] > 0 and r["ours_cpu_us"] > 0
+            assert r["ratio_cpu"] == pytest.approx(r["ours_cpu_us"] / r["raw_cpu_us"], rel=1e-9)
         for key, value in entry["median"].items():
             assert value == float(np.median([r[key] for r in runs])), key
 
