@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -309,10 +310,23 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
     sys.exit(run_process(serve(sc, scheme, slots, seed, out, bind, advertise, weights, opts)))
 
 
+def worker_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--controller, --bind and --advertise: what every process the controller runs takes."""
+    f = click.option("--advertise", help="Address peers use to reach this inbox.")(f)
+    f = click.option("--bind", default="tcp://127.0.0.1:0", show_default=True)(f)
+    return click.option("--controller", required=True,
+                        help="Controller inbox, e.g. tcp://controller:5550.")(f)
+
+
+def index_option(dest: str, what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--id, defaulting to $RRMBED_NODE_ID (set per container by docker-compose)."""
+    return click.option("--id", dest, type=click.IntRange(0),
+                        default=lambda: int(os.environ.get("RRMBED_NODE_ID", "0")),
+                        help=f"{what} (default: $RRMBED_NODE_ID).")
+
+
 @cli.command("channel-server")
-@click.option("--controller", required=True, help="Controller inbox, e.g. tcp://controller:5550.")
-@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True)
-@click.option("--advertise", help="Address peers use to reach this inbox.")
+@worker_options
 def channel_server_cmd(controller: str, bind: str, advertise: str | None) -> None:
     """The channel-server process (the air)."""
     from channel_server.process import serve
@@ -321,12 +335,8 @@ def channel_server_cmd(controller: str, bind: str, advertise: str | None) -> Non
 
 
 @cli.command("node")
-@click.option("--id", "node_id", type=click.IntRange(0),
-              default=lambda: int(os.environ.get("RRMBED_NODE_ID", "0")),
-              help="BS index (default: $RRMBED_NODE_ID).")
-@click.option("--controller", required=True, help="Controller inbox, e.g. tcp://controller:5550.")
-@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True)
-@click.option("--advertise", help="Address peers use to reach this inbox.")
+@index_option("node_id", "BS index")
+@worker_options
 def node_cmd(node_id: int, controller: str, bind: str, advertise: str | None) -> None:
     """A base-station node process."""
     from node.process import serve
@@ -335,12 +345,8 @@ def node_cmd(node_id: int, controller: str, bind: str, advertise: str | None) ->
 
 
 @cli.command("vehicle")
-@click.option("--id", "vehicle_id", type=click.IntRange(0),
-              default=lambda: int(os.environ.get("RRMBED_NODE_ID", "0")),
-              help="V2V transmitter index (default: $RRMBED_NODE_ID).")
-@click.option("--controller", required=True, help="Controller inbox, e.g. tcp://controller:5550.")
-@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True)
-@click.option("--advertise", help="Address peers use to reach this inbox.")
+@index_option("vehicle_id", "V2V transmitter index")
+@worker_options
 def vehicle_cmd(vehicle_id: int, controller: str, bind: str, advertise: str | None) -> None:
     """A vehicle node process (one V2V transmitter of a V2X scenario)."""
     from node.vehicle_process import serve

@@ -129,12 +129,8 @@ class RunRecorder:
         lat_ms = self.decision_latency_s() * 1e3
         finite = lat_ms[np.isfinite(lat_ms)]
         s: dict[str, Any] = {
-            "scenario": self.scenario.name,
-            "scheme": self.scheme,
-            "runner": self.runner,
-            "seed": self.seed,
-            "slots": self.done,
-            "slots_requested": self.slots,
+            **run_keys(self.scenario.name, self.scheme, self.runner, self.seed, self.done,
+                       self.slots),
             "sum_rate_bps_hz_mean": float(rates.mean()),
             "sum_rate_mbps_mean": float(rates.mean() * self.scenario.radio.bandwidth_hz / 1e6),
             **overhead_summary(overhead, slots),
@@ -152,6 +148,13 @@ class RunRecorder:
         }
         s.update(extra or {})
         return s
+
+
+def run_keys(scenario: str, scheme: str, runner: str, seed: int, done: int,
+             requested: int) -> dict[str, Any]:
+    """The keys that open every run's summary.json: what ran, and how many slots of it."""
+    return {"scenario": scenario, "scheme": scheme, "runner": runner, "seed": seed,
+            "slots": done, "slots_requested": requested}
 
 
 def overhead_summary(overhead: Meter, slots: int) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
-from controller.results import fmt, overhead_summary, pct
+from controller.results import fmt, overhead_summary, pct, run_keys
 from controller.v2x_env import V2xEnv
 from controller.v2x_marl import eval_fingerprint, scheme_scenario
 from node.v2x_observation import decode_action
@@ -99,12 +99,8 @@ class V2xRecorder:
                   if self.rows else np.zeros(0))
         lat_ms = lat_ms[np.isfinite(lat_ms)]
         s: dict[str, Any] = {
-            "scenario": self.scenario.name,
-            "scheme": self.scheme,
-            "runner": self.runner,
-            "seed": self.seed,
-            "slots": self.done,
-            "slots_requested": self.slots,
+            **run_keys(self.scenario.name, self.scheme, self.runner, self.seed, self.done,
+                       self.slots),
             "episodes": len(eps),
             "delivery_rate_mean": float(np.mean([e["delivery_rate"] for e in eps]))
             if eps else None,
