@@ -1,7 +1,7 @@
 """The vehicular air: E episodes of paper 000's V2X system advanced slot by slot.
 
 Pure physics and bookkeeping, shared by the one-process environment
-(:class:`controller.v2x_env.V2xEnv`) and the channel-server process: the world
+(:class:`controller.training.v2x_env.V2xEnv`) and the channel-server process: the world
 (vehicles, shadowing, fading), the V2V pairs of the episode, every link's remaining
 payload and delivery time, and what each V2V receiver measured in the last slot.
 

@@ -1,7 +1,7 @@
 """What a V2X agent observes (paper 000, observation (12) plus the fingerprint (14)).
 
 Shared by the vehicle node process and the one-process environment
-(:class:`controller.v2x_env.V2xEnv`): :func:`observe` builds an agent's observation from
+(:class:`controller.training.v2x_env.V2xEnv`): :func:`observe` builds an agent's observation from
 its own slice only (what a vehicle node holds), the neighbours' RB choices received over
 the backhaul, and the fingerprint broadcast by the controller.
 """

@@ -13,7 +13,7 @@ Schemes:
 
 Weights are named arrays: one network per agent (``agent<k>.q.<i>.weight`` / ``.bias``)
 or one shared network (``q.<i>.weight``) whose input ends with the agent's one-hot id,
-as :class:`controller.dqn.Dqn` writes them; layers are ReLU MLPs.
+as :class:`controller.learners.dqn.Dqn` writes them; layers are ReLU MLPs.
 Randomness: ``rng_for(seed, "v2x", "vehicle", k)``, one stream per agent.
 """
 

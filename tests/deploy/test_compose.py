@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.compose import render_compose
+from controller.deploy.compose import render_compose
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "3cell-k2.toml"

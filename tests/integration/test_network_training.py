@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from channel_server.config import load_scenario
-from controller.net_training import make_learner
-from controller.rollout import Batch
+from controller.training.net_training import make_learner
+from controller.training.rollout import Batch
 from node.agent import node_policy
 from tests.integration.test_network_run import ROOT, rrmbed, run_dir
 

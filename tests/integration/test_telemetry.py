@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from controller.broker import ensure_broker, reachable
-from controller.watch import WatchState, render_table, watch
-from controller.watch import main as watch_main
+from controller.deploy.broker import ensure_broker, reachable
+from controller.deploy.watch import WatchState, render_table, watch
+from controller.deploy.watch import main as watch_main
 from protocols.telemetry import (
     Telemetry,
     TelemetryTiming,

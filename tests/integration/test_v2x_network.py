@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from channel_server.v2x import load_v2x_scenario
-from controller.v2x_marl import (
+from controller.training.v2x_marl import (
     MarlConfig,
     epsilon_at,
     marl_config,

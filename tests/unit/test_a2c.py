@@ -14,8 +14,8 @@ import torch
 
 from channel_server.air import Air
 from channel_server.config import load_scenario
-from controller.a2c import A2c, A2cConfig
-from controller.rollout import Batch, play
+from controller.learners.a2c import A2c, A2cConfig
+from controller.training.rollout import Batch, play
 from node.observation import central_dims
 from node.policy import GaussianPolicy, PolicyConfig, seeded_policy
 from protocols.seeding import rng_for

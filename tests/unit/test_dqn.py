@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from controller.dqn import Dqn, DqnConfig, Transitions, double_dqn_targets
+from controller.learners.dqn import Dqn, DqnConfig, Transitions, double_dqn_targets
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ import torch
 
 from channel_server.air import Air
 from channel_server.config import load_scenario
-from controller.dqn import DqnConfig
-from controller.dqn_power import (
+from controller.learners.dqn import DqnConfig
+from controller.training.dqn_power import (
     DqnPowerConfig,
     action_powers,
     baselines,

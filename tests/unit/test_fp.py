@@ -18,8 +18,8 @@ from scipy.optimize import minimize
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.fp import FPConfig, fp, fp_step
-from controller.wmmse import WMMSEConfig, solve_bs_budget, wmmse
+from controller.baselines.fp import FPConfig, fp, fp_step
+from controller.baselines.wmmse import WMMSEConfig, solve_bs_budget, wmmse
 
 SCEN = Path(__file__).resolve().parents[2] / "scenarios"
 

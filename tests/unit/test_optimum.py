@@ -16,8 +16,8 @@ from scipy.optimize import minimize
 from channel_server.air import Air
 from channel_server.config import load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.bench_baselines import compare_on
-from controller.optimum import OptimumConfig, global_optimum, optimum
+from controller.baselines.optimum import OptimumConfig, global_optimum, optimum
+from controller.bench.baselines import compare_on
 
 SCEN = Path(__file__).resolve().parents[2] / "scenarios"
 RADIO = load_scenario(SCEN / "3cell-k2.toml").radio

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from controller.replay import FieldSpec, PerAgentReplay, ReplayBuffer
+from controller.learners.replay import FieldSpec, PerAgentReplay, ReplayBuffer
 
 FIELDS = {"x": FieldSpec((), np.int64), "v": FieldSpec((2,), np.float32)}
 

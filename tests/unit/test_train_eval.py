@@ -17,11 +17,12 @@ import torch
 
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
-from controller.bench_trpo import time_to_reach, trailing_mean
-from controller.evaluate import evaluate_local, fit_bs_budget, policy_fractions
-from controller.plots import ewma
-from controller.rollout import play
-from controller.train import (
+from controller.baselines.wmmse import wmmse
+from controller.bench.trpo import time_to_reach, trailing_mean
+from controller.evaluation.evaluate import evaluate_local, fit_bs_budget, policy_fractions
+from controller.evaluation.plots import ewma
+from controller.training.rollout import play
+from controller.training.train import (
     VALIDATION_SEED,
     latest_checkpoint,
     load_checkpoint,
@@ -29,7 +30,6 @@ from controller.train import (
     set_rng_state,
     train,
 )
-from controller.wmmse import wmmse
 from node.observation import central_dims, full_dims, obs_central, obs_full, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, save_weights, seeded_policy
 from node.policy_spec import read_weights

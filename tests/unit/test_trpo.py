@@ -15,9 +15,8 @@ from torch.func import functional_call
 from channel_server.air import Air
 from channel_server.config import RadioConfig, Scenario, load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.central import CentralDecider
-from controller.rollout import collect, make_env, max_power_sum_rate, play
-from controller.trpo import (
+from controller.baselines.central import CentralDecider
+from controller.learners.trpo import (
     Trpo,
     TrpoConfig,
     conjugate_gradient,
@@ -30,6 +29,7 @@ from controller.trpo import (
     natural_step,
     set_flat_params,
 )
+from controller.training.rollout import collect, make_env, max_power_sum_rate, play
 from node.agent import BsAgent, chain_priors
 from node.observation import central_dims, full_dims, obs_full, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, seeded_policy
@@ -294,7 +294,7 @@ def test_centralized_trpo_improves_sum_rate_in_ten_iterations() -> None:
 
 # --------------------------------------------------------------------------- rollout
 # The batches TRPO learns from must be what the nodes would do: replay them with the
-# network runner's decision logic (node.agent.BsAgent, controller.central), slot by slot.
+# network runner's decision logic (node.agent.BsAgent, controller.baselines.central), slot by slot.
 
 
 def _scenario_and_gains(episodes: int) -> tuple[Scenario, np.ndarray]:

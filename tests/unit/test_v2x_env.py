@@ -17,7 +17,7 @@ from channel_server.v2x import (
     V2xScenario,
     load_v2x_scenario,
 )
-from controller.v2x_env import (
+from controller.training.v2x_env import (
     LocalSlice,
     V2xEnv,
     decode_action,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from channel_server.v2x import load_v2x_scenario
-from controller.dqn import DqnConfig
-from controller.v2x_env import V2xEnv, random_policy_metrics
-from controller.v2x_marl import (
+from controller.learners.dqn import DqnConfig
+from controller.training.v2x_env import V2xEnv, random_policy_metrics
+from controller.training.v2x_marl import (
     MarlConfig,
     evaluate_marl,
     scheme_scenario,
@@ -97,7 +97,7 @@ def test_fingerprint_adds_two_inputs() -> None:
 def test_single_link_bound_dominates_every_scheme_on_the_same_drops() -> None:
     import dataclasses
 
-    from controller.v2x_marl import single_link_bound
+    from controller.training.v2x_marl import single_link_bound
 
     seed = 1_000_003
     bound = single_link_bound(SCENARIO, 30, seed)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from channel_server.v2x import load_v2x_scenario
-from controller.dqn import Dqn, DqnConfig
+from controller.learners.dqn import Dqn, DqnConfig
 from node.vehicle_agent import VehicleAgent, greedy_actions, q_values
 
 SCENARIO = load_v2x_scenario(Path(__file__).resolve().parents[2] / "scenarios"

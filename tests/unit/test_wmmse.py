@@ -16,7 +16,7 @@ import pytest
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.wmmse import WMMSEConfig, wmmse, wmmse_step
+from controller.baselines.wmmse import WMMSEConfig, wmmse, wmmse_step
 
 SCEN = Path(__file__).resolve().parents[2] / "scenarios"
 

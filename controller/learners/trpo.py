@@ -34,7 +34,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from controller.rollout import Batch
+from controller.training.rollout import Batch
 from node.policy import GaussianPolicy, mlp, state_arrays
 
 Array = npt.NDArray[np.float64]

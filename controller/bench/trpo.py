@@ -10,7 +10,7 @@ order (our runner draws one ``Air.reset()`` of M episodes per iteration).
 
 Both run in the same process, one torch thread each, for the same number of environment
 steps, M steps per policy update. sb3-contrib is configured to match ours (paper 001,
-Table II and :class:`controller.trpo.TrpoConfig`): policy and value nets 3 x 256 ELU,
+Table II and :class:`controller.learners.trpo.TrpoConfig`): policy and value nets 3 x 256 ELU,
 initial log-std -1 and initial mean 0.5 (the action head's bias is set after
 construction), line-search factor 0.9 with up to 30 steps, 10 CG steps, damping 0.1,
 value net by Adam (lr 1e-3, 5 epochs of minibatches of 256), gamma 0.99, normalized
@@ -40,7 +40,7 @@ deterministic sum-rate on 1000 validation realizations, and the wall time each l
 needs to reach the like-for-like sb3 run's final reward (trailing mean of the last
 ``window`` iterations; a learner has reached it when its own trailing mean first does).
 
-Needs the optional extra ``bench`` (sb3-contrib). Run ``python -m controller.bench_trpo``.
+Needs the optional extra ``bench`` (sb3-contrib). Run ``python -m controller.bench.trpo``.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ import torch
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.rollout import collect, make_env, play
-from controller.train import torch_threads, validation_gains
-from controller.trpo import Trpo, TrpoConfig
+from controller.learners.trpo import Trpo, TrpoConfig
+from controller.training.rollout import collect, make_env, play
+from controller.training.train import torch_threads, validation_gains
 from node.observation import central_dims, obs_central
 from node.policy import PolicyConfig, seeded_policy
 from protocols.seeding import rng_for
@@ -268,7 +268,7 @@ def run_bench(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_trpo.json").write_text(json.dumps(result, indent=2) + "\n")
-    from controller.plots import plot_reward_vs
+    from controller.evaluation.plots import plot_reward_vs
 
     plot_reward_vs(
         [(k, a[:, 0], a[:, 1], a[:, 2]) for k, a in arr.items()],

@@ -30,9 +30,9 @@ from rich.table import Table
 
 from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
-from controller.results import fmt, overhead_summary, pct, run_keys
-from controller.v2x_env import V2xEnv
-from controller.v2x_marl import eval_fingerprint, scheme_scenario
+from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
+from controller.training.v2x_env import V2xEnv
+from controller.training.v2x_marl import eval_fingerprint, scheme_scenario
 from node.v2x_observation import decode_action
 from node.vehicle_agent import VehicleAgent
 from protocols.meter import Meter

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from controller.wmmse import Array, WMMSEConfig, as_batch, iterate_monotone, wmmse_update
+from controller.baselines.wmmse import Array, WMMSEConfig, as_batch, iterate_monotone, wmmse_update
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]

@@ -6,7 +6,7 @@
 2. else a ``mosquitto`` binary installed: start it from a temporary config with
    ``listener PORT 127.0.0.1`` (port 1883 when free, else a random free port);
 3. else ``amqtt`` importable: start it in a child process
-   (``python -m controller.broker --amqtt-port PORT``), bound to 127.0.0.1;
+   (``python -m controller.deploy.broker --amqtt-port PORT``), bound to 127.0.0.1;
 4. else ``(None, handle)``: telemetry is disabled, the run goes on.
 
 ``handle.stop()`` stops what was started (nothing for an external broker). A
@@ -110,7 +110,8 @@ def ensure_broker(
     if mosquitto is not None:
         starters.append(("mosquitto", [mosquitto, "-c", "{conf}"]))
     if use_amqtt and amqtt_available():
-        starters.append(("amqtt", [sys.executable, "-m", "controller.broker", "--amqtt-port"]))
+        starters.append(("amqtt", [sys.executable, "-m", "controller.deploy.broker",
+                                  "--amqtt-port"]))
     for kind, argv in starters:
         for port in _candidate_ports():
             started = _start(kind, argv, port, start_timeout_s)

@@ -1,7 +1,7 @@
 """The local training driver: TRPO or A2C on one paper-001 scheme, several seeds.
 
 ``train(scenario, algo, scheme, steps, seeds, out)`` trains, for every seed, a policy
-of the scheme on vectorized episodes (:mod:`controller.rollout`) and writes
+of the scheme on vectorized episodes (:mod:`controller.training.rollout`) and writes
 
 ```
 out/
@@ -37,7 +37,7 @@ deterministic (mean-action) policy on a fixed validation set of channel realizat
 (the same for every seed, distinct from training and from ``evaluate``'s default seed);
 the best seed is the one with the highest such sum-rate. The training curve records
 the mean sum-rate of the sampled actions of each iteration's batch (what the paper's
-Fig. 6-9 plot), smoothed with :func:`controller.plots.ewma`.
+Fig. 6-9 plot), smoothed with :func:`controller.evaluation.plots.ewma`.
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ import torch
 
 from channel_server.air import Air
 from channel_server.config import Scenario, load_scenario, scenario_to_dict, to_toml
-from controller.a2c import A2c, A2cConfig
-from controller.plots import plot_training
-from controller.rollout import PowerEnv, Variant, collect, make_env, play, variant_dims
-from controller.trpo import Trpo, TrpoConfig, mean_kl
+from controller.evaluation.plots import plot_training
+from controller.learners.a2c import A2c, A2cConfig
+from controller.learners.trpo import Trpo, TrpoConfig, mean_kl
+from controller.training.rollout import PowerEnv, Variant, collect, make_env, play, variant_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays, save_weights, seeded_policy
 from protocols.seeding import rng_for
 
@@ -363,10 +363,10 @@ def validate(policy: GaussianPolicy, scheme: Variant, scenario: Scenario, gains:
 def reference_rates(scenario: Scenario, gains: Array) -> dict[str, float]:
     """WMMSE, FP, max-power and (B*K <= 6) optimum mean sum-rates on ``gains``, bit/s/Hz."""
     from channel_server.rates import sum_rate_bps_hz
-    from controller.fp import FPConfig, fp
-    from controller.optimum import MAX_LINKS, optimum
-    from controller.rollout import max_power_sum_rate
-    from controller.wmmse import WMMSEConfig, wmmse
+    from controller.baselines.fp import FPConfig, fp
+    from controller.baselines.optimum import MAX_LINKS, optimum
+    from controller.baselines.wmmse import WMMSEConfig, wmmse
+    from controller.training.rollout import max_power_sum_rate
 
     radio, base = scenario.radio, scenario.baselines
     out = {"max-power": float(max_power_sum_rate(gains, radio).mean())}

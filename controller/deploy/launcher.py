@@ -126,7 +126,7 @@ def run_network(
     ``telemetry``, every process publishes to ``broker`` (or a local broker started
     for the run); a missing broker only turns telemetry off.
     """
-    from controller.broker import BrokerHandle, ensure_broker
+    from controller.deploy.broker import BrokerHandle, ensure_broker
 
     node_cmd, n_nodes = node_processes(scenario_path)  # fails fast on a bad file
     run = NetworkRun(out)

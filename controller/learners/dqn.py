@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from controller.replay import FieldSpec, PerAgentReplay, ReplayBuffer
+from controller.learners.replay import FieldSpec, PerAgentReplay, ReplayBuffer
 
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -13,7 +13,7 @@ Each echo peer runs in its own spawned OS process, binds a random loopback port,
 by itself after ``IDLE_S`` seconds without traffic (if the parent vanishes).
 
 Run: ``rrmbed bench transport [-n 2000] [--repeat 3] [--json FILE]`` (or
-``python -m controller.bench_transport``).
+``python -m controller.bench.transport``).
 """
 
 from __future__ import annotations

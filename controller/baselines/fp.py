@@ -15,7 +15,7 @@ receiver ``i``, all links in one band, see :mod:`channel_server.rates`).
    ``sum_j 2 a_j sqrt(p_j) - c_j p_j + const`` with ``a_j = y_j sqrt((1 + gamma_j) g_jj)``
    and ``c_j = sum_i y_i^2 g_ij``. Per-user limit: ``p_j = min(Pmax, a_j^2 / c_j^2)``
    (closed form). Per-BS budget: ``p_j = a_j^2 / (c_j + mu_b)^2`` with the BS multiplier
-   ``mu_b`` found by bisection (:func:`controller.wmmse.solve_bs_budget`).
+   ``mu_b`` found by bisection (:func:`controller.baselines.wmmse.solve_bs_budget`).
 
 Each step maximises a minorant that touches the sum-rate at the current point, so the
 sum-rate never decreases (minorization-maximization). As for WMMSE, ``c_j`` only
@@ -23,9 +23,9 @@ depends on the BS of ``j``: O(B^2 K) per instance and iteration.
 
 Note: for single-antenna links this map is the WMMSE sweep in other variables
 (``1 + gamma_i = w_i``, ``y_i^2 = u_i^2 w_i``, same ``a`` and ``c``), so from the same start
-FP and :mod:`controller.wmmse` give identical iterates (a test checks it). Paper 001 reports
-FP slightly above WMMSE; that difference must come from its implementations' starting
-points or stopping rules, not from the updates.
+FP and :mod:`controller.baselines.wmmse` give identical iterates (a test checks it).
+Paper 001 reports FP slightly above WMMSE; that difference must come from its
+implementations' starting points or stopping rules, not from the updates.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.wmmse import (
+from controller.baselines.wmmse import (
     TINY,
     Array,
     Constraint,

@@ -36,8 +36,8 @@ import numpy.typing as npt
 import torch
 
 from channel_server.v2x import V2xScenario
-from controller.dqn import Dqn, DqnConfig, Transitions
-from controller.v2x_env import V2xEnv, decode_action
+from controller.learners.dqn import Dqn, DqnConfig, Transitions
+from controller.training.v2x_env import V2xEnv, decode_action
 from node.vehicle_agent import SCHEMES, greedy_actions
 from protocols.seeding import rng_for
 
@@ -174,7 +174,7 @@ def evaluate_marl(
     """Greedy evaluation on ``episodes`` fresh drops (one vectorized batch, world seed
     ``seed``): mean delivery rate, mean sum V2I rate (Mbps), mean delivery time (ms) of
     the delivered links. ``"random"`` draws from ``rng_for(seed, "v2x", "random-policy")``
-    exactly as :func:`controller.v2x_env.random_policy_metrics`; ``"turn-dqn"`` keeps the
+    exactly as :func:`controller.training.v2x_env.random_policy_metrics`; ``"turn-dqn"`` keeps the
     round robin (initial actions from ``rng_for(seed, "v2x-marl", "eval")``)."""
     scn = scheme_scenario(scenario, scheme)
     env = V2xEnv(scn, n_envs=episodes)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from channel_server.config import Scenario
-from controller.fp import FPConfig, fp
-from controller.optimum import OptimumConfig, optimum
-from controller.wmmse import WMMSEConfig, wmmse
+from controller.baselines.fp import FPConfig, fp
+from controller.baselines.optimum import OptimumConfig, optimum
+from controller.baselines.wmmse import WMMSEConfig, wmmse
 from node.agent import policy_config
 from node.observation import obs_central
 from node.policy_spec import clip_fraction, fit_bs_budget

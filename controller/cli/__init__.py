@@ -132,7 +132,7 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
     with progress_bar() as bar:
         task = bar.add_task(f"{scheme} ({runner})", total=slots)
         if runner == "network":
-            from controller.launcher import LaunchError, run_network
+            from controller.deploy.launcher import LaunchError, run_network
 
             opts = {k: v for k, v in options.items()
                     if k not in ("endpoints", "telemetry", "broker")}
@@ -147,14 +147,14 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
         from node.policy_spec import read_weights
 
         if isinstance(scenario, V2xScenario):
-            from controller.v2x_run import run_v2x_local
-            from controller.v2x_run import write_local as write_v2x
+            from controller.evaluation.v2x_run import run_v2x_local
+            from controller.evaluation.v2x_run import write_local as write_v2x
 
             rec, wall = run_v2x_local(scenario, scheme, slots, seed,
                                       read_weights(weights) if weights else None,
                                       lambda n: bar.update(task, completed=n + 1))
             return write_v2x(rec, wall, out)
-        from controller.local import run_local, write_local
+        from controller.runners.local import run_local, write_local
 
         res = run_local(scenario, scheme, slots, seed,
                         weights=read_weights(weights) if weights else None,
@@ -204,7 +204,7 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     metrics.csv (per slot), overhead.csv (bytes per kind/plane/link), plots/ and the
     processes' logs.
     """
-    from controller.results import plot_run, print_summary
+    from controller.evaluation.results import plot_run, print_summary
 
     v2x = is_v2x(scenario)
     out = out or default_out(resolve_v2x(scenario, sets) if v2x
@@ -213,7 +213,7 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
                       {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
                        "telemetry": not no_telemetry, "broker": broker})
     if v2x:
-        from controller.v2x_run import print_v2x_summary
+        from controller.evaluation.v2x_run import print_v2x_summary
 
         print_v2x_summary([summary], Console(width=max(120, Console().width)))
     else:
@@ -252,7 +252,7 @@ def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
     one process per vehicle, and a short training run over the network."""
     if no_v2x:
         v2x_scenario = None
-    from controller.demo import DemoConfig, run_demo, run_v2x_demo
+    from controller.evaluation.demo import DemoConfig, run_demo, run_v2x_demo
 
     cfg = DemoConfig(train_steps=train_steps, slots=slots, seed=seed)
     wide = Console(width=max(120, Console().width))
@@ -291,7 +291,7 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
                    advertise: str | None, weights: Path | None, sets: tuple[str, ...],
                    options: str, broker: str | None, no_telemetry: bool) -> None:
     """The controller process: handshake, central decisions, results."""
-    from controller.process import serve
+    from controller.roles.process import serve
 
     opts = json.loads(options)
     if broker is not None:
@@ -300,7 +300,7 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
         opts["broker"] = None
     opts.setdefault("run", out.name)
     if is_v2x(scenario):
-        from controller.v2x_process import V2xControllerProcess
+        from controller.roles.v2x_process import V2xControllerProcess
 
         check_scheme(scheme, True)
         sys.exit(run_process(serve(resolve_v2x(scenario, sets), scheme, slots, seed, out,
@@ -396,7 +396,7 @@ def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
     sc = resolve_scenario(scenario, ())
     out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
     if runner == "local":
-        from controller.train import train as train_local
+        from controller.training.train import train as train_local
 
         train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True)
         return
@@ -409,7 +409,7 @@ def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
                                  (), weights, {"train": {"algo": algo, "episodes_per_iter": m,
                                                          "save_batches": save_batches},
                                                "action_mode": "sample"}))
-    from controller.results import print_summary
+    from controller.evaluation.results import print_summary
 
     print_summary(summaries, Console(), title=f"network training: {scheme}, {algo}")
 
@@ -430,7 +430,12 @@ def evaluate(sources: tuple[Path, ...], scenario_path: Path, realizations: int, 
     max-power, random and the reference optimum on the same realizations, write the paper's
     figures, then run each policy over the network runner and check it matches the local
     runner slot by slot."""
-    from controller.evaluate import evaluate_local, load_policy, print_evaluation, weights_file
+    from controller.evaluation.evaluate import (
+        evaluate_local,
+        load_policy,
+        print_evaluation,
+        weights_file,
+    )
 
     sc = resolve_scenario(scenario_path, ())
     result = evaluate_local(list(sources), sc, realizations, seed, out=out)
@@ -485,7 +490,7 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
         summary = execute(scenario, scheme, "network", episodes * sc.n_steps, seed, out, (),
                           None, {"train": {"broadcast_period": broadcast_period,
                                            "sharing": sharing}})
-        from controller.v2x_run import print_v2x_summary
+        from controller.evaluation.v2x_run import print_v2x_summary
 
         print_v2x_summary([summary], Console(width=max(120, Console().width)),
                           title=f"network training: {scheme}")
@@ -494,7 +499,7 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
 
         import numpy as np
 
-        from controller.v2x_marl import marl_config, train_marl
+        from controller.training.v2x_marl import marl_config, train_marl
 
         with progress_bar() as bar:
             bar.add_task(f"{scheme}: {episodes} episodes (local)", total=None)
@@ -533,7 +538,7 @@ def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
     import numpy as np
     from rich.table import Table
 
-    from controller.v2x_marl import run_all
+    from controller.training.v2x_marl import run_all
 
     sc = resolve_v2x(scenario, ())
     seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
@@ -555,7 +560,7 @@ def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
             t.add_row(scheme, " ".join(f"{x:.3f}" for x in d), f"{np.mean(d):.3f}",
                       f"{np.mean([r['sum_v2i_mbps'] for r in rows]):.2f}",
                       f"{np.nanmean([r['mean_delivery_ms'] for r in rows]):.1f}")
-    from controller.v2x_marl import single_link_bound
+    from controller.training.v2x_marl import single_link_bound
 
     bounds = [single_link_bound(sc, eval_episodes, 1_000_000 + x) for x in seed_list]
     t.add_row("bound: each link alone", " ".join(f"{x:.3f}" for x in bounds),
@@ -576,7 +581,7 @@ def table() -> None:
 
 def _table(which: str, scenario: Path, slots: int, seed: int, out: Path | None,
            schemes: tuple[str, ...], sets: tuple[str, ...]) -> None:
-    from controller.tables import TABLE_SCHEMES, measure, publish
+    from controller.evaluation.tables import TABLE_SCHEMES, measure, publish
 
     sc = resolve_scenario(scenario, sets)
     chosen = list(schemes) or [s for s in TABLE_SCHEMES
@@ -635,7 +640,7 @@ def table_latency(scenario: Path, slots: int, seed: int, out: Path | None,
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 def watch(broker: str | None, run_name: str | None, duration: float | None) -> None:
     """Live table of every process's status and metrics, from MQTT telemetry."""
-    from controller.watch import main as watch_main
+    from controller.deploy.watch import main as watch_main
 
     sys.exit(watch_main(broker, run_name, duration))
 
@@ -663,8 +668,8 @@ def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: in
 
     Example: rrmbed compose scenarios/3cell-k2.toml --scheme round-robin > docker-compose.yml
     """
-    from controller.compose import DEFAULT_BROKER_IMAGE, render_compose
-    from controller.launcher import node_processes
+    from controller.deploy.compose import DEFAULT_BROKER_IMAGE, render_compose
+    from controller.deploy.launcher import node_processes
 
     try:
         kind, n = node_processes(scenario)
@@ -701,7 +706,7 @@ def bench_transport(count: int, floats: int, placements: tuple[str, ...], repeat
                     json_path: Path | None) -> None:
     """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP, same run, per placement:
     all processes on one core, client and echo peers on two cores, or as the OS schedules."""
-    from controller.bench_transport import PLACEMENTS, median_of, print_bench, run_repeated
+    from controller.bench.transport import PLACEMENTS, median_of, print_bench, run_repeated
 
     results = run_repeated(placements or PLACEMENTS, repeat, count, floats)
     print_bench(results)
@@ -721,7 +726,7 @@ def bench_transport(count: int, floats: int, placements: tuple[str, ...], repeat
 def bench_baselines(batch: int, compare: int) -> None:
     """Vectorized WMMSE / FP vs a per-instance loop, 3cell-k2 and 7cell-k8, same run; then
     the mean sum-rates and optimality gaps of every baseline on the same drops."""
-    from controller.bench_baselines import main as bench_main
+    from controller.bench.baselines import main as bench_main
 
     bench_main(["--batch", str(batch), "--compare", str(compare)])
 
@@ -735,7 +740,7 @@ def bench_baselines(batch: int, compare: int) -> None:
 def bench_dqn_power(steps: int, seed: int, eval_drops: int) -> None:
     """Multi-agent DQN with 10 discrete power levels on 3cell-k2: greedy sum-rate next to
     WMMSE, max power and random levels on the same drops."""
-    from controller.dqn_power import main as dqn_main
+    from controller.training.dqn_power import main as dqn_main
 
     dqn_main(["--steps", str(steps), "--seed", str(seed), "--eval", str(eval_drops)])
 
@@ -749,13 +754,13 @@ def bench_dqn_power(steps: int, seed: int, eval_drops: int) -> None:
 def bench_trpo(steps: int, seed: int, episodes: int, out: Path | None) -> None:
     """Our centralized TRPO vs sb3-contrib's TRPO on the same 3cell-k2 env, same steps
     (needs the 'bench' extra: pip install '.[bench]')."""
-    from controller.bench_trpo import print_bench, run_bench
+    from controller.bench.trpo import print_bench, run_bench
 
     print_bench(run_bench(steps, seed, episodes_per_iter=episodes, out=out))
 
 
 def main() -> None:
-    from controller.launcher import install_sigterm_as_interrupt
+    from controller.deploy.launcher import install_sigterm_as_interrupt
 
     install_sigterm_as_interrupt()
     cli(prog_name="rrmbed")

@@ -19,8 +19,8 @@ import numpy as np
 from channel_server.air import Air
 from channel_server.config import Scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.central import CentralDecider
-from controller.results import RunRecorder
+from controller.baselines.central import CentralDecider
+from controller.evaluation.results import RunRecorder
 from node.agent import EXCHANGE, BsAgent, chain_priors, policy_with_weights
 from node.policy_spec import ActionMode
 from protocols.latency import LinkModel

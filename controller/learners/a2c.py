@@ -1,6 +1,6 @@
 """Advantage Actor-Critic (A2C), the fixed-step baseline of paper 001 (Section IV-A, Fig. 9).
 
-Same batch format and interface as :mod:`controller.trpo`. One update is ONE
+Same batch format and interface as :mod:`controller.learners.trpo`. One update is ONE
 gradient step of the fixed step size on the whole batch:
 
     loss = -mean(log pi(a|s) * A) + value_coef * mean((V(s) - G)^2) - entropy_coef * H[pi]
@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from controller.rollout import Batch
-from controller.trpo import gae, gaussian_log_prob, value_network
+from controller.learners.trpo import gae, gaussian_log_prob, value_network
+from controller.training.rollout import Batch
 from node.policy import GaussianPolicy, state_arrays
 
 Array = npt.NDArray[np.float64]

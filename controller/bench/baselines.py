@@ -15,7 +15,7 @@ Timings are the best of ``repeats`` interleaved rounds (the machine is shared).
 and random allocation on ``n`` realizations, with the optimality gaps (Fig. 11).
 Paper 001's Table IV reports 0.60 s (WMMSE) and 0.64 s (FP) per allocation.
 
-Run ``python -m controller.bench_baselines``.
+Run ``python -m controller.bench.baselines``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import numpy as np
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.fp import FPConfig, fp
-from controller.optimum import MAX_LINKS, OptimumConfig, global_optimum
-from controller.wmmse import Array, WMMSEConfig, wmmse
+from controller.baselines.fp import FPConfig, fp
+from controller.baselines.optimum import MAX_LINKS, OptimumConfig, global_optimum
+from controller.baselines.wmmse import Array, WMMSEConfig, wmmse
 from protocols.seeding import rng_for
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"

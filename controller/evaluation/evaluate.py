@@ -50,10 +50,10 @@ import numpy.typing as npt
 from channel_server.air import Air
 from channel_server.config import RadioConfig, Scenario, load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.fp import FPConfig, fp
-from controller.optimum import MAX_LINKS, OptimumConfig, optimum
-from controller.rollout import Variant, variant_dims
-from controller.wmmse import Constraint, WMMSEConfig, wmmse
+from controller.baselines.fp import FPConfig, fp
+from controller.baselines.optimum import MAX_LINKS, OptimumConfig, optimum
+from controller.baselines.wmmse import Constraint, WMMSEConfig, wmmse
+from controller.training.rollout import Variant, variant_dims
 from node.observation import obs_central, obs_full, obs_round_robin, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays
 from node.policy_spec import clip_fraction, fit_bs_budget, read_weights
@@ -124,7 +124,7 @@ def policy_fractions(
     """Deterministic power fractions (M, B, K) of ``policy`` on ``gains`` (M, B, K, B).
 
     ``radio`` is the one the observations are built with (the training Pmax). Round-robin
-    orders come from ``rng`` exactly as :func:`controller.rollout.play` draws them.
+    orders come from ``rng`` exactly as :func:`controller.training.rollout.play` draws them.
     """
     m, b_n, k_n = gains.shape[0], radio.n_cells, radio.users_per_cell
     if scheme == "centralized":
@@ -377,7 +377,7 @@ def _paper_order(names: Sequence[str]) -> list[str]:
 
 def make_figures(result: dict[str, Any], plots_dir: Path) -> list[Path]:
     """Fig. 11 (bars), Fig. 14 (Pmax sweep), Fig. 15 (sum-power bars) as PNGs."""
-    from controller.plots import plot_bars, plot_pmax_sweep
+    from controller.evaluation.plots import plot_bars, plot_pmax_sweep
 
     name, n = result["scenario"], result["n"]
     made = []

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from channel_server.config import Scenario, scenario_to_dict, to_toml
-from controller.central import CentralDecider
-from controller.results import RunRecorder
+from controller.baselines.central import CentralDecider
+from controller.evaluation.results import RunRecorder
 from node.agent import EXCHANGE, policy_with_weights
 from node.policy_spec import read_weights
 from protocols.errors import PeerTimeout
@@ -109,7 +109,7 @@ class ControllerProcess:
 
     def make_trainer(self, train: dict[str, Any]) -> Any:
         """The learner of a network training run, on the same initial weights as the nodes."""
-        from controller.net_training import NetworkTrainer, TrainOptions, make_learner
+        from controller.training.net_training import NetworkTrainer, TrainOptions, make_learner
         from node.agent import node_policy
 
         if self.scheme in ("full", "round-robin"):

@@ -1,5 +1,5 @@
 """The controller of a vehicular run: the handshake and results of
-:class:`controller.process.ControllerProcess`, plus the fingerprint broadcast and, while
+:class:`controller.roles.process.ControllerProcess`, plus the fingerprint broadcast and, while
 training, the multi-agent DQN learner fed by the vehicles' experience.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 
 from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
-from controller.process import ControllerProcess, log, say
-from controller.v2x_marl import eval_fingerprint, marl_config, scheme_scenario
-from controller.v2x_net_training import V2xNetworkTrainer
-from controller.v2x_run import SlotRecord, V2xRecorder
+from controller.evaluation.v2x_run import SlotRecord, V2xRecorder
+from controller.roles.process import ControllerProcess, log, say
+from controller.training.v2x_marl import eval_fingerprint, marl_config, scheme_scenario
+from controller.training.v2x_net_training import V2xNetworkTrainer
 from node.policy_spec import read_weights
 from node.vehicle_agent import own_weights
 from protocols.messages import (

@@ -49,7 +49,7 @@ def run_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
              run: Callable[[str, Path, Path | None], dict[str, Any]],
              console: Console | None = None) -> list[dict[str, Any]]:
     """Train, then evaluate every scheme with ``run(scheme, run_dir, weights)``."""
-    from controller.train import train
+    from controller.training.train import train
 
     console = console or Console()
     scenario = load_scenario(scenario_path)
@@ -102,8 +102,8 @@ def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     import numpy as np
 
     from channel_server.v2x import load_v2x_scenario
-    from controller.v2x_marl import train_marl
-    from controller.v2x_run import print_v2x_summary
+    from controller.evaluation.v2x_run import print_v2x_summary
+    from controller.training.v2x_marl import train_marl
 
     console = console or Console()
     scenario = load_v2x_scenario(scenario_path)

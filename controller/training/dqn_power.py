@@ -36,8 +36,8 @@ import torch
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import csi_slice, sum_rate_bps_hz
-from controller.dqn import Dqn, DqnConfig, Transitions
-from controller.wmmse import wmmse
+from controller.baselines.wmmse import wmmse
+from controller.learners.dqn import Dqn, DqnConfig, Transitions
 from node.observation import obs_full
 from protocols.seeding import rng_for
 

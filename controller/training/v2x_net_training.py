@@ -7,7 +7,7 @@ every agent's slot-n upload, the reward, and (unless the episode ended) every ag
 slot-(n+1) observation are in. Every ``broadcast_period`` slots the controller stores the
 complete transitions, takes ``broadcast_period / train_every`` Double-DQN updates, and
 broadcasts the weights with the next fingerprint. Epsilon and the fingerprint follow the
-local trainer's schedule (:func:`controller.v2x_marl.epsilon_at`), per episode.
+local trainer's schedule (:func:`controller.training.v2x_marl.epsilon_at`), per episode.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from channel_server.v2x import V2xScenario
-from controller.dqn import Dqn, Transitions
-from controller.v2x_marl import MarlConfig, epsilon_at
+from controller.learners.dqn import Dqn, Transitions
+from controller.training.v2x_marl import MarlConfig, epsilon_at
 from node.v2x_observation import observation_dim
 from protocols.seeding import rng_for
 

@@ -1,6 +1,6 @@
 """Training over the network runner, pure: the controller feeds it what arrives
 (node experience, central decisions, slot outcomes) and it assembles exactly the
-on-policy batch that :func:`controller.rollout.play` builds locally (slot-major;
+on-policy batch that :func:`controller.training.rollout.play` builds locally (slot-major;
 round-robin steps in chain order with the common reward on the last step; full:
 one single-step episode per BS), then runs the learner.
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.rollout import Batch
+from controller.training.rollout import Batch
 from node.policy import GaussianPolicy, state_arrays
 from protocols.seeding import rng_for
 
@@ -40,11 +40,11 @@ class TrainOptions:
 def make_learner(algo: str, policy: GaussianPolicy, seed: int) -> Any:
     """The learner of a run; its randomness derives from the run's seed."""
     if algo == "trpo":
-        from controller.trpo import Trpo, TrpoConfig
+        from controller.learners.trpo import Trpo, TrpoConfig
 
         return Trpo(policy, TrpoConfig(), rng_for(seed, "learner", "trpo"))
     if algo == "a2c":
-        from controller.a2c import A2c, A2cConfig
+        from controller.learners.a2c import A2c, A2cConfig
 
         return A2c(policy, A2cConfig(), rng_for(seed, "learner", "a2c"))
     raise ValueError(f"unknown algorithm {algo!r} (trpo, a2c)")
