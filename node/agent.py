@@ -17,44 +17,28 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from channel_server.config import Scenario
-from node.observation import (
-    central_dims,
-    full_dims,
-    obs_full,
-    obs_round_robin,
-    round_robin_dims,
-)
-from node.policy_spec import ActionMode, PolicyConfig, clip_fraction, fit_bs_budget
+from node.policy_spec import ActionMode, PolicyConfig, fit_bs_budget
+from node.schemes import SCHEMES, Scheme
 
 if TYPE_CHECKING:
     from node.policy import GaussianPolicy
-from protocols.seeding import rng_for
 
-# How each scheme decides: alone on its own slice, along the round-robin chain,
-# or at the controller (centralized deciders).
-EXCHANGE = {
-    "max-power": "none",
-    "random": "none",
-    "full": "none",
-    "round-robin": "chain",
-    "centralized": "central",
-    "wmmse": "central",
-    "fp": "central",
-    "optimum": "central",
-}
-SCHEMES = tuple(EXCHANGE)
+KIND = "cellular"
+
+
+def scheme_of(name: str) -> Scheme:
+    """The cellular scheme called ``name`` (ValueError naming the known ones)."""
+    try:
+        return SCHEMES.get(KIND, name)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
 
 
 def policy_config(scheme: str, scenario: Scenario) -> PolicyConfig | None:
-    """The policy ``scheme`` runs (at each BS, or at the controller for 'centralized');
+    """The policy ``scheme`` runs (at each BS, or at the controller for a central policy);
     None for schemes without one."""
-    if scheme == "full":
-        return PolicyConfig(*full_dims(scenario.radio))
-    if scheme == "round-robin":
-        return PolicyConfig(*round_robin_dims(scenario.radio))
-    if scheme == "centralized":
-        return PolicyConfig(*central_dims(scenario.radio))
-    return None
+    cfg: PolicyConfig | None = scheme_of(scheme).policy_config(scenario)
+    return cfg
 
 
 def policy_with_weights(scheme: str, scenario: Scenario,
@@ -107,26 +91,31 @@ class BsAgent:
         policy: GaussianPolicy | None = None,
         action_mode: ActionMode = "mean",
     ) -> None:
-        if scheme not in EXCHANGE:
-            raise ValueError(f"unknown scheme {scheme!r}; known: {', '.join(SCHEMES)}")
         self.bs = bs
         self.scenario = scenario
-        self.scheme = scheme
-        if policy is None and EXCHANGE[scheme] != "central":
-            policy = node_policy(scheme, scenario, seed)
-        self.policy = policy
-        self.action_mode = action_mode
-        self._random = rng_for(seed, "node", bs, "random-power")
-        self._noise = rng_for(seed, "node", bs, "policy-noise")
+        self.scheme = scheme_of(scheme)
+        self.actor = (self.scheme.make_actor(bs, scenario, seed, policy, action_mode)
+                      if self.scheme.actor is not None else None)
         radio = scenario.radio
         k = radio.users_per_cell
         # the fallback before any decision: full power, within the BS budget if there is one
         self.previous_w = np.full((episodes, k), radio.pmax_w / (k if radio.sum_power_constraint
                                                                  else 1))
-        self.last_obs: np.ndarray | None = None
+
+    @property
+    def policy(self) -> GaussianPolicy | None:
+        """The policy this BS runs (None: the scheme has none, or decides centrally)."""
+        return getattr(self.actor, "policy", None)
+
+    @property
+    def last_obs(self) -> np.ndarray | None:
         """The observation of the last policy decision (what a learner needs)."""
-        self.last_raw: np.ndarray | None = None
+        return None if self.actor is None else self.actor.last_obs
+
+    @property
+    def last_raw(self) -> np.ndarray | None:
         """The raw Gaussian action of the last policy decision."""
+        return None if self.actor is None else self.actor.last_raw
 
     # ------------------------------------------------------------------ deciding
 
@@ -138,24 +127,11 @@ class BsAgent:
         Round-robin also takes the powers already chosen ``prior_w`` (E, B, K) watts
         and the mask ``chosen`` (E, B) of BSs that decided before this one.
         """
-        radio = self.scenario.radio
-        e, k = csi.shape[0], radio.users_per_cell
-        if self.scheme == "max-power":
-            return np.ones((e, k))
-        if self.scheme == "random":
-            return self._random.uniform(0.0, 1.0, size=(e, k))
-        if self.policy is None:
-            raise RuntimeError(f"scheme {self.scheme!r} is decided by the controller, not a BS")
-        if self.scheme == "full":
-            obs = obs_full(csi, self.bs, radio)
-        else:
-            if prior_w is None or chosen is None:
-                raise ValueError("round-robin needs the powers chosen so far")
-            obs = obs_round_robin(csi, self.bs, prior_w / radio.pmax_w, chosen, radio)
-        noise = self._noise.standard_normal((e, k)) if self.action_mode == "sample" else None
-        self.last_obs = obs
-        self.last_raw = self.policy.act(obs, self.action_mode, noise)
-        return clip_fraction(self.last_raw)
+        if self.actor is None:
+            raise RuntimeError(f"scheme {self.scheme.name!r} is decided by the controller, "
+                               "not a BS")
+        out: np.ndarray = self.actor.fractions(csi, prior_w, chosen)
+        return out
 
     def decide(
         self,

@@ -19,13 +19,15 @@ Randomness: ``rng_for(seed, "v2x", "vehicle", k)``, one stream per agent.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 
 from channel_server.v2x import V2xScenario, account_payload
+from node.schemes import SCHEMES
 from protocols.seeding import rng_for
 
-SCHEMES = ("marl-dqn", "marl-dqn-nofp", "turn-dqn", "random")
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -91,13 +93,17 @@ class VehicleAgent:
 
     def __init__(self, k: int, scenario: V2xScenario, scheme: str, seed: int,
                  variables: dict[str, np.ndarray] | None = None) -> None:
-        if scheme not in SCHEMES:
-            raise ValueError(f"unknown V2X scheme {scheme!r}, expected one of {SCHEMES}")
-        if scheme != "random" and variables is None:
+        try:
+            spec = SCHEMES.get("v2x", scheme)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        if spec.needs_weights and variables is None:
             raise ValueError(f"scheme {scheme!r} needs Q-network weights")
         self.k = k
         self.scenario = scenario
         self.scheme = scheme
+        self.learned = bool(spec.options["learned"])
+        self.turns = bool(spec.options["turns"])
         r = scenario.radio
         self.n_agents, self.n_rb = r.n_v2v, r.n_rb
         self.n_actions = r.n_rb * len(r.v2v_power_levels_dbm)
@@ -115,7 +121,7 @@ class VehicleAgent:
     def start_episode(self) -> None:
         self.remaining_bits = self.scenario.traffic.payload_bits
         self.delivery_time_s = float("nan")
-        if self.scheme == "turn-dqn":
+        if self.turns:
             self.held = int(self.rng.integers(self.n_actions))
 
     def act(self, obs: npt.ArrayLike, t: int, epsilon: float = 0.0) -> int:
@@ -123,14 +129,14 @@ class VehicleAgent:
 
         DQN schemes draw one uniform and one random action every slot whatever epsilon
         is, so the random stream does not depend on the outcome."""
-        if self.scheme == "random":
+        if not self.learned:
             return int(self.rng.integers(self.n_actions))
         assert self.variables is not None
         q = q_values(self.variables, self.k, self.n_agents, obs)
         explore = self.rng.random() < epsilon
         other = int(self.rng.integers(self.n_actions))
         proposed = other if explore else int(q.argmax())
-        if self.scheme == "turn-dqn":
+        if self.turns:
             if t % self.n_agents == self.k:
                 self.held = proposed
             return self.held
@@ -146,3 +152,20 @@ class VehicleAgent:
     def remaining_time_s(self, t: int) -> float:
         return self.scenario.traffic.deadline_s - t * self.scenario.radio.slot_s
 
+
+
+def scheme_scenario(scenario: V2xScenario, scheme: str) -> V2xScenario:
+    """The scenario as ``scheme`` sees it: the fingerprint in the observation only for the
+    schemes that use one."""
+    spec = SCHEMES.get("v2x", scheme)
+    obs = dataclasses.replace(scenario.observation, fingerprint=bool(spec.options["fingerprint"]))
+    return dataclasses.replace(scenario, observation=obs)
+
+
+def eval_fingerprint(variables: dict[str, np.ndarray] | None) -> tuple[float, float]:
+    """The fingerprint (e, epsilon) a trained policy acts with: the one it ended training
+    with (``env_fingerprint``), else (0, 1) (no fingerprint in the observation anyway)."""
+    if variables is not None and "env_fingerprint" in variables:
+        it, eps = (float(v) for v in variables["env_fingerprint"])
+        return it, eps
+    return 0.0, 1.0

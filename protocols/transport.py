@@ -9,24 +9,18 @@ A frame that does not decode is never raised to the caller of :meth:`Endpoint.re
 counted in ``protocol_errors`` (last text in ``last_protocol_error``), logged, and ``recv``
 keeps waiting within its deadline.
 
-Link emulation (optional, per sender named in the message header, for messages of the
-planes in ``link_planes``, backhaul by default): on arrival the link's
-:class:`~protocols.latency.LinkModel` is sampled and the message is delivered with
-``chain_latency_s`` increased by the link latency, after the clock's hold (none in 'fast'
-mode; in 'realtime' mode until the latency has elapsed since ``sent_ns``; held messages do
-not block others). A lost message is counted in ``lost`` and delivered at once with
-``chain_latency_s = inf``, so the receiver counts a deadline miss instead of waiting for a
-wall-clock timeout.
+Link emulation: every accepted message passes through ``links`` (:mod:`protocols.links`,
+the same pure module the in-memory pump uses): it may come out later in the chain (link
+latency added), lost (``chain_latency_s = inf``), or held until its realtime latency has
+elapsed; held messages do not block others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import heapq
 import logging
-import math
 import os
 import time
 from collections.abc import Coroutine
@@ -38,7 +32,8 @@ import zmq.backend
 
 from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode
 from protocols.errors import PeerError, PeerTimeout, ProtocolError
-from protocols.latency import Clock, FastClock, LinkModel
+from protocols.latency import Clock, LinkModel
+from protocols.links import Links
 from protocols.messages import Message
 from protocols.meter import Meter, wire_size
 
@@ -92,18 +87,18 @@ class Endpoint:
         self.limits = limits
         self.hwm = hwm
         self.send_timeout_s = send_timeout_s
-        self.clock: Clock = clock if clock is not None else FastClock()
-        self.link_planes: tuple[str, ...] = ("backhaul",)
+        self.links = Links()
+        """Emulated links ending here (:mod:`protocols.links`)."""
+        if clock is not None:
+            self.links.clock = clock
         self.protocol_errors = 0
         self.last_protocol_error: str | None = None
-        self.lost = 0
         self.received: dict[tuple[str, str], list[int]] = {}
         """(kind, sender) -> [messages, wire bytes] of good frames received (not the meter:
         senders meter; this lets a receiver check what arrived)."""
         self.address: str | None = None
         self._ctx = zmq.asyncio.Context.instance()
         self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.backend.Socket]] = {}
-        self._links: dict[str, LinkModel] = {}
         self._held: list[tuple[int, int, Message]] = []
         self._held_count = 0
         self._seq = 0
@@ -167,9 +162,14 @@ class Endpoint:
     def set_link(self, peer: str, model: LinkModel | None) -> None:
         """Emulate the link from ``peer`` to this endpoint with ``model`` (None: no emulation)."""
         if model is None:
-            self._links.pop(peer, None)
+            self.links.models.pop(peer, None)
         else:
-            self._links[peer] = model
+            self.links.set({peer: model})
+
+    @property
+    def lost(self) -> int:
+        """Messages lost on the emulated links ending here."""
+        return self.links.lost
 
     def header(self, slot: int, chain_latency_s: float = 0.0) -> dict[str, Any]:
         """Header fields for a new message: own name, next seq, now (``time.time_ns``)."""
@@ -321,23 +321,13 @@ class Endpoint:
             got = self.received[key] = [0, 0]
         got[0] += 1
         got[1] += wire_size(len(frame))
-        if self._links and msg.PLANE in self.link_planes:
-            model = self._links.get(msg.sender)
-            if model is not None:
-                latency = model.sample()
-                msg = dataclasses.replace(msg, chain_latency_s=msg.chain_latency_s + latency)
-                if math.isinf(latency):
-                    # Lost on the emulated link: it is delivered at once, marked infinitely
-                    # late, so the receiver counts a deadline miss instead of waiting on a
-                    # wall-clock timeout (fast mode stays deterministic and hang-free).
-                    self.lost += 1
-                    return msg
-                now = time.time_ns()
-                hold = self.clock.hold_s(msg.sent_ns, latency, now)
-                if hold > 0.0:
-                    self._held_count += 1
-                    heapq.heappush(self._held, (now + int(hold * 1e9), self._held_count, msg))
-                    return None
+        if self.links.models:
+            now = time.time_ns()
+            msg, release_ns = self.links.arrive(msg, now)
+            if release_ns > now:
+                self._held_count += 1
+                heapq.heappush(self._held, (release_ns, self._held_count, msg))
+                return None
         return msg
 
     def _protocol_error(self, text: str) -> None:

@@ -1,12 +1,14 @@
 """Centralized deciders: the controller receives every BS's CSI slice, rebuilds the
-whole channel and decides all powers. Used by the controller process and by the
-local runner alike.
+whole channel and decides all powers. Used by the controller role of both runners.
+
+Each scheme's decider (named in its registry entry) maps the whole channel (E, B, K, B) to
+powers (E, B, K) in watts; :class:`CentralDecider` wraps it with the compute-time model.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,7 +16,7 @@ from channel_server.config import Scenario
 from controller.baselines.fp import FPConfig, fp
 from controller.baselines.optimum import OptimumConfig, optimum
 from controller.baselines.wmmse import WMMSEConfig, wmmse
-from node.agent import policy_config
+from node.agent import scheme_of
 from node.observation import obs_central
 from node.policy_spec import clip_fraction, fit_bs_budget
 from protocols.seeding import rng_for
@@ -22,57 +24,107 @@ from protocols.seeding import rng_for
 if TYPE_CHECKING:
     from node.policy import GaussianPolicy
 
-CENTRAL_SCHEMES = ("centralized", "wmmse", "fp", "optimum")
 
+class Baseline:
+    """A classical allocator: no policy, nothing to learn."""
 
-class CentralDecider:
-    """Decides all B x K powers from the whole channel (E, B, K, B)."""
+    policy: GaussianPolicy | None = None
+    last_obs: np.ndarray | None = None
+    last_raw: np.ndarray | None = None
 
-    def __init__(self, scheme: str, scenario: Scenario, seed: int,
-                 policy: GaussianPolicy | None = None, action_mode: str = "mean") -> None:
-        if scheme not in CENTRAL_SCHEMES:
-            raise ValueError(f"{scheme!r} is not a centralized scheme ({CENTRAL_SCHEMES})")
-        self.scheme = scheme
+    def __init__(self, scenario: Scenario, *_: Any) -> None:
+        radio = scenario.radio
         self.scenario = scenario
-        if scheme == "centralized" and policy is None:
+        self.constraint = "per-bs" if radio.sum_power_constraint else "per-user"
+        self.budget = radio.pmax_w if radio.sum_power_constraint else None
+
+
+class WmmseDecider(Baseline):
+    def powers(self, gains: np.ndarray) -> np.ndarray:
+        radio, cfg = self.scenario.radio, self.scenario.baselines
+        p, _ = wmmse(gains, radio.noise_w, radio.pmax_w,
+                     WMMSEConfig(cfg.wmmse_tol, cfg.wmmse_max_iter),
+                     constraint=self.constraint, bs_budget_w=self.budget)
+        return p
+
+
+class FpDecider(Baseline):
+    def powers(self, gains: np.ndarray) -> np.ndarray:
+        radio, cfg = self.scenario.radio, self.scenario.baselines
+        p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(cfg.fp_tol, cfg.fp_max_iter),
+                  constraint=self.constraint, bs_budget_w=self.budget)
+        return p
+
+
+class OptimumDecider(Baseline):
+    def powers(self, gains: np.ndarray) -> np.ndarray:
+        radio = self.scenario.radio
+        if radio.sum_power_constraint:
+            raise ValueError("the reference optimum handles the per-user limit only")
+        return optimum(gains, radio.noise_w, radio.pmax_w,
+                       OptimumConfig(eps=self.scenario.baselines.optimum_gap))[0]
+
+
+class PolicyDecider:
+    """The learned central policy: the whole channel in, all B x K fractions out."""
+
+    def __init__(self, scenario: Scenario, seed: int, policy: GaussianPolicy | None,
+                 action_mode: str, config: Any) -> None:
+        if policy is None:
             from node.policy import seeded_policy  # torch only where a policy runs
 
-            policy = seeded_policy(policy_config("centralized", scenario), seed)
+            policy = seeded_policy(config, seed)
+        self.scenario = scenario
         self.policy = policy
         self.action_mode = action_mode
-        self._noise = rng_for(seed, "controller", "policy-noise")
+        self.noise = rng_for(seed, "controller", "policy-noise")
         self.last_obs: np.ndarray | None = None
         self.last_raw: np.ndarray | None = None
 
     def powers(self, gains: np.ndarray) -> np.ndarray:
-        """Powers (E, B, K) in watts."""
-        radio, cfg = self.scenario.radio, self.scenario.baselines
-        constraint = "per-bs" if radio.sum_power_constraint else "per-user"
-        budget = radio.pmax_w if radio.sum_power_constraint else None
-        if self.scheme == "wmmse":
-            p, _ = wmmse(gains, radio.noise_w, radio.pmax_w,
-                         WMMSEConfig(cfg.wmmse_tol, cfg.wmmse_max_iter),
-                         constraint=constraint, bs_budget_w=budget)
-            return p
-        if self.scheme == "fp":
-            p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(cfg.fp_tol, cfg.fp_max_iter),
-                      constraint=constraint, bs_budget_w=budget)
-            return p
-        if self.scheme == "optimum":
-            if radio.sum_power_constraint:
-                raise ValueError("the reference optimum handles the per-user limit only")
-            return optimum(gains, radio.noise_w, radio.pmax_w,
-                           OptimumConfig(eps=cfg.optimum_gap))[0]
-        assert self.policy is not None
+        radio = self.scenario.radio
         obs = obs_central(gains, radio)
-        noise = (self._noise.standard_normal((gains.shape[0], radio.n_links))
+        noise = (self.noise.standard_normal((gains.shape[0], radio.n_links))
                  if self.action_mode == "sample" else None)
         raw = self.policy.act(obs, self.action_mode, noise)  # type: ignore[arg-type]
         self.last_obs, self.last_raw = obs, raw
         frac = clip_fraction(raw).reshape(gains.shape[0], radio.n_cells, radio.users_per_cell)
         if radio.sum_power_constraint:
             frac = fit_bs_budget(frac)
-        return frac * radio.pmax_w
+        out: np.ndarray = frac * radio.pmax_w
+        return out
+
+
+class CentralDecider:
+    """Decides all B x K powers from the whole channel (E, B, K, B) with the decider of a
+    central scheme, and charges its compute time."""
+
+    def __init__(self, scheme: str, scenario: Scenario, seed: int,
+                 policy: GaussianPolicy | None = None, action_mode: str = "mean") -> None:
+        spec = scheme_of(scheme)
+        if spec.central is None:
+            raise ValueError(f"{scheme!r} is not a centralized scheme")
+        self.scheme = spec
+        self.scenario = scenario
+        self.decider = spec.make_central(scenario, seed, policy, action_mode,
+                                         spec.policy_config(scenario))
+
+    @property
+    def policy(self) -> GaussianPolicy | None:
+        return self.decider.policy
+
+    @property
+    def last_obs(self) -> np.ndarray | None:
+        return self.decider.last_obs
+
+    @property
+    def last_raw(self) -> np.ndarray | None:
+        return self.decider.last_raw
+
+    def powers(self, gains: np.ndarray) -> np.ndarray:
+        """Powers (E, B, K) in watts."""
+        p: np.ndarray = self.decider.powers(gains)
+        return p
 
     def decide(self, gains: np.ndarray) -> tuple[np.ndarray, float]:
         """Powers (E, B, K) and the compute time charged (fixed model or measured)."""

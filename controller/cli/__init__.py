@@ -15,9 +15,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from channel_server.config import Scenario, ScenarioError, load_scenario, override
+from channel_server.config import Scenario, ScenarioError
+from channel_server.kinds import Resolved
 from channel_server.v2x import V2xScenario
-from node.agent import SCHEMES
+from controller.learners import registry as learners
+from node.schemes import SCHEMES
 
 console = Console(stderr=True)
 
@@ -38,43 +40,32 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return out
 
 
+def resolve_file(path: Path, sets: tuple[str, ...] | list[str] = ()) -> Resolved:
+    """A scenario file of any kind, resolved once with the --set overrides."""
+    from channel_server.kinds import resolve
+
+    try:
+        return resolve(path, parse_overrides(sets) if sets else None)
+    except ScenarioError as e:
+        raise click.ClickException(str(e)) from e
+
+
 def resolve_scenario(path: Path, sets: tuple[str, ...] | list[str]) -> Scenario:
-    try:
-        s = load_scenario(path)
-        return override(s, parse_overrides(sets)) if sets else s
-    except ScenarioError as e:
-        raise click.ClickException(str(e)) from e
-
-
-def is_v2x(path: Path) -> bool:
-    """The scenario file describes a vehicular world."""
-    from channel_server.config import read_toml
-    from channel_server.v2x import is_v2x_table
-
-    try:
-        return is_v2x_table(read_toml(path))
-    except ScenarioError as e:
-        raise click.ClickException(str(e)) from e
+    """A cellular scenario (the paper-001 commands)."""
+    r = resolve_file(path, sets)
+    if r.kind.name != "cellular":
+        raise click.ClickException(f"{path}: a {r.kind.name} scenario; this command takes a "
+                                   "cellular one")
+    return r.scenario  # type: ignore[no-any-return]
 
 
 def resolve_v2x(path: Path, sets: tuple[str, ...] | list[str]) -> V2xScenario:
-    from channel_server.v2x import load_v2x_scenario, v2x_override
-
-    try:
-        s = load_v2x_scenario(path)
-        return v2x_override(s, parse_overrides(sets)) if sets else s
-    except ScenarioError as e:
-        raise click.ClickException(str(e)) from e
-
-
-def check_scheme(scheme: str, v2x: bool) -> None:
-    from node.vehicle_agent import SCHEMES as V2X_SCHEMES
-
-    known = V2X_SCHEMES if v2x else SCHEMES
-    if scheme not in known:
-        kind = "a V2X scenario" if v2x else "a cellular scenario"
-        raise click.BadParameter(f"unknown scheme {scheme!r} for {kind}; choose from "
-                                 f"{', '.join(known)}", param_hint="--scheme")
+    """A V2X scenario (the paper-000 commands)."""
+    r = resolve_file(path, sets)
+    if r.kind.name != "v2x":
+        raise click.ClickException(f"{path}: a {r.kind.name} scenario; this command takes a "
+                                   "V2X one")
+    return r.scenario  # type: ignore[no-any-return]
 
 
 def default_out(scenario: Scenario | V2xScenario, scheme: str, runner: str, seed: int) -> Path:
@@ -111,62 +102,26 @@ def cli(verbose: bool) -> None:
 def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int,
             out: Path | None, sets: tuple[str, ...], weights: Path | None,
             options: dict[str, Any]) -> dict[str, Any]:
-    """One run on either runner; writes the run directory and returns the summary."""
-    v2x = is_v2x(scenario_path)
-    scenario: Scenario | V2xScenario = (resolve_v2x(scenario_path, sets) if v2x
-                                        else resolve_scenario(scenario_path, sets))
-    check_scheme(scheme, v2x)
-    if isinstance(scenario, V2xScenario) and scheme != "random" and not options.get("train"):
-        from node.policy_spec import read_weights
-        from node.vehicle_agent import check_q_weights
+    """One run on either runner, with a progress bar; the summary."""
+    from controller.deploy.launcher import LaunchError
+    from controller.runners.run import RunError
+    from controller.runners.run import execute as run
 
-        if weights is None:
-            raise click.BadParameter(f"scheme {scheme!r} acts with trained Q networks: pass "
-                                     "the weights.npz of `rrmbed v2x train`",
-                                     param_hint="--weights")
-        try:
-            check_q_weights(read_weights(weights), scenario.radio.n_v2v)
-        except ValueError as e:
-            raise click.BadParameter(f"{weights}: {e}", param_hint="--weights") from e
-    out = out or default_out(scenario, scheme, runner, seed)
+    resolved = resolve_file(scenario_path, sets)
+    out = out or default_out(resolved.scenario, scheme, runner, seed)
     with progress_bar() as bar:
         task = bar.add_task(f"{scheme} ({runner})", total=slots)
-        if runner == "network":
-            from controller.deploy.launcher import LaunchError, run_network
-
-            opts = {k: v for k, v in options.items()
-                    if k not in ("endpoints", "telemetry", "broker")}
-            try:
-                return run_network(scenario_path, scheme, slots, seed, out, list(sets), weights,
-                                   opts, lambda d, t: bar.update(task, completed=d),
-                                   endpoints=options.get("endpoints", "tcp"),
-                                   telemetry=options.get("telemetry", True),
-                                   broker=options.get("broker"))
-            except LaunchError as e:
-                raise click.ClickException(str(e)) from e
-        from node.policy_spec import read_weights
-
-        if isinstance(scenario, V2xScenario):
-            from controller.evaluation.v2x_run import run_v2x_local
-            from controller.evaluation.v2x_run import write_local as write_v2x
-
-            rec, wall = run_v2x_local(scenario, scheme, slots, seed,
-                                      read_weights(weights) if weights else None,
-                                      lambda n: bar.update(task, completed=n + 1))
-            return write_v2x(rec, wall, out)
-        from controller.runners.local import run_local, write_local
-
-        res = run_local(scenario, scheme, slots, seed,
-                        weights=read_weights(weights) if weights else None,
-                        action_mode=options.get("action_mode", "mean"),
-                        keep_gains=bool(options.get("log_csi")),
-                        on_slot=lambda n: bar.update(task, completed=n + 1))
-        return write_local(res, out)
+        try:
+            return run(scenario_path, scheme, runner, slots, seed, out,
+                       parse_overrides(sets) if sets else None, weights, options,
+                       lambda d, t: bar.update(task, completed=d))
+        except RunError as e:
+            raise click.BadParameter(str(e), param_hint="--scheme/--weights") from e
+        except LaunchError as e:
+            raise click.ClickException(str(e)) from e
 
 
-SCHEME_HELP = ("cellular scenarios: max-power | random | full | round-robin | centralized | "
-               "wmmse | fp | optimum; V2X scenarios: marl-dqn | marl-dqn-nofp | turn-dqn | "
-               "random")
+SCHEME_HELP = "By scenario kind — " + SCHEMES.help() + "."
 
 
 @cli.command()
@@ -206,9 +161,9 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     """
     from controller.evaluation.results import plot_run, print_summary
 
-    v2x = is_v2x(scenario)
-    out = out or default_out(resolve_v2x(scenario, sets) if v2x
-                             else resolve_scenario(scenario, sets), scheme, runner, seed)
+    resolved = resolve_file(scenario, sets)
+    v2x = resolved.kind.name == "v2x"
+    out = out or default_out(resolved.scenario, scheme, runner, seed)
     summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
                       {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
                        "telemetry": not no_telemetry, "broker": broker})
@@ -291,7 +246,8 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
                    advertise: str | None, weights: Path | None, sets: tuple[str, ...],
                    options: str, broker: str | None, no_telemetry: bool) -> None:
     """The controller process: handshake, central decisions, results."""
-    from controller.roles.process import serve
+    from controller.runners.network import serve
+    from controller.runners.run import RunError, load_weights, scheme_for
 
     opts = json.loads(options)
     if broker is not None:
@@ -299,15 +255,14 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
     if no_telemetry:
         opts["broker"] = None
     opts.setdefault("run", out.name)
-    if is_v2x(scenario):
-        from controller.roles.v2x_process import V2xControllerProcess
-
-        check_scheme(scheme, True)
-        sys.exit(run_process(serve(resolve_v2x(scenario, sets), scheme, slots, seed, out,
-                                   bind, advertise, weights, opts, V2xControllerProcess)))
-    check_scheme(scheme, False)
-    sc = resolve_scenario(scenario, sets)
-    sys.exit(run_process(serve(sc, scheme, slots, seed, out, bind, advertise, weights, opts)))
+    resolved = resolve_file(scenario, sets)
+    try:
+        arrays = load_weights(resolved, scheme_for(resolved, scheme), weights,
+                              bool(opts.get("train")))
+    except RunError as e:
+        raise click.BadParameter(str(e), param_hint="--scheme/--weights") from e
+    sys.exit(run_process(serve(resolved, scheme, slots, seed, out, bind, advertise, arrays,
+                               opts)))
 
 
 def worker_options(f: Callable[..., None]) -> Callable[..., None]:
@@ -335,13 +290,16 @@ def channel_server_cmd(controller: str, bind: str, advertise: str | None) -> Non
 
 
 @cli.command("node")
-@index_option("node_id", "BS index")
+@index_option("node_id", "Node index")
+@click.option("--role", default="node", show_default=True,
+              help="Node role of the scenario kind: node (a BS), vehicle, ...")
 @worker_options
-def node_cmd(node_id: int, controller: str, bind: str, advertise: str | None) -> None:
-    """A base-station node process."""
+def node_cmd(node_id: int, role: str, controller: str, bind: str,
+             advertise: str | None) -> None:
+    """A node process: one base station (or, with --role, a vehicle, ...)."""
     from node.process import serve
 
-    sys.exit(run_process(serve(node_id, controller, bind, advertise)))
+    sys.exit(run_process(serve(role, node_id, controller, bind, advertise)))
 
 
 @cli.command("vehicle")
@@ -349,9 +307,9 @@ def node_cmd(node_id: int, controller: str, bind: str, advertise: str | None) ->
 @worker_options
 def vehicle_cmd(vehicle_id: int, controller: str, bind: str, advertise: str | None) -> None:
     """A vehicle node process (one V2V transmitter of a V2X scenario)."""
-    from node.vehicle_process import serve
+    from node.process import serve
 
-    sys.exit(run_process(serve(vehicle_id, controller, bind, advertise)))
+    sys.exit(run_process(serve("vehicle", vehicle_id, controller, bind, advertise)))
 
 
 def run_process(coro: Any) -> int:
@@ -373,7 +331,8 @@ def run_process(coro: Any) -> int:
 
 @cli.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--algo", type=click.Choice(["trpo", "a2c"]), default="trpo", show_default=True)
+@click.option("--algo", type=click.Choice(learners.names("gaussian")), default="trpo",
+              show_default=True, help=learners.help_text("gaussian") + ".")
 @click.option("--scheme", type=click.Choice(["centralized", "round-robin", "full"]),
               default="centralized", show_default=True)
 @click.option("--runner", type=click.Choice(["local", "network"]), default="local",
@@ -391,7 +350,8 @@ def run_process(coro: Any) -> int:
 def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
           episodes_per_iter: int | None, seeds: str, out: Path | None, weights: Path | None,
           save_batches: bool) -> None:
-    """Train a paper-001 policy (TRPO or A2C) for SCHEME; writes weights and curves."""
+    """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
+    weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves."""
     seed_list = [int(x) for x in seeds.split(",") if x.strip()]
     sc = resolve_scenario(scenario, ())
     out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
@@ -407,7 +367,8 @@ def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
     for seed in seed_list:
         summaries.append(execute(scenario, scheme, "network", slots, seed, out / f"seed-{seed}",
                                  (), weights, {"train": {"algo": algo, "episodes_per_iter": m,
-                                                         "save_batches": save_batches},
+                                                         "save_batches": save_batches,
+                                                         "scheme": scheme},
                                                "action_mode": "sample"}))
     from controller.evaluation.results import print_summary
 
@@ -432,7 +393,7 @@ def evaluate(sources: tuple[Path, ...], scenario_path: Path, realizations: int, 
     runner slot by slot."""
     from controller.evaluation.evaluate import (
         evaluate_local,
-        load_policy,
+        load_policies,
         print_evaluation,
         weights_file,
     )
@@ -441,14 +402,12 @@ def evaluate(sources: tuple[Path, ...], scenario_path: Path, realizations: int, 
     result = evaluate_local(list(sources), sc, realizations, seed, out=out)
     print_evaluation(result)
     base = Path(out) if out else weights_file(sources[0]).parent
-    for src in sources:
-        pol = load_policy(src, sc)
-        w = weights_file(src)
+    for pol in load_policies(list(sources), sc):
         runs = {r: execute(scenario_path, pol.scheme, r, slots, seed,
-                           base / "network-check" / f"{pol.name}-{r}", (), w, {})
+                           base / "network-check" / f"{pol.slug}-{r}", (), pol.path, {})
                 for r in ("network", "local")}
         same = (runs["network"]["sum_rate_bps_hz_mean"] == runs["local"]["sum_rate_bps_hz_mean"])
-        console.print(f"{pol.name}: network runner {runs['network']['sum_rate_mbps_mean']:.2f} "
+        console.print(f"{pol.label}: network runner {runs['network']['sum_rate_mbps_mean']:.2f} "
                       f"Mbit/s, local {runs['local']['sum_rate_mbps_mean']:.2f} Mbit/s over "
                       f"{slots} slots: {'identical' if same else '[red]DIFFERENT[/red]'}")
         if not same:
@@ -497,16 +456,21 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
     else:
         import csv
 
-        import numpy as np
+        from controller.training.v2x_marl import (
+            marl_artifact,
+            marl_config,
+            train_marl,
+            train_steps,
+        )
 
-        from controller.training.v2x_marl import marl_config, train_marl
-
+        cfg = marl_config(sharing)
         with progress_bar() as bar:
             bar.add_task(f"{scheme}: {episodes} episodes (local)", total=None)
-            variables, curve = train_marl(sc, scheme, episodes, seed,
-                                          marl_config(sharing))
+            variables, curve = train_marl(sc, scheme, episodes, seed, cfg)
         out.mkdir(parents=True, exist_ok=True)
-        np.savez(out / "weights.npz", **variables)
+        steps = train_steps(sc, episodes, cfg) if curve else 0  # random: nothing trained
+        marl_artifact(sc, scheme, variables, steps, cfg,
+                      extra={"seed": seed, "episodes": episodes}).save(out / "weights.npz")
         with (out / "training.csv").open("w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=list(curve[0]))
             wr.writeheader()
@@ -669,13 +633,13 @@ def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: in
     Example: rrmbed compose scenarios/3cell-k2.toml --scheme round-robin > docker-compose.yml
     """
     from controller.deploy.compose import DEFAULT_BROKER_IMAGE, render_compose
-    from controller.deploy.launcher import node_processes
-
-    try:
-        kind, n = node_processes(scenario)
-    except ScenarioError as e:
-        raise click.ClickException(str(e)) from e
-    check_scheme(scheme, kind == "vehicle")
+    resolved = resolve_file(scenario)
+    kind, n = resolved.kind.node_role, resolved.n_nodes
+    if scheme not in SCHEMES.names(resolved.kind.name):
+        raise click.BadParameter(f"unknown scheme {scheme!r} for a {resolved.kind.name} "
+                                 f"scenario; choose from "
+                                 f"{', '.join(SCHEMES.names(resolved.kind.name))}",
+                                 param_hint="--scheme")
     click.echo(render_compose(str(scenario), nodes or n, scheme, slots, seed,
                               weights, image, runs_dir,
                               broker_image=broker_image or DEFAULT_BROKER_IMAGE,

@@ -20,7 +20,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from channel_server.kinds import Resolved
 
 LOOPBACK_BIND = "tcp://127.0.0.1:0"
 ADDRESS_TIMEOUT_S = 60.0
@@ -86,18 +89,6 @@ class NetworkRun:
         return killed
 
 
-def node_processes(scenario_path: Path) -> tuple[str, int]:
-    """The node command and how many node processes a scenario needs: one ``node`` per
-    BS, or one ``vehicle`` per V2V transmitter."""
-    from channel_server.config import read_toml, scenario_from_dict
-    from channel_server.v2x import is_v2x_table, v2x_scenario_from_dict
-
-    table = read_toml(scenario_path)
-    if is_v2x_table(table):
-        return "vehicle", v2x_scenario_from_dict(table, str(scenario_path)).radio.n_v2v
-    return "node", scenario_from_dict(table, str(scenario_path)).radio.n_cells
-
-
 def _read_line(stream: IO[bytes], timeout_s: float) -> str:
     ready, _, _ = select.select([stream], [], [], timeout_s)
     if not ready:
@@ -106,12 +97,11 @@ def _read_line(stream: IO[bytes], timeout_s: float) -> str:
 
 
 def run_network(
-    scenario_path: Path,
+    resolved: Resolved,
     scheme: str,
     slots: int,
     seed: int,
     out: Path,
-    overrides: list[str],
     weights: Path | None = None,
     options: dict[str, Any] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -128,8 +118,10 @@ def run_network(
     """
     from controller.deploy.broker import BrokerHandle, ensure_broker
 
-    node_cmd, n_nodes = node_processes(scenario_path)  # fails fast on a bad file
     run = NetworkRun(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scenario_path = out / "scenario.toml"  # resolved once: the processes read this copy
+    scenario_path.write_text(resolved.toml())
     url, handle = ensure_broker(broker) if telemetry else (None, BrokerHandle(None, "none"))
     options = {**(options or {}), "broker": url, "run": out.name}
     if url is not None:
@@ -142,8 +134,6 @@ def run_network(
 
     ctl_args = ["controller", str(scenario_path), "--scheme", scheme, "--slots", str(slots),
                 "--seed", str(seed), "--out", str(out), "--bind", bind("controller")]
-    for o in overrides:
-        ctl_args += ["--set", o]
     if weights is not None:
         ctl_args += ["--weights", str(weights)]
     ctl_args += ["--options", json.dumps(options)]
@@ -157,9 +147,9 @@ def run_network(
         run.write_json("endpoints.json", {"controller": address})
         run.spawn("channel-server", ["channel-server", "--controller", address,
                                      "--bind", bind("channel-server")])
-        for b in range(n_nodes):
-            role = f"{node_cmd}-{b}"
-            run.spawn(role, [node_cmd, "--id", str(b), "--controller", address,
+        for role in resolved.node_names:
+            run.spawn(role, ["node", "--role", resolved.kind.node_role, "--id",
+                             role.rsplit("-", 1)[1], "--controller", address,
                              "--bind", bind(role)])
         run.write_json("processes.json", {r: p.pid for r, p in run.procs.items()})
 

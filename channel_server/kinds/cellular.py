@@ -1,0 +1,48 @@
+"""The multi-cell downlink of paper 001: B base stations, K users each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channel_server.config import (
+    Scenario,
+    override,
+    scenario_from_dict,
+    scenario_to_dict,
+)
+from channel_server.kinds.registry import KINDS, ScenarioKind
+
+
+class Cellular(ScenarioKind):
+    name = "cellular"
+    node_role = "node"
+    messages = ("csi_slice", "transmit", "measurement", "slot_outcome", "power_forward",
+                "csi_upload", "decision", "experience", "weights")
+    air_part = "channel_server.roles.cellular:CellularAir"
+    node_part = "node.roles.bs:BsPart"
+    controller_part = "controller.roles.cellular:CellularPart"
+
+    def claims(self, table: dict[str, Any]) -> bool:
+        return isinstance(table.get("radio"), dict) and "layout" in table["radio"]
+
+    def from_table(self, table: dict[str, Any], source: str) -> Scenario:
+        return scenario_from_dict(table, source)
+
+    def to_table(self, scenario: Scenario) -> dict[str, Any]:
+        return scenario_to_dict(scenario)
+
+    def override(self, scenario: Scenario, assignments: dict[str, Any]) -> Scenario:
+        return override(scenario, assignments)
+
+    def check_weights(self, scenario: Scenario, scheme: Any, arrays: dict[str, Any]) -> None:
+        cfg = scheme.policy_config(scenario)
+        first = next((v for k, v in sorted(arrays.items()) if v.ndim == 2), None)
+        if cfg is not None and first is not None and first.shape[1] != cfg.obs_dim:
+            raise ValueError(f"policy input of {first.shape[1]} in the file, "
+                             f"{cfg.obs_dim} for scheme {scheme.name!r} on {scenario.name}")
+
+    def n_nodes(self, scenario: Scenario) -> int:
+        return scenario.radio.n_cells
+
+
+CELLULAR = KINDS.register(Cellular())

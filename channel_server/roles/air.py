@@ -1,0 +1,218 @@
+"""The channel server's role, sans-IO: the slot loop of the air for any scenario kind.
+
+Each slot it asks the kind's air part for every active node's own slice, sends them, waits
+(up to ``timing.peer_timeout_s``) for every active node's transmission, then sends the air
+part's feedback to each node and the slot's outcome to the controller. A node silent for a
+whole slot is lost (served no more, reported in every later outcome); a lost node that
+rejoins (``Join``) is served again from the next slot when the kind allows it. While
+training, the air pauses every ``pause_every`` slots until the controller says ``Resume``.
+In 'realtime' mode slots start every ``slot_s`` seconds; in 'fast' mode back to back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable
+from typing import Any, Protocol
+
+from channel_server.kinds import from_toml
+from protocols.messages import Done, Hello, Join, Message, Report, Resume, Start, Stop
+from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
+from protocols.role import Outbox, Role
+
+log = logging.getLogger("rrmbed.channel-server")
+
+START_TIMEOUT_S = 60.0
+"""Longest wait for the controller's Start, seconds."""
+TRAINING_PAUSE_S = 900.0
+"""Longest wait for the controller to finish one training iteration, seconds."""
+
+Outgoing = tuple[int, type[Message], dict[str, Any]]
+"""(node index, message class, payload)."""
+
+
+class AirPart(Protocol):
+    """What a scenario kind's air does in a slot (pure maths behind it)."""
+
+    transmit: type[Message]
+    """The message class a node transmits with."""
+    rejoins: bool
+    """A lost node may come back."""
+    lost_consequence: str
+    """What losing a node means, for the log."""
+    telemetry: dict[str, float]
+    """Live figures of the last slot, published with the slot count."""
+
+    def slices(self, n: int, active: list[int]) -> list[Outgoing]:
+        """Advance the air to slot n; every active node's own slice."""
+
+    def outcome(self, n: int, got: dict[int, Message], active: list[int], lost: list[int],
+                wall_s: float) -> tuple[list[Outgoing], tuple[type[Message], dict[str, Any]]]:
+        """The slot's transmissions in: each node's feedback and the controller's outcome."""
+
+
+class ChannelServerRole(Role):
+    name = CHANNEL_SERVER
+
+    def __init__(self) -> None:
+        self.air: AirPart | None = None
+        self.kind: Any = None
+        self.scenario: Any = None
+        self.slots = 0
+        self.n = 0
+        self.active: list[int] = []
+        self.lost: list[int] = []
+        self.joining: list[int] = []
+        self.got: dict[int, Message] = {}
+        self.pause_every = 0
+        self.paused = False
+        self.finished = False
+        self.t0 = 0.0
+        self.t_slot = 0.0
+        self.telemetry: Any = None
+
+    # ----------------------------------------------------------------- the calls
+
+    def start(self, now: float, out: Outbox) -> None:
+        out.send(CONTROLLER, Hello, slot=-1, role="channel-server", node_id=-1,
+                 pid=self.host.pid, host=self.host.address)
+        out.timer("start", now + START_TIMEOUT_S)
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> None:
+        air = self.air
+        if air is None:
+            if isinstance(msg, Start):
+                self.setup(msg, now, out)
+            else:
+                log.warning("ignoring %s from %s before Start", msg.KIND, msg.sender)
+            return
+        if type(msg) is air.transmit:
+            if msg.slot == self.n and not self.paused:
+                try:
+                    b = index_of(msg.sender)
+                except ValueError:
+                    b = -1
+                if b in self.active:
+                    self.got[b] = msg
+                    if len(self.got) == len(self.active):
+                        self.end_slot(now, out)
+        elif isinstance(msg, Resume):
+            if self.paused:
+                self.paused = False
+                out.cancel("pause")
+                self.t0 = now - self.n * self.scenario.radio.slot_s
+                self.begin_slot(now, out, resumed=True)
+        elif isinstance(msg, Join):
+            if air.rejoins:
+                out.connect(self.kind.node_name(msg.node), msg.address)
+                self.joining.append(msg.node)
+            else:
+                log.warning("%s asked to rejoin; it cannot rejoin a run",
+                            self.kind.node_name(msg.node))
+        elif isinstance(msg, Stop):
+            self.report(msg.slot, out)
+        else:
+            log.warning("unexpected %s from %s in slot %d", msg.KIND, msg.sender, self.n)
+
+    def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
+        if key == "slot":
+            self.begin_slot(now, out)
+        elif key == "collect":
+            self.declare_lost(now)
+            self.end_slot(now, out)
+        elif key == "start":
+            self.fail("no Start from the controller within "
+                      f"{START_TIMEOUT_S:.0f} s")
+        elif key == "pause":
+            self.fail(f"no Resume before slot {self.n} within {TRAINING_PAUSE_S:.0f} s "
+                      "(controller lost?)")
+        elif key == "stop":
+            self.fail("no Stop from the controller after the last slot")
+
+    # ----------------------------------------------------------------- the slot loop
+
+    def setup(self, start: Start, now: float, out: Outbox) -> None:
+        resolved = from_toml(start.config_toml)
+        self.kind, self.scenario = resolved.kind, resolved.scenario
+        opts = start.options
+        train = opts.get("train") or {}
+        self.pause_every = int(train.get("pause_every", 0))
+        self.air = self.kind.make_air(self.scenario, start.seed, opts)
+        self.slots = start.slots
+        self.active = list(range(self.kind.n_nodes(self.scenario)))
+        for name, address in opts.get("directory", {}).items():
+            if name not in (self.name, CONTROLLER):
+                out.connect(name, address)
+        self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
+                                             "channel-server", "0")
+        out.cancel("start")
+        self.t0 = now
+        self.begin_slot(now, out)
+
+    def begin_slot(self, now: float, out: Outbox, resumed: bool = False) -> None:
+        n, air = self.n, self.air
+        assert air is not None
+        if n >= self.slots:
+            if not self.finished:
+                self.finished = True
+                out.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
+                out.timer("stop", now + 4 * self.scenario.timing.peer_timeout_s)
+            return
+        if self.pause_every and n and n % self.pause_every == 0 and not resumed:
+            self.paused = True
+            out.timer("pause", now + TRAINING_PAUSE_S)
+            return
+        if self.scenario.timing.clock == "realtime":
+            due = self.t0 + n * self.scenario.radio.slot_s
+            if now < due:
+                out.timer("slot", due)
+                return
+        for b in self.joining:
+            self.active = sorted({*self.active, b})
+            if b in self.lost:
+                self.lost.remove(b)
+            log.warning("%s rejoined: served again from slot %d", self.kind.node_name(b), n)
+        self.joining = []
+        self.got = {}
+        self.t_slot = time.perf_counter()
+        name = self.kind.node_name
+        for b, cls, payload in air.slices(n, self.active):
+            out.send(name(b), cls, slot=n, **payload)
+        if self.active:
+            out.timer("collect", now + self.scenario.timing.peer_timeout_s)
+        else:
+            self.end_slot(now, out)
+
+    def end_slot(self, now: float, out: Outbox) -> None:
+        air = self.air
+        assert air is not None
+        n = self.n
+        out.cancel("collect")
+        wall = time.perf_counter() - self.t_slot
+        name = self.kind.node_name
+        feedback, (cls, payload) = air.outcome(n, self.got, self.active, self.lost, wall)
+        for b, fcls, fpayload in feedback:
+            out.send(name(b), fcls, slot=n, **fpayload)
+        out.send(CONTROLLER, cls, slot=n, **payload)
+        self.telemetry.update(slots_done=n + 1, **air.telemetry)
+        self.n = n + 1
+        self.begin_slot(now, out)
+
+    def declare_lost(self, now: float) -> None:
+        """The nodes that sent nothing for this slot are lost: served no more, reported."""
+        assert self.air is not None
+        for b in sorted(set(self.active) - set(self.got)):
+            log.error("%s vanished: no transmission for slot %d within %.1f s; %s",
+                      self.kind.node_name(b), self.n, self.scenario.timing.peer_timeout_s,
+                      self.air.lost_consequence)
+            self.active.remove(b)
+            self.lost.append(b)
+
+    def report(self, slot: int, out: Outbox) -> None:
+        out.send(CONTROLLER, Report, slot=slot, rows=self.host.meter.rows(),
+                 stats={"pid": self.host.pid, "hostname": self.host.hostname,
+                        "protocol_errors": self.host.protocol_errors,
+                        "lost": [self.kind.node_name(b) for b in self.lost]
+                        if self.kind else []})
+        self.done = True

@@ -1,0 +1,352 @@
+"""The controller's role, sans-IO: the handshake, the run, training deployments and the
+final reports, for any scenario kind.
+
+Handshake (no sleeps): every process says ``Hello`` with its inbox address; once all have,
+the controller connects to them, sends each node ``Start`` (the resolved scenario, the
+directory of addresses, the run options), waits until every node says it is ready (nodes
+first fetch the current weights when a snapshot exists) and starts the channel server
+last, so no slot begins before every node is connected. During the run it serves weights
+requests, late joiners and the kind's part (slot outcomes, central decisions, experience);
+after ``Done`` it stops everyone and gathers their reports (meters and statistics).
+
+Training deployments: the part calls :meth:`ControllerRole.deploy`; the controller sends
+each active node its weights, waits for every acknowledgement and lets the air resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from channel_server.kinds import Resolved
+from protocols.latency import LinkModel
+from protocols.messages import (
+    Done,
+    Error,
+    Heartbeat,
+    Hello,
+    Join,
+    Message,
+    Report,
+    Resume,
+    Start,
+    Stop,
+    Weights,
+    WeightsAck,
+    WeightsRequest,
+)
+from protocols.meter import Meter
+from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
+from protocols.role import Outbox, Role
+from protocols.seeding import rng_for
+
+log = logging.getLogger("rrmbed.controller")
+
+
+class ControllerPart(Protocol):
+    """A scenario kind's work at the controller."""
+
+    scenario: Any
+    """The scenario the nodes get (a scheme may adjust the kind's file)."""
+    recorder: Any
+    """Collects the slots; ``done`` (slots recorded) and ``write(...)``."""
+    snapshot: tuple[int, dict[str, np.ndarray]] | None
+    """The current node weights (version, arrays) served to nodes that ask."""
+
+    def after_start(self, name: str, out: Outbox) -> None:
+        """``name`` was just sent Start."""
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
+        """Serve one message of the run; False if this part does not expect it."""
+
+    def after_weights(self, name: str, slot: int, out: Outbox) -> None:
+        """``name`` was just sent a training deployment's weights."""
+
+    def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The part of a weights snapshot node ``name`` runs."""
+
+    def live_metrics(self) -> dict[str, Any]:
+        """Telemetry figures of the run so far."""
+
+    def extra_summary(self) -> dict[str, Any]:
+        """More summary.json keys of this kind of run."""
+
+    def final_weights(self) -> dict[str, np.ndarray] | None:
+        """The trained weights to write at the end (None when not training)."""
+
+    def history(self) -> list[dict[str, float]]:
+        """One row per training update."""
+
+
+class ControllerRole(Role):
+    name = CONTROLLER
+
+    def __init__(self, resolved: Resolved, scheme: str, slots: int, seed: int, runner: str,
+                 weights: dict[str, np.ndarray] | None = None,
+                 options: dict[str, Any] | None = None, startup_timeout_s: float = 60.0,
+                 emit: Callable[..., None] | None = None, out_dir: Path | None = None) -> None:
+        self.kind = resolved.kind
+        self.scheme = scheme
+        self.slots = slots
+        self.seed = seed
+        self.runner = runner
+        self.options = dict(options or {})
+        self.out_dir = out_dir
+        """The run directory (training may save batches there)."""
+        self.startup_timeout_s = startup_timeout_s
+        self.emit = emit or (lambda *parts: None)
+        """Where the lines for a launcher go (PROGRESS, TRAIN)."""
+        self.part: ControllerPart = self.kind.make_controller(self, resolved.scenario, weights)
+        self.scenario = self.part.scenario
+        self.timing = self.scenario.timing
+        self.nodes = self.kind.node_names(self.scenario)
+        self.roles = [CHANNEL_SERVER, *self.nodes]
+        self.phase = "hello"
+        self.directory: dict[str, str] = {}
+        self.config_toml = ""
+        self.processes: dict[str, int] = {}
+        self.hosts: dict[str, str] = {}
+        self.ready: set[str] = set()
+        self.active = set(range(len(self.nodes)))
+        self.joining: dict[str, int] = {}
+        self.rejoined: list[str] = []
+        self.deploying: tuple[int, int, set[str]] | None = None
+        """(version, slot, nodes still to acknowledge) of a weights deployment."""
+        self.backlog: list[Message] = []
+        self.reports: dict[str, Report] = {}
+        self.errors: list[str] = []
+        self.t_begin = time.perf_counter()
+        self.t_run = 0.0
+        self.t_end = 0.0
+        self.last_progress = 0.0
+        self.telemetry: Any = None
+
+    # ----------------------------------------------------------------- the calls
+
+    def start(self, now: float, out: Outbox) -> None:
+        self.telemetry = self.host.telemetry(self.options.get("broker"),
+                                             str(self.options.get("run", "run")),
+                                             "controller", "0")
+        out.timer("startup", now + self.startup_timeout_s)
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> None:
+        if isinstance(msg, Error):
+            self.errors.append(f"{msg.sender}: {msg.text}")
+            return
+        phase = self.phase
+        if phase == "run":
+            self.serve(msg, now, out)
+            out.timer("silence", now + 2 * self.timing.peer_timeout_s)
+        elif phase == "hello":
+            if isinstance(msg, Hello) and msg.sender in self.roles:
+                self.directory[msg.sender] = msg.host
+                self.processes[msg.sender] = msg.pid
+                if len(self.directory) == len(self.roles):
+                    self.start_nodes(now, out)
+            else:
+                self.backlog.append(msg)
+        elif phase == "ready":
+            if isinstance(msg, Heartbeat) and msg.sender in self.nodes:
+                self.ready.add(msg.sender)
+                if len(self.ready) == len(self.nodes):
+                    self.start_air(now, out)
+            elif isinstance(msg, WeightsRequest):
+                self.send_snapshot(msg.sender, -1, out)
+            else:
+                self.backlog.append(msg)
+        elif phase == "reports" and isinstance(msg, Report):
+            self.reports[msg.sender] = msg
+            if set(self.alive()) <= set(self.reports):
+                self.complete(out)
+
+    def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
+        if key == "startup":
+            if self.phase == "hello":
+                missing, what = sorted(set(self.roles) - set(self.directory)), "hello"
+            else:
+                missing, what = sorted(set(self.nodes) - self.ready), "ready signal"
+            self.fail(f"controller: no {what} from {', '.join(missing)} within "
+                      f"{self.startup_timeout_s:.1f} s")
+        elif key == "silence":
+            self.errors.append(f"channel-server silent for {2 * self.timing.peer_timeout_s:.1f} "
+                               f"s after slot {self.part.recorder.done}; stopping the run")
+            log.error(self.errors[-1])
+            self.finish(now, out)
+        elif key == "acks" and self.deploying is not None:
+            version, _, missing = self.deploying
+            self.errors.append(f"controller: no weights v{version} acknowledgement from "
+                               f"{', '.join(sorted(missing))} within "
+                               f"{4 * self.timing.peer_timeout_s:.1f} s")
+            self.finish(now, out)
+        elif key == "reports":
+            missing = sorted(set(self.alive()) - set(self.reports))
+            self.errors.append(f"controller: no report from {', '.join(missing)} within "
+                               f"{self.timing.peer_timeout_s:.1f} s")
+            self.complete(out)
+
+    # ----------------------------------------------------------------- handshake
+
+    def start_nodes(self, now: float, out: Outbox) -> None:
+        for name, address in self.directory.items():
+            out.connect(name, address)
+        self.config_toml = self.kind.to_toml(self.scenario)
+        for name in self.nodes:
+            self.send_start(name, out)
+        backhaul = self.scenario.backhaul
+        out.emulate({src: LinkModel(backhaul.link(src, CONTROLLER),
+                                    rng_for(self.seed, "link", src, CONTROLLER))
+                     for src in self.roles}, self.timing.clock)
+        self.phase = "ready"
+        out.timer("startup", now + self.startup_timeout_s)
+        backlog, self.backlog = self.backlog, []
+        for msg in backlog:
+            self.on_message(msg, now, out)
+
+    def start_air(self, now: float, out: Outbox) -> None:
+        self.send_start(CHANNEL_SERVER, out)
+        out.cancel("startup")
+        self.phase = "run"
+        self.t_run = time.perf_counter()
+        out.timer("silence", now + 2 * self.timing.peer_timeout_s)
+        backlog, self.backlog = self.backlog, []
+        for msg in backlog:
+            self.on_message(msg, now, out)
+
+    def send_start(self, name: str, out: Outbox) -> None:
+        snapshot = self.part.snapshot
+        opts = {**self.options, "directory": self.directory,
+                "weights_version": snapshot[0] if snapshot else 0}
+        out.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots, seed=self.seed,
+                 config_toml=self.config_toml, options=opts)
+        self.part.after_start(name, out)
+
+    def send_snapshot(self, name: str, slot: int, out: Outbox) -> None:
+        if self.part.snapshot is None:
+            log.warning("controller: %s asked for weights, but there are none", name)
+            return
+        version, arrays = self.part.snapshot
+        own = self.part.weights_for(name, arrays)
+        out.send(name, Weights, slot=slot, version=version, names=list(own),
+                 arrays=list(own.values()))
+
+    # ----------------------------------------------------------------- the run
+
+    @property
+    def done_slots(self) -> int:
+        return int(self.part.recorder.done)
+
+    def serve(self, msg: Message, now: float, out: Outbox) -> None:
+        if isinstance(msg, Done):
+            self.finish(now, out)
+        elif isinstance(msg, WeightsRequest):
+            self.send_snapshot(msg.sender, self.done_slots, out)
+        elif isinstance(msg, WeightsAck) and self.deploying is not None:
+            version, slot, missing = self.deploying
+            if msg.version == version:
+                missing.discard(msg.sender)
+                if not missing:
+                    self.deploying = None
+                    out.cancel("acks")
+                    out.send(CHANNEL_SERVER, Resume, slot=slot, version=version)
+        elif isinstance(msg, Hello):
+            self.late_hello(msg, out)
+        elif isinstance(msg, Heartbeat):
+            self.on_ready(msg, out)
+        elif not self.part.on_message(msg, now, out):
+            log.warning("controller: unexpected %s from %s", msg.KIND, msg.sender)
+
+    def late_hello(self, msg: Hello, out: Outbox) -> None:
+        """A node (re)started mid-run: give it the configuration; it fetches the weights."""
+        if msg.sender not in self.nodes or msg.role != self.kind.node_role:
+            log.warning("controller: ignoring hello from %s", msg.sender)
+            return
+        log.warning("controller: %s joins at slot %d", msg.sender, self.done_slots)
+        out.connect(msg.sender, msg.host)
+        self.directory[msg.sender] = msg.host
+        self.processes[msg.sender] = msg.pid
+        self.joining[msg.sender] = msg.node_id
+        self.send_start(msg.sender, out)
+
+    def on_ready(self, msg: Heartbeat, out: Outbox) -> None:
+        """A joining node holds the current weights: let the air serve it again."""
+        b = self.joining.pop(msg.sender, None)
+        if b is None:
+            return
+        for name in self.roles:
+            if name != msg.sender:
+                out.send(name, Join, slot=self.done_slots, node=b,
+                         address=self.directory[msg.sender])
+        self.active.add(b)
+        self.rejoined.append(msg.sender)
+
+    def outcome_recorded(self, lost: list[int]) -> None:
+        """A slot outcome was recorded: the active nodes, progress and live metrics."""
+        self.active = set(range(len(self.nodes))) - set(lost)
+        now = time.perf_counter()
+        if now - self.last_progress > 0.1 or self.done_slots == self.slots:
+            self.emit("PROGRESS", self.done_slots, self.slots)
+            self.last_progress = now
+            self.telemetry.update(**self.part.live_metrics())
+
+    def deploy(self, version: int, slot: int, now: float, out: Outbox) -> None:
+        """Send every active node its part of snapshot ``version`` and resume the air at
+        ``slot`` once all have acknowledged it."""
+        names = {self.nodes[b] for b in sorted(self.active)}
+        for name in sorted(names, key=index_of):
+            self.send_snapshot(name, slot, out)
+            self.part.after_weights(name, slot, out)
+        self.deploying = (version, slot, names)
+        out.timer("acks", now + 4 * self.timing.peer_timeout_s)
+
+    def resume(self, slot: int, version: int, out: Outbox) -> None:
+        """Let the air go on without a deployment (the policy runs at the controller)."""
+        out.send(CHANNEL_SERVER, Resume, slot=slot, version=version)
+
+    # ----------------------------------------------------------------- the end
+
+    def alive(self) -> list[str]:
+        return [CHANNEL_SERVER, *(self.nodes[b] for b in sorted(self.active))]
+
+    def finish(self, now: float, out: Outbox) -> None:
+        if self.phase == "reports":
+            return
+        self.t_end = time.perf_counter()
+        for name in self.roles:
+            out.send(name, Stop, slot=self.done_slots, reason="run complete")
+        out.cancel("silence")
+        out.cancel("acks")
+        self.phase = "reports"
+        out.timer("reports", now + self.timing.peer_timeout_s)
+
+    def complete(self, out: Outbox) -> None:
+        out.cancel("reports")
+        self.done = True
+
+    def meter(self) -> Meter:
+        """Every process's sent bytes, merged."""
+        meter = Meter()
+        meter.merge(self.host.meter.rows())
+        for rep in self.reports.values():
+            meter.merge(rep.rows)
+        return meter
+
+    def summary_extra(self) -> dict[str, Any]:
+        stats = {name: rep.stats for name, rep in self.reports.items()}
+        hosts = {name: str(s.get("hostname", "")) for name, s in stats.items()}
+        hosts[CONTROLLER] = self.host.hostname
+        return {"hosts": hosts, "errors": self.errors, "process_stats": stats,
+                "rejoined": self.rejoined, **self.part.extra_summary(),
+                "received": [[k, s, m, b] for (k, s), (m, b) in
+                             sorted(self.host.received.items())],
+                "setup_s": self.t_run - self.t_begin,
+                "protocol_errors": self.host.protocol_errors
+                + sum(int(s.get("protocol_errors", 0)) for s in stats.values())}
+
+    @property
+    def wall_s(self) -> float:
+        return (self.t_end or time.perf_counter()) - (self.t_run or self.t_begin)

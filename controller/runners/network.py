@@ -1,0 +1,49 @@
+"""The controller process of a network run: the controller role driven over ZeroMQ, then
+the run directory.
+
+It prints one line protocol on stdout for a launcher: ``ADDRESS <endpoint>`` once bound,
+``PROGRESS <done> <total>`` while slots run, ``TRAIN <version> <json>`` per training update,
+``SUMMARY <path>`` at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from channel_server.kinds import Resolved
+from controller.roles.controller import ControllerRole
+from controller.runners.output import write_run
+from protocols.driver import Driver
+from protocols.meter import Meter
+from protocols.names import CONTROLLER
+from protocols.transport import Endpoint
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+async def serve(resolved: Resolved, scheme: str, slots: int, seed: int, out: Path, bind: str,
+                advertise: str | None, weights: dict[str, np.ndarray] | None,
+                options: dict[str, Any]) -> int:
+    """Run the controller until the run ends; 1 if it had errors or lost nodes."""
+    endpoint = Endpoint(CONTROLLER, bind, Meter())
+    try:
+        driver_role = ControllerRole(resolved, scheme, slots, seed, "network", weights, options,
+                                     emit=say, out_dir=out)
+        say("ADDRESS", advertise or endpoint.address)
+        code = await Driver(driver_role, endpoint, advertise).run()
+        if driver_role.failure:
+            driver_role.errors.append(driver_role.failure)
+            if driver_role.phase in ("hello", "ready"):
+                return code or 1
+        summary = write_run(driver_role, out)
+        say("SUMMARY", out / "summary.json")
+        return 1 if summary["errors"] or summary["lost_nodes"] else 0
+    finally:
+        endpoint.close(linger_s=2.0)
+        sys.stdout.flush()

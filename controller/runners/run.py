@@ -1,0 +1,66 @@
+"""One run on either runner, from a scenario file: resolve it once, check the scheme and
+the weights before any process starts, then run locally (the pump) or over real
+processes (the launcher)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from channel_server.kinds import Resolved, resolve
+from node.schemes import SCHEMES, Scheme
+
+
+class RunError(ValueError):
+    """The run cannot start: a wrong scheme, missing or foreign weights, ..."""
+
+
+def scheme_for(resolved: Resolved, scheme: str) -> Scheme:
+    try:
+        return SCHEMES.get(resolved.kind.name, scheme)
+    except KeyError as e:
+        raise RunError(e.args[0]) from None
+
+
+def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
+                 training: bool) -> dict[str, np.ndarray] | None:
+    """The weights a run starts from; named errors for what cannot work."""
+    if path is None:
+        if spec.needs_weights and not training:
+            raise RunError(f"scheme {spec.name!r} acts with trained weights: pass --weights "
+                           f"(a {spec.weights} file)")
+        return None
+    if spec.weights is None:
+        raise RunError(f"scheme {spec.name!r} runs no policy; --weights does not apply")
+    from node.policy_spec import read_weights
+
+    try:
+        arrays = read_weights(path)
+        resolved.kind.check_weights(resolved.scenario, spec, arrays)
+    except ValueError as e:
+        raise RunError(f"{path}: {e}") from e
+    return arrays
+
+
+def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int, out: Path,
+            sets: dict[str, Any] | None, weights: Path | None, options: dict[str, Any],
+            on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run ``scheme`` on the scenario; write the run directory ``out``; the summary."""
+    resolved = resolve(scenario_path, sets)
+    spec = scheme_for(resolved, scheme)
+    arrays = load_weights(resolved, spec, weights, bool(options.get("train")))
+    if runner == "network":
+        from controller.deploy.launcher import run_network
+
+        opts = {k: v for k, v in options.items() if k not in ("endpoints", "telemetry", "broker")}
+        return run_network(resolved, scheme, slots, seed, out, weights, opts, on_progress,
+                           endpoints=options.get("endpoints", "tcp"),
+                           telemetry=options.get("telemetry", True),
+                           broker=options.get("broker"))
+    from controller.runners.local import run_local
+
+    opts = {k: v for k, v in options.items() if k not in ("endpoints", "telemetry", "broker")}
+    return run_local(resolved, scheme, slots, seed, out, arrays, opts, on_progress)

@@ -1,0 +1,188 @@
+"""A base station's part of the node role (multi-cell downlink): it hears only its own CSI
+slice from the air, decides through :class:`node.agent.BsAgent` with the scheme's exchange
+(alone, along the round-robin chain, or via the controller), transmits, and while training
+uploads its experience."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from channel_server.config import Scenario
+from node.agent import BsAgent, Decision, chain_priors
+from protocols.messages import (
+    CsiSlice,
+    CsiUpload,
+    Experience,
+    Measurement,
+    Message,
+    PowerForward,
+    Start,
+    Transmit,
+)
+from protocols.messages import Decision as DecisionMsg
+from protocols.names import CHANNEL_SERVER, CONTROLLER
+from protocols.role import Outbox
+
+if TYPE_CHECKING:
+    from node.roles.node import NodeRole
+
+log = logging.getLogger("rrmbed.node")
+
+
+@dataclass
+class SlotState:
+    csi: CsiSlice | None = None
+    forward: PowerForward | None = None
+    done: bool = False
+
+
+@dataclass
+class BsStats:
+    slots: int = 0
+    measurements: int = 0
+    misses: int = 0
+    chain_timeouts: int = 0
+    csi_shapes: set[tuple[int, ...]] = field(default_factory=set)
+    csi_log: list[list[object]] = field(default_factory=list)
+
+
+class BsPart:
+    def __init__(self, node: NodeRole, scenario: Scenario, start: Start) -> None:
+        self.node = node
+        self.bs = node.index
+        self.scenario = scenario
+        self.agent = BsAgent(self.bs, scenario, start.scheme, start.seed,
+                             action_mode=start.options.get("action_mode", "mean"))
+        self.exchange = self.agent.scheme.exchange
+        self.slots: dict[int, SlotState] = {}
+        self.stats_ = BsStats()
+        self.log_csi = bool(start.options.get("log_csi"))
+        self.training = bool(start.options.get("train"))
+
+    # ----------------------------------------------------------------- the part
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
+        if isinstance(msg, CsiSlice):
+            self.on_csi(msg, out)
+        elif isinstance(msg, PowerForward):
+            self.state(msg.slot).forward = msg
+            self.act_in_chain(msg.slot, out)
+        elif isinstance(msg, DecisionMsg):
+            d = self.agent.commit(np.asarray(msg.powers)[None],
+                                  np.array([msg.chain_latency_s]), 0.0)
+            self.transmit(msg.slot, d, out)
+        elif isinstance(msg, Measurement):
+            self.stats_.measurements += 1
+            self.slots.pop(msg.slot, None)
+        else:
+            return False
+        return True
+
+    def waiting_chain(self) -> list[int]:
+        """Slots whose CSI is in but whose predecessor's power list is not."""
+        if self.exchange != "chain":
+            return []
+        return [n for n, s in self.slots.items() if s.csi is not None and not s.done]
+
+    def quiet_s(self) -> float:
+        timeout = self.scenario.timing.peer_timeout_s
+        return timeout / 2 if self.waiting_chain() else timeout
+
+    def on_quiet(self, now: float, out: Outbox) -> bool:
+        """A lost predecessor's slots are decided alone (and counted as misses)."""
+        waiting = self.waiting_chain()
+        for n in waiting:
+            log.error("%s: no power list for slot %d within %.1f s; predecessor lost, "
+                      "deciding alone and counting a miss", self.node.name, n, self.quiet_s())
+            self.stats_.chain_timeouts += 1
+            self.act_in_chain(n, out, lost_predecessor=True)
+        return bool(waiting)
+
+    def set_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        policy = self.agent.policy
+        if policy is None:
+            raise RuntimeError(f"{self.node.name}: scheme {self.agent.scheme.name!r} runs no "
+                               "policy; weights do not apply")
+        from node.policy import load_arrays
+
+        load_arrays(policy, arrays)
+
+    def stats(self) -> dict[str, Any]:
+        s = self.stats_
+        return {"slots": s.slots, "measurements": s.measurements, "misses": s.misses,
+                "chain_timeouts": s.chain_timeouts,
+                "csi_shapes": [list(x) for x in sorted(s.csi_shapes)], "csi_log": s.csi_log}
+
+    # ----------------------------------------------------------------- deciding
+
+    def state(self, n: int) -> SlotState:
+        return self.slots.setdefault(n, SlotState())
+
+    def on_csi(self, msg: CsiSlice, out: Outbox) -> None:
+        self.node.take_weights()
+        st = self.state(msg.slot)
+        st.csi = msg
+        self.stats_.slots += 1
+        self.stats_.csi_shapes.add(tuple(msg.gains.shape))
+        if self.log_csi:
+            self.stats_.csi_log.append([msg.slot, msg.gains.tobytes().hex()])
+        if self.exchange == "none":
+            self.transmit(msg.slot, self.agent.decide(msg.gains[None], np.zeros(1)), out)
+            self.upload_experience(msg.slot, 0, True, out)
+        elif self.exchange == "chain":
+            self.act_in_chain(msg.slot, out)
+        else:
+            out.send(CONTROLLER, CsiUpload, slot=msg.slot, gains=msg.gains)
+
+    def act_in_chain(self, n: int, out: Outbox, lost_predecessor: bool = False) -> None:
+        st = self.state(n)
+        if st.csi is None or st.done:
+            return
+        order = st.csi.order
+        pos = order.index(self.bs)
+        decided: dict[int, np.ndarray] = {}
+        if pos == 0:
+            chain_in = 0.0
+        elif st.forward is not None:
+            chain_in = st.forward.chain_latency_s  # the link latency was added on receipt
+            decided = {int(b): p[None] for b, p in
+                       zip(st.forward.order, st.forward.powers, strict=True)}
+        elif lost_predecessor:
+            chain_in = float("inf")
+        else:
+            return  # wait for the power list
+        radio = self.scenario.radio
+        prior, chosen = chain_priors(decided, 1, radio.n_cells, radio.users_per_cell)
+        d = self.agent.decide(st.csi.gains[None], np.array([chain_in]), prior, chosen)
+        st.done = True
+        self.transmit(n, d, out)
+        self.upload_experience(n, pos, pos + 1 == len(order), out)
+        if pos + 1 < len(order):
+            powers = np.stack([*(decided[b][0] for b in decided), d.powers_w[0]])
+            out.send(self.node.kind.node_name(order[pos + 1]), PowerForward, slot=n,
+                     chain_latency_s=float(d.latency_s[0]), order=[*decided, self.bs],
+                     powers=powers)
+
+    def upload_experience(self, n: int, step: int, last: bool, out: Outbox) -> None:
+        """While training: the policy's observation and raw action go to the learner; the
+        reward is the slot's common sum-rate, which the controller joins by slot."""
+        obs, raw = self.agent.last_obs, self.agent.last_raw
+        if not self.training or obs is None or raw is None:
+            return
+        out.send(CONTROLLER, Experience, slot=n, obs=obs, action=raw, reward=np.zeros(1),
+                 next_obs=np.zeros((0, obs.shape[-1])), done=np.array([last]), step=step)
+
+    def transmit(self, n: int, d: Decision, out: Outbox) -> None:
+        self.stats_.misses += int(d.missed[0])
+        latency = float(d.latency_s[0])
+        self.node.telemetry.update(slots_done=n + 1, deadline_misses=self.stats_.misses,
+                                   backhaul_bytes=self.node.host.meter.plane_totals().get(
+                                       "backhaul", (0, 0))[1],
+                                   latency_ms_p50=latency * 1e3)
+        out.send(CHANNEL_SERVER, Transmit, slot=n, chain_latency_s=latency,
+                 powers=d.powers_w[0], rb=-1, missed=bool(d.missed[0]),
+                 decision_latency_s=latency, compute_s=d.compute_s)

@@ -1,0 +1,141 @@
+"""A vehicle's part of the node role (V2X): one V2V transmitter. It hears its own slice
+from the air, the neighbours' RB choices of the last slot over the backhaul and the
+fingerprint from the controller; it decides through :class:`node.vehicle_agent.VehicleAgent`,
+transmits, tells its neighbours what it chose, and while training uploads its experience."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from channel_server.v2x import V2xScenario
+from node.v2x_observation import LocalSlice, decode_action, neighbour_counts, observe
+from node.vehicle_agent import VehicleAgent
+from protocols.messages import (
+    Experience,
+    Fingerprint,
+    Message,
+    NeighbourChoice,
+    Start,
+    V2xFeedback,
+    V2xSlice,
+    V2xTransmit,
+)
+from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
+from protocols.role import Outbox
+
+if TYPE_CHECKING:
+    from node.roles.node import NodeRole
+
+log = logging.getLogger("rrmbed.vehicle")
+
+
+@dataclass
+class VehicleStats:
+    slots: int = 0
+    feedbacks: int = 0
+    lost_choices: int = 0
+    """Neighbour choices that arrived lost (latency inf): counted as silent neighbours."""
+    fingerprints: list[list[float]] = field(default_factory=list)
+
+
+class VehiclePart:
+    def __init__(self, node: NodeRole, scenario: V2xScenario, start: Start) -> None:
+        self.node = node
+        self.k = node.index
+        self.scenario = scenario
+        self.training = bool(start.options.get("train"))
+        self.agent = VehicleAgent(self.k, scenario, start.scheme, start.seed, {})
+        self.fingerprint = (0.0, 1.0)
+        self.slices: dict[int, V2xSlice] = {}
+        self.choices: dict[int, dict[int, NeighbourChoice]] = {}
+        self.stats_ = VehicleStats()
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
+        if isinstance(msg, V2xSlice):
+            self.slices[msg.slot] = msg
+            self.decide(msg.slot, out)
+        elif isinstance(msg, NeighbourChoice):
+            self.choices.setdefault(msg.slot, {})[index_of(msg.sender)] = msg
+            self.decide(msg.slot + 1, out)
+        elif isinstance(msg, V2xFeedback):
+            self.stats_.feedbacks += 1
+            # episodes run back to back from slot 0
+            self.agent.account(msg.rate_bps, msg.slot % self.scenario.n_steps)
+        elif isinstance(msg, Fingerprint):
+            self.fingerprint = (float(msg.iteration), float(msg.epsilon))
+            self.stats_.fingerprints.append([msg.slot, msg.iteration, msg.epsilon])
+        else:
+            return False
+        return True
+
+    def quiet_s(self) -> float:
+        return self.scenario.timing.peer_timeout_s / 2
+
+    def on_quiet(self, now: float, out: Outbox) -> bool:
+        """A neighbour vanished before the air noticed: decide the waiting slots without it."""
+        waiting = sorted(self.slices)
+        for n in waiting:
+            log.error("%s: neighbour choices of slot %d missing after %.1f s; deciding "
+                      "without them", self.node.name, n - 1, self.quiet_s())
+            self.decide(n, out, force=True)
+        return bool(waiting)
+
+    def set_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        self.agent.variables = arrays
+
+    def stats(self) -> dict[str, Any]:
+        s = self.stats_
+        return {"slots": s.slots, "feedbacks": s.feedbacks, "lost_choices": s.lost_choices,
+                "fingerprints": s.fingerprints}
+
+    def decide(self, n: int, out: Outbox, force: bool = False) -> None:
+        """Act in slot n once its slice and every active neighbour's choice of slot n-1 are in."""
+        sl = self.slices.get(n)
+        if sl is None:
+            return
+        t = sl.episode_slot
+        neighbours = [j for j in sl.active if j != self.k]
+        got = self.choices.get(n - 1, {}) if t > 0 else {}
+        if t > 0 and not force and not set(neighbours) <= set(got):
+            return  # wait for the rest of the neighbours' choices
+        del self.slices[n]
+        self.choices.pop(n - 1, None)
+        self.node.take_weights()
+        if t == 0:
+            self.agent.start_episode()
+        rbs = []
+        for c in got.values():
+            if np.isfinite(c.chain_latency_s):
+                rbs.append(c.rb)
+            else:
+                self.stats_.lost_choices += 1
+        local = LocalSlice(v2v_gain_db=sl.v2v_gain_db, bs_gain_db=sl.bs_gain_db,
+                           interference_dbm=sl.interference_dbm,
+                           remaining_bits=self.agent.remaining_bits,
+                           remaining_time_s=self.agent.remaining_time_s(t))
+        obs = observe(local, neighbour_counts(rbs, self.agent.n_rb), self.scenario,
+                      self.fingerprint)
+        timing = self.scenario.timing
+        t0 = time.perf_counter()
+        action = self.agent.act(obs, t, self.fingerprint[1] if self.training else 0.0)
+        compute = (time.perf_counter() - t0 if timing.compute_model == "measured"
+                   else timing.compute_s)
+        rb, level = (int(x) for x in decode_action(action, self.agent.n_rb))
+        silent = self.agent.silent
+        self.stats_.slots += 1
+        out.send(CHANNEL_SERVER, V2xTransmit, slot=n, chain_latency_s=compute, rb=rb,
+                 power_level=level, decision_latency_s=compute, compute_s=compute)
+        name = self.node.kind.node_name
+        for j in neighbours:
+            out.send(name(j), NeighbourChoice, slot=n, chain_latency_s=compute,
+                     rb=-1 if silent else rb, power_level=-1 if silent else level)
+        if self.training:
+            out.send(CONTROLLER, Experience, slot=n, obs=obs[None], action=np.array([action]),
+                     reward=np.zeros(1), next_obs=np.zeros((0, obs.shape[-1]), dtype=obs.dtype),
+                     done=np.array([t + 1 == self.scenario.n_steps]), step=t)
+        self.node.telemetry.update(slots_done=n + 1)

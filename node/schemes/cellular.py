@@ -1,0 +1,143 @@
+"""Paper 001's schemes for the multi-cell downlink, declared once.
+
+Node-side actors turn a BS's own CSI slice (E, K, B) into power fractions (E, K) in [0, 1]:
+``max-power`` and ``random`` without any exchange, ``full`` (the policy on the own slice)
+and ``round-robin`` (the policy on the own slice plus the powers chosen earlier in the
+slot's chain). The central schemes (``centralized`` policy, WMMSE, FP, the reference
+optimum) decide at the controller; their deciders live in controller.baselines.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from node.observation import central_dims, full_dims, obs_full, obs_round_robin, round_robin_dims
+from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
+from node.schemes.registry import Scheme, register
+from protocols.seeding import rng_for
+
+if TYPE_CHECKING:
+    from channel_server.config import Scenario
+    from node.policy import GaussianPolicy
+
+KIND = "cellular"
+
+
+class MaxPower:
+    """Every user at Pmax."""
+
+    last_obs: np.ndarray | None = None
+    last_raw: np.ndarray | None = None
+
+    def __init__(self, bs: int, scenario: Scenario, seed: int, *_: Any) -> None:
+        self.k = scenario.radio.users_per_cell
+
+    def fractions(self, csi: np.ndarray, prior_w: np.ndarray | None = None,
+                  chosen: np.ndarray | None = None) -> np.ndarray:
+        return np.ones((csi.shape[0], self.k))
+
+
+class RandomPower(MaxPower):
+    """A uniform fraction per user, from the BS's own seeded stream."""
+
+    def __init__(self, bs: int, scenario: Scenario, seed: int, *_: Any) -> None:
+        super().__init__(bs, scenario, seed)
+        self.rng = rng_for(seed, "node", bs, "random-power")
+
+    def fractions(self, csi: np.ndarray, prior_w: np.ndarray | None = None,
+                  chosen: np.ndarray | None = None) -> np.ndarray:
+        return self.rng.uniform(0.0, 1.0, size=(csi.shape[0], self.k))
+
+
+class PolicyActor:
+    """A Gaussian policy at the BS: observation -> raw action -> clipped fraction."""
+
+    def __init__(self, bs: int, scenario: Scenario, seed: int,
+                 policy: GaussianPolicy | None, action_mode: ActionMode) -> None:
+        self.bs = bs
+        self.radio = scenario.radio
+        if policy is None:
+            from node.policy import seeded_policy  # torch only where a policy runs
+
+            policy = seeded_policy(self.config(scenario), seed)
+        self.policy = policy
+        self.action_mode = action_mode
+        self.noise = rng_for(seed, "node", bs, "policy-noise")
+        self.last_obs: np.ndarray | None = None
+        """The observation of the last decision (what a learner needs)."""
+        self.last_raw: np.ndarray | None = None
+        """The raw Gaussian action of the last decision."""
+
+    @staticmethod
+    def config(scenario: Scenario) -> PolicyConfig:
+        raise NotImplementedError
+
+    def observe(self, csi: np.ndarray, prior_w: np.ndarray | None,
+                chosen: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def fractions(self, csi: np.ndarray, prior_w: np.ndarray | None = None,
+                  chosen: np.ndarray | None = None) -> np.ndarray:
+        obs = self.observe(csi, prior_w, chosen)
+        e, k = csi.shape[0], self.radio.users_per_cell
+        noise = self.noise.standard_normal((e, k)) if self.action_mode == "sample" else None
+        self.last_obs = obs
+        self.last_raw = self.policy.act(obs, self.action_mode, noise)
+        return clip_fraction(self.last_raw)
+
+
+class FullPolicy(PolicyActor):
+    """Fully decentralized: the policy sees only the BS's own slice."""
+
+    @staticmethod
+    def config(scenario: Scenario) -> PolicyConfig:
+        return PolicyConfig(*full_dims(scenario.radio))
+
+    def observe(self, csi: np.ndarray, prior_w: np.ndarray | None,
+                chosen: np.ndarray | None) -> np.ndarray:
+        return obs_full(csi, self.bs, self.radio)
+
+
+class RoundRobinPolicy(PolicyActor):
+    """Partially decentralized: own slice plus the powers chosen earlier in the chain."""
+
+    @staticmethod
+    def config(scenario: Scenario) -> PolicyConfig:
+        return PolicyConfig(*round_robin_dims(scenario.radio))
+
+    def observe(self, csi: np.ndarray, prior_w: np.ndarray | None,
+                chosen: np.ndarray | None) -> np.ndarray:
+        if prior_w is None or chosen is None:
+            raise ValueError("round-robin needs the powers chosen so far")
+        return obs_round_robin(csi, self.bs, prior_w / self.radio.pmax_w, chosen, self.radio)
+
+
+def central_config(scenario: Scenario) -> PolicyConfig:
+    return PolicyConfig(*central_dims(scenario.radio))
+
+
+POLICY_LEARNERS = ("trpo", "a2c")
+DECIDERS = "controller.baselines.central"
+
+register(Scheme("centralized", KIND, "central", "learned central policy on the whole channel",
+                central=f"{DECIDERS}:PolicyDecider", policy=central_config,
+                weights="gaussian-mlp", learners=POLICY_LEARNERS, rank=0))
+register(Scheme("round-robin", KIND, "chain", "BSs decide in a seeded order, each forwarding "
+                "the powers chosen so far", actor=RoundRobinPolicy,
+                policy=RoundRobinPolicy.config, weights="gaussian-mlp",
+                learners=POLICY_LEARNERS, rank=1))
+register(Scheme("full", KIND, "none", "each BS runs the policy on its own CSI slice",
+                actor=FullPolicy, policy=FullPolicy.config, weights="gaussian-mlp",
+                learners=POLICY_LEARNERS, rank=2))
+register(Scheme("fp", KIND, "central", "fractional programming at the controller",
+                central=f"{DECIDERS}:FpDecider", rank=3))
+register(Scheme("wmmse", KIND, "central", "WMMSE at the controller",
+                central=f"{DECIDERS}:WmmseDecider", rank=4))
+register(Scheme("optimum", KIND, "central", "reference global optimum (small settings only)",
+                central=f"{DECIDERS}:OptimumDecider", rank=5,
+                options={"max_links": 6}))
+register(Scheme("random", KIND, "none", "a uniform random power per user",
+                actor=RandomPower, rank=6))
+register(Scheme("max-power", KIND, "none", "every user at Pmax", actor=MaxPower, rank=7))

@@ -1,0 +1,117 @@
+"""The scheme registry: every scheme declared once.
+
+A :class:`Scheme` says which scenario kind it applies to, how its nodes exchange
+information in a slot, what builds its decisions (an actor at each node, or a central
+decider at the controller), the policy it runs and how its weights are stored, and which
+learners can train it. The CLI choices and help, the tables, evaluation, the demo and
+docker-compose iterate over this registry; nothing else compares scheme names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from protocols.plugins import resolve
+
+Exchange = Literal["none", "chain", "central", "neighbours"]
+"""How a slot's decision travels: ``none`` (each node alone on its own slice), ``chain`` (the
+round-robin forward chain over the backhaul), ``central`` (upload the slice to the
+controller, get the decision back), ``neighbours`` (each node broadcasts its choice to the
+others, heard in the next slot)."""
+
+EXCHANGE_ORDER: tuple[Exchange, ...] = ("central", "chain", "none", "neighbours")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One decision scheme."""
+
+    name: str
+    """Name on the command line and in results."""
+    kind: str
+    """Scenario kind it applies to (see channel_server.kinds)."""
+    exchange: Exchange
+    """Its exchange pattern."""
+    help: str
+    """One line for --help and tables."""
+    actor: Any = None
+    """At each node: factory ``(bs, scenario, seed, policy, action_mode) -> actor`` (or a
+    "module:attr" reference to it); None for central schemes."""
+    central: Any = None
+    """At the controller: factory ``(scenario, seed, policy, action_mode) -> decider`` (or a
+    reference); None for schemes decided at the nodes."""
+    policy: Any = None
+    """``(scenario) -> PolicyConfig`` of the trainable policy it runs (or a reference); None
+    for schemes without one."""
+    weights: str | None = None
+    """Format of its weights files: 'gaussian-mlp' (power policy), 'q-networks' (DQN)."""
+    learners: tuple[str, ...] = ()
+    """Learners that can train it (names in controller.learners)."""
+    needs_weights: bool = False
+    """It acts only with trained weights (--weights is required unless it trains)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific properties read by the kind's own modules (e.g. V2X fingerprints)."""
+    rank: int = 100
+    """Position in tables (papers' order)."""
+
+    @property
+    def trainable(self) -> bool:
+        return bool(self.learners)
+
+    @property
+    def central_policy(self) -> bool:
+        """Its policy runs at the controller (uploads, one decision for all nodes)."""
+        return self.exchange == "central" and self.policy is not None
+
+    def policy_config(self, scenario: Any) -> Any:
+        return None if self.policy is None else resolve(self.policy)(scenario)
+
+    def make_actor(self, *args: Any) -> Any:
+        if self.actor is None:
+            raise ValueError(f"scheme {self.name!r} is decided at the controller, not a node")
+        return resolve(self.actor)(*args)
+
+    def make_central(self, *args: Any) -> Any:
+        if self.central is None:
+            raise ValueError(f"scheme {self.name!r} has no central decider")
+        return resolve(self.central)(*args)
+
+
+class SchemeRegistry:
+    def __init__(self) -> None:
+        self._schemes: dict[tuple[str, str], Scheme] = {}
+
+    def register(self, scheme: Scheme) -> Scheme:
+        key = (scheme.kind, scheme.name)
+        if key in self._schemes and self._schemes[key] != scheme:
+            raise ValueError(f"scheme {scheme.name!r} is already registered for {scheme.kind!r}")
+        self._schemes[key] = scheme
+        return scheme
+
+    def get(self, kind: str, name: str) -> Scheme:
+        found = self._schemes.get((kind, name))
+        if found is None:
+            raise KeyError(f"unknown scheme {name!r} for a {kind} scenario; choose from "
+                           f"{', '.join(self.names(kind))}")
+        return found
+
+    def for_kind(self, kind: str) -> list[Scheme]:
+        return sorted((s for s in self._schemes.values() if s.kind == kind),
+                      key=lambda s: (s.rank, s.name))
+
+    def names(self, kind: str) -> list[str]:
+        return [s.name for s in self.for_kind(kind)]
+
+    def __iter__(self) -> Iterator[Scheme]:
+        return iter(sorted(self._schemes.values(), key=lambda s: (s.kind, s.rank, s.name)))
+
+    def help(self) -> str:
+        """One line per kind: its schemes."""
+        kinds = sorted({s.kind for s in self})
+        return "; ".join(f"{k}: {' | '.join(self.names(k))}" for k in kinds)
+
+
+SCHEMES = SchemeRegistry()
+register = SCHEMES.register

@@ -1,0 +1,27 @@
+"""Paper 000's vehicular schemes (Liang, Ye, Li), declared once.
+
+Every vehicle hears its neighbours' resource-block choices of the last slot
+(``neighbours`` exchange). Options read by the V2X modules: ``fingerprint`` (observations
+carry the training iteration and epsilon, eq. 14), ``turns`` (one agent changes its action
+per slot), ``learned`` (acts with trained Q networks).
+"""
+
+from __future__ import annotations
+
+from node.schemes.registry import Scheme, register
+
+KIND = "v2x"
+ACTOR = "node.vehicle_agent:VehicleAgent"
+
+register(Scheme("marl-dqn", KIND, "neighbours", "multi-agent DQN with fingerprints",
+                actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
+                options={"fingerprint": True, "turns": False, "learned": True}, rank=0))
+register(Scheme("marl-dqn-nofp", KIND, "neighbours", "multi-agent DQN without fingerprints",
+                actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
+                options={"fingerprint": False, "turns": False, "learned": True}, rank=1))
+register(Scheme("turn-dqn", KIND, "neighbours", "DQN agents taking turns (one changes per slot)",
+                actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
+                options={"fingerprint": False, "turns": True, "learned": True}, rank=2))
+register(Scheme("random", KIND, "neighbours", "a uniform random RB and power level",
+                actor=ACTOR, options={"fingerprint": False, "turns": False, "learned": False},
+                rank=3))

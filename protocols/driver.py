@@ -1,0 +1,137 @@
+"""The asyncio driver: runs one sans-IO :class:`~protocols.role.Role` over the ZeroMQ
+transport. It is the only place where a role's wishes meet sockets and the clock: it stamps
+and sends the role's messages, connects to peers, installs the emulated links, keeps the
+role's timers and feeds it every message that arrives, until the role is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Hashable
+
+from protocols.errors import PeerError, PeerTimeout
+from protocols.meter import Meter
+from protocols.role import Outbox, Role
+from protocols.telemetry import Telemetry
+from protocols.transport import Endpoint
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_S = 3600.0
+"""Longest single wait when the role has no timer (it always sets one where a peer can
+vanish)."""
+
+
+class EndpointHost:
+    """A role's view of its process: the endpoint's meter and errors, pid, telemetry."""
+
+    def __init__(self, endpoint: Endpoint, advertise: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.address = advertise or str(endpoint.address)
+        self.pid = os.getpid()
+        self.hostname = socket.gethostname()
+        self.telemetries: list[Telemetry] = []
+        self._started = 0
+
+    @property
+    def meter(self) -> Meter:
+        return self.endpoint.meter
+
+    @property
+    def protocol_errors(self) -> int:
+        return self.endpoint.protocol_errors
+
+    @property
+    def received(self) -> dict[tuple[str, str], list[int]]:
+        return self.endpoint.received
+
+    def telemetry(self, broker: str | None, run: str, role: str, ident: str) -> Telemetry:
+        t = Telemetry(broker, run, role, ident)
+        self.telemetries.append(t)
+        return t
+
+    async def start_telemetry(self) -> None:
+        while self._started < len(self.telemetries):
+            await self.telemetries[self._started].start()
+            self._started += 1
+
+    async def close(self) -> None:
+        for t in self.telemetries[: self._started]:
+            await t.close()
+
+
+class Driver:
+    """Drives ``role`` over ``endpoint`` (already bound; ``connect``: peers known at start)."""
+
+    def __init__(self, role: Role, endpoint: Endpoint, advertise: str | None = None,
+                 connect: dict[str, str] | None = None) -> None:
+        self.role = role
+        self.endpoint = endpoint
+        self.host = EndpointHost(endpoint, advertise)
+        role.host = self.host
+        for peer, address in (connect or {}).items():
+            endpoint.connect(peer, address)
+        self.timers: dict[Hashable, float] = {}
+        self.out = Outbox()
+
+    async def apply(self) -> None:
+        """Carry out what the role asked for in its last call."""
+        out, ep = self.out, self.endpoint
+        for peer, address in out.connects:
+            ep.connect(peer, address)
+        if out.links or out.clock is not None:
+            ep.links.set(out.links, out.clock)
+        for key, at in out.timers.items():
+            if at is None:
+                self.timers.pop(key, None)
+            else:
+                self.timers[key] = at
+        sends = out.sends
+        if sends:
+            header = ep.header
+            for s in sends:
+                msg = s.cls(**header(s.slot, s.chain_latency_s), **s.payload)
+                try:
+                    await ep.send(s.dest, msg)
+                except (PeerError, PeerTimeout) as e:
+                    log.error("%s: %s not sent: %s", ep.name, s.cls.KIND, e)
+        out.clear()
+        if self.host.telemetries:
+            await self.host.start_telemetry()
+
+    def due(self, now: float) -> list[Hashable]:
+        return sorted((k for k, at in self.timers.items() if at <= now),
+                      key=lambda k: self.timers[k])
+
+    async def run(self) -> int:
+        """Drive the role until it is done; its exit code."""
+        role, out = self.role, self.out
+        try:
+            role.start(time.monotonic(), out)
+            await self.apply()
+            while not role.done:
+                now = time.monotonic()
+                for key in self.due(now):
+                    if key in self.timers and not role.done:
+                        del self.timers[key]
+                        role.on_timer(key, now, out)
+                        await self.apply()
+                if role.done:
+                    break
+                wait = min(self.timers.values(), default=now + IDLE_WAIT_S) - time.monotonic()
+                if wait <= 0:
+                    continue
+                try:
+                    msg = await self.endpoint.recv(wait)
+                except PeerTimeout:
+                    continue
+                role.on_message(msg, time.monotonic(), out)
+                await self.apply()
+        finally:
+            await self.host.close()
+        if role.failure:
+            log.error("%s: %s", role.name, role.failure)
+        return role.exit_code

@@ -1,0 +1,137 @@
+"""Sans-IO roles: the logic of one rrmbed process as a plain object.
+
+A role (the channel server, a base-station or vehicle node, the controller) knows nothing
+of sockets, asyncio or sleeping. It is driven by three calls, each given the time ``now``
+(seconds; wall-clock monotonic time over the network, emulated time in the in-memory pump)
+and an :class:`Outbox` that collects what the role wants done:
+
+- :meth:`Role.start` once, when the process starts;
+- :meth:`Role.on_message` for every message that arrives;
+- :meth:`Role.on_timer` when a timer it set falls due.
+
+The outbox holds sends (a message class, its header slot and chain latency, its payload),
+timers by key (setting a key again moves it; :meth:`Outbox.cancel` removes it), connections
+to peers' addresses and the emulated links that end at the role. A driver carries them out:
+:mod:`protocols.driver` over the ZeroMQ transport, or the pump of the local runner in
+memory. Because both drivers run the same role objects on the same messages, the two
+runners agree by construction.
+
+What a role may ask of the place it runs (its meter, pid, address, telemetry) comes
+through :class:`Host`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from protocols.links import LinkModel
+from protocols.messages import Message
+from protocols.meter import Meter
+from protocols.telemetry import Telemetry
+
+
+@dataclass(slots=True)
+class Send:
+    """One message to send: the driver stamps the header (sender, seq, sent_ns)."""
+
+    dest: str
+    cls: type[Message]
+    slot: int
+    chain_latency_s: float
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What a role wants done after one call, in order."""
+
+    sends: list[Send] = field(default_factory=list)
+    timers: dict[Hashable, float | None] = field(default_factory=dict)
+    """key -> due time (seconds, the role's ``now`` scale), or None to cancel."""
+    connects: list[tuple[str, str]] = field(default_factory=list)
+    """(peer name, address) to connect to (ignored in memory)."""
+    links: dict[str, LinkModel] = field(default_factory=dict)
+    """Emulated link models of messages arriving from each sender (replacing older ones)."""
+    clock: str | None = None
+    """Clock mode of the link emulation ('fast' or 'realtime'), when it changes."""
+
+    def send(self, dest: str, cls: type[Message], *, slot: int, chain_latency_s: float = 0.0,
+             **payload: Any) -> None:
+        self.sends.append(Send(dest, cls, slot, float(chain_latency_s), payload))
+
+    def timer(self, key: Hashable, at_s: float) -> None:
+        """Call :meth:`Role.on_timer` with ``key`` at ``at_s`` (replaces a timer of that key)."""
+        self.timers[key] = at_s
+
+    def cancel(self, key: Hashable) -> None:
+        self.timers[key] = None
+
+    def connect(self, peer: str, address: str) -> None:
+        self.connects.append((peer, address))
+
+    def emulate(self, links: dict[str, LinkModel], clock: str) -> None:
+        self.links.update(links)
+        self.clock = clock
+
+    def clear(self) -> None:
+        self.sends.clear()
+        self.timers.clear()
+        self.connects.clear()
+        self.links.clear()
+        self.clock = None
+
+
+class Host(Protocol):
+    """The process a role runs in, as the role sees it."""
+
+    @property
+    def address(self) -> str:
+        """Where peers reach this role's inbox."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def hostname(self) -> str: ...
+
+    @property
+    def meter(self) -> Meter:
+        """What this role has sent so far (the sender meters)."""
+
+    @property
+    def protocol_errors(self) -> int:
+        """Frames that arrived and did not decode."""
+
+    def telemetry(self, broker: str | None, run: str, role: str, ident: str) -> Telemetry:
+        """This role's MQTT telemetry (a no-op without a broker); the driver starts and
+        closes it."""
+
+
+class Role:
+    """Base of every role: no-op hooks, a name, a host, an end state."""
+
+    name: str = ""
+    host: Host
+    done: bool = False
+    """The role has finished: the driver stops driving it."""
+    failure: str | None = None
+    """Why the role gave up (a peer vanished, ...), None when it ended normally."""
+    exit_code: int = 0
+    """The process's exit status once done."""
+
+    def start(self, now: float, out: Outbox) -> None:
+        """The process started."""
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> None:
+        """A message arrived."""
+
+    def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
+        """A timer set with ``out.timer(key, ...)`` fell due."""
+
+    def fail(self, why: str, code: int = 1) -> None:
+        """End the role, reporting ``why``."""
+        self.failure = why
+        self.exit_code = code
+        self.done = True
