@@ -37,15 +37,6 @@ def apothem(radius_m: float) -> float:
     return SQRT3 / 2.0 * radius_m
 
 
-def hexagon_vertices(center: Array, radius_m: float) -> Array:
-    """The six vertices (counter-clockwise, from 30 degrees) of a cell, shape ``(6, 2)``."""
-    angles = np.deg2rad(30.0 + 60.0 * np.arange(6))
-    out: Array = np.asarray(center, dtype=np.float64) + radius_m * np.stack(
-        [np.cos(angles), np.sin(angles)], axis=-1
-    )
-    return out
-
-
 def _neighbour_directions() -> Array:
     angles = np.deg2rad(60.0 * np.arange(6))
     out: Array = np.stack([np.cos(angles), np.sin(angles)], axis=-1)

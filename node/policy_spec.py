@@ -12,6 +12,8 @@ from typing import Literal
 
 import numpy as np
 
+from protocols.weights import read_arrays
+
 ActionMode = Literal["mean", "sample"]
 
 
@@ -45,6 +47,6 @@ def fit_bs_budget(fractions: np.ndarray) -> np.ndarray:
 
 
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
-    """Named arrays from an .npz weights file (meta.* entries excluded)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files if not k.startswith("meta.")}
+    """Named arrays from a weights file (:func:`protocols.weights.read_arrays`: header or
+    legacy meta.* entries excluded; a bad file raises ``WeightsError`` naming it)."""
+    return read_arrays(path)

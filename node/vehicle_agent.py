@@ -72,6 +72,11 @@ def check_q_weights(variables: dict[str, np.ndarray], n_agents: int) -> None:
                          f"q.<i>.weight or agent<k>.q.<i>.weight arrays; found {have}...)")
 
 
+def check_q_scenario(scenario: V2xScenario, variables: dict[str, np.ndarray]) -> None:
+    """The weights check of the DQN schemes: Q networks for the scenario's V2V links."""
+    check_q_weights(variables, scenario.radio.n_v2v)
+
+
 def own_weights(variables: dict[str, np.ndarray], agent: int) -> dict[str, np.ndarray]:
     """The arrays agent ``agent`` acts with: its own network (``agent<k>.*``) of per-agent
     weights, or the whole shared network; other agents' networks are left out."""

@@ -37,10 +37,6 @@ Phase = str
 """'setup' for traffic before slot 0 (handshake, first weights), 'run' for the slots."""
 
 
-def phase_of(slot: int) -> Phase:
-    return "setup" if slot < 0 else "run"
-
-
 def wire_size(frame_len: int) -> int:
     """Bytes a ZeroMQ frame of ``frame_len`` bytes occupies on the wire (framing included)."""
     return frame_len + (FRAMING_SHORT if frame_len <= 255 else FRAMING_LONG)

@@ -34,13 +34,6 @@ class Cellular(ScenarioKind):
     def override(self, scenario: Scenario, assignments: dict[str, Any]) -> Scenario:
         return override(scenario, assignments)
 
-    def check_weights(self, scenario: Scenario, scheme: Any, arrays: dict[str, Any]) -> None:
-        cfg = scheme.policy_config(scenario)
-        first = next((v for k, v in sorted(arrays.items()) if v.ndim == 2), None)
-        if cfg is not None and first is not None and first.shape[1] != cfg.obs_dim:
-            raise ValueError(f"policy input of {first.shape[1]} in the file, "
-                             f"{cfg.obs_dim} for scheme {scheme.name!r} on {scenario.name}")
-
     def n_nodes(self, scenario: Scenario) -> int:
         return scenario.radio.n_cells
 

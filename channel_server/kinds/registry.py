@@ -54,9 +54,6 @@ class ScenarioKind:
     def n_nodes(self, scenario: Any) -> int:
         raise NotImplementedError
 
-    def check_weights(self, scenario: Any, scheme: Any, arrays: dict[str, Any]) -> None:
-        """ValueError naming what does not fit when ``arrays`` cannot act in ``scenario``."""
-
     # ----------------------------------------------------------------- shared behaviour
 
     def node_name(self, i: int) -> str:

@@ -35,11 +35,6 @@ class V2x(ScenarioKind):
     def override(self, scenario: V2xScenario, assignments: dict[str, Any]) -> V2xScenario:
         return v2x_override(scenario, assignments)
 
-    def check_weights(self, scenario: V2xScenario, scheme: Any, arrays: dict[str, Any]) -> None:
-        from node.vehicle_agent import check_q_weights
-
-        check_q_weights(arrays, scenario.radio.n_v2v)
-
     def n_nodes(self, scenario: V2xScenario) -> int:
         return scenario.radio.n_v2v
 

@@ -37,7 +37,7 @@ from controller.baselines.optimum import MAX_LINKS, OptimumConfig, global_optimu
 from controller.baselines.wmmse import Array, WMMSEConfig, wmmse
 from protocols.seeding import rng_for
 
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 PAPER_TIME_S = {"wmmse": 0.60, "fp": 0.64}
 """Paper 001, Table IV: average execution time per allocation (dual-core i5), seconds."""
 

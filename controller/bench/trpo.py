@@ -67,7 +67,7 @@ from node.policy import PolicyConfig, seeded_policy
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "3cell-k2.toml"
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "3cell-k2.toml"
 OURS, SB3 = "trpo (ours)", "trpo (sb3-contrib)"
 SB3_DEFAULT, OURS_WIDE = "trpo (sb3, default KL)", "trpo (ours, delta x act_dim)"
 LEARNERS = (OURS, SB3, SB3_DEFAULT, OURS_WIDE)
@@ -144,7 +144,7 @@ def run_ours(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
         batch = collect(policy, env, m, rng)
         done += batch.steps
         rows.append((done, time.perf_counter() - t0, float(batch.sum_rate_bps_hz.mean())))
-        learner.update(batch)
+        learner.step(batch)
     wall = time.perf_counter() - t0
     det = play(policy, "centralized", val, radio, rng, mode="mean").sum_rate_bps_hz.mean()
     return {"curve": rows, "wall_s": wall, "deterministic_bps_hz": float(det)}
@@ -229,6 +229,7 @@ def run_bench(
     """
     if SB3 not in learners or not set(learners) <= set(LEARNERS):
         raise ValueError(f"learners must include {SB3!r} and be among {LEARNERS}")
+    _gym()  # without the 'bench' extra, fail now rather than after training ours
     scenario = load_scenario(SCENARIO)
     radio = scenario.radio
     act_dim = radio.n_links

@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,11 @@ class TrainedPolicy:
     meta: dict[str, Any]
     """The file's meta.* entries (algo, seed, pmax_dbm, ...)."""
 
+    @property
+    def slug(self) -> str:
+        """The label as a file name: "centralized (trpo)" -> "centralized-trpo"."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.label).strip("-")
+
 
 def weights_file(source: str | Path) -> Path:
     """A weights .npz from a training run dir (best-weights.npz), a seed dir, or the file."""
@@ -99,8 +105,10 @@ def weights_file(source: str | Path) -> Path:
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k[5:]: f[k].tolist() for k in f.files if k.startswith("meta.")}
+    """The weights file's metadata (header, or the meta.* entries of an older file)."""
+    from protocols.weights import read_meta as meta_of
+
+    return meta_of(path)
 
 
 def load_policy(source: str | Path, scenario: Scenario, scheme: Variant | None = None,
@@ -270,7 +278,7 @@ def evaluate_local(
                 else load_scenario(scenario_path))
     radio = scenario.radio
     srcs = [sources] if isinstance(sources, str | Path) else list(sources)
-    policies = _load_all(srcs, scenario)
+    policies = load_policies(srcs, scenario)
     out_dir = Path(out) if out is not None else _default_out(srcs)
     t_start = time.perf_counter()
     gains = Air(radio, seed, episodes=n).reset().copy()
@@ -319,7 +327,8 @@ def evaluate_local(
     return result
 
 
-def _load_all(srcs: Sequence[str | Path], scenario: Scenario) -> list[TrainedPolicy]:
+def load_policies(srcs: Sequence[str | Path], scenario: Scenario) -> list[TrainedPolicy]:
+    """The policies of ``srcs``, labelled as in the tables (two of one scheme get a tag)."""
     loaded = [load_policy(s, scenario) for s in srcs]
     counts: dict[str, int] = {}
     for p in loaded:

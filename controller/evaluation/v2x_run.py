@@ -32,9 +32,8 @@ from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
 from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
 from controller.training.v2x_env import V2xEnv
-from controller.training.v2x_marl import eval_fingerprint, scheme_scenario
 from node.v2x_observation import decode_action
-from node.vehicle_agent import VehicleAgent
+from node.vehicle_agent import VehicleAgent, eval_fingerprint, scheme_scenario
 from protocols.meter import Meter
 
 
@@ -161,7 +160,7 @@ def run_v2x_local(
     same world stream, same per-vehicle agents, same fingerprint. Returns (recorder, wall s)."""
     scn = scheme_scenario(scenario, scheme)
     env = V2xEnv(scn, n_envs=1)
-    env.set_fingerprint(*eval_fingerprint(scn, variables))
+    env.set_fingerprint(*eval_fingerprint(variables))
     agents = [VehicleAgent(k, scn, scheme, seed, variables) for k in range(env.n_agents)]
     rec = V2xRecorder(scn, scheme, "local", seed, slots)
     t0 = time.perf_counter()

@@ -1,0 +1,17 @@
+"""Learners (TRPO, A2C, DQN): one algorithm per module, the interfaces in
+:mod:`controller.learners.core`, every learner registered in
+:mod:`controller.learners.registry`. Importing the package needs no torch."""
+
+from controller.learners.core import Actor, Learner, VariableSource
+from controller.learners.registry import (
+    LEARNERS,
+    LearnerSpec,
+    QDims,
+    UnknownLearner,
+    learner,
+    make,
+    names,
+)
+
+__all__ = ["LEARNERS", "Actor", "Learner", "LearnerSpec", "QDims", "UnknownLearner",
+           "VariableSource", "learner", "make", "names"]

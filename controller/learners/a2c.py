@@ -1,6 +1,6 @@
 """Advantage Actor-Critic (A2C), the fixed-step baseline of paper 001 (Section IV-A, Fig. 9).
 
-Same batch format and interface as :mod:`controller.learners.trpo`. One update is ONE
+Same batch format and interface as :mod:`controller.learners.trpo`. One step is ONE
 gradient step of the fixed step size on the whole batch:
 
     loss = -mean(log pi(a|s) * A) + value_coef * mean((V(s) - G)^2) - entropy_coef * H[pi]
@@ -64,7 +64,8 @@ class A2cConfig:
 
 
 class A2c:
-    """A2C learner: ``update(batch) -> stats``, ``get_variables() -> named arrays``."""
+    """A2C learner (a :class:`controller.learners.core.Learner`): ``step(batch) -> stats``,
+    ``get_variables() -> named arrays``, ``version`` = steps taken."""
 
     def __init__(self, policy: GaussianPolicy, cfg: A2cConfig, rng: np.random.Generator) -> None:
         self.policy = policy
@@ -80,11 +81,17 @@ class A2c:
             raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
         self.iterations = 0
 
+    @property
+    def version(self) -> int:
+        """Learning steps taken (the variables' version)."""
+        return self.iterations
+
     def get_variables(self) -> dict[str, Array]:
         """The policy's weights as named numpy arrays (what nodes load)."""
         return state_arrays(self.policy)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One gradient step of the fixed step size on the whole batch; returns statistics."""
         cfg = self.cfg
         obs = torch.as_tensor(batch.obs)
         act = torch.as_tensor(batch.actions)
@@ -105,7 +112,7 @@ class A2c:
             p.grad = None
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
-        self.step()
+        self.apply_gradients()
         self.iterations += 1
         return {
             "iteration": float(self.iterations),
@@ -120,7 +127,7 @@ class A2c:
         }
 
     @torch.no_grad()
-    def step(self) -> None:
+    def apply_gradients(self) -> None:
         """One optimizer step with the gradients in ``.grad`` (RMSprop as TF1 does it)."""
         if self.adam is not None:
             self.adam.step()

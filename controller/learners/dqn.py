@@ -19,8 +19,9 @@ target update every 400 steps, epsilon 1 -> 0.02), in the CleanRL ``dqn.py`` for
 * Epsilon-greedy, epsilon a schedule of the learner update count (linear or
   exponential from ``epsilon_start`` to ``epsilon_end`` over ``epsilon_steps``).
 
-Interface (Acme-like): ``select_action(obs, epsilon, rng)``, ``observe(transitions)``,
-``update() -> stats``, ``get_variables()``/``set_variables()``, ``epsilon(step)``,
+Interface (Acme-like; a :class:`controller.learners.core.Learner`):
+``select_action(obs, epsilon, rng)``, ``observe(transitions)``, ``step(transitions=None)
+-> stats``, ``get_variables()``/``set_variables()``, ``version``, ``epsilon(step)``,
 ``fingerprint()``. All randomness comes from the numpy generator given to the
 constructor (network init via a forked torch RNG seeded from it, replay sampling)
 and the generator given to ``select_action``.
@@ -62,7 +63,7 @@ class DqnConfig:
     replay_capacity: int = 200_000
     """Transitions held by the replay ring buffer (per agent when per-agent)."""
     learning_starts: int = 2000
-    """update() trains only once every replay holds at least this many transitions."""
+    """step() trains only once every replay holds at least this many transitions."""
     target_period: int = 400
     """Learner updates between hard copies online -> target network."""
     loss: Literal["huber", "mse"] = "huber"
@@ -189,6 +190,9 @@ class Dqn:
             self.replay = PerAgentReplay(self.n_agents, cfg.replay_capacity, fields)
         self.updates = 0
         """Gradient steps taken (per network): the training iteration e."""
+        self.version = 0
+        """Grows with every gradient step and every set_variables (never shrinks, unlike
+        ``updates``, which a fingerprint entry may set back)."""
 
     @property
     def in_dim(self) -> int:
@@ -282,22 +286,25 @@ class Dqn:
             torch.as_tensor(batch["terminated"]), self.cfg.gamma,
         )
 
-    def update(self) -> dict[str, float]:
-        """One gradient step per network on a uniform replay batch; hard target copy
-        every ``target_period`` updates. Before ``learning_starts``: no step, ``trained`` 0."""
+    def step(self, batch: Transitions | None = None) -> dict[str, float]:
+        """Store ``batch`` in the replay (as :meth:`observe`) if given, then one gradient
+        step per network on a uniform replay batch; hard target copy every
+        ``target_period`` updates. Before ``learning_starts``: no step, ``trained`` 0."""
         cfg = self.cfg
+        if batch is not None:
+            self.observe(batch)
         if len(self.replay) < max(cfg.learning_starts, 1):
             return {"trained": 0.0, "updates": float(self.updates),
                     "epsilon": self.epsilon(self.updates)}
         losses, q_means, norms = [], [], []
         for net, (q_net, opt) in enumerate(zip(self.online, self.optimizers, strict=True)):
             if isinstance(self.replay, PerAgentReplay):
-                batch = self.replay.sample(net, cfg.batch_size, self.rng)
+                sample = self.replay.sample(net, cfg.batch_size, self.rng)
             else:
-                batch = self.replay.sample(cfg.batch_size, self.rng)
-            y = self.targets(net, batch)
-            x = self.inputs(batch["obs"], batch["agent"], batch["fingerprint"])
-            action = torch.as_tensor(batch["action"])[:, None]
+                sample = self.replay.sample(cfg.batch_size, self.rng)
+            y = self.targets(net, sample)
+            x = self.inputs(sample["obs"], sample["agent"], sample["fingerprint"])
+            action = torch.as_tensor(sample["action"])[:, None]
             q = q_net(x).gather(-1, action).squeeze(-1)
             loss = td_loss(q, y, cfg)
             opt.zero_grad(set_to_none=True)
@@ -307,6 +314,7 @@ class Dqn:
             losses.append(loss.item())
             q_means.append(q.detach().mean().item())
         self.updates += 1
+        self.version += 1
         if self.updates % cfg.target_period == 0:
             self._sync_target()
         return {
@@ -353,4 +361,5 @@ class Dqn:
                                if k.startswith(prefix)})
         if "fingerprint" in variables:
             self.updates = int(variables["fingerprint"][0])
+        self.version += 1
         self._sync_target()

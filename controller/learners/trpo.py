@@ -249,7 +249,8 @@ def natural_step(g: torch.Tensor, fvp: Fvp, cfg: TrpoConfig) -> tuple[torch.Tens
 
 
 class Trpo:
-    """TRPO learner: ``update(batch) -> stats``, ``get_variables() -> named arrays``."""
+    """TRPO learner (a :class:`controller.learners.core.Learner`): ``step(batch) -> stats``,
+    ``get_variables() -> named arrays``, ``version`` = steps taken."""
 
     def __init__(self, policy: GaussianPolicy, cfg: TrpoConfig, rng: np.random.Generator) -> None:
         self.policy = policy
@@ -259,6 +260,11 @@ class Trpo:
         self.value = value_network(policy.cfg.obs_dim, cfg.value_hidden, seed)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
         self.iterations = 0
+
+    @property
+    def version(self) -> int:
+        """Learning steps taken (the variables' version)."""
+        return self.iterations
 
     def get_variables(self) -> dict[str, Array]:
         """The policy's weights as named numpy arrays (what nodes load)."""
@@ -287,7 +293,8 @@ class Trpo:
                 loss_sum += loss.item() * idx.shape[0]
         return loss_sum / n
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One TRPO iteration on a batch of whole episodes; returns its statistics."""
         cfg = self.cfg
         policy = self.policy
         obs = torch.as_tensor(batch.obs)

@@ -16,6 +16,7 @@ from node.agent import node_policy, policy_with_weights, scheme_of
 from protocols.messages import CsiUpload, Decision, Experience, Message, SlotOutcome
 from protocols.names import index_of
 from protocols.role import Outbox
+from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
     from controller.roles.controller import ControllerRole
@@ -42,10 +43,11 @@ class CellularPart:
         self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
         self.central_compute: dict[int, float] = {}
         self.iteration: range | None = None
+        self.pause_every = self.trainer.options.episodes_per_iter if self.trainer else 0
 
     def make_trainer(self, train: dict[str, Any], weights: dict[str, np.ndarray] | None) -> Any:
         """The learner of a network training run, on the same initial weights as the nodes."""
-        from controller.training.net_training import NetworkTrainer, TrainOptions, make_learner
+        from controller.learners.experience import NetworkTrainer, TrainOptions, make_learner
 
         ctl = self.ctl
         if self.policy_at_nodes:
@@ -167,9 +169,8 @@ class CellularPart:
     def history(self) -> list[dict[str, float]]:
         return self.trainer.history if self.trainer is not None else []
 
-    def final_weights(self) -> dict[str, np.ndarray] | None:
+    def final_weights(self) -> WeightsArtifact | None:
         if self.trainer is None or not self.trainer.history:
             return None
-        from node.policy import state_arrays
-
-        return state_arrays(self.trainer.learner.policy)
+        artifact: WeightsArtifact = self.trainer.artifact(self.ctl.scheme)
+        return artifact

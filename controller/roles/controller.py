@@ -44,6 +44,7 @@ from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
 from protocols.role import Outbox, Role
 from protocols.seeding import rng_for
+from protocols.weights import WeightsArtifact
 
 log = logging.getLogger("rrmbed.controller")
 
@@ -57,6 +58,8 @@ class ControllerPart(Protocol):
     """Collects the slots; ``done`` (slots recorded) and ``write(...)``."""
     snapshot: tuple[int, dict[str, np.ndarray]] | None
     """The current node weights (version, arrays) served to nodes that ask."""
+    pause_every: int
+    """While training: the air waits for Resume after every this many slots (0: never)."""
 
     def after_start(self, name: str, out: Outbox) -> None:
         """``name`` was just sent Start."""
@@ -76,7 +79,7 @@ class ControllerPart(Protocol):
     def extra_summary(self) -> dict[str, Any]:
         """More summary.json keys of this kind of run."""
 
-    def final_weights(self) -> dict[str, np.ndarray] | None:
+    def final_weights(self) -> WeightsArtifact | None:
         """The trained weights to write at the end (None when not training)."""
 
     def history(self) -> list[dict[str, float]]:
@@ -101,18 +104,18 @@ class ControllerRole(Role):
         self.startup_timeout_s = startup_timeout_s
         self.emit = emit or (lambda *parts: None)
         """Where the lines for a launcher go (PROGRESS, TRAIN)."""
+        self.nodes = self.kind.node_names(resolved.scenario)
+        self.roles = [CHANNEL_SERVER, *self.nodes]
+        self.active = set(range(len(self.nodes)))
         self.part: ControllerPart = self.kind.make_controller(self, resolved.scenario, weights)
         self.scenario = self.part.scenario
         self.timing = self.scenario.timing
-        self.nodes = self.kind.node_names(self.scenario)
-        self.roles = [CHANNEL_SERVER, *self.nodes]
         self.phase = "hello"
         self.directory: dict[str, str] = {}
         self.config_toml = ""
         self.processes: dict[str, int] = {}
         self.hosts: dict[str, str] = {}
         self.ready: set[str] = set()
-        self.active = set(range(len(self.nodes)))
         self.joining: dict[str, int] = {}
         self.rejoined: list[str] = []
         self.deploying: tuple[int, int, set[str]] | None = None
@@ -221,6 +224,8 @@ class ControllerRole(Role):
         snapshot = self.part.snapshot
         opts = {**self.options, "directory": self.directory,
                 "weights_version": snapshot[0] if snapshot else 0}
+        if self.part.pause_every:
+            opts["train"] = {**opts["train"], "pause_every": self.part.pause_every}
         out.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots, seed=self.seed,
                  config_toml=self.config_toml, options=opts)
         self.part.after_start(name, out)

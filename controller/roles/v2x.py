@@ -16,6 +16,7 @@ from node.vehicle_agent import eval_fingerprint, own_weights, scheme_scenario
 from protocols.messages import Experience, Fingerprint, Message, V2xOutcome
 from protocols.names import CHANNEL_SERVER, index_of
 from protocols.role import Outbox
+from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
     from controller.roles.controller import ControllerRole
@@ -30,8 +31,7 @@ class V2xPart:
         train = ctl.options.get("train")
         self.trainer: Any = None
         if train:
-            from controller.training.v2x_marl import marl_config
-            from controller.training.v2x_net_training import V2xNetworkTrainer
+            from controller.learners.v2x_experience import V2xNetworkTrainer, marl_config
 
             self.trainer = V2xNetworkTrainer(self.scenario, ctl.scheme, ctl.seed, ctl.slots,
                                              int(train["broadcast_period"]),
@@ -50,6 +50,7 @@ class V2xPart:
         self.experience_latency_s: list[float] = []
         """Emulated latency of every experience upload (uplink included), seconds."""
         self.upto: int | None = None
+        self.pause_every = self.trainer.period if self.trainer else 0
 
     def ctl_needs_weights(self) -> bool:
         from node.schemes import SCHEMES
@@ -131,8 +132,8 @@ class V2xPart:
     def history(self) -> list[dict[str, float]]:
         return self.trainer.history if self.trainer is not None else []
 
-    def final_weights(self) -> dict[str, np.ndarray] | None:
+    def final_weights(self) -> WeightsArtifact | None:
         if self.trainer is None or not self.trainer.history:
             return None
-        variables: dict[str, np.ndarray] = self.trainer.variables()
-        return variables
+        artifact: WeightsArtifact = self.trainer.artifact()
+        return artifact

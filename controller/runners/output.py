@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from controller.roles.controller import ControllerRole
 from protocols.names import CONTROLLER
 
 
 def write_training(ctl: ControllerRole, out: Path) -> None:
-    """training.csv (one row per update) and the final weights.npz of a training run."""
+    """training.csv (one row per update) and the final weights.npz (a typed weights file,
+    protocols.weights) of a training run."""
     history = ctl.part.history()
     weights = ctl.part.final_weights()
     if not history or weights is None:
@@ -24,7 +23,7 @@ def write_training(ctl: ControllerRole, out: Path) -> None:
         wr = csv.DictWriter(f, fieldnames=keys)
         wr.writeheader()
         wr.writerows(history)
-    np.savez(out / "weights.npz", **weights)
+    weights.save(out / "weights.npz")
 
 
 def write_run(ctl: ControllerRole, out: Path) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
 
     try:
         arrays = read_weights(path)
-        resolved.kind.check_weights(resolved.scenario, spec, arrays)
+        spec.check_weights(resolved.scenario, arrays)
     except ValueError as e:
         raise RunError(f"{path}: {e}") from e
     return arrays

@@ -140,7 +140,7 @@ def train(
         if air.slot >= cfg.slots_per_episode:
             gains = air.reset()
         for _ in range(cfg.updates_per_step):
-            stats = agent.update()
+            stats = agent.step()
         curve["sum_rate_bps_hz"][t] = rate.mean()
         curve["epsilon"][t] = eps
         curve["loss"][t] = stats.get("loss", np.nan)

@@ -24,7 +24,6 @@ from the air's own seeded streams and the generator passed in.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -218,34 +217,3 @@ def max_power_sum_rate(gains: Array, radio: RadioConfig) -> Array:
     """Sum-rate (bit/s/Hz) of every realization with every user at Pmax, shape (M,)."""
     powers = np.full(gains.shape[:-1], radio.pmax_w)  # (M, B, K)
     return sum_rate_bps_hz(gains, powers, radio.noise_w)
-
-
-# --------------------------------------------------------------------------- training
-
-
-class Learner(Protocol):
-    """The learner side of the tiny actor/learner interface (TRPO, A2C)."""
-
-    policy: GaussianPolicy
-
-    def update(self, batch: Batch) -> dict[str, float]: ...
-
-    def get_variables(self) -> dict[str, npt.NDArray[np.float64]]: ...
-
-
-def train(
-    learner: Learner,
-    env: PowerEnv,
-    iterations: int,
-    episodes: int,
-    rng: np.random.Generator,
-    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
-) -> list[dict[str, float]]:
-    """Collect ``episodes`` with the learner's policy and update, ``iterations`` times."""
-    history = []
-    for i in range(iterations):
-        stats = learner.update(collect(learner.policy, env, episodes, rng))
-        history.append(stats)
-        if on_iteration is not None:
-            on_iteration(i, stats)
-    return history

@@ -14,7 +14,8 @@ out/
     config.toml, summary.json
     metrics.csv          iteration, steps, episodes, sum-rate (bit/s/Hz, Mbit/s), EWMA,
                          wall_s, kl, accepted, ...
-    weights.npz          final policy (node.policy_spec.read_weights + GaussianPolicy)
+    weights.npz          final policy: a protocols.weights artifact (header: scheme, kind,
+                         dims, algo, steps; extra: seed, iteration, scenario, pmax_dbm, ...)
     checkpoints/ckpt-<iteration>.npz   resumable: policy, value net, optimizer state,
                          random-generator states, iteration, curve so far
     plots/
@@ -52,7 +53,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -61,15 +62,18 @@ import torch
 from channel_server.air import Air
 from channel_server.config import Scenario, load_scenario, scenario_to_dict, to_toml
 from controller.evaluation.plots import plot_training
-from controller.learners.a2c import A2c, A2cConfig
+from controller.learners import registry
+from controller.learners.a2c import A2c
 from controller.learners.trpo import Trpo, TrpoConfig, mean_kl
 from controller.training.rollout import PowerEnv, Variant, collect, make_env, play, variant_dims
-from node.policy import GaussianPolicy, PolicyConfig, load_arrays, save_weights, seeded_policy
+from node.policy import GaussianPolicy, PolicyConfig, load_arrays, seeded_policy
 from protocols.seeding import rng_for
+from protocols.weights import WeightsArtifact
 
 Array = npt.NDArray[np.float64]
-Algo = Literal["trpo", "a2c"]
-ALGOS: tuple[Algo, ...] = ("trpo", "a2c")
+Algo = str
+"""A registered learner that trains a Gaussian policy (controller.learners.registry)."""
+ALGOS: tuple[Algo, ...] = registry.names("gaussian")
 SCHEMES: tuple[Variant, ...] = ("centralized", "round-robin", "full")
 
 VALIDATION_SEED = 1_000_003
@@ -87,7 +91,8 @@ class TrainConfig:
     """What one training run does (the same for every seed)."""
 
     algo: Algo
-    """Learner: "trpo" (paper 001) or "a2c" (its fixed-step baseline)."""
+    """Learner: a registered Gaussian-policy learner ("trpo", paper 001; "a2c", its
+    fixed-step baseline)."""
     scheme: Variant
     """Execution scheme: "centralized", "round-robin" or "full"."""
     steps: int
@@ -105,8 +110,7 @@ class TrainConfig:
     """Smoothing weight w of the reward curve (paper 001 footnote 2)."""
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"unknown algo {self.algo!r}; known: {ALGOS}")
+        registry.learner(self.algo, "gaussian")  # UnknownLearner lists the known ones
         if self.scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {self.scheme!r}; known: {SCHEMES}")
         if self.steps < 1 or self.episodes_per_iter < 1 or self.checkpoint_every < 1:
@@ -166,13 +170,9 @@ class SeedTrainer:
         self.policy = seeded_policy(policy_config_for(cfg.scheme, scenario), seed)
         self.rollout_rng = rng_for(seed, "train", "rollout")
         self.learner_rng = rng_for(seed, "train", "learner")
-        self.learner: Trpo | A2c
-        if cfg.algo == "trpo":
-            tcfg = TrpoConfig(episodes_per_iteration=cfg.episodes_per_iter)
-            self.learner = Trpo(self.policy, tcfg, self.learner_rng)
-        else:
-            acfg = A2cConfig(episodes_per_update=cfg.episodes_per_iter)
-            self.learner = A2c(self.policy, acfg, self.learner_rng)
+        # default hyper-parameters; the episodes per update are this driver's (cfg)
+        self.learner = cast("Trpo | A2c", registry.make(
+            cfg.algo, self.policy, self.learner_rng, trains="gaussian"))
         self.iteration = 0
         self.steps = 0
         self.episodes = 0
@@ -195,12 +195,12 @@ class SeedTrainer:
             obs = torch.as_tensor(batch.obs)
             with torch.no_grad():
                 old_mean, old_log_std = self.policy(obs)
-            stats = self.learner.update(batch)
+            stats = self.learner.step(batch)
             with torch.no_grad():
                 stats["kl"] = float(mean_kl(self.policy, obs, old_mean, old_log_std))
             stats["accepted"], stats["step_fraction"] = 1.0, 1.0
         else:
-            stats = self.learner.update(batch)
+            stats = self.learner.step(batch)
         self.wall_s += time.perf_counter() - t0
         self.iteration += 1
         self.steps += batch.steps
@@ -408,16 +408,22 @@ def _config_toml(scenario: Scenario, cfg: TrainConfig, seeds: Sequence[int]) -> 
     return to_toml({"train": run, **scenario_to_dict(scenario)})
 
 
-def _save_policy(path: Path, trainer: SeedTrainer) -> None:
+def weights_artifact(trainer: SeedTrainer) -> WeightsArtifact:
+    """The seed's policy with its header (what weights.npz holds)."""
     pc = trainer.policy.cfg
-    save_weights(
-        path, trainer.policy,
-        algo=np.array(trainer.cfg.algo), scheme=np.array(trainer.cfg.scheme),
-        seed=np.array(trainer.seed), iteration=np.array(trainer.iteration),
-        obs_dim=np.array(pc.obs_dim), act_dim=np.array(pc.act_dim),
-        hidden=np.array(pc.hidden), scenario=np.array(trainer.scenario.name),
-        pmax_dbm=np.array(trainer.scenario.radio.pmax_dbm),
+    return WeightsArtifact.create(
+        trainer.learner.get_variables(), scheme=trainer.cfg.scheme, kind="cellular",
+        dims={"obs_dim": pc.obs_dim, "act_dim": pc.act_dim}, algo=trainer.cfg.algo,
+        steps=trainer.steps,
+        extra={"seed": trainer.seed, "iteration": trainer.iteration,
+               "episodes": trainer.episodes, "hidden": list(pc.hidden),
+               "scenario": trainer.scenario.name,
+               "pmax_dbm": float(trainer.scenario.radio.pmax_dbm)},
     )
+
+
+def _save_policy(path: Path, trainer: SeedTrainer) -> None:
+    weights_artifact(trainer).save(path)
 
 
 @contextmanager

@@ -38,8 +38,11 @@ import torch
 from channel_server.v2x import V2xScenario
 from controller.learners.dqn import Dqn, DqnConfig, Transitions
 from controller.training.v2x_env import V2xEnv, decode_action
-from node.vehicle_agent import SCHEMES, greedy_actions
+from node.schemes import SCHEMES
+from node.v2x_observation import observation_dim
+from node.vehicle_agent import eval_fingerprint, greedy_actions, scheme_scenario
 from protocols.seeding import rng_for
+from protocols.weights import WeightsArtifact
 
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -75,12 +78,9 @@ def marl_config(sharing: str = "per-agent") -> MarlConfig:
     return dataclasses.replace(cfg, dqn=dataclasses.replace(cfg.dqn, sharing=sharing))  # type: ignore[arg-type]
 
 
-def scheme_scenario(scenario: V2xScenario, scheme: str) -> V2xScenario:
-    """The scenario with the fingerprint on for ``marl-dqn`` only."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}, expected one of {SCHEMES}")
-    obs = dataclasses.replace(scenario.observation, fingerprint=scheme == "marl-dqn")
-    return dataclasses.replace(scenario, observation=obs)
+def options_of(scheme: str) -> dict[str, Any]:
+    """The V2X scheme's registry options (fingerprint, turns, learned)."""
+    return SCHEMES.get("v2x", scheme).options
 
 
 def turn_actions(previous: IntArray, proposed: IntArray, t: int) -> IntArray:
@@ -110,7 +110,7 @@ def train_marl(
     cfg = config if config is not None else MarlConfig()
     scn = scheme_scenario(scenario, scheme)
     torch.set_num_threads(1)
-    if scheme == "random":
+    if not options_of(scheme)["learned"]:
         return {}, []
     env = V2xEnv(scn, n_envs=cfg.n_envs)
     dqn = Dqn(env.observation_dim, env.n_actions, env.n_agents, cfg.dqn,
@@ -133,7 +133,7 @@ def train_marl(
         while not done:
             t = env.t
             action = dqn.select_action(obs, eps, act_rng)
-            if scheme == "turn-dqn":
+            if options_of(scheme)["turns"]:
                 action = turn_actions(held, action, t)
             held = action
             out = env.step_arrays(*decode_action(action, env.n_rb))
@@ -145,26 +145,43 @@ def train_marl(
                                     terminated=np.full(cfg.n_envs, float(done))))
             obs = out.obs.astype(np.float64)
             if t % cfg.train_every == 0:
-                stats = dqn.update()
+                stats = dqn.step()
         m = env.episode_metrics()
         curve.append({"episode": float(ep), "epsilon": eps, "return": float(ret.mean()),
                       "delivery_rate": float(m["delivery_rate"].mean()),
                       "sum_v2i_mbps": float(m["sum_v2i_rate_bps"].mean() / 1e6),
                       "loss": float(stats.get("loss", np.nan))})
     variables = dqn.get_variables()
-    if scheme == "marl-dqn":
+    if options_of(scheme)["fingerprint"]:
         variables["env_fingerprint"] = np.array([fp_iters, cfg.epsilon_end])
     return variables, curve
 
 
-def eval_fingerprint(scenario: V2xScenario, variables: dict[str, np.ndarray] | None
-                     ) -> tuple[float, float]:
-    """The fingerprint (e, epsilon) a trained policy acts with: the one it ended training
-    with (``env_fingerprint``), else (0, 1) (no fingerprint in the observation anyway)."""
-    if variables is not None and "env_fingerprint" in variables:
-        it, eps = (float(v) for v in variables["env_fingerprint"])
-        return it, eps
-    return 0.0, 1.0
+def q_dims(scenario: V2xScenario) -> dict[str, int]:
+    """The sizes a V2X weights file must agree with (the scheme scenario given)."""
+    r = scenario.radio
+    return {"obs_dim": observation_dim(scenario),
+            "n_actions": r.n_rb * len(r.v2v_power_levels_dbm), "n_agents": r.n_v2v}
+
+
+def marl_artifact(
+    scenario: V2xScenario, scheme: str, variables: dict[str, np.ndarray], steps: int,
+    config: MarlConfig | None = None, extra: dict[str, Any] | None = None,
+) -> WeightsArtifact:
+    """Trained variables (with their env_fingerprint) as a weights file's artifact:
+    kind 'v2x', algo 'dqn' ('none' when there are no variables: the random scheme),
+    ``steps`` the environment steps (slots x parallel episodes) trained on."""
+    cfg = config if config is not None else MarlConfig()
+    return WeightsArtifact.create(
+        variables, scheme=scheme, kind="v2x", dims=q_dims(scheme_scenario(scenario, scheme)),
+        algo="dqn" if variables else "none", steps=steps,
+        extra={"scenario": scenario.name, "sharing": cfg.dqn.sharing, **(extra or {})})
+
+
+def train_steps(scenario: V2xScenario, episodes: int, config: MarlConfig | None = None) -> int:
+    """Environment steps :func:`train_marl` takes: episodes x slots x parallel episodes."""
+    cfg = config if config is not None else MarlConfig()
+    return episodes * scenario.n_steps * cfg.n_envs
 
 
 def evaluate_marl(
@@ -179,21 +196,22 @@ def evaluate_marl(
     scn = scheme_scenario(scenario, scheme)
     env = V2xEnv(scn, n_envs=episodes)
     shape = (episodes, env.n_agents)
-    env.set_fingerprint(*eval_fingerprint(scn, variables))
+    env.set_fingerprint(*eval_fingerprint(variables))
+    opts = options_of(scheme)
     obs = stack_obs(env, env.reset(seed=seed)[0])
-    if scheme == "random":
+    if not opts["learned"]:
         rng = rng_for(seed, "v2x", "random-policy")
     else:
         rng = rng_for(seed, "v2x-marl", "eval")
         held = rng.integers(0, env.n_actions, shape)
     done = False
     while not done:
-        if scheme == "random":
+        if not opts["learned"]:
             out = env.step_arrays(rng.integers(0, env.n_rb, shape),
                                   rng.integers(0, env.n_levels, shape))
         else:
             action = greedy_actions(variables, obs)
-            if scheme == "turn-dqn":
+            if options_of(scheme)["turns"]:
                 action = turn_actions(held, action, env.t)
             held = action
             out = env.step_arrays(*decode_action(action, env.n_rb))
@@ -240,7 +258,7 @@ def run_all(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...],
             eval_episodes: int = 100, config: MarlConfig | None = None) -> dict[str, Any]:
     """Every scheme x seed: train, then evaluate greedily on fresh drops (seed 10^6 + s)."""
     results: dict[str, Any] = {}
-    for scheme in SCHEMES:
+    for scheme in SCHEMES.names("v2x"):
         rows = []
         for s in seeds:
             variables, curve = train_marl(scenario, scheme, episodes, s, config)

@@ -118,18 +118,33 @@ def central_config(scenario: Scenario) -> PolicyConfig:
     return PolicyConfig(*central_dims(scenario.radio))
 
 
+def policy_fits(config: Any) -> Any:
+    """The weights check of a scheme whose policy has ``config(scenario)``: the first
+    layer's input width must be the observation length."""
+    def check(scenario: Scenario, arrays: dict[str, np.ndarray]) -> None:
+        cfg = config(scenario)
+        first = next((v for _, v in sorted(arrays.items()) if v.ndim == 2), None)
+        if first is not None and first.shape[1] != cfg.obs_dim:
+            raise ValueError(f"policy input of {first.shape[1]} in the file, {cfg.obs_dim} "
+                             f"on scenario {scenario.name}")
+    return check
+
+
 POLICY_LEARNERS = ("trpo", "a2c")
 DECIDERS = "controller.baselines.central"
 
 register(Scheme("centralized", KIND, "central", "learned central policy on the whole channel",
                 central=f"{DECIDERS}:PolicyDecider", policy=central_config,
+                check=policy_fits(central_config),
                 weights="gaussian-mlp", learners=POLICY_LEARNERS, rank=0))
 register(Scheme("round-robin", KIND, "chain", "BSs decide in a seeded order, each forwarding "
                 "the powers chosen so far", actor=RoundRobinPolicy,
-                policy=RoundRobinPolicy.config, weights="gaussian-mlp",
+                policy=RoundRobinPolicy.config, check=policy_fits(RoundRobinPolicy.config),
+                weights="gaussian-mlp",
                 learners=POLICY_LEARNERS, rank=1))
 register(Scheme("full", KIND, "none", "each BS runs the policy on its own CSI slice",
-                actor=FullPolicy, policy=FullPolicy.config, weights="gaussian-mlp",
+                actor=FullPolicy, policy=FullPolicy.config,
+                check=policy_fits(FullPolicy.config), weights="gaussian-mlp",
                 learners=POLICY_LEARNERS, rank=2))
 register(Scheme("fp", KIND, "central", "fractional programming at the controller",
                 central=f"{DECIDERS}:FpDecider", rank=3))

@@ -49,6 +49,9 @@ class Scheme:
     """Format of its weights files: 'gaussian-mlp' (power policy), 'q-networks' (DQN)."""
     learners: tuple[str, ...] = ()
     """Learners that can train it (names in controller.learners)."""
+    check: Any = None
+    """``(scenario, arrays)``: raise ValueError naming what does not fit when the weights
+    cannot act in the scenario (or a reference to it); None: no check."""
     needs_weights: bool = False
     """It acts only with trained weights (--weights is required unless it trains)."""
     options: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +70,10 @@ class Scheme:
 
     def policy_config(self, scenario: Any) -> Any:
         return None if self.policy is None else resolve(self.policy)(scenario)
+
+    def check_weights(self, scenario: Any, arrays: dict[str, Any]) -> None:
+        if self.check is not None:
+            resolve(self.check)(scenario, arrays)
 
     def make_actor(self, *args: Any) -> Any:
         if self.actor is None:

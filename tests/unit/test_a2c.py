@@ -80,7 +80,7 @@ def test_rmsprop_update_moves_parameters_by_the_fixed_step_size(init: float) -> 
     g_log_std, g_bias = hand_gradients(batch, agent, cfg)
     before = copy.deepcopy(agent.policy)
     value_before = copy.deepcopy(agent.value)
-    agent.update(batch)
+    agent.step(batch)
     d_log_std = (agent.policy.log_std - before.log_std).detach().numpy()
     d_bias = (output_bias(agent.policy) - output_bias(before)).detach().numpy()
     # TF1 RMSprop's first step: ms = alpha init + (1 - alpha) g^2, delta = -lr g / sqrt(ms + eps)
@@ -112,7 +112,7 @@ def test_adam_update_moves_parameters_by_the_step_size() -> None:
     agent = learner(cfg)
     g_log_std, _ = hand_gradients(batch, agent, cfg)
     before = agent.policy.log_std.detach().clone().numpy()
-    agent.update(batch)
+    agent.step(batch)
     d = agent.policy.log_std.detach().numpy() - before
     # Adam's bias-corrected first step: delta = -lr g / (|g| + eps)
     np.testing.assert_allclose(
@@ -124,7 +124,7 @@ def test_gradient_clipping_shrinks_the_update() -> None:
     batch = fixed_batch()
     cfg = A2cConfig(max_grad_norm=1e-6, value_hidden=(16,))
     agent = learner(cfg)
-    stats = agent.update(batch)
+    stats = agent.step(batch)
     assert stats["grad_norm"] > 1e-3  # the raw gradient is far above the clip
     # clipped to global norm 1e-6, each |g_i| <= 1e-6: RMSprop's first step
     # lr |g| / sqrt(0.99 + 0.01 g^2 + eps) is then at most lr * 1e-6 / sqrt(0.99)

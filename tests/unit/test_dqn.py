@@ -107,7 +107,7 @@ def test_one_update_matches_hand_loss_and_first_adam_step(loss: str) -> None:
         next_obs=np.array([[[1.0, 2.0]]]), terminated=np.array([0.0]),
     ))
     before = {k: v.copy() for k, v in agent.get_variables().items()}
-    stats = agent.update()
+    stats = agent.step()
     err = 2.0 - 3.5
     hand_loss = err**2 if loss == "mse" else abs(err) - 0.5  # Huber, delta 1: |e| - 1/2
     assert stats["trained"] == 1.0
@@ -152,7 +152,7 @@ def test_target_network_changes_only_at_its_period(sharing: str) -> None:
     changed_at = []
     for step in range(1, 11):
         online_before = params(agent.online)
-        agent.update()
+        agent.step()
         assert not same(params(agent.online), online_before)  # the online net learns each step
         now = params(agent.target)
         if not same(now, target):
@@ -165,7 +165,7 @@ def test_target_network_changes_only_at_its_period(sharing: str) -> None:
 def test_no_training_before_learning_starts() -> None:
     agent = filled_learner(DqnConfig(hidden=(8,), learning_starts=1000))
     before = params(agent.online)
-    stats = agent.update()
+    stats = agent.step()
     assert stats["trained"] == 0.0 and agent.updates == 0
     assert same(before, params(agent.online))
 
@@ -209,7 +209,7 @@ def test_get_set_variables_round_trip_gives_identical_q_values(sharing: str) -> 
                     sharing=sharing, fingerprint=True)  # type: ignore[arg-type]
     trained = filled_learner(cfg, seed=0)
     for _ in range(5):
-        trained.update()
+        trained.step()
     fresh = Dqn(3, 4, 2, cfg, np.random.default_rng(99))
     obs = np.random.default_rng(5).normal(size=(7, 2, 3))
     assert not np.allclose(fresh.q_values(obs), trained.q_values(obs))
@@ -249,7 +249,7 @@ def test_each_agent_learns_its_own_reward(sharing: str) -> None:
         next_obs=obs, terminated=np.zeros(n),
     ))
     for _ in range(300):
-        agent.update()
+        agent.step()
     q = agent.q_values(obs[:20])
     # without the one-hot / the routing both agents would settle near the mean, 0
     assert q[:, 0].mean() == pytest.approx(1.0, abs=0.05)
@@ -262,7 +262,7 @@ def test_same_seeds_give_identical_learning() -> None:
     cfg = DqnConfig(hidden=(16,), batch_size=16, learning_starts=10)
     a, b = filled_learner(cfg, seed=3), filled_learner(cfg, seed=3)
     for _ in range(4):
-        sa, sb = a.update(), b.update()
+        sa, sb = a.step(), b.step()
         assert sa == sb
     va, vb = a.get_variables(), b.get_variables()
     assert all(np.array_equal(va[k], vb[k]) for k in va)

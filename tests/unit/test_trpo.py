@@ -259,7 +259,7 @@ def test_accepted_update_stays_inside_the_trust_region() -> None:
     learner = Trpo(pol, cfg, rng_for(0, "trpo"))
     batch = collect(pol, env, 200, rng_for(0, "noise"))
     old = copy.deepcopy(pol)
-    stats = learner.update(batch)
+    stats = learner.step(batch)
     assert stats["accepted"] == 1.0
     m0, s0 = outputs(old, batch.obs)
     m1, s1 = outputs(pol, batch.obs)
@@ -286,7 +286,7 @@ def test_centralized_trpo_improves_sum_rate_in_ten_iterations() -> None:
     noise = rng_for(1, "noise")
     accepted = 0.0
     for _ in range(10):
-        accepted += learner.update(collect(pol, env, 256, noise))["accepted"]
+        accepted += learner.step(collect(pol, env, 256, noise))["accepted"]
     trained = score(pol)
     assert accepted >= 8
     assert trained > untrained

@@ -18,9 +18,12 @@ import numpy as np
 
 from channel_server.v2x import V2xScenario
 from controller.learners.dqn import Dqn, Transitions
-from controller.training.v2x_marl import MarlConfig, epsilon_at
+from controller.training.v2x_marl import MarlConfig, epsilon_at, marl_artifact, marl_config
 from node.v2x_observation import observation_dim
 from protocols.seeding import rng_for
+from protocols.weights import WeightsArtifact
+
+__all__ = ["MarlConfig", "SlotExperience", "V2xNetworkTrainer", "marl_config"]
 
 
 @dataclass
@@ -32,7 +35,8 @@ class SlotExperience:
 
 
 class V2xNetworkTrainer:
-    """Learner state of a network training run of ``scheme`` (scheme scenario given)."""
+    """Learner state of a network training run of ``scheme`` (scheme scenario given); the
+    controller's versioned weights (a :class:`controller.learners.core.VariableSource`)."""
 
     def __init__(self, scenario: V2xScenario, scheme: str, seed: int, slots: int,
                  broadcast_period: int, config: MarlConfig | None = None) -> None:
@@ -102,7 +106,7 @@ class V2xNetworkTrainer:
         self.stored += len(rows)
         stats: dict[str, float] = {}
         for _ in range(max(self.period // self.cfg.train_every, 1)):
-            stats = self.dqn.update()
+            stats = self.dqn.step()
         self.version += 1
         eps = self.fingerprint(upto)[1]
         stats.pop("epsilon", None)  # the learner's own schedule is unused here
@@ -118,3 +122,14 @@ class V2xNetworkTrainer:
             v["env_fingerprint"] = np.array([self.scenario.observation.fingerprint_iterations,
                                              self.cfg.epsilon_end], dtype=np.float64)
         return v
+
+    def get_variables(self) -> dict[str, np.ndarray]:
+        """:meth:`variables` (version :attr:`version`)."""
+        return self.variables()
+
+    def artifact(self) -> WeightsArtifact:
+        """The current weights as a weights file's artifact (kind 'v2x'); ``steps``: the
+        slots whose transitions were stored."""
+        return marl_artifact(self.scenario, self.scheme, self.variables(), self.stored,
+                             self.cfg, extra={"version": self.version,
+                                              "learner_updates": self.dqn.updates})

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from controller.learners import registry
 from controller.training.rollout import Batch
-from node.policy import GaussianPolicy, state_arrays
-from protocols.seeding import rng_for
+from node.policy import GaussianPolicy
+from protocols.weights import WeightsArtifact
 
 
 @dataclass(frozen=True)
@@ -26,28 +27,28 @@ class TrainOptions:
     """What a network training run does, carried in the run options."""
 
     algo: str = "trpo"
-    """'trpo' or 'a2c'."""
+    """A registered Gaussian-policy learner (controller.learners.registry): 'trpo', 'a2c'."""
     episodes_per_iter: int = 64
     """Slots (episodes) per learner update, M."""
     save_batches: bool = False
     """Write every batch and every weights version into the run directory (tests)."""
+    scheme: str = ""
+    """Execution scheme of the trained policy, for the weights files' header ('' unknown)."""
+
+    def __post_init__(self) -> None:
+        if self.save_batches and not self.scheme:
+            raise ValueError("save_batches writes weights files: it needs the scheme")
 
     @classmethod
     def of(cls, d: dict[str, Any]) -> TrainOptions:
-        return cls(**{k: d[k] for k in ("algo", "episodes_per_iter", "save_batches") if k in d})
+        keys = ("algo", "episodes_per_iter", "save_batches", "scheme")
+        return cls(**{k: d[k] for k in keys if k in d})
 
 
 def make_learner(algo: str, policy: GaussianPolicy, seed: int) -> Any:
-    """The learner of a run; its randomness derives from the run's seed."""
-    if algo == "trpo":
-        from controller.learners.trpo import Trpo, TrpoConfig
-
-        return Trpo(policy, TrpoConfig(), rng_for(seed, "learner", "trpo"))
-    if algo == "a2c":
-        from controller.learners.a2c import A2c, A2cConfig
-
-        return A2c(policy, A2cConfig(), rng_for(seed, "learner", "a2c"))
-    raise ValueError(f"unknown algorithm {algo!r} (trpo, a2c)")
+    """The learner of a run (a registry lookup); its randomness is the stream
+    ("learner", algo) of the run's seed. Unknown names: UnknownLearner lists the known."""
+    return registry.make(algo, policy, seed, trains="gaussian")
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Step:
 
 @dataclass
 class NetworkTrainer:
-    """Collects one iteration's experience and updates the policy."""
+    """Collects one iteration's experience and updates the policy; the controller's
+    versioned weights (a :class:`controller.learners.core.VariableSource`)."""
 
     learner: Any
     steps_per_slot: int
@@ -70,6 +72,26 @@ class NetworkTrainer:
     rewards: dict[int, float] = field(default_factory=dict)
     version: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    trained_steps: int = 0
+    """Transitions (decisions) the learner has stepped on."""
+
+    def get_variables(self) -> dict[str, np.ndarray]:
+        """The current policy weights (version :attr:`version`)."""
+        variables: dict[str, np.ndarray] = self.learner.get_variables()
+        return variables
+
+    def artifact(self, scheme: str | None = None) -> WeightsArtifact:
+        """The current weights as a weights file's artifact (kind 'cellular')."""
+        scheme = scheme or self.options.scheme
+        if not scheme:
+            raise ValueError("the scheme of the trained policy is unknown (TrainOptions.scheme)")
+        pc = self.learner.policy.cfg
+        return WeightsArtifact.create(
+            self.get_variables(), scheme=scheme, kind="cellular",
+            dims={"obs_dim": pc.obs_dim, "act_dim": pc.act_dim}, algo=self.options.algo,
+            steps=self.trained_steps,
+            extra={"version": self.version, "hidden": list(pc.hidden),
+                   "episodes_per_iter": self.options.episodes_per_iter})
 
     def add_experience(self, slot: int, step: int, obs: np.ndarray, raw: np.ndarray,
                        done: np.ndarray) -> None:
@@ -103,12 +125,13 @@ class NetworkTrainer:
         if out is not None and self.options.save_batches:
             np.savez(out / f"batch-{self.version}.npz", obs=batch.obs, actions=batch.actions,
                      rewards=batch.rewards, dones=batch.dones, sum_rate=batch.sum_rate_bps_hz)
-        stats = dict(self.learner.update(batch))
+        stats = dict(self.learner.step(batch))
         stats["sum_rate_bps_hz"] = float(batch.sum_rate_bps_hz.mean())
         self.version += 1
+        self.trained_steps += batch.steps
         stats["version"] = float(self.version)
         self.history.append(stats)
-        weights = state_arrays(self.learner.policy)
+        weights = self.get_variables()
         if out is not None and self.options.save_batches:
-            np.savez(out / f"weights-v{self.version}.npz", **weights)
+            self.artifact().save(out / f"weights-v{self.version}.npz")
         return weights

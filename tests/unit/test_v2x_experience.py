@@ -16,8 +16,8 @@ from channel_server.v2x import (
     v2x_scenario_from_dict,
     v2x_scenario_to_dict,
 )
+from controller.learners.v2x_experience import V2xNetworkTrainer
 from controller.training.v2x_marl import scheme_scenario
-from controller.training.v2x_net_training import V2xNetworkTrainer
 from node.vehicle_agent import own_weights
 
 ROOT = Path(__file__).resolve().parents[2]

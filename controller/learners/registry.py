@@ -1,0 +1,134 @@
+"""The learner registry: every learner declared once, with its name, a one-line help, the
+kind of policy it trains and a factory.
+
+    spec = learner("trpo")                      # UnknownLearner lists the known names
+    trpo = spec.make(policy, seed)              # a core.Learner; config=None: defaults
+    dqn = make("dqn", QDims(obs_dim, n_actions, n_agents), rng, DqnConfig(...))
+
+``make(policy_or_dims, seed, config=None)``: ``policy_or_dims`` is what the learner trains
+(a :class:`node.policy.GaussianPolicy` for 'gaussian' learners, a :class:`QDims` for 'q'
+learners); ``seed`` is a run seed (the learner's randomness is then the named stream
+``rng_for(seed, "learner", name)``) or a numpy generator used as is (for drivers that
+checkpoint the stream). The CLI, the training drivers and the controller look names up
+here; nothing else compares learner names. Importing this needs no torch: factories
+import their module when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from controller.learners.core import Learner
+from protocols.seeding import rng_for
+
+PolicyKind = Literal["gaussian", "q"]
+"""'gaussian': a Gaussian power policy (paper 001 schemes); 'q': discrete Q networks."""
+Seed = int | np.random.Generator
+Factory = Callable[[Any, np.random.Generator, Any], Learner]
+"""``(policy_or_dims, rng, config or None) -> learner``."""
+
+
+@dataclass(frozen=True)
+class QDims:
+    """What a Q learner trains: one observation per agent, discrete actions."""
+
+    obs_dim: int
+    """Observation length of one agent."""
+    n_actions: int
+    """Discrete actions of one agent."""
+    n_agents: int
+    """Agents acting at once (one Q network each, or one shared)."""
+
+
+class UnknownLearner(ValueError):
+    """A learner name that is not registered (the message lists the known ones)."""
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """One registered learner."""
+
+    name: str
+    """The name the CLI and run options use (``--algo``)."""
+    help: str
+    """One line for ``--help``."""
+    trains: PolicyKind
+    """The kind of policy it trains."""
+    factory: Factory
+    """Builds the learner from what it trains, a generator and a config (None: defaults)."""
+
+    def make(self, policy_or_dims: Any, seed: Seed, config: Any = None) -> Learner:
+        """A new learner; an int ``seed`` means the stream ("learner", name) of that run."""
+        rng = seed if isinstance(seed, np.random.Generator) else rng_for(
+            int(seed), "learner", self.name)
+        return self.factory(policy_or_dims, rng, config)
+
+
+LEARNERS: dict[str, LearnerSpec] = {}
+"""Every registered learner by name, in registration order."""
+
+
+def register(spec: LearnerSpec) -> LearnerSpec:
+    """Add a learner; its name must be new."""
+    if spec.name in LEARNERS:
+        raise ValueError(f"learner {spec.name!r} is already registered")
+    LEARNERS[spec.name] = spec
+    return spec
+
+
+def names(trains: PolicyKind | None = None) -> tuple[str, ...]:
+    """Registered names, all or those that train one kind of policy."""
+    return tuple(n for n, s in LEARNERS.items() if trains is None or s.trains == trains)
+
+
+def learner(name: str, trains: PolicyKind | None = None) -> LearnerSpec:
+    """The spec of ``name``; :class:`UnknownLearner` names the known ones (of that kind)."""
+    known = names(trains)
+    if name not in known:
+        what = f"{trains}-policy learner" if trains else "learner"
+        raise UnknownLearner(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return LEARNERS[name]
+
+
+def make(name: str, policy_or_dims: Any, seed: Seed, config: Any = None,
+         trains: PolicyKind | None = None) -> Learner:
+    """``learner(name, trains).make(policy_or_dims, seed, config)``."""
+    return learner(name, trains).make(policy_or_dims, seed, config)
+
+
+def help_text(trains: PolicyKind | None = None) -> str:
+    """``name: help`` of every learner (of one kind), for a CLI option's help."""
+    return "; ".join(f"{n}: {LEARNERS[n].help}" for n in names(trains))
+
+
+# --------------------------------------------------------------------------- the learners
+
+
+def _trpo(policy: Any, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.trpo import Trpo, TrpoConfig
+
+    return Trpo(policy, config if config is not None else TrpoConfig(), rng)
+
+
+def _a2c(policy: Any, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.a2c import A2c, A2cConfig
+
+    return A2c(policy, config if config is not None else A2cConfig(), rng)
+
+
+def _dqn(dims: QDims, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.dqn import Dqn, DqnConfig
+
+    return Dqn(dims.obs_dim, dims.n_actions, dims.n_agents,
+               config if config is not None else DqnConfig(), rng)
+
+
+register(LearnerSpec("trpo", "trust-region policy optimization (paper 001)", "gaussian", _trpo))
+register(LearnerSpec("a2c", "advantage actor-critic, fixed step size (paper 001's baseline)",
+                     "gaussian", _a2c))
+register(LearnerSpec("dqn", "multi-agent Double DQN with a target network and fingerprints "
+                     "(V2X spectrum sharing, paper 000)", "q", _dqn))
