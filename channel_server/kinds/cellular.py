@@ -20,6 +20,7 @@ class Cellular(ScenarioKind):
                 "csi_upload", "decision", "experience", "weights")
     air_part = "channel_server.roles.cellular:CellularAir"
     node_part = "node.roles.bs:BsPart"
+    report = "controller.evaluation.results:report_run"
     controller_part = "controller.roles.cellular:CellularPart"
 
     def claims(self, table: dict[str, Any]) -> bool:

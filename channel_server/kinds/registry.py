@@ -37,6 +37,9 @@ class ScenarioKind:
     """Factory ``(node_role, scenario, start) -> node part`` or a reference."""
     controller_part: Any = None
     """Factory ``(controller_role, scenario, weights) -> controller part`` or a reference."""
+    report: Any = None
+    """``(summary, run_dir, console)``: the summary table (and plots) at the end of a run,
+    or a reference to it."""
 
     def claims(self, table: dict[str, Any]) -> bool:
         """A scenario table without a ``kind`` key is of this kind."""

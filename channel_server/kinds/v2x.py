@@ -21,6 +21,7 @@ class V2x(ScenarioKind):
                 "neighbour_choice", "fingerprint", "experience", "weights")
     air_part = "channel_server.roles.v2x:V2xAirPart"
     node_part = "node.roles.vehicle:VehiclePart"
+    report = "controller.evaluation.v2x_run:report_run"
     controller_part = "controller.roles.v2x:V2xPart"
 
     def claims(self, table: dict[str, Any]) -> bool:

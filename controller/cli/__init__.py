@@ -85,7 +85,11 @@ def setup_logging(verbose: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log progress of every process.")
-def cli(verbose: bool) -> None:
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
+              help="Import MODULE first (repeatable): a plug-in that registers scenario kinds, "
+                   "schemes or learners. Also read from $RRMBED_PLUGINS (comma-separated); "
+                   "every process of a run loads the same plug-ins.")
+def cli(verbose: bool, plugins: tuple[str, ...]) -> None:
     """rrmbed: a network-emulation testbed for learned radio resource management.
 
     A channel server (the air), one node process per base station and a controller
@@ -94,6 +98,13 @@ def cli(verbose: bool) -> None:
     the launcher and docker-compose start.
     """
     setup_logging(verbose)
+    if plugins:
+        from protocols.plugins import load_plugins
+
+        try:
+            load_plugins(plugins)
+        except ImportError as e:
+            raise click.ClickException(str(e)) from e
 
 
 # ------------------------------------------------------------------------------ run
@@ -159,22 +170,14 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     metrics.csv (per slot), overhead.csv (bytes per kind/plane/link), plots/ and the
     processes' logs.
     """
-    from controller.evaluation.results import plot_run, print_summary
+    from protocols.plugins import resolve as resolve_ref
 
     resolved = resolve_file(scenario, sets)
-    v2x = resolved.kind.name == "v2x"
     out = out or default_out(resolved.scenario, scheme, runner, seed)
     summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
                       {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
                        "telemetry": not no_telemetry, "broker": broker})
-    if v2x:
-        from controller.evaluation.v2x_run import print_v2x_summary
-
-        print_v2x_summary([summary], Console(width=max(120, Console().width)))
-    else:
-        print_summary([summary], Console())
-        if summary["slots"]:
-            plot_run(out)
+    resolve_ref(resolved.kind.report)(summary, out, Console(width=max(120, Console().width)))
     click.echo(f"run directory: {out}")
     if summary.get("errors") or summary.get("lost_nodes"):
         for e in summary.get("errors", []):
@@ -726,7 +729,10 @@ def bench_trpo(steps: int, seed: int, episodes: int, out: Path | None) -> None:
 def main() -> None:
     from controller.deploy.launcher import install_sigterm_as_interrupt
 
+    from protocols.plugins import load_plugins
+
     install_sigterm_as_interrupt()
+    load_plugins()
     cli(prog_name="rrmbed")
 
 

@@ -150,6 +150,13 @@ class RunRecorder:
         return s
 
 
+def report_run(summary: dict[str, Any], out: Path, console: Console) -> None:
+    """The end of a cellular run: the summary table and plots/slots.png."""
+    print_summary([summary], console)
+    if summary["slots"]:
+        plot_run(out)
+
+
 def run_keys(scenario: str, scheme: str, runner: str, seed: int, done: int,
              requested: int) -> dict[str, Any]:
     """The keys that open every run's summary.json: what ran, and how many slots of it."""

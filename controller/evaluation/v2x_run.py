@@ -189,6 +189,11 @@ def run_v2x_local(
     return rec, time.perf_counter() - t0
 
 
+def report_run(summary: dict[str, Any], out: Path, console: Console) -> None:
+    """The end of a V2X run: the summary table (plots/episodes.png is already written)."""
+    print_v2x_summary([summary], console)
+
+
 def print_v2x_summary(summaries: list[dict[str, Any]], console: Console | None = None,
                       title: str = "rrmbed V2X run") -> None:
     console = console or Console()
