@@ -8,4 +8,7 @@ CHANNEL_SERVER = "channel-server"
 
 def index_of(name: str) -> int:
     """``node-3`` / ``vehicle-3`` -> 3 (ValueError for a name without an index)."""
-    return int(name.rsplit("-", 1)[1])
+    _, sep, index = name.rpartition("-")
+    if not sep or not index.isdigit():
+        raise ValueError(f"{name!r} names no indexed process")
+    return int(index)

@@ -90,6 +90,10 @@ class Host(Protocol):
     def address(self) -> str:
         """Where peers reach this role's inbox."""
 
+    def now(self) -> float:
+        """The role's clock now (seconds, the scale of ``now``): for a role that has just
+        spent long on work (building a policy) and sets a timeout after it."""
+
     @property
     def pid(self) -> int: ...
 

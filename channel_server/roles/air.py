@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from channel_server.kinds import from_toml
 from protocols.messages import Done, Hello, Join, Message, Report, Resume, Start, Stop
-from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
+from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import Outbox, Role
 
 log = logging.getLogger("rrmbed.channel-server")
@@ -44,6 +44,10 @@ class AirPart(Protocol):
     telemetry: dict[str, float]
     """Live figures of the last slot, published with the slot count."""
 
+    def accepts(self, msg: Message) -> bool:
+        """A transmission is well formed (shapes, ranges, finite values); others are
+        dropped and counted."""
+
     def slices(self, n: int, active: list[int]) -> list[Outgoing]:
         """Advance the air to slot n; every active node's own slice."""
 
@@ -65,6 +69,10 @@ class ChannelServerRole(Role):
         self.lost: list[int] = []
         self.joining: list[int] = []
         self.got: dict[int, Message] = {}
+        self.index: dict[str, int] = {}
+        """Node name -> index, of every node of the run."""
+        self.rejected = 0
+        """Transmissions dropped: from no active node, for another slot, malformed."""
         self.pause_every = 0
         self.paused = False
         self.finished = False
@@ -88,15 +96,17 @@ class ChannelServerRole(Role):
                 log.warning("ignoring %s from %s before Start", msg.KIND, msg.sender)
             return
         if type(msg) is air.transmit:
-            if msg.slot == self.n and not self.paused:
-                try:
-                    b = index_of(msg.sender)
-                except ValueError:
-                    b = -1
-                if b in self.active:
-                    self.got[b] = msg
-                    if len(self.got) == len(self.active):
-                        self.end_slot(now, out)
+            b = self.index.get(msg.sender, -1)
+            if msg.slot != self.n or self.paused or b not in self.active:
+                self.rejected += 1  # late, early, or from no node of this slot
+            elif not air.accepts(msg):
+                self.rejected += 1
+                log.warning("%s: malformed %s in slot %d dropped", msg.sender, msg.KIND, self.n)
+            else:
+                self.got[b] = msg
+                if len(self.got) == len(self.active):
+                    self.end_slot(now, out)
+                    self.begin_slot(now, out)
         elif isinstance(msg, Resume):
             if self.paused:
                 self.paused = False
@@ -104,7 +114,10 @@ class ChannelServerRole(Role):
                 self.t0 = now - self.n * self.scenario.radio.slot_s
                 self.begin_slot(now, out, resumed=True)
         elif isinstance(msg, Join):
-            if air.rejoins:
+            if not 0 <= msg.node < len(self.index):
+                log.warning("ignoring a join of node %d: the run has %d", msg.node,
+                            len(self.index))
+            elif air.rejoins:
                 out.connect(self.kind.node_name(msg.node), msg.address)
                 self.joining.append(msg.node)
             else:
@@ -121,6 +134,7 @@ class ChannelServerRole(Role):
         elif key == "collect":
             self.declare_lost(now)
             self.end_slot(now, out)
+            self.begin_slot(now, out)
         elif key == "start":
             self.fail("no Start from the controller within "
                       f"{START_TIMEOUT_S:.0f} s")
@@ -141,6 +155,7 @@ class ChannelServerRole(Role):
         self.air = self.kind.make_air(self.scenario, start.seed, opts)
         self.slots = start.slots
         self.active = list(range(self.kind.n_nodes(self.scenario)))
+        self.index = {self.kind.node_name(b): b for b in self.active}
         for name, address in opts.get("directory", {}).items():
             if name not in (self.name, CONTROLLER):
                 out.connect(name, address)
@@ -151,40 +166,46 @@ class ChannelServerRole(Role):
         self.begin_slot(now, out)
 
     def begin_slot(self, now: float, out: Outbox, resumed: bool = False) -> None:
-        n, air = self.n, self.air
+        """Start slot ``self.n`` (or finish, pause, or wait for its realtime start); slots
+        without any active node pass at once, in a loop."""
+        air = self.air
         assert air is not None
-        if n >= self.slots:
-            if not self.finished:
-                self.finished = True
-                out.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
-                out.timer("stop", now + 4 * self.scenario.timing.peer_timeout_s)
-            return
-        if self.pause_every and n and n % self.pause_every == 0 and not resumed:
-            self.paused = True
-            out.timer("pause", now + TRAINING_PAUSE_S)
-            return
-        if self.scenario.timing.clock == "realtime":
-            due = self.t0 + n * self.scenario.radio.slot_s
-            if now < due:
-                out.timer("slot", due)
+        while True:
+            n = self.n
+            if n >= self.slots:
+                if not self.finished:
+                    self.finished = True
+                    out.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
+                    out.timer("stop", now + 4 * self.scenario.timing.peer_timeout_s)
                 return
-        for b in self.joining:
-            self.active = sorted({*self.active, b})
-            if b in self.lost:
-                self.lost.remove(b)
-            log.warning("%s rejoined: served again from slot %d", self.kind.node_name(b), n)
-        self.joining = []
-        self.got = {}
-        self.t_slot = time.perf_counter()
-        name = self.kind.node_name
-        for b, cls, payload in air.slices(n, self.active):
-            out.send(name(b), cls, slot=n, **payload)
-        if self.active:
-            out.timer("collect", now + self.scenario.timing.peer_timeout_s)
-        else:
+            if self.pause_every and n and n % self.pause_every == 0 and not resumed:
+                self.paused = True
+                out.timer("pause", now + TRAINING_PAUSE_S)
+                return
+            if self.scenario.timing.clock == "realtime" and not resumed:
+                due = self.t0 + n * self.scenario.radio.slot_s
+                if now < due:
+                    out.timer("slot", due)
+                    return
+            resumed = False
+            for b in self.joining:
+                self.active = sorted({*self.active, b})
+                if b in self.lost:
+                    self.lost.remove(b)
+                log.warning("%s rejoined: served again from slot %d", self.kind.node_name(b), n)
+            self.joining = []
+            self.got = {}
+            self.t_slot = time.perf_counter()
+            name = self.kind.node_name
+            for b, cls, payload in air.slices(n, self.active):
+                out.send(name(b), cls, slot=n, **payload)
+            if self.active:
+                out.timer("collect", now + self.scenario.timing.peer_timeout_s)
+                return
             self.end_slot(now, out)
 
     def end_slot(self, now: float, out: Outbox) -> None:
+        """The slot's transmissions are in (or the rest is lost): feedback and outcome."""
         air = self.air
         assert air is not None
         n = self.n
@@ -197,7 +218,6 @@ class ChannelServerRole(Role):
         out.send(CONTROLLER, cls, slot=n, **payload)
         self.telemetry.update(slots_done=n + 1, **air.telemetry)
         self.n = n + 1
-        self.begin_slot(now, out)
 
     def declare_lost(self, now: float) -> None:
         """The nodes that sent nothing for this slot are lost: served no more, reported."""
@@ -213,6 +233,7 @@ class ChannelServerRole(Role):
         out.send(CONTROLLER, Report, slot=slot, rows=self.host.meter.rows(),
                  stats={"pid": self.host.pid, "hostname": self.host.hostname,
                         "protocol_errors": self.host.protocol_errors,
+                        "rejected": self.rejected,
                         "lost": [self.kind.node_name(b) for b in self.lost]
                         if self.kind else []})
         self.done = True

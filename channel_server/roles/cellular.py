@@ -29,6 +29,16 @@ class CellularAir:
         """Every slot's full channel (with the log_csi option, for tests)."""
         self.telemetry: dict[str, float] = {}
 
+    def accepts(self, msg: Message) -> bool:
+        """Powers for this BS's K users, finite, within [0, Pmax]."""
+        assert isinstance(msg, Transmit)
+        p = msg.powers
+        radio = self.scenario.radio
+        return bool(isinstance(p, np.ndarray) and p.shape == (radio.users_per_cell,)
+                    and p.dtype.kind == "f" and np.isfinite(p).all() and (p >= 0).all()
+                    and (p <= radio.pmax_w * (1 + 1e-12)).all()
+                    and not np.isnan(msg.decision_latency_s))
+
     def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
         self.gains = (self.air.reset() if n == 0 else self.air.step())[0]
         if self.keep_gains:

@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from channel_server.config import Scenario
-from controller.baselines.fp import FPConfig, fp
-from controller.baselines.optimum import OptimumConfig, optimum
-from controller.baselines.wmmse import WMMSEConfig, wmmse
+from controller.baselines.batch import fp_powers, optimum_powers, wmmse_powers
 from node.agent import scheme_of
 from node.observation import obs_central
 from node.policy_spec import clip_fraction, fit_bs_budget
@@ -26,43 +24,30 @@ if TYPE_CHECKING:
 
 
 class Baseline:
-    """A classical allocator: no policy, nothing to learn."""
+    """A classical allocator: no policy, nothing to learn. The deciders run the batch
+    allocators of :mod:`controller.baselines.batch` on the scenario's radio and rules."""
 
     policy: GaussianPolicy | None = None
     last_obs: np.ndarray | None = None
     last_raw: np.ndarray | None = None
 
     def __init__(self, scenario: Scenario, *_: Any) -> None:
-        radio = scenario.radio
         self.scenario = scenario
-        self.constraint = "per-bs" if radio.sum_power_constraint else "per-user"
-        self.budget = radio.pmax_w if radio.sum_power_constraint else None
 
 
 class WmmseDecider(Baseline):
     def powers(self, gains: np.ndarray) -> np.ndarray:
-        radio, cfg = self.scenario.radio, self.scenario.baselines
-        p, _ = wmmse(gains, radio.noise_w, radio.pmax_w,
-                     WMMSEConfig(cfg.wmmse_tol, cfg.wmmse_max_iter),
-                     constraint=self.constraint, bs_budget_w=self.budget)
-        return p
+        return wmmse_powers(gains, self.scenario.radio, self.scenario.baselines)[0]
 
 
 class FpDecider(Baseline):
     def powers(self, gains: np.ndarray) -> np.ndarray:
-        radio, cfg = self.scenario.radio, self.scenario.baselines
-        p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(cfg.fp_tol, cfg.fp_max_iter),
-                  constraint=self.constraint, bs_budget_w=self.budget)
-        return p
+        return fp_powers(gains, self.scenario.radio, self.scenario.baselines)[0]
 
 
 class OptimumDecider(Baseline):
     def powers(self, gains: np.ndarray) -> np.ndarray:
-        radio = self.scenario.radio
-        if radio.sum_power_constraint:
-            raise ValueError("the reference optimum handles the per-user limit only")
-        return optimum(gains, radio.noise_w, radio.pmax_w,
-                       OptimumConfig(eps=self.scenario.baselines.optimum_gap))[0]
+        return optimum_powers(gains, self.scenario.radio, self.scenario.baselines)[0]
 
 
 class PolicyDecider:

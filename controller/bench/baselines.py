@@ -21,6 +21,7 @@ Run ``python -m controller.bench.baselines``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -30,16 +31,16 @@ from typing import Any
 import numpy as np
 
 from channel_server.air import Air
-from channel_server.config import RadioConfig, load_scenario
+from channel_server.config import BaselinesConfig, RadioConfig, load_scenario
 from channel_server.rates import sum_rate_bps_hz
 from controller.baselines.fp import FPConfig, fp
-from controller.baselines.optimum import MAX_LINKS, OptimumConfig, global_optimum
-from controller.baselines.wmmse import Array, WMMSEConfig, wmmse
+from controller.baselines.optimum import OptimumResult
+from controller.baselines.wmmse import Array, IterInfo, WMMSEConfig, wmmse
+from node.schemes import SCHEMES
+from node.schemes.cellular import KIND, classical
 from protocols.seeding import rng_for
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
-PAPER_TIME_S = {"wmmse": 0.60, "fp": 0.64}
-"""Paper 001, Table IV: average execution time per allocation (dual-core i5), seconds."""
 
 Grid = list[list[list[float]]]
 
@@ -148,6 +149,15 @@ def loop_allocate(step: LoopStep, gains: Array, noise_w: float, pmax_w: float, t
 # --------------------------------------------------------------------------- benchmark
 
 
+ALGOS: tuple[tuple[Callable[..., tuple[Array, IterInfo]], Any, LoopStep], ...] = (
+    (wmmse, WMMSEConfig(), _loop_wmmse_step),
+    (fp, FPConfig(), _loop_fp_step),
+)
+"""The iterative baselines timed against their loop reference: (vectorized function, default
+stopping rule, loop step). Each is named after its function, which is the name of the scheme
+that runs it (its registry entry holds paper 001's Table IV time)."""
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -160,11 +170,8 @@ def _bench_one(name: str, radio: RadioConfig, batch: int, n_single: int, n_loop:
     noise, pmax = radio.noise_w, radio.pmax_w
     ns, nl = min(n_single, batch), min(n_loop, batch)
     out: dict[str, Any] = {"scenario": name, "links": radio.n_links, "batch": batch}
-    algos: list[tuple[str, Any, Any, LoopStep]] = [
-        ("wmmse", wmmse, WMMSEConfig(), _loop_wmmse_step),
-        ("fp", fp, FPConfig(), _loop_fp_step),
-    ]
-    for algo, fn, cfg, loop_step in algos:
+    for fn, cfg, loop_step in ALGOS:
+        algo = fn.__name__  # the scheme that runs it
         p_batch, info = fn(gains, noise, pmax, cfg)
         loop_iters = np.zeros(nl, dtype=np.int64)
         loop_p = np.zeros((nl, radio.n_cells, radio.users_per_cell))
@@ -211,7 +218,7 @@ def _bench_one(name: str, radio: RadioConfig, batch: int, n_single: int, n_loop:
             "speedup_batch_vs_loop_per_iteration": (per_loop / iters_subset)
             / (per_batch / float(info.iterations.mean())),
             "speedup_single_vs_loop": per_loop / per_single,
-            "paper_time_s": PAPER_TIME_S[algo],
+            "paper_time_s": SCHEMES.get(KIND, algo).options["paper_time_s"],
         }
     return out
 
@@ -226,7 +233,8 @@ def run_bench(
 ) -> dict[str, Any]:
     """Time WMMSE and FP (vectorized single, vectorized batch, scalar loop) per scenario.
 
-    Returns ``{scenario: {"wmmse": {...}, "fp": {...}, ...}}``; times in seconds per allocation.
+    Returns ``{scenario: {algo: {...}, ...}}`` (algo: wmmse, fp); times in seconds per
+    allocation.
     """
     results: dict[str, Any] = {}
     for name in scenarios:
@@ -239,46 +247,36 @@ def run_bench(
 
 
 def compare_on(radio: RadioConfig, n: int, seed: int) -> dict[str, Any]:
-    """Mean sum-rate of optimum, WMMSE, FP, max-power and random on ``n`` drops.
+    """Mean sum-rate of every classical scheme (optimum, FP, WMMSE, random, max-power) on
+    ``n`` drops.
 
     Per-user limit (the scenario's ``sum_power_constraint`` is ignored here; the certified
-    optimum is for the per-user box). The optimum is computed when B*K <= 6. Returns, per
-    method, the mean sum-rate in bit/s/Hz and Mbit/s, the gap to the optimum
-    ``100 (mean_opt - mean) / mean_opt`` in %, and the wall time per allocation.
+    optimum is for the per-user box), default stopping rules. The optimum is computed when
+    B*K <= 6. Returns, per method, the mean sum-rate in bit/s/Hz and Mbit/s, the gap to the
+    optimum ``100 (mean_opt - mean) / mean_opt`` in %, and the wall time per allocation.
     """
     gains = draw_gains(radio, n, seed)
-    noise, pmax = radio.noise_w, radio.pmax_w
-    shape = gains.shape[:3]
-    rng = rng_for(seed, "baselines", "random")
+    radio = dataclasses.replace(radio, sum_power_constraint=False)
     powers: dict[str, Array] = {}
     times: dict[str, float] = {}
     extra: dict[str, Any] = {}
 
-    t0 = time.perf_counter()
-    if radio.n_links <= MAX_LINKS:
-        res = global_optimum(gains, noise, pmax, OptimumConfig())
-        powers["optimum"] = res.powers
-        extra["optimum_max_gap"] = float(res.gap.max())
-        extra["optimum_mean_nodes"] = float(res.nodes.mean())
-        extra["optimum_mean_upper_bound_bps_hz"] = float(res.upper_bound.mean())
-        times["optimum"] = (time.perf_counter() - t0) / n
-    for name in ("wmmse", "fp"):
+    schemes = classical(radio)
+    for s in schemes:
+        rng = rng_for(seed, "baselines", s.name)  # only a stochastic allocator draws
         t0 = time.perf_counter()
-        if name == "wmmse":
-            p, info = wmmse(gains, noise, pmax, WMMSEConfig())
-        else:
-            p, info = fp(gains, noise, pmax, FPConfig())
-        times[name] = (time.perf_counter() - t0) / n
-        powers[name] = p
-        extra[f"{name}_mean_iterations"] = float(info.iterations.mean())
-    powers["max-power"] = np.full(shape, pmax)
-    times["max-power"] = 0.0
-    t0 = time.perf_counter()
-    powers["random"] = rng.uniform(0.0, pmax, size=shape)
-    times["random"] = (time.perf_counter() - t0) / n
+        powers[s.name], info = s.allocate(gains, radio, BaselinesConfig(), rng)
+        times[s.name] = (time.perf_counter() - t0) / n
+        if isinstance(info, OptimumResult):
+            extra[f"{s.name}_max_gap"] = float(info.gap.max())
+            extra[f"{s.name}_mean_nodes"] = float(info.nodes.mean())
+            extra[f"{s.name}_mean_upper_bound_bps_hz"] = float(info.upper_bound.mean())
+        elif isinstance(info, IterInfo):
+            extra[f"{s.name}_mean_iterations"] = float(info.iterations.mean())
 
-    rates = {k: sum_rate_bps_hz(gains, v, noise) for k, v in powers.items()}
-    ref = float(rates["optimum"].mean()) if "optimum" in rates else None
+    rates = {k: sum_rate_bps_hz(gains, v, radio.noise_w) for k, v in powers.items()}
+    optimal = [s.name for s in schemes if s.options.get("optimal")]
+    ref = float(rates[optimal[0]].mean()) if optimal else None
     methods: dict[str, Any] = {}
     for k, r in rates.items():
         mean = float(r.mean())
@@ -304,7 +302,7 @@ def _print_bench(results: dict[str, Any]) -> None:
                 "vec batch (s)", "batch/loop", "per-iter", "iters match", "paper (s)"):
         table.add_column(col, justify="right")
     for name, res in results.items():
-        for algo in ("wmmse", "fp"):
+        for algo in (fn.__name__ for fn, _, _ in ALGOS):
             r = res[algo]
             table.add_row(
                 name, algo, f"{r['mean_iterations']:.1f}", f"{r['time_loop_per_alloc_s']:.2e}",

@@ -64,6 +64,7 @@ from controller.training.rollout import collect, make_env, play
 from controller.training.train import torch_threads, validation_gains
 from node.observation import central_dims, obs_central
 from node.policy import PolicyConfig, seeded_policy
+from node.schemes.cellular import trainable
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
@@ -130,9 +131,15 @@ def make_gym_env(radio: RadioConfig, air_seed: int, chunk: int) -> Any:
 # --------------------------------------------------------------------------- the two runs
 
 
+def central_scheme() -> str:
+    """The trainable scheme whose policy decides at the controller (the task above)."""
+    return next(s.name for s in trainable() if s.central_policy)
+
+
 def run_ours(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
              val: Array, max_kl: float = 0.01) -> dict[str, Any]:
-    env = make_env(radio, "centralized", air_seed, m)
+    scheme = central_scheme()
+    env = make_env(radio, scheme, air_seed, m)
     policy = seeded_policy(PolicyConfig(*central_dims(radio)), seed)
     cfg = TrpoConfig(max_kl=max_kl, episodes_per_iteration=m)
     learner = Trpo(policy, cfg, rng_for(seed, "bench", "trpo"))
@@ -146,7 +153,7 @@ def run_ours(radio: RadioConfig, steps: int, seed: int, m: int, air_seed: int,
         rows.append((done, time.perf_counter() - t0, float(batch.sum_rate_bps_hz.mean())))
         learner.step(batch)
     wall = time.perf_counter() - t0
-    det = play(policy, "centralized", val, radio, rng, mode="mean").sum_rate_bps_hz.mean()
+    det = play(policy, scheme, val, radio, rng, mode="mean").sum_rate_bps_hz.mean()
     return {"curve": rows, "wall_s": wall, "deterministic_bps_hz": float(det)}
 
 

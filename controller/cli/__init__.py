@@ -19,7 +19,8 @@ from channel_server.config import Scenario, ScenarioError
 from channel_server.kinds import Resolved
 from channel_server.v2x import V2xScenario
 from controller.learners import registry as learners
-from node.schemes import SCHEMES
+from node.schemes import SCHEMES, Scheme
+from node.schemes.cellular import trainable
 
 console = Console(stderr=True)
 
@@ -135,9 +136,38 @@ def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int
 SCHEME_HELP = "By scenario kind — " + SCHEMES.help() + "."
 
 
+class SchemeChoice(click.Choice):  # type: ignore[type-arg]
+    """The schemes of ``kind`` that ``pick`` accepts, read from the registry when the command
+    line is parsed or the help printed (so the schemes of plug-ins count)."""
+
+    def __init__(self, kind: str, pick: Callable[[Scheme], bool] = lambda s: True) -> None:
+        self.kind, self.pick, self.case_sensitive = kind, pick, True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(s.name for s in SCHEMES.for_kind(self.kind) if self.pick(s))
+
+
+def default_help(command: str) -> str:
+    """``SCHEME_HELP`` plus the scheme ``command`` runs by default, per kind."""
+    kinds = sorted({s.kind for s in SCHEMES})
+    found = [f"{d} ({k})" for k in kinds if (d := SCHEMES.default(k, command)) is not None]
+    return SCHEME_HELP + (f" Default: {', '.join(found)}." if found else "")
+
+
+def scheme_or_default(scheme: str | None, resolved: Resolved, command: str) -> str:
+    """``scheme``, else the scheme ``command`` runs on the scenario's kind by default."""
+    kind = resolved.kind.name
+    chosen = scheme or SCHEMES.default(kind, command)
+    if chosen is None:
+        raise click.BadParameter(f"a {kind} scenario has no default scheme; choose from "
+                                 f"{', '.join(SCHEMES.names(kind))}", param_hint="--scheme")
+    return chosen
+
+
 @cli.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--scheme", default="round-robin", show_default=True, help=SCHEME_HELP)
+@click.option("--scheme", help=default_help("run"))
 @click.option("--runner", type=click.Choice(["network", "local"]), default="network",
               show_default=True, help="network: real processes; local: one process.")
 @click.option("--slots", type=click.IntRange(1), default=200, show_default=True)
@@ -159,7 +189,8 @@ SCHEME_HELP = "By scenario kind — " + SCHEMES.help() + "."
               help="MQTT broker for telemetry (default: start mosquitto/amqtt on loopback).")
 @click.option("--log-csi", is_flag=True, hidden=True,
               help="Nodes log every CSI slice they receive (for tests).")
-def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights: Path | None,
+def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
+        weights: Path | None,
         out: Path | None, sets: tuple[str, ...], action: str, endpoints: str,
         no_telemetry: bool, broker: str | None, log_csi: bool) -> None:
     """Run SCHEME on SCENARIO for N slots and write a run directory.
@@ -173,6 +204,7 @@ def run(scenario: Path, scheme: str, runner: str, slots: int, seed: int, weights
     from protocols.plugins import resolve as resolve_ref
 
     resolved = resolve_file(scenario, sets)
+    scheme = scheme_or_default(scheme, resolved, "run")
     out = out or default_out(resolved.scenario, scheme, runner, seed)
     summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
                       {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
@@ -336,8 +368,8 @@ def run_process(coro: Any) -> int:
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--algo", type=click.Choice(learners.names("gaussian")), default="trpo",
               show_default=True, help=learners.help_text("gaussian") + ".")
-@click.option("--scheme", type=click.Choice(["centralized", "round-robin", "full"]),
-              default="centralized", show_default=True)
+@click.option("--scheme", type=SchemeChoice("cellular", lambda s: s in trainable()),
+              default=SCHEMES.default("cellular", "train"), show_default=True)
 @click.option("--runner", type=click.Choice(["local", "network"]), default="local",
               show_default=True, help="local: vectorized episodes in one process; network: "
               "nodes upload experience, the controller trains and broadcasts weights.")
@@ -364,7 +396,7 @@ def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
         train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True)
         return
     m = episodes_per_iter or 64
-    per_slot = 1 if scheme == "centralized" else sc.radio.n_cells
+    per_slot = 1 if SCHEMES.get("cellular", scheme).central_policy else sc.radio.n_cells
     slots = max(m, (steps // per_slot) // m * m)
     summaries = []
     for seed in seed_list:
@@ -428,8 +460,8 @@ def v2x() -> None:
 @v2x.command("train")
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 default="scenarios/v2x-manhattan.toml")
-@click.option("--scheme", type=click.Choice(["marl-dqn", "marl-dqn-nofp", "turn-dqn"]),
-              default="marl-dqn", show_default=True)
+@click.option("--scheme", type=SchemeChoice("v2x", lambda s: s.trainable),
+              default=SCHEMES.default("v2x", "train"), show_default=True)
 @click.option("--runner", type=click.Choice(["local", "network"]), default="local",
               show_default=True, help="local: vectorized episodes in one process; network: "
               "vehicle nodes upload experience, the controller trains and broadcasts weights.")
@@ -548,11 +580,10 @@ def table() -> None:
 
 def _table(which: str, scenario: Path, slots: int, seed: int, out: Path | None,
            schemes: tuple[str, ...], sets: tuple[str, ...]) -> None:
-    from controller.evaluation.tables import TABLE_SCHEMES, measure, publish
+    from controller.evaluation.tables import measure, publish, table_schemes
 
     sc = resolve_scenario(scenario, sets)
-    chosen = list(schemes) or [s for s in TABLE_SCHEMES
-                               if s != "optimum" or sc.radio.n_links <= 6]
+    chosen = list(schemes) or table_schemes(sc.radio)
     out = out or Path("runs") / f"table-{which}-{sc.name}-s{seed}"
     rows = measure(chosen, lambda scheme, run_dir: execute(
         scenario, scheme, "network", slots, seed, run_dir, sets, None, {}), out, sc.radio.n_cells)
@@ -616,7 +647,7 @@ def watch(broker: str | None, run_name: str | None, duration: float | None) -> N
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--nodes", type=click.IntRange(1),
               help="Node services (default: radio.n_cells, or radio.n_v2v for V2X).")
-@click.option("--scheme", default="round-robin", show_default=True, help=SCHEME_HELP)
+@click.option("--scheme", help=default_help("compose"))
 @click.option("--slots", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--weights", help="Policy weights (.npz) on the host, mounted read-only.")
@@ -628,7 +659,7 @@ def watch(broker: str | None, run_name: str | None, duration: float | None) -> N
 @click.option("--run-name", help="Run directory name under /runs.")
 @click.option("--subnet", help="Fixed addresses on this subnet plus /etc/hosts entries, for "
                                "docker engines without embedded DNS (--iptables=false).")
-def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: int,
+def compose(scenario: Path, nodes: int | None, scheme: str | None, slots: int, seed: int,
             weights: str | None, image: str, runs_dir: str, broker_image: str | None,
             no_telemetry: bool, run_name: str | None, subnet: str | None) -> None:
     """Print a docker-compose file for SCENARIO: one container per process.
@@ -638,6 +669,7 @@ def compose(scenario: Path, nodes: int | None, scheme: str, slots: int, seed: in
     from controller.deploy.compose import DEFAULT_BROKER_IMAGE, render_compose
     resolved = resolve_file(scenario)
     kind, n = resolved.kind.node_role, resolved.n_nodes
+    scheme = scheme_or_default(scheme, resolved, "compose")
     if scheme not in SCHEMES.names(resolved.kind.name):
         raise click.BadParameter(f"unknown scheme {scheme!r} for a {resolved.kind.name} "
                                  f"scenario; choose from "
@@ -726,9 +758,46 @@ def bench_trpo(steps: int, seed: int, episodes: int, out: Path | None) -> None:
     print_bench(run_bench(steps, seed, episodes_per_iter=episodes, out=out))
 
 
+@bench.command("slots")
+@click.option("--slots", type=click.IntRange(1), default=2000, show_default=True,
+              help="Slots per run.")
+@click.option("--slots-7", "slots_7", type=click.IntRange(1),
+              help="Slots per run on a 7-cell scenario (default: --slots / 4).")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
+              help="Runs per cell; the table shows their median.")
+@click.option("--scheme", "schemes", multiple=True,
+              help="Only this scheme (repeatable; default: every cellular scheme).")
+@click.option("--scenario", "scenarios", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Scenario file (repeatable; default: scenarios/3cell-k2.toml and "
+                   "scenarios/7cell-k8.toml).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Passed to every run, e.g. --set timing.compute_model='\"fixed\"'.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for slots.json, slots.csv and the run directories "
+                   "(default runs/bench-slots-<time>).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every run's figures and the medians to this JSON file.")
+def bench_slots(slots: int, slots_7: int | None, repeat: int, schemes: tuple[str, ...],
+                scenarios: tuple[Path, ...], sets: tuple[str, ...], out: Path | None,
+                json_path: Path | None) -> None:
+    """Slots per second of every cellular scheme over real processes (--runner network) and
+    the in-memory pump (--runner local), 3cell-k2 and 7cell-k8, side by side with the
+    network/local ratio. Each run is `rrmbed run ... --seed 0` in a subprocess; the figure is
+    its summary.json wall_slots_per_s (slot phase only, handshake excluded). Every run gets
+    OMP_NUM_THREADS=1 and MKL_NUM_THREADS=1 (torch's thread count otherwise depends on the
+    core count). Another checkout: python -m controller.bench.slots --root PATH."""
+    from controller.bench.slots import ROOT, BenchError, run_bench
+
+    try:
+        code = run_bench(ROOT, scenarios, schemes, slots, slots_7, repeat, sets, out, json_path)
+    except BenchError as e:
+        raise click.ClickException(str(e)) from e
+    sys.exit(code)
+
+
 def main() -> None:
     from controller.deploy.launcher import install_sigterm_as_interrupt
-
     from protocols.plugins import load_plugins
 
     install_sigterm_as_interrupt()

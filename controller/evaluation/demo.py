@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_server.config import load_scenario
-
-TRAINED = ("centralized", "round-robin", "full")
-CLASSICAL = ("wmmse", "fp", "max-power", "random")
+from node.schemes import SCHEMES
+from node.schemes.cellular import KIND, fits, trainable
+from node.schemes.v2x import KIND as V2X
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,19 @@ def run_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     console = console or Console()
     scenario = load_scenario(scenario_path)
     weights: dict[str, Path | None] = {}
-    for scheme in TRAINED:
+    for scheme in (s.name for s in trainable()):
         console.print(f"[bold]training[/bold] TRPO {scheme} ({cfg.train_steps} steps, local)")
-        res = train(scenario_path, "trpo", scheme, cfg.train_steps, [cfg.seed],  # type: ignore[arg-type]
+        res = train(scenario_path, "trpo", scheme, cfg.train_steps, [cfg.seed],
                     out / "train" / scheme, cfg.episodes_per_iter, True, plots=True,
                     validation_episodes=200)
         weights[scheme] = Path(res["best_weights"])
-    schemes = [*TRAINED, *CLASSICAL]
-    if scenario.radio.n_links <= 6:
-        schemes.insert(0, "optimum")
-    summaries = {s: run(s, out / "eval" / s, weights.get(s)) for s in schemes}
-    best = summaries.get("optimum", summaries["wmmse"])["sum_rate_mbps_mean"]
+    schemes = [s for s in SCHEMES.for_kind(KIND) if fits(s, scenario.radio)]
+    summaries = {s.name: run(s.name, out / "eval" / s.name, weights.get(s.name))
+                 for s in schemes}
+    # the gap reference: the certified optimum where it fits, else the reference baseline
+    ref = min((s for s in schemes if s.options.get("reference")),
+              key=lambda s: not s.options.get("optimal"))
+    best = summaries[ref.name]["sum_rate_mbps_mean"]
     rows = [{
         "scheme": s,
         "sum_rate_mbps": summ["sum_rate_mbps_mean"],
@@ -74,7 +76,7 @@ def run_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
         "deadline_misses": summ["deadline_misses"],
     } for s, summ in summaries.items()]
     (out / "demo.json").write_text(json.dumps(rows, indent=2))
-    print_table(rows, scenario.name, cfg, "optimum" in summaries, console)
+    print_table(rows, scenario.name, cfg, bool(ref.options.get("optimal")), console)
     return rows
 
 
@@ -97,8 +99,9 @@ def print_table(rows: list[dict[str, Any]], name: str, cfg: DemoConfig, exact: b
 def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
                  run: Callable[[str, Path, Path | None, dict[str, Any]], dict[str, Any]],
                  console: Console | None = None) -> list[dict[str, Any]]:
-    """Train marl-dqn locally, run it and random over the network runner, then a short
-    network training run; ``run(scheme, run_dir, weights, options)`` runs one."""
+    """Train the default V2X scheme (marl-dqn) locally, run it and the untrained schemes
+    (random) over the network runner, then a short network training run;
+    ``run(scheme, run_dir, weights, options)`` runs one."""
     import numpy as np
 
     from channel_server.v2x import load_v2x_scenario
@@ -107,17 +110,21 @@ def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
 
     console = console or Console()
     scenario = load_v2x_scenario(scenario_path)
-    console.print(f"[bold]training[/bold] V2X marl-dqn ({cfg.v2x_episodes} episodes, local)")
-    variables, _ = train_marl(scenario, "marl-dqn", cfg.v2x_episodes, cfg.seed)
+    learned = SCHEMES.default(V2X, "train")
+    if learned is None:
+        raise ValueError("no V2X scheme is the default of training")
+    untrained = [s.name for s in SCHEMES.for_kind(V2X) if not s.trainable]
+    console.print(f"[bold]training[/bold] V2X {learned} ({cfg.v2x_episodes} episodes, local)")
+    variables, _ = train_marl(scenario, learned, cfg.v2x_episodes, cfg.seed)
     weights = out / "v2x" / "train" / "weights.npz"
     weights.parent.mkdir(parents=True, exist_ok=True)
     np.savez(weights, **variables)
-    summaries = [run("marl-dqn", out / "v2x" / "marl-dqn", weights, {}),
-                 run("random", out / "v2x" / "random", None, {})]
-    console.print(f"[bold]training[/bold] V2X marl-dqn over the network "
+    summaries = [run(learned, out / "v2x" / learned, weights, {}),
+                 *(run(s, out / "v2x" / s, None, {}) for s in untrained)]
+    console.print(f"[bold]training[/bold] V2X {learned} over the network "
                   f"({cfg.v2x_train_episodes} episodes, weights every "
                   f"{cfg.v2x_broadcast_period} slots)")
-    summaries.append(run("marl-dqn", out / "v2x" / "network-training", None,
+    summaries.append(run(learned, out / "v2x" / "network-training", None,
                          {"train": {"broadcast_period": cfg.v2x_broadcast_period}}))
     (out / "v2x" / "demo.json").write_text(json.dumps(summaries, indent=2, default=str))
     print_v2x_summary(summaries, console, title=f"rrmbed demo — {scenario.name}: one process "

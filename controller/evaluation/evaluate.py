@@ -51,13 +51,14 @@ import numpy.typing as npt
 from channel_server.air import Air
 from channel_server.config import RadioConfig, Scenario, load_scenario
 from channel_server.rates import sum_rate_bps_hz
-from controller.baselines.fp import FPConfig, fp
-from controller.baselines.optimum import MAX_LINKS, OptimumConfig, optimum
-from controller.baselines.wmmse import Constraint, WMMSEConfig, wmmse
-from controller.training.rollout import Variant, variant_dims
+from controller.baselines.optimum import OptimumResult
+from controller.baselines.wmmse import IterInfo
+from controller.training.rollout import Variant, scheme_for, variant_dims
 from node.observation import obs_central, obs_full, obs_round_robin, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays
 from node.policy_spec import clip_fraction, fit_bs_budget, read_weights
+from node.schemes import Scheme
+from node.schemes.cellular import classical
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
@@ -117,12 +118,16 @@ def load_policy(source: str | Path, scenario: Scenario, scheme: Variant | None =
     path = weights_file(source)
     meta = read_meta(path)
     sch = scheme or meta.get("scheme")
-    if sch not in ("centralized", "round-robin", "full"):
+    try:
+        name = scheme_for(sch).name if isinstance(sch, str) else None
+    except ValueError:
+        name = None
+    if name is None:
         raise ValueError(f"{path}: unknown scheme {sch!r} (pass scheme=...)")
-    cfg = PolicyConfig(*variant_dims(sch, scenario.radio))
+    cfg = PolicyConfig(*variant_dims(name, scenario.radio))
     policy = GaussianPolicy(cfg)
     load_arrays(policy, read_weights(path))
-    return TrainedPolicy(label or sch, sch, policy, path, meta)
+    return TrainedPolicy(label or name, name, policy, path, meta)
 
 
 def policy_fractions(
@@ -135,13 +140,14 @@ def policy_fractions(
     orders come from ``rng`` exactly as :func:`controller.training.rollout.play` draws them.
     """
     m, b_n, k_n = gains.shape[0], radio.n_cells, radio.users_per_cell
-    if scheme == "centralized":
+    exchange = scheme_for(scheme).exchange
+    if exchange == "central":
         raw = policy.act(obs_central(gains, radio), "mean")
         return clip_fraction(raw).reshape(m, b_n, k_n)
-    if scheme == "full":
+    if exchange == "none":
         obs = np.stack([obs_full(gains[:, b], b, radio) for b in range(b_n)], axis=1)
         return clip_fraction(policy.act(obs, "mean"))
-    if scheme == "round-robin":
+    if exchange == "chain":
         orders = rng.permuted(np.tile(np.arange(b_n), (m, 1)), axis=1)
         rows = np.arange(m)
         prior = np.zeros((m, b_n, k_n))
@@ -188,16 +194,25 @@ def evaluate_setting(
     std_sum_rate_bps_hz, gap_pct, time_per_alloc_s}}, ...}.
     """
     n, noise, pmax = gains.shape[0], radio.noise_w, radio.pmax_w
-    base = scenario.baselines
-    shape = gains.shape[:3]
+    radio = dataclasses.replace(radio, sum_power_constraint=sum_power)
     powers: dict[str, Array] = {}
     times: dict[str, float] = {}
     extra: dict[str, Any] = {}
+    # paper 001's figure order: the optimum, the policies, then the classical schemes
+    schemes = [s for s in classical(radio) if with_optimum or not s.options.get("optimal")]
+    optimal = [s for s in schemes if s.options.get("optimal")]
 
-    if with_optimum and not sum_power and radio.n_links <= MAX_LINKS:
-        (powers["optimum"], res), times["optimum"] = _timed_pair(
-            lambda: optimum(gains, noise, pmax, OptimumConfig(eps=base.optimum_gap)), n)
-        extra["optimum_max_certified_gap"] = float(res.gap.max())
+    def allocate(s: Scheme) -> None:
+        rng = rng_for(seed, "evaluate", s.name)  # only a stochastic allocator draws
+        (powers[s.name], info), times[s.name] = _timed_pair(
+            lambda: s.allocate(gains, radio, scenario.baselines, rng), n)
+        if isinstance(info, OptimumResult):
+            extra[f"{s.name}_max_certified_gap"] = float(info.gap.max())
+        elif isinstance(info, IterInfo):
+            extra[f"{s.name}_mean_iterations"] = float(info.iterations.mean())
+
+    for s in optimal:
+        allocate(s)
     for pol in policies:
         order_rng = rng_for(seed, "evaluate", "order")
         o_radio = obs_radio or radio
@@ -208,26 +223,12 @@ def evaluate_setting(
             return (fit_bs_budget(frac) if sum_power else frac) * pmax
 
         powers[pol.label], times[pol.label] = _timed(run, n)
-    constraint: Constraint = "per-bs" if sum_power else "per-user"
-    budget = pmax if sum_power else None
-    (powers["fp"], info), times["fp"] = _timed_pair(
-        lambda: fp(gains, noise, pmax, FPConfig(base.fp_tol, base.fp_max_iter),
-                   constraint=constraint, bs_budget_w=budget), n)
-    extra["fp_mean_iterations"] = float(info.iterations.mean())
-    (powers["wmmse"], info), times["wmmse"] = _timed_pair(
-        lambda: wmmse(gains, noise, pmax, WMMSEConfig(base.wmmse_tol, base.wmmse_max_iter),
-                      constraint=constraint, bs_budget_w=budget), n)
-    extra["wmmse_mean_iterations"] = float(info.iterations.mean())
-    rng = rng_for(seed, "evaluate", "random")
-    frac = rng.uniform(0.0, 1.0, size=shape)
-    powers["random"] = (fit_bs_budget(frac) if sum_power else frac) * pmax
-    times["random"] = 0.0
-    k = radio.users_per_cell
-    powers["max-power"] = np.full(shape, pmax / k if sum_power else pmax)
-    times["max-power"] = 0.0
+    for s in schemes:
+        if s not in optimal:
+            allocate(s)
 
     rates = {name: sum_rate_bps_hz(gains, p, noise) for name, p in powers.items()}
-    ref = float(rates["optimum"].mean()) if "optimum" in rates else None
+    ref = float(rates[optimal[0].name].mean()) if optimal else None
     mbps = radio.bandwidth_hz / 1e6
     methods: dict[str, Any] = {}
     for name, r in rates.items():
@@ -377,11 +378,17 @@ def write_csv(path: Path, result: dict[str, Any]) -> None:
 
 
 def _paper_order(names: Sequence[str]) -> list[str]:
-    """Bars in paper 001's order: optimum, RL schemes, FP, WMMSE, random, max-power."""
-    head = [n for n in names if n == "optimum"]
-    tail = [n for n in ("fp", "wmmse", "random", "max-power") if n in names]
+    """Bars in paper 001's order: the optimum, the RL schemes (in the given order), then
+    the classical schemes from the best to the simplest (FP, WMMSE, random, max-power)."""
+    head = [n for n in _optimal() if n in names]
+    tail = [s.name for s in classical() if s.name in names and s.name not in head]
     mid = [n for n in names if n not in head and n not in tail]
     return head + mid + tail
+
+
+def _optimal() -> list[str]:
+    """The classical schemes whose powers are the certified optimum."""
+    return [s.name for s in classical() if s.options.get("optimal")]
 
 
 def make_figures(result: dict[str, Any], plots_dir: Path) -> list[Path]:
@@ -393,7 +400,7 @@ def make_figures(result: dict[str, Any], plots_dir: Path) -> list[Path]:
     methods = result["per_user"]["methods"]
     order = _paper_order(list(methods))
     gaps = {k: f"gap {methods[k]['gap_pct']:.1f} %" for k in order
-            if methods[k]["gap_pct"] is not None and k != "optimum"}
+            if methods[k]["gap_pct"] is not None and k not in _optimal()}
     made.append(plot_bars(
         {k: methods[k]["mean_sum_rate_mbps"] for k in order}, plots_dir / "sum_rate_bars.png",
         f"{name}: average sum-rate over {n} channel realizations, "
@@ -406,7 +413,7 @@ def make_figures(result: dict[str, Any], plots_dir: Path) -> list[Path]:
         made.append(plot_pmax_sweep(
             sw["pmax_dbm"], series, plots_dir / "pmax_sweep.png",
             f"{name}: sum-rate vs Pmax ({n} realizations; RL output scaled)",
-            trained_dbm=sw["trained_pmax_dbm"]))
+            trained_dbm=sw["trained_pmax_dbm"], reference=next(iter(_optimal()), None)))
     if "sum_power" in result:
         sp = result["sum_power"]["methods"]
         order = _paper_order(list(sp))

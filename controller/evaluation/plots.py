@@ -25,36 +25,27 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from node.schemes import SCHEMES, Scheme
+
 Array = npt.NDArray[np.float64]
 Curve = tuple[str, Sequence[float] | Array, Sequence[float] | Array]
 """(label, x values, y values)."""
 
 DPI = 130
-# one colour per method, the same in every figure
-METHOD_COLORS = {
-    "optimum": "#222222",
-    "centralized": "#1f77b4",
-    "round-robin": "#2ca02c",
-    "full": "#17becf",
-    "fp": "#ff7f0e",
-    "wmmse": "#d62728",
-    "random": "#9467bd",
-    "max-power": "#8c564b",
+BENCH_COLORS = {
     "trpo (ours)": "#1f77b4",
     "trpo (sb3-contrib)": "#ff7f0e",
     "trpo (sb3, default KL)": "#e6a86b",
     "trpo (ours, delta x act_dim)": "#7fb2d9",
 }
-METHOD_LABELS = {
-    "optimum": "optimum (B&B)",
-    "centralized": "centralized RL",
-    "round-robin": "partially decentr. RL",
-    "full": "fully decentr. RL",
-    "fp": "FP",
-    "wmmse": "WMMSE",
-    "random": "random",
-    "max-power": "max power",
-}
+"""Colours of the benchmark curves (controller.bench.trpo); a scheme's colour and label
+come from its registry entry (Scheme.color, Scheme.label), the same in every figure."""
+
+
+def _scheme(name: str) -> Scheme | None:
+    """The registered scheme called ``name`` (the first kind that has one), if any."""
+    found = SCHEMES.named(name)
+    return found[0] if found else None
 
 
 def ewma(x: Sequence[float] | Array, weight: float = 0.96) -> Array:
@@ -86,20 +77,25 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def _label(name: str) -> str:
     """Display name; "centralized (a2c)" becomes "centralized RL (a2c)"."""
+    if (scheme := _scheme(name)) is not None:
+        return scheme.display
     base, sep, rest = name.partition(" (")
-    if name not in METHOD_LABELS and sep and base in METHOD_LABELS:
-        return f"{METHOD_LABELS[base]} ({rest}"
-    return METHOD_LABELS.get(name, name)
+    if sep and (scheme := _scheme(base)) is not None:
+        return f"{scheme.display} ({rest}"
+    return name
 
 
 def _color(name: str) -> str | None:
     """Colour of a method; a variant "scheme (tag)" gets the scheme's colour unless it is
     an A2C policy (olive), so A2C and TRPO of one scheme differ."""
-    if name in METHOD_COLORS:
-        return METHOD_COLORS[name]
+    if name in BENCH_COLORS:
+        return BENCH_COLORS[name]
+    if (scheme := _scheme(name)) is not None:
+        return scheme.color
     if "a2c" in name:
         return "#bcbd22"
-    return METHOD_COLORS.get(name.partition(" (")[0])
+    scheme = _scheme(name.partition(" (")[0])
+    return None if scheme is None else scheme.color
 
 
 def _steps_axis(ax: Axes) -> None:
@@ -120,7 +116,8 @@ def plot_training(
 ) -> Path:
     """Two panels as Fig. 6-9: (a) the raw per-iteration reward, (b) its EWMA (``weight``).
 
-    ``references`` draws horizontal dashed lines (e.g. {"optimum": 56.0, "wmmse": 55.5});
+    ``references`` draws horizontal dashed lines, ``{method: value}`` (e.g. the optimum's
+    and WMMSE's sum-rates);
     ``reference_note`` is appended to their legend labels.
     """
     fig, (ax_raw, ax_avg) = _new(11.0, 4.2, ncols=2)
@@ -188,12 +185,12 @@ def plot_pmax_sweep(
     title: str,
     ylabel: str = "average sum-rate (Mbit/s)",
     trained_dbm: float | None = None,
-    reference: str | None = "optimum",
+    reference: str | None = None,
 ) -> Path:
     """Sum-rate of every method against Pmax (Fig. 14).
 
-    With ``reference`` in ``series`` a second panel shows every method in % of it, so the
-    low-Pmax end (a few Mbit/s) stays readable.
+    With ``reference`` (e.g. the optimum) in ``series`` a second panel shows every method in
+    % of it, so the low-Pmax end (a few Mbit/s) stays readable.
     """
     relative = reference is not None and reference in series
     fig, axes = _new(12.0 if relative else 7.0, 4.6, ncols=2 if relative else 1)

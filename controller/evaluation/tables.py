@@ -19,13 +19,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-TABLE_SCHEMES = ("max-power", "random", "full", "round-robin", "centralized", "wmmse", "fp",
-                 "optimum")
-PAPER_EXCHANGE = {"centralized": "O(KB^2)", "wmmse": "O(KB^2)", "fp": "O(KB^2)",
-                  "optimum": "O(KB^2)", "round-robin": "O(KB) per BS", "full": "0",
-                  "max-power": "0", "random": "0"}
-PAPER_TIME_S = {"centralized": 6.5e-4, "round-robin": 1.99e-3, "full": 6.5e-4, "fp": 0.64,
-                "wmmse": 0.60, "random": 1.75e-4}
+from channel_server.config import RadioConfig  # noqa: E402
+from node.schemes import SCHEMES  # noqa: E402
+from node.schemes.cellular import KIND, fits  # noqa: E402
+
+PAPER_EXCHANGE = {"central": "O(KB^2)", "chain": "O(KB) per BS", "none": "0"}
+"""Paper 001's Table III: information exchanged per slot, by exchange pattern."""
+
+
+def table_schemes(radio: RadioConfig) -> list[str]:
+    """Every cellular scheme that can run on ``radio``, in the tables' order (rank)."""
+    return [s.name for s in SCHEMES.for_kind(KIND) if fits(s, radio)]
+
+
+def paper_time_s(scheme: str) -> float | None:
+    """Paper 001's Table IV execution time of ``scheme`` per decision (None: not reported)."""
+    t: float | None = SCHEMES.get(KIND, scheme).options.get("paper_time_s")
+    return t
 
 
 def per_bs_backhaul(run_dir: Path, n_bs: int, slots: int) -> list[float]:
@@ -46,7 +56,7 @@ def row_of(scheme: str, summary: dict[str, Any], run_dir: Path, n_bs: int) -> di
     per_bs = per_bs_backhaul(run_dir, n_bs, summary["slots"])
     return {
         "scheme": scheme,
-        "paper_exchange": PAPER_EXCHANGE[scheme],
+        "paper_exchange": PAPER_EXCHANGE.get(SCHEMES.get(KIND, scheme).exchange),
         "backhaul_bytes_per_slot": summary["backhaul_bytes_per_slot"]["total"],
         "backhaul_bytes_per_bs_mean": sum(per_bs) / n_bs,
         "backhaul_bytes_per_bs_max": max(per_bs),
@@ -55,7 +65,7 @@ def row_of(scheme: str, summary: dict[str, Any], run_dir: Path, n_bs: int) -> di
         "latency_wall_ms_p50": summary["decision_wall_ms_p50"],
         "latency_wall_ms_p99": summary["decision_wall_ms_p99"],
         "compute_ms_per_decision": summary["compute_ms_mean"],
-        "paper_execution_ms": PAPER_TIME_S[scheme] * 1e3 if scheme in PAPER_TIME_S else None,
+        "paper_execution_ms": None if (t := paper_time_s(scheme)) is None else t * 1e3,
         "sum_rate_mbps": summary["sum_rate_mbps_mean"],
         "deadline_misses": summary["deadline_misses"],
     }

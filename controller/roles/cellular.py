@@ -5,6 +5,7 @@ training joins the nodes' experience with the slots' rewards, updates the policy
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
     from controller.roles.controller import ControllerRole
+
+log = logging.getLogger("rrmbed.controller")
 
 
 class CellularPart:
@@ -127,11 +130,17 @@ class CellularPart:
     def on_upload(self, msg: CsiUpload, out: Outbox) -> None:
         """Collect one slot's CSI uploads; decide once every active BS has uploaded."""
         assert self.central is not None
+        radio = self.scenario.radio
+        g = msg.gains
+        if (msg.sender not in self.ctl.nodes or not isinstance(g, np.ndarray)
+                or g.shape != (radio.users_per_cell, radio.n_cells)
+                or not np.isfinite(g).all()):
+            log.warning("controller: malformed csi_upload from %s dropped", msg.sender)
+            return
         got = self.uploads.setdefault(msg.slot, {})
-        got[index_of(msg.sender)] = (np.asarray(msg.gains), msg.chain_latency_s)
+        got[index_of(msg.sender)] = (np.asarray(g), msg.chain_latency_s)
         if not self.ctl.active <= set(got):
             return
-        radio = self.scenario.radio
         gains = np.zeros((1, radio.n_cells, radio.users_per_cell, radio.n_cells))
         for bs, (g, _) in got.items():
             gains[0, bs] = g

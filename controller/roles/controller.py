@@ -127,6 +127,8 @@ class ControllerRole(Role):
         self.t_run = 0.0
         self.t_end = 0.0
         self.last_progress = 0.0
+        self.heard = 0.0
+        """When the last message of the run arrived (the silence timer's reference)."""
         self.telemetry: Any = None
 
     # ----------------------------------------------------------------- the calls
@@ -143,8 +145,8 @@ class ControllerRole(Role):
             return
         phase = self.phase
         if phase == "run":
+            self.heard = now
             self.serve(msg, now, out)
-            out.timer("silence", now + 2 * self.timing.peer_timeout_s)
         elif phase == "hello":
             if isinstance(msg, Hello) and msg.sender in self.roles:
                 self.directory[msg.sender] = msg.host
@@ -175,6 +177,8 @@ class ControllerRole(Role):
                 missing, what = sorted(set(self.nodes) - self.ready), "ready signal"
             self.fail(f"controller: no {what} from {', '.join(missing)} within "
                       f"{self.startup_timeout_s:.1f} s")
+        elif key == "silence" and now < self.heard + 2 * self.timing.peer_timeout_s:
+            out.timer("silence", self.heard + 2 * self.timing.peer_timeout_s)  # lazy re-arm
         elif key == "silence":
             self.errors.append(f"channel-server silent for {2 * self.timing.peer_timeout_s:.1f} "
                                f"s after slot {self.part.recorder.done}; stopping the run")
@@ -214,6 +218,7 @@ class ControllerRole(Role):
         self.send_start(CHANNEL_SERVER, out)
         out.cancel("startup")
         self.phase = "run"
+        self.heard = now
         self.t_run = time.perf_counter()
         out.timer("silence", now + 2 * self.timing.peer_timeout_s)
         backlog, self.backlog = self.backlog, []

@@ -28,8 +28,9 @@ from protocols.telemetry import Telemetry
 class MemoryHost:
     """A role's process, in memory: its own meter, no sockets, no telemetry."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, clock: Pump | None = None) -> None:
         self.name = name
+        self.clock = clock
         self.address = f"inproc://{name}"
         self.pid = os.getpid()
         self.hostname = socket.gethostname()
@@ -38,6 +39,10 @@ class MemoryHost:
         self.received: dict[tuple[str, str], list[int]] = {}
         self.links = Links()
         self.seq = 0
+
+    def now(self) -> float:
+        """The pump's emulated time."""
+        return self.clock.now if self.clock is not None else 0.0
 
     def telemetry(self, broker: str | None, run: str, role: str, ident: str) -> Telemetry:
         return Telemetry(None, run, role, ident)
@@ -52,12 +57,12 @@ class Pump:
 
     def __init__(self, roles: list[Role]) -> None:
         self.roles = {r.name: r for r in roles}
-        self.hosts = {r.name: MemoryHost(r.name) for r in roles}
+        self.now = 0.0
+        self.hosts = {r.name: MemoryHost(r.name, self) for r in roles}
         for r in roles:
             r.host = self.hosts[r.name]
         self.queue: deque[tuple[str, str, bytes]] = deque()
         self.timers: dict[tuple[str, Hashable], float] = {}
-        self.now = 0.0
         self.out = Outbox()
         self.delivered = 0
 

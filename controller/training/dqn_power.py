@@ -219,12 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     rate = evaluate(radio, variables, a.eval, eval_seed, cfg)
     ref = baselines(radio, a.eval, eval_seed, cfg)
     gains = evaluation_gains(radio, a.eval, eval_seed)
-    ref["wmmse"] = float(sum_rate_bps_hz(gains, wmmse(gains, radio.noise_w, radio.pmax_w)[0],
-                                         radio.noise_w).mean())
+    wmmse_rate = float(sum_rate_bps_hz(gains, wmmse(gains, radio.noise_w, radio.pmax_w)[0],
+                                       radio.noise_w).mean())
     last = curve["sum_rate_bps_hz"][-max(a.steps // 10, 1):].mean()
     print(f"steps {a.steps} x {cfg.episodes} slots, CPU {cpu:.0f} s, behaviour (last 10%) "
           f"{last:.3f}; greedy DQN {rate:.3f}  max power {ref['max_power']:.3f}  "
-          f"random levels {ref['random_levels']:.3f}  WMMSE (continuous) {ref['wmmse']:.3f} "
+          f"random levels {ref['random_levels']:.3f}  WMMSE (continuous) {wmmse_rate:.3f} "
           f"bit/s/Hz over {a.eval} drops")
 
 

@@ -1,17 +1,18 @@
 """Vectorized paper-001 environments for fast training in one process.
 
-Three execution schemes of paper 001 (Section III), all on the same air
+The trainable cellular schemes (``node.schemes.cellular.trainable``) play by their
+exchange pattern; paper 001's three (Section III), all on the same air
 (:class:`channel_server.air.Air`) and the same observation builders as the nodes,
 so a policy trained here runs unchanged in the network runner:
 
-* ``centralized``: one single-slot episode per channel realization; the state is the
+* ``central`` (``centralized``): one single-slot episode per channel realization; the state is the
   whole channel (``obs_central``), the action all B*K power fractions; the reward is
   the sum-rate.
-* ``round-robin``: a B-step episode per realization. The BSs act in a random order
+* ``chain`` (``round-robin``): a B-step episode per realization. The BSs act in a random order
   (drawn per episode from the caller's generator); BS ``b`` sees its own CSI, the
   fractions chosen by earlier BSs and the mask of who has chosen
   (``obs_round_robin``). Rewards are 0 except the last step, which gets the sum-rate.
-* ``full``: every BS acts at once on its own CSI (``obs_full``) with the shared
+* ``none`` (``full``): every BS acts at once on its own CSI (``obs_full``) with the shared
   policy; each BS's decision is a single-step episode whose reward is the common
   sum-rate.
 
@@ -24,8 +25,9 @@ from the air's own seeded streams and the generator passed in.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +35,7 @@ import numpy.typing as npt
 from channel_server.air import Air
 from channel_server.config import RadioConfig
 from channel_server.rates import sum_rate_bps_hz
+from node.agent import scheme_of
 from node.observation import (
     central_dims,
     full_dims,
@@ -42,11 +45,25 @@ from node.observation import (
     round_robin_dims,
 )
 from node.policy import ActionMode, GaussianPolicy, PolicyConfig, clip_fraction
+from node.schemes import Scheme
+from node.schemes.cellular import trainable
 
 Array = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-Variant = Literal["centralized", "round-robin", "full"]
-VARIANTS: tuple[Variant, ...] = ("centralized", "round-robin", "full")
+Variant = str
+"""The name of a trainable cellular scheme (``node.schemes.cellular.trainable``)."""
+DIMS: dict[str, Callable[[RadioConfig], tuple[int, int]]] = {
+    "central": central_dims, "chain": round_robin_dims, "none": full_dims}
+"""(obs_dim, act_dim) of the policy, by the scheme's exchange pattern."""
+
+
+def scheme_for(variant: Variant) -> Scheme:
+    """The trainable scheme called ``variant`` (ValueError naming the trainable ones)."""
+    spec = scheme_of(variant)
+    if spec not in trainable() or spec.exchange not in DIMS:
+        known = ", ".join(s.name for s in trainable() if s.exchange in DIMS)
+        raise ValueError(f"unknown variant {variant!r}; known: {known}")
+    return spec
 
 
 @dataclass(frozen=True)
@@ -93,13 +110,12 @@ class PowerEnv:
     radio: RadioConfig
     """The radio scenario."""
     variant: Variant
-    """Execution scheme: centralized, round-robin or full."""
+    """Execution scheme: a trainable scheme's name."""
     air: GainSource
     """Source of channel realizations (one ``reset`` per E episodes)."""
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; known: {VARIANTS}")
+        scheme_for(self.variant)
 
     @property
     def dims(self) -> tuple[int, int]:
@@ -117,13 +133,7 @@ class PowerEnv:
 
 
 def variant_dims(variant: Variant, radio: RadioConfig) -> tuple[int, int]:
-    if variant == "centralized":
-        return central_dims(radio)
-    if variant == "round-robin":
-        return round_robin_dims(radio)
-    if variant == "full":
-        return full_dims(radio)
-    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+    return DIMS[scheme_for(variant).exchange](radio)
 
 
 def make_env(radio: RadioConfig, variant: Variant, seed: int, episodes: int) -> PowerEnv:
@@ -148,14 +158,15 @@ def play(
 ) -> Batch:
     """One episode per realization in ``gains`` (M, B, K, B); returns the experience."""
     m, b_n, k_n = gains.shape[0], radio.n_cells, radio.users_per_cell
-    if variant == "centralized":
+    exchange = scheme_for(variant).exchange
+    if exchange == "central":
         obs = obs_central(gains, radio)
         raw = policy.act(obs, mode, _noise(rng, (m, b_n * k_n), mode))
         frac = clip_fraction(raw).reshape(m, b_n, k_n)
         rate = sum_rate_bps_hz(gains, frac * radio.pmax_w, radio.noise_w)
         return Batch(obs, raw, rate.copy(), np.ones(m, dtype=bool), rate)
 
-    if variant == "full":
+    if exchange == "none":
         obs = np.stack([obs_full(gains[:, b], b, radio) for b in range(b_n)], axis=1)
         raw = policy.act(obs, mode, _noise(rng, (m, b_n, k_n), mode))  # (M, B, K)
         rate = sum_rate_bps_hz(gains, clip_fraction(raw) * radio.pmax_w, radio.noise_w)
@@ -167,7 +178,7 @@ def play(
             rate,
         )
 
-    if variant == "round-robin":
+    if exchange == "chain":
         orders = rng.permuted(np.tile(np.arange(b_n), (m, 1)), axis=1)  # (M, B)
         rows = np.arange(m)
         prior = np.zeros((m, b_n, k_n))
@@ -199,7 +210,7 @@ def play(
             dones.reshape(-1),
             rate,
         )
-    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
+    raise AssertionError(f"no rollout for exchange {exchange!r}")  # scheme_for checked it
 
 
 def collect(

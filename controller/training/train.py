@@ -65,8 +65,17 @@ from controller.evaluation.plots import plot_training
 from controller.learners import registry
 from controller.learners.a2c import A2c
 from controller.learners.trpo import Trpo, TrpoConfig, mean_kl
-from controller.training.rollout import PowerEnv, Variant, collect, make_env, play, variant_dims
+from controller.training.rollout import (
+    PowerEnv,
+    Variant,
+    collect,
+    make_env,
+    play,
+    scheme_for,
+    variant_dims,
+)
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays, seeded_policy
+from node.schemes import SCHEMES
 from protocols.seeding import rng_for
 from protocols.weights import WeightsArtifact
 
@@ -74,7 +83,6 @@ Array = npt.NDArray[np.float64]
 Algo = str
 """A registered learner that trains a Gaussian policy (controller.learners.registry)."""
 ALGOS: tuple[Algo, ...] = registry.names("gaussian")
-SCHEMES: tuple[Variant, ...] = ("centralized", "round-robin", "full")
 
 VALIDATION_SEED = 1_000_003
 """Air seed of the validation realizations (the same for every training seed)."""
@@ -94,7 +102,7 @@ class TrainConfig:
     """Learner: a registered Gaussian-policy learner ("trpo", paper 001; "a2c", its
     fixed-step baseline)."""
     scheme: Variant
-    """Execution scheme: "centralized", "round-robin" or "full"."""
+    """Execution scheme: a trainable cellular scheme (node.schemes.cellular.trainable)."""
     steps: int
     """Training steps per seed (decisions; a decentralized episode is B steps)."""
     episodes_per_iter: int = 1000
@@ -111,13 +119,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         registry.learner(self.algo, "gaussian")  # UnknownLearner lists the known ones
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"unknown scheme {self.scheme!r}; known: {SCHEMES}")
+        scheme_for(self.scheme)  # ValueError lists the trainable ones
         if self.steps < 1 or self.episodes_per_iter < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, episodes_per_iter and checkpoint_every must be >= 1")
 
     def steps_per_episode(self, n_cells: int) -> int:
-        return 1 if self.scheme == "centralized" else n_cells
+        """One decision of the deciding entity is a step: the controller's, or each BS's."""
+        return 1 if scheme_for(self.scheme).central_policy else n_cells
 
     def iterations(self, n_cells: int) -> int:
         per_iter = self.episodes_per_iter * self.steps_per_episode(n_cells)
@@ -361,23 +369,17 @@ def validate(policy: GaussianPolicy, scheme: Variant, scenario: Scenario, gains:
 
 
 def reference_rates(scenario: Scenario, gains: Array) -> dict[str, float]:
-    """WMMSE, FP, max-power and (B*K <= 6) optimum mean sum-rates on ``gains``, bit/s/Hz."""
+    """Mean sum-rates (bit/s/Hz) on ``gains`` of the deterministic classical schemes that fit
+    the scenario (max-power, WMMSE, FP and, for B*K <= 6, the optimum), per-user limit."""
     from channel_server.rates import sum_rate_bps_hz
-    from controller.baselines.fp import FPConfig, fp
-    from controller.baselines.optimum import MAX_LINKS, optimum
-    from controller.baselines.wmmse import WMMSEConfig, wmmse
-    from controller.training.rollout import max_power_sum_rate
+    from node.schemes.cellular import classical
 
-    radio, base = scenario.radio, scenario.baselines
-    out = {"max-power": float(max_power_sum_rate(gains, radio).mean())}
-    p, _ = wmmse(gains, radio.noise_w, radio.pmax_w,
-                 WMMSEConfig(base.wmmse_tol, base.wmmse_max_iter))
-    out["wmmse"] = float(sum_rate_bps_hz(gains, p, radio.noise_w).mean())
-    p, _ = fp(gains, radio.noise_w, radio.pmax_w, FPConfig(base.fp_tol, base.fp_max_iter))
-    out["fp"] = float(sum_rate_bps_hz(gains, p, radio.noise_w).mean())
-    if radio.n_links <= MAX_LINKS:
-        p, _ = optimum(gains, radio.noise_w, radio.pmax_w)
-        out["optimum"] = float(sum_rate_bps_hz(gains, p, radio.noise_w).mean())
+    radio = dataclasses.replace(scenario.radio, sum_power_constraint=False)
+    schemes = [s for s in classical(radio) if not s.options.get("stochastic")]
+    out = {}
+    for s in sorted(schemes, key=lambda s: s.rank):
+        p, _ = s.allocate(gains, radio, scenario.baselines, None)
+        out[s.name] = float(sum_rate_bps_hz(gains, p, radio.noise_w).mean())
     return out
 
 
@@ -539,9 +541,14 @@ def plot_run(out: str | Path) -> Path:
         out / "plots" / "training.png",
         title=f"{summary['scenario']}: {summary['algo'].upper()} {summary['scheme']} training, "
               f"{n} seed{'s' if n > 1 else ''}, M = {summary['episodes_per_iter']}",
-        references={k: v for k, v in refs.items() if k in ("optimum", "wmmse")},
+        references={k: v for k, v in refs.items() if _is_reference(k)},
         weight=TrainConfig.ewma_weight, reference_note=" (validation set)",
     )
+
+
+def _is_reference(name: str) -> bool:
+    """A reference line on training curves (the scheme's ``reference`` option)."""
+    return any(s.options.get("reference") for s in SCHEMES.named(name))
 
 
 def _train_seed(

@@ -7,7 +7,8 @@ then serves every message until ``Stop``. The kind's node part (named in the kin
 registry entry) decides; this role keeps what every node shares: weights swapped in at a
 slot boundary with a version that only grows, rejoining peers, the final report, and the
 timeouts: a part waiting on a peer is woken after ``part.quiet_s()`` of silence, and the
-node gives up when the channel server and the controller stay silent for 4 peer timeouts.
+node gives up when the channel server and the controller stay silent for 4 peer timeouts
+(one watchdog timer, see :meth:`NodeRole.watch`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class NodeRole(Role):
         self.versions: list[int] = []
         self.telemetry: Any = None
         self.give_up_s = 0.0
+        self.heard = 0.0
+        """When the last message arrived (the watchdog's reference)."""
+        self.woken = 0.0
+        """When the part was last woken for being quiet."""
 
     # ----------------------------------------------------------------- the calls
 
@@ -97,7 +102,7 @@ class NodeRole(Role):
         if self.fetching:
             if isinstance(msg, Weights) and msg.version >= self.fetching:
                 self.fetching = 0
-                self.ready(now, out, [*self.early, msg])
+                self.ready(now, out, [msg, *self.early])
             else:
                 self.early.append(msg)
             return
@@ -105,7 +110,8 @@ class NodeRole(Role):
 
     def serve(self, part: NodePart, msg: Message, now: float, out: Outbox) -> None:
         if isinstance(msg, Weights):
-            self.pending = msg  # swapped in at the next slot boundary
+            if self.pending is None or msg.version > self.pending.version:
+                self.pending = msg  # swapped in at the next slot boundary
             out.send(CONTROLLER, WeightsAck, slot=msg.slot, version=msg.version)
         elif isinstance(msg, Join):
             out.connect(self.kind.node_name(msg.node), msg.address)
@@ -114,18 +120,30 @@ class NodeRole(Role):
             return
         elif not part.on_message(msg, now, out):
             log.warning("%s: ignoring %s from %s", self.name, msg.KIND, msg.sender)
-        out.timer("quiet", now + part.quiet_s())
-        out.timer("give-up", now + self.give_up_s)
+        self.heard = now
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
-        if key == "quiet" and self.part is not None:
-            if self.part.on_quiet(now, out):
-                out.timer("quiet", now + self.part.quiet_s())
-        elif key == "give-up":
+        if key == "watch" and self.part is not None:
+            self.watch(now, out)
+        elif key == "start":
+            what = "Start" if self.part is None else f"weights v{self.fetching}"
+            self.fail(f"no {what} from the controller in time")
+
+    def watch(self, now: float, out: Outbox) -> None:
+        """The watchdog (one timer, re-armed lazily rather than per message): after
+        ``part.quiet_s()`` of silence the part serves what waits on a vanished peer; after
+        4 peer timeouts of silence the node gives up."""
+        assert self.part is not None
+        quiet_at = max(self.heard, self.woken) + self.part.quiet_s()
+        if now >= self.heard + self.give_up_s:
             self.fail(f"channel server and controller silent for {self.give_up_s:.0f} s; "
                       "giving up")
-        elif key == "start":
-            self.fail(f"no Start from the controller within {START_TIMEOUT_S:.0f} s")
+            return
+        if now >= quiet_at:
+            self.woken = now
+            self.part.on_quiet(now, out)
+            quiet_at = now + self.part.quiet_s()
+        out.timer("watch", min(quiet_at, self.heard + self.give_up_s))
 
     # ----------------------------------------------------------------- set-up
 
@@ -147,16 +165,18 @@ class NodeRole(Role):
         self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
                                              self.role, str(self.index))
         self.part = self.kind.make_node(self, self.scenario, start)
+        now = max(now, self.host.now())  # building the part (a policy) may take a while
         version = int(opts.get("weights_version", 0))
         if version > 0:  # a snapshot exists: get it before the first decision
             self.fetching = version
             out.send(CONTROLLER, WeightsRequest, slot=-1, have_version=0)
-            out.timer("give-up", now + timing.peer_timeout_s)
+            out.timer("start", now + self.give_up_s)
         else:
             self.ready(now, out, self.early)
 
     def ready(self, now: float, out: Outbox, backlog: list[Message]) -> None:
         """Connected to every peer: say so, then serve what arrived meanwhile."""
+        out.cancel("start")
         out.send(CONTROLLER, Heartbeat, slot=-1)
         self.early = []
         assert self.part is not None
@@ -164,7 +184,8 @@ class NodeRole(Role):
             if self.done:
                 break
             self.serve(self.part, msg, now, out)
-        out.timer("give-up", now + self.give_up_s)
+        self.heard = self.woken = now
+        self.watch(now, out)
 
     # ----------------------------------------------------------------- shared services
 

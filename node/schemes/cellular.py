@@ -15,11 +15,11 @@ import numpy as np
 
 from node.observation import central_dims, full_dims, obs_full, obs_round_robin, round_robin_dims
 from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
-from node.schemes.registry import Scheme, register
+from node.schemes.registry import SCHEMES, Scheme, register
 from protocols.seeding import rng_for
 
 if TYPE_CHECKING:
-    from channel_server.config import Scenario
+    from channel_server.config import RadioConfig, Scenario
     from node.policy import GaussianPolicy
 
 KIND = "cellular"
@@ -132,27 +132,74 @@ def policy_fits(config: Any) -> Any:
 
 POLICY_LEARNERS = ("trpo", "a2c")
 DECIDERS = "controller.baselines.central"
+BATCH = "controller.baselines.batch"
 
-register(Scheme("centralized", KIND, "central", "learned central policy on the whole channel",
-                central=f"{DECIDERS}:PolicyDecider", policy=central_config,
-                check=policy_fits(central_config),
-                weights="gaussian-mlp", learners=POLICY_LEARNERS, rank=0))
-register(Scheme("round-robin", KIND, "chain", "BSs decide in a seeded order, each forwarding "
-                "the powers chosen so far", actor=RoundRobinPolicy,
-                policy=RoundRobinPolicy.config, check=policy_fits(RoundRobinPolicy.config),
-                weights="gaussian-mlp",
-                learners=POLICY_LEARNERS, rank=1))
+# Options read by the cellular modules (tables, evaluation, demo, benches):
+#   max_links       the scheme decides only networks of at most this many links (B*K);
+#   per_user_only   it handles the per-user limit only (no per-BS sum-power budget);
+#   optimal         its powers are the certified global optimum: the reference of every
+#                   optimality gap;
+#   reference       a reference line on training curves (and the demo's gap reference
+#                   when no optimal scheme fits the scenario);
+#   stochastic      its batch allocator draws from the caller's generator;
+#   paper_time_s    paper 001's Table IV execution time per decision, seconds.
+# Ranks are the order of paper 001's tables (and the README): no exchange, the chain,
+# then the central schemes.
+
+register(Scheme("max-power", KIND, "none", "every user at Pmax", actor=MaxPower,
+                batch=f"{BATCH}:max_power", label="max power", color="#8c564b", rank=0))
+register(Scheme("random", KIND, "none", "a uniform random power per user",
+                actor=RandomPower, batch=f"{BATCH}:random_power", color="#9467bd",
+                options={"stochastic": True, "paper_time_s": 1.75e-4}, rank=1))
 register(Scheme("full", KIND, "none", "each BS runs the policy on its own CSI slice",
                 actor=FullPolicy, policy=FullPolicy.config,
                 check=policy_fits(FullPolicy.config), weights="gaussian-mlp",
-                learners=POLICY_LEARNERS, rank=2))
-register(Scheme("fp", KIND, "central", "fractional programming at the controller",
-                central=f"{DECIDERS}:FpDecider", rank=3))
+                learners=POLICY_LEARNERS, label="fully decentr. RL", color="#17becf",
+                options={"paper_time_s": 6.5e-4}, rank=2))
+register(Scheme("round-robin", KIND, "chain", "BSs decide in a seeded order, each forwarding "
+                "the powers chosen so far", actor=RoundRobinPolicy,
+                policy=RoundRobinPolicy.config, check=policy_fits(RoundRobinPolicy.config),
+                weights="gaussian-mlp", learners=POLICY_LEARNERS,
+                label="partially decentr. RL", color="#2ca02c",
+                options={"paper_time_s": 1.99e-3}, default_for=("run", "compose"), rank=3))
+register(Scheme("centralized", KIND, "central", "learned central policy on the whole channel",
+                central=f"{DECIDERS}:PolicyDecider", policy=central_config,
+                check=policy_fits(central_config),
+                weights="gaussian-mlp", learners=POLICY_LEARNERS, label="centralized RL",
+                color="#1f77b4", options={"paper_time_s": 6.5e-4}, default_for=("train",),
+                rank=4))
 register(Scheme("wmmse", KIND, "central", "WMMSE at the controller",
-                central=f"{DECIDERS}:WmmseDecider", rank=4))
+                central=f"{DECIDERS}:WmmseDecider", batch=f"{BATCH}:wmmse_powers",
+                label="WMMSE", color="#d62728",
+                options={"reference": True, "paper_time_s": 0.60}, rank=5))
+register(Scheme("fp", KIND, "central", "fractional programming at the controller",
+                central=f"{DECIDERS}:FpDecider", batch=f"{BATCH}:fp_powers", label="FP",
+                color="#ff7f0e", options={"paper_time_s": 0.64}, rank=6))
 register(Scheme("optimum", KIND, "central", "reference global optimum (small settings only)",
-                central=f"{DECIDERS}:OptimumDecider", rank=5,
-                options={"max_links": 6}))
-register(Scheme("random", KIND, "none", "a uniform random power per user",
-                actor=RandomPower, rank=6))
-register(Scheme("max-power", KIND, "none", "every user at Pmax", actor=MaxPower, rank=7))
+                central=f"{DECIDERS}:OptimumDecider", batch=f"{BATCH}:optimum_powers",
+                label="optimum (B&B)", color="#222222",
+                options={"max_links": 6, "per_user_only": True, "optimal": True,
+                         "reference": True}, rank=7))
+
+
+def fits(scheme: Scheme, radio: RadioConfig) -> bool:
+    """Whether ``scheme`` can decide in a network of ``radio`` (its ``max_links`` and
+    ``per_user_only`` options)."""
+    limit = scheme.options.get("max_links")
+    if limit is not None and radio.n_links > limit:
+        return False
+    return not (scheme.options.get("per_user_only") and radio.sum_power_constraint)
+
+
+def classical(radio: RadioConfig | None = None) -> list[Scheme]:
+    """The schemes with a batch allocator (that fit ``radio``, when given), in paper 001's
+    figure order (Fig. 11): the optimal one first, then from the best to the simplest
+    (the table order reversed)."""
+    found = [s for s in SCHEMES.for_kind(KIND)
+             if s.batch is not None and (radio is None or fits(s, radio))]
+    return sorted(found, key=lambda s: (not s.options.get("optimal"), -s.rank, s.name))
+
+
+def trainable() -> list[Scheme]:
+    """The schemes whose policy the local trainer and `rrmbed train` train."""
+    return [s for s in SCHEMES.for_kind(KIND) if s.trainable and s.policy is not None]

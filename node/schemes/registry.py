@@ -58,10 +58,25 @@ class Scheme:
     """Kind-specific properties read by the kind's own modules (e.g. V2X fingerprints)."""
     rank: int = 100
     """Position in tables (papers' order)."""
+    batch: Any = None
+    """Vectorized allocator over a batch of channel realizations, for offline comparisons
+    (evaluation, benches, training references): ``(gains, radio, baselines, rng) ->
+    (powers, info)`` (or a reference); None for schemes without one (learned policies)."""
+    label: str | None = None
+    """Name in figure legends and axes (default: the name)."""
+    color: str | None = None
+    """Matplotlib colour of its bars and lines, the same in every figure (None: default)."""
+    default_for: tuple[str, ...] = ()
+    """CLI commands whose --scheme is this scheme when none is given (per kind)."""
 
     @property
     def trainable(self) -> bool:
         return bool(self.learners)
+
+    @property
+    def display(self) -> str:
+        """Its name in figures: the label, else the name."""
+        return self.label or self.name
 
     @property
     def central_policy(self) -> bool:
@@ -84,6 +99,12 @@ class Scheme:
         if self.central is None:
             raise ValueError(f"scheme {self.name!r} has no central decider")
         return resolve(self.central)(*args)
+
+    def allocate(self, *args: Any) -> Any:
+        """Its batch allocator on ``(gains, radio, baselines, rng)``: ``(powers, info)``."""
+        if self.batch is None:
+            raise ValueError(f"scheme {self.name!r} has no batch allocator")
+        return resolve(self.batch)(*args)
 
 
 class SchemeRegistry:
@@ -110,6 +131,14 @@ class SchemeRegistry:
 
     def names(self, kind: str) -> list[str]:
         return [s.name for s in self.for_kind(kind)]
+
+    def named(self, name: str) -> list[Scheme]:
+        """Every kind's scheme called ``name`` (kinds in alphabetical order)."""
+        return [s for s in self if s.name == name]
+
+    def default(self, kind: str, command: str) -> str | None:
+        """The scheme of ``kind`` that ``command`` runs when given none (None: no default)."""
+        return next((s.name for s in self.for_kind(kind) if command in s.default_for), None)
 
     def __iter__(self) -> Iterator[Scheme]:
         return iter(sorted(self._schemes.values(), key=lambda s: (s.kind, s.rank, s.name)))

@@ -17,7 +17,8 @@ CHECK = "node.vehicle_agent:check_q_scenario"
 register(Scheme("marl-dqn", KIND, "neighbours", "multi-agent DQN with fingerprints",
                 actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
                 check=CHECK,
-                options={"fingerprint": True, "turns": False, "learned": True}, rank=0))
+                options={"fingerprint": True, "turns": False, "learned": True},
+                default_for=("train",), rank=0))
 register(Scheme("marl-dqn-nofp", KIND, "neighbours", "multi-agent DQN without fingerprints",
                 actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
                 check=CHECK,

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,8 +42,9 @@ from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER
 from protocols.role import Outbox
 from protocols.seeding import rng_for
+from tests.helpers import S3, read_csv
+from tests.helpers import rrmbed as run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = __name__
 
 # ----------------------------------------------------------------------------- the scheme
@@ -143,6 +143,9 @@ class TwoLinkAir:
         self.rng = rng_for(seed, "two-link", "fading")
         self.gains = np.zeros((2, 2))
         self.telemetry: dict[str, float] = {}
+
+    def accepts(self, msg: Message) -> bool:
+        return isinstance(msg, TwoLinkPower) and math.isfinite(msg.power_w)
 
     def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
         mean = np.array([[self.radio.direct_gain, self.radio.cross_gain],
@@ -322,9 +325,7 @@ SCHEMES_OF_KIND = {
 
 
 def rrmbed(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RRMBED_PLUGINS": PLUGIN, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return run_cli(*args, env={**os.environ, "RRMBED_PLUGINS": PLUGIN, "OMP_NUM_THREADS": "1"})
 
 
 def both_runners(tmp: Path, scenario: Path, scheme: str, slots: int) -> dict[str, Path]:
@@ -339,19 +340,14 @@ def both_runners(tmp: Path, scenario: Path, scheme: str, slots: int) -> dict[str
     return outs
 
 
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
 def run_rows(path: Path) -> list[dict[str, str]]:
     """overhead.csv rows apart from the set-up hello/start (they carry addresses, pids)."""
-    return [r for r in rows(path) if r["kind"] not in ("hello", "start")]
+    return [r for r in read_csv(path) if r["kind"] not in ("hello", "start")]
 
 
 def test_a_plug_in_scheme_runs_on_both_runners_identically(tmp_path: Path) -> None:
-    outs = both_runners(tmp_path, ROOT / "scenarios" / "3cell-k2.toml", "half-power", 30)
-    net, loc = (rows(outs[r] / "metrics.csv") for r in ("network", "local"))
+    outs = both_runners(tmp_path, S3, "half-power", 30)
+    net, loc = (read_csv(outs[r] / "metrics.csv") for r in ("network", "local"))
     assert net == loc and len(net) == 30
     pmax_w = 10 ** ((43.0 - 30.0) / 10)
     powers = [float(v) for r in net for k, v in r.items() if k.startswith("p_bs")]
@@ -365,7 +361,7 @@ def test_a_plug_in_scenario_kind_with_its_own_node_role(tmp_path: Path) -> None:
                                  "radio": {"direct_gain": 1.0, "cross_gain": 0.8,
                                            "pmax_w": 2.0, "noise_w": 0.1}}))
     outs = both_runners(tmp_path, scenario, "threshold", 50)
-    net, loc = (rows(outs[r] / "metrics.csv") for r in ("network", "local"))
+    net, loc = (read_csv(outs[r] / "metrics.csv") for r in ("network", "local"))
     assert net == loc and len(net) == 50
     # its own node processes, and traffic of its own message kinds only
     procs = json.loads((outs["network"] / "processes.json").read_text())

@@ -1,0 +1,101 @@
+"""`rrmbed bench slots` end to end: real `rrmbed run` subprocesses, figures that hang together.
+
+No speed is asserted here (speed belongs to the benchmark's own output); this checks that
+every requested cell is measured, that the medians and ratios are made of the recorded runs,
+and that slots.json, the --json copy and slots.csv say the same thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from controller.bench.slots import ENV_PINS, RUNNERS, Bench, make_plan, print_table
+from node.schemes import SCHEMES as REGISTRY
+from tests.helpers import ROOT, S3, S7, rrmbed
+
+WIDE = {**os.environ, "COLUMNS": "200"}  # one line per table row
+SCHEMES = ("full", "wmmse")
+SLOTS = 40
+
+
+def test_bench_slots_reports_every_cell_from_its_runs(tmp_path: Path) -> None:
+    out, copy = tmp_path / "bench", tmp_path / "copy.json"
+    args = ["bench", "slots", "--slots", str(SLOTS), "--scenario", str(S3), "--out", str(out),
+            "--json", str(copy)]
+    for s in SCHEMES:
+        args += ["--scheme", s]
+    done = rrmbed(*args, env=WIDE, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "net/local" in done.stdout and "3cell-k2" in done.stdout
+    doc = json.loads((out / "slots.json").read_text())
+    assert json.loads(copy.read_text()) == doc
+    assert doc["complete"] is True
+    assert doc["meta"]["env"] == ENV_PINS and doc["meta"]["root"] == str(ROOT)
+    assert doc["meta"]["schemes"] == list(SCHEMES)
+
+    runs = doc["runs"]
+    assert sorted((r["scheme"], r["runner"]) for r in runs) == sorted(
+        (s, r) for s in SCHEMES for r in RUNNERS)
+    for r in runs:
+        assert r["ok"] and r["error"] is None and r["rc"] == 0, r
+        assert r["scenario"] == "3cell-k2" and r["slots"] == r["slots_requested"] == SLOTS
+        assert r["wall_slots_per_s"] > 0
+        summary = json.loads((Path(r["run_dir"]) / "summary.json").read_text())
+        assert summary["runner"] == r["runner"] and summary["scheme"] == r["scheme"]
+        assert summary["wall_slots_per_s"] == r["wall_slots_per_s"]
+
+    rows = doc["rows"]
+    assert [(row["scenario"], row["scheme"]) for row in rows] == [("3cell-k2", s)
+                                                                 for s in SCHEMES]
+    for row in rows:
+        assert row["skipped"] is None
+        for runner in RUNNERS:
+            figures = [r["wall_slots_per_s"] for r in runs
+                       if (r["scheme"], r["runner"]) == (row["scheme"], runner)]
+            cell = row[runner]
+            assert cell["slots_per_s"] == figures and cell["failed"] == 0
+            assert cell["median"] == float(np.median(figures)) > 0
+        assert row["network_over_local"] == row["network"]["median"] / row["local"]["median"]
+
+    with (out / "slots.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    for line, row in zip(table, rows, strict=True):
+        assert (line["scenario"], line["scheme"]) == (row["scenario"], row["scheme"])
+        assert float(line["network_slots_per_s"]) == row["network"]["median"]
+        assert float(line["local_slots_per_s"]) == row["local"]["median"]
+        assert float(line["network_over_local"]) == row["network_over_local"]
+        assert int(line["network_runs"]) == int(line["local_runs"]) == 1
+        assert line["note"] == ""
+
+
+def test_bench_slots_names_an_unwritable_out(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    target = blocker / "bench"  # under a regular file: unwritable even for root
+    done = rrmbed("bench", "slots", "--slots", "5", "--scheme", "full", "--scenario", str(S3),
+                  "--out", str(target), env=WIDE, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot write to --out {target}" in done.stderr
+    assert "slots per second" not in done.stdout  # nothing ran
+
+
+def test_a_scheme_over_its_link_limit_is_a_dash_with_a_note(tmp_path: Path) -> None:
+    plan = make_plan(ROOT, [S3, S7], ["optimum", "full"], 100, None, 1, [], tmp_path)
+    assert [t.slots for t in plan.targets] == [100, 25]
+    assert plan.schemes == tuple(s for s in REGISTRY.names("cellular")
+                                 if s in ("optimum", "full"))  # the registry's order
+    assert list(plan.skipped) == [("7cell-k8", "optimum")]
+    assert ("7cell-k8", "optimum") not in {(t.name, s) for t, s, _ in plan.cells()}
+    console = Console(width=200, record=True)
+    print_table(Bench(plan), console)
+    text = console.export_text()
+    optimum = next(line for line in text.splitlines() if "optimum" in line and "│" in line)
+    assert optimum.count(" - ") == 3
+    assert "optimum not run on 7cell-k8: 56 links, max_links 6" in text
