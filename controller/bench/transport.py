@@ -19,11 +19,13 @@ Run: ``rrmbed bench transport [-n 2000] [--repeat 3] [--json FILE]`` (or
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import os
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -308,3 +310,9 @@ def print_bench(results: dict[str, list[dict[str, float]]]) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def write_json(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Every run's figures and the medians per placement (OSError when unwritable)."""
+    doc = {p: {"runs": runs, "median": median_of(runs)} for p, runs in results.items()}
+    path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -489,30 +489,15 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
         print_v2x_summary([summary], Console(width=max(120, Console().width)),
                           title=f"network training: {scheme}")
     else:
-        import csv
+        from controller.training.v2x_marl import marl_config, train_and_write
 
-        from controller.training.v2x_marl import (
-            marl_artifact,
-            marl_config,
-            train_marl,
-            train_steps,
-        )
-
-        cfg = marl_config(sharing)
         with progress_bar() as bar:
             bar.add_task(f"{scheme}: {episodes} episodes (local)", total=None)
-            variables, curve = train_marl(sc, scheme, episodes, seed, cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        steps = train_steps(sc, episodes, cfg) if curve else 0  # random: nothing trained
-        marl_artifact(sc, scheme, variables, steps, cfg,
-                      extra={"seed": seed, "episodes": episodes}).save(out / "weights.npz")
-        with (out / "training.csv").open("w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=list(curve[0]))
-            wr.writeheader()
-            wr.writerows(curve)
+            curve = train_and_write(sc, scheme, episodes, seed, marl_config(sharing), out)
         last = curve[-10:]
-        console.print(f"last {len(last)} training episodes: delivery rate "
-                      f"{sum(c['delivery_rate'] for c in last) / len(last):.3f}")
+        if last:
+            console.print(f"last {len(last)} training episodes: delivery rate "
+                          f"{sum(c['delivery_rate'] for c in last) / len(last):.3f}")
     click.echo(f"weights: {out / 'weights.npz'}")
 
 
@@ -532,41 +517,15 @@ def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
     runner); print the delivery rates and sum V2I rates next to the single-link bound (each
     V2V link alone on its best RB at full power: no scheme can deliver more); write
     results.json / results.csv."""
-    import csv
-
-    import numpy as np
-    from rich.table import Table
-
-    from controller.training.v2x_marl import run_all
+    from controller.evaluation.v2x_compare import compare
 
     sc = resolve_v2x(scenario, ())
     seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
     with progress_bar() as bar:
-        bar.add_task(f"4 schemes x {len(seed_list)} seeds x {episodes} episodes", total=None)
-        results = run_all(sc, episodes, seed_list, eval_episodes)
-    out.mkdir(parents=True, exist_ok=True)
-    t = Table(title=f"{sc.name}: greedy evaluation on {eval_episodes} fresh drops per seed")
-    for col in ("scheme", "delivery rate (per seed)", "mean", "sum V2I Mbit/s", "delivery ms"):
-        t.add_column(col, justify="left" if col == "scheme" else "right")
-    with (out / "results.csv").open("w", newline="") as f:
-        wr = csv.writer(f)
-        wr.writerow(["scheme", "seed", "delivery_rate", "sum_v2i_mbps", "mean_delivery_ms"])
-        for scheme, rows in results.items():
-            for r in rows:
-                wr.writerow([scheme, r["seed"], r["delivery_rate"], r["sum_v2i_mbps"],
-                             r["mean_delivery_ms"]])
-            d = [r["delivery_rate"] for r in rows]
-            t.add_row(scheme, " ".join(f"{x:.3f}" for x in d), f"{np.mean(d):.3f}",
-                      f"{np.mean([r['sum_v2i_mbps'] for r in rows]):.2f}",
-                      f"{np.nanmean([r['mean_delivery_ms'] for r in rows]):.1f}")
-    from controller.training.v2x_marl import single_link_bound
-
-    bounds = [single_link_bound(sc, eval_episodes, 1_000_000 + x) for x in seed_list]
-    t.add_row("bound: each link alone", " ".join(f"{x:.3f}" for x in bounds),
-              f"{np.mean(bounds):.3f}", "-", "-")
-    (out / "results.json").write_text(json.dumps({**results, "single_link_bound": bounds},
-                                                 indent=2) + "\n")
-    Console(width=max(120, Console().width)).print(t)
+        bar.add_task(f"every V2X scheme x {len(seed_list)} seeds x {episodes} episodes",
+                     total=None)
+        table = compare(sc, episodes, seed_list, eval_episodes, out)
+    Console(width=max(120, Console().width)).print(table)
     click.echo(f"results: {out / 'results.json'}")
 
 
@@ -705,14 +664,13 @@ def bench_transport(count: int, floats: int, placements: tuple[str, ...], repeat
                     json_path: Path | None) -> None:
     """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP, same run, per placement:
     all processes on one core, client and echo peers on two cores, or as the OS schedules."""
-    from controller.bench.transport import PLACEMENTS, median_of, print_bench, run_repeated
+    from controller.bench.transport import PLACEMENTS, print_bench, run_repeated, write_json
 
     results = run_repeated(placements or PLACEMENTS, repeat, count, floats)
     print_bench(results)
     if json_path is not None:
-        doc = {p: {"runs": runs, "median": median_of(runs)} for p, runs in results.items()}
         try:
-            json_path.write_text(json.dumps(doc, indent=2) + "\n")
+            write_json(results, json_path)
         except OSError as e:
             raise click.ClickException(f"cannot write {json_path}: {e.strerror or e}") from e
         click.echo(f"wrote {json_path}")

@@ -27,8 +27,10 @@ Randomness: ``rng_for(seed, "v2x-marl", ...)`` streams only; torch runs on one t
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -267,3 +269,20 @@ def run_all(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...],
                          "final_train_delivery": curve[-1]["delivery_rate"] if curve else None})
         results[scheme] = rows
     return results
+
+
+def train_and_write(scenario: V2xScenario, scheme: str, episodes: int, seed: int,
+                    config: MarlConfig, out: Path) -> list[dict[str, float]]:
+    """Train ``scheme`` locally; write ``out/weights.npz`` (a typed weights file) and
+    ``out/training.csv``; the training curve."""
+    variables, curve = train_marl(scenario, scheme, episodes, seed, config)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = train_steps(scenario, episodes, config) if curve else 0  # random: nothing trained
+    marl_artifact(scenario, scheme, variables, steps, config,
+                  extra={"seed": seed, "episodes": episodes}).save(out / "weights.npz")
+    if curve:
+        with (out / "training.csv").open("w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=list(curve[0]))
+            wr.writeheader()
+            wr.writerows(curve)
+    return curve
