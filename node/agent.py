@@ -19,6 +19,7 @@ import numpy as np
 from channel_server.config import Scenario
 from node.policy_spec import ActionMode, PolicyConfig, fit_bs_budget
 from node.schemes import SCHEMES, Scheme
+from protocols.core import VariableSource
 
 if TYPE_CHECKING:
     from node.policy import GaussianPolicy
@@ -78,6 +79,20 @@ class Decision:
     """Compute time charged to this decision, seconds."""
 
 
+@dataclass(frozen=True)
+class BsObservation:
+    """What a BS decides on: its own CSI slice and what the round-robin chain brought."""
+
+    csi: np.ndarray
+    """(E, K, B) own downlink gains."""
+    chain_in_s: np.ndarray
+    """(E,) chain latency on arrival, seconds."""
+    prior_w: np.ndarray | None = None
+    """(E, B, K) powers chosen earlier in the slot (round-robin), watts."""
+    chosen: np.ndarray | None = None
+    """(E, B) which BSs chose earlier."""
+
+
 class BsAgent:
     """Decision logic of BS ``bs`` for one run."""
 
@@ -90,8 +105,13 @@ class BsAgent:
         episodes: int = 1,
         policy: GaussianPolicy | None = None,
         action_mode: ActionMode = "mean",
+        source: VariableSource | None = None,
     ) -> None:
         self.bs = bs
+        self.source = source
+        """Where :meth:`update` takes newer weights from (the controller's, received)."""
+        self.version = 0
+        """Version of the weights this BS acts with (0: its initial ones)."""
         self.scenario = scenario
         self.scheme = scheme_of(scheme)
         self.actor = (self.scheme.make_actor(bs, scenario, seed, policy, action_mode)
@@ -116,6 +136,29 @@ class BsAgent:
     def last_raw(self) -> np.ndarray | None:
         """The raw Gaussian action of the last policy decision."""
         return None if self.actor is None else self.actor.last_raw
+
+    # ------------------------------------------------------------------ the Actor
+
+    def select_action(self, observation: BsObservation) -> Decision:
+        """The decision for the own CSI slice (and what the chain brought)."""
+        o = observation
+        return self.decide(o.csi, o.chain_in_s, o.prior_w, o.chosen)
+
+    def observe(self, transition: object) -> None:
+        """Nothing to keep: the node uploads ``last_obs``/``last_raw`` as experience."""
+
+    def update(self) -> None:
+        """Take newer weights from the variable source into the policy."""
+        src = self.source
+        if src is None or src.version <= self.version:
+            return
+        if self.policy is None:
+            raise RuntimeError(f"BS {self.bs}: scheme {self.scheme.name!r} runs no policy; "
+                               "weights do not apply")
+        from node.policy import load_arrays
+
+        load_arrays(self.policy, src.get_variables())
+        self.version = src.version
 
     # ------------------------------------------------------------------ deciding
 

@@ -20,12 +20,14 @@ Randomness: ``rng_for(seed, "v2x", "vehicle", k)``, one stream per agent.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from channel_server.v2x import V2xScenario, account_payload
 from node.schemes import SCHEMES
+from protocols.core import VariableSource
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
@@ -93,11 +95,24 @@ def greedy_actions(variables: dict[str, np.ndarray], obs: npt.ArrayLike) -> IntA
     return out
 
 
+@dataclass(frozen=True)
+class VehicleObservation:
+    """What a vehicle acts on in slot ``t`` of the episode."""
+
+    features: np.ndarray
+    """The observation vector (12)+(14)."""
+    t: int
+    """Slot within the episode."""
+    epsilon: float = 0.0
+    """Exploration rate (0: greedy)."""
+
+
 class VehicleAgent:
     """Decisions and payload bookkeeping of V2V transmitter ``k``."""
 
     def __init__(self, k: int, scenario: V2xScenario, scheme: str, seed: int,
-                 variables: dict[str, np.ndarray] | None = None) -> None:
+                 variables: dict[str, np.ndarray] | None = None,
+                 source: VariableSource | None = None) -> None:
         try:
             spec = SCHEMES.get("v2x", scheme)
         except KeyError as e:
@@ -115,6 +130,10 @@ class VehicleAgent:
         self.variables = variables
         self.rng = rng_for(seed, "v2x", "vehicle", k)
         self.held = 0
+        self.source = source
+        """Where :meth:`update` takes newer Q networks from (the controller's, received)."""
+        self.version = 0
+        """Version of the weights it acts with (0: the initial ones)."""
         self.remaining_bits = scenario.traffic.payload_bits
         self.delivery_time_s = float("nan")
 
@@ -122,6 +141,23 @@ class VehicleAgent:
     def silent(self) -> bool:
         """Payload delivered: the link transmits no more in this episode."""
         return not np.isnan(self.delivery_time_s)
+
+    # ------------------------------------------------------------------ the Actor
+
+    def select_action(self, observation: VehicleObservation) -> int:
+        """The flat action ``rb + M * level`` for this slot's observation."""
+        o = observation
+        return self.act(o.features, o.t, o.epsilon)
+
+    def observe(self, transition: object) -> None:
+        """Nothing to keep: the vehicle uploads its observation and action as experience."""
+
+    def update(self) -> None:
+        """Take newer Q networks from the variable source."""
+        src = self.source
+        if src is not None and src.version > self.version:
+            self.variables = src.get_variables()
+            self.version = src.version
 
     def start_episode(self) -> None:
         self.remaining_bits = self.scenario.traffic.payload_bits

@@ -1,8 +1,7 @@
 """Learners (TRPO, A2C, DQN): one algorithm per module, the interfaces in
-:mod:`controller.learners.core`, every learner registered in
+:mod:`protocols.core`, every learner registered in
 :mod:`controller.learners.registry`. Importing the package needs no torch."""
 
-from controller.learners.core import Actor, Learner, VariableSource
 from controller.learners.registry import (
     LEARNERS,
     LearnerSpec,
@@ -12,6 +11,7 @@ from controller.learners.registry import (
     make,
     names,
 )
+from protocols.core import Actor, Learner, VariableSource
 
 __all__ = ["LEARNERS", "Actor", "Learner", "LearnerSpec", "QDims", "UnknownLearner",
            "VariableSource", "learner", "make", "names"]

@@ -64,7 +64,7 @@ class A2cConfig:
 
 
 class A2c:
-    """A2C learner (a :class:`controller.learners.core.Learner`): ``step(batch) -> stats``,
+    """A2C learner (a :class:`protocols.core.Learner`): ``step(batch) -> stats``,
     ``get_variables() -> named arrays``, ``version`` = steps taken."""
 
     def __init__(self, policy: GaussianPolicy, cfg: A2cConfig, rng: np.random.Generator) -> None:

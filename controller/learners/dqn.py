@@ -19,7 +19,7 @@ target update every 400 steps, epsilon 1 -> 0.02), in the CleanRL ``dqn.py`` for
 * Epsilon-greedy, epsilon a schedule of the learner update count (linear or
   exponential from ``epsilon_start`` to ``epsilon_end`` over ``epsilon_steps``).
 
-Interface (Acme-like; a :class:`controller.learners.core.Learner`):
+Interface (Acme-like; a :class:`protocols.core.Learner`):
 ``select_action(obs, epsilon, rng)``, ``observe(transitions)``, ``step(transitions=None)
 -> stats``, ``get_variables()``/``set_variables()``, ``version``, ``epsilon(step)``,
 ``fingerprint()``. All randomness comes from the numpy generator given to the

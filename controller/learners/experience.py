@@ -62,7 +62,7 @@ class Step:
 @dataclass
 class NetworkTrainer:
     """Collects one iteration's experience and updates the policy; the controller's
-    versioned weights (a :class:`controller.learners.core.VariableSource`)."""
+    versioned weights (a :class:`protocols.core.VariableSource`)."""
 
     learner: Any
     steps_per_slot: int

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from controller.learners.core import Learner
+from protocols.core import Learner
 from protocols.seeding import rng_for
 
 PolicyKind = Literal["gaussian", "q"]

@@ -249,7 +249,7 @@ def natural_step(g: torch.Tensor, fvp: Fvp, cfg: TrpoConfig) -> tuple[torch.Tens
 
 
 class Trpo:
-    """TRPO learner (a :class:`controller.learners.core.Learner`): ``step(batch) -> stats``,
+    """TRPO learner (a :class:`protocols.core.Learner`): ``step(batch) -> stats``,
     ``get_variables() -> named arrays``, ``version`` = steps taken."""
 
     def __init__(self, policy: GaussianPolicy, cfg: TrpoConfig, rng: np.random.Generator) -> None:

@@ -36,7 +36,7 @@ class SlotExperience:
 
 class V2xNetworkTrainer:
     """Learner state of a network training run of ``scheme`` (scheme scenario given); the
-    controller's versioned weights (a :class:`controller.learners.core.VariableSource`)."""
+    controller's versioned weights (a :class:`protocols.core.VariableSource`)."""
 
     def __init__(self, scenario: V2xScenario, scheme: str, seed: int, slots: int,
                  broadcast_period: int, config: MarlConfig | None = None) -> None:

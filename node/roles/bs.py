@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from channel_server.config import Scenario
-from node.agent import BsAgent, Decision, chain_priors
+from node.agent import BsAgent, BsObservation, Decision, chain_priors
 from protocols.messages import (
     CsiSlice,
     CsiUpload,
@@ -56,7 +56,8 @@ class BsPart:
         self.bs = node.index
         self.scenario = scenario
         self.agent = BsAgent(self.bs, scenario, start.scheme, start.seed,
-                             action_mode=start.options.get("action_mode", "mean"))
+                             action_mode=start.options.get("action_mode", "mean"),
+                             source=node.weights)
         self.exchange = self.agent.scheme.exchange
         self.slots: dict[int, SlotState] = {}
         self.stats_ = BsStats()
@@ -102,15 +103,6 @@ class BsPart:
             self.act_in_chain(n, out, lost_predecessor=True)
         return bool(waiting)
 
-    def set_weights(self, arrays: dict[str, np.ndarray]) -> None:
-        policy = self.agent.policy
-        if policy is None:
-            raise RuntimeError(f"{self.node.name}: scheme {self.agent.scheme.name!r} runs no "
-                               "policy; weights do not apply")
-        from node.policy import load_arrays
-
-        load_arrays(policy, arrays)
-
     def stats(self) -> dict[str, Any]:
         s = self.stats_
         return {"slots": s.slots, "measurements": s.measurements, "misses": s.misses,
@@ -123,7 +115,7 @@ class BsPart:
         return self.slots.setdefault(n, SlotState())
 
     def on_csi(self, msg: CsiSlice, out: Outbox) -> None:
-        self.node.take_weights()
+        self.node.slot_boundary(self.agent)
         st = self.state(msg.slot)
         st.csi = msg
         self.stats_.slots += 1
@@ -131,7 +123,8 @@ class BsPart:
         if self.log_csi:
             self.stats_.csi_log.append([msg.slot, msg.gains.tobytes().hex()])
         if self.exchange == "none":
-            self.transmit(msg.slot, self.agent.decide(msg.gains[None], np.zeros(1)), out)
+            self.transmit(msg.slot, self.agent.select_action(
+                BsObservation(msg.gains[None], np.zeros(1))), out)
             self.upload_experience(msg.slot, 0, True, out)
         elif self.exchange == "chain":
             self.act_in_chain(msg.slot, out)
@@ -157,7 +150,8 @@ class BsPart:
             return  # wait for the power list
         radio = self.scenario.radio
         prior, chosen = chain_priors(decided, 1, radio.n_cells, radio.users_per_cell)
-        d = self.agent.decide(st.csi.gains[None], np.array([chain_in]), prior, chosen)
+        d = self.agent.select_action(
+            BsObservation(st.csi.gains[None], np.array([chain_in]), prior, chosen))
         st.done = True
         self.transmit(n, d, out)
         self.upload_experience(n, pos, pos + 1 == len(order), out)

@@ -43,6 +43,15 @@ START_TIMEOUT_S = 60.0
 """Longest wait for the controller's Start, seconds."""
 
 
+class Actor(Protocol):
+    """What a node part acts with (protocols.core.Actor) plus the version of the
+    weights it acts with."""
+
+    version: int
+
+    def update(self) -> None: ...
+
+
 class NodePart(Protocol):
     """A scenario kind's decision logic at one node."""
 
@@ -55,11 +64,29 @@ class NodePart(Protocol):
     def on_quiet(self, now: float, out: Outbox) -> bool:
         """Nothing came for :meth:`quiet_s`; True if something waiting was served."""
 
-    def set_weights(self, arrays: dict[str, np.ndarray]) -> None:
-        """Act with these weights from now on."""
-
     def stats(self) -> dict[str, Any]:
         """This part's figures for the final report."""
+
+
+class ReceivedWeights:
+    """The controller's weights as they arrived over the backhaul: the node's
+    :class:`~protocols.core.VariableSource` (the version only grows)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.version = 0
+        self._variables: dict[str, np.ndarray] = {}
+
+    def offer(self, msg: Weights) -> None:
+        """Keep ``msg`` if it is newer than what is held (a stale version is ignored)."""
+        if msg.version <= self.version:
+            log.warning("%s: ignoring stale weights v%d", self.name, msg.version)
+            return
+        self.version = msg.version
+        self._variables = dict(zip(msg.names, msg.arrays, strict=True))
+
+    def get_variables(self) -> dict[str, np.ndarray]:
+        return dict(self._variables)
 
 
 class NodeRole(Role):
@@ -74,9 +101,10 @@ class NodeRole(Role):
         self.early: list[Message] = []
         self.fetching = 0
         """Weights version the node waits for before saying ready (0: none)."""
-        self.pending: Weights | None = None
-        self.weights_version = 0
+        self.weights = ReceivedWeights(self.name)
+        """What the node's actor takes its weights from, at slot boundaries."""
         self.versions: list[int] = []
+        """Weights versions the actor acted with, in order."""
         self.telemetry: Any = None
         self.give_up_s = 0.0
         self.heard = 0.0
@@ -110,8 +138,7 @@ class NodeRole(Role):
 
     def serve(self, part: NodePart, msg: Message, now: float, out: Outbox) -> None:
         if isinstance(msg, Weights):
-            if self.pending is None or msg.version > self.pending.version:
-                self.pending = msg  # swapped in at the next slot boundary
+            self.weights.offer(msg)  # the actor takes it at the next slot boundary
             out.send(CONTROLLER, WeightsAck, slot=msg.slot, version=msg.version)
         elif isinstance(msg, Join):
             out.connect(self.kind.node_name(msg.node), msg.address)
@@ -189,19 +216,17 @@ class NodeRole(Role):
 
     # ----------------------------------------------------------------- shared services
 
-    def take_weights(self) -> None:
-        """At a slot boundary: swap in weights that arrived (a stale version is ignored)."""
-        w = self.pending
-        if w is None:
-            return
-        self.pending = None
-        if w.version <= self.weights_version:
-            log.warning("%s: ignoring stale weights v%d", self.name, w.version)
-            return
-        assert self.part is not None
-        self.part.set_weights(dict(zip(w.names, w.arrays, strict=True)))
-        self.weights_version = w.version
-        self.versions.append(w.version)
+    @property
+    def weights_version(self) -> int:
+        """Version of the weights the actor acts with (0: its initial ones)."""
+        return self.versions[-1] if self.versions else 0
+
+    def slot_boundary(self, actor: Actor) -> None:
+        """A slot starts: the actor takes newer weights, if any arrived."""
+        before = actor.version
+        actor.update()
+        if actor.version != before:
+            self.versions.append(actor.version)
 
     def report(self, slot: int, out: Outbox) -> None:
         assert self.part is not None

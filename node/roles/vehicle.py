@@ -14,7 +14,7 @@ import numpy as np
 
 from channel_server.v2x import V2xScenario
 from node.v2x_observation import LocalSlice, decode_action, neighbour_counts, observe
-from node.vehicle_agent import VehicleAgent
+from node.vehicle_agent import VehicleAgent, VehicleObservation
 from protocols.messages import (
     Experience,
     Fingerprint,
@@ -49,7 +49,8 @@ class VehiclePart:
         self.k = node.index
         self.scenario = scenario
         self.training = bool(start.options.get("train"))
-        self.agent = VehicleAgent(self.k, scenario, start.scheme, start.seed, {})
+        self.agent = VehicleAgent(self.k, scenario, start.scheme, start.seed, {},
+                                  source=node.weights)
         self.fingerprint = (0.0, 1.0)
         self.slices: dict[int, V2xSlice] = {}
         self.choices: dict[int, dict[int, NeighbourChoice]] = {}
@@ -85,9 +86,6 @@ class VehiclePart:
             self.decide(n, out, force=True)
         return bool(waiting)
 
-    def set_weights(self, arrays: dict[str, np.ndarray]) -> None:
-        self.agent.variables = arrays
-
     def stats(self) -> dict[str, Any]:
         s = self.stats_
         return {"slots": s.slots, "feedbacks": s.feedbacks, "lost_choices": s.lost_choices,
@@ -105,7 +103,7 @@ class VehiclePart:
             return  # wait for the rest of the neighbours' choices
         del self.slices[n]
         self.choices.pop(n - 1, None)
-        self.node.take_weights()
+        self.node.slot_boundary(self.agent)
         if t == 0:
             self.agent.start_episode()
         rbs = []
@@ -122,7 +120,8 @@ class VehiclePart:
                       self.fingerprint)
         timing = self.scenario.timing
         t0 = time.perf_counter()
-        action = self.agent.act(obs, t, self.fingerprint[1] if self.training else 0.0)
+        action = self.agent.select_action(
+            VehicleObservation(obs, t, self.fingerprint[1] if self.training else 0.0))
         compute = (time.perf_counter() - t0 if timing.compute_model == "measured"
                    else timing.compute_s)
         rb, level = (int(x) for x in decode_action(action, self.agent.n_rb))
