@@ -1,4 +1,5 @@
-"""Training over the network runner, pure: the controller feeds it what arrives
+"""Training over the network runner, pure: an experience collector
+(:mod:`controller.learners.collect`) plus a learner. The controller feeds it what arrives
 (node experience, central decisions, slot outcomes) and it assembles exactly the
 on-policy batch that :func:`controller.training.rollout.play` builds locally (slot-major;
 round-robin steps in chain order with the common reward on the last step; full:
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from controller.learners import registry
+from controller.learners.collect import ExperienceCollector
 from controller.training.rollout import Batch
 from node.policy import GaussianPolicy
 from protocols.weights import WeightsArtifact
@@ -52,14 +54,6 @@ def make_learner(algo: str, policy: GaussianPolicy, seed: int) -> Any:
 
 
 @dataclass
-class Step:
-    step: int
-    obs: np.ndarray
-    raw: np.ndarray
-    done: bool
-
-
-@dataclass
 class NetworkTrainer:
     """Collects one iteration's experience and updates the policy; the controller's
     versioned weights (a :class:`protocols.core.VariableSource`)."""
@@ -68,8 +62,7 @@ class NetworkTrainer:
     steps_per_slot: int
     """Transitions per slot: B for round-robin and full, 1 for centralized."""
     options: TrainOptions
-    steps: dict[int, list[Step]] = field(default_factory=dict)
-    rewards: dict[int, float] = field(default_factory=dict)
+    experience: ExperienceCollector = field(default_factory=ExperienceCollector)
     version: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     trained_steps: int = 0
@@ -94,30 +87,33 @@ class NetworkTrainer:
                    "episodes_per_iter": self.options.episodes_per_iter})
 
     def add_experience(self, slot: int, step: int, obs: np.ndarray, raw: np.ndarray,
-                       done: np.ndarray) -> None:
+                       done: np.ndarray, node: int = 0) -> None:
+        """Node ``node``'s upload: rows of (observation, raw action, done) from chain step
+        ``step`` on. A batch orders a slot's steps by (chain step, node)."""
         for i in range(obs.shape[0]):
-            self.steps.setdefault(slot, []).append(
-                Step(step + i, np.asarray(obs[i]), np.asarray(raw[i]), bool(done[i])))
+            self.experience.add(slot, (step + i, node), np.asarray(obs[i]),
+                                np.asarray(raw[i]), bool(done[i]))
 
     def add_outcome(self, slot: int, sum_rate: float) -> None:
-        self.rewards[slot] = sum_rate
+        self.experience.add_reward(slot, sum_rate)
 
     def complete(self, slots: range) -> bool:
-        return all(s in self.rewards and len(self.steps.get(s, ())) == self.steps_per_slot
-                   for s in slots)
+        return self.experience.complete(slots, self.steps_per_slot)
 
     def batch(self, slots: range) -> Batch:
-        obs, raw, rewards, dones = [], [], [], []
+        obs, raw, rewards, dones, rates = [], [], [], [], []
         for s in slots:
+            e = self.experience.take(s)
+            assert e.reward is not None
             # round-robin: chain order; full: every BS is its own single-step episode
-            for st in sorted(self.steps.pop(s), key=lambda x: x.step):
-                obs.append(st.obs)
-                raw.append(st.raw)
-                rewards.append(self.rewards[s] if st.done else 0.0)
-                dones.append(st.done)
-        rates = np.array([self.rewards.pop(s) for s in slots])
+            for _, up in sorted(e.uploads.items()):
+                obs.append(up.obs)
+                raw.append(up.action)
+                rewards.append(e.reward if up.done else 0.0)
+                dones.append(up.done)
+            rates.append(e.reward)
         return Batch(np.stack(obs), np.stack(raw), np.array(rewards),
-                     np.array(dones, dtype=bool), rates)
+                     np.array(dones, dtype=bool), np.array(rates))
 
     def update(self, slots: range, out: Path | None = None) -> dict[str, np.ndarray]:
         """Train on the slots' batch; return the new weights (version grows by one)."""

@@ -12,26 +12,17 @@ local trainer's schedule (:func:`controller.training.v2x_marl.epsilon_at`), per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from channel_server.v2x import V2xScenario
+from controller.learners.collect import ExperienceCollector
 from controller.learners.dqn import Dqn, Transitions
 from controller.training.v2x_marl import MarlConfig, epsilon_at, marl_artifact, marl_config
 from node.v2x_observation import observation_dim
 from protocols.seeding import rng_for
 from protocols.weights import WeightsArtifact
 
-__all__ = ["MarlConfig", "SlotExperience", "V2xNetworkTrainer", "marl_config"]
-
-
-@dataclass
-class SlotExperience:
-    obs: dict[int, np.ndarray] = field(default_factory=dict)
-    action: dict[int, int] = field(default_factory=dict)
-    done: bool = False
-    reward: float | None = None
+__all__ = ["MarlConfig", "V2xNetworkTrainer", "marl_config"]
 
 
 class V2xNetworkTrainer:
@@ -49,12 +40,10 @@ class V2xNetworkTrainer:
         self.dqn = Dqn(observation_dim(scenario), r.n_rb * len(r.v2v_power_levels_dbm),
                        self.n_agents, self.cfg.dqn, rng_for(seed, "v2x-marl", "learner"))
         self.episodes = max(slots // scenario.n_steps, 1)
-        self.pending: dict[int, SlotExperience] = {}
+        self.experience = ExperienceCollector()
         self.history: list[dict[str, float]] = []
         self.version = 1
         self.stored = 0
-        self.dropped = 0
-        """Slots whose transitions could never complete (a vehicle vanished)."""
 
     def fingerprint(self, slot: int) -> tuple[int, float]:
         """(training iteration e, epsilon) the actors use from ``slot`` on."""
@@ -62,47 +51,51 @@ class V2xNetworkTrainer:
         fp_iters = self.scenario.observation.fingerprint_iterations
         return ep * fp_iters // self.episodes, epsilon_at(ep, self.episodes, self.cfg)
 
+    @property
+    def dropped(self) -> int:
+        """Slots whose transitions could never complete (a vehicle vanished)."""
+        return self.experience.dropped
+
     def add_experience(self, slot: int, agent: int, obs: np.ndarray, action: int,
                        done: bool) -> None:
-        e = self.pending.setdefault(slot, SlotExperience())
-        e.obs[agent], e.action[agent], e.done = np.asarray(obs, np.float64), int(action), done
+        self.experience.add(slot, agent, np.asarray(obs, np.float64), int(action), done)
 
     def add_reward(self, slot: int, reward: float) -> None:
-        self.pending.setdefault(slot, SlotExperience()).reward = float(reward)
+        self.experience.add_reward(slot, reward)
 
     def complete(self, slots: range, agents: set[int]) -> bool:
         """Every upload and reward of ``slots`` from ``agents`` is in."""
-        return all(n in self.pending and agents <= set(self.pending[n].obs)
-                   and self.pending[n].reward is not None for n in slots)
+        return self.experience.complete(slots, agents)
 
     def update(self, upto: int) -> dict[str, float]:
         """Store the complete transitions of slots before ``upto``, then train."""
-        full = set(range(self.n_agents))
+        agents = range(self.n_agents)
+        full = set(agents)
+        collected = self.experience
         rows = []
-        for n in sorted(x for x in self.pending if x < upto):
-            e, nxt = self.pending[n], self.pending.get(n + 1)
-            if e.reward is None or set(e.obs) != full:
+        for n in sorted(x for x in collected.slots if x < upto):
+            e, nxt = collected.slots[n], collected.get(n + 1)
+            done = any(u.done for u in e.uploads.values())
+            if e.reward is None or set(e.uploads) != full:
                 continue
-            if not e.done and (nxt is None or set(nxt.obs) != full):
+            if not done and (nxt is None or set(nxt.uploads) != full):
                 continue
-            next_obs = (np.zeros_like(np.stack([e.obs[k] for k in range(self.n_agents)]))
-                        if e.done else np.stack([nxt.obs[k] for k in range(self.n_agents)]))
-            rows.append((n, e, next_obs))
+            obs = np.stack([e.uploads[k].obs for k in agents])
+            next_obs = (np.zeros_like(obs) if done or nxt is None
+                        else np.stack([nxt.uploads[k].obs for k in agents]))
+            rows.append((n, e, obs, next_obs, done))
         if rows:
             self.dqn.observe(Transitions(
-                obs=np.stack([np.stack([e.obs[k] for k in range(self.n_agents)])
-                              for _, e, _ in rows]),
-                actions=np.array([[e.action[k] for k in range(self.n_agents)]
-                                  for _, e, _ in rows]),
-                rewards=np.array([e.reward for _, e, _ in rows]) * self.cfg.reward_scale,
-                next_obs=np.stack([x for _, _, x in rows]),
-                terminated=np.array([float(e.done) for _, e, _ in rows])))
-        for n, _, _ in rows:
-            del self.pending[n]
+                obs=np.stack([obs for _, _, obs, _, _ in rows]),
+                actions=np.array([[e.uploads[k].action for k in agents]
+                                  for _, e, _, _, _ in rows]),
+                rewards=np.array([e.reward for _, e, _, _, _ in rows]) * self.cfg.reward_scale,
+                next_obs=np.stack([x for _, _, _, x, _ in rows]),
+                terminated=np.array([float(done) for *_, done in rows])))
+        for n, *_ in rows:
+            collected.take(n)
         # what is still missing before the last slot (a vanished vehicle) never completes
-        for n in [x for x in self.pending if x < upto - 1]:
-            del self.pending[n]
-            self.dropped += 1
+        collected.drop_before(upto - 1)
         self.stored += len(rows)
         stats: dict[str, float] = {}
         for _ in range(max(self.period // self.cfg.train_every, 1)):

@@ -84,7 +84,10 @@ class CellularPart:
         elif isinstance(msg, CsiUpload) and self.central is not None:
             self.on_upload(msg, out)
         elif isinstance(msg, Experience) and self.trainer is not None:
-            self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done)
+            if msg.sender not in self.ctl.nodes:
+                return False
+            self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done,
+                                        index_of(msg.sender))
             self.try_train(now, out)
         else:
             return False

@@ -49,7 +49,7 @@ def test_transitions_join_next_observations_rewards_and_episode_ends() -> None:
     assert tr.complete(range(0, 3), set(range(k_n)))
     assert not tr.complete(range(0, 5), set(range(k_n)))
     tr.update(3)
-    assert tr.stored == 3 and sorted(tr.pending) == [3]  # slot 3 waits for slot 4
+    assert tr.stored == 3 and sorted(tr.experience.slots) == [3]  # slot 3 waits for slot 4
     for k in range(k_n):
         buf = tr.dqn.replay.buffers[k]  # type: ignore[union-attr]
         assert buf.size == 3
@@ -77,6 +77,6 @@ def test_slots_a_vanished_vehicle_never_completes_are_dropped() -> None:
             tr.add_experience(n, k, np.zeros(tr.dqn.obs_dim), 0, done=n % 3 == 2)
         tr.add_reward(n, 1.0)
     tr.update(3)
-    assert tr.stored == 1 and tr.dropped == 1 and sorted(tr.pending) == [2, 3, 4, 5]
+    assert tr.stored == 1 and tr.dropped == 1 and sorted(tr.experience.slots) == [2, 3, 4, 5]
     tr.update(6)  # slot 1 needed slot 2's full upload; 2..4 are incomplete
-    assert tr.stored == 1 and tr.dropped == 4 and sorted(tr.pending) == [5]
+    assert tr.stored == 1 and tr.dropped == 4 and sorted(tr.experience.slots) == [5]
