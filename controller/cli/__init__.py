@@ -51,22 +51,25 @@ def resolve_file(path: Path, sets: tuple[str, ...] | list[str] = ()) -> Resolved
         raise click.ClickException(str(e)) from e
 
 
+def resolve_of_kind(path: Path, sets: tuple[str, ...] | list[str], kind: str) -> Any:
+    """The scenario of a command that takes one kind only (paper 001's or 000's)."""
+    r = resolve_file(path, sets)
+    if r.kind.name != kind:
+        raise click.ClickException(f"{path}: a {r.kind.name} scenario; this command takes a "
+                                   f"{kind} one")
+    return r.scenario
+
+
 def resolve_scenario(path: Path, sets: tuple[str, ...] | list[str]) -> Scenario:
     """A cellular scenario (the paper-001 commands)."""
-    r = resolve_file(path, sets)
-    if r.kind.name != "cellular":
-        raise click.ClickException(f"{path}: a {r.kind.name} scenario; this command takes a "
-                                   "cellular one")
-    return r.scenario  # type: ignore[no-any-return]
+    scenario: Scenario = resolve_of_kind(path, sets, "cellular")
+    return scenario
 
 
 def resolve_v2x(path: Path, sets: tuple[str, ...] | list[str]) -> V2xScenario:
     """A V2X scenario (the paper-000 commands)."""
-    r = resolve_file(path, sets)
-    if r.kind.name != "v2x":
-        raise click.ClickException(f"{path}: a {r.kind.name} scenario; this command takes a "
-                                   "V2X one")
-    return r.scenario  # type: ignore[no-any-return]
+    scenario: V2xScenario = resolve_of_kind(path, sets, "v2x")
+    return scenario
 
 
 def default_out(scenario: Scenario | V2xScenario, scheme: str, runner: str, seed: int) -> Path:

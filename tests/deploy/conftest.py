@@ -18,11 +18,11 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 BUILD_SCRIPT = ROOT / "scripts" / "build-images.sh"
 ENV = "RRMBED_DEPLOY_TESTS"
 STATUS_KEY = "rrmbed/deploy-status"

@@ -7,14 +7,12 @@ broker service runs mosquitto from the base image (no registry needed).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import random
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from controller.deploy.compose import render_compose
+from tests.helpers import ROOT, S3, SV, read_csv, rrmbed
 
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIO = ROOT / "scenarios" / "3cell-k2.toml"
+SCENARIO = S3
 IMAGE = "rrmbed:local"
 BROKER_IMAGE = "rrmbed-base:bookworm"
 N_NODES, SCHEME, SLOTS, SEED = 3, "round-robin", 200, 7
@@ -67,12 +65,6 @@ def compose_subnet() -> str | None:
         if argv and argv[0].endswith(b"dockerd") and b"--iptables=false" in argv:
             return f"172.30.{random.randrange(256)}.0/24"
     return None
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """Rows as text (no float parsing: comparisons are byte for byte)."""
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @DEPLOY[0]
@@ -146,9 +138,8 @@ def test_compose_run_equals_local_network_run(project: tuple[Project, Path],
     proj, out = project
     # The reference: the same scenario, scheme and seed with the local network runner.
     local = tmp_path / "local"
-    r = sh([sys.executable, "-m", "controller.cli", "run", str(SCENARIO), "--scheme", SCHEME,
-            "--runner", "network", "--slots", str(SLOTS), "--seed", str(SEED),
-            "--out", str(local)], timeout=300, cwd=ROOT)
+    r = rrmbed("run", str(SCENARIO), "--scheme", SCHEME, "--runner", "network", "--slots",
+               str(SLOTS), "--seed", str(SEED), "--out", str(local), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
 
     t0 = time.monotonic()
@@ -268,7 +259,7 @@ def test_render_weights_named_volume_static_addresses_and_dollars() -> None:
 @DEPLOY[1]
 def test_v2x_compose_run_equals_local_runner(images: list[str], tmp_path: Path) -> None:
     """A V2X run in containers (one per vehicle) plays the local runner's slots exactly."""
-    scenario = ROOT / "scenarios" / "v2x-manhattan.toml"
+    scenario = SV
     k_n, slots, seed = 4, 200, 3
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -287,9 +278,8 @@ def test_v2x_compose_run_equals_local_runner(images: list[str], tmp_path: Path) 
         assert waited.stdout.strip() == "0", f"controller exit {waited.stdout!r}\n{proj.logs()}"
         out = runs / "v2x"
         local = tmp_path / "local"
-        r = sh([sys.executable, "-m", "controller.cli", "run", str(scenario), "--scheme",
-                "random", "--runner", "local", "--slots", str(slots), "--seed", str(seed),
-                "--out", str(local)], timeout=300, cwd=ROOT)
+        r = rrmbed("run", str(scenario), "--scheme", "random", "--runner", "local", "--slots",
+                   str(slots), "--seed", str(seed), "--out", str(local), timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         assert (out / "metrics.csv").read_text() == (local / "metrics.csv").read_text()
         summary = json.loads((out / "summary.json").read_text())

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,16 @@ import pytest
 
 from protocols.codec import encode
 from protocols.messages import PowerForward
+from tests.helpers import rrmbed
 
-ROOT = Path(__file__).resolve().parents[2]
 WIDE = {**os.environ, "COLUMNS": "200"}  # one line per table row
 
 
 def test_bench_transport_reports_every_run_and_their_medians(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "bench", "transport", "-n", "40",
-         "--floats", "16", "--placement", "os", "--placement", "same-core", "--repeat", "3",
-         "--json", str(out)],
-        cwd=ROOT, env=WIDE, capture_output=True, text=True, timeout=300,
-    )
+    done = rrmbed("bench", "transport", "-n", "40", "--floats", "16", "--placement", "os",
+                  "--placement", "same-core", "--repeat", "3", "--json", str(out),
+                  env=WIDE, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "median" in done.stdout and "ratio p50" in done.stdout
     doc = json.loads(out.read_text())
@@ -52,11 +47,8 @@ def test_bench_transport_reports_every_run_and_their_medians(tmp_path: Path) -> 
 
 def test_bench_transport_names_an_unwritable_json_path(tmp_path: Path) -> None:
     target = tmp_path / "missing-dir" / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "bench", "transport", "-n", "10",
-         "--placement", "os", "--json", str(target)],
-        cwd=ROOT, env=WIDE, capture_output=True, text=True, timeout=300,
-    )
+    done = rrmbed("bench", "transport", "-n", "10", "--placement", "os", "--json", str(target),
+                  env=WIDE, timeout=300)
     assert done.returncode == 1
     assert f"cannot write {target}" in done.stderr
     assert "ratio p50" in done.stdout  # the figures were printed before the write failed

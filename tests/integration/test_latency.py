@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from channel_server.config import load_scenario
-from tests.integration.test_network_run import ROOT, run_dir
+from tests.helpers import S3, SCENARIOS, run_dir
 
 COMPUTE_S = 0.0005
 
@@ -25,7 +25,7 @@ def latency_ms(out: Path) -> np.ndarray:
 @pytest.mark.parametrize("name", ["3cell-k2", "7cell-k8"])
 @pytest.mark.parametrize("link_s", [0.0, 0.002])
 def test_round_robin_chain_latency_grows_with_b(tmp_path: Path, name: str, link_s: float) -> None:
-    scenario = ROOT / "scenarios" / f"{name}.toml"
+    scenario = SCENARIOS / f"{name}.toml"
     b = load_scenario(scenario).radio.n_cells
     sets = ["--set", f"timing.compute_s={COMPUTE_S}", "--set", "timing.deadline_s=1.0",
             "--set", f"backhaul.default.latency_s={link_s}"]
@@ -43,7 +43,7 @@ def test_round_robin_chain_latency_grows_with_b(tmp_path: Path, name: str, link_
 
 
 def test_deadline_misses_fall_back_to_previous_powers(tmp_path: Path) -> None:
-    scenario = ROOT / "scenarios" / "3cell-k2.toml"
+    scenario = S3
     # chain: 0.5 ms, 0.5 + 1 + 0.5 = 2.0 ms, 3.5 ms: the third BS misses a 3 ms deadline
     out = run_dir(tmp_path, scenario, "round-robin", "network", 40, 8,
                   "--set", "timing.deadline_s=0.003")

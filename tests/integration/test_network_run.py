@@ -7,8 +7,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,41 +17,7 @@ from channel_server.config import load_scenario
 from protocols.codec import encode
 from protocols.messages import CsiUpload, Decision, PowerForward
 from protocols.meter import wire_size
-
-ROOT = Path(__file__).resolve().parents[2]
-S3 = ROOT / "scenarios" / "3cell-k2.toml"
-S7 = ROOT / "scenarios" / "7cell-k8.toml"
-
-
-def rrmbed(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def run_dir(tmp: Path, scenario: Path, scheme: str, runner: str, slots: int, seed: int,
-            *extra: str) -> Path:
-    out = tmp / f"{scheme}-{runner}"
-    r = rrmbed("run", str(scenario), "--scheme", scheme, "--runner", runner, "--slots",
-               str(slots), "--seed", str(seed), "--out", str(out), *extra)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return out
-
-
-def metrics(out: Path) -> list[dict[str, str]]:
-    with (out / "metrics.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purpose
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+from tests.helpers import S3, S7, Spawn, alive, metrics, run_dir
 
 
 @pytest.mark.parametrize("scheme", ["round-robin", "full"])
@@ -141,13 +105,11 @@ def test_backhaul_bytes_match_message_sizes(tmp_path: Path, scenario: Path) -> N
     assert abs(by_kind["decision"] - b * down) <= 4 * b
 
 
-def test_killed_node_is_reported_and_nothing_is_left(tmp_path: Path) -> None:
+def test_killed_node_is_reported_and_nothing_is_left(tmp_path: Path, spawn: Spawn) -> None:
     out = tmp_path / "kill"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "run", str(S3), "--scheme", "round-robin",
-         "--runner", "network", "--slots", "300", "--seed", "2", "--out", str(out),
-         "--set", "timing.clock=\"realtime\"", "--set", "timing.peer_timeout_s=1.0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
+                 "300", "--seed", "2", "--out", str(out), "--set", "timing.clock=\"realtime\"",
+                 "--set", "timing.peer_timeout_s=1.0")
     status = out / "status.json"
     deadline = time.monotonic() + 90
     while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 20):
@@ -172,14 +134,12 @@ def test_killed_node_is_reported_and_nothing_is_left(tmp_path: Path) -> None:
         assert not alive(pid), f"{role} (pid {pid}) left behind"
 
 
-def test_ctrl_c_leaves_no_process_and_no_ipc_file(tmp_path: Path) -> None:
+def test_ctrl_c_leaves_no_process_and_no_ipc_file(tmp_path: Path, spawn: Spawn) -> None:
     out = tmp_path / "interrupt"
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the launcher's ipc folder goes here
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "run", str(S3), "--scheme", "full",
-         "--runner", "network", "--endpoints", "ipc", "--slots", "100000", "--seed", "4",
-         "--out", str(out), "--set", "timing.clock=\"realtime\""],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = spawn("run", str(S3), "--scheme", "full", "--runner", "network", "--endpoints",
+                 "ipc", "--slots", "100000", "--seed", "4", "--out", str(out),
+                 "--set", "timing.clock=\"realtime\"", env=env)
     status = out / "status.json"
     deadline = time.monotonic() + 90
     while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 10):
@@ -227,7 +187,8 @@ def test_realtime_clock_paces_slots_and_holds_messages(tmp_path: Path) -> None:
         r["sum_rate_bps_hz"] for r in metrics(fast)]
 
 
-def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path) -> None:
+def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path,
+                                                                 spawn: Spawn) -> None:
     from node.agent import policy_config
     from node.policy import save_weights, seeded_policy
 
@@ -240,8 +201,7 @@ def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path
     args = ["run", str(S3), "--scheme", "full", "--runner", "network", "--slots", str(slots),
             "--seed", "6", "--weights", str(weights), "--out", str(out),
             "--set", 'timing.clock="realtime"', "--set", "timing.peer_timeout_s=1.0"]
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn(*args)
     status = out / "status.json"
     deadline = time.monotonic() + 90
     while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 20):
@@ -258,9 +218,7 @@ def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline + 60
         time.sleep(0.05)
-    late = subprocess.Popen([sys.executable, "-m", "controller.cli", "node", "--id", "1",
-                             "--controller", controller], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    late = spawn("node", "--id", "1", "--controller", controller)
     proc.communicate(timeout=120)
     late.communicate(timeout=60)
     assert late.returncode == 0

@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 
 from channel_server.config import load_scenario
-from controller.training.net_training import make_learner
+from controller.learners.experience import make_learner
 from controller.training.rollout import Batch
 from node.agent import node_policy
-from tests.integration.test_network_run import ROOT, rrmbed, run_dir
-
-S3 = ROOT / "scenarios" / "3cell-k2.toml"
+from tests.helpers import S3, rrmbed, run_dir
 
 
 @pytest.mark.parametrize("scheme", ["round-robin"])
@@ -52,7 +50,7 @@ def test_network_training_round_robin(tmp_path: Path, scheme: str) -> None:
         with np.load(run / f"batch-{v}.npz") as z:
             batch = Batch(z["obs"], z["actions"], z["rewards"], z["dones"], z["sum_rate"])
         assert batch.obs.shape == (m * 3, 15) and batch.dones.sum() == m
-        learner.update(batch)
+        learner.step(batch)
         mine = {k: t.detach().numpy() for k, t in policy.state_dict().items()}
         with np.load(run / f"weights-v{v + 1}.npz") as z:
             for k, arr in mine.items():

@@ -35,9 +35,8 @@ from protocols.telemetry import (
     status_topic,
     subscription,
 )
-from tests.integration.conftest import Mosquitto, free_loopback_port, port_open
+from tests.helpers import ROOT, S3, Mosquitto, free_loopback_port, port_open
 
-REPO = Path(__file__).resolve().parents[2]
 FAST = TelemetryTiming(
     connect_timeout_s=0.5, publish_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.4
 )
@@ -129,7 +128,7 @@ asyncio.run(main(*sys.argv[1:]))
 def spawn_publisher(url: str, run: str, ident: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", PUBLISHER, url, run, str(ident)],
-        cwd=REPO,
+        cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -520,14 +519,13 @@ def test_publisher_processes_exit_cleanly_without_broker() -> None:
 async def test_a_real_run_publishes_every_process_metrics(mosquitto: Mosquitto,
                                                           tmp_path: Path) -> None:
     """An rrmbed network run: the channel server, the controller and every node publish."""
-    root = Path(__file__).resolve().parents[2]
     run = "live-run"
     async with collecting(mosquitto.url, subscription(run)) as col:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller.cli", "run", str(root / "scenarios/3cell-k2.toml"),
+            sys.executable, "-m", "controller.cli", "run", str(S3),
             "--scheme", "round-robin", "--runner", "network", "--slots", "150", "--seed", "2",
             "--out", str(tmp_path / run), "--broker", mosquitto.url,
-            "--set", 'timing.clock="realtime"', cwd=root,
+            "--set", 'timing.clock="realtime"', cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(proc.communicate(), 120)
         assert proc.returncode == 0, err.decode()

@@ -22,9 +22,8 @@ from controller.training.v2x_marl import (
 from protocols.codec import encode
 from protocols.messages import Experience, NeighbourChoice
 from protocols.meter import wire_size
-from tests.integration.test_network_run import ROOT, rrmbed, run_dir
+from tests.helpers import SV, Spawn, alive, rrmbed, run_dir
 
-SV = ROOT / "scenarios" / "v2x-manhattan.toml"
 SCENARIO = load_v2x_scenario(SV)
 K = SCENARIO.radio.n_v2v
 
@@ -149,22 +148,16 @@ def test_v2x_network_training(tmp_path: Path) -> None:
     assert scheme_scenario(SCENARIO, "marl-dqn").observation.fingerprint
 
 
-def test_killed_vehicle_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
+def test_killed_vehicle_is_reported_and_the_others_go_on(tmp_path: Path,
+                                                        spawn: Spawn) -> None:
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
-    from tests.integration.test_network_run import alive
-
     out = tmp_path / "kill"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "run", str(SV), "--scheme", "random",
-         "--runner", "network", "--slots", "3000", "--seed", "2", "--out", str(out),
-         "--no-telemetry", "--set", "timing.clock=\"realtime\"",
-         "--set", "timing.peer_timeout_s=1.0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn("run", str(SV), "--scheme", "random", "--runner", "network", "--slots",
+                 "3000", "--seed", "2", "--out", str(out), "--no-telemetry",
+                 "--set", "timing.clock=\"realtime\"", "--set", "timing.peer_timeout_s=1.0")
     status = out / "status.json"
     deadline = time.monotonic() + 90
     while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 150):

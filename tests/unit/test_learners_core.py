@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from controller.learners import registry
-from controller.learners.core import Actor, Learner, VariableSource
 from controller.learners.registry import QDims, UnknownLearner
+from protocols.core import Actor, Learner, VariableSource
 
 OBS_DIM, ACT_DIM = 4, 2
 
