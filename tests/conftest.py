@@ -1,0 +1,44 @@
+"""Fixtures shared by every test layer. Plain helpers (paths, the CLI as a subprocess, CSV
+rows, ...) are in ``tests/helpers.py``; the mosquitto fixtures in
+``tests/integration/conftest.py``."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import ROOT, Spawn, rrmbed_argv
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start ``rrmbed ARGS`` in the background: ``spawn(*args, env=None)`` returns the Popen
+    (text pipes for stdout and stderr, cwd the repository).
+
+    Whatever the test's outcome, nothing it spawned outlives it: a process still running at
+    teardown gets SIGTERM (the launcher treats it as Ctrl-C and stops its own children), then
+    SIGKILL after 30 s, and is reaped.
+    """
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(rrmbed_argv(*args), cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
