@@ -716,7 +716,10 @@ def bench_trpo(steps: int, seed: int, episodes: int, out: Path | None) -> None:
     (needs the 'bench' extra: pip install '.[bench]')."""
     from controller.bench.trpo import print_bench, run_bench
 
-    print_bench(run_bench(steps, seed, episodes_per_iter=episodes, out=out))
+    try:
+        print_bench(run_bench(steps, seed, episodes_per_iter=episodes, out=out))
+    except ImportError as e:
+        raise click.ClickException(str(e)) from e
 
 
 @bench.command("slots")

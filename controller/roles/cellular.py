@@ -75,6 +75,10 @@ class CellularPart:
     def after_weights(self, name: str, slot: int, out: Outbox) -> None:
         pass
 
+    def busy(self) -> bool:
+        """An update waits for the last experience of its iteration."""
+        return self.iteration is not None
+
     def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return arrays
 

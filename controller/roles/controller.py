@@ -70,6 +70,10 @@ class ControllerPart(Protocol):
     def after_weights(self, name: str, slot: int, out: Outbox) -> None:
         """``name`` was just sent a training deployment's weights."""
 
+    def busy(self) -> bool:
+        """Work that waits for messages still in flight (a training update waiting for the
+        last experience): the run does not end before it is done."""
+
     def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The part of a weights snapshot node ``name`` runs."""
 
@@ -129,6 +133,8 @@ class ControllerRole(Role):
         self.last_progress = 0.0
         self.heard = 0.0
         """When the last message of the run arrived (the silence timer's reference)."""
+        self.air_done = False
+        """The channel server has played every slot."""
         self.telemetry: Any = None
 
     # ----------------------------------------------------------------- the calls
@@ -179,6 +185,12 @@ class ControllerRole(Role):
                       f"{self.startup_timeout_s:.1f} s")
         elif key == "silence" and now < self.heard + 2 * self.timing.peer_timeout_s:
             out.timer("silence", self.heard + 2 * self.timing.peer_timeout_s)  # lazy re-arm
+        elif key == "silence" and self.air_done:
+            self.errors.append(f"the last training update still lacked experience "
+                               f"{2 * self.timing.peer_timeout_s:.1f} s after the last slot; "
+                               "stopping without it")
+            log.error(self.errors[-1])
+            self.finish(now, out)
         elif key == "silence":
             self.errors.append(f"channel-server silent for {2 * self.timing.peer_timeout_s:.1f} "
                                f"s after slot {self.part.recorder.done}; stopping the run")
@@ -252,7 +264,7 @@ class ControllerRole(Role):
 
     def serve(self, msg: Message, now: float, out: Outbox) -> None:
         if isinstance(msg, Done):
-            self.finish(now, out)
+            self.air_done = True
         elif isinstance(msg, WeightsRequest):
             self.send_snapshot(msg.sender, self.done_slots, out)
         elif isinstance(msg, WeightsAck) and self.deploying is not None:
@@ -269,6 +281,8 @@ class ControllerRole(Role):
             self.on_ready(msg, out)
         elif not self.part.on_message(msg, now, out):
             log.warning("controller: unexpected %s from %s", msg.KIND, msg.sender)
+        if self.air_done and not self.part.busy():
+            self.finish(now, out)
 
     def late_hello(self, msg: Hello, out: Outbox) -> None:
         """A node (re)started mid-run: give it the configuration; it fetches the weights."""

@@ -73,6 +73,10 @@ class V2xPart:
     def after_weights(self, name: str, slot: int, out: Outbox) -> None:
         self.send_fingerprint(name, slot, out)
 
+    def busy(self) -> bool:
+        """An update waits for the last experience of its iteration."""
+        return self.upto is not None
+
     def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Only the receiving vehicle's own network."""
         return own_weights(arrays, index_of(name))

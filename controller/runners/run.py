@@ -30,8 +30,9 @@ def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
     """The weights a run starts from; named errors for what cannot work."""
     if path is None:
         if spec.needs_weights and not training:
+            hint = f" of `{spec.weights_from}`" if spec.weights_from else ""
             raise RunError(f"scheme {spec.name!r} acts with trained weights: pass --weights "
-                           f"(a {spec.weights} file)")
+                           f"(the {spec.weights} weights.npz{hint})")
         return None
     if spec.weights is None:
         raise RunError(f"scheme {spec.name!r} runs no policy; --weights does not apply")

@@ -194,7 +194,7 @@ def baselines(
 def main(argv: list[str] | None = None) -> None:
     """Train on a scenario and print the greedy sum-rate next to max power and random levels."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", default=str(Path(__file__).resolve().parents[1]
+    p.add_argument("--scenario", default=str(Path(__file__).resolve().parents[2]
                                              / "scenarios" / "3cell-k2.toml"))
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)

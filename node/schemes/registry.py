@@ -47,6 +47,8 @@ class Scheme:
     for schemes without one."""
     weights: str | None = None
     """Format of its weights files: 'gaussian-mlp' (power policy), 'q-networks' (DQN)."""
+    weights_from: str = ""
+    """The command that trains its weights, for error messages."""
     learners: tuple[str, ...] = ()
     """Learners that can train it (names in controller.learners)."""
     check: Any = None

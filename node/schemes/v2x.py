@@ -16,15 +16,18 @@ CHECK = "node.vehicle_agent:check_q_scenario"
 
 register(Scheme("marl-dqn", KIND, "neighbours", "multi-agent DQN with fingerprints",
                 actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
+                weights_from="rrmbed v2x train",
                 check=CHECK,
                 options={"fingerprint": True, "turns": False, "learned": True},
                 default_for=("train",), rank=0))
 register(Scheme("marl-dqn-nofp", KIND, "neighbours", "multi-agent DQN without fingerprints",
                 actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
+                weights_from="rrmbed v2x train",
                 check=CHECK,
                 options={"fingerprint": False, "turns": False, "learned": True}, rank=1))
 register(Scheme("turn-dqn", KIND, "neighbours", "DQN agents taking turns (one changes per slot)",
                 actor=ACTOR, weights="q-networks", learners=("dqn",), needs_weights=True,
+                weights_from="rrmbed v2x train",
                 check=CHECK,
                 options={"fingerprint": False, "turns": True, "learned": True}, rank=2))
 register(Scheme("random", KIND, "neighbours", "a uniform random RB and power level",

@@ -245,6 +245,9 @@ class TwoLinkController:
     def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return arrays
 
+    def busy(self) -> bool:
+        return False
+
     def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
         if not isinstance(msg, TwoLinkOutcome):
             return False
