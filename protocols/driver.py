@@ -58,6 +58,11 @@ class EndpointHost:
         self.telemetries.append(t)
         return t
 
+    @property
+    def telemetry_pending(self) -> bool:
+        """A telemetry publisher waits to be started."""
+        return self._started < len(self.telemetries)
+
     async def start_telemetry(self) -> None:
         while self._started < len(self.telemetries):
             await self.telemetries[self._started].start()
@@ -108,7 +113,7 @@ class Driver:
                 except (PeerError, PeerTimeout) as e:
                     log.error("%s: %s not sent: %s", ep.name, s.cls.KIND, e)
         out.clear()
-        if self.host.telemetries:
+        if self.host.telemetry_pending:
             await self.host.start_telemetry()
 
     def due(self, now: float) -> list[Hashable]:
@@ -147,7 +152,8 @@ class Driver:
                 except PeerTimeout:
                     continue
                 role.on_message(msg, time.monotonic(), out)
-                await self.apply()
+                if not out.idle() or self.host.telemetry_pending:
+                    await self.apply()
         finally:
             await self.host.close()
         if role.failure:

@@ -75,6 +75,11 @@ class Outbox:
         self.links.update(links)
         self.clock = clock
 
+    def idle(self) -> bool:
+        """Nothing to carry out."""
+        return not (self.sends or self.timers or self.connects or self.links
+                    or self.clock is not None)
+
     def clear(self) -> None:
         self.sends.clear()
         self.timers.clear()

@@ -321,9 +321,10 @@ class Endpoint:
             got = self.received[key] = [0, 0]
         got[0] += 1
         got[1] += wire_size(len(frame))
-        if self.links.models:
+        links = self.links
+        if links.models and msg.PLANE in links.planes:  # only emulated planes pay for it
             now = time.time_ns()
-            msg, release_ns = self.links.arrive(msg, now)
+            msg, release_ns = links.arrive(msg, now)
             if release_ns > now:
                 self._held_count += 1
                 heapq.heappush(self._held, (release_ns, self._held_count, msg))

@@ -30,14 +30,16 @@ class CellularAir:
         self.telemetry: dict[str, float] = {}
 
     def accepts(self, msg: Message) -> bool:
-        """Powers for this BS's K users, finite, within [0, Pmax]."""
+        """Powers for this BS's K users, finite, within [0, Pmax] (NaN fails every
+        comparison), and a decision latency that is not NaN."""
         assert isinstance(msg, Transmit)
-        p = msg.powers
-        radio = self.scenario.radio
-        return bool(isinstance(p, np.ndarray) and p.shape == (radio.users_per_cell,)
-                    and p.dtype.kind == "f" and np.isfinite(p).all() and (p >= 0).all()
-                    and (p <= radio.pmax_w * (1 + 1e-12)).all()
-                    and not np.isnan(msg.decision_latency_s))
+        p, radio = msg.powers, self.scenario.radio
+        if not (isinstance(p, np.ndarray) and p.shape == (radio.users_per_cell,)
+                and p.dtype.kind == "f"):
+            return False
+        top = radio.pmax_w * (1 + 1e-12)
+        latency = msg.decision_latency_s
+        return all(0.0 <= x <= top for x in p.tolist()) and latency == latency
 
     def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
         self.gains = (self.air.reset() if n == 0 else self.air.step())[0]
