@@ -27,6 +27,8 @@ class ScenarioKind:
 
     name: str = ""
     """Registry name, also the optional top-level ``kind = "..."`` key of a scenario file."""
+    label: str = ""
+    """How messages name the kind ("V2X"); the registry name when empty."""
     node_role: str = "node"
     """Name prefix of its node processes (``node-0``) and their CLI command."""
     messages: tuple[str, ...] = ()

@@ -16,6 +16,7 @@ from channel_server.v2x import (
 
 class V2x(ScenarioKind):
     name = "v2x"
+    label = "V2X"
     node_role = "vehicle"
     messages = ("v2x_slice", "v2x_transmit", "v2x_feedback", "v2x_outcome",
                 "neighbour_choice", "fingerprint", "experience", "weights")

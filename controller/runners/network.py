@@ -33,15 +33,15 @@ async def serve(resolved: Resolved, scheme: str, slots: int, seed: int, out: Pat
     """Run the controller until the run ends; 1 if it had errors or lost nodes."""
     endpoint = Endpoint(CONTROLLER, bind, Meter())
     try:
-        driver_role = ControllerRole(resolved, scheme, slots, seed, "network", weights, options,
-                                     emit=say, out_dir=out)
+        ctl = ControllerRole(resolved, scheme, slots, seed, "network", weights, options,
+                             emit=say, out_dir=out)
         say("ADDRESS", advertise or endpoint.address)
-        code = await Driver(driver_role, endpoint, advertise).run()
-        if driver_role.failure:
-            driver_role.errors.append(driver_role.failure)
-            if driver_role.phase in ("hello", "ready"):
-                return code or 1
-        summary = write_run(driver_role, out)
+        code = await Driver(ctl, endpoint, advertise).run()
+        if ctl.failure:
+            if ctl.phase in ("hello", "ready"):
+                return code or 1  # no slot ran: nothing to write (the log names the cause)
+            ctl.errors.append(ctl.failure)
+        summary = write_run(ctl, out)
         say("SUMMARY", out / "summary.json")
         return 1 if summary["errors"] or summary["lost_nodes"] else 0
     finally:

@@ -19,10 +19,11 @@ class RunError(ValueError):
 
 
 def scheme_for(resolved: Resolved, scheme: str) -> Scheme:
-    try:
-        return SCHEMES.get(resolved.kind.name, scheme)
-    except KeyError as e:
-        raise RunError(e.args[0]) from None
+    kind = resolved.kind
+    if scheme not in SCHEMES.names(kind.name):
+        raise RunError(f"unknown scheme {scheme!r} for a {kind.label or kind.name} scenario; "
+                       f"choose from {', '.join(SCHEMES.names(kind.name))}")
+    return SCHEMES.get(kind.name, scheme)
 
 
 def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
