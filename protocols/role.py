@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from protocols.links import LinkModel
-from protocols.messages import Message
+from protocols.messages import Hello, Message
 from protocols.meter import Meter
+from protocols.names import CONTROLLER
 from protocols.telemetry import Telemetry
 
 
@@ -88,6 +89,10 @@ class Outbox:
         self.clock = None
 
 
+JOIN_TIMEOUT_S = 60.0
+"""Longest wait of a process for the controller's Start, seconds."""
+
+
 class Host(Protocol):
     """The process a role runs in, as the role sees it."""
 
@@ -138,6 +143,18 @@ class Role:
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
         """A timer set with ``out.timer(key, ...)`` fell due."""
+
+    def join(self, role: str, node_id: int, now: float, out: Outbox) -> None:
+        """Say hello to the controller (and give it up to ``JOIN_TIMEOUT_S`` to answer)."""
+        out.send(CONTROLLER, Hello, slot=-1, role=role, node_id=node_id,
+                 pid=self.host.pid, host=self.host.address)
+        out.timer("start", now + JOIN_TIMEOUT_S)
+
+    def connect_directory(self, directory: dict[str, str], out: Outbox) -> None:
+        """Connect to every peer of the run's directory (not to itself or the controller)."""
+        for peer, address in directory.items():
+            if peer not in (self.name, CONTROLLER):
+                out.connect(peer, address)
 
     def fail(self, why: str, code: int = 1) -> None:
         """End the role, reporting ``why``."""

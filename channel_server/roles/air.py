@@ -17,14 +17,12 @@ from collections.abc import Hashable
 from typing import Any, Protocol
 
 from channel_server.kinds import from_toml
-from protocols.messages import Done, Hello, Join, Message, Report, Resume, Start, Stop
+from protocols.messages import Done, Join, Message, Report, Resume, Start, Stop
 from protocols.names import CHANNEL_SERVER, CONTROLLER
-from protocols.role import Outbox, Role
+from protocols.role import JOIN_TIMEOUT_S, Outbox, Role
 
 log = logging.getLogger("rrmbed.channel-server")
 
-START_TIMEOUT_S = 60.0
-"""Longest wait for the controller's Start, seconds."""
 TRAINING_PAUSE_S = 900.0
 """Longest wait for the controller to finish one training iteration, seconds."""
 
@@ -83,9 +81,7 @@ class ChannelServerRole(Role):
     # ----------------------------------------------------------------- the calls
 
     def start(self, now: float, out: Outbox) -> None:
-        out.send(CONTROLLER, Hello, slot=-1, role="channel-server", node_id=-1,
-                 pid=self.host.pid, host=self.host.address)
-        out.timer("start", now + START_TIMEOUT_S)
+        self.join("channel-server", -1, now, out)
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> None:
         air = self.air
@@ -136,8 +132,7 @@ class ChannelServerRole(Role):
             self.end_slot(now, out)
             self.begin_slot(now, out)
         elif key == "start":
-            self.fail("no Start from the controller within "
-                      f"{START_TIMEOUT_S:.0f} s")
+            self.fail(f"no Start from the controller within {JOIN_TIMEOUT_S:.0f} s")
         elif key == "pause":
             self.fail(f"no Resume before slot {self.n} within {TRAINING_PAUSE_S:.0f} s "
                       "(controller lost?)")
@@ -156,9 +151,7 @@ class ChannelServerRole(Role):
         self.slots = start.slots
         self.active = list(range(self.kind.n_nodes(self.scenario)))
         self.index = {self.kind.node_name(b): b for b in self.active}
-        for name, address in opts.get("directory", {}).items():
-            if name not in (self.name, CONTROLLER):
-                out.connect(name, address)
+        self.connect_directory(opts.get("directory", {}), out)
         self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
                                              "channel-server", "0")
         out.cancel("start")

@@ -114,21 +114,21 @@ def cli(verbose: bool, plugins: tuple[str, ...]) -> None:
 # ------------------------------------------------------------------------------ run
 
 
-def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int,
+def execute(scenario: Path | Resolved, scheme: str, runner: str, slots: int, seed: int,
             out: Path | None, sets: tuple[str, ...], weights: Path | None,
             options: dict[str, Any]) -> dict[str, Any]:
-    """One run on either runner, with a progress bar; the summary."""
+    """One run on either runner, with a progress bar; the summary. ``scenario``: a file
+    (resolved here with ``sets``) or a scenario the command already resolved."""
     from controller.deploy.launcher import LaunchError
     from controller.runners.run import RunError
     from controller.runners.run import execute as run
 
-    resolved = resolve_file(scenario_path, sets)
+    resolved = scenario if isinstance(scenario, Resolved) else resolve_file(scenario, sets)
     out = out or default_out(resolved.scenario, scheme, runner, seed)
     with progress_bar() as bar:
         task = bar.add_task(f"{scheme} ({runner})", total=slots)
         try:
-            return run(scenario_path, scheme, runner, slots, seed, out,
-                       parse_overrides(sets) if sets else None, weights, options,
+            return run(resolved, scheme, runner, slots, seed, out, weights, options,
                        lambda d, t: bar.update(task, completed=d))
         except RunError as e:
             raise click.BadParameter(str(e), param_hint="--scheme/--weights") from e
@@ -209,7 +209,7 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
     resolved = resolve_file(scenario, sets)
     scheme = scheme_or_default(scheme, resolved, "run")
     out = out or default_out(resolved.scenario, scheme, runner, seed)
-    summary = execute(scenario, scheme, runner, slots, seed, out, sets, weights,
+    summary = execute(resolved, scheme, runner, slots, seed, out, sets, weights,
                       {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
                        "telemetry": not no_telemetry, "broker": broker})
     resolve_ref(resolved.kind.report)(summary, out, Console(width=max(120, Console().width)))

@@ -5,6 +5,7 @@ training joins the nodes' experience with the slots' rewards, updates the policy
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -120,8 +121,6 @@ class CellularPart:
             return
         self.iteration = None
         ctl = self.ctl
-        import json
-
         weights = trainer.update(slots, ctl.out_dir)
         version = trainer.version
         ctl.emit("TRAIN", version, json.dumps(trainer.history[-1]))

@@ -40,10 +40,6 @@ class V2xPart:
                 self.trainer.dqn.set_variables({k: v for k, v in weights.items()
                                                 if k != "env_fingerprint"})
             weights = self.trainer.variables()
-        spec_needs = weights is None and self.ctl_needs_weights()
-        if spec_needs:
-            raise ValueError(f"scheme {ctl.scheme!r} needs --weights (a trained Q network) "
-                             "unless it trains")
         self.snapshot: tuple[int, dict[str, np.ndarray]] | None = (
             (1, weights) if weights is not None else None)
         self.fixed_fingerprint = eval_fingerprint(weights)
@@ -51,11 +47,6 @@ class V2xPart:
         """Emulated latency of every experience upload (uplink included), seconds."""
         self.upto: int | None = None
         self.pause_every = self.trainer.period if self.trainer else 0
-
-    def ctl_needs_weights(self) -> bool:
-        from node.schemes import SCHEMES
-
-        return SCHEMES.get("v2x", self.ctl.scheme).needs_weights
 
     def fingerprint(self, slot: int) -> tuple[float, float]:
         return self.trainer.fingerprint(slot) if self.trainer else self.fixed_fingerprint

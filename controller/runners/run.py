@@ -1,5 +1,5 @@
-"""One run on either runner, from a scenario file: resolve it once, check the scheme and
-the weights before any process starts, then run locally (the pump) or over real
+"""One run on either runner, from a scenario resolved once: check the scheme and the
+weights before any process starts, then run locally (the pump) or over real
 processes (the launcher)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from channel_server.kinds import Resolved, resolve
+from channel_server.kinds import Resolved
 from node.schemes import SCHEMES, Scheme
 
 
@@ -47,22 +47,22 @@ def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
     return arrays
 
 
-def execute(scenario_path: Path, scheme: str, runner: str, slots: int, seed: int, out: Path,
-            sets: dict[str, Any] | None, weights: Path | None, options: dict[str, Any],
+def execute(resolved: Resolved, scheme: str, runner: str, slots: int, seed: int, out: Path,
+            weights: Path | None, options: dict[str, Any],
             on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run ``scheme`` on the scenario; write the run directory ``out``; the summary."""
-    resolved = resolve(scenario_path, sets)
+    """Run ``scheme`` on the resolved scenario; write the run directory ``out``; the
+    summary. ``options``: the processes' run options plus the launcher's ``endpoints``,
+    ``telemetry`` and ``broker``."""
     spec = scheme_for(resolved, scheme)
     arrays = load_weights(resolved, spec, weights, bool(options.get("train")))
+    opts = {k: v for k, v in options.items() if k not in ("endpoints", "telemetry", "broker")}
     if runner == "network":
         from controller.deploy.launcher import run_network
 
-        opts = {k: v for k, v in options.items() if k not in ("endpoints", "telemetry", "broker")}
         return run_network(resolved, scheme, slots, seed, out, weights, opts, on_progress,
                            endpoints=options.get("endpoints", "tcp"),
                            telemetry=options.get("telemetry", True),
                            broker=options.get("broker"))
     from controller.runners.local import run_local
 
-    opts = {k: v for k, v in options.items() if k not in ("endpoints", "telemetry", "broker")}
     return run_local(resolved, scheme, slots, seed, out, arrays, opts, on_progress)

@@ -23,7 +23,6 @@ from channel_server.kinds import from_toml
 from protocols.latency import LinkModel
 from protocols.messages import (
     Heartbeat,
-    Hello,
     Join,
     Message,
     Report,
@@ -39,8 +38,6 @@ from protocols.seeding import rng_for
 
 log = logging.getLogger("rrmbed.node")
 
-START_TIMEOUT_S = 60.0
-"""Longest wait for the controller's Start, seconds."""
 
 
 class Actor(Protocol):
@@ -115,9 +112,7 @@ class NodeRole(Role):
     # ----------------------------------------------------------------- the calls
 
     def start(self, now: float, out: Outbox) -> None:
-        out.send(CONTROLLER, Hello, slot=-1, role=self.role, node_id=self.index,
-                 pid=self.host.pid, host=self.host.address)
-        out.timer("start", now + START_TIMEOUT_S)
+        self.join(self.role, self.index, now, out)
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> None:
         part = self.part
@@ -181,9 +176,7 @@ class NodeRole(Role):
         self.start_msg = start
         opts = start.options
         directory = opts.get("directory", {})
-        for peer, address in directory.items():
-            if peer not in (self.name, CONTROLLER):
-                out.connect(peer, address)
+        self.connect_directory(directory, out)
         backhaul, timing = self.scenario.backhaul, self.scenario.timing
         out.emulate({src: LinkModel(backhaul.link(src, self.name),
                                     rng_for(start.seed, "link", src, self.name))

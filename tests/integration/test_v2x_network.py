@@ -172,7 +172,7 @@ def test_killed_vehicle_is_reported_and_the_others_go_on(tmp_path: Path,
     assert proc.returncode == 2, stdout + stderr
     assert "vehicle-1" in stderr
     s = json.loads((out / "summary.json").read_text())
-    assert s["lost_nodes"] == ["vehicle-1"]
+    assert s["lost_nodes"] == ["vehicle-1"], (s, stderr[-3000:])
     assert s["slots"] == 3000  # the other vehicles kept running
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))

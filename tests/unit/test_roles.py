@@ -24,7 +24,7 @@ import pytest
 from channel_server.air import Air
 from channel_server.kinds import Resolved, resolve
 from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz
-from channel_server.roles.air import START_TIMEOUT_S, TRAINING_PAUSE_S, ChannelServerRole
+from channel_server.roles.air import TRAINING_PAUSE_S, ChannelServerRole
 from controller.baselines.wmmse import WMMSEConfig, wmmse
 from controller.roles.controller import ControllerRole
 from controller.runners.pump import MemoryHost
@@ -54,6 +54,7 @@ from protocols.messages import (
     WeightsRequest,
 )
 from protocols.names import CHANNEL_SERVER, CONTROLLER
+from protocols.role import JOIN_TIMEOUT_S as START_TIMEOUT_S
 from protocols.role import Outbox, Role, Send
 from protocols.seeding import rng_for
 from tests.helpers import S3, SV
