@@ -136,7 +136,7 @@ class Driver:
                     except PeerTimeout:
                         pass
                     else:
-                        role.on_message(msg, time.monotonic(), out)
+                        role.receive(msg, time.monotonic(), out)
                         await self.apply()
                         continue
                     for key in self.due(now):
@@ -151,7 +151,7 @@ class Driver:
                     msg = await recv(wait)
                 except PeerTimeout:
                     continue
-                role.on_message(msg, time.monotonic(), out)
+                role.receive(msg, time.monotonic(), out)
                 if not out.idle() or self.host.telemetry_pending:
                     await self.apply()
         finally:

@@ -33,6 +33,8 @@ from typing import Any, ClassVar, Final, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from protocols.names import CHANNEL_SERVER, CONTROLLER, NODES
+
 SCHEMA_VERSION: Final = 1
 """Wire schema version; a frame with any other version is rejected."""
 
@@ -49,6 +51,9 @@ class Message:
 
     KIND: ClassVar[str]
     PLANE: ClassVar[Plane]
+    SENDERS: ClassVar[tuple[str, ...]] = ()
+    """Who may send this kind: ``controller``, ``channel-server`` and/or ``node`` (any node
+    of the run); empty: any process of the run. A receiving role drops the rest."""
 
     sender: str = ""
     """Name of the sending endpoint ('node-0', 'controller', 'channel')."""
@@ -124,6 +129,7 @@ class Hello(Message):
 
     KIND: ClassVar[str] = "hello"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER, NODES)
     role: str
     """'node', 'channel', 'controller'."""
     node_id: int
@@ -141,6 +147,7 @@ class Start(Message):
 
     KIND: ClassVar[str] = "start"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
     scheme: str
     """Scheme name."""
     slots: int
@@ -160,6 +167,7 @@ class Stop(Message):
 
     KIND: ClassVar[str] = "stop"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
     reason: str
     """Why."""
 
@@ -171,6 +179,7 @@ class Heartbeat(Message):
 
     KIND: ClassVar[str] = "heartbeat"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER, NODES)
 
 
 @register
@@ -180,6 +189,7 @@ class Done(Message):
 
     KIND: ClassVar[str] = "done"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
     slots: int
     """Number of slots completed."""
 
@@ -191,6 +201,7 @@ class Report(Message):
 
     KIND: ClassVar[str] = "report"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER, NODES)
     rows: list[list[Any]]
     """Meter.rows() of the process."""
     stats: dict[str, Any]
@@ -215,6 +226,7 @@ class SlotOutcome(Message):
 
     KIND: ClassVar[str] = "slot_outcome"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
     powers: npt.NDArray[Any]
     """Transmit powers, watts, shape (B, K)."""
     rates: npt.NDArray[Any]
@@ -244,6 +256,7 @@ class CsiSlice(Message):
 
     KIND: ClassVar[str] = "csi_slice"
     PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
     gains: npt.NDArray[Any]
     """The node's slice of the channel gains |h|^2."""
     order: list[int]
@@ -259,6 +272,7 @@ class Transmit(Message):
 
     KIND: ClassVar[str] = "transmit"
     PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     powers: npt.NDArray[Any]
     """Transmit powers, watts."""
     rb: int
@@ -278,6 +292,7 @@ class Measurement(Message):
 
     KIND: ClassVar[str] = "measurement"
     PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
     sinr: npt.NDArray[Any]
     """Linear SINR of the node's users."""
     rates: npt.NDArray[Any]
@@ -294,6 +309,7 @@ class PowerForward(Message):
 
     KIND: ClassVar[str] = "power_forward"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     order: list[int]
     """BSs whose decisions are included, in order."""
     powers: npt.NDArray[Any]
@@ -307,6 +323,7 @@ class CsiUpload(Message):
 
     KIND: ClassVar[str] = "csi_upload"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     gains: npt.NDArray[Any]
     """The node's CSI slice."""
 
@@ -318,6 +335,7 @@ class Decision(Message):
 
     KIND: ClassVar[str] = "decision"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
     powers: npt.NDArray[Any]
     """Powers, watts."""
 
@@ -329,6 +347,7 @@ class Fingerprint(Message):
 
     KIND: ClassVar[str] = "fingerprint"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
     iteration: int
     """Training iteration."""
     epsilon: float
@@ -342,6 +361,7 @@ class NeighbourChoice(Message):
 
     KIND: ClassVar[str] = "neighbour_choice"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     rb: int
     """Resource block."""
     power_level: int
@@ -355,6 +375,7 @@ class Experience(Message):
 
     KIND: ClassVar[str] = "experience"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     obs: npt.NDArray[Any]
     """Observations, shape (N, ...)."""
     action: npt.NDArray[Any]
@@ -376,6 +397,7 @@ class Weights(Message):
 
     KIND: ClassVar[str] = "weights"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
     version: int
     """Snapshot version."""
     names: list[str]
@@ -391,6 +413,7 @@ class WeightsRequest(Message):
 
     KIND: ClassVar[str] = "weights_request"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     have_version: int
     """Version the node holds (-1 for none)."""
 
@@ -402,6 +425,7 @@ class WeightsAck(Message):
 
     KIND: ClassVar[str] = "weights_ack"
     PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     version: int
     """Snapshot version now held."""
 
@@ -414,6 +438,7 @@ class Join(Message):
 
     KIND: ClassVar[str] = "join"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
     node: int
     """Index of the BS that joined."""
     address: str
@@ -427,6 +452,7 @@ class Resume(Message):
 
     KIND: ClassVar[str] = "resume"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
     version: int
     """Weights version every node now holds."""
 
@@ -441,6 +467,7 @@ class V2xSlice(Message):
 
     KIND: ClassVar[str] = "v2x_slice"
     PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
     episode_slot: int
     """Slot within the episode (0: a new episode starts, the payload is refilled)."""
     v2v_gain_db: npt.NDArray[Any]
@@ -460,6 +487,7 @@ class V2xTransmit(Message):
 
     KIND: ClassVar[str] = "v2x_transmit"
     PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     rb: int
     """Resource block."""
     power_level: int
@@ -477,6 +505,7 @@ class V2xFeedback(Message):
 
     KIND: ClassVar[str] = "v2x_feedback"
     PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
     rate_bps: float
     """Capacity of the V2V link in the slot, bit/s (0 when silent)."""
     sinr: float
@@ -490,6 +519,7 @@ class V2xOutcome(Message):
 
     KIND: ClassVar[str] = "v2x_outcome"
     PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
     episode_slot: int
     """Slot within the episode."""
     rb: npt.NDArray[Any]

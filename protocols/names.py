@@ -4,6 +4,9 @@ from __future__ import annotations
 
 CONTROLLER = "controller"
 CHANNEL_SERVER = "channel-server"
+NODES = "node"
+"""The class of every indexed node process (of any role: base station, vehicle, ...), as
+a message's ``SENDERS`` names it."""
 
 
 def index_of(name: str) -> int:

@@ -6,7 +6,11 @@ of sockets, asyncio or sleeping. It is driven by three calls, each given the tim
 and an :class:`Outbox` that collects what the role wants done:
 
 - :meth:`Role.start` once, when the process starts;
-- :meth:`Role.on_message` for every message that arrives;
+- :meth:`Role.receive` for every message that arrives: it checks the sender is one the
+  run has and one that may send this kind (the message's ``SENDERS``), then calls
+  :meth:`Role.on_message`, which may raise :class:`~protocols.validate.Rejected` for a
+  message it must not act on. A rejected message is dropped and counted by reason
+  (``rejected``); it never ends the process;
 - :meth:`Role.on_timer` when a timer it set falls due.
 
 The outbox holds sends (a message class, its header slot and chain latency, its payload),
@@ -22,6 +26,7 @@ through :class:`Host`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,8 +34,11 @@ from typing import Any, Protocol
 from protocols.links import LinkModel
 from protocols.messages import Hello, Message
 from protocols.meter import Meter
-from protocols.names import CONTROLLER
+from protocols.names import CHANNEL_SERVER, CONTROLLER, NODES
 from protocols.telemetry import Telemetry
+from protocols.validate import Rejected
+
+log = logging.getLogger("rrmbed.role")
 
 
 @dataclass(slots=True)
@@ -89,6 +97,10 @@ class Outbox:
         self.clock = None
 
 
+MAX_REASONS = 64
+"""Distinct rejection reasons a role keeps apart (a fuzzer's varied frames must not grow
+the count without bound); the rest are counted as "other reasons"."""
+
 JOIN_TIMEOUT_S = 60.0
 """Longest wait of a process for the controller's Start, seconds."""
 
@@ -134,6 +146,51 @@ class Role:
     """Why the role gave up (a peer vanished, ...), None when it ended normally."""
     exit_code: int = 0
     """The process's exit status once done."""
+    node_names: frozenset[str] = frozenset()
+    """The run's node processes (known once the role has its scenario)."""
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Messages dropped unread, by reason."""
+        got: dict[str, int] | None = self.__dict__.get("_rejected")
+        if got is None:
+            got = self.__dict__["_rejected"] = {}
+        return got
+
+    def sender_class(self, name: str) -> str | None:
+        """``controller``, ``channel-server`` or ``node`` for a process of the run."""
+        if name in (CONTROLLER, CHANNEL_SERVER):
+            return name
+        return NODES if name in self.node_names else None
+
+    def receive(self, msg: Message, now: float, out: Outbox) -> None:
+        """Check where ``msg`` comes from, then act on it (see the module's docstring)."""
+        senders = msg.SENDERS
+        who = self.sender_class(msg.sender)
+        if msg.sender == self.name or who is None:
+            self.reject(msg, f"{msg.KIND} from unknown sender")
+        elif senders and who not in senders:
+            self.reject(msg, f"{msg.KIND} from a {who} (only {' or '.join(senders)} may "
+                             "send it)")
+        else:
+            try:
+                self.on_message(msg, now, out)
+            except Rejected as e:
+                self.reject(msg, f"{msg.KIND}: {e}")
+            except Exception as e:  # a message must never end the process
+                log.exception("%s: %s from %s broke its handler", self.name, msg.KIND,
+                              msg.sender)
+                self.reject(msg, f"{msg.KIND}: handler failed ({type(e).__name__})")
+
+    def reject(self, msg: Message, reason: str) -> None:
+        """Drop ``msg``, counting it under ``reason`` (logged at the 1st, 10th, 100th... of a
+        reason, so a flood cannot flood the log)."""
+        if reason not in self.rejected and len(self.rejected) >= MAX_REASONS:
+            reason = "other reasons"
+        n = self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        if str(n).rstrip("0") == "1":
+            log.warning("%s: rejected %s from %r in slot %d (%s; %d so far)", self.name,
+                        msg.KIND, msg.sender[:40], msg.slot, reason, n)
 
     def start(self, now: float, out: Outbox) -> None:
         """The process started."""

@@ -20,6 +20,7 @@ from channel_server.kinds import from_toml
 from protocols.messages import Done, Join, Message, Report, Resume, Start, Stop
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import JOIN_TIMEOUT_S, Outbox, Role
+from protocols.validate import Rejected, check_address
 
 log = logging.getLogger("rrmbed.channel-server")
 
@@ -42,9 +43,9 @@ class AirPart(Protocol):
     telemetry: dict[str, float]
     """Live figures of the last slot, published with the slot count."""
 
-    def accepts(self, msg: Message) -> bool:
-        """A transmission is well formed (shapes, ranges, finite values); others are
-        dropped and counted."""
+    def check(self, msg: Message) -> None:
+        """A transmission is well formed (shapes, ranges, finite values); raises
+        :class:`~protocols.validate.Rejected` naming what is wrong."""
 
     def slices(self, n: int, active: list[int]) -> list[Outgoing]:
         """Advance the air to slot n; every active node's own slice."""
@@ -69,8 +70,8 @@ class ChannelServerRole(Role):
         self.got: dict[int, Message] = {}
         self.index: dict[str, int] = {}
         """Node name -> index, of every node of the run."""
-        self.rejected = 0
-        """Transmissions dropped: from no active node, for another slot, malformed."""
+        self.late = 0
+        """Transmissions for a slot already closed, or from a node lost meanwhile."""
         self.pause_every = 0
         self.paused = False
         self.finished = False
@@ -86,23 +87,24 @@ class ChannelServerRole(Role):
     def on_message(self, msg: Message, now: float, out: Outbox) -> None:
         air = self.air
         if air is None:
-            if isinstance(msg, Start):
-                self.setup(msg, now, out)
-            else:
-                log.warning("ignoring %s from %s before Start", msg.KIND, msg.sender)
+            if not isinstance(msg, Start):
+                raise Rejected("before Start")
+            self.setup(msg, now, out)
             return
         if type(msg) is air.transmit:
-            b = self.index.get(msg.sender, -1)
-            if msg.slot != self.n or self.paused or b not in self.active:
-                self.rejected += 1  # late, early, or from no node of this slot
-            elif not air.accepts(msg):
-                self.rejected += 1
-                log.warning("%s: malformed %s in slot %d dropped", msg.sender, msg.KIND, self.n)
-            else:
-                self.got[b] = msg
-                if len(self.got) == len(self.active):
-                    self.end_slot(now, out)
-                    self.begin_slot(now, out)
+            b = self.index[msg.sender]  # the role's receive let only the run's nodes in
+            if msg.slot > self.n or (msg.slot == self.n and self.paused):
+                raise Rejected(f"transmission for slot {msg.slot}, which has not begun")
+            if msg.slot < self.n or b not in self.active:
+                self.late += 1  # after its slot closed, or from a node lost meanwhile
+                return
+            if b in self.got:
+                raise Rejected("a second transmission for the slot")
+            air.check(msg)
+            self.got[b] = msg
+            if len(self.got) == len(self.active):
+                self.end_slot(now, out)
+                self.begin_slot(now, out)
         elif isinstance(msg, Resume):
             if self.paused:
                 self.paused = False
@@ -114,7 +116,7 @@ class ChannelServerRole(Role):
                 log.warning("ignoring a join of node %d: the run has %d", msg.node,
                             len(self.index))
             elif air.rejoins:
-                out.connect(self.kind.node_name(msg.node), msg.address)
+                out.connect(self.kind.node_name(msg.node), check_address(msg.address))
                 self.joining.append(msg.node)
             else:
                 log.warning("%s asked to rejoin; it cannot rejoin a run",
@@ -122,7 +124,7 @@ class ChannelServerRole(Role):
         elif isinstance(msg, Stop):
             self.report(msg.slot, out)
         else:
-            log.warning("unexpected %s from %s in slot %d", msg.KIND, msg.sender, self.n)
+            raise Rejected("not expected at the channel server")
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
         if key == "slot":
@@ -151,6 +153,7 @@ class ChannelServerRole(Role):
         self.slots = start.slots
         self.active = list(range(self.kind.n_nodes(self.scenario)))
         self.index = {self.kind.node_name(b): b for b in self.active}
+        self.node_names = frozenset(self.index)
         self.connect_directory(opts.get("directory", {}), out)
         self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
                                              "channel-server", "0")
@@ -226,7 +229,7 @@ class ChannelServerRole(Role):
         out.send(CONTROLLER, Report, slot=slot, rows=self.host.meter.rows(),
                  stats={"pid": self.host.pid, "hostname": self.host.hostname,
                         "protocol_errors": self.host.protocol_errors,
-                        "rejected": self.rejected,
+                        "rejected": self.rejected, "late": self.late,
                         "lost": [self.kind.node_name(b) for b in self.lost]
                         if self.kind else []})
         self.done = True

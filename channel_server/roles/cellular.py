@@ -12,6 +12,7 @@ from channel_server.config import Scenario
 from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz
 from protocols.messages import CsiSlice, Measurement, Message, SlotOutcome, Transmit
 from protocols.seeding import rng_for
+from protocols.validate import check_array, check_number
 
 
 class CellularAir:
@@ -29,17 +30,14 @@ class CellularAir:
         """Every slot's full channel (with the log_csi option, for tests)."""
         self.telemetry: dict[str, float] = {}
 
-    def accepts(self, msg: Message) -> bool:
-        """Powers for this BS's K users, finite, within [0, Pmax] (NaN fails every
-        comparison), and a decision latency that is not NaN."""
+    def check(self, msg: Message) -> None:
+        """Powers for this BS's K users, finite, within [0, Pmax], and a decision latency
+        that is not NaN (it may be infinite: a chain that was lost)."""
         assert isinstance(msg, Transmit)
-        p, radio = msg.powers, self.scenario.radio
-        if not (isinstance(p, np.ndarray) and p.shape == (radio.users_per_cell,)
-                and p.dtype.kind == "f"):
-            return False
-        top = radio.pmax_w * (1 + 1e-12)
-        latency = msg.decision_latency_s
-        return all(0.0 <= x <= top for x in p.tolist()) and latency == latency
+        radio = self.scenario.radio
+        check_array(msg.powers, "powers", (radio.users_per_cell,), 0.0,
+                    radio.pmax_w * (1 + 1e-12))
+        check_number(msg.decision_latency_s, "decision latency", 0.0, allow_inf=True)
 
     def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
         self.gains = (self.air.reset() if n == 0 else self.air.step())[0]

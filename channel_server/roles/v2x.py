@@ -27,10 +27,9 @@ class V2xAirPart:
         self.t = 0
         self.telemetry: dict[str, float] = {}
 
-    def accepts(self, msg: Message) -> bool:
+    def check(self, msg: Message) -> None:
         """Any V2xTransmit: an out-of-range RB or level silences the link for the slot
         (checked in :meth:`outcome`, where it is logged)."""
-        return True
 
     def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
         if n and self.air.done:

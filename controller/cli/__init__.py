@@ -221,6 +221,11 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
             console.print(f"[red]lost nodes:[/red] {', '.join(summary['lost_nodes'])} "
                           "(silent for the rest of the run)")
         sys.exit(2)
+    if summary.get("rejected_total") or summary.get("protocol_errors"):
+        console.print(f"[red]dropped messages:[/red] {summary.get('protocol_errors', 0)} frames "
+                      f"that did not decode, {summary.get('rejected_total', 0)} rejected "
+                      f"by their receiver: {json.dumps(summary.get('rejected', {}))}")
+        sys.exit(3)
 
 
 @cli.command()

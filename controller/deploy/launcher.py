@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from controller.evaluation.files import write_json
+
 if TYPE_CHECKING:
     from channel_server.kinds import Resolved
 
@@ -65,9 +67,7 @@ class NetworkRun:
     def write_json(self, name: str, data: object) -> None:
         """Atomically (re)write a small JSON file of the run directory."""
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / f".{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(self.out / name)
+        write_json(self.out / name, data)
 
     def cleanup(self) -> list[str]:
         """Terminate whatever is still running; return the roles that had to be killed."""

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_server.config import Scenario, scenario_to_dict, to_toml
+from controller.evaluation.files import write_json
 from protocols.meter import Meter
 
 AIR, BACKHAUL = "air", "backhaul"
@@ -95,7 +96,7 @@ class RunRecorder:
         self._write_latency(out / "latency.csv")
         overhead.to_csv(out / "overhead.csv", max(self.done, 1))
         summary = self.summary(overhead, processes, wall_s, extra)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        write_json(out / "summary.json", summary, sort_keys=True)
         return summary
 
     def _write_metrics(self, path: Path) -> None:

@@ -15,7 +15,6 @@ delivery rate, sum V2I rate, per-link delivery time), ``overhead.csv`` and
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import time
@@ -30,6 +29,7 @@ from rich.table import Table
 
 from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
+from controller.evaluation.files import write_json
 from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
 from controller.training.v2x_env import V2xEnv
 from node.v2x_observation import decode_action
@@ -145,7 +145,7 @@ class V2xRecorder:
                              fmt(e["return"]), *[fmt(t) for t in e["delivery_ms"]]])
         overhead.to_csv(out / "overhead.csv", max(self.done, 1))
         summary = self.summary(overhead, processes, wall_s, extra)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        write_json(out / "summary.json", summary, sort_keys=True)
         if self.episodes():
             plot_episodes(out, self)
         return summary

@@ -18,6 +18,7 @@ from node.agent import node_policy, policy_with_weights, scheme_of
 from protocols.messages import CsiUpload, Decision, Experience, Message, SlotOutcome
 from protocols.names import index_of
 from protocols.role import Outbox
+from protocols.validate import Rejected, check_array, check_indices, check_number
 from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
@@ -89,8 +90,11 @@ class CellularPart:
         elif isinstance(msg, CsiUpload) and self.central is not None:
             self.on_upload(msg, out)
         elif isinstance(msg, Experience) and self.trainer is not None:
-            if msg.sender not in self.ctl.nodes:
-                return False
+            if not 0 <= msg.slot < self.ctl.slots:  # it may come after the slot's outcome
+                raise Rejected(f"slot {msg.slot} outside [0, {self.ctl.slots})")
+            for name in ("obs", "action"):
+                x = getattr(msg, name)
+                check_array(x, name, (1, *x.shape[1:]) if isinstance(x, np.ndarray) else ())
             self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done,
                                         index_of(msg.sender))
             self.try_train(now, out)
@@ -98,7 +102,29 @@ class CellularPart:
             return False
         return True
 
+    def check_outcome(self, msg: SlotOutcome) -> None:
+        """The next slot in order, with arrays of the scenario's shapes and values a radio can
+        give (the air computed them; a forged or corrupted one must not reach the files)."""
+        if msg.slot != self.recorder.done:
+            raise Rejected(f"slot {msg.slot} out of order (expected {self.recorder.done})")
+        radio = self.scenario.radio
+        b, k = radio.n_cells, radio.users_per_cell
+        check_array(msg.powers, "powers", (b, k), 0.0, radio.pmax_w * (1 + 1e-12))
+        total = float(check_array(msg.rates, "rates", (b, k), 0.0).sum())
+        if not abs(check_number(msg.sum_rate_bps_hz, "sum-rate", 0.0) - total) <= 1e-9 * max(
+                1.0, total):
+            raise Rejected(f"sum-rate {msg.sum_rate_bps_hz} is not the sum of the rates "
+                           f"({total})")
+        check_number(msg.wall_s, "wall time", 0.0)
+        if not isinstance(msg.decision_latency_s, np.ndarray) or np.isnan(
+                msg.decision_latency_s).any() or msg.decision_latency_s.shape != (b,):
+            raise Rejected("decision latency is not (B,) numbers")
+        check_array(msg.missed, "missed", (b,), 0, 1)
+        check_array(msg.compute_s, "compute time", (b,), 0.0)
+        check_indices(msg.lost, "lost", b)
+
     def on_outcome(self, msg: SlotOutcome, now: float, out: Outbox) -> None:
+        self.check_outcome(msg)
         ctl = self.ctl
         compute = self.central_compute.pop(msg.slot, None)
         active = sorted(ctl.active)
@@ -137,12 +163,10 @@ class CellularPart:
         """Collect one slot's CSI uploads; decide once every active BS has uploaded."""
         assert self.central is not None
         radio = self.scenario.radio
-        g = msg.gains
-        if (msg.sender not in self.ctl.nodes or not isinstance(g, np.ndarray)
-                or g.shape != (radio.users_per_cell, radio.n_cells)
-                or not np.isfinite(g).all()):
-            log.warning("controller: malformed csi_upload from %s dropped", msg.sender)
-            return
+        if not self.recorder.done <= msg.slot < self.ctl.slots:
+            raise Rejected(f"slot {msg.slot} outside [{self.recorder.done}, {self.ctl.slots})")
+        g = check_array(msg.gains, "gains", (radio.users_per_cell, radio.n_cells), 0.0)
+        check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
         got = self.uploads.setdefault(msg.slot, {})
         got[index_of(msg.sender)] = (np.asarray(g), msg.chain_latency_s)
         if not self.ctl.active <= set(got):

@@ -44,9 +44,13 @@ from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
 from protocols.role import Outbox, Role
 from protocols.seeding import rng_for
+from protocols.validate import Rejected, check_address
 from protocols.weights import WeightsArtifact
 
 log = logging.getLogger("rrmbed.controller")
+
+MAX_BACKLOG = 10_000
+"""Most messages the controller holds before the run starts."""
 
 
 class ControllerPart(Protocol):
@@ -109,6 +113,7 @@ class ControllerRole(Role):
         self.emit = emit or (lambda *parts: None)
         """Where the lines for a launcher go (PROGRESS, TRAIN)."""
         self.nodes = self.kind.node_names(resolved.scenario)
+        self.node_names = frozenset(self.nodes)
         self.roles = [CHANNEL_SERVER, *self.nodes]
         self.active = set(range(len(self.nodes)))
         self.part: ControllerPart = self.kind.make_controller(self, resolved.scenario, weights)
@@ -154,13 +159,16 @@ class ControllerRole(Role):
             self.heard = now
             self.serve(msg, now, out)
         elif phase == "hello":
-            if isinstance(msg, Hello) and msg.sender in self.roles:
+            if isinstance(msg, Hello):
+                self.check_hello(msg)
+                if msg.sender in self.directory:
+                    raise Rejected("a second hello")
                 self.directory[msg.sender] = msg.host
                 self.processes[msg.sender] = msg.pid
                 if len(self.directory) == len(self.roles):
                     self.start_nodes(now, out)
             else:
-                self.backlog.append(msg)
+                self.keep(msg)
         elif phase == "ready":
             if isinstance(msg, Heartbeat) and msg.sender in self.nodes:
                 self.ready.add(msg.sender)
@@ -169,8 +177,10 @@ class ControllerRole(Role):
             elif isinstance(msg, WeightsRequest):
                 self.send_snapshot(msg.sender, -1, out)
             else:
-                self.backlog.append(msg)
+                self.keep(msg)
         elif phase == "reports" and isinstance(msg, Report):
+            if msg.sender in self.reports:
+                raise Rejected("a second report")
             self.reports[msg.sender] = msg
             if set(self.alive()) <= set(self.reports):
                 self.complete(out)
@@ -222,9 +232,7 @@ class ControllerRole(Role):
                      for src in self.roles}, self.timing.clock)
         self.phase = "ready"
         out.timer("startup", now + self.startup_timeout_s)
-        backlog, self.backlog = self.backlog, []
-        for msg in backlog:
-            self.on_message(msg, now, out)
+        self.replay(now, out)
 
     def start_air(self, now: float, out: Outbox) -> None:
         self.send_start(CHANNEL_SERVER, out)
@@ -233,9 +241,19 @@ class ControllerRole(Role):
         self.heard = now
         self.t_run = time.perf_counter()
         out.timer("silence", now + 2 * self.timing.peer_timeout_s)
+        self.replay(now, out)
+
+    def replay(self, now: float, out: Outbox) -> None:
+        """Serve, one by one, what came before its phase."""
         backlog, self.backlog = self.backlog, []
         for msg in backlog:
-            self.on_message(msg, now, out)
+            self.receive(msg, now, out)
+
+    def keep(self, msg: Message) -> None:
+        """Hold ``msg`` for the next phase (bounded: a flood before the run is dropped)."""
+        if len(self.backlog) >= MAX_BACKLOG:
+            raise Rejected(f"more than {MAX_BACKLOG} messages before the run")
+        self.backlog.append(msg)
 
     def send_start(self, name: str, out: Outbox) -> None:
         snapshot = self.part.snapshot
@@ -264,10 +282,14 @@ class ControllerRole(Role):
 
     def serve(self, msg: Message, now: float, out: Outbox) -> None:
         if isinstance(msg, Done):
+            if msg.slots != self.slots:
+                raise Rejected(f"done after {msg.slots} slots; the run has {self.slots}")
             self.air_done = True
         elif isinstance(msg, WeightsRequest):
             self.send_snapshot(msg.sender, self.done_slots, out)
-        elif isinstance(msg, WeightsAck) and self.deploying is not None:
+        elif isinstance(msg, WeightsAck):  # of a deployment, or of a snapshot it fetched
+            if self.deploying is None:
+                return
             version, slot, missing = self.deploying
             if msg.version == version:
                 missing.discard(msg.sender)
@@ -280,15 +302,25 @@ class ControllerRole(Role):
         elif isinstance(msg, Heartbeat):
             self.on_ready(msg, out)
         elif not self.part.on_message(msg, now, out):
-            log.warning("controller: unexpected %s from %s", msg.KIND, msg.sender)
+            raise Rejected("not expected at the controller")
         if self.air_done and not self.part.busy():
             self.finish(now, out)
 
+    def check_hello(self, msg: Hello) -> None:
+        """The role, id and address a process announces agree with its name."""
+        if msg.sender == CHANNEL_SERVER:
+            role, node_id = CHANNEL_SERVER, -1
+        else:
+            role, node_id = self.kind.node_role, index_of(msg.sender)
+        if (msg.role, msg.node_id) != (role, node_id):
+            raise Rejected(f"{msg.sender} claims role {msg.role[:40]!r} id {msg.node_id}")
+        check_address(msg.host)
+
     def late_hello(self, msg: Hello, out: Outbox) -> None:
         """A node (re)started mid-run: give it the configuration; it fetches the weights."""
-        if msg.sender not in self.nodes or msg.role != self.kind.node_role:
-            log.warning("controller: ignoring hello from %s", msg.sender)
-            return
+        if msg.sender not in self.node_names:
+            raise Rejected("only a node may join a running run")
+        self.check_hello(msg)
         log.warning("controller: %s joins at slot %d", msg.sender, self.done_slots)
         out.connect(msg.sender, msg.host)
         self.directory[msg.sender] = msg.host
@@ -363,7 +395,12 @@ class ControllerRole(Role):
         stats = {name: rep.stats for name, rep in self.reports.items()}
         hosts = {name: str(s.get("hostname", "")) for name, s in stats.items()}
         hosts[CONTROLLER] = self.host.hostname
+        rejected = {name: s["rejected"] for name, s in stats.items() if s.get("rejected")}
+        if self.rejected:
+            rejected[CONTROLLER] = dict(self.rejected)
         return {"hosts": hosts, "errors": self.errors, "process_stats": stats,
+                "rejected": rejected,
+                "rejected_total": sum(n for r in rejected.values() for n in r.values()),
                 "rejoined": self.rejoined, **self.part.extra_summary(),
                 "received": [[k, s, m, b] for (k, s), (m, b) in
                              sorted(self.host.received.items())],

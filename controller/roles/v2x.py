@@ -16,6 +16,7 @@ from node.vehicle_agent import eval_fingerprint, own_weights, scheme_scenario
 from protocols.messages import Experience, Fingerprint, Message, V2xOutcome
 from protocols.names import CHANNEL_SERVER, index_of
 from protocols.role import Outbox
+from protocols.validate import Rejected, check_array, check_indices, check_number
 from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
@@ -74,11 +75,17 @@ class V2xPart:
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
         if isinstance(msg, Experience) and self.trainer is not None:
+            if not 0 <= msg.slot < self.ctl.slots:  # it may come after the slot's outcome
+                raise Rejected(f"slot {msg.slot} outside [0, {self.ctl.slots})")
+            check_array(msg.obs, "obs", (1, *msg.obs.shape[1:]))
+            check_array(msg.action, "action", (1,), 0)
+            check_array(msg.done, "done", (1,))
             self.trainer.add_experience(msg.slot, index_of(msg.sender), msg.obs[0],
                                         int(msg.action[0]), bool(msg.done[0]))
             self.experience_latency_s.append(msg.chain_latency_s)
             self.try_train(now, out)
         elif isinstance(msg, V2xOutcome):
+            self.check_outcome(msg)
             self.recorder.add(SlotRecord(
                 episode_slot=msg.episode_slot, rb=msg.rb, power_level=msg.power_level,
                 transmitted=msg.transmitted, v2i_rate_bps=msg.v2i_rate_bps,
@@ -95,6 +102,24 @@ class V2xPart:
         else:
             return False
         return True
+
+    def check_outcome(self, msg: V2xOutcome) -> None:
+        """The next slot in order, every array of the scenario's shape and range."""
+        if msg.slot != self.recorder.done:
+            raise Rejected(f"slot {msg.slot} out of order (expected {self.recorder.done})")
+        radio = self.scenario.radio
+        k = radio.n_v2v
+        check_number(msg.episode_slot, "episode slot", 0, self.scenario.n_steps - 1)
+        check_array(msg.rb, "rb", (k,), -1, radio.n_rb - 1)
+        check_array(msg.power_level, "power level", (k,), -1,
+                    len(radio.v2v_power_levels_dbm) - 1)
+        check_array(msg.transmitted, "transmitted", (k,), 0, 1)
+        check_array(msg.v2i_rate_bps, "V2I rates", msg.v2i_rate_bps.shape[:1]
+                    if isinstance(msg.v2i_rate_bps, np.ndarray) else (), 0.0)
+        check_array(msg.v2v_rate_bps, "V2V rates", (k,), 0.0)
+        check_number(msg.reward, "reward")
+        check_array(msg.remaining_bits, "remaining bits", (k,), 0.0)
+        check_indices(msg.lost, "lost", k)
 
     def try_train(self, now: float, out: Outbox) -> None:
         """Once the period's experience is in: update, deploy weights and fingerprint."""

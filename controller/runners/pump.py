@@ -95,7 +95,7 @@ class Pump:
         got[1] += wire_size(len(frame))
         msg, _ = host.links.arrive(msg, time.time_ns())  # no hold: time is emulated
         self.delivered += 1
-        role.on_message(msg, self.now, self.out)
+        role.receive(msg, self.now, self.out)
         self.apply(dest)
 
     def fire_next_timer(self) -> bool:

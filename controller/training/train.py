@@ -61,6 +61,7 @@ import torch
 
 from channel_server.air import Air
 from channel_server.config import Scenario, load_scenario, scenario_to_dict, to_toml
+from controller.evaluation.files import write_json
 from controller.evaluation.plots import plot_training
 from controller.learners import registry
 from controller.learners.a2c import A2c
@@ -522,7 +523,7 @@ def train(
         "final_ewma_mbps_mean": float(np.mean([r["final_ewma_mbps"] for r in results])),
         "validation_mbps_mean": float(np.mean([r["validation_sum_rate_mbps"] for r in results])),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     if plots:
         plot_run(out)
     return summary
@@ -601,7 +602,7 @@ def _train_seed(
         if trainer.curve else None,
         "weights": str(seed_dir / "weights.npz"),
     }
-    (seed_dir / "summary.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_json(seed_dir / "summary.json", res)
     if plots and trainer.curve:
         cur = read_curve(seed_dir / "metrics.csv")
         plot_training([(f"seed {seed}", cur["steps"], cur["sum_rate_mbps"])],

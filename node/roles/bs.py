@@ -26,6 +26,7 @@ from protocols.messages import (
 from protocols.messages import Decision as DecisionMsg
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import Outbox
+from protocols.validate import Rejected, check_array, check_indices, check_number
 
 if TYPE_CHECKING:
     from node.roles.node import NodeRole
@@ -63,16 +64,24 @@ class BsPart:
         self.stats_ = BsStats()
         self.log_csi = bool(start.options.get("log_csi"))
         self.training = bool(start.options.get("train"))
+        self.n_slots = start.slots
 
     # ----------------------------------------------------------------- the part
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
         if isinstance(msg, CsiSlice):
+            self.check_csi(msg)
             self.on_csi(msg, out)
         elif isinstance(msg, PowerForward):
+            self.check_forward(msg)
             self.state(msg.slot).forward = msg
             self.act_in_chain(msg.slot, out)
         elif isinstance(msg, DecisionMsg):
+            self.check_slot(msg.slot)
+            radio = self.scenario.radio
+            check_array(msg.powers, "powers", (radio.users_per_cell,), 0.0,
+                        radio.pmax_w * (1 + 1e-12))
+            check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
             d = self.agent.commit(np.asarray(msg.powers)[None],
                                   np.array([msg.chain_latency_s]), 0.0)
             self.transmit(msg.slot, d, out)
@@ -108,6 +117,40 @@ class BsPart:
         return {"slots": s.slots, "measurements": s.measurements, "misses": s.misses,
                 "chain_timeouts": s.chain_timeouts,
                 "csi_shapes": [list(x) for x in sorted(s.csi_shapes)], "csi_log": s.csi_log}
+
+    # ----------------------------------------------------------------- checks
+
+    def check_slot(self, n: int) -> None:
+        if not 0 <= n < self.n_slots:
+            raise Rejected(f"slot {n} outside the run's [0, {self.n_slots})")
+
+    def check_csi(self, msg: CsiSlice) -> None:
+        """This BS's (K, B) gains, finite and non-negative; an order of distinct BSs that
+        holds this one; a slot not served yet."""
+        self.check_slot(msg.slot)
+        st = self.slots.get(msg.slot)
+        if st is not None and st.csi is not None:
+            raise Rejected("a second CSI slice for the slot")
+        radio = self.scenario.radio
+        check_array(msg.gains, "gains", (radio.users_per_cell, radio.n_cells), 0.0)
+        if self.bs not in check_indices(msg.order, "order", radio.n_cells):
+            raise Rejected(f"order {msg.order[:16]} lacks BS {self.bs}")
+
+    def check_forward(self, msg: PowerForward) -> None:
+        """Powers decided by distinct other BSs, from the last of them, within [0, Pmax]."""
+        self.check_slot(msg.slot)
+        st = self.slots.get(msg.slot)
+        if st is not None and (st.forward is not None or st.done):
+            raise Rejected("a second power list for the slot")
+        radio = self.scenario.radio
+        order = check_indices(msg.order, "order", radio.n_cells)
+        if not order or self.bs in order:
+            raise Rejected(f"order {order[:16]} is empty or holds this BS")
+        if msg.sender != self.node.kind.node_name(order[-1]):
+            raise Rejected(f"power list from {msg.sender}, whose order ends with BS {order[-1]}")
+        check_array(msg.powers, "powers", (len(order), radio.users_per_cell), 0.0,
+                    radio.pmax_w * (1 + 1e-12))
+        check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
 
     # ----------------------------------------------------------------- deciding
 

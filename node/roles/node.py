@@ -35,8 +35,12 @@ from protocols.messages import (
 from protocols.names import CONTROLLER
 from protocols.role import Outbox, Role
 from protocols.seeding import rng_for
+from protocols.validate import Rejected, check_address, check_indices
 
 log = logging.getLogger("rrmbed.node")
+
+MAX_EARLY = 10_000
+"""Most messages a node holds before it is ready."""
 
 
 
@@ -120,28 +124,35 @@ class NodeRole(Role):
             if isinstance(msg, Start):
                 self.setup(msg, now, out)
             else:
-                self.early.append(msg)
+                self.keep(msg)
             return
         if self.fetching:
             if isinstance(msg, Weights) and msg.version >= self.fetching:
                 self.fetching = 0
                 self.ready(now, out, [msg, *self.early])
             else:
-                self.early.append(msg)
+                self.keep(msg)
             return
         self.serve(part, msg, now, out)
+
+    def keep(self, msg: Message) -> None:
+        """Hold ``msg`` until the node is ready (bounded: a flood before then is dropped)."""
+        if len(self.early) >= MAX_EARLY:
+            raise Rejected(f"more than {MAX_EARLY} messages before the node was ready")
+        self.early.append(msg)
 
     def serve(self, part: NodePart, msg: Message, now: float, out: Outbox) -> None:
         if isinstance(msg, Weights):
             self.weights.offer(msg)  # the actor takes it at the next slot boundary
             out.send(CONTROLLER, WeightsAck, slot=msg.slot, version=msg.version)
         elif isinstance(msg, Join):
-            out.connect(self.kind.node_name(msg.node), msg.address)
+            check_indices([msg.node], "node", len(self.node_names))
+            out.connect(self.kind.node_name(msg.node), check_address(msg.address))
         elif isinstance(msg, Stop):
             self.report(msg.slot, out)
             return
         elif not part.on_message(msg, now, out):
-            log.warning("%s: ignoring %s from %s", self.name, msg.KIND, msg.sender)
+            raise Rejected(f"not expected at a {self.role}")
         self.heard = now
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
@@ -173,6 +184,7 @@ class NodeRole(Role):
         out.cancel("start")
         resolved = from_toml(start.config_toml)
         self.kind, self.scenario = resolved.kind, resolved.scenario
+        self.node_names = frozenset(self.kind.node_names(self.scenario))
         self.start_msg = start
         opts = start.options
         directory = opts.get("directory", {})
@@ -203,7 +215,7 @@ class NodeRole(Role):
         for msg in backlog:
             if self.done:
                 break
-            self.serve(self.part, msg, now, out)
+            self.receive(msg, now, out)
         self.heard = self.woken = now
         self.watch(now, out)
 
@@ -228,5 +240,6 @@ class NodeRole(Role):
                         **self.part.stats(),
                         "weights_version": self.weights_version,
                         "weights_versions": self.versions,
-                        "protocol_errors": self.host.protocol_errors})
+                        "protocol_errors": self.host.protocol_errors,
+                        "rejected": self.rejected})
         self.done = True

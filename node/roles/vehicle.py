@@ -27,6 +27,7 @@ from protocols.messages import (
 )
 from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
 from protocols.role import Outbox
+from protocols.validate import Rejected, check_indices, check_number
 
 if TYPE_CHECKING:
     from node.roles.node import NodeRole
@@ -49,6 +50,7 @@ class VehiclePart:
         self.k = node.index
         self.scenario = scenario
         self.training = bool(start.options.get("train"))
+        self.n_slots = start.slots
         self.agent = VehicleAgent(self.k, scenario, start.scheme, start.seed, {},
                                   source=node.weights)
         self.fingerprint = (0.0, 1.0)
@@ -58,9 +60,11 @@ class VehiclePart:
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
         if isinstance(msg, V2xSlice):
+            self.check_slice(msg)
             self.slices[msg.slot] = msg
             self.decide(msg.slot, out)
         elif isinstance(msg, NeighbourChoice):
+            self.check_choice(msg)
             self.choices.setdefault(msg.slot, {})[index_of(msg.sender)] = msg
             self.decide(msg.slot + 1, out)
         elif isinstance(msg, V2xFeedback):
@@ -68,11 +72,34 @@ class VehiclePart:
             # episodes run back to back from slot 0
             self.agent.account(msg.rate_bps, msg.slot % self.scenario.n_steps)
         elif isinstance(msg, Fingerprint):
+            check_number(msg.epsilon, "epsilon", 0.0, 1.0)
+            check_number(msg.iteration, "iteration", 0)
             self.fingerprint = (float(msg.iteration), float(msg.epsilon))
             self.stats_.fingerprints.append([msg.slot, msg.iteration, msg.epsilon])
         else:
             return False
         return True
+
+    def check_slot(self, n: int) -> None:
+        if not 0 <= n < self.n_slots:
+            raise Rejected(f"slot {n} outside the run's [0, {self.n_slots})")
+
+    def check_slice(self, msg: V2xSlice) -> None:
+        self.check_slot(msg.slot)
+        if msg.slot in self.slices:
+            raise Rejected("a second slice for the slot")
+        check_number(msg.episode_slot, "episode slot", 0, self.scenario.n_steps - 1)
+        check_indices(msg.active, "active", self.scenario.radio.n_vehicles)
+
+    def check_choice(self, msg: NeighbourChoice) -> None:
+        """A choice of slot n (kept until slot n + 1 is decided) with an RB and a power level
+        that exist, or -1 for a silent neighbour."""
+        self.check_slot(msg.slot)
+        radio = self.scenario.radio
+        check_number(msg.rb, "rb", -1, radio.n_rb - 1)
+        check_number(msg.power_level, "power level", -1, len(radio.v2v_power_levels_dbm) - 1)
+        if index_of(msg.sender) in self.choices.get(msg.slot, {}):
+            raise Rejected("a second choice for the slot")
 
     def quiet_s(self) -> float:
         return self.scenario.timing.peer_timeout_s / 2

@@ -42,6 +42,7 @@ from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER
 from protocols.role import Outbox
 from protocols.seeding import rng_for
+from protocols.validate import check_number
 from tests.helpers import S3, read_csv
 from tests.helpers import rrmbed as run_cli
 
@@ -144,8 +145,9 @@ class TwoLinkAir:
         self.gains = np.zeros((2, 2))
         self.telemetry: dict[str, float] = {}
 
-    def accepts(self, msg: Message) -> bool:
-        return isinstance(msg, TwoLinkPower) and math.isfinite(msg.power_w)
+    def check(self, msg: Message) -> None:
+        assert isinstance(msg, TwoLinkPower)
+        check_number(msg.power_w, "power", 0.0, self.radio.pmax_w)
 
     def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
         mean = np.array([[self.radio.direct_gain, self.radio.cross_gain],

@@ -35,7 +35,15 @@ from tests.helpers import S3
 # --------------------------------------------------------------------------- tiny roles
 
 
-class Ping(Role):
+
+class Toy(Role):
+    """A role of these tests: messages between made-up processes, no sender screen (that
+    is the rrmbed roles' business, tested in test_roles.py)."""
+
+    def receive(self, msg: Message, now: float, out: Outbox) -> None:
+        self.on_message(msg, now, out)
+
+class Ping(Toy):
     """Sends ``n`` numbered messages of growing size to pong at start, waits for every echo."""
 
     name = "ping"
@@ -54,7 +62,7 @@ class Ping(Role):
             self.done = True
 
 
-class Pong(Role):
+class Pong(Toy):
     """Echoes every message back to its sender (control plane), records what came, when."""
 
     name = "pong"
@@ -73,7 +81,7 @@ class Pong(Role):
             out.send(msg.sender, Done, slot=msg.slot, slots=len(self.got))
 
 
-class Clock(Role):
+class Clock(Toy):
     """Timers: b at 0.5 (which sets c at now + 3 and tells pong), a at 2, d cancelled."""
 
     name = "clock"
@@ -98,7 +106,7 @@ class Clock(Role):
             self.done = True
 
 
-class Waiter(Role):
+class Waiter(Toy):
     """Sends one message and waits for an answer that never comes."""
 
     name = "waiter"
@@ -107,7 +115,7 @@ class Waiter(Role):
         out.send("sink", Done, slot=0, slots=0)
 
 
-class Sink(Role):
+class Sink(Toy):
     """Reads one message and is done."""
 
     name = "sink"
@@ -116,7 +124,7 @@ class Sink(Role):
         self.done = True
 
 
-class Sender(Role):
+class Sender(Toy):
     """Sends the given (class, chain latency, payload) messages to pong at start."""
 
     name = "sender"

@@ -12,6 +12,7 @@ timing and backhaul.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -55,7 +56,7 @@ from protocols.messages import (
 )
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import JOIN_TIMEOUT_S as START_TIMEOUT_S
-from protocols.role import Outbox, Role, Send
+from protocols.role import MAX_REASONS, Outbox, Role, Send
 from protocols.seeding import rng_for
 from tests.helpers import S3, SV
 
@@ -95,7 +96,7 @@ def start(role: Role, now: float = 0.0) -> Outbox:
 
 def deliver(role: Role, msg: Message, now: float = 0.0) -> Outbox:
     out = Outbox()
-    role.on_message(msg, now, out)
+    role.receive(msg, now, out)
     return out
 
 
@@ -1153,3 +1154,164 @@ def test_controller_names_the_nodes_that_did_not_acknowledge_weights() -> None:
     assert any("no weights v1 acknowledgement from node-0, node-2" in e for e in role.errors)
     assert sorted(s.dest for s in sends(out, Stop)) == sorted([CHANNEL_SERVER, *NODES])
     assert role.phase == "reports"
+
+
+# =========================================================================== validation
+# Issue 12, point 2: each hostile or malformed message of the issue's probe, fed to the
+# real role through ``Role.receive`` (the entry both drivers use), is dropped and counted
+# under a reason that names the problem; the role's state is what it was.
+
+
+def only_reason(role: object, *words: str) -> str:
+    """The one reason ``role`` rejected under; it holds every word."""
+    reasons = role.rejected  # type: ignore[attr-defined]
+    assert len(reasons) == 1, reasons
+    (reason, n), = reasons.items()
+    assert n == 1
+    for w in words:
+        assert w in reason, reason
+    return reason
+
+
+def test_reasons_are_bounded() -> None:
+    role, _ = air_role(slots=3)
+    for i in range(MAX_REASONS + 10):
+        role.reject(transmit(NODES[0], 0, np.ones(K)), f"reason {i}")
+    assert len(role.rejected) == MAX_REASONS + 1
+    assert role.rejected["other reasons"] == 10
+
+
+# ----------------------------------------------------------------------------- the air
+
+@pytest.mark.parametrize(("powers", "words"), [
+    (np.full(K, 1000.0), ("powers outside",)),          # the issue's 1000 W per user
+    (np.array([np.nan] * K), ("NaN",)),
+    (np.ones(K + 1), ("shape",)),
+])
+def test_air_drops_a_transmission_a_radio_cannot_send(powers: np.ndarray,
+                                                       words: tuple[str, ...]) -> None:
+    role, _ = air_role(slots=3)
+    assert deliver(role, transmit(NODES[0], 0, powers)).sends == []
+    only_reason(role, "transmit", *words)
+    assert role.got == {} and role.n == 0
+
+
+def test_air_counts_senders_that_may_not_transmit_and_second_transmissions() -> None:
+    role, _ = air_role(slots=3)
+    deliver(role, transmit("node-9", 0, np.ones(K)))    # the issue's IndexError
+    deliver(role, transmit(CONTROLLER, 0, np.ones(K)))  # a process that does not transmit
+    deliver(role, transmit(NODES[0], 0, np.ones(K)))
+    deliver(role, transmit(NODES[0], 0, np.ones(K)))
+    assert role.rejected == {"transmit from unknown sender": 1,
+                             "transmit from a controller (only node may send it)": 1,
+                             "transmit: a second transmission for the slot": 1}
+    assert sorted(role.got) == [0]
+
+
+def test_a_node_cannot_stop_or_start_the_air() -> None:
+    role, _ = air_role(slots=3)
+    out = deliver(role, mk(Stop, NODES[1], slot=0, reason="forged"))
+    assert out.sends == [] and not role.done
+    only_reason(role, "stop", "only controller")
+
+
+# ----------------------------------------------------------------------------- a node
+
+def test_node_drops_a_power_list_with_a_bs_it_does_not_have() -> None:
+    role, _ = node_role(1, "round-robin")
+    g = channel(11, 1)[0]
+    deliver(role, mk(PowerForward, NODES[0], slot=0, order=[99], powers=np.ones((1, K))))
+    only_reason(role, "power_forward", "order", "outside")
+    # the slot still runs: the real list then the slice decide it
+    role.rejected.clear()
+    deliver(role, mk(PowerForward, NODES[0], slot=0, order=[0], powers=np.ones((1, K))))
+    out = deliver(role, csi(1, 0, g, order=[0, 1, 2]))
+    assert [s.cls for s in out.sends][0] is Transmit and role.rejected == {}
+
+
+@pytest.mark.parametrize(("sender", "order", "powers", "words"), [
+    (NODES[0], [0], np.full((1, K), 1e9), ("outside",)),      # the issue's 1e9 W
+    (NODES[0], [0], np.full((1, K), np.nan), ("NaN",)),
+    (NODES[2], [0], np.ones((1, K)), ("ends with BS 0",)),    # not from its last BS
+    (NODES[0], [0, 0], np.ones((2, K)), ("repeats",)),
+    (NODES[0], [1], np.ones((1, K)), ("holds this BS",)),
+    (NODES[0], [0], np.ones((2, K)), ("shape",)),
+])
+def test_node_drops_forged_power_lists(sender: str, order: list[int], powers: np.ndarray,
+                                       words: tuple[str, ...]) -> None:
+    role, _ = node_role(1, "round-robin")
+    assert deliver(role, mk(PowerForward, sender, slot=0, order=order,
+                            powers=powers)).sends == []
+    only_reason(role, "power_forward", *words)
+    assert role.part.slots.get(0) is None or role.part.slots[0].forward is None
+
+
+def test_node_drops_slices_and_decisions_from_the_wrong_process_or_slot() -> None:
+    role, _ = node_role(0, "centralized")
+    g = channel(11, 1)[0]
+    forged = dataclasses.replace(csi(0, 0, g), sender=NODES[1])
+    deliver(role, forged)
+    deliver(role, mk(Decision, CONTROLLER, slot=10**9, powers=np.ones(K)))
+    deliver(role, mk(Decision, CONTROLLER, slot=0, powers=np.full(K, -1.0)))
+    assert role.rejected == {
+        "csi_slice from a node (only channel-server may send it)": 1,
+        "decision: slot 1000000000 outside the run's [0, 10)": 1,
+        "decision: powers outside [0.0, %r]" % (RADIO.pmax_w * (1 + 1e-12)): 1}
+    assert role.part.slots == {}
+
+
+def test_node_drops_a_join_with_a_bad_address() -> None:
+    role, _ = node_role(0, "full")
+    out = deliver(role, mk(Join, CONTROLLER, slot=3, node=1, address="garbage"))
+    assert out.connects == []
+    only_reason(role, "join", "address")
+
+
+# ----------------------------------------------------------------------------- controller
+
+def test_controller_drops_a_hello_with_a_garbage_address_or_a_false_role() -> None:
+    role, _ = controller()
+    deliver(role, dataclasses.replace(hello(NODES[0]), host="garbage"))
+    deliver(role, dataclasses.replace(hello(NODES[1]), node_id=2))
+    deliver(role, dataclasses.replace(hello(NODES[1]), sender="node-9"))
+    assert role.rejected == {
+        "hello: address 'garbage' is not tcp://host:port, ipc:// or inproc://": 1,
+        "hello: node-1 claims role 'node' id 2": 1,
+        "hello from unknown sender": 1}
+    assert role.directory == {}
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"sum_rate_bps_hz": math.inf}, ("sum-rate is inf",)),
+    ({"sum_rate_bps_hz": 1e9}, ("not the sum of the rates",)),    # the issue's 1e9
+    ({"sum_rate_bps_hz": math.nan}, ("sum-rate is nan",)),
+    ({"powers": np.full((B, K), 1e9)}, ("powers outside",)),
+    ({"rates": np.full((B, K), np.nan)}, ("rates", "NaN")),
+    ({"powers": np.ones((B + 1, K))}, ("powers has shape",)),
+    ({"slot": 1}, ("out of order",)),
+    ({"lost": [B]}, ("lost",)),
+])
+def test_controller_drops_forged_outcomes_and_records_nothing(change: dict[str, object],
+                                                              words: tuple[str, ...]) -> None:
+    role = running(slots=4)
+    deliver(role, dataclasses.replace(outcome(0), **change))
+    only_reason(role, "slot_outcome", *words)
+    assert role.part.recorder.done == 0
+    deliver(role, outcome(0))  # the real one is recorded
+    assert role.part.recorder.done == 1
+
+
+def test_controller_ignores_a_forged_done_and_outcomes_from_a_node() -> None:
+    role = running(slots=4)
+    deliver(role, mk(Done, CHANNEL_SERVER, slot=1, slots=1))
+    deliver(role, dataclasses.replace(outcome(0), sender=NODES[0]))
+    assert not role.air_done and role.phase == "run"
+    assert role.rejected == {"done: done after 1 slots; the run has 4": 1,
+                             "slot_outcome from a node (only channel-server may send it)": 1}
+    summary = role.summary_extra()
+    assert summary["rejected"] == {CONTROLLER: role.rejected} and summary["rejected_total"] == 2
+
+
+def test_rejected_messages_are_csi_slices_only_from_the_air() -> None:
+    assert CsiSlice.SENDERS == (CHANNEL_SERVER,) and Hello.SENDERS == (CHANNEL_SERVER, "node")
+    assert SlotOutcome.SENDERS == (CHANNEL_SERVER,)
