@@ -29,15 +29,59 @@ from typing import Any, TypeVar, cast
 import zmq
 import zmq.asyncio
 import zmq.backend
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode
 from protocols.errors import PeerError, PeerTimeout, ProtocolError
+from protocols.keys import KeyRing
 from protocols.latency import Clock, LinkModel
 from protocols.links import Links
 from protocols.messages import Message
 from protocols.meter import Meter, wire_size
 
 log = logging.getLogger(__name__)
+
+ZAP_DOMAIN = "rrmbed"
+"""ZAP domain of every CURVE inbox."""
+
+
+class _RunKeys:
+    """The ZAP handler's credentials: a client is let in only with a key of the run; its
+    connection's User-Id is then that key's process name."""
+
+    def __init__(self) -> None:
+        self.names: dict[bytes, str] = {}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.names
+
+
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ZAP thread on the process's context, naming clients by their key."""
+
+    def __init__(self, context: zmq.Context[Any], keys: _RunKeys) -> None:
+        super().__init__(context, log=logging.getLogger("rrmbed.zap"))
+        self.keys = keys
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return self.keys.names[z85.encode(client_public_key)]
+
+
+_ZAP: dict[int, _RunKeys] = {}
+"""One ZAP handler per context (it binds the context's ZAP address)."""
+
+
+def _authenticate(ctx: zmq.Context[Any], keys: KeyRing) -> None:
+    """Let the run's keys in at every CURVE inbox of ``ctx``."""
+    run_keys = _ZAP.get(id(ctx))
+    if run_keys is None:
+        run_keys = _ZAP[id(ctx)] = _RunKeys()
+        auth = _Authenticator(ctx, run_keys)
+        auth.configure_curve_callback(ZAP_DOMAIN, run_keys)
+        auth.start()
+    for name, public in keys.publics.items():
+        run_keys.names[public] = name
 
 # Plain ints: pyzmq's flag enums cost a few microseconds per operation on the hot path.
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -68,7 +112,10 @@ class Endpoint:
     send-only endpoint; ``meter``: where sent frames are counted; ``limits``: codec limits
     (also the inbox's ZMQ_MAXMSGSIZE); ``hwm``: send and receive high-water marks, messages;
     ``send_timeout_s``: longest wait for room in a full send queue, seconds; ``clock``: clock
-    mode used by link emulation.
+    mode used by link emulation; ``keys``: the run's CURVE keys (None: no authentication,
+    the user's explicit ``--insecure``). With keys the inbox lets in only the run's keys, a
+    frame whose ``sender`` is not the process its key belongs to is dropped as a protocol
+    error, and a peer is reached only with its own public key.
     """
 
     def __init__(
@@ -81,8 +128,10 @@ class Endpoint:
         *,
         send_timeout_s: float = 5.0,
         clock: Clock | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.name = name
+        self.keys = keys
         self.meter = meter
         self.limits = limits
         self.hwm = hwm
@@ -117,6 +166,12 @@ class Endpoint:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, hwm)
             sock.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
+            if keys is not None:
+                _authenticate(self._ctx, keys)
+                sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+                sock.setsockopt(zmq.CURVE_SERVER, 1)
+                sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+                sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
             try:
                 sock.bind(bind)
             except zmq.ZMQError:
@@ -135,10 +190,17 @@ class Endpoint:
         """Connect a PUSH socket to ``peer``'s inbox at ``endpoint`` (replacing an older one).
 
         Messages sent before the connection is up are queued (ZMQ_IMMEDIATE off)."""
+        keys = self.keys
+        if keys is not None and peer not in keys.publics:
+            raise PeerError(f"{self.name}: no public key for {peer!r} in the run's keys")
         sock = self._ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, self.hwm)
         sock.setsockopt(zmq.IMMEDIATE, 0)
+        if keys is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, keys.publics[peer])
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError:
@@ -306,14 +368,20 @@ class Endpoint:
                 parts += 1
             self._protocol_error(f"expected one frame per message, got {parts} parts")
             return None
-        return self._accept(part.bytes)
+        user_id = str(part.get("User-Id")) if self.keys is not None else None
+        return self._accept(part.bytes, user_id)
 
-    def _accept(self, frame: bytes) -> Message | None:
-        """Decode one frame; None when it is bad, lost or held."""
+    def _accept(self, frame: bytes, user_id: str | None = None) -> Message | None:
+        """Decode one frame (``user_id``: the process its CURVE key belongs to); None when it
+        is bad, lost or held."""
         try:
             msg = decode(frame, self.limits)
         except ProtocolError as e:
             self._protocol_error(str(e))
+            return None
+        if user_id is not None and msg.sender != user_id:
+            self._protocol_error(f"{msg.KIND} says it is from {msg.sender[:40]!r}, but its "
+                                 f"key is {user_id!r}'s")
             return None
         key = (msg.KIND, msg.sender)
         got = self.received.get(key)

@@ -192,10 +192,19 @@ def scheme_or_default(scheme: str | None, resolved: Resolved, command: str) -> s
               help="MQTT broker for telemetry (default: start mosquitto/amqtt on loopback).")
 @click.option("--log-csi", is_flag=True, hidden=True,
               help="Nodes log every CSI slice they receive (for tests).")
+@click.option("--keys", "keys_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Network runner: the run's CURVE keys from `rrmbed keys` (default: a fresh "
+                   "key pair per process, removed after the run); needed to let a node "
+                   "you start yourself join.")
+@click.option("--insecure", is_flag=True,
+              help="Network runner: no CURVE authentication at all.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run already in --out (otherwise a non-empty --out is refused).")
 def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
         weights: Path | None,
         out: Path | None, sets: tuple[str, ...], action: str, endpoints: str,
-        no_telemetry: bool, broker: str | None, log_csi: bool) -> None:
+        no_telemetry: bool, broker: str | None, log_csi: bool, keys_dir: Path | None,
+        insecure: bool, overwrite: bool) -> None:
     """Run SCHEME on SCENARIO for N slots and write a run directory.
 
     A cellular scenario runs one node process per BS; a V2X scenario (one with a [road]
@@ -209,9 +218,23 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
     resolved = resolve_file(scenario, sets)
     scheme = scheme_or_default(scheme, resolved, "run")
     out = out or default_out(resolved.scenario, scheme, runner, seed)
-    summary = execute(resolved, scheme, runner, slots, seed, out, sets, weights,
-                      {"action_mode": action, "log_csi": log_csi, "endpoints": endpoints,
-                       "telemetry": not no_telemetry, "broker": broker})
+    from controller.evaluation.files import OutError, claim_out
+
+    created = not out.exists()
+    try:
+        lock = claim_out(out, overwrite)
+    except OutError as e:
+        raise click.BadParameter(str(e), param_hint="--out") from e
+    try:
+        with lock:  # held while the run writes its folder
+            summary = execute(resolved, scheme, runner, slots, seed, out, sets, weights,
+                              {"action_mode": action, "log_csi": log_csi,
+                               "endpoints": endpoints, "telemetry": not no_telemetry,
+                               "broker": broker, "insecure": insecure, "keys": keys_dir})
+    finally:
+        (out / ".lock").unlink(missing_ok=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before it wrote anything: leave no folder behind
     resolve_ref(resolved.kind.report)(summary, out, Console(width=max(120, Console().width)))
     click.echo(f"run directory: {out}")
     if summary.get("errors") or summary.get("lost_nodes"):
@@ -270,6 +293,34 @@ def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
 # ------------------------------------------------------------------- the processes
 
 
+def security_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--keys and --insecure: how a process authenticates itself and its peers."""
+    f = click.option("--insecure", is_flag=True, envvar="RRMBED_INSECURE",
+                     help="Run without CURVE authentication (any local process can then "
+                          "talk to this one).")(f)
+    return click.option("--keys", "keys_dir", type=click.Path(file_okay=False, path_type=Path),
+                        envvar="RRMBED_KEYS",
+                        help="The run's CURVE key directory (public.json and this process's "
+                             "<name>.secret; see `rrmbed keys`). [env: RRMBED_KEYS]")(f)
+
+
+def key_ring(keys_dir: Path | None, insecure: bool, name: str) -> Any:
+    """This process's keys, or None with --insecure (UsageError for neither or both)."""
+    from protocols.keys import KeysError, load_keys
+
+    if keys_dir is not None and insecure:
+        raise click.UsageError("--keys and --insecure exclude each other")
+    if keys_dir is None:
+        if not insecure:
+            raise click.UsageError("no keys: pass --keys DIR (written by `rrmbed keys`) or "
+                                   "--insecure to run without authentication")
+        return None
+    try:
+        return load_keys(keys_dir, name)
+    except KeysError as e:
+        raise click.BadParameter(str(e), param_hint="--keys") from e
+
+
 @cli.command("controller")
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--scheme", required=True, help=SCHEME_HELP)
@@ -285,12 +336,17 @@ def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
 @click.option("--options", default="{}", help="JSON run options passed to every process.")
 @click.option("--broker", metavar="URL", help="MQTT broker for every process's telemetry.")
 @click.option("--no-telemetry", is_flag=True, help="No telemetry.")
+@security_options
 def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path, bind: str,
                    advertise: str | None, weights: Path | None, sets: tuple[str, ...],
-                   options: str, broker: str | None, no_telemetry: bool) -> None:
+                   options: str, broker: str | None, no_telemetry: bool,
+                   keys_dir: Path | None, insecure: bool) -> None:
     """The controller process: handshake, central decisions, results."""
     from controller.runners.network import serve
     from controller.runners.run import RunError, load_weights, scheme_for
+    from protocols.names import CONTROLLER
+
+    keys = key_ring(keys_dir, insecure, CONTROLLER)
 
     opts = json.loads(options)
     if broker is not None:
@@ -305,7 +361,7 @@ def controller_cmd(scenario: Path, scheme: str, slots: int, seed: int, out: Path
     except RunError as e:
         raise click.BadParameter(str(e), param_hint="--scheme/--weights") from e
     sys.exit(run_process(serve(resolved, scheme, slots, seed, out, bind, advertise, arrays,
-                               opts)))
+                               opts, keys)))
 
 
 def worker_options(f: Callable[..., None]) -> Callable[..., None]:
@@ -325,11 +381,15 @@ def index_option(dest: str, what: str) -> Callable[[Callable[..., None]], Callab
 
 @cli.command("channel-server")
 @worker_options
-def channel_server_cmd(controller: str, bind: str, advertise: str | None) -> None:
+@security_options
+def channel_server_cmd(controller: str, bind: str, advertise: str | None,
+                       keys_dir: Path | None, insecure: bool) -> None:
     """The channel-server process (the air)."""
     from channel_server.process import serve
+    from protocols.names import CHANNEL_SERVER
 
-    sys.exit(run_process(serve(controller, bind, advertise)))
+    keys = key_ring(keys_dir, insecure, CHANNEL_SERVER)
+    sys.exit(run_process(serve(controller, bind, advertise, keys)))
 
 
 @cli.command("node")
@@ -337,22 +397,52 @@ def channel_server_cmd(controller: str, bind: str, advertise: str | None) -> Non
 @click.option("--role", default="node", show_default=True,
               help="Node role of the scenario kind: node (a BS), vehicle, ...")
 @worker_options
+@security_options
 def node_cmd(node_id: int, role: str, controller: str, bind: str,
-             advertise: str | None) -> None:
+             advertise: str | None, keys_dir: Path | None, insecure: bool) -> None:
     """A node process: one base station (or, with --role, a vehicle, ...)."""
     from node.process import serve
 
-    sys.exit(run_process(serve(role, node_id, controller, bind, advertise)))
+    keys = key_ring(keys_dir, insecure, f"{role}-{node_id}")
+    sys.exit(run_process(serve(role, node_id, controller, bind, advertise, keys)))
 
 
 @cli.command("vehicle")
 @index_option("vehicle_id", "V2V transmitter index")
 @worker_options
-def vehicle_cmd(vehicle_id: int, controller: str, bind: str, advertise: str | None) -> None:
+@security_options
+def vehicle_cmd(vehicle_id: int, controller: str, bind: str, advertise: str | None,
+                keys_dir: Path | None, insecure: bool) -> None:
     """A vehicle node process (one V2V transmitter of a V2X scenario)."""
     from node.process import serve
 
-    sys.exit(run_process(serve("vehicle", vehicle_id, controller, bind, advertise)))
+    keys = key_ring(keys_dir, insecure, f"vehicle-{vehicle_id}")
+    sys.exit(run_process(serve("vehicle", vehicle_id, controller, bind, advertise, keys)))
+
+
+@cli.command("keys")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The scenario whose processes get keys.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Scenario overrides (they may change the number of nodes).")
+def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
+    """Write a CURVE key pair for every process of SCENARIO into DIRECTORY.
+
+    DIRECTORY gets public.json (every process's public key) and one <name>.secret per
+    process (mode 0600). Give each process the public file and only its own secret (docker
+    secrets, or a copy per host) and start it with --keys; `rrmbed compose --keys DIRECTORY`
+    mounts them so. `rrmbed run --runner network` makes fresh keys by itself.
+    """
+    from protocols.keys import KeysError, write_keys
+    from protocols.names import CHANNEL_SERVER, CONTROLLER
+
+    names = [CONTROLLER, CHANNEL_SERVER, *resolve_file(scenario, sets).node_names]
+    try:
+        write_keys(directory, names)
+    except KeysError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"wrote keys of {len(names)} processes to {directory}: {', '.join(names)}")
 
 
 def run_process(coro: Any) -> int:
@@ -626,13 +716,23 @@ def watch(broker: str | None, run_name: str | None, duration: float | None) -> N
 @click.option("--run-name", help="Run directory name under /runs.")
 @click.option("--subnet", help="Fixed addresses on this subnet plus /etc/hosts entries, for "
                                "docker engines without embedded DNS (--iptables=false).")
+@click.option("--keys", "keys_dir", help="Key directory from `rrmbed keys` on the host: each "
+                                         "service gets the public keys and its own secret "
+                                         "as compose secrets.")
+@click.option("--insecure", is_flag=True, help="No keys: the services run without CURVE.")
 def compose(scenario: Path, nodes: int | None, scheme: str | None, slots: int, seed: int,
             weights: str | None, image: str, runs_dir: str, broker_image: str | None,
-            no_telemetry: bool, run_name: str | None, subnet: str | None) -> None:
+            no_telemetry: bool, run_name: str | None, subnet: str | None,
+            keys_dir: str | None, insecure: bool) -> None:
     """Print a docker-compose file for SCENARIO: one container per process.
 
-    Example: rrmbed compose scenarios/3cell-k2.toml --scheme round-robin > docker-compose.yml
+    Example: rrmbed keys keys --scenario scenarios/3cell-k2.toml && rrmbed compose
+    scenarios/3cell-k2.toml --scheme round-robin --keys keys > docker-compose.yml
+    (the services run as $RRMBED_UID, default 10001, which must be able to read the
+    secrets: chown 10001 keys/*.secret, or set RRMBED_UID to the keys' owner).
     """
+    if (keys_dir is None) == (not insecure):
+        raise click.UsageError("pass --keys DIR (written by `rrmbed keys`) or --insecure")
     from controller.deploy.compose import DEFAULT_BROKER_IMAGE, render_compose
     resolved = resolve_file(scenario)
     kind, n = resolved.kind.node_role, resolved.n_nodes
@@ -646,7 +746,7 @@ def compose(scenario: Path, nodes: int | None, scheme: str | None, slots: int, s
                               weights, image, runs_dir,
                               broker_image=broker_image or DEFAULT_BROKER_IMAGE,
                               telemetry=not no_telemetry, run_name=run_name, subnet=subnet,
-                              node_kind=kind),
+                              node_kind=kind, keys=keys_dir, insecure=insecure),
                nl=False)
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from controller.evaluation.files import write_json
+from protocols.keys import KeysError, load_keys, write_keys
+from protocols.names import CHANNEL_SERVER, CONTROLLER
 
 if TYPE_CHECKING:
     from channel_server.kinds import Resolved
@@ -108,8 +110,14 @@ def run_network(
     endpoints: str = "tcp",
     telemetry: bool = True,
     broker: str | None = None,
+    insecure: bool = False,
+    keys: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``scheme`` over real processes; return the controller's summary.
+
+    Every process gets a fresh CURVE key pair (:mod:`protocols.keys`, in a private temporary
+    folder removed afterwards), or its pair from ``keys`` (a directory of ``rrmbed keys``),
+    so it talks only to this run's processes; ``insecure`` runs them without authentication.
 
     ``endpoints``: 'tcp' (loopback, OS-assigned ports) or 'ipc' (unix sockets in a
     private temporary folder, removed afterwards whatever happened). With
@@ -128,6 +136,20 @@ def run_network(
         print(f"rrmbed: telemetry on {url} (watch with: rrmbed watch --broker {url} "
               f"--run {out.name})", file=sys.stderr)
     sockdir = Path(tempfile.mkdtemp(prefix="rrmbed-")) if endpoints == "ipc" else None
+    if insecure and keys is not None:
+        raise LaunchError("--keys and --insecure exclude each other")
+    fresh = None if insecure or keys is not None else Path(tempfile.mkdtemp(prefix="rrmbed-keys-"))
+    if fresh is not None:
+        write_keys(fresh, [CONTROLLER, CHANNEL_SERVER, *resolved.node_names])
+    names = [CONTROLLER, CHANNEL_SERVER, *resolved.node_names]
+    if keys is not None:
+        try:
+            for name in names:
+                load_keys(keys, name)
+        except KeysError as e:
+            raise LaunchError(f"--keys: {e}") from None
+    keydir = keys or fresh
+    security = ["--insecure"] if keydir is None else ["--keys", str(keydir)]
 
     def bind(role: str) -> str:
         return f"ipc://{sockdir}/{role}.sock" if sockdir else LOOPBACK_BIND
@@ -136,7 +158,7 @@ def run_network(
                 "--seed", str(seed), "--out", str(out), "--bind", bind("controller")]
     if weights is not None:
         ctl_args += ["--weights", str(weights)]
-    ctl_args += ["--options", json.dumps(options)]
+    ctl_args += ["--options", json.dumps(options), *security]
     try:
         ctl = run.spawn("controller", ctl_args, stdout_pipe=True)
         assert ctl.stdout is not None
@@ -146,11 +168,11 @@ def run_network(
         address = line.split(" ", 1)[1]
         run.write_json("endpoints.json", {"controller": address})
         run.spawn("channel-server", ["channel-server", "--controller", address,
-                                     "--bind", bind("channel-server")])
+                                     "--bind", bind("channel-server"), *security])
         for role in resolved.node_names:
             run.spawn(role, ["node", "--role", resolved.kind.node_role, "--id",
                              role.rsplit("-", 1)[1], "--controller", address,
-                             "--bind", bind(role)])
+                             "--bind", bind(role), *security])
         run.write_json("processes.json", {r: p.pid for r, p in run.procs.items()})
 
         def progress(done: int, total: int) -> None:
@@ -176,6 +198,8 @@ def run_network(
             print(f"rrmbed: stopped leftover processes: {', '.join(killed)}", file=sys.stderr)
         if sockdir is not None:
             shutil.rmtree(sockdir, ignore_errors=True)  # sockets of killed processes
+        if fresh is not None:
+            shutil.rmtree(fresh, ignore_errors=True)
         handle.stop()
 
 

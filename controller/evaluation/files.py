@@ -37,3 +37,60 @@ def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+RUN_MARKERS = ("config.toml", "scenario.toml", "summary.json", "status.json", "metrics.csv")
+"""Files that make a folder an rrmbed run directory (which --overwrite may clear)."""
+PROBE_BYTES = 1 << 20
+"""What the write probe writes (and removes) before a run: 1 MiB."""
+
+
+class OutError(RuntimeError):
+    """The run directory cannot be used; the text says why."""
+
+
+def claim_out(out: Path, overwrite: bool) -> Any:
+    """Make ``out`` ready for a new run before any work starts; returns an open lock file to
+    keep for the run (a second run on the same folder is refused while it is held).
+
+    A non-empty ``out`` is refused unless ``overwrite`` (and then only a run directory is
+    cleared, never another folder); then a 1 MiB probe is written, flushed and removed, so a
+    folder that is not writable or a full disk is found now, not after the computation."""
+    import fcntl
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise OutError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = (out / ".lock").open("a")
+    except OSError as e:
+        raise OutError(f"cannot write to --out {out}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise OutError(f"another run is writing to --out {out}") from None
+    held = [p for p in out.iterdir() if p.name != ".lock"]
+    if held and not overwrite:
+        lock.close()
+        raise OutError(f"--out {out} already holds files; choose a new folder or pass "
+                       "--overwrite to replace that run")
+    if held and not any((out / m).exists() for m in RUN_MARKERS):
+        lock.close()
+        raise OutError(f"--out {out} is not an rrmbed run directory; --overwrite only "
+                       "replaces runs")
+    for p in held:
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    probe = out / ".write-probe"
+    try:
+        with probe.open("wb") as f:
+            f.write(b"\0" * PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        lock.close()
+        raise OutError(f"cannot write to --out {out}: {e.strerror or e}") from None
+    finally:
+        probe.unlink(missing_ok=True)
+    return lock

@@ -18,6 +18,7 @@ from channel_server.kinds import Resolved
 from controller.roles.controller import ControllerRole
 from controller.runners.output import write_run
 from protocols.driver import Driver
+from protocols.keys import KeyRing
 from protocols.meter import Meter
 from protocols.names import CONTROLLER
 from protocols.transport import Endpoint
@@ -29,9 +30,10 @@ def say(*parts: object) -> None:
 
 async def serve(resolved: Resolved, scheme: str, slots: int, seed: int, out: Path, bind: str,
                 advertise: str | None, weights: dict[str, np.ndarray] | None,
-                options: dict[str, Any]) -> int:
-    """Run the controller until the run ends; 1 if it had errors or lost nodes."""
-    endpoint = Endpoint(CONTROLLER, bind, Meter())
+                options: dict[str, Any], keys: KeyRing | None) -> int:
+    """Run the controller until the run ends; 1 if it had errors or lost nodes (``keys``:
+    the run's CURVE keys, None for an insecure run)."""
+    endpoint = Endpoint(CONTROLLER, bind, Meter(), keys=keys)
     try:
         ctl = ControllerRole(resolved, scheme, slots, seed, "network", weights, options,
                              emit=say, out_dir=out)

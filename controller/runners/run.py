@@ -40,7 +40,10 @@ def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
     from node.policy_spec import read_weights
 
     try:
-        arrays = read_weights(path)
+        arrays = read_weights(path)  # its errors name the file
+    except ValueError as e:
+        raise RunError(str(e)) from e
+    try:
         spec.check_weights(resolved.scenario, arrays)
     except ValueError as e:
         raise RunError(f"{path}: {e}") from e
@@ -52,17 +55,19 @@ def execute(resolved: Resolved, scheme: str, runner: str, slots: int, seed: int,
             on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``scheme`` on the resolved scenario; write the run directory ``out``; the
     summary. ``options``: the processes' run options plus the launcher's ``endpoints``,
-    ``telemetry`` and ``broker``."""
+    ``telemetry``, ``broker``, ``insecure`` and ``keys``."""
     spec = scheme_for(resolved, scheme)
     arrays = load_weights(resolved, spec, weights, bool(options.get("train")))
-    opts = {k: v for k, v in options.items() if k not in ("endpoints", "telemetry", "broker")}
+    launcher = ("endpoints", "telemetry", "broker", "insecure", "keys")
+    opts = {k: v for k, v in options.items() if k not in launcher}
     if runner == "network":
         from controller.deploy.launcher import run_network
 
         return run_network(resolved, scheme, slots, seed, out, weights, opts, on_progress,
                            endpoints=options.get("endpoints", "tcp"),
                            telemetry=options.get("telemetry", True),
-                           broker=options.get("broker"))
+                           broker=options.get("broker"),
+                           insecure=bool(options.get("insecure")), keys=options.get("keys"))
     from controller.runners.local import run_local
 
     return run_local(resolved, scheme, slots, seed, out, arrays, opts, on_progress)

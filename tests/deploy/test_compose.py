@@ -30,6 +30,18 @@ N_NODES, SCHEME, SLOTS, SEED = 3, "round-robin", 200, 7
 RUN_NAME = "compose-run"
 
 DEPLOY = [pytest.mark.deploy, pytest.mark.timeout(1800)]
+CONTAINER_USER = 10001
+"""The image's user, which the rrmbed services run as when RRMBED_UID is not set."""
+
+
+def container_keys(tmp: Path, scenario: Path) -> str:
+    """``rrmbed keys`` for the scenario, the secrets readable by the containers' user."""
+    keys = tmp / "keys"
+    r = rrmbed("keys", str(keys), "--scenario", str(scenario))
+    assert r.returncode == 0, r.stderr
+    for f in keys.glob("*.secret"):
+        os.chown(f, CONTAINER_USER, CONTAINER_USER)
+    return str(keys)
 
 
 def sh(cmd: list[str], timeout: float = 300, env: dict[str, str] | None = None,
@@ -120,7 +132,8 @@ def project(images: list[str], tmp_path: Path) -> Iterator[tuple[Project, Path]]
     file = tmp_path / "docker-compose.yml"
     file.write_text(render_compose(str(SCENARIO), N_NODES, SCHEME, SLOTS, SEED, None, IMAGE,
                                    str(runs), broker_image=BROKER_IMAGE,
-                                   subnet=compose_subnet()))
+                                   subnet=compose_subnet(),
+                                   keys=container_keys(tmp_path, SCENARIO)))
     overrides = ("RRMBED_IMAGE", "RRMBED_BROKER_IMAGE", "RRMBED_UID", "RRMBED_GID")
     env = {k: v for k, v in os.environ.items() if k not in overrides}
     env["RRMBED_RUN"] = RUN_NAME
@@ -220,7 +233,7 @@ def test_render_weights_named_volume_static_addresses_and_dollars() -> None:
     """No docker needed: the rendered text, against values written out by hand."""
     text = render_compose("/srv/a$b/3cell.toml", 3, "full", 50, 1, "models/w.npz",
                           "rrmbed:test", "rrmbed-runs", subnet="10.77.0.0/28",
-                          run_name="r1")
+                          run_name="r1", insecure=True)
     lines = [ln.strip() for ln in text.splitlines()]
     # The scenario and weights are mounted read-only where the controller reads them.
     assert '- "/srv/a$$b/3cell.toml:/scenario/3cell.toml:ro"' in lines
@@ -232,6 +245,7 @@ def test_render_weights_named_volume_static_addresses_and_dollars() -> None:
     # A bare name is a named volume, declared at the top level.
     assert '- "rrmbed-runs:/runs"' in lines
     assert text.endswith("volumes:\n  rrmbed-runs: {}\n")
+    assert lines.count('- "--insecure"') == 5 and "secrets:" not in lines
     # Fixed addresses: gateway 10.77.0.1, then one per service in order; each service
     # lists every other one in extra_hosts.
     want = {"mosquitto": "10.77.0.2", "controller": "10.77.0.3",
@@ -247,12 +261,23 @@ def test_render_weights_named_volume_static_addresses_and_dollars() -> None:
     for b in range(3):
         assert f'- "tcp://node-{b}:5552"' in lines
     with pytest.raises(ValueError):
-        render_compose("s.toml", 3, "full", 50, 1, None, "i", "r", subnet="10.77.0.0/29")
+        render_compose("s.toml", 3, "full", 50, 1, None, "i", "r", subnet="10.77.0.0/29",
+                       insecure=True)
     with pytest.raises(ValueError):
-        render_compose("s.toml", 0, "full", 50, 1, None, "i", "r")
-    no_tel = render_compose("s.toml", 2, "full", 50, 1, None, "i", "./r", telemetry=False)
+        render_compose("s.toml", 0, "full", 50, 1, None, "i", "r", insecure=True)
+    with pytest.raises(ValueError, match="keys"):  # neither keys nor --insecure
+        render_compose("s.toml", 3, "full", 50, 1, None, "i", "r")
+    no_tel = render_compose("s.toml", 2, "full", 50, 1, None, "i", "./r", telemetry=False,
+                            keys="k")
     assert "mosquitto" not in no_tel and '- "--no-telemetry"' in no_tel
     assert '- "./s.toml:/scenario/s.toml:ro"' in no_tel and '- "./r:/runs"' in no_tel
+    # with keys: every rrmbed service reads its own secret and the public keys from
+    # /run/secrets, and runs as $RRMBED_UID
+    assert no_tel.count('- "/run/secrets"') == 4 and "--insecure" not in no_tel
+    assert no_tel.count('user: "${RRMBED_UID:-10001}:${RRMBED_GID:-10001}"') == 4
+    for name in ("controller", "channel-server", "node-0", "node-1"):
+        assert no_tel.count(f'- "{name}.secret"') == 1
+        assert f'  {name}.secret:\n    file: "./k/{name}.secret"' in no_tel
 
 
 @DEPLOY[0]
@@ -267,7 +292,7 @@ def test_v2x_compose_run_equals_local_runner(images: list[str], tmp_path: Path) 
     file = tmp_path / "docker-compose.yml"
     file.write_text(render_compose(str(scenario), k_n, "random", slots, seed, None, IMAGE,
                                    str(runs), telemetry=False, subnet=compose_subnet(),
-                                   node_kind="vehicle"))
+                                   node_kind="vehicle", keys=container_keys(tmp_path, scenario)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RRMBED_")}
     env["RRMBED_RUN"] = "v2x"
     proj = Project(images, file, env)

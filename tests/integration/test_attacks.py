@@ -1,18 +1,24 @@
-"""Issue 12: the hostile frames of the issue's probe, sent from another process to the inboxes
-of a running realtime round-robin network, are rejected and counted by the process they
-reach; the run completes every slot, says in its exit status that it dropped messages, and
-its metrics.csv is byte-identical to an unattacked run of the same seed."""
+"""Issue 12: hostile frames sent from another process to the inboxes of a running realtime
+round-robin network.
+
+Without authentication (``--insecure``) the frames of the issue's probe reach the roles,
+which reject and count each one. With the run's CURVE keys (the default), a client without
+a key of the run gets nothing in at all, a valid key cannot speak for another process, and
+what a key's own process could send is still checked by the role. Either way the run
+completes every slot, says in its exit status that it dropped messages, and its
+metrics.csv is byte-identical to an unattacked run of the same seed."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import zmq
 
-from protocols.codec import encode
+from protocols.codec import decode, encode
 from protocols.messages import (
     Done,
     Hello,
@@ -63,30 +69,56 @@ def attacks(slot: int) -> dict[str, list[bytes]]:
     }
 
 
-def test_forged_frames_are_rejected_and_change_nothing(tmp_path: Path, spawn: Spawn) -> None:
-    out = tmp_path / "attacked"
+def start_run(out: Path, spawn: Spawn, *security: str) -> tuple[subprocess.Popen[str],
+                                                                  dict[str, int]]:
+    """A 3000-slot realtime run, once it has passed slot 300; the pids of its processes."""
     proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
-                 "3000", "--seed", "5", "--out", str(out), "--no-telemetry", *SETS)
+                 "3000", "--seed", "5", "--out", str(out), "--no-telemetry", *SETS, *security)
     status = out / "status.json"
     deadline = time.monotonic() + 90
     while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 300):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the run never reached slot 300"
         time.sleep(0.02)
-    pids = json.loads((out / "processes.json").read_text())
+    return proc, json.loads((out / "processes.json").read_text())
+
+
+def slots_done(out: Path) -> int:
+    return int(json.loads((out / "status.json").read_text())["slots_done"])
+
+
+def send(ctx: zmq.Context[zmq.Socket[bytes]], pid: int, frames: list[bytes],
+         key: tuple[bytes, bytes, bytes] | None = None) -> None:
+    """Push ``frames`` to the inbox of process ``pid``; ``key``: (server public, own public,
+    own secret) for a CURVE client, None for a plain one."""
+    (port,) = listening_ports(pid)
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 2000)
+    if key is not None:
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = key
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    for frame in frames:
+        sock.send(frame)
+    sock.close()
+
+
+def same_as_clean_run(out: Path, tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    r = rrmbed("run", str(S3), "--scheme", "round-robin", "--runner", "local", "--slots",
+               "3000", "--seed", "5", "--out", str(clean), *SETS)
+    assert r.returncode == 0, r.stderr
+    assert (out / "metrics.csv").read_bytes() == (clean / "metrics.csv").read_bytes()
+
+
+def test_forged_frames_are_rejected_and_change_nothing(tmp_path: Path, spawn: Spawn) -> None:
+    out = tmp_path / "attacked"
+    proc, pids = start_run(out, spawn, "--insecure")
     ctx = zmq.Context()
     sent: dict[str, int] = {}
     try:
         for rounds in range(3):
-            done = json.loads(status.read_text())["slots_done"]
-            for target, frames in attacks(done + 100 * rounds).items():
-                (port,) = listening_ports(pids[target])
-                sock = ctx.socket(zmq.PUSH)
-                sock.setsockopt(zmq.LINGER, 2000)
-                sock.connect(f"tcp://127.0.0.1:{port}")
-                for frame in frames:
-                    sock.send(frame)
-                sock.close()
+            for target, frames in attacks(slots_done(out) + 100 * rounds).items():
+                send(ctx, pids[target], frames)
                 sent[target] = sent.get(target, 0) + len(frames)
             time.sleep(0.2)
     finally:
@@ -104,9 +136,69 @@ def test_forged_frames_are_rejected_and_change_nothing(tmp_path: Path, spawn: Sp
                   "stop from a node", "order [99]", "transmit from unknown sender"):
         assert any(words in r for r in reasons), (words, reasons)
 
-    # nothing of it reached the results: the same run without the attack, in memory
-    clean = tmp_path / "clean"
-    r = rrmbed("run", str(S3), "--scheme", "round-robin", "--runner", "local", "--slots",
-               "3000", "--seed", "5", "--out", str(clean), *SETS)
-    assert r.returncode == 0, r.stderr
-    assert (out / "metrics.csv").read_bytes() == (clean / "metrics.csv").read_bytes()
+    same_as_clean_run(out, tmp_path)  # nothing of it reached the results
+
+
+def test_with_curve_only_the_runs_keys_get_in_and_only_as_themselves(tmp_path: Path,
+                                                                      spawn: Spawn) -> None:
+    keys = tmp_path / "keys"
+    assert rrmbed("keys", str(keys), "--scenario", str(S3)).returncode == 0
+    public = {n: k.encode() for n, k in json.loads((keys / "public.json").read_text()).items()}
+    node2 = (public["node-2"], (keys / "node-2.secret").read_bytes().strip())
+    stranger = zmq.curve_keypair()
+    out = tmp_path / "attacked"
+    proc, pids = start_run(out, spawn, "--keys", str(keys))
+    # a would-be node-1 listens for the Start (config, addresses, CSI) a Hello might earn
+    ctx = zmq.Context()
+    spy = ctx.socket(zmq.PULL)
+    spy_port = spy.bind_to_random_port("tcp://127.0.0.1")
+    hello = forge(Hello, "node-1", -1, role="node", node_id=1, pid=1,
+                  host=f"tcp://127.0.0.1:{spy_port}")
+    impostor = 0
+    hostile = 0
+    try:
+        for _ in range(3):
+            n = slots_done(out) + 20
+            everything = {t: [hello, *f] for t, f in attacks(n - 20).items()}
+            for target, frames in everything.items():
+                server = public[target]
+                send(ctx, pids[target], frames)                               # no key
+                send(ctx, pids[target], frames, (server, *stranger))          # not the run's
+                send(ctx, pids[target], frames, (server, *node2))             # node-2's key
+                own = sum(decode(f).sender == "node-2" for f in frames)
+                impostor += len(frames) - own  # claim to be another process
+                hostile += own  # node-2 as itself (a Stop): the role's business
+            # node-2's key speaking as node-2: the roles check what it says
+            send(ctx, pids["node-1"], [forge(PowerForward, "node-2", n, order=[2, 99],
+                                             powers=np.ones((2, 2)))], (public["node-1"], *node2))
+            send(ctx, pids["channel-server"], [forge(Transmit, "node-2", n, powers=np.ones(2),
+                                                     rb=-1, missed=False,
+                                                     decision_latency_s=0.0, compute_s=0.0)],
+                 (public["channel-server"], *node2))
+            hostile += 2
+            time.sleep(0.2)
+        assert spy.poll(500) == 0, "an unauthenticated Hello was answered"
+    finally:
+        spy.close(linger=0)
+        ctx.term()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 3, stdout + stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["slots"] == 3000 and s["errors"] == [] and s["lost_nodes"] == []
+    # frames without a run key never arrived; node-2's key claiming others: dropped on
+    # arrival; node-2 as itself: rejected by the role
+    assert s["protocol_errors"] == impostor
+    assert s["rejected_total"] == hostile, s["rejected"]
+    assert set(s["rejected"]) == {"node-1", "channel-server", "controller"}
+    same_as_clean_run(out, tmp_path)
+
+
+def test_a_process_without_keys_refuses_to_start_unless_told_insecure(tmp_path: Path) -> None:
+    for cmd in (("node", "--id", "0"), ("channel-server",)):
+        r = rrmbed(*cmd, "--controller", "tcp://127.0.0.1:1", timeout=60)
+        assert r.returncode == 2 and "--keys" in r.stderr and "--insecure" in r.stderr
+    r = rrmbed("node", "--controller", "tcp://127.0.0.1:1", "--keys", str(tmp_path),
+               timeout=60)
+    assert r.returncode == 2 and "public.json" in r.stderr
+    r = rrmbed("compose", str(S3), timeout=60)
+    assert r.returncode == 2 and "--keys" in r.stderr

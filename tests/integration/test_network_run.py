@@ -17,7 +17,7 @@ from channel_server.config import load_scenario
 from protocols.codec import encode
 from protocols.messages import CsiUpload, Decision, PowerForward
 from protocols.meter import wire_size
-from tests.helpers import S3, S7, Spawn, alive, metrics, run_dir
+from tests.helpers import S3, S7, Spawn, alive, metrics, rrmbed, run_dir
 
 
 @pytest.mark.parametrize("scheme", ["round-robin", "full"])
@@ -197,9 +197,11 @@ def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path
     weights = tmp_path / "w.npz"
     save_weights(weights, seeded_policy(cfg, 1234))
     out = tmp_path / "late"
+    keys = tmp_path / "keys"  # the run's keys: the late node must hold its own to join
+    assert rrmbed("keys", str(keys), "--scenario", str(S3)).returncode == 0
     slots = 250
     args = ["run", str(S3), "--scheme", "full", "--runner", "network", "--slots", str(slots),
-            "--seed", "6", "--weights", str(weights), "--out", str(out),
+            "--seed", "6", "--weights", str(weights), "--out", str(out), "--keys", str(keys),
             "--set", 'timing.clock="realtime"', "--set", "timing.peer_timeout_s=1.0"]
     proc = spawn(*args)
     status = out / "status.json"
@@ -218,7 +220,7 @@ def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline + 60
         time.sleep(0.05)
-    late = spawn("node", "--id", "1", "--controller", controller)
+    late = spawn("node", "--id", "1", "--controller", controller, "--keys", str(keys))
     proc.communicate(timeout=120)
     late.communicate(timeout=60)
     assert late.returncode == 0

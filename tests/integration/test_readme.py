@@ -351,14 +351,26 @@ def check_v2x_compare(r: Result) -> None:
     assert all(0.0 <= float(row["delivery_rate"]) <= 1.0 for row in rows)
 
 
+def check_keys(r: Result) -> None:
+    names = ["controller", "channel-server", "node-0", "node-1", "node-2"]
+    keys = r.tmp / "keys"
+    assert sorted(r.json("keys/public.json")) == sorted(names)
+    for name in names:
+        assert (keys / f"{name}.secret").stat().st_mode & 0o777 == 0o600
+
+
 def check_compose(r: Result) -> None:
     text = r.proc.stdout
     services = re.findall(r"^  ([a-z0-9-]+):$", text, re.M)
     assert sorted(services) == sorted(
         ["mosquitto", "controller", "channel-server", "node-0", "node-1", "node-2"])
     command = text.split("  controller:\n")[1].split("  channel-server:\n")[0]
-    for arg in ("round-robin", "--slots", "200", "--seed", "7"):
+    for arg in ("round-robin", "--slots", "200", "--seed", "7", "--keys", "/run/secrets",
+                "controller.secret", "public.json"):
         assert f'- "{arg}"' in command, arg
+    assert "node-1.secret" not in command  # each service holds only its own secret
+    secrets = re.findall(r"^  ([a-z0-9.-]+\.secret):$", text, re.M)
+    assert len(secrets) == 5
 
 
 def check_live_run(r: Result) -> None:
@@ -384,6 +396,7 @@ S3, S7, SV = "scenarios/3cell-k2.toml", "scenarios/7cell-k8.toml", "scenarios/v2
 TRAIN = ("rrmbed train scenarios/3cell-k2.toml --algo trpo --scheme centralized --steps 100000 "
          "--seeds 0,1,2")
 V2X_TRAIN = "rrmbed v2x train --episodes 200 --out runs/marl"
+KEYS = "rrmbed keys keys --scenario scenarios/3cell-k2.toml"
 
 RUNS: dict[str, Case] = {
     "rrmbed --help": Case(("--help",), check_help),
@@ -438,10 +451,12 @@ RUNS: dict[str, Case] = {
     "rrmbed v2x compare --episodes 200 --seeds 0,1,2": Case(
         ("v2x", "compare", "--episodes", "1", "--seeds", "0,1", "--eval-episodes", "1",
          "--out", "{tmp}/v2x-compare"), check_v2x_compare),
-    "rrmbed compose scenarios/3cell-k2.toml --scheme round-robin --slots 200 --seed 7 > "
-    "docker-compose.yml": Case(
-        ("compose", S3, "--scheme", "round-robin", "--slots", "200", "--seed", "7"),
-        check_compose),
+    "rrmbed keys keys --scenario scenarios/3cell-k2.toml": Case(
+        ("keys", "{tmp}/keys", "--scenario", S3), check_keys),
+    "rrmbed compose scenarios/3cell-k2.toml --scheme round-robin --slots 200 --seed 7 --keys "
+    "keys > docker-compose.yml": Case(
+        ("compose", S3, "--scheme", "round-robin", "--slots", "200", "--seed", "7", "--keys",
+         "{tmp}/keys"), check_compose, needs=(KEYS,)),
     'rrmbed run scenarios/3cell-k2.toml --scheme round-robin --slots 5000 --set '
     'timing.clock=\\"realtime\\" &': Case(
         ("run", S3, "--scheme", "round-robin", "--slots", "30", "--set",
@@ -505,7 +520,7 @@ NOT_RRMBED: dict[str, str] = {
 SIZE_PARAMS = frozenset({"slots", "steps", "episodes_per_iter", "episodes", "eval_episodes",
                          "seeds", "realizations", "count", "repeat", "batch", "compare"})
 """Options that only say how much work a command does."""
-PATH_PARAMS = frozenset({"out", "json_path", "weights", "sources"})
+PATH_PARAMS = frozenset({"out", "json_path", "weights", "sources", "directory", "keys_dir"})
 """Options whose README path may move into ``{tmp}`` (``runs/X`` or ``X`` -> ``{tmp}/X``)."""
 
 

@@ -305,3 +305,59 @@ async def test_cancelled_recv_leaves_the_endpoint_usable() -> None:
     finally:
         ep.close()
         peer.close()
+
+
+# --------------------------------------------------------------------------- CURVE
+
+
+def test_curve_endpoints_talk_and_refuse_strangers_and_impostors(tmp_path: Path) -> None:
+    from protocols.keys import load_keys, write_keys
+
+    write_keys(tmp_path / "k", ["a", "b", "c"])
+    ka, kb, kc = (load_keys(tmp_path / "k", n) for n in "abc")
+    a = Endpoint("a", "tcp://127.0.0.1:0", Meter(), keys=ka)
+    b = Endpoint("b", "tcp://127.0.0.1:0", Meter(), keys=kb)
+    c = Endpoint("c", None, Meter(), keys=kc)
+    a.connect("b", str(b.address))
+    b.connect("a", str(a.address))
+    c.connect("a", str(a.address))
+
+    async def go() -> None:
+        await exchange(a, b)  # the run's keys: everything arrives, metered as before
+        # c holds a key of the run, but says it is b: dropped on arrival
+        await c.send("a", m.Heartbeat(**{**c.header(slot=3), "sender": "b"}))
+        with pytest.raises(PeerTimeout):
+            await a.recv(0.5)
+        assert a.protocol_errors == 1 and "key is 'c'" in str(a.last_protocol_error)
+        # as itself it gets in
+        await c.send("a", m.Heartbeat(**c.header(slot=4)))
+        assert (await a.recv(5.0)).sender == "c"
+
+    try:
+        asyncio.run(go())
+        # a plain client and a client with a key not of the run: not a frame gets through
+        ctx = zmq.Context()
+        stranger = zmq.curve_keypair()
+        for key in (None, stranger):
+            sock = ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            if key is not None:
+                sock.curve_serverkey = ka.public
+                sock.curve_publickey, sock.curve_secretkey = key
+            sock.connect(str(a.address))
+            sock.send(encode(m.Heartbeat(**b.header(slot=5))), zmq.NOBLOCK)
+            time.sleep(0.3)
+            sock.close()
+        ctx.term()
+
+        async def nothing() -> None:
+            with pytest.raises(PeerTimeout):
+                await a.recv(0.5)
+
+        asyncio.run(nothing())
+        assert a.protocol_errors == 1
+        with pytest.raises(PeerError, match="no public key"):
+            a.connect("d", "tcp://127.0.0.1:1")
+    finally:
+        for ep in (a, b, c):
+            ep.close()

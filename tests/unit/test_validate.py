@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from controller.evaluation.files import write_json
+from controller.evaluation.files import OutError, claim_out, write_json
 from protocols.validate import Rejected, check_address, check_array, check_indices
 
 # ----------------------------------------------------------------------------- pure checks
@@ -45,3 +47,50 @@ def test_summary_json_is_valid_json_and_written_atomically(tmp_path: Path) -> No
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c)) == {
         "a": None, "b": [1.0, None], "c": 2.5, "d": [1, 2]}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left
+
+
+# ------------------------------------------------------------------------- the run folder
+
+
+def test_out_is_refused_when_it_holds_files_and_overwrite_replaces_only_runs(
+        tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("old")
+    with pytest.raises(OutError, match="--overwrite"):
+        claim_out(run, overwrite=False)
+    assert (run / "metrics.csv").read_text() == "old"  # nothing lost
+    with claim_out(run, overwrite=True):
+        assert [p.name for p in run.iterdir()] == [".lock"]  # the old run is gone
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(OutError, match="not an rrmbed run directory"):
+        claim_out(other, overwrite=True)
+    assert (other / "thesis.tex").read_text() == "precious"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutError, match="is a file"):
+        claim_out(tmp_path / "file", overwrite=False)
+
+
+def test_a_second_run_on_the_same_out_is_refused(tmp_path: Path) -> None:
+    with claim_out(tmp_path / "run", overwrite=False), pytest.raises(OutError,
+                                                                      match="another run"):
+        claim_out(tmp_path / "run", overwrite=True)
+    with claim_out(tmp_path / "run", overwrite=True):  # free again once the first is done
+        pass
+
+
+def test_a_full_disk_is_found_before_the_run(tmp_path: Path) -> None:
+    """A 256 KiB tmpfs (mounting needs root, which CI has): the 1 MiB probe does not fit."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=True)
+    try:
+        with pytest.raises(OutError, match="No space left"):
+            claim_out(disk / "run", overwrite=False)
+        assert [p.name for p in (disk / "run").iterdir()] == [".lock"]  # the probe is gone
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
