@@ -23,6 +23,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,6 +37,7 @@ from rich.table import Table
 
 from protocols.codec import encode
 from protocols.errors import PeerTimeout
+from protocols.keys import load_keys, write_keys
 from protocols.messages import PowerForward, Stop
 from protocols.meter import Meter
 from protocols.transport import Endpoint, run
@@ -70,8 +72,9 @@ def _raw_peer(conn: Connection) -> None:
         ctx.term()
 
 
-async def _our_peer_async(conn: Connection) -> None:
-    with Endpoint("peer", "tcp://127.0.0.1:0", Meter()) as ep:
+async def _our_peer_async(conn: Connection, keydir: str | None) -> None:
+    keys = load_keys(Path(keydir), "peer") if keydir else None
+    with Endpoint("peer", "tcp://127.0.0.1:0", Meter(), keys=keys) as ep:
         conn.send(ep.address)
         if not conn.poll(HANDSHAKE_S):
             return
@@ -87,14 +90,15 @@ async def _our_peer_async(conn: Connection) -> None:
             await ep.send("bench", msg)
 
 
-def _our_peer(conn: Connection) -> None:
-    run(_our_peer_async(conn))
+def _our_peer(conn: Connection, keydir: str | None) -> None:
+    run(_our_peer_async(conn, keydir))
 
 
-def _spawn(target: Any) -> tuple[mp.process.BaseProcess, Connection]:
+def _spawn(target: Any, *args: Any) -> tuple[mp.process.BaseProcess, Connection]:
     ctx = mp.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(child_conn,), daemon=True, name=target.__name__)
+    proc = ctx.Process(target=target, args=(child_conn, *args), daemon=True,
+                       name=target.__name__)
     proc.start()
     child_conn.close()
     if not parent_conn.poll(HANDSHAKE_S):
@@ -171,8 +175,8 @@ def placement_cpus(placement: str, cpus: set[int]) -> tuple[set[int], set[int]]:
     raise ValueError(f"unknown placement {placement!r} ({', '.join(PLACEMENTS)})")
 
 
-async def _measure(n: int, payload_floats: int, rounds: int,
-                   placement: str) -> tuple[list[int], list[int], int, tuple[int, int]]:
+async def _measure(n: int, payload_floats: int, rounds: int, placement: str,
+                   keydir: str | None) -> tuple[list[int], list[int], int, tuple[int, int]]:
     """Both peers run side by side; timed blocks alternate raw/ours so that load on the
     machine affects both alike. Also returns the CPU time (ns) the client and the echo peer
     spent over the timed raw and our blocks."""
@@ -184,7 +188,7 @@ async def _measure(n: int, payload_floats: int, rounds: int,
     os.sched_setaffinity(0, peer_cpus)  # the peers inherit it
     try:
         raw_proc, raw_conn = _spawn(_raw_peer)
-        our_proc, our_conn = _spawn(_our_peer)
+        our_proc, our_conn = _spawn(_our_peer, keydir)
     finally:
         os.sched_setaffinity(0, client_cpus)  # before the client's zmq threads start
     zctx = zmq.Context()
@@ -198,7 +202,8 @@ async def _measure(n: int, payload_floats: int, rounds: int,
     raw_cpu = our_cpu = 0
     me = os.getpid()
     try:
-        with Endpoint("bench", "tcp://127.0.0.1:0", Meter()) as ep:
+        keys = load_keys(Path(keydir), "bench") if keydir else None
+        with Endpoint("bench", "tcp://127.0.0.1:0", Meter(), keys=keys) as ep:
             peer_address = our_conn.recv()
             our_conn.send(ep.address)
             ep.connect("peer", peer_address)
@@ -228,16 +233,23 @@ async def _measure(n: int, payload_floats: int, rounds: int,
 
 
 def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4,
-              placement: str = "os") -> dict[str, float]:
+              placement: str = "os", curve: bool = False) -> dict[str, float]:
     """Round-trip percentiles and CPU time per round trip (microseconds) of raw REQ/REP and of
-    our backhaul hop, measured in ``rounds`` alternating blocks after a warm-up, with
+    our backhaul hop (``curve``: authenticated and encrypted with the run's CURVE keys, as
+    rrmbed runs by default), measured in ``rounds`` alternating blocks after a warm-up, with
     processes placed per ``placement``."""
-    raw, ours, frame_len, (raw_cpu, our_cpu) = run(
-        _measure(n, payload_floats, rounds, placement))
+    with tempfile.TemporaryDirectory(prefix="rrmbed-bench-keys-") as tmp:
+        keydir = None
+        if curve:
+            keydir = str(Path(tmp) / "keys")
+            write_keys(Path(keydir), ["bench", "peer"])
+        raw, ours, frame_len, (raw_cpu, our_cpu) = run(
+            _measure(n, payload_floats, rounds, placement, keydir))
     raw_p50, raw_p99 = _percentiles_us(raw)
     our_p50, our_p99 = _percentiles_us(ours)
     return {
         "n": float(n),
+        "curve": float(curve),
         "payload_floats": float(payload_floats),
         "frame_bytes": float(frame_len),
         "raw_p50_us": raw_p50,
@@ -260,8 +272,9 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def run_repeated(placements: tuple[str, ...], repeat: int, n: int, payload_floats: int,
-                 progress: bool = True) -> dict[str, list[dict[str, float]]]:
-    """``repeat`` independent runs (fresh processes) per placement, placements interleaved."""
+                 progress: bool = True, curve: bool = False) -> dict[str, list[dict[str, float]]]:
+    """``repeat`` independent runs (fresh processes) per placement, placements interleaved
+    (``curve``: our hop with CURVE keys)."""
     results: dict[str, list[dict[str, float]]] = {p: [] for p in placements}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), disable=not progress, transient=True) as bar:
@@ -269,7 +282,8 @@ def run_repeated(placements: tuple[str, ...], repeat: int, n: int, payload_float
         for _ in range(repeat):
             for placement in placements:
                 bar.update(task, description=f"transport bench: {placement}")
-                results[placement].append(run_bench(n, payload_floats, placement=placement))
+                results[placement].append(run_bench(n, payload_floats, placement=placement,
+                                                    curve=curve))
                 bar.advance(task)
     return results
 
@@ -290,7 +304,8 @@ def print_bench(results: dict[str, list[dict[str, float]]]) -> None:
     r0 = next(iter(results.values()))[0]
     table = Table(
         title=f"round trip over loopback tcp, n={int(r0['n'])} per path, "
-        f"{int(r0['payload_floats'])} float64 ({int(r0['frame_bytes'])}-byte frame)"
+        f"{int(r0['payload_floats'])} float64 ({int(r0['frame_bytes'])}-byte frame), "
+        f"rrmbed hop {'with CURVE' if r0.get('curve') else 'in the clear'}"
     )
     for col in ("placement", "run", "raw REQ/REP p50 us", "p99 us", "rrmbed hop p50 us",
                 "p99 us", "ratio p50", "ratio p99", "CPU us/rt raw", "ours"):

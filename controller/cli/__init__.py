@@ -768,13 +768,16 @@ def bench() -> None:
                    "a median row per placement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every run's figures (and the medians) to this JSON file.")
+@click.option("--curve", is_flag=True,
+              help="Our hop with CURVE keys (authenticated and encrypted, as runs are by "
+                   "default); without it, our hop in the clear, as with --insecure.")
 def bench_transport(count: int, floats: int, placements: tuple[str, ...], repeat: int,
-                    json_path: Path | None) -> None:
+                    json_path: Path | None, curve: bool) -> None:
     """Round trip of one rrmbed backhaul hop vs raw pyzmq REQ/REP, same run, per placement:
     all processes on one core, client and echo peers on two cores, or as the OS schedules."""
     from controller.bench.transport import PLACEMENTS, print_bench, run_repeated, write_json
 
-    results = run_repeated(placements or PLACEMENTS, repeat, count, floats)
+    results = run_repeated(placements or PLACEMENTS, repeat, count, floats, curve=curve)
     print_bench(results)
     if json_path is not None:
         try:

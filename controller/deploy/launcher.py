@@ -180,15 +180,22 @@ def run_network(
             if on_progress is not None:
                 on_progress(done, total)
 
-        summary_path = _follow(ctl, run, progress)
-        ctl.wait(EXIT_GRACE_S)
+        try:
+            summary_path = _follow(ctl, run, progress)
+        except KeyboardInterrupt:  # Ctrl-C: the rows so far are on disk; say where it stopped
+            run.cleanup()
+            print("rrmbed: " + partial_summary(run, resolved, scheme, slots, seed, ctl,
+                                               "interrupted (Ctrl-C)"), file=sys.stderr)
+            raise
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            ctl.wait(EXIT_GRACE_S)
+        if summary_path is None:
+            raise LaunchError(partial_summary(run, resolved, scheme, slots, seed, ctl))
         for role, p in run.procs.items():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(EXIT_GRACE_S)
             if p.poll() is None:
                 raise LaunchError(f"{role} did not exit after the run")
-        if summary_path is None:
-            raise LaunchError(f"the run ended without a summary; logs in {run.log_dir}")
         summary: dict[str, Any] = json.loads(Path(summary_path).read_text())
         summary["exit_codes"] = {r: p.returncode for r, p in run.procs.items()}
         return summary
@@ -201,6 +208,26 @@ def run_network(
         if fresh is not None:
             shutil.rmtree(fresh, ignore_errors=True)
         handle.stop()
+
+
+def partial_summary(run: NetworkRun, resolved: Resolved, scheme: str, slots: int, seed: int,
+                    ctl: subprocess.Popen[bytes], cause: str | None = None) -> str:
+    """The controller ended without its summary (killed, crashed, or ``cause``): write
+    summary.json saying so, with the last slot whose row reached metrics.csv; the error
+    text."""
+    metrics = run.out / "metrics.csv"
+    done = max(0, len(metrics.read_bytes().splitlines()) - 1) if metrics.exists() else 0
+    code = ctl.poll()
+    if cause is None:
+        cause = (f"the controller exited with code {code}" if code is not None
+                 else "the controller stopped answering")
+    run.write_json("summary.json", {
+        "partial": True, "cause": cause, "scenario": resolved.scenario.name, "scheme": scheme,
+        "runner": "network", "seed": seed, "slots": done, "slots_requested": slots,
+        "processes": {r: p.pid for r, p in run.procs.items()},
+        "exit_codes": {r: p.poll() for r, p in run.procs.items()}})
+    return (f"{cause} after {done} of {slots} slots: partial results in {run.out} "
+            f"(metrics.csv up to slot {done - 1}); logs in {run.log_dir}")
 
 
 def _follow(ctl: subprocess.Popen[bytes], run: NetworkRun,

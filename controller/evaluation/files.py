@@ -94,3 +94,36 @@ def claim_out(out: Path, overwrite: bool) -> Any:
     finally:
         probe.unlink(missing_ok=True)
     return lock
+
+
+class CsvStream:
+    """A CSV file written one whole row at a time, as results happen: each row is one
+    ``write`` straight to the file (no buffer to lose), and a row that fails half-way (a
+    full disk) is cut off again, so the file always ends with a complete row."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._size = 0
+        self.row(header)
+
+    def row(self, values: list[Any]) -> None:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        csv.writer(buf).writerow(values)
+        data = buf.getvalue().encode()
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError:
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_server.config import Scenario, scenario_to_dict, to_toml
-from controller.evaluation.files import write_json
+from controller.evaluation.files import CsvStream, write_json
 from protocols.meter import Meter
 
 AIR, BACKHAUL = "air", "backhaul"
+LATENCY_HEADER = ["slot", "node", "decision_latency_ms", "missed"]
 
 
 def fmt(x: float) -> str:
@@ -47,6 +48,8 @@ class RunRecorder:
     compute_s: list[float] = field(default_factory=list)
     misses: int = 0
     """Deadline misses so far (running count, read live by telemetry)."""
+    streams: list[CsvStream] = field(default_factory=list)
+    """metrics.csv and latency.csv, written slot by slot once :meth:`stream` opened them."""
 
     def add(self, sum_rate: float, powers: np.ndarray, latency_s: np.ndarray,
             missed: np.ndarray, lost: list[int] | None = None, wall_s: float = 0.0,
@@ -61,6 +64,18 @@ class RunRecorder:
         self.missed.append(np.asarray(missed, dtype=bool))
         self.misses += int(self.missed[-1].sum())
         self.lost.update(lost or [])
+        if self.streams:
+            n = self.done - 1
+            self.streams[0].row(self._metrics_row(n))
+            for row in self._latency_rows(n):
+                self.streams[1].row(row)
+
+    def stream(self, out: Path) -> None:
+        """Write metrics.csv and latency.csv into ``out`` as slots come (a crash keeps every
+        slot recorded before it)."""
+        out.mkdir(parents=True, exist_ok=True)
+        self.streams = [CsvStream(out / "metrics.csv", self._metrics_header()),
+                        CsvStream(out / "latency.csv", LATENCY_HEADER)]
 
     @property
     def done(self) -> int:
@@ -92,34 +107,48 @@ class RunRecorder:
         (out / "config.toml").write_text(
             to_toml({"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
                              "slots": self.slots}, **scenario_to_dict(self.scenario)}))
-        self._write_metrics(out / "metrics.csv")
-        self._write_latency(out / "latency.csv")
+        if self.streams:
+            for st in self.streams:
+                st.close()
+        else:
+            self._write_metrics(out / "metrics.csv")
+            self._write_latency(out / "latency.csv")
         overhead.to_csv(out / "overhead.csv", max(self.done, 1))
         summary = self.summary(overhead, processes, wall_s, extra)
         write_json(out / "summary.json", summary, sort_keys=True)
         return summary
 
-    def _write_metrics(self, path: Path) -> None:
+    def _metrics_header(self) -> list[str]:
         b, k = self.scenario.radio.n_cells, self.scenario.radio.users_per_cell
+        return ["slot", "sum_rate_bps_hz", "sum_rate_mbps",
+                *[f"p_bs{i}_u{j}_w" for i in range(b) for j in range(k)],
+                "decision_latency_ms", "deadline_misses"]
+
+    def _metrics_row(self, n: int) -> list[Any]:
+        r, p, m = self.sum_rates[n], self.powers[n], self.missed[n]
+        lat = self.latency_s[n]
+        latest = np.where(np.isfinite(lat), lat, np.nan).max(initial=-np.inf)
         w_mhz = self.scenario.radio.bandwidth_hz / 1e6
-        lat = self.decision_latency_s()
+        return [n, fmt(r), fmt(r * w_mhz), *[fmt(x) for x in p.ravel()], fmt(latest * 1e3),
+                int(m.sum())]
+
+    def _latency_rows(self, n: int) -> list[list[Any]]:
+        return [[n, f"node-{b}", fmt(x * 1e3), int(miss)]
+                for b, (x, miss) in enumerate(zip(self.latency_s[n], self.missed[n],
+                                                  strict=True))]
+
+    def _write_metrics(self, path: Path) -> None:
         with path.open("w", newline="") as f:
             wr = csv.writer(f)
-            wr.writerow(["slot", "sum_rate_bps_hz", "sum_rate_mbps",
-                         *[f"p_bs{i}_u{j}_w" for i in range(b) for j in range(k)],
-                         "decision_latency_ms", "deadline_misses"])
-            for n, (r, p, m) in enumerate(zip(self.sum_rates, self.powers, self.missed,
-                                              strict=True)):
-                wr.writerow([n, fmt(r), fmt(r * w_mhz), *[fmt(x) for x in p.ravel()],
-                             fmt(lat[n] * 1e3), int(m.sum())])
+            wr.writerow(self._metrics_header())
+            wr.writerows(self._metrics_row(n) for n in range(self.done))
 
     def _write_latency(self, path: Path) -> None:
         with path.open("w", newline="") as f:
             wr = csv.writer(f)
-            wr.writerow(["slot", "node", "decision_latency_ms", "missed"])
-            for n, (lat, m) in enumerate(zip(self.latency_s, self.missed, strict=True)):
-                for b, (x, miss) in enumerate(zip(lat, m, strict=True)):
-                    wr.writerow([n, f"node-{b}", fmt(x * 1e3), int(miss)])
+            wr.writerow(LATENCY_HEADER)
+            for n in range(self.done):
+                wr.writerows(self._latency_rows(n))
 
     # ------------------------------------------------------------------- summary
 

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
-from controller.evaluation.files import write_json
+from controller.evaluation.files import CsvStream, write_json
 from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
 from controller.training.v2x_env import V2xEnv
 from node.v2x_observation import decode_action
@@ -64,6 +64,9 @@ class V2xRecorder:
     slots: int
     rows: list[SlotRecord] = field(default_factory=list)
     lost: set[int] = field(default_factory=set)
+    streams: list[CsvStream] = field(default_factory=list)
+    """metrics.csv and episodes.csv, written as slots and episodes end once :meth:`stream`
+    opened them."""
 
     @property
     def done(self) -> int:
@@ -72,6 +75,38 @@ class V2xRecorder:
     def add(self, rec: SlotRecord, lost: list[int] | None = None) -> None:
         self.rows.append(rec)
         self.lost.update(lost or [])
+        if self.streams:
+            self.streams[0].row(self._metrics_row(self.done - 1))
+            if self.done % self.scenario.n_steps == 0:
+                self.streams[1].row(self._episode_row(self.episodes()[-1]))
+
+    def stream(self, out: Path) -> None:
+        """Write metrics.csv and episodes.csv into ``out`` as slots and episodes end."""
+        out.mkdir(parents=True, exist_ok=True)
+        self.streams = [CsvStream(out / "metrics.csv", self._metrics_header()),
+                        CsvStream(out / "episodes.csv", self._episodes_header())]
+
+    def _metrics_header(self) -> list[str]:
+        return ["slot", "episode", "episode_slot", "reward", "sum_v2i_mbps",
+                *[f"{c}_v{k}" for k in range(self.scenario.radio.n_v2v)
+                  for c in ("rb", "level", "on", "v2v_mbps", "remaining_bits")]]
+
+    def _metrics_row(self, n: int) -> list[Any]:
+        r = self.rows[n]
+        return [n, n // self.scenario.n_steps, r.episode_slot, fmt(r.reward),
+                fmt(r.v2i_rate_bps.sum() / 1e6),
+                *[x for k in range(self.scenario.radio.n_v2v) for x in (
+                    int(r.rb[k]), int(r.power_level[k]), int(r.transmitted[k]),
+                    fmt(r.v2v_rate_bps[k] / 1e6), fmt(r.remaining_bits[k]))]]
+
+    def _episodes_header(self) -> list[str]:
+        return ["episode", "delivery_rate", "sum_v2i_mbps", "return",
+                *[f"delivery_ms_v{k}" for k in range(self.scenario.radio.n_v2v)]]
+
+    @staticmethod
+    def _episode_row(e: dict[str, Any]) -> list[Any]:
+        return [e["episode"], fmt(e["delivery_rate"]), fmt(e["sum_v2i_mbps"]),
+                fmt(e["return"]), *[fmt(t) for t in e["delivery_ms"]]]
 
     def episodes(self) -> list[dict[str, Any]]:
         """Metrics of every complete episode: delivery rate, mean sum V2I rate (Mbit/s),
@@ -124,25 +159,18 @@ class V2xRecorder:
         (out / "config.toml").write_text(to_toml(
             {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
                      "slots": self.slots}, **v2x_scenario_to_dict(self.scenario)}))
-        k_n = self.scenario.radio.n_v2v
-        with (out / "metrics.csv").open("w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["slot", "episode", "episode_slot", "reward", "sum_v2i_mbps",
-                         *[f"{c}_v{k}" for k in range(k_n)
-                           for c in ("rb", "level", "on", "v2v_mbps", "remaining_bits")]])
-            for n, r in enumerate(self.rows):
-                wr.writerow([n, n // self.scenario.n_steps, r.episode_slot, fmt(r.reward),
-                             fmt(r.v2i_rate_bps.sum() / 1e6),
-                             *[x for k in range(k_n) for x in (
-                                 int(r.rb[k]), int(r.power_level[k]), int(r.transmitted[k]),
-                                 fmt(r.v2v_rate_bps[k] / 1e6), fmt(r.remaining_bits[k]))]])
-        with (out / "episodes.csv").open("w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(["episode", "delivery_rate", "sum_v2i_mbps", "return",
-                         *[f"delivery_ms_v{k}" for k in range(k_n)]])
-            for e in self.episodes():
-                wr.writerow([e["episode"], fmt(e["delivery_rate"]), fmt(e["sum_v2i_mbps"]),
-                             fmt(e["return"]), *[fmt(t) for t in e["delivery_ms"]]])
+        if self.streams:
+            for st in self.streams:
+                st.close()
+        else:
+            with (out / "metrics.csv").open("w", newline="") as f:
+                wr = csv.writer(f)
+                wr.writerow(self._metrics_header())
+                wr.writerows(self._metrics_row(n) for n in range(self.done))
+            with (out / "episodes.csv").open("w", newline="") as f:
+                wr = csv.writer(f)
+                wr.writerow(self._episodes_header())
+                wr.writerows(self._episode_row(e) for e in self.episodes())
         overhead.to_csv(out / "overhead.csv", max(self.done, 1))
         summary = self.summary(overhead, processes, wall_s, extra)
         write_json(out / "summary.json", summary, sort_keys=True)

@@ -34,6 +34,8 @@ class CellularPart:
         self.scenario = scenario
         self.spec = scheme_of(ctl.scheme)
         self.recorder = RunRecorder(scenario, ctl.scheme, ctl.runner, ctl.seed, ctl.slots)
+        if ctl.out_dir is not None:
+            self.recorder.stream(ctl.out_dir)
         train = ctl.options.get("train")
         self.policy_at_nodes = self.spec.policy is not None and self.spec.exchange != "central"
         self.central: CentralDecider | None = None

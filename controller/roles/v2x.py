@@ -29,6 +29,8 @@ class V2xPart:
         self.ctl = ctl
         self.scenario = scheme_scenario(scenario, ctl.scheme)
         self.recorder = V2xRecorder(self.scenario, ctl.scheme, ctl.runner, ctl.seed, ctl.slots)
+        if ctl.out_dir is not None:
+            self.recorder.stream(ctl.out_dir)
         train = ctl.options.get("train")
         self.trainer: Any = None
         if train:

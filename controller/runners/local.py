@@ -31,7 +31,12 @@ def run_local(resolved: Resolved, scheme: str, slots: int, seed: int, out: Path,
                          out_dir=out)
     air = ChannelServerRole()
     nodes = [NodeRole(resolved.kind.node_role, i) for i in range(resolved.n_nodes)]
-    Pump([ctl, air, *nodes]).run(ctl)
+    try:
+        Pump([ctl, air, *nodes]).run(ctl)
+    except KeyboardInterrupt:  # Ctrl-C: every slot so far is on disk; say where it stopped
+        ctl.errors.append(f"interrupted (Ctrl-C) after {ctl.done_slots} of {slots} slots")
+        write_run(ctl, out, partial=True)
+        raise
     for role in (ctl, air, *nodes):
         if role.failure:
             ctl.errors.append(f"{role.name}: {role.failure}")

@@ -26,11 +26,15 @@ def write_training(ctl: ControllerRole, out: Path) -> None:
     weights.save(out / "weights.npz")
 
 
-def write_run(ctl: ControllerRole, out: Path) -> dict[str, Any]:
-    """Write every file of the run directory; the summary."""
+def write_run(ctl: ControllerRole, out: Path, partial: bool = False) -> dict[str, Any]:
+    """Write every file of the run directory; the summary (``partial``: the run was cut
+    short, the summary says so and why: the last of ``ctl.errors``)."""
     out.mkdir(parents=True, exist_ok=True)
     write_training(ctl, out)
     processes = {**ctl.processes, CONTROLLER: os.getpid()}
+    extra = ctl.summary_extra()
+    if partial:
+        extra.update(partial=True, cause=ctl.errors[-1])
     summary: dict[str, Any] = ctl.part.recorder.write(out, ctl.meter(), processes, ctl.wall_s,
-                                                     extra=ctl.summary_extra())
+                                                     extra=extra)
     return summary

@@ -1,15 +1,18 @@
-"""Issue 12, point 3 (part): the run folder is checked before any work starts."""
+"""Issue 12, point 3: the run folder is checked before any work starts, and results reach
+it as they happen."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import S3, rrmbed
+from tests.helpers import S3, Spawn, alive, read_csv, rrmbed
 
 
 def run(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -44,3 +47,58 @@ def test_a_full_disk_stops_the_run_before_it_computes(tmp_path: Path) -> None:
         assert time.monotonic() - t0 < 60  # 100000 WMMSE slots would take far longer
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_killed_controller_leaves_every_slot_it_recorded_and_a_partial_summary(
+        tmp_path: Path, spawn: Spawn) -> None:
+    sets = ("--set", 'timing.clock="realtime"', "--set", 'timing.compute_model="fixed"')
+    out = tmp_path / "killed"
+    proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
+                 "3000", "--seed", "3", "--out", str(out), "--no-telemetry", *sets)
+    status = out / "status.json"
+    deadline = time.monotonic() + 90
+    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 400):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pids = json.loads((out / "processes.json").read_text())
+    os.kill(pids["controller"], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "the controller exited with code -9 after" in stderr, stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["partial"] and s["cause"] == "the controller exited with code -9"
+    rows = read_csv(out / "metrics.csv")
+    assert 400 <= s["slots"] == len(rows) < 3000
+    assert (out / "metrics.csv").read_bytes().endswith(b"\r\n")  # whole rows only
+    # the slots it recorded are the slots of the same run in memory
+    clean = tmp_path / "clean"
+    r = rrmbed("run", str(S3), "--scheme", "round-robin", "--runner", "local", "--slots",
+               str(len(rows)), "--seed", "3", "--out", str(clean), *sets)
+    assert r.returncode == 0, r.stderr
+    assert rows == read_csv(clean / "metrics.csv")
+    for role, pid in pids.items():
+        assert not alive(pid), f"{role} (pid {pid}) left behind"
+
+
+@pytest.mark.parametrize("runner", ["local", "network"])
+def test_ctrl_c_keeps_the_slots_so_far_and_says_where_it_stopped(tmp_path: Path, spawn: Spawn,
+                                                                 runner: str) -> None:
+    out = tmp_path / runner
+    proc = spawn("run", str(S3), "--scheme", "max-power", "--runner", runner, "--slots",
+                 "1000000", "--seed", "2", "--out", str(out), "--no-telemetry")
+    metrics = out / "metrics.csv"
+    deadline = time.monotonic() + 90
+    while not (metrics.exists() and metrics.read_bytes().count(b"\n") > 200):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["partial"] and "interrupted (Ctrl-C)" in s["cause"], s
+    rows = read_csv(metrics)
+    assert len(rows) >= 200 and s["slots"] >= len(rows) - 1
+    assert [int(r["slot"]) for r in rows] == list(range(len(rows)))
+    assert metrics.read_bytes().endswith(b"\r\n")
