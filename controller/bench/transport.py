@@ -19,6 +19,7 @@ Run: ``rrmbed bench transport [-n 2000] [--repeat 3] [--json FILE]`` (or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -87,7 +88,8 @@ async def _our_peer_async(conn: Connection, keydir: str | None) -> None:
                 return  # parent gone
             if isinstance(msg, Stop):
                 return
-            await ep.send("bench", msg)
+            await ep.send("bench", dataclasses.replace(msg, sender=ep.name))  # its own name:
+            # under CURVE a frame must come from the process its key belongs to
 
 
 def _our_peer(conn: Connection, keydir: str | None) -> None:
