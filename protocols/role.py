@@ -177,6 +177,8 @@ class Role:
                 self.on_message(msg, now, out)
             except Rejected as e:
                 self.reject(msg, f"{msg.KIND}: {e}")
+            except OSError:  # the process's own trouble (a full disk), not the message's
+                raise
             except Exception as e:  # a message must never end the process
                 log.exception("%s: %s from %s broke its handler", self.name, msg.KIND,
                               msg.sender)

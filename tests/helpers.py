@@ -9,14 +9,18 @@ fixtures in ``tests/integration/conftest.py``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository (the folder holding pyproject.toml)."""
@@ -184,3 +188,32 @@ def listening_ports(pid: int) -> list[int]:
         if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
             ports.append(int(f[1].rsplit(":", 1)[1], 16))
     return sorted(ports)
+
+
+def wait_for_slot(proc: subprocess.Popen[str], out: Path, slot: int,
+                  timeout_s: float = 90.0) -> dict[str, int]:
+    """Wait until the network run ``proc`` writing ``out`` has played ``slot`` slots (its
+    status.json); the pids of its processes (processes.json)."""
+    status = out / "status.json"
+    deadline = time.monotonic() + timeout_s
+    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= slot):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"the run never reached slot {slot}"
+        time.sleep(0.02)
+    pids: dict[str, int] = json.loads((out / "processes.json").read_text())
+    return pids
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "256k") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``folder`` for the block (a full disk on demand;
+    mounting needs root, which CI has: elsewhere the test is skipped, saying why)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                   check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

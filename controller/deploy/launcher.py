@@ -221,13 +221,28 @@ def partial_summary(run: NetworkRun, resolved: Resolved, scheme: str, slots: int
     if cause is None:
         cause = (f"the controller exited with code {code}" if code is not None
                  else "the controller stopped answering")
-    run.write_json("summary.json", {
-        "partial": True, "cause": cause, "scenario": resolved.scenario.name, "scheme": scheme,
-        "runner": "network", "seed": seed, "slots": done, "slots_requested": slots,
-        "processes": {r: p.pid for r, p in run.procs.items()},
-        "exit_codes": {r: p.poll() for r, p in run.procs.items()}})
+        last = _last_line(run.log_dir / "controller.log")
+        if code is not None and code > 0 and last:
+            cause += f" ({last})"
+    try:
+        run.write_json("summary.json", {
+            "partial": True, "cause": cause, "scenario": resolved.scenario.name,
+            "scheme": scheme, "runner": "network", "seed": seed, "slots": done,
+            "slots_requested": slots, "processes": {r: p.pid for r, p in run.procs.items()},
+            "exit_codes": {r: p.poll() for r, p in run.procs.items()}})
+    except OSError as e:
+        cause += f"; summary.json not written either: {e.strerror or e}"
     return (f"{cause} after {done} of {slots} slots: partial results in {run.out} "
             f"(metrics.csv up to slot {done - 1}); logs in {run.log_dir}")
+
+
+def _last_line(path: Path) -> str:
+    """The last line of a process's log (its error, when it died of one)."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
 
 
 def _follow(ctl: subprocess.Popen[bytes], run: NetworkRun,

@@ -28,7 +28,7 @@ from protocols.messages import (
     Stop,
     Transmit,
 )
-from tests.helpers import S3, Spawn, listening_ports, rrmbed
+from tests.helpers import S3, Spawn, listening_ports, rrmbed, wait_for_slot
 
 SETS = ("--set", 'timing.clock="realtime"', "--set", 'timing.compute_model="fixed"')
 
@@ -74,13 +74,7 @@ def start_run(out: Path, spawn: Spawn, *security: str) -> tuple[subprocess.Popen
     """A 3000-slot realtime run, once it has passed slot 300; the pids of its processes."""
     proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
                  "3000", "--seed", "5", "--out", str(out), "--no-telemetry", *SETS, *security)
-    status = out / "status.json"
-    deadline = time.monotonic() + 90
-    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 300):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached slot 300"
-        time.sleep(0.02)
-    return proc, json.loads((out / "processes.json").read_text())
+    return proc, wait_for_slot(proc, out, 300)
 
 
 def slots_done(out: Path) -> int:

@@ -17,7 +17,7 @@ from channel_server.config import load_scenario
 from protocols.codec import encode
 from protocols.messages import CsiUpload, Decision, PowerForward
 from protocols.meter import wire_size
-from tests.helpers import S3, S7, Spawn, alive, metrics, rrmbed, run_dir
+from tests.helpers import S3, S7, Spawn, alive, metrics, rrmbed, run_dir, wait_for_slot
 
 
 @pytest.mark.parametrize("scheme", ["round-robin", "full"])
@@ -110,13 +110,7 @@ def test_killed_node_is_reported_and_nothing_is_left(tmp_path: Path, spawn: Spaw
     proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
                  "300", "--seed", "2", "--out", str(out), "--set", "timing.clock=\"realtime\"",
                  "--set", "timing.peer_timeout_s=1.0")
-    status = out / "status.json"
-    deadline = time.monotonic() + 90
-    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 20):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached slot 20"
-        time.sleep(0.05)
-    pids = json.loads((out / "processes.json").read_text())
+    pids = wait_for_slot(proc, out, 20)
     os.kill(pids["node-1"], signal.SIGKILL)
     t_kill = time.monotonic()
     stdout, stderr = proc.communicate(timeout=90)

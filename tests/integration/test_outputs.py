@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import S3, Spawn, alive, read_csv, rrmbed
+from tests.helpers import S3, Spawn, alive, read_csv, rrmbed, small_disk, wait_for_slot
 
 
 def run(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -34,19 +34,12 @@ def test_an_existing_run_is_kept_unless_overwrite(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_stops_the_run_before_it_computes(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=True)
-    try:
+    with small_disk(tmp_path / "disk") as disk:
         t0 = time.monotonic()
         r = rrmbed("run", str(S3), "--scheme", "wmmse", "--runner", "local", "--slots",
                    "100000", "--out", str(disk / "run"))
         assert r.returncode == 2 and "No space left on device" in r.stderr, r.stderr
         assert time.monotonic() - t0 < 60  # 100000 WMMSE slots would take far longer
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_a_killed_controller_leaves_every_slot_it_recorded_and_a_partial_summary(
@@ -55,13 +48,7 @@ def test_a_killed_controller_leaves_every_slot_it_recorded_and_a_partial_summary
     out = tmp_path / "killed"
     proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
                  "3000", "--seed", "3", "--out", str(out), "--no-telemetry", *sets)
-    status = out / "status.json"
-    deadline = time.monotonic() + 90
-    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 400):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    pids = json.loads((out / "processes.json").read_text())
+    pids = wait_for_slot(proc, out, 400)
     os.kill(pids["controller"], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode != 0
@@ -102,3 +89,17 @@ def test_ctrl_c_keeps_the_slots_so_far_and_says_where_it_stopped(tmp_path: Path,
     assert len(rows) >= 200 and s["slots"] >= len(rows) - 1
     assert [int(r["slot"]) for r in rows] == list(range(len(rows)))
     assert metrics.read_bytes().endswith(b"\r\n")
+
+
+def test_a_disk_that_fills_mid_run_stops_it_with_whole_rows(tmp_path: Path) -> None:
+    """1.1 MiB: the 1 MiB probe passes, the run's rows fill the rest within seconds."""
+    with small_disk(tmp_path / "disk", "1100k") as disk:
+        out = disk / "run"
+        r = rrmbed("run", str(S3), "--scheme", "max-power", "--runner", "network", "--slots",
+                   "1000000", "--out", str(out), "--no-telemetry", timeout=240)
+        assert r.returncode != 0
+        assert "No space left on device" in r.stderr, r.stderr[-3000:]
+        data = (out / "metrics.csv").read_bytes()
+        assert data.endswith(b"\r\n") and data.count(b"\r\n") > 100
+        rows = read_csv(out / "metrics.csv")
+        assert [int(x["slot"]) for x in rows] == list(range(len(rows)))

@@ -22,7 +22,7 @@ from controller.training.v2x_marl import (
 from protocols.codec import encode
 from protocols.messages import Experience, NeighbourChoice
 from protocols.meter import wire_size
-from tests.helpers import SV, Spawn, alive, rrmbed, run_dir
+from tests.helpers import SV, Spawn, alive, rrmbed, run_dir, wait_for_slot
 
 SCENARIO = load_v2x_scenario(SV)
 K = SCENARIO.radio.n_v2v
@@ -158,13 +158,7 @@ def test_killed_vehicle_is_reported_and_the_others_go_on(tmp_path: Path,
     proc = spawn("run", str(SV), "--scheme", "random", "--runner", "network", "--slots",
                  "3000", "--seed", "2", "--out", str(out), "--no-telemetry",
                  "--set", "timing.clock=\"realtime\"", "--set", "timing.peer_timeout_s=1.0")
-    status = out / "status.json"
-    deadline = time.monotonic() + 90
-    while not (status.exists() and json.loads(status.read_text())["slots_done"] >= 150):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached slot 150"
-        time.sleep(0.02)
-    pids = json.loads((out / "processes.json").read_text())
+    pids = wait_for_slot(proc, out, 150)
     os.kill(pids["vehicle-1"], signal.SIGKILL)
     t_kill = time.monotonic()
     stdout, stderr = proc.communicate(timeout=120)

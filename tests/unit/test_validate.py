@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 
 from controller.evaluation.files import OutError, claim_out, write_json
 from protocols.validate import Rejected, check_address, check_array, check_indices
+from tests.helpers import small_disk
 
 # ----------------------------------------------------------------------------- pure checks
 
@@ -82,15 +81,8 @@ def test_a_second_run_on_the_same_out_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_is_found_before_the_run(tmp_path: Path) -> None:
-    """A 256 KiB tmpfs (mounting needs root, which CI has): the 1 MiB probe does not fit."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=True)
-    try:
+    """A 256 KiB tmpfs: the 1 MiB probe does not fit."""
+    with small_disk(tmp_path / "disk") as disk:
         with pytest.raises(OutError, match="No space left"):
             claim_out(disk / "run", overwrite=False)
         assert [p.name for p in (disk / "run").iterdir()] == [".lock"]  # the probe is gone
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
