@@ -191,7 +191,7 @@ class ControllerRole(Role):
                 missing, what = sorted(set(self.roles) - set(self.directory)), "hello"
             else:
                 missing, what = sorted(set(self.nodes) - self.ready), "ready signal"
-            self.fail(f"controller: no {what} from {', '.join(missing)} within "
+            self.fail(f"no {what} from {', '.join(missing)} within "
                       f"{self.startup_timeout_s:.1f} s")
         elif key == "silence" and now < self.heard + 2 * self.timing.peer_timeout_s:
             out.timer("silence", self.heard + 2 * self.timing.peer_timeout_s)  # lazy re-arm

@@ -42,7 +42,7 @@ async def serve(resolved: Resolved, scheme: str, slots: int, seed: int, out: Pat
         if ctl.failure:
             if ctl.phase in ("hello", "ready"):
                 return code or 1  # no slot ran: nothing to write (the log names the cause)
-            ctl.errors.append(ctl.failure)
+            ctl.errors.append(f"{ctl.name}: {ctl.failure}")
         summary = write_run(ctl, out)
         say("SUMMARY", out / "summary.json")
         return 1 if summary["errors"] or summary["lost_nodes"] else 0

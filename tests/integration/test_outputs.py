@@ -103,3 +103,26 @@ def test_a_disk_that_fills_mid_run_stops_it_with_whole_rows(tmp_path: Path) -> N
         assert data.endswith(b"\r\n") and data.count(b"\r\n") > 100
         rows = read_csv(out / "metrics.csv")
         assert [int(x["slot"]) for x in rows] == list(range(len(rows)))
+
+
+def test_weights_of_another_scenario_are_refused_before_any_process_starts(
+        tmp_path: Path) -> None:
+    """Issue 12, point 9: the probe's 7cell-k8 weights on 3cell-k2 over the network."""
+    from channel_server.config import load_scenario
+    from node.agent import policy_config
+    from node.policy import save_weights, seeded_policy
+    from tests.helpers import S7
+
+    cfg = policy_config("full", load_scenario(S7))
+    assert cfg is not None
+    weights = tmp_path / "w7.npz"
+    save_weights(weights, seeded_policy(cfg, 1))
+    out = tmp_path / "run"
+    r = rrmbed("run", str(S3), "--scheme", "full", "--runner", "network", "--slots", "10",
+               "--weights", str(weights), "--out", str(out), "--no-telemetry")
+    assert r.returncode == 2
+    assert "policy input of 56 in the file, 6 on scenario 3cell-k2" in r.stderr, r.stderr
+    assert not out.exists()  # no process started, no folder left
+    r = rrmbed("run", str(S3), "--scheme", "full", "--runner", "network", "--slots", "10",
+               "--weights", str(tmp_path), "--out", str(out), "--no-telemetry")
+    assert r.returncode == 2 and not out.exists()
