@@ -6,7 +6,6 @@ training joins the nodes' experience with the slots' rewards, updates the policy
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,8 +22,6 @@ from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
     from controller.roles.controller import ControllerRole
-
-log = logging.getLogger("rrmbed.controller")
 
 
 class CellularPart:
