@@ -19,3 +19,9 @@ class PeerError(RuntimeError):
 
 class PeerTimeout(TimeoutError):
     """Nothing arrived (or nothing could be sent) within the allowed time."""
+
+
+def worth_logging(n: int) -> bool:
+    """Log the 1st, 10th, 100th, ... occurrence of something (a flood must not flood the
+    log)."""
+    return str(n).rstrip("0") == "1"

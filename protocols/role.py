@@ -31,6 +31,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from protocols.errors import worth_logging
 from protocols.links import LinkModel
 from protocols.messages import Hello, Message
 from protocols.meter import Meter
@@ -190,7 +191,7 @@ class Role:
         if reason not in self.rejected and len(self.rejected) >= MAX_REASONS:
             reason = "other reasons"
         n = self.rejected[reason] = self.rejected.get(reason, 0) + 1
-        if str(n).rstrip("0") == "1":
+        if worth_logging(n):
             log.warning("%s: rejected %s from %r in slot %d (%s; %d so far)", self.name,
                         msg.KIND, msg.sender[:40], msg.slot, reason, n)
 

@@ -33,7 +33,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode
-from protocols.errors import PeerError, PeerTimeout, ProtocolError
+from protocols.errors import PeerError, PeerTimeout, ProtocolError, worth_logging
 from protocols.keys import KeyRing
 from protocols.latency import Clock, LinkModel
 from protocols.links import Links
@@ -403,7 +403,7 @@ class Endpoint:
         self.protocol_errors += 1
         self.last_protocol_error = text
         n = self.protocol_errors
-        level = logging.WARNING if str(n).rstrip("0") == "1" else logging.DEBUG
+        level = logging.WARNING if worth_logging(n) else logging.DEBUG
         log.log(level, "%s: bad frame #%d dropped: %s", self.name, n, text)
 
     # ------------------------------------------------------------------ lifetime

@@ -217,3 +217,15 @@ def small_disk(folder: Path, size: str = "256k") -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def seeded_weights(path: Path, scheme: str, scenario: Path, seed: int) -> Path:
+    """A weights file at ``path``: ``scheme``'s untrained policy on ``scenario`` for ``seed``."""
+    from channel_server.config import load_scenario
+    from node.agent import policy_config
+    from node.policy import save_weights, seeded_policy
+
+    cfg = policy_config(scheme, load_scenario(scenario))
+    assert cfg is not None
+    save_weights(path, seeded_policy(cfg, seed))
+    return path

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from channel_server.config import ScenarioError, read_toml, to_toml
+from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.plugins import resolve as resolve_ref
 
 
@@ -138,6 +139,11 @@ class Resolved:
     @property
     def node_names(self) -> list[str]:
         return self.kind.node_names(self.scenario)
+
+    @property
+    def process_names(self) -> list[str]:
+        """Every process of a run: the controller, the channel server, the nodes."""
+        return [CONTROLLER, CHANNEL_SERVER, *self.node_names]
 
     def toml(self) -> str:
         return self.kind.to_toml(self.scenario)

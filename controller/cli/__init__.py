@@ -435,9 +435,8 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
     mounts them so. `rrmbed run --runner network` makes fresh keys by itself.
     """
     from protocols.keys import KeysError, write_keys
-    from protocols.names import CHANNEL_SERVER, CONTROLLER
 
-    names = [CONTROLLER, CHANNEL_SERVER, *resolve_file(scenario, sets).node_names]
+    names = resolve_file(scenario, sets).process_names
     try:
         write_keys(directory, names)
     except KeysError as e:

@@ -24,7 +24,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 from controller.evaluation.files import write_json
 from protocols.keys import KeysError, load_keys, write_keys
-from protocols.names import CHANNEL_SERVER, CONTROLLER
 
 if TYPE_CHECKING:
     from channel_server.kinds import Resolved
@@ -140,11 +139,10 @@ def run_network(
         raise LaunchError("--keys and --insecure exclude each other")
     fresh = None if insecure or keys is not None else Path(tempfile.mkdtemp(prefix="rrmbed-keys-"))
     if fresh is not None:
-        write_keys(fresh, [CONTROLLER, CHANNEL_SERVER, *resolved.node_names])
-    names = [CONTROLLER, CHANNEL_SERVER, *resolved.node_names]
+        write_keys(fresh, resolved.process_names)
     if keys is not None:
         try:
-            for name in names:
+            for name in resolved.process_names:
                 load_keys(keys, name)
         except KeysError as e:
             raise LaunchError(f"--keys: {e}") from None

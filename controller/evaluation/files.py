@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import fcntl
+import io
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +60,6 @@ def claim_out(out: Path, overwrite: bool) -> Any:
     A non-empty ``out`` is refused unless ``overwrite`` (and then only a run directory is
     cleared, never another folder); then a 1 MiB probe is written, flushed and removed, so a
     folder that is not writable or a full disk is found now, not after the computation."""
-    import fcntl
-    import shutil
-
     if out.exists() and not out.is_dir():
         raise OutError(f"--out {out} is a file, not a folder")
     try:
@@ -105,15 +106,15 @@ class CsvStream:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._size = 0
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf)
         self.row(header)
 
     def row(self, values: list[Any]) -> None:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        csv.writer(buf).writerow(values)
-        data = buf.getvalue().encode()
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._csv.writerow(values)
+        data = self._buf.getvalue().encode()
         try:
             done = 0
             while done < len(data):

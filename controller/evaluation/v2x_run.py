@@ -76,9 +76,10 @@ class V2xRecorder:
         self.rows.append(rec)
         self.lost.update(lost or [])
         if self.streams:
+            n = self.scenario.n_steps
             self.streams[0].row(self._metrics_row(self.done - 1))
-            if self.done % self.scenario.n_steps == 0:
-                self.streams[1].row(self._episode_row(self.episodes()[-1]))
+            if self.done % n == 0:
+                self.streams[1].row(self._episode_row(self.episode(self.done // n - 1)))
 
     def stream(self, out: Path) -> None:
         """Write metrics.csv and episodes.csv into ``out`` as slots and episodes end."""
@@ -109,21 +110,22 @@ class V2xRecorder:
                 fmt(e["return"]), *[fmt(t) for t in e["delivery_ms"]]]
 
     def episodes(self) -> list[dict[str, Any]]:
-        """Metrics of every complete episode: delivery rate, mean sum V2I rate (Mbit/s),
-        delivery time of every link (ms, NaN when not delivered)."""
+        """Metrics of every complete episode (see :meth:`episode`)."""
+        return [self.episode(e) for e in range(self.done // self.scenario.n_steps)]
+
+    def episode(self, e: int) -> dict[str, Any]:
+        """Episode ``e``'s delivery rate, mean sum V2I rate (Mbit/s), delivery time of every
+        link (ms, NaN when not delivered) and return."""
         n = self.scenario.n_steps
-        out = []
-        for e in range(self.done // n):
-            chunk = self.rows[e * n:(e + 1) * n]
-            times = chunk[-1].delivery_time_s
-            out.append({
-                "episode": e,
-                "delivery_rate": float(np.mean(~np.isnan(times))),
-                "sum_v2i_mbps": float(np.mean([r.v2i_rate_bps.sum() for r in chunk]) / 1e6),
-                "delivery_ms": [float(t * 1e3) for t in times],
-                "return": float(sum(r.reward for r in chunk)),
-            })
-        return out
+        chunk = self.rows[e * n:(e + 1) * n]
+        times = chunk[-1].delivery_time_s
+        return {
+            "episode": e,
+            "delivery_rate": float(np.mean(~np.isnan(times))),
+            "sum_v2i_mbps": float(np.mean([r.v2i_rate_bps.sum() for r in chunk]) / 1e6),
+            "delivery_ms": [float(t * 1e3) for t in times],
+            "return": float(sum(r.reward for r in chunk)),
+        }
 
     def summary(self, overhead: Meter, processes: dict[str, int], wall_s: float,
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -17,7 +17,17 @@ from channel_server.config import load_scenario
 from protocols.codec import encode
 from protocols.messages import CsiUpload, Decision, PowerForward
 from protocols.meter import wire_size
-from tests.helpers import S3, S7, Spawn, alive, metrics, rrmbed, run_dir, wait_for_slot
+from tests.helpers import (
+    S3,
+    S7,
+    Spawn,
+    alive,
+    metrics,
+    rrmbed,
+    run_dir,
+    seeded_weights,
+    wait_for_slot,
+)
 
 
 @pytest.mark.parametrize("scheme", ["round-robin", "full"])
@@ -183,13 +193,7 @@ def test_realtime_clock_paces_slots_and_holds_messages(tmp_path: Path) -> None:
 
 def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path,
                                                                  spawn: Spawn) -> None:
-    from node.agent import policy_config
-    from node.policy import save_weights, seeded_policy
-
-    cfg = policy_config("full", load_scenario(S3))
-    assert cfg is not None
-    weights = tmp_path / "w.npz"
-    save_weights(weights, seeded_policy(cfg, 1234))
+    weights = seeded_weights(tmp_path / "w.npz", "full", S3, 1234)
     out = tmp_path / "late"
     keys = tmp_path / "keys"  # the run's keys: the late node must hold its own to join
     assert rrmbed("keys", str(keys), "--scenario", str(S3)).returncode == 0

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import S3, Spawn, alive, read_csv, rrmbed, small_disk, wait_for_slot
+from tests.helpers import (
+    S3,
+    S7,
+    Spawn,
+    alive,
+    read_csv,
+    rrmbed,
+    seeded_weights,
+    small_disk,
+    wait_for_slot,
+)
 
 
 def run(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -108,15 +118,7 @@ def test_a_disk_that_fills_mid_run_stops_it_with_whole_rows(tmp_path: Path) -> N
 def test_weights_of_another_scenario_are_refused_before_any_process_starts(
         tmp_path: Path) -> None:
     """Issue 12, point 9: the probe's 7cell-k8 weights on 3cell-k2 over the network."""
-    from channel_server.config import load_scenario
-    from node.agent import policy_config
-    from node.policy import save_weights, seeded_policy
-    from tests.helpers import S7
-
-    cfg = policy_config("full", load_scenario(S7))
-    assert cfg is not None
-    weights = tmp_path / "w7.npz"
-    save_weights(weights, seeded_policy(cfg, 1))
+    weights = seeded_weights(tmp_path / "w7.npz", "full", S7, 1)
     out = tmp_path / "run"
     r = rrmbed("run", str(S3), "--scheme", "full", "--runner", "network", "--slots", "10",
                "--weights", str(weights), "--out", str(out), "--no-telemetry")
