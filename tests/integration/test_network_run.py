@@ -197,7 +197,9 @@ def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path
     out = tmp_path / "late"
     keys = tmp_path / "keys"  # the run's keys: the late node must hold its own to join
     assert rrmbed("keys", str(keys), "--scenario", str(S3)).returncode == 0
-    slots = 250
+    # 20 ms slots in real time: 600 slots leave the late node some 10 s to start and join,
+    # enough on a loaded 2-core machine (250 were not, once)
+    slots = 600
     args = ["run", str(S3), "--scheme", "full", "--runner", "network", "--slots", str(slots),
             "--seed", "6", "--weights", str(weights), "--out", str(out), "--keys", str(keys),
             "--set", 'timing.clock="realtime"', "--set", "timing.peer_timeout_s=1.0"]
@@ -220,8 +222,8 @@ def test_late_node_gets_current_weights_before_its_first_decision(tmp_path: Path
         time.sleep(0.05)
     late = spawn("node", "--id", "1", "--controller", controller, "--keys", str(keys))
     proc.communicate(timeout=120)
-    late.communicate(timeout=60)
-    assert late.returncode == 0
+    _, late_err = late.communicate(timeout=60)
+    assert late.returncode == 0, late_err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lost_nodes"] == ["node-1"] and summary["rejoined"] == ["node-1"]
     assert summary["process_stats"]["node-1"]["weights_version"] == 1
