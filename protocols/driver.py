@@ -16,7 +16,7 @@ from collections.abc import Hashable
 from protocols.errors import PeerError, PeerTimeout
 from protocols.meter import Meter
 from protocols.role import Outbox, Role
-from protocols.telemetry import Telemetry
+from protocols.telemetry import MqttLogin, Telemetry
 from protocols.transport import Endpoint
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,11 @@ class EndpointHost:
         return self.endpoint.received
 
     def telemetry(self, broker: str | None, run: str, role: str, ident: str) -> Telemetry:
-        t = Telemetry(broker, run, role, ident)
+        """A publisher that logs in as this process (its name and key-derived password)
+        when the run has keys, anonymously without."""
+        keys = self.endpoint.keys
+        login = None if keys is None else MqttLogin(keys.name, keys.mqtt_password)
+        t = Telemetry(broker, run, role, ident, login=login)
         self.telemetries.append(t)
         return t
 

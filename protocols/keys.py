@@ -6,12 +6,20 @@ the public file and its own secret: it serves its inbox as a CURVE server that l
 the run's keys (ZAP, :mod:`protocols.transport`), and connects to each peer with the peer's
 public key, so it talks only to the processes it was given.
 
+Each process also logs in to the run's MQTT telemetry broker with its name as user name and
+a password derived from its secret key (:func:`mqtt_password`), so the key directory is all a
+process needs; the broker's side (password file, ACL) is written next to the keys by
+:mod:`controller.deploy.broker`.
+
 ``rrmbed keys DIR --scenario FILE`` writes a directory for compose or multi-host
 deployments; the launcher makes a fresh one per run.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +28,19 @@ from pathlib import Path
 import zmq
 
 PUBLIC_FILE = "public.json"
+MQTT_LABEL = b"rrmbed mqtt password v1"
+"""What :func:`mqtt_password` authenticates with the secret key (domain separation)."""
+
+
+def mqtt_password(secret: bytes) -> str:
+    """The MQTT password of the process whose z85 secret key is ``secret``.
+
+    HMAC-SHA256 keyed with the secret over :data:`MQTT_LABEL`, URL-safe base64 without
+    padding (43 characters, 256 bits). One-way: MQTT without TLS shows the password to
+    whoever sniffs the broker's network, and that reveals nothing of the CURVE secret.
+    """
+    digest = hmac.new(secret, MQTT_LABEL, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class KeysError(ValueError):
@@ -37,6 +58,11 @@ class KeyRing:
     """Own z85 secret key."""
     publics: dict[str, bytes]
     """Every process of the run: name -> z85 public key."""
+
+    @property
+    def mqtt_password(self) -> str:
+        """This process's telemetry broker password (user name: ``name``)."""
+        return mqtt_password(self.secret)
 
 
 def write_keys(directory: Path, names: list[str]) -> None:

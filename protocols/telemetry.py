@@ -30,6 +30,12 @@ exponential backoff, a TCP probe with a short timeout comes first (so a black-ho
 host never parks a thread in a blocking connect), every publish has a timeout, and
 failures are counted (``published``, ``dropped``, ``reconnects``), never raised.
 Telemetry is not metered by the overhead meter (plane ``telemetry``).
+
+Authentication: a publisher given an ``MqttLogin`` connects with that user name and
+password (a process of a run with keys: its name and :func:`protocols.keys.mqtt_password`);
+the broker's ACL lets each user write only its own ``rrmbed/+/<role>/<id>/#``
+(:func:`process_levels`). Its MQTT client id carries 128 random bits, so another client,
+even one with valid credentials, cannot guess it to take the connection over.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ import logging
 import math
 import numbers
 import os
+import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final
 from urllib.parse import urlsplit
@@ -115,6 +122,18 @@ def status_topic(run: str, role: str, ident: str) -> str:
 def metrics_topic(run: str, role: str, ident: str) -> str:
     """``rrmbed/<run>/<role>/<id>/metrics``."""
     return f"{TOPIC_ROOT}/{run}/{role}/{ident}/metrics"
+
+
+def process_levels(process: str) -> tuple[str, str]:
+    """The ``(<role>, <id>)`` topic levels process ``process`` publishes under.
+
+    ``node-3`` -> (``node``, ``3``), ``vehicle-0`` -> (``vehicle``, ``0``); a process
+    without an index (``controller``, ``channel-server``) -> (its name, ``0``).
+    """
+    role, sep, index = process.rpartition("-")
+    if sep and role and index.isdigit():
+        return check_level(role, "role"), index
+    return check_level(process, "process"), "0"
 
 
 def subscription(run: str | None) -> str:
@@ -194,6 +213,16 @@ def decode_metrics(payload: bytes | bytearray | str) -> dict[str, JsonScalar]:
 
 
 @dataclass(frozen=True)
+class MqttLogin:
+    """The user name and password an MQTT client logs in with."""
+
+    username: str
+    """User name: a process's name (``node-0``, ``controller``, ...) or ``watch``."""
+    password: str = field(repr=False)
+    """Its password (never shown in a repr)."""
+
+
+@dataclass(frozen=True)
 class TelemetryTiming:
     """Timeouts and backoff of the telemetry publisher."""
 
@@ -215,7 +244,8 @@ class Telemetry:
     """Publishes one process's status and latest metrics to MQTT, in the background.
 
     ``broker_url`` None disables it: every method is then a cheap no-op and no task
-    is started. Use from the event loop's thread (``update`` from any coroutine or
+    is started. ``login``: the user name and password to connect with (None:
+    anonymous). Use from the event loop's thread (``update`` from any coroutine or
     plain function running on it).
     """
 
@@ -228,6 +258,7 @@ class Telemetry:
         period_s: float = 1.0,
         *,
         timing: TelemetryTiming = TelemetryTiming(),
+        login: MqttLogin | None = None,
     ) -> None:
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
@@ -236,6 +267,11 @@ class Telemetry:
         self.ident = check_level(ident, "ident")
         self.period_s = float(period_s)
         self.timing = timing
+        self.login = login
+        """Credentials for the broker; None connects anonymously."""
+        self.client_id = f"rrmbed-{run}-{role}-{ident}-{os.getpid()}-{secrets.token_hex(16)}"
+        """MQTT client id: readable prefix, 128 random bits (module docstring)."""
+        self._refusal_logged = False
         self._address = None if broker_url is None else parse_broker_url(broker_url)
         self._status_topic = status_topic(run, role, ident)
         self._metrics_topic = metrics_topic(run, role, ident)
@@ -392,10 +428,13 @@ class Telemetry:
             return None
         writer.close()
         stack = contextlib.AsyncExitStack()
+        login = self.login
         client = aiomqtt.Client(
             host,
             port,
-            identifier=f"rrmbed-{self.run}-{self.role}-{self.ident}-{os.getpid()}",
+            username=None if login is None else login.username,
+            password=None if login is None else login.password,
+            identifier=self.client_id,
             will=aiomqtt.Will(self._status_topic, STATUS_LOST, qos=1, retain=True),
             timeout=timeout,
             keepalive=self.timing.keepalive_s,
@@ -403,8 +442,12 @@ class Telemetry:
         )
         try:
             await stack.enter_async_context(client)
-        except (aiomqtt.MqttError, OSError):
+        except (aiomqtt.MqttError, OSError) as exc:
             await stack.aclose()
+            if isinstance(exc, aiomqtt.MqttCodeError) and not self._refusal_logged:
+                self._refusal_logged = True  # once: it retries with backoff, silently
+                LOG.warning("telemetry %s/%s: broker %s:%d refused the connection (%s)",
+                            self.role, self.ident, host, port, exc)
             return None
         self._connections += 1
         if self._connections > 1:

@@ -433,12 +433,19 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
     process (mode 0600). Give each process the public file and only its own secret (docker
     secrets, or a copy per host) and start it with --keys; `rrmbed compose --keys DIRECTORY`
     mounts them so. `rrmbed run --runner network` makes fresh keys by itself.
+
+    For the telemetry broker: mosquitto.passwd (each process logs in as itself with a
+    password derived from its secret, plus the read-only user `watch`), mosquitto.acl
+    (each process writes only its own topics) and watch.password (0600) for
+    `rrmbed watch --keys DIRECTORY`.
     """
+    from controller.deploy.broker import write_broker_auth
     from protocols.keys import KeysError, write_keys
 
     names = resolve_file(scenario, sets).process_names
     try:
         write_keys(directory, names)
+        write_broker_auth(directory, names)
     except KeysError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"wrote keys of {len(names)} processes to {directory}: {', '.join(names)}")
@@ -692,11 +699,15 @@ def table_latency(scenario: Path, slots: int, seed: int, out: Path | None,
               help="MQTT broker (default $RRMBED_BROKER, else mqtt://127.0.0.1:1883).")
 @click.option("--run", "run_name", help="Only this run (the run directory's name).")
 @click.option("--duration", type=float, help="Stop after this many seconds.")
-def watch(broker: str | None, run_name: str | None, duration: float | None) -> None:
+@click.option("--keys", "keys_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The run's key directory: log in as the read-only user `watch` "
+                   "(DIR/watch.password). Without it, anonymous (an --insecure run's broker).")
+def watch(broker: str | None, run_name: str | None, duration: float | None,
+          keys_dir: Path | None) -> None:
     """Live table of every process's status and metrics, from MQTT telemetry."""
     from controller.deploy.watch import main as watch_main
 
-    sys.exit(watch_main(broker, run_name, duration))
+    sys.exit(watch_main(broker, run_name, duration, keys_dir))
 
 
 @cli.command()

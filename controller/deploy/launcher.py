@@ -8,7 +8,7 @@ then killed, on Ctrl-C or any error, so no process is left behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import json
 import os
 import select
@@ -22,6 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from controller.deploy.broker import (
+    BrokerAuth,
+    BrokerHandle,
+    die_with_parent,
+    ensure_broker,
+    write_broker_auth,
+)
 from controller.evaluation.files import write_json
 from protocols.keys import KeysError, load_keys, write_keys
 
@@ -35,11 +42,6 @@ EXIT_GRACE_S = 10.0
 
 class LaunchError(RuntimeError):
     """A process of the run failed to start or to finish."""
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def rrmbed_cmd(*args: str) -> list[str]:
@@ -61,7 +63,8 @@ class NetworkRun:
         err = open(self.log_dir / f"{role}.log", "wb")  # noqa: SIM115 - closed in cleanup()
         self._logs.append(err)
         p = subprocess.Popen(rrmbed_cmd(*args), stdout=subprocess.PIPE if stdout_pipe else err,
-                             stderr=err, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                             stderr=err, stdin=subprocess.DEVNULL,
+                             preexec_fn=functools.partial(die_with_parent, os.getpid()))
         self.procs[role] = p
         return p
 
@@ -117,47 +120,61 @@ def run_network(
     Every process gets a fresh CURVE key pair (:mod:`protocols.keys`, in a private temporary
     folder removed afterwards), or its pair from ``keys`` (a directory of ``rrmbed keys``),
     so it talks only to this run's processes; ``insecure`` runs them without authentication.
+    The telemetry broker started for a run with keys lets in only the run's processes,
+    each writing its own topics, and ``watch`` (:mod:`controller.deploy.broker`); with
+    ``insecure`` it is anonymous, on loopback.
 
     ``endpoints``: 'tcp' (loopback, OS-assigned ports) or 'ipc' (unix sockets in a
     private temporary folder, removed afterwards whatever happened). With
     ``telemetry``, every process publishes to ``broker`` (or a local broker started
     for the run); a missing broker only turns telemetry off.
     """
-    from controller.deploy.broker import BrokerHandle, ensure_broker
-
-    run = NetworkRun(out)
-    out.mkdir(parents=True, exist_ok=True)
-    scenario_path = out / "scenario.toml"  # resolved once: the processes read this copy
-    scenario_path.write_text(resolved.toml())
-    url, handle = ensure_broker(broker) if telemetry else (None, BrokerHandle(None, "none"))
-    options = {**(options or {}), "broker": url, "run": out.name}
-    if url is not None:
-        print(f"rrmbed: telemetry on {url} (watch with: rrmbed watch --broker {url} "
-              f"--run {out.name})", file=sys.stderr)
-    sockdir = Path(tempfile.mkdtemp(prefix="rrmbed-")) if endpoints == "ipc" else None
     if insecure and keys is not None:
         raise LaunchError("--keys and --insecure exclude each other")
-    fresh = None if insecure or keys is not None else Path(tempfile.mkdtemp(prefix="rrmbed-keys-"))
-    if fresh is not None:
-        write_keys(fresh, resolved.process_names)
+    auth: BrokerAuth | None = None
     if keys is not None:
         try:
             for name in resolved.process_names:
                 load_keys(keys, name)
+            auth = BrokerAuth.of(keys)
         except KeysError as e:
             raise LaunchError(f"--keys: {e}") from None
-    keydir = keys or fresh
-    security = ["--insecure"] if keydir is None else ["--keys", str(keydir)]
-
-    def bind(role: str) -> str:
-        return f"ipc://{sockdir}/{role}.sock" if sockdir else LOOPBACK_BIND
-
-    ctl_args = ["controller", str(scenario_path), "--scheme", scheme, "--slots", str(slots),
-                "--seed", str(seed), "--out", str(out), "--bind", bind("controller")]
-    if weights is not None:
-        ctl_args += ["--weights", str(weights)]
-    ctl_args += ["--options", json.dumps(options), *security]
+    run = NetworkRun(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scenario_path = out / "scenario.toml"  # resolved once: the processes read this copy
+    scenario_path.write_text(resolved.toml())
+    fresh: Path | None = None
+    sockdir: Path | None = None
+    handle = BrokerHandle(None, "none")
     try:
+        if not insecure and keys is None:
+            fresh = Path(tempfile.mkdtemp(prefix="rrmbed-keys-"))
+            write_keys(fresh, resolved.process_names)
+            auth = write_broker_auth(fresh, resolved.process_names)
+        keydir = keys or fresh
+        security = ["--insecure"] if keydir is None else ["--keys", str(keydir)]
+        url = None
+        if telemetry:
+            url, handle = ensure_broker(broker, auth=auth)
+        options = {**(options or {}), "broker": url, "run": out.name}
+        if url is not None:
+            login = "anonymous, --insecure" if keydir is None else f"logins from {keydir}"
+            watch = f"rrmbed watch --broker {url} --run {out.name}"
+            watch += "" if keydir is None else f" --keys {keydir}"
+            print(f"rrmbed: telemetry on {url} ({login}; watch with: {watch})",
+                  file=sys.stderr)
+        if endpoints == "ipc":
+            sockdir = Path(tempfile.mkdtemp(prefix="rrmbed-"))
+
+        def bind(role: str) -> str:
+            return f"ipc://{sockdir}/{role}.sock" if sockdir else LOOPBACK_BIND
+
+        ctl_args = ["controller", str(scenario_path), "--scheme", scheme, "--slots",
+                    str(slots), "--seed", str(seed), "--out", str(out),
+                    "--bind", bind("controller")]
+        if weights is not None:
+            ctl_args += ["--weights", str(weights)]
+        ctl_args += ["--options", json.dumps(options), *security]
         ctl = run.spawn("controller", ctl_args, stdout_pipe=True)
         assert ctl.stdout is not None
         line = _read_line(ctl.stdout, ADDRESS_TIMEOUT_S)

@@ -5,6 +5,10 @@ row per (run, role, id): its status, latest metrics and the age of its last
 message. The state (``WatchState``) and the table (``render_table``) are plain
 functions of the messages received; ``watch`` is the thin async shell around
 them, reconnecting with backoff if the broker goes away.
+
+A run's broker lets in only its users: ``--keys DIR`` logs in as ``watch`` with the
+password in ``DIR/watch.password`` (read-only access to ``rrmbed/#``); without it,
+``watch`` connects anonymously, which only an ``--insecure`` run's broker accepts.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 from rich.console import Console
@@ -22,9 +28,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from controller.deploy.broker import watch_login
 from protocols.telemetry import (
     DEFAULT_PORT,
     JsonScalar,
+    MqttLogin,
     broker_url,
     decode_metrics,
     parse_broker_url,
@@ -68,6 +76,8 @@ class WatchState:
     """Whether the watcher's broker connection is up."""
     connection_failures: int = 0
     """Failed or lost broker connections of the watcher."""
+    last_error: str = ""
+    """Why the last connection failed or ended ("": none yet), e.g. a refused login."""
 
     def apply(self, topic: str, payload: bytes, now: float) -> bool:
         """Fold one message in (``now``: monotonic seconds); False if it was rejected."""
@@ -117,6 +127,8 @@ def _bytes(value: JsonScalar) -> str:
 def render_table(state: WatchState, now: float, title: str = "rrmbed telemetry") -> Table:
     """The live table: one row per process, sorted by run, role, id."""
     link = "connected" if state.connected else "not connected"
+    if not state.connected and state.last_error:
+        link += f": {state.last_error}"
     table = Table(title=f"{title} ({link}, {state.received} msgs)", expand=False)
     for name in ("run", "role/id", "status", "slots", "sum-rate b/s/Hz", "backhaul"):
         table.add_column(name, justify="left" if name in ("run", "role/id", "status") else "right")
@@ -147,21 +159,26 @@ def _payload_bytes(payload: object) -> bytes:
 
 
 async def _receive(
-    host: str, port: int, topic: str, state: WatchState, connect_timeout_s: float
+    host: str, port: int, topic: str, state: WatchState, connect_timeout_s: float,
+    login: MqttLogin | None,
 ) -> None:
     backoff = 0.2
     while True:
         try:
             async with aiomqtt.Client(
-                host, port, identifier=f"rrmbed-watch-{os.getpid()}", timeout=connect_timeout_s
+                host, port, identifier=f"rrmbed-watch-{os.getpid()}-{secrets.token_hex(8)}",
+                timeout=connect_timeout_s,
+                username=None if login is None else login.username,
+                password=None if login is None else login.password,
             ) as client:
                 await client.subscribe(topic, qos=1)
                 state.connected, backoff = True, 0.2
                 async for message in client.messages:
                     payload = _payload_bytes(message.payload)
                     state.apply(str(message.topic), payload, time.monotonic())
-        except aiomqtt.MqttError:  # broker gone or not up yet: counted, shown, retried
+        except aiomqtt.MqttError as exc:  # broker gone, not up yet, or refused: shown, retried
             state.connection_failures += 1
+            state.last_error = str(exc) or type(exc).__name__
         state.connected = False
         await asyncio.sleep(backoff)
         backoff = min(2.0 * backoff, 5.0)
@@ -175,8 +192,12 @@ async def watch(
     console: Console | None = None,
     refresh_s: float = 0.25,
     connect_timeout_s: float = 2.0,
+    login: MqttLogin | None = None,
 ) -> WatchState:
-    """Show the live table until ``duration_s`` passes (forever if None); the final state."""
+    """Show the live table until ``duration_s`` passes (forever if None); the final state.
+
+    ``login``: credentials for the broker (``watch``'s, :func:`watch_login`); None:
+    anonymous."""
     host, port = parse_broker_url(broker_url)
     topic = subscription(run)
     state = WatchState()
@@ -196,21 +217,25 @@ async def watch(
             async with asyncio.timeout(duration_s), asyncio.TaskGroup() as tasks:
                 tasks.create_task(refresh(), name="watch-refresh")
                 tasks.create_task(
-                    _receive(host, port, topic, state, connect_timeout_s), name="watch-receive"
+                    _receive(host, port, topic, state, connect_timeout_s, login),
+                    name="watch-receive",
                 )
         live.update(frame(), refresh=True)
     return state
 
 
-def main(broker: str | None = None, run: str | None = None, duration: float | None = None) -> int:
-    """Entry point of ``rrmbed watch [--broker URL] [--run NAME] [--duration S]``; exit code."""
+def main(broker: str | None = None, run: str | None = None, duration: float | None = None,
+         keys: Path | None = None) -> int:
+    """Entry point of ``rrmbed watch [--broker URL] [--run NAME] [--duration S]
+    [--keys DIR]``; exit code."""
     url = broker or DEFAULT_BROKER
     try:
         parse_broker_url(url)
         subscription(run)
-    except ValueError as exc:
+        login = None if keys is None else watch_login(keys)
+    except ValueError as exc:  # a bad URL or run name; no watch password (a KeysError)
         print(f"rrmbed watch: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(watch(url, run, duration))
+        asyncio.run(watch(url, run, duration, login=login))
     return 0

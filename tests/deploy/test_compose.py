@@ -32,14 +32,20 @@ RUN_NAME = "compose-run"
 DEPLOY = [pytest.mark.deploy, pytest.mark.timeout(1800)]
 CONTAINER_USER = 10001
 """The image's user, which the rrmbed services run as when RRMBED_UID is not set."""
+ANONYMOUS_CONNECT = (
+    "import socket; s = socket.create_connection(('127.0.0.1', 1883), 5); "
+    "s.sendall(bytes([0x10, 13, 0, 4]) + b'MQTT' + bytes([4, 2, 0, 60, 0, 1]) + b'x'); "
+    "print(s.recv(4).hex())")
+"""An MQTT 3.1.1 CONNECT without user name (client id "x"); prints the CONNACK in hex."""
 
 
 def container_keys(tmp: Path, scenario: Path) -> str:
-    """``rrmbed keys`` for the scenario, the secrets readable by the containers' user."""
+    """``rrmbed keys`` for the scenario, the secrets (the broker's password file too)
+    readable by the containers' user."""
     keys = tmp / "keys"
     r = rrmbed("keys", str(keys), "--scenario", str(scenario))
     assert r.returncode == 0, r.stderr
-    for f in keys.glob("*.secret"):
+    for f in [*keys.glob("*.secret"), keys / "mosquitto.passwd"]:
         os.chown(f, CONTAINER_USER, CONTAINER_USER)
     return str(keys)
 
@@ -216,11 +222,16 @@ def test_compose_run_equals_local_network_run(project: tuple[Project, Path],
     assert len({hosts[role] for role in roles}) == len(roles)
     assert set(ref["hosts"].values()) == {socket.gethostname()}
 
-    # Telemetry went through the broker container: every process connected to it.
+    # Telemetry went through the broker container: every process connected to it, logged
+    # in as itself; the broker lets no one in anonymously.
     broker_log = proj.run("logs", "--no-color", "mosquitto", timeout=60).stdout
     connected = [ln for ln in broker_log.splitlines() if "New client connected" in ln]
     for role in roles:
-        assert any(f"-{role}-" in ln for ln in connected), (role, connected)
+        assert any(f"-{role}-" in ln and f"u'{role}'" in ln for ln in connected), (role,
+                                                                                    connected)
+    anonymous = sh(["docker", "exec", proj.container("mosquitto"), "python3", "-c",
+                    ANONYMOUS_CONNECT], timeout=60)
+    assert anonymous.stdout.strip() == "20020005", anonymous  # CONNACK: not authorised
 
     # down removes every container and the network of this project.
     down = proj.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)

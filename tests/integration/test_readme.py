@@ -357,6 +357,11 @@ def check_keys(r: Result) -> None:
     assert sorted(r.json("keys/public.json")) == sorted(names)
     for name in names:
         assert (keys / f"{name}.secret").stat().st_mode & 0o777 == 0o600
+    for name in ("mosquitto.passwd", "watch.password"):  # the broker's logins
+        assert (keys / name).stat().st_mode & 0o777 == 0o600
+    users = [ln.split(":")[0] for ln in (keys / "mosquitto.passwd").read_text().splitlines()]
+    assert users == [*names, "watch"]
+    assert "user node-2\ntopic write rrmbed/+/node/2/#" in (keys / "mosquitto.acl").read_text()
 
 
 def check_compose(r: Result) -> None:
@@ -371,6 +376,8 @@ def check_compose(r: Result) -> None:
     assert "node-1.secret" not in command  # each service holds only its own secret
     secrets = re.findall(r"^  ([a-z0-9.-]+\.secret):$", text, re.M)
     assert len(secrets) == 5
+    broker = text.split("  mosquitto:\n")[1].split("  controller:\n")[0]
+    assert "allow_anonymous false" in broker and '- "mosquitto.passwd"' in broker
 
 
 def check_live_run(r: Result) -> None:
@@ -474,6 +481,7 @@ NEEDS_AN_EXTRA: dict[str, tuple[str, str, str]] = {
 
 DEPLOY = "tests/deploy/test_compose.py"
 TELEMETRY = "tests/integration/test_telemetry.py"
+BROKER_AUTH = "tests/integration/test_broker_auth.py"
 COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "docker build -t rrmbed:local .": (
         f"{DEPLOY}::test_image_runs_rrmbed_as_non_root",
@@ -494,12 +502,14 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "long: every cellular scheme x both runners x 3cell-k2 and 7cell-k8 is some 30 `rrmbed "
         "run` subprocesses even at 5 slots; that test runs this command with two schemes on "
         "3cell-k2 and checks every figure, the JSON and the CSV"),
-    "rrmbed watch": (
-        f"{TELEMETRY}::test_watch_main_entry",
-        "needs a broker: watch's entry point on a real mosquitto, every run, a duration"),
-    "rrmbed watch --run NAME --duration 60": (
-        f"{TELEMETRY}::test_watch_shows_live_publishers",
-        "needs a broker: one run's publishers shown live for a duration"),
+    "rrmbed watch --keys KEYS": (
+        f"{BROKER_AUTH}::test_watch_logs_in_with_the_keys",
+        "needs a broker: watch's entry point logs in with a key directory's watch password "
+        "on a real mosquitto with logins, every run, a duration"),
+    "rrmbed watch --run NAME --duration 60 --keys KEYS": (
+        f"{BROKER_AUTH}::test_watch_logs_in_with_the_keys",
+        "needs a broker: one run, a duration, logged in as watch (live publishers shown: "
+        f"{TELEMETRY}::test_watch_shows_live_publishers)"),
 }
 """README command -> (the test that covers it, why it is not run here)."""
 

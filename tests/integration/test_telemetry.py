@@ -35,7 +35,7 @@ from protocols.telemetry import (
     status_topic,
     subscription,
 )
-from tests.helpers import ROOT, S3, Mosquitto, free_loopback_port, port_open
+from tests.helpers import ROOT, Mosquitto, free_loopback_port, port_open
 
 FAST = TelemetryTiming(
     connect_timeout_s=0.5, publish_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.4
@@ -514,29 +514,3 @@ def test_publisher_processes_exit_cleanly_without_broker() -> None:
         proc.stderr.close()
         proc.stdout.close()
     assert "Traceback" not in err, err
-
-
-async def test_a_real_run_publishes_every_process_metrics(mosquitto: Mosquitto,
-                                                          tmp_path: Path) -> None:
-    """An rrmbed network run: the channel server, the controller and every node publish."""
-    run = "live-run"
-    async with collecting(mosquitto.url, subscription(run)) as col:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller.cli", "run", str(S3),
-            "--scheme", "round-robin", "--runner", "network", "--slots", "150", "--seed", "2",
-            "--out", str(tmp_path / run), "--broker", mosquitto.url,
-            "--set", 'timing.clock="realtime"', cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode == 0, err.decode()
-        roles = [("channel-server", "0"), ("controller", "0"),
-                 *[("node", str(b)) for b in range(3)]]
-        await until(lambda: all(col.statuses(status_topic(run, r, i))[-1:] == ["done"]
-                                for r, i in roles), 10, "every process done")
-        for r, i in roles:
-            samples = col.metrics(metrics_topic(run, r, i))
-            assert samples, (r, i)
-            slots = [number(s["slots_done"]) for s in samples]
-            assert slots == sorted(slots) and slots[-1] >= 100, (r, i, slots)
-        node = col.metrics(metrics_topic(run, "node", "1"))[-1]
-        assert number(node["backhaul_bytes"]) > 0  # round-robin forwards are metered live
