@@ -15,6 +15,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -334,6 +335,8 @@ async def test_a_sigkilled_launcher_leaves_no_broker(tmp_path: Path, spawn: Spaw
     port = parse_broker_url(url)[1]
     brokers = [pid for pid, comm in children(proc.pid).items() if comm == "mosquitto"]
     assert len(brokers) == 1 and port_open(port), children(proc.pid)
+    argv = Path(f"/proc/{brokers[0]}/cmdline").read_bytes().split(b"\0")
+    workdir = Path(argv[argv.index(b"-c") + 1].decode()).parent  # the launcher's temp folder
     async with client(url, watch_login(keys)):  # DIR's logins, and only those
         pass
     with pytest.raises(aiomqtt.MqttError):
@@ -351,6 +354,7 @@ async def test_a_sigkilled_launcher_leaves_no_broker(tmp_path: Path, spawn: Spaw
     while any(alive(pid) for pid in run_pids) or port_open(port):
         assert time.monotonic() < deadline, {p: alive(p) for p in run_pids}
         await asyncio.sleep(0.05)
+    shutil.rmtree(workdir)  # what a SIGKILLed launcher cannot remove (a few bytes of config)
 
 
 async def test_a_run_lets_in_its_processes_and_watch_only(tmp_path: Path,
