@@ -50,6 +50,10 @@ class EndpointHost:
         return self.endpoint.protocol_errors
 
     @property
+    def dropped(self) -> dict[str, int]:
+        return self.endpoint.dropped
+
+    @property
     def received(self) -> dict[tuple[str, str], list[int]]:
         return self.endpoint.received
 

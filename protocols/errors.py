@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class ProtocolError(ValueError):
     """A frame or a message that breaks the wire protocol.
@@ -19,6 +21,30 @@ class PeerError(RuntimeError):
 
 class PeerTimeout(TimeoutError):
     """Nothing arrived (or nothing could be sent) within the allowed time."""
+
+
+MAX_REASONS = 64
+"""Distinct reasons a count keeps apart (a fuzzer's varied frames must not grow it without
+bound); the rest are counted as "other reasons"."""
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def reason_of(text: str) -> str:
+    """The reason ``text`` names, with what varies from case to case (quoted names,
+    numbers) blanked out, so alike troubles share one count: ``"frame of 9 bytes"`` and
+    ``"frame of 12 bytes"`` are both ``"frame of N bytes"``."""
+    return _NUMBER.sub("N", _QUOTED.sub("'…'", text))[:160]
+
+
+def count_reason(counts: dict[str, int], reason: str) -> int:
+    """Count one more ``reason`` in ``counts``, keeping at most ``MAX_REASONS`` apart; the
+    count of that reason so far."""
+    if reason not in counts and len(counts) >= MAX_REASONS:
+        reason = "other reasons"
+    n = counts[reason] = counts.get(reason, 0) + 1
+    return n
 
 
 def worth_logging(n: int) -> bool:

@@ -159,12 +159,14 @@ class FastClock:
 
 
 class RealtimeClock:
-    """'realtime': hold each message until ``latency_s`` has elapsed since it was sent."""
+    """'realtime': hold each message until ``latency_s`` has elapsed since it was sent, and
+    never longer than ``latency_s``: a message stamped in the future (a skewed clock, a
+    forged header) must not be held for as long as its stamp says."""
 
     mode: str = "realtime"
 
     def hold_s(self, sent_ns: int, latency_s: float, now_ns: int) -> float:
-        return max(0.0, latency_s - (now_ns - sent_ns) * 1e-9)
+        return min(latency_s, max(0.0, latency_s - (now_ns - sent_ns) * 1e-9))
 
 
 def make_clock(mode: str) -> Clock:

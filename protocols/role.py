@@ -31,7 +31,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from protocols.errors import worth_logging
+from protocols.errors import count_reason, worth_logging
 from protocols.links import LinkModel
 from protocols.messages import Hello, Message
 from protocols.meter import Meter
@@ -98,10 +98,6 @@ class Outbox:
         self.clock = None
 
 
-MAX_REASONS = 64
-"""Distinct rejection reasons a role keeps apart (a fuzzer's varied frames must not grow
-the count without bound); the rest are counted as "other reasons"."""
-
 JOIN_TIMEOUT_S = 60.0
 """Longest wait of a process for the controller's Start, seconds."""
 
@@ -130,6 +126,10 @@ class Host(Protocol):
     @property
     def protocol_errors(self) -> int:
         """Frames that arrived and did not decode."""
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Those frames by reason."""
 
     def telemetry(self, broker: str | None, run: str, role: str, ident: str) -> Telemetry:
         """This role's MQTT telemetry (a no-op without a broker); the driver starts and
@@ -188,9 +188,7 @@ class Role:
     def reject(self, msg: Message, reason: str) -> None:
         """Drop ``msg``, counting it under ``reason`` (logged at the 1st, 10th, 100th... of a
         reason, so a flood cannot flood the log)."""
-        if reason not in self.rejected and len(self.rejected) >= MAX_REASONS:
-            reason = "other reasons"
-        n = self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        n = count_reason(self.rejected, reason)
         if worth_logging(n):
             log.warning("%s: rejected %s from %r in slot %d (%s; %d so far)", self.name,
                         msg.KIND, msg.sender[:40], msg.slot, reason, n)

@@ -6,8 +6,13 @@ by :mod:`protocols.codec`; its header names the sender. The sender meters every 
 writes; the receiver does not.
 
 A frame that does not decode is never raised to the caller of :meth:`Endpoint.recv`: it is
-counted in ``protocol_errors`` (last text in ``last_protocol_error``), logged, and ``recv``
-keeps waiting within its deadline.
+counted in ``protocol_errors`` and by reason in ``dropped`` (last text in
+``last_protocol_error``), logged at its 1st, 10th, 100th... occurrence, and ``recv`` keeps
+waiting within its deadline.
+
+Inbox memory is bounded: at most ``INBOX_HWM`` messages wait per connected peer (libzmq then
+stops reading that peer's socket), and a frame over ``INBOX_FRAME_BYTES`` (ZMQ_MAXMSGSIZE)
+closes the connection that carried it before any of it is kept.
 
 Link emulation: every accepted message passes through ``links`` (:mod:`protocols.links`,
 the same pure module the in-memory pump uses): it may come out later in the chain (link
@@ -33,7 +38,14 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode
-from protocols.errors import PeerError, PeerTimeout, ProtocolError, worth_logging
+from protocols.errors import (
+    PeerError,
+    PeerTimeout,
+    ProtocolError,
+    count_reason,
+    reason_of,
+    worth_logging,
+)
 from protocols.keys import KeyRing
 from protocols.latency import Clock, LinkModel
 from protocols.links import Links
@@ -41,6 +53,16 @@ from protocols.messages import Message
 from protocols.meter import Meter, wire_size
 
 log = logging.getLogger(__name__)
+
+INBOX_FRAME_BYTES = 4 << 20
+"""Largest frame an inbox takes, bytes: twice the largest legitimate message of every
+scenario, a weights message of the papers' policies (three hidden layers of 256, float64:
+about 1.1 MB whatever the scenario, since only the input layer grows with it); the per-slot
+messages are a few kB. The controller refuses to send weights over half of it."""
+
+INBOX_HWM = 1000
+"""Messages an inbox holds per sending peer: far more than the slot protocol has in
+flight."""
 
 ZAP_DOMAIN = "rrmbed"
 """ZAP domain of every CURVE inbox."""
@@ -142,6 +164,8 @@ class Endpoint:
             self.links.clock = clock
         self.protocol_errors = 0
         self.last_protocol_error: str | None = None
+        self.dropped: dict[str, int] = {}
+        """Bad frames by reason (:func:`protocols.errors.reason_of`)."""
         self.received: dict[tuple[str, str], list[int]] = {}
         """(kind, sender) -> [messages, wire bytes] of good frames received (not the meter:
         senders meter; this lets a receiver check what arrived)."""
@@ -164,8 +188,8 @@ class Endpoint:
             # event loop (leaner than zmq.asyncio on the hot path).
             sock: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.PULL)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.RCVHWM, hwm)
-            sock.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
+            sock.setsockopt(zmq.RCVHWM, min(hwm, INBOX_HWM))
+            sock.setsockopt(zmq.MAXMSGSIZE, min(limits.max_frame_bytes, INBOX_FRAME_BYTES))
             if keys is not None:
                 _authenticate(self._ctx, keys)
                 sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
@@ -402,9 +426,8 @@ class Endpoint:
     def _protocol_error(self, text: str) -> None:
         self.protocol_errors += 1
         self.last_protocol_error = text
-        n = self.protocol_errors
-        level = logging.WARNING if worth_logging(n) else logging.DEBUG
-        log.log(level, "%s: bad frame #%d dropped: %s", self.name, n, text)
+        if worth_logging(count_reason(self.dropped, reason_of(text))):
+            log.warning("%s: bad frame #%d dropped: %s", self.name, self.protocol_errors, text)
 
     # ------------------------------------------------------------------ lifetime
 

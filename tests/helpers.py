@@ -170,26 +170,6 @@ class Mosquitto:
         self.start()
 
 
-def listening_ports(pid: int) -> list[int]:
-    """The loopback TCP ports process ``pid`` listens on (its sockets' inodes matched
-    against /proc/net/tcp)."""
-    inodes = set()
-    fd_dir = Path(f"/proc/{pid}/fd")
-    for fd in fd_dir.iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
-    ports = []
-    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
-        f = line.split()
-        if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
-            ports.append(int(f[1].rsplit(":", 1)[1], 16))
-    return sorted(ports)
-
-
 def wait_for_slot(proc: subprocess.Popen[str], out: Path, slot: int,
                   timeout_s: float = 90.0) -> dict[str, int]:
     """Wait until the network run ``proc`` writing ``out`` has played ``slot`` slots (its

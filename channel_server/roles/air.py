@@ -229,6 +229,7 @@ class ChannelServerRole(Role):
         out.send(CONTROLLER, Report, slot=slot, rows=self.host.meter.rows(),
                  stats={"pid": self.host.pid, "hostname": self.host.hostname,
                         "protocol_errors": self.host.protocol_errors,
+                        "dropped": self.host.dropped,
                         "rejected": self.rejected, "late": self.late,
                         "lost": [self.kind.node_name(b) for b in self.lost]
                         if self.kind else []})

@@ -44,6 +44,7 @@ from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
 from protocols.role import Outbox, Role
 from protocols.seeding import rng_for
+from protocols.transport import INBOX_FRAME_BYTES
 from protocols.validate import Rejected, check_address
 from protocols.weights import WeightsArtifact
 
@@ -271,6 +272,13 @@ class ControllerRole(Role):
             return
         version, arrays = self.part.snapshot
         own = self.part.weights_for(name, arrays)
+        size = sum(a.nbytes for a in own.values())
+        if 2 * size > INBOX_FRAME_BYTES:
+            self.errors.append(f"controller: weights v{version} for {name} ({size} bytes) are "
+                               f"over half the inboxes' bound ({INBOX_FRAME_BYTES} bytes); "
+                               "not sent")
+            log.error(self.errors[-1])
+            return
         out.send(name, Weights, slot=slot, version=version, names=list(own),
                  arrays=list(own.values()))
 
@@ -398,10 +406,13 @@ class ControllerRole(Role):
         rejected = {name: s["rejected"] for name, s in stats.items() if s.get("rejected")}
         if self.rejected:
             rejected[CONTROLLER] = dict(self.rejected)
+        dropped = {name: s["dropped"] for name, s in stats.items() if s.get("dropped")}
+        if self.host.dropped:
+            dropped[CONTROLLER] = dict(self.host.dropped)
         return {"hosts": hosts, "errors": self.errors, "process_stats": stats,
                 "rejected": rejected,
                 "rejected_total": sum(n for r in rejected.values() for n in r.values()),
-                "rejoined": self.rejoined, **self.part.extra_summary(),
+                "dropped": dropped, "rejoined": self.rejoined, **self.part.extra_summary(),
                 "received": [[k, s, m, b] for (k, s), (m, b) in
                              sorted(self.host.received.items())],
                 "setup_s": self.t_run - self.t_begin,

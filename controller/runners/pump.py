@@ -36,6 +36,7 @@ class MemoryHost:
         self.hostname = socket.gethostname()
         self.meter = Meter()
         self.protocol_errors = 0
+        self.dropped: dict[str, int] = {}
         self.received: dict[tuple[str, str], list[int]] = {}
         self.links = Links()
         self.seq = 0

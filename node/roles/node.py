@@ -241,5 +241,6 @@ class NodeRole(Role):
                         "weights_version": self.weights_version,
                         "weights_versions": self.versions,
                         "protocol_errors": self.host.protocol_errors,
+                        "dropped": self.host.dropped,
                         "rejected": self.rejected})
         self.done = True

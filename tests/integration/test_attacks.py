@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from controller.bench.fuzz import listening_ports
 from protocols.codec import decode, encode
 from protocols.messages import (
     Done,
@@ -28,7 +29,7 @@ from protocols.messages import (
     Stop,
     Transmit,
 )
-from tests.helpers import S3, Spawn, listening_ports, rrmbed, wait_for_slot
+from tests.helpers import S3, Spawn, rrmbed, wait_for_slot
 
 SETS = ("--set", 'timing.clock="realtime"', "--set", 'timing.compute_model="fixed"')
 

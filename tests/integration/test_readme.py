@@ -502,6 +502,11 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "long: every cellular scheme x both runners x 3cell-k2 and 7cell-k8 is some 30 `rrmbed "
         "run` subprocesses even at 5 slots; that test runs this command with two schemes on "
         "3cell-k2 and checks every figure, the JSON and the CSV"),
+    "rrmbed bench fuzz --frames 100000": (
+        "tests/integration/test_fuzz_live.py::"
+        "test_live_fuzz_counts_every_frame_and_no_process_falls",
+        "a real-time network run that must outlast the fuzz: that test runs it with 2000 "
+        "frames and checks every figure of its JSON"),
     "rrmbed watch --keys KEYS": (
         f"{BROKER_AUTH}::test_watch_logs_in_with_the_keys",
         "needs a broker: watch's entry point logs in with a key directory's watch password "

@@ -229,5 +229,7 @@ def test_clock_modes() -> None:
     assert fast.hold_s(now - 10_000_000, 0.030, now) == 0.0
     assert real.hold_s(now - 10_000_000, 0.030, now) == pytest.approx(0.020, abs=1e-12)
     assert real.hold_s(now - 50_000_000, 0.030, now) == 0.0
+    # stamped in the future (a skewed clock or a forged header): held for the latency only
+    assert real.hold_s(now + 10**18, 0.030, now) == 0.030
     with pytest.raises(ValueError, match="clock mode"):
         make_clock("slow")

@@ -31,6 +31,7 @@ from controller.roles.controller import ControllerRole
 from controller.runners.pump import MemoryHost
 from node.agent import BsAgent, chain_priors, node_policy, policy_with_weights
 from node.roles.node import NodeRole
+from protocols.errors import MAX_REASONS
 from protocols.latency import LinkModel, LinkParams
 from protocols.messages import (
     CsiSlice,
@@ -56,7 +57,7 @@ from protocols.messages import (
 )
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import JOIN_TIMEOUT_S as START_TIMEOUT_S
-from protocols.role import MAX_REASONS, Outbox, Role, Send
+from protocols.role import Outbox, Role, Send
 from protocols.seeding import rng_for
 from tests.helpers import S3, SV
 
@@ -1176,7 +1177,7 @@ def only_reason(role: object, *words: str) -> str:
 def test_reasons_are_bounded() -> None:
     role, _ = air_role(slots=3)
     for i in range(MAX_REASONS + 10):
-        role.reject(transmit(NODES[0], 0, np.ones(K)), f"reason {i}")
+        role.reject(transmit(NODES[0], 0, np.ones(K)), "reason " + "x" * i)
     assert len(role.rejected) == MAX_REASONS + 1
     assert role.rejected["other reasons"] == 10
 
