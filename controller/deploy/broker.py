@@ -15,7 +15,9 @@
 ``handle.stop()`` stops what was started (nothing for an external broker). A
 broker started here never listens on a non-loopback address, and dies with the
 process that started it (PR_SET_PDEATHSIG, Linux): a SIGKILLed launcher leaves
-no broker holding the port.
+no broker holding the port. Its config and log live in a temporary folder
+(:func:`controller.deploy.tempdirs.make_tempdir`) that ``stop()`` removes, and
+that the next launcher removes when the process that started the broker was killed.
 
 The broker side of a run's credentials (:func:`write_broker_auth`, next to the
 CURVE keys of :mod:`protocols.keys`, by ``rrmbed keys`` and the launcher):
@@ -48,13 +50,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from controller.deploy.tempdirs import make_tempdir
 from protocols.keys import KeysError, load_keys
 from protocols.telemetry import (
     DEFAULT_PORT,
@@ -199,7 +201,9 @@ class BrokerHandle:
     """The broker process started here, if any."""
     log_path: Path | None = None
     """Its stdout/stderr log, inside a temporary directory removed by ``stop()``."""
-    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    _tmp: Path | None = field(default=None, repr=False)
+    """That directory (:func:`controller.deploy.tempdirs.make_tempdir`: a later launcher
+    removes it if this process is killed before ``stop()``)."""
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate a broker started here (SIGTERM, SIGKILL after ``timeout_s``); idempotent."""
@@ -213,7 +217,7 @@ class BrokerHandle:
                 proc.kill()
                 proc.wait(timeout=timeout_s)
         if self._tmp is not None:
-            self._tmp.cleanup()
+            shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
 
@@ -321,8 +325,7 @@ def mosquitto_conf(port: int, auth: BrokerAuth | None) -> str:
 
 def _start(kind: BrokerKind, argv: list[str], port: int, timeout_s: float,
            auth: BrokerAuth | None) -> BrokerHandle | None:
-    tmp = tempfile.TemporaryDirectory(prefix=f"rrmbed-{kind}-")
-    workdir = Path(tmp.name)
+    workdir = make_tempdir(kind)
     log_path = workdir / "broker.log"
     if kind == "mosquitto":
         conf = workdir / "mosquitto.conf"
@@ -336,7 +339,7 @@ def _start(kind: BrokerKind, argv: list[str], port: int, timeout_s: float,
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
     handle = BrokerHandle(
-        url=broker_url(LOOPBACK, port), kind=kind, process=proc, log_path=log_path, _tmp=tmp
+        url=broker_url(LOOPBACK, port), kind=kind, process=proc, log_path=log_path, _tmp=workdir
     )
     deadline = time.monotonic() + timeout_s
     while not reachable(handle.url or "", timeout_s=0.2):

@@ -2,7 +2,10 @@
 BS as separate OS processes on loopback, follows the run, and always cleans up.
 
 Children die with the launcher (PR_SET_PDEATHSIG on Linux) and are terminated,
-then killed, on Ctrl-C or any error, so no process is left behind.
+then killed, on Ctrl-C or any error, so no process is left behind. The run's temporary
+folders (fresh keys, the broker's config, ipc sockets) go with it; those of a launcher
+that was SIGKILLed, which cannot remove them, go when the next launcher starts
+(:mod:`controller.deploy.tempdirs`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ from controller.deploy.broker import (
     ensure_broker,
     write_broker_auth,
 )
+from controller.deploy.tempdirs import make_tempdir, remove_orphans
 from controller.evaluation.files import write_json
 from protocols.keys import KeysError, load_keys, write_keys
 
@@ -125,7 +128,10 @@ def run_network(
     ``insecure`` it is anonymous, on loopback.
 
     ``endpoints``: 'tcp' (loopback, OS-assigned ports) or 'ipc' (unix sockets in a
-    private temporary folder, removed afterwards whatever happened). With
+    private temporary folder, removed afterwards whatever happened). Each temporary folder
+    is marked as this launcher's; the folders of launchers that were killed before they
+    could remove theirs are removed first (:func:`controller.deploy.tempdirs.remove_orphans`).
+    With
     ``telemetry``, every process publishes to ``broker`` (or a local broker started
     for the run); a missing broker only turns telemetry off.
     """
@@ -139,6 +145,10 @@ def run_network(
             auth = BrokerAuth.of(keys)
         except KeysError as e:
             raise LaunchError(f"--keys: {e}") from None
+    orphans = remove_orphans()
+    if orphans:
+        print(f"rrmbed: removed the temporary folders of killed runs: "
+              f"{', '.join(map(str, orphans))}", file=sys.stderr)
     run = NetworkRun(out)
     out.mkdir(parents=True, exist_ok=True)
     scenario_path = out / "scenario.toml"  # resolved once: the processes read this copy
@@ -148,7 +158,7 @@ def run_network(
     handle = BrokerHandle(None, "none")
     try:
         if not insecure and keys is None:
-            fresh = Path(tempfile.mkdtemp(prefix="rrmbed-keys-"))
+            fresh = make_tempdir("keys")
             write_keys(fresh, resolved.process_names)
             auth = write_broker_auth(fresh, resolved.process_names)
         keydir = keys or fresh
@@ -164,7 +174,7 @@ def run_network(
             print(f"rrmbed: telemetry on {url} ({login}; watch with: {watch})",
                   file=sys.stderr)
         if endpoints == "ipc":
-            sockdir = Path(tempfile.mkdtemp(prefix="rrmbed-"))
+            sockdir = make_tempdir("ipc")
 
         def bind(role: str) -> str:
             return f"ipc://{sockdir}/{role}.sock" if sockdir else LOOPBACK_BIND

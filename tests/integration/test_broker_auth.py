@@ -3,7 +3,8 @@
 A run's broker lets in only the run's processes, each logged in as itself and writing only
 its own ``rrmbed/+/<role>/<id>/#``, and the read-only user ``watch``: no anonymous access,
 no spoofed statuses, no process's connection taken over by a guessable client id, and a
-SIGKILLed launcher takes its broker with it.
+SIGKILLed launcher takes its broker with it; the next launcher removes the temporary folders
+(keys, broker config, sockets) that the killed one could not.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ import pytest
 from rich.console import Console
 
 from controller.deploy.broker import ensure_broker, watch_login, write_broker_auth
+from controller.deploy.tempdirs import owner_of, process_start, remove_orphans
 from controller.deploy.watch import main as watch_main
 from controller.deploy.watch import watch
 from protocols.keys import load_keys, write_keys
@@ -41,7 +44,7 @@ from protocols.telemetry import (
     status_topic,
     subscription,
 )
-from tests.helpers import ROOT, S3, Spawn, alive, free_loopback_port, port_open
+from tests.helpers import ROOT, S3, Spawn, alive, free_loopback_port, port_open, rrmbed
 
 NAMES = ["controller", "channel-server", "node-0", "node-1"]
 RUN = "authrun"
@@ -321,7 +324,8 @@ def children(pid: int) -> dict[int, str]:
 async def test_a_sigkilled_launcher_leaves_no_broker(tmp_path: Path, spawn: Spawn,
                                                      mosquitto_binary: str) -> None:
     """A run with ``--keys DIR`` (its broker takes DIR's logins); SIGKILL the launcher: its
-    broker, like every process of the run, dies with it and frees the port."""
+    broker, like every process of the run, dies with it and frees the port. The broker's
+    temporary folder, marked as the launcher's, is then an orphan to remove."""
     out, keys = tmp_path / "killed", tmp_path / "keys"
     names = ["controller", "channel-server", "node-0", "node-1", "node-2"]
     write_keys(keys, names)
@@ -337,6 +341,7 @@ async def test_a_sigkilled_launcher_leaves_no_broker(tmp_path: Path, spawn: Spaw
     assert len(brokers) == 1 and port_open(port), children(proc.pid)
     argv = Path(f"/proc/{brokers[0]}/cmdline").read_bytes().split(b"\0")
     workdir = Path(argv[argv.index(b"-c") + 1].decode()).parent  # the launcher's temp folder
+    assert owner_of(workdir) == (proc.pid, process_start(proc.pid))
     async with client(url, watch_login(keys)):  # DIR's logins, and only those
         pass
     with pytest.raises(aiomqtt.MqttError):
@@ -354,7 +359,49 @@ async def test_a_sigkilled_launcher_leaves_no_broker(tmp_path: Path, spawn: Spaw
     while any(alive(pid) for pid in run_pids) or port_open(port):
         assert time.monotonic() < deadline, {p: alive(p) for p in run_pids}
         await asyncio.sleep(0.05)
-    shutil.rmtree(workdir)  # what a SIGKILLed launcher cannot remove (a few bytes of config)
+    assert workdir.is_dir()  # what a SIGKILLed launcher cannot remove (a few bytes of config)
+    remove_orphans(workdir.parent)  # what the next launcher does first (next test)
+    assert not workdir.exists()
+
+
+def test_the_next_run_removes_what_a_sigkilled_launcher_left(tmp_path: Path, spawn: Spawn,
+                                                             mosquitto_binary: str) -> None:
+    """A launcher with fresh keys and ipc endpoints, SIGKILLed mid-run, leaves its key folder
+    (CURVE secrets), its broker's folder and its socket folder; the next run removes them
+    first, and leaves nothing of its own. Both runs get a private TMPDIR (short, for the ipc
+    paths), so no other run's folders take part."""
+    tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    try:
+        out = tmp_path / "killed"
+        proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network",
+                     "--slots", "100000", "--seed", "1", "--out", str(out), "--set",
+                     'timing.clock="realtime"', "--endpoints", "ipc", env=env)
+        keys = Path(telemetry_line(proc).group(2))
+        deadline = time.monotonic() + 60
+        while not (out / "processes.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        left = sorted(tmp.iterdir())
+        assert [f.name.split("-")[1] for f in left] == ["ipc", "keys", "mosquitto"], left
+        assert keys in left and (keys / "node-0.secret").is_file()
+        assert all(owner_of(f) == (proc.pid, process_start(proc.pid)) for f in left)
+        run_pids = list(children(proc.pid))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in run_pids):
+            assert time.monotonic() < deadline, {p: alive(p) for p in run_pids}
+            time.sleep(0.05)
+        assert sorted(tmp.iterdir()) == left  # the killed launcher removed nothing
+        r = rrmbed("run", str(S3), "--scheme", "round-robin", "--runner", "network",
+                   "--slots", "5", "--seed", "1", "--out", str(tmp_path / "next"), env=env)
+        assert r.returncode == 0, r.stderr
+        assert "removed the temporary folders of killed runs" in r.stderr, r.stderr
+        assert all(str(f) in r.stderr for f in left), r.stderr
+        assert list(tmp.iterdir()) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def test_a_run_lets_in_its_processes_and_watch_only(tmp_path: Path,
