@@ -139,6 +139,9 @@ class TimingConfig:
     """Modelled compute time of one decision, seconds."""
     peer_timeout_s: float = 5.0
     """Wall-clock time after which a silent peer is declared lost."""
+    heartbeat_s: float = 0.5
+    """Over the network, every process beats to the peers it watches this often (seconds;
+    0: no beats); a watched peer silent for 3 beats is declared lost."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ def _validate(s: Scenario, where: str) -> None:
         (r.user_speed_mps >= 0, "radio.user_speed_mps must be >= 0"),
         (s.timing.deadline_s > 0, "timing.deadline_s must be > 0"),
         (s.timing.peer_timeout_s > 0, "timing.peer_timeout_s must be > 0"),
+        (s.timing.heartbeat_s >= 0, "timing.heartbeat_s must be >= 0"),
         (s.baselines.wmmse_tol > 0 and s.baselines.fp_tol > 0, "baselines tolerances must be > 0"),
         (s.baselines.wmmse_max_iter >= 1 and s.baselines.fp_max_iter >= 1,
          "baselines iteration caps must be >= 1"),

@@ -2,6 +2,14 @@
 transport. It is the only place where a role's wishes meet sockets and the clock: it stamps
 and sends the role's messages, connects to peers, installs the emulated links, keeps the
 role's timers and feeds it every message that arrives, until the role is done.
+
+It also keeps the role's heartbeats: every ``role.heartbeat_s`` it sends a ``Beat`` to each
+peer in ``role.watched`` and tells the role (:meth:`~protocols.role.Role.peer_silent`) of a
+watched peer it has heard nothing from (any message counts) for ``BEAT_MISSES`` beats.
+Beats are consumed here; roles never see one. A beat is sent when due even while messages
+wait to be read (a busy process still beats), but while any wait, no peer is declared
+silent: a process that was itself stalled must not blame its peers for what it has not
+read yet.
 """
 
 from __future__ import annotations
@@ -14,12 +22,16 @@ import time
 from collections.abc import Hashable
 
 from protocols.errors import PeerError, PeerTimeout
+from protocols.messages import Beat, Message
 from protocols.meter import Meter
-from protocols.role import Outbox, Role
+from protocols.role import BEAT_MISSES, Outbox, Role
 from protocols.telemetry import MqttLogin, Telemetry
 from protocols.transport import Endpoint
 
 log = logging.getLogger(__name__)
+
+_BEAT = ("driver", "beat")
+"""The driver's own timer key: send beats, check the watched peers."""
 
 IDLE_WAIT_S = 3600.0
 """Longest single wait when the role has no timer (it always sets one where a peer can
@@ -96,6 +108,10 @@ class Driver:
         self.next_due = math.inf
         """The earliest timer (inf: none)."""
         self.out = Outbox()
+        self.heard: dict[str, float] = {}
+        """Watched peer -> when its last message arrived (time.monotonic())."""
+        self.lost_at: dict[str, float] = {}
+        """Watched peers declared lost -> when they were last heard."""
 
     async def apply(self) -> None:
         """Carry out what the role asked for in its last call."""
@@ -123,6 +139,44 @@ class Driver:
         out.clear()
         if self.host.telemetry_pending:
             await self.host.start_telemetry()
+        role = self.role
+        if role.heartbeat_s > 0 and role.watched and _BEAT not in self.timers:
+            self.timers[_BEAT] = time.monotonic() + role.heartbeat_s
+            self.next_due = min(self.next_due, self.timers[_BEAT])
+
+    def deliver(self, msg: Message, now: float) -> None:
+        """Hand ``msg`` to the role, noting when a watched peer was heard."""
+        role, sender = self.role, msg.sender
+        if sender in role.watched:
+            self.heard[sender] = now
+            if sender in self.lost_at:
+                role.peer_back(sender, now - self.lost_at.pop(sender))
+        if type(msg) is Beat:
+            if role.sender_class(sender) is None:
+                role.reject(msg, "beat from unknown sender")
+            return
+        role.receive(msg, now, self.out)
+
+    async def beat(self, now: float) -> None:
+        """Declare the watched peers silent for ``BEAT_MISSES`` beats lost, beat to every
+        watched peer, and set the next beat."""
+        role, ep = self.role, self.endpoint
+        if role.heartbeat_s <= 0 or not role.watched:
+            return
+        for peer in [] if ep.pending() else sorted(role.watched):
+            last = self.heard.setdefault(peer, now)  # watched from now: a grace of 3 beats
+            if peer not in self.lost_at and now - last > BEAT_MISSES * role.heartbeat_s:
+                self.lost_at[peer] = last
+                role.peer_silent(peer, now - last, now, self.out)
+        connected = set(ep.peers)
+        for peer in sorted(role.watched & connected):
+            try:
+                await ep.send(peer, Beat(**ep.header(-1)))
+            except (PeerError, PeerTimeout) as e:
+                log.error("%s: beat not sent: %s", ep.name, e)
+        self.timers[_BEAT] = now + role.heartbeat_s
+        self.next_due = min(self.timers.values())
+        await self.apply()
 
     def due(self, now: float) -> list[Hashable]:
         return sorted((k for k, at in self.timers.items() if at <= now),
@@ -138,13 +192,17 @@ class Driver:
             while not role.done:
                 now = time.monotonic()
                 if self.next_due <= now:
+                    if self.timers.get(_BEAT, math.inf) <= now:
+                        del self.timers[_BEAT]
+                        await self.beat(now)
+                        continue
                     # a timer says "nothing came in time": serve what has already come first
                     try:
                         msg = await recv(0.0)
                     except PeerTimeout:
                         pass
                     else:
-                        role.receive(msg, time.monotonic(), out)
+                        self.deliver(msg, time.monotonic())
                         await self.apply()
                         continue
                     for key in self.due(now):
@@ -159,7 +217,7 @@ class Driver:
                     msg = await recv(wait)
                 except PeerTimeout:
                     continue
-                role.receive(msg, time.monotonic(), out)
+                self.deliver(msg, time.monotonic())
                 if not out.idle() or self.host.telemetry_pending:
                     await self.apply()
         finally:

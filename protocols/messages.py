@@ -184,6 +184,31 @@ class Heartbeat(Message):
 
 @register
 @dataclass(frozen=True, eq=False, slots=True)
+class Beat(Message):
+    """A process is alive: sent every ``timing.heartbeat_s`` to the peers it watches, over
+    the network only (the driver sends and consumes it; roles never see one)."""
+
+    KIND: ClassVar[str] = "beat"
+    PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER, CHANNEL_SERVER, NODES)
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class Leave(Message):
+    """The controller tells the air and the nodes that node ``node`` is lost (silent for 3
+    heartbeats): the air serves the run without it from now on, until it rejoins; a node
+    waiting on it (for a power list) stops waiting."""
+
+    KIND: ClassVar[str] = "leave"
+    PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
+    node: int
+    """Index of the lost node."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
 class Done(Message):
     """A process finished its slots."""
 

@@ -11,7 +11,10 @@ and an :class:`Outbox` that collects what the role wants done:
   :meth:`Role.on_message`, which may raise :class:`~protocols.validate.Rejected` for a
   message it must not act on. A rejected message is dropped and counted by reason
   (``rejected``); it never ends the process;
-- :meth:`Role.on_timer` when a timer it set falls due.
+- :meth:`Role.on_timer` when a timer it set falls due;
+- :meth:`Role.peer_silent` when a peer it watches (``watched``) has been silent for
+  ``BEAT_MISSES`` heartbeats (``heartbeat_s``). Over the network the driver sends the beats
+  and keeps the watch; in memory nothing can fall silent, so nothing is watched.
 
 The outbox holds sends (a message class, its header slot and chain latency, its payload),
 timers by key (setting a key again moves it; :meth:`Outbox.cancel` removes it), connections
@@ -98,6 +101,9 @@ class Outbox:
         self.clock = None
 
 
+BEAT_MISSES = 3
+"""Heartbeats a watched peer may miss before it is declared lost."""
+
 JOIN_TIMEOUT_S = 60.0
 """Longest wait of a process for the controller's Start, seconds."""
 
@@ -149,6 +155,18 @@ class Role:
     """The process's exit status once done."""
     node_names: frozenset[str] = frozenset()
     """The run's node processes (known once the role has its scenario)."""
+    heartbeat_s: float = 0.0
+    """How often the driver beats to the watched peers, seconds (0: no beats)."""
+    watched: frozenset[str] = frozenset()
+    """Peers whose silence the role wants to hear about (:meth:`peer_silent`)."""
+
+    @property
+    def silent(self) -> dict[str, int]:
+        """Times each watched peer was declared lost for silence."""
+        got: dict[str, int] | None = self.__dict__.get("_silent")
+        if got is None:
+            got = self.__dict__["_silent"] = {}
+        return got
 
     @property
     def rejected(self) -> dict[str, int]:
@@ -201,6 +219,22 @@ class Role:
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
         """A timer set with ``out.timer(key, ...)`` fell due."""
+
+    def peer_silent(self, peer: str, silent_s: float, now: float, out: Outbox) -> None:
+        """Watched ``peer`` sent nothing for ``silent_s`` seconds (``BEAT_MISSES`` beats):
+        count and log it, then :meth:`on_silent`."""
+        self.silent[peer] = self.silent.get(peer, 0) + 1
+        log.warning("%s: %s silent for %.1f s (%d heartbeats): declared lost", self.name,
+                    peer, silent_s, BEAT_MISSES)
+        self.on_silent(peer, now, out)
+
+    def peer_back(self, peer: str, silent_s: float) -> None:
+        """A peer declared lost was heard again after ``silent_s`` seconds."""
+        log.warning("%s: %s heard again after %.1f s of silence", self.name, peer, silent_s)
+
+    def on_silent(self, peer: str, now: float, out: Outbox) -> None:
+        """What losing ``peer`` means to this role (default: nothing more than the log; a
+        role's own timeouts decide when to give up)."""
 
     def join(self, role: str, node_id: int, now: float, out: Outbox) -> None:
         """Say hello to the controller (and give it up to ``JOIN_TIMEOUT_S`` to answer)."""

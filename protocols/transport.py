@@ -336,6 +336,13 @@ class Endpoint:
                 raise PeerError(f"{self.name}: endpoint closed while receiving")
             woken = True
 
+    def pending(self) -> bool:
+        """Messages wait to be read: in the inbox, or held by a link and due."""
+        held = self._held
+        if held and held[0][0] <= time.time_ns():
+            return True
+        return self._inbox is not None and bool(_zmq_poll(self._poll_items, 0))
+
     def _park(self, wake_at: float) -> asyncio.Future[None]:
         """A future done when the inbox's ZMQ_FD signals, or at ``wake_at`` (time.monotonic())
         or earlier: the caller re-checks its own conditions."""

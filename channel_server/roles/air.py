@@ -17,10 +17,10 @@ from collections.abc import Hashable
 from typing import Any, Protocol
 
 from channel_server.kinds import from_toml
-from protocols.messages import Done, Join, Message, Report, Resume, Start, Stop
+from protocols.messages import Done, Join, Leave, Message, Report, Resume, Start, Stop
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import JOIN_TIMEOUT_S, Outbox, Role
-from protocols.validate import Rejected, check_address
+from protocols.validate import Rejected, check_address, check_indices
 
 log = logging.getLogger("rrmbed.channel-server")
 
@@ -68,6 +68,8 @@ class ChannelServerRole(Role):
         self.lost: list[int] = []
         self.joining: list[int] = []
         self.got: dict[int, Message] = {}
+        self.collecting = False
+        """The slot's slices are out and its transmissions awaited."""
         self.index: dict[str, int] = {}
         """Node name -> index, of every node of the run."""
         self.late = 0
@@ -121,10 +123,27 @@ class ChannelServerRole(Role):
             else:
                 log.warning("%s asked to rejoin; it cannot rejoin a run",
                             self.kind.node_name(msg.node))
+        elif isinstance(msg, Leave):
+            self.leave(msg.node, now, out)
         elif isinstance(msg, Stop):
             self.report(msg.slot, out)
         else:
             raise Rejected("not expected at the channel server")
+
+    def leave(self, b: int, now: float, out: Outbox) -> None:
+        """The controller declared node ``b`` lost: serve the slot and the run without it."""
+        check_indices([b], "node", len(self.index))
+        if b not in self.active:
+            return
+        assert self.air is not None
+        log.error("%s declared lost by the controller (silent for 3 heartbeats) in slot %d; "
+                  "%s", self.kind.node_name(b), self.n, self.air.lost_consequence)
+        self.active.remove(b)
+        self.lost.append(b)
+        self.got.pop(b, None)
+        if self.collecting and len(self.got) == len(self.active):
+            self.end_slot(now, out)
+            self.begin_slot(now, out)
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
         if key == "slot":
@@ -154,6 +173,8 @@ class ChannelServerRole(Role):
         self.active = list(range(self.kind.n_nodes(self.scenario)))
         self.index = {self.kind.node_name(b): b for b in self.active}
         self.node_names = frozenset(self.index)
+        self.heartbeat_s = self.scenario.timing.heartbeat_s
+        self.watched = frozenset({CONTROLLER})
         self.connect_directory(opts.get("directory", {}), out)
         self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
                                              "channel-server", "0")
@@ -196,6 +217,7 @@ class ChannelServerRole(Role):
             for b, cls, payload in air.slices(n, self.active):
                 out.send(name(b), cls, slot=n, **payload)
             if self.active:
+                self.collecting = True
                 out.timer("collect", now + self.scenario.timing.peer_timeout_s)
                 return
             self.end_slot(now, out)
@@ -205,6 +227,7 @@ class ChannelServerRole(Role):
         air = self.air
         assert air is not None
         n = self.n
+        self.collecting = False
         out.cancel("collect")
         wall = time.perf_counter() - self.t_slot
         name = self.kind.node_name
@@ -226,10 +249,12 @@ class ChannelServerRole(Role):
             self.lost.append(b)
 
     def report(self, slot: int, out: Outbox) -> None:
+        self.watched = frozenset()
         out.send(CONTROLLER, Report, slot=slot, rows=self.host.meter.rows(),
                  stats={"pid": self.host.pid, "hostname": self.host.hostname,
                         "protocol_errors": self.host.protocol_errors,
                         "dropped": self.host.dropped,
+                        "silent": self.silent,
                         "rejected": self.rejected, "late": self.late,
                         "lost": [self.kind.node_name(b) for b in self.lost]
                         if self.kind else []})

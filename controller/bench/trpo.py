@@ -59,9 +59,10 @@ import torch
 from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import sum_rate_bps_hz
+from controller.learners.threads import torch_threads
 from controller.learners.trpo import Trpo, TrpoConfig
 from controller.training.rollout import collect, make_env, play
-from controller.training.train import torch_threads, validation_gains
+from controller.training.train import validation_gains
 from node.observation import central_dims, obs_central
 from node.policy import PolicyConfig, seeded_policy
 from node.schemes.cellular import trainable

@@ -31,6 +31,7 @@ from protocols.messages import (
     Heartbeat,
     Hello,
     Join,
+    Leave,
     Message,
     Report,
     Resume,
@@ -240,6 +241,8 @@ class ControllerRole(Role):
         out.cancel("startup")
         self.phase = "run"
         self.heard = now
+        self.heartbeat_s = self.timing.heartbeat_s
+        self.watched = frozenset(self.roles)
         self.t_run = time.perf_counter()
         out.timer("silence", now + 2 * self.timing.peer_timeout_s)
         self.replay(now, out)
@@ -314,6 +317,23 @@ class ControllerRole(Role):
         if self.air_done and not self.part.busy():
             self.finish(now, out)
 
+    def on_silent(self, peer: str, now: float, out: Outbox) -> None:
+        """A watched process fell silent: without the air the run cannot go on; without a
+        node the air serves the others (the node may rejoin)."""
+        if self.phase != "run" or self.air_done:
+            return
+        if peer == CHANNEL_SERVER:
+            self.errors.append(f"channel-server silent for {3 * self.heartbeat_s:.1f} s "
+                               f"(3 heartbeats) after slot {self.done_slots}; stopping the run")
+            log.error(self.errors[-1])
+            self.finish(now, out)
+            return
+        b = index_of(peer)
+        if b in self.active:
+            self.active.discard(b)
+            for name in self.alive():
+                out.send(name, Leave, slot=self.done_slots, node=b)
+
     def check_hello(self, msg: Hello) -> None:
         """The role, id and address a process announces agree with its name."""
         if msg.sender == CHANNEL_SERVER:
@@ -380,6 +400,7 @@ class ControllerRole(Role):
         if self.phase == "reports":
             return
         self.t_end = time.perf_counter()
+        self.watched = frozenset()  # the end: who falls silent now no longer matters
         for name in self.roles:
             out.send(name, Stop, slot=self.done_slots, reason="run complete")
         out.cancel("silence")
@@ -409,10 +430,14 @@ class ControllerRole(Role):
         dropped = {name: s["dropped"] for name, s in stats.items() if s.get("dropped")}
         if self.host.dropped:
             dropped[CONTROLLER] = dict(self.host.dropped)
+        silent = {name: s["silent"] for name, s in stats.items() if s.get("silent")}
+        if self.silent:
+            silent[CONTROLLER] = dict(self.silent)
         return {"hosts": hosts, "errors": self.errors, "process_stats": stats,
                 "rejected": rejected,
                 "rejected_total": sum(n for r in rejected.values() for n in r.values()),
-                "dropped": dropped, "rejoined": self.rejoined, **self.part.extra_summary(),
+                "dropped": dropped, "silent": silent, "rejoined": self.rejoined,
+                **self.part.extra_summary(),
                 "received": [[k, s, m, b] for (k, s), (m, b) in
                              sorted(self.host.received.items())],
                 "setup_s": self.t_run - self.t_begin,

@@ -65,6 +65,7 @@ from controller.evaluation.files import write_json
 from controller.evaluation.plots import plot_training
 from controller.learners import registry
 from controller.learners.a2c import A2c
+from controller.learners.threads import torch_threads
 from controller.learners.trpo import Trpo, TrpoConfig, mean_kl
 from controller.training.rollout import (
     PowerEnv,
@@ -427,16 +428,6 @@ def weights_artifact(trainer: SeedTrainer) -> WeightsArtifact:
 
 def _save_policy(path: Path, trainer: SeedTrainer) -> None:
     weights_artifact(trainer).save(path)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- the driver

@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from channel_server.v2x import V2xScenario
 from controller.learners.dqn import Dqn, DqnConfig, Transitions
+from controller.learners.threads import torch_threads
 from controller.training.v2x_env import V2xEnv, decode_action
 from node.schemes import SCHEMES
 from node.v2x_observation import observation_dim
@@ -110,10 +110,14 @@ def train_marl(
     """Train ``scheme``; returns (variables, curve) with one curve row per episode
     (epsilon, mean return, delivery rate, sum V2I Mbps, last update's loss)."""
     cfg = config if config is not None else MarlConfig()
-    scn = scheme_scenario(scenario, scheme)
-    torch.set_num_threads(1)
     if not options_of(scheme)["learned"]:
         return {}, []
+    with torch_threads(1):
+        return _train(scheme_scenario(scenario, scheme), scheme, episodes, seed, cfg)
+
+
+def _train(scn: V2xScenario, scheme: str, episodes: int, seed: int,
+           cfg: MarlConfig) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
     env = V2xEnv(scn, n_envs=cfg.n_envs)
     dqn = Dqn(env.observation_dim, env.n_actions, env.n_agents, cfg.dqn,
               rng_for(seed, "v2x-marl", "learner"))

@@ -112,6 +112,18 @@ class BsPart:
             self.act_in_chain(n, out, lost_predecessor=True)
         return bool(waiting)
 
+    def on_lost(self, b: int, now: float, out: Outbox) -> None:
+        """BS ``b`` was declared lost: the slots waiting for its power list are decided
+        alone now (counted as chain timeouts), not after :meth:`quiet_s`."""
+        for n in self.waiting_chain():
+            order = self.slots[n].csi.order  # type: ignore[union-attr]
+            pos = order.index(self.bs)
+            if pos > 0 and order[pos - 1] == b:
+                log.error("%s: predecessor node-%d of slot %d declared lost; deciding alone "
+                          "and counting a miss", self.node.name, b, n)
+                self.stats_.chain_timeouts += 1
+                self.act_in_chain(n, out, lost_predecessor=True)
+
     def stats(self) -> dict[str, Any]:
         s = self.stats_
         return {"slots": s.slots, "measurements": s.measurements, "misses": s.misses,

@@ -24,6 +24,7 @@ from protocols.latency import LinkModel
 from protocols.messages import (
     Heartbeat,
     Join,
+    Leave,
     Message,
     Report,
     Start,
@@ -64,6 +65,9 @@ class NodePart(Protocol):
 
     def on_quiet(self, now: float, out: Outbox) -> bool:
         """Nothing came for :meth:`quiet_s`; True if something waiting was served."""
+
+    # Optional: ``on_lost(node: int, now, out)``, node ``node`` was declared lost (stop
+    # waiting on it). A part without it waits for :meth:`on_quiet`.
 
     def stats(self) -> dict[str, Any]:
         """This part's figures for the final report."""
@@ -148,7 +152,13 @@ class NodeRole(Role):
         elif isinstance(msg, Join):
             check_indices([msg.node], "node", len(self.node_names))
             out.connect(self.kind.node_name(msg.node), check_address(msg.address))
+        elif isinstance(msg, Leave):
+            check_indices([msg.node], "node", len(self.node_names))
+            on_lost = getattr(part, "on_lost", None)
+            if on_lost is not None:
+                on_lost(msg.node, now, out)
         elif isinstance(msg, Stop):
+            self.watched = frozenset()
             self.report(msg.slot, out)
             return
         elif not part.on_message(msg, now, out):
@@ -210,6 +220,9 @@ class NodeRole(Role):
         """Connected to every peer: say so, then serve what arrived meanwhile."""
         out.cancel("start")
         out.send(CONTROLLER, Heartbeat, slot=-1)
+        assert self.scenario is not None
+        self.heartbeat_s = self.scenario.timing.heartbeat_s
+        self.watched = frozenset({CONTROLLER})
         self.early = []
         assert self.part is not None
         for msg in backlog:
@@ -242,5 +255,6 @@ class NodeRole(Role):
                         "weights_versions": self.versions,
                         "protocol_errors": self.host.protocol_errors,
                         "dropped": self.host.dropped,
+                        "silent": self.silent,
                         "rejected": self.rejected})
         self.done = True
