@@ -20,8 +20,10 @@ import os
 import socket
 import time
 from collections.abc import Hashable
+from pathlib import Path
 
 from protocols.errors import PeerError, PeerTimeout
+from protocols.history import HistoryLog
 from protocols.messages import Beat, Message
 from protocols.meter import Meter
 from protocols.role import BEAT_MISSES, Outbox, Role
@@ -116,6 +118,9 @@ class Driver:
     async def apply(self) -> None:
         """Carry out what the role asked for in its last call."""
         out, ep = self.out, self.endpoint
+        if self.role.history_dir and ep.history is None:  # from the run's Start on
+            ep.history = HistoryLog(Path(self.role.history_dir), ep.name,
+                                    self.role.history_version)
         for peer, address in out.connects:
             ep.connect(peer, address)
         if out.links or out.clock is not None:

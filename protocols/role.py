@@ -155,6 +155,9 @@ class Role:
     """The process's exit status once done."""
     node_names: frozenset[str] = frozenset()
     """The run's node processes (known once the role has its scenario)."""
+    history_dir: str | None = None
+    """Over the network, the folder where the driver logs this process's message history
+    (:mod:`protocols.history`); None: no history."""
     heartbeat_s: float = 0.0
     """How often the driver beats to the watched peers, seconds (0: no beats)."""
     watched: frozenset[str] = frozenset()
@@ -219,6 +222,10 @@ class Role:
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
         """A timer set with ``out.timer(key, ...)`` fell due."""
+
+    def history_version(self) -> int:
+        """The weights version this process holds, for its history (0: none)."""
+        return 0
 
     def peer_silent(self, peer: str, silent_s: float, now: float, out: Outbox) -> None:
         """Watched ``peer`` sent nothing for ``silent_s`` seconds (``BEAT_MISSES`` beats):

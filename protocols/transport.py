@@ -46,6 +46,7 @@ from protocols.errors import (
     reason_of,
     worth_logging,
 )
+from protocols.history import HistoryLog
 from protocols.keys import KeyRing
 from protocols.latency import Clock, LinkModel
 from protocols.links import Links
@@ -170,6 +171,8 @@ class Endpoint:
         """(kind, sender) -> [messages, wire bytes] of good frames received (not the meter:
         senders meter; this lets a receiver check what arrived)."""
         self.address: str | None = None
+        self.history: HistoryLog | None = None
+        """Where every message sent and every good frame received is logged, if anywhere."""
         self._ctx = zmq.asyncio.Context.instance()
         self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.backend.Socket]] = {}
         self._held: list[tuple[int, int, Message]] = []
@@ -290,6 +293,8 @@ class Endpoint:
                 ) from None
         nbytes = wire_size(len(frame))
         self.meter.record(msg.KIND, msg.PLANE, self.name, peer, msg.slot, nbytes)
+        if self.history is not None:
+            self.history.row("s", msg.KIND, peer, msg.seq, msg.slot, nbytes)
         return nbytes
 
     async def recv(self, timeout_s: float) -> Message:
@@ -419,7 +424,10 @@ class Endpoint:
         if got is None:
             got = self.received[key] = [0, 0]
         got[0] += 1
-        got[1] += wire_size(len(frame))
+        nbytes = wire_size(len(frame))
+        got[1] += nbytes
+        if self.history is not None:
+            self.history.row("r", msg.KIND, msg.sender, msg.seq, msg.slot, nbytes)
         links = self.links
         if links.models and msg.PLANE in links.planes:  # only emulated planes pay for it
             now = time.time_ns()
@@ -454,6 +462,8 @@ class Endpoint:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._ipc_path)
             self._ipc_path = None
+        if self.history is not None:
+            self.history.close()
 
     def __enter__(self) -> Endpoint:
         return self

@@ -176,6 +176,7 @@ class ChannelServerRole(Role):
         self.heartbeat_s = self.scenario.timing.heartbeat_s
         self.watched = frozenset({CONTROLLER})
         self.connect_directory(opts.get("directory", {}), out)
+        self.history_dir = opts.get("history")
         self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
                                              "channel-server", "0")
         out.cancel("start")

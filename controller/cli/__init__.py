@@ -200,11 +200,14 @@ def scheme_or_default(scheme: str | None, resolved: Resolved, command: str) -> s
               help="Network runner: no CURVE authentication at all.")
 @click.option("--overwrite", is_flag=True,
               help="Replace the run already in --out (otherwise a non-empty --out is refused).")
+@click.option("--history", is_flag=True,
+              help="Network runner: every process logs each message it sends and receives to "
+                   "RUN_DIR/history/ (check it with `rrmbed history RUN_DIR`).")
 def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
         weights: Path | None,
         out: Path | None, sets: tuple[str, ...], action: str, endpoints: str,
         no_telemetry: bool, broker: str | None, log_csi: bool, keys_dir: Path | None,
-        insecure: bool, overwrite: bool) -> None:
+        insecure: bool, overwrite: bool, history: bool) -> None:
     """Run SCHEME on SCENARIO for N slots and write a run directory.
 
     A cellular scenario runs one node process per BS; a V2X scenario (one with a [road]
@@ -229,6 +232,7 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
         with lock:  # held while the run writes its folder
             summary = execute(resolved, scheme, runner, slots, seed, out, sets, weights,
                               {"action_mode": action, "log_csi": log_csi,
+                               "history": str(out.resolve() / "history") if history else None,
                                "endpoints": endpoints, "telemetry": not no_telemetry,
                                "broker": broker, "insecure": insecure, "keys": keys_dir})
     finally:
@@ -695,6 +699,29 @@ def table_latency(scenario: Path, slots: int, seed: int, out: Path | None,
 
 
 # ------------------------------------------------------------------------ benches
+
+
+@cli.command("history")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--staleness", type=click.IntRange(0), default=0, show_default=True,
+              help="Weights versions a node's decision may lag behind the newest one sent "
+                   "to it (0: a training run that pauses until every node has the new one).")
+def history_cmd(run_dir: Path, staleness: int) -> None:
+    """Check the message histories of a run made with `rrmbed run --history`: weights
+    versions only increase, staleness within the bound, every used experience used once,
+    nothing lost or changed between processes, and the meter agrees. Exit status 1 and one
+    line per violation when something is wrong."""
+    from controller.evaluation.history import check, load
+
+    problems = check(run_dir, staleness)
+    incs = load(run_dir / "history")
+    rows = sum(len(i.rows) for i in incs)
+    click.echo(f"{len(incs)} process histories, {rows} messages")
+    for line in problems:
+        click.echo(f"violation: {line}")
+    if problems:
+        sys.exit(1)
+    click.echo("history: every check holds")
 
 
 @cli.command()

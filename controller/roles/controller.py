@@ -150,7 +150,12 @@ class ControllerRole(Role):
         self.telemetry = self.host.telemetry(self.options.get("broker"),
                                              str(self.options.get("run", "run")),
                                              "controller", "0")
+        self.history_dir = self.options.get("history")
         out.timer("startup", now + self.startup_timeout_s)
+
+    def history_version(self) -> int:
+        snapshot = self.part.snapshot
+        return snapshot[0] if snapshot else 0
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> None:
         if isinstance(msg, Error):

@@ -199,6 +199,7 @@ class NodeRole(Role):
         opts = start.options
         directory = opts.get("directory", {})
         self.connect_directory(directory, out)
+        self.history_dir = opts.get("history")
         backhaul, timing = self.scenario.backhaul, self.scenario.timing
         out.emulate({src: LinkModel(backhaul.link(src, self.name),
                                     rng_for(start.seed, "link", src, self.name))
@@ -233,6 +234,9 @@ class NodeRole(Role):
         self.watch(now, out)
 
     # ----------------------------------------------------------------- shared services
+
+    def history_version(self) -> int:
+        return self.weights_version
 
     @property
     def weights_version(self) -> int:
