@@ -33,9 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,6 +50,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from controller.deploy.tempdirs import make_tempdir, remove_orphans
 from protocols.codec import EXT_NDARRAY, SCHEMA_VERSION, encode
 from protocols.keys import KeyRing, load_keys
 from protocols.messages import (
@@ -385,16 +386,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
     console = Console(stderr=True)
-    with tempfile.TemporaryDirectory(prefix="rrmbed-fuzz-") as tmp:
-        try:
-            targets, summary = run_fuzz(args.scenario, args.frames, args.seed, args.slots,
-                                  args.scheme, Path(tmp), console)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-            console.print(f"[red]fuzz failed:[/red] {e}")
-            log = Path(tmp) / "run.log"
-            if log.exists():
-                console.print(log.read_text(errors="replace")[-2000:])
-            return 1
+    remove_orphans()  # what a killed bench left (it holds CURVE secrets)
+    tmp = make_tempdir("fuzz")
+    try:
+        targets, summary = run_fuzz(args.scenario, args.frames, args.seed, args.slots,
+                                    args.scheme, tmp, console)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        console.print(f"[red]fuzz failed:[/red] {e}")
+        log = tmp / "run.log"
+        if log.exists():
+            console.print(log.read_text(errors="replace")[-2000:])
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     report(targets, Console())
     if args.json is not None:
         args.json.write_text(json.dumps(to_json(targets), indent=1))

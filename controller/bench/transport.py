@@ -24,7 +24,7 @@ import json
 import math
 import multiprocessing as mp
 import os
-import tempfile
+import shutil
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from controller.deploy.tempdirs import make_tempdir, remove_orphans
 from protocols.codec import encode
 from protocols.errors import PeerTimeout
 from protocols.keys import load_keys, write_keys
@@ -240,13 +241,17 @@ def run_bench(n: int = 2000, payload_floats: int = 64, rounds: int = 4,
     our backhaul hop (``curve``: authenticated and encrypted with the run's CURVE keys, as
     rrmbed runs by default), measured in ``rounds`` alternating blocks after a warm-up, with
     processes placed per ``placement``."""
-    with tempfile.TemporaryDirectory(prefix="rrmbed-bench-keys-") as tmp:
+    remove_orphans()  # what a killed bench left (it holds CURVE secrets)
+    tmp = make_tempdir("bench-keys")
+    try:
         keydir = None
         if curve:
-            keydir = str(Path(tmp) / "keys")
+            keydir = str(tmp / "keys")
             write_keys(Path(keydir), ["bench", "peer"])
         raw, ours, frame_len, (raw_cpu, our_cpu) = run(
             _measure(n, payload_floats, rounds, placement, keydir))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     raw_p50, raw_p99 = _percentiles_us(raw)
     our_p50, our_p99 = _percentiles_us(ours)
     return {
