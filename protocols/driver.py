@@ -68,6 +68,10 @@ class EndpointHost:
         return self.endpoint.dropped
 
     @property
+    def curve_bytes(self) -> int:
+        return self.endpoint.curve_bytes
+
+    @property
     def received(self) -> dict[tuple[str, str], list[int]]:
         return self.endpoint.received
 

@@ -42,6 +42,18 @@ def wire_size(frame_len: int) -> int:
     return frame_len + (FRAMING_SHORT if frame_len <= 255 else FRAMING_LONG)
 
 
+CURVE_MESSAGE_BYTES = 33
+"""What CurveZMQ (RFC 26) adds to each message: it travels as a MESSAGE command, the name
+(1 + 7 bytes), an 8-byte short nonce and a box of a flags byte and the frame, sealed with a
+16-byte MAC: 8 + 8 + 16 + 1."""
+
+
+def curve_extra(frame_len: int) -> int:
+    """Bytes CURVE adds on the wire to a frame of ``frame_len`` bytes (the command may also
+    need the long framing where the frame alone did not)."""
+    return wire_size(frame_len + CURVE_MESSAGE_BYTES) - wire_size(frame_len)
+
+
 class Meter:
     """Aggregates sent frames; ``rows()``/``merge()`` carry totals between processes.
 

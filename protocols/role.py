@@ -137,6 +137,10 @@ class Host(Protocol):
     def dropped(self) -> dict[str, int]:
         """Those frames by reason."""
 
+    @property
+    def curve_bytes(self) -> int:
+        """Bytes CURVE added on the wire to what this process sent (0 in the clear)."""
+
     def telemetry(self, broker: str | None, run: str, role: str, ident: str) -> Telemetry:
         """This role's MQTT telemetry (a no-op without a broker); the driver starts and
         closes it."""

@@ -51,7 +51,7 @@ from protocols.keys import KeyRing
 from protocols.latency import Clock, LinkModel
 from protocols.links import Links
 from protocols.messages import Message
-from protocols.meter import Meter, wire_size
+from protocols.meter import Meter, curve_extra, wire_size
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,9 @@ class Endpoint:
         """(kind, sender) -> [messages, wire bytes] of good frames received (not the meter:
         senders meter; this lets a receiver check what arrived)."""
         self.address: str | None = None
+        self.curve_bytes = 0
+        """Bytes CURVE added on the wire to what this endpoint sent (not in the meter, which
+        counts the protocol's frames: the same with and without keys)."""
         self.history: HistoryLog | None = None
         """Where every message sent and every good frame received is logged, if anywhere."""
         self._ctx = zmq.asyncio.Context.instance()
@@ -293,6 +296,8 @@ class Endpoint:
                 ) from None
         nbytes = wire_size(len(frame))
         self.meter.record(msg.KIND, msg.PLANE, self.name, peer, msg.slot, nbytes)
+        if self.keys is not None:
+            self.curve_bytes += curve_extra(len(frame))
         if self.history is not None:
             self.history.row("s", msg.KIND, peer, msg.seq, msg.slot, nbytes)
         return nbytes

@@ -255,6 +255,7 @@ class ChannelServerRole(Role):
                  stats={"pid": self.host.pid, "hostname": self.host.hostname,
                         "protocol_errors": self.host.protocol_errors,
                         "dropped": self.host.dropped,
+                        "curve_bytes": self.host.curve_bytes,
                         "silent": self.silent,
                         "rejected": self.rejected, "late": self.late,
                         "lost": [self.kind.node_name(b) for b in self.lost]

@@ -447,7 +447,9 @@ class ControllerRole(Role):
                              sorted(self.host.received.items())],
                 "setup_s": self.t_run - self.t_begin,
                 "protocol_errors": self.host.protocol_errors
-                + sum(int(s.get("protocol_errors", 0)) for s in stats.values())}
+                + sum(int(s.get("protocol_errors", 0)) for s in stats.values()),
+                "curve_bytes": self.host.curve_bytes
+                + sum(int(s.get("curve_bytes", 0)) for s in stats.values())}
 
     @property
     def wall_s(self) -> float:

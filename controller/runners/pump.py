@@ -37,6 +37,7 @@ class MemoryHost:
         self.meter = Meter()
         self.protocol_errors = 0
         self.dropped: dict[str, int] = {}
+        self.curve_bytes = 0
         self.received: dict[tuple[str, str], list[int]] = {}
         self.links = Links()
         self.seq = 0

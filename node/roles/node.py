@@ -259,6 +259,7 @@ class NodeRole(Role):
                         "weights_versions": self.versions,
                         "protocol_errors": self.host.protocol_errors,
                         "dropped": self.host.dropped,
+                        "curve_bytes": self.host.curve_bytes,
                         "silent": self.silent,
                         "rejected": self.rejected})
         self.done = True
