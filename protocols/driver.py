@@ -163,6 +163,8 @@ class Driver:
         if type(msg) is Beat:
             if role.sender_class(sender) is None:
                 role.reject(msg, "beat from unknown sender")
+            else:
+                role.peer_meter(msg, now)
             return
         role.receive(msg, now, self.out)
 
@@ -178,9 +180,10 @@ class Driver:
                 self.lost_at[peer] = last
                 role.peer_silent(peer, now - last, now, self.out)
         connected = set(ep.peers)
+        links = ep.meter.links()
         for peer in sorted(role.watched & connected):
             try:
-                await ep.send(peer, Beat(**ep.header(-1)))
+                await ep.send(peer, Beat(**ep.header(-1), links=links))
             except (PeerError, PeerTimeout) as e:
                 log.error("%s: beat not sent: %s", ep.name, e)
         self.timers[_BEAT] = now + role.heartbeat_s

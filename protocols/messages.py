@@ -186,11 +186,14 @@ class Heartbeat(Message):
 @dataclass(frozen=True, eq=False, slots=True)
 class Beat(Message):
     """A process is alive: sent every ``timing.heartbeat_s`` to the peers it watches, over
-    the network only (the driver sends and consumes it; roles never see one)."""
+    the network only (the driver sends and consumes it: a role only sees ``links``)."""
 
     KIND: ClassVar[str] = "beat"
     PLANE: ClassVar[Plane] = "control"
     SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER, CHANNEL_SERVER, NODES)
+    links: list[list[Any]]
+    """The sender's meter so far, its ``link`` rows (:meth:`protocols.meter.Meter.links`):
+    the controller writes the overhead as the run goes, and keeps a lost process's."""
 
 
 @register
@@ -453,6 +456,21 @@ class WeightsAck(Message):
     SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     version: int
     """Snapshot version now held."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class ExperienceAck(Message):
+    """The controller holds the receiving node's experience up to ``upto`` durably (in a
+    training checkpoint): the node may forget it. Until then a node keeps what it uploaded,
+    to send it again to a restarted controller (at-least-once; the controller drops what it
+    already has by (node, seq), the seq of an experience being its slot)."""
+
+    KIND: ClassVar[str] = "experience_ack"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
+    upto: int
+    """Highest experience seq (slot) acknowledged; every lower one is acknowledged too."""
 
 
 @register

@@ -127,6 +127,11 @@ class Meter:
             out.setdefault(slot, {})[plane] = (m, b)
         return out
 
+    def links(self) -> list[list[Any]]:
+        """The ``link`` rows of :meth:`rows`: totals per (phase, kind, plane, sender,
+        receiver), a few per process whatever the run's length."""
+        return [["link", *k, v[0], v[1]] for k, v in sorted(self._links.items())]
+
     def rows(self) -> list[list[Any]]:
         """The meter's content as plain lists (for a Report message)."""
         out: list[list[Any]] = [["link", *k, v[0], v[1]] for k, v in sorted(self._links.items())]
@@ -156,16 +161,24 @@ class Meter:
                 raise ValueError(f"malformed meter row {row!r}")
 
     def to_csv(self, path: str | Path, slots: int) -> None:
-        """Write overhead.csv: one row per (kind, plane, sender, receiver); set-up traffic
-        (before slot 0) is counted in ``bytes`` and ``setup_bytes`` but not in
+        """Write overhead.csv atomically (a temporary file renamed over it: a reader, or a
+        crash, never sees half of it): one row per (kind, plane, sender, receiver); set-up
+        traffic (before slot 0) is counted in ``bytes`` and ``setup_bytes`` but not in
         ``bytes_per_slot = (bytes - setup_bytes) / slots``."""
         if slots <= 0:
             raise ValueError(f"slots must be positive, got {slots}")
         run, setup = self.totals("run"), self.totals("setup")
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            for key in sorted(set(run) | set(setup)):
-                m, b = run.get(key, (0, 0))
-                sm, sb = setup.get(key, (0, 0))
-                writer.writerow([*key, m + sm, b + sb, sb, repr(b / slots)])
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with tmp.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(CSV_COLUMNS)
+                for key in sorted(set(run) | set(setup)):
+                    m, b = run.get(key, (0, 0))
+                    sm, sb = setup.get(key, (0, 0))
+                    writer.writerow([*key, m + sm, b + sb, sb, repr(b / slots)])
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

@@ -243,6 +243,9 @@ class Role:
         """A peer declared lost was heard again after ``silent_s`` seconds."""
         log.warning("%s: %s heard again after %.1f s of silence", self.name, peer, silent_s)
 
+    def peer_meter(self, beat: Message, now: float) -> None:
+        """A beat brought its sender's meter so far (``beat.links``); default: unused."""
+
     def on_silent(self, peer: str, now: float, out: Outbox) -> None:
         """What losing ``peer`` means to this role (default: nothing more than the log; a
         role's own timeouts decide when to give up)."""

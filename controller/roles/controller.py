@@ -134,6 +134,9 @@ class ControllerRole(Role):
         self.backlog: list[Message] = []
         self.reports: dict[str, Report] = {}
         self.errors: list[str] = []
+        self.live_meters: dict[str, list[list[Any]]] = {}
+        """Process -> its meter's link rows from its last beat."""
+        self.last_overhead = 0.0
         self.t_begin = time.perf_counter()
         self.t_run = 0.0
         self.t_end = 0.0
@@ -322,6 +325,17 @@ class ControllerRole(Role):
         if self.air_done and not self.part.busy():
             self.finish(now, out)
 
+    def peer_meter(self, beat: Message, now: float) -> None:
+        """Keep the sender's latest meter (checked: a malformed one is rejected) for the
+        overhead written as the run goes, and for a process that never reports."""
+        links = getattr(beat, "links", [])
+        try:
+            Meter().merge(links)
+        except ValueError as e:
+            self.reject(beat, f"beat: {e}")
+            return
+        self.live_meters[beat.sender] = links
+
     def on_silent(self, peer: str, now: float, out: Outbox) -> None:
         """A watched process fell silent: without the air the run cannot go on; without a
         node the air serves the others (the node may rejoin)."""
@@ -381,6 +395,9 @@ class ControllerRole(Role):
             self.emit("PROGRESS", self.done_slots, self.slots)
             self.last_progress = now
             self.telemetry.update(**self.part.live_metrics())
+        if self.out_dir is not None and self.live_meters and now - self.last_overhead > 1.0:
+            self.last_overhead = now
+            self.meter().to_csv(self.out_dir / "overhead.csv", max(self.done_slots, 1))
 
     def deploy(self, version: int, slot: int, now: float, out: Outbox) -> None:
         """Send every active node its part of snapshot ``version`` and resume the air at
@@ -418,11 +435,15 @@ class ControllerRole(Role):
         self.done = True
 
     def meter(self) -> Meter:
-        """Every process's sent bytes, merged."""
+        """Every process's sent bytes, merged: from its final report, else (still running,
+        or lost) from its last beat."""
         meter = Meter()
         meter.merge(self.host.meter.rows())
         for rep in self.reports.values():
             meter.merge(rep.rows)
+        for name, links in self.live_meters.items():
+            if name not in self.reports:
+                meter.merge(links)
         return meter
 
     def summary_extra(self) -> dict[str, Any]:

@@ -68,6 +68,12 @@ def test_a_killed_controller_leaves_every_slot_it_recorded_and_a_partial_summary
     rows = read_csv(out / "metrics.csv")
     assert 400 <= s["slots"] == len(rows) < 3000
     assert (out / "metrics.csv").read_bytes().endswith(b"\r\n")  # whole rows only
+    # the overhead so far, written as the run went from every process's beats: each node's
+    # transmissions of the slots played, to within the ~1.5 s the figures can lag
+    sent = {r["sender"]: int(r["messages"]) for r in read_csv(out / "overhead.csv")
+            if r["kind"] == "transmit"}
+    assert set(sent) == {"node-0", "node-1", "node-2"}
+    assert all(len(rows) - 100 <= n <= len(rows) + 5 for n in sent.values()), (sent, len(rows))
     # the slots it recorded are the slots of the same run in memory
     clean = tmp_path / "clean"
     r = rrmbed("run", str(S3), "--scheme", "round-robin", "--runner", "local", "--slots",

@@ -37,7 +37,8 @@ EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
     ),
     m.Stop: lambda: m.Stop("finished", **HDR),
     m.Heartbeat: lambda: m.Heartbeat(**HDR),
-    m.Beat: lambda: m.Beat(**HDR),
+    m.Beat: lambda: m.Beat([["link", "run", "transmit", "air", "node-0", "channel-server", 3, 240]],
+                           **HDR),
     m.Leave: lambda: m.Leave(1, **HDR),
     m.Done: lambda: m.Done(1000, **HDR),
     m.Report: lambda: m.Report(
