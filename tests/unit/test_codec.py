@@ -40,6 +40,7 @@ EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
     m.Beat: lambda: m.Beat([["link", "run", "transmit", "air", "node-0", "channel-server", 3, 240]],
                            **HDR),
     m.Leave: lambda: m.Leave(1, **HDR),
+    m.ExperienceAck: lambda: m.ExperienceAck(5, **HDR),
     m.Done: lambda: m.Done(1000, **HDR),
     m.Report: lambda: m.Report(
         [
