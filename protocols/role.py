@@ -167,21 +167,20 @@ class Role:
     watched: frozenset[str] = frozenset()
     """Peers whose silence the role wants to hear about (:meth:`peer_silent`)."""
 
+    def _counts(self, name: str) -> dict[str, int]:
+        """The role's own counter ``name`` (roles need not call a base __init__)."""
+        got: dict[str, int] = self.__dict__.setdefault(name, {})
+        return got
+
     @property
     def silent(self) -> dict[str, int]:
         """Times each watched peer was declared lost for silence."""
-        got: dict[str, int] | None = self.__dict__.get("_silent")
-        if got is None:
-            got = self.__dict__["_silent"] = {}
-        return got
+        return self._counts("_silent")
 
     @property
     def rejected(self) -> dict[str, int]:
         """Messages dropped unread, by reason."""
-        got: dict[str, int] | None = self.__dict__.get("_rejected")
-        if got is None:
-            got = self.__dict__["_rejected"] = {}
-        return got
+        return self._counts("_rejected")
 
     def sender_class(self, name: str) -> str | None:
         """``controller``, ``channel-server`` or ``node`` for a process of the run."""
