@@ -65,6 +65,14 @@ from controller.evaluation.files import write_json
 from controller.evaluation.plots import plot_training
 from controller.learners import registry
 from controller.learners.a2c import A2c
+from controller.learners.state import (
+    load_optimizer,
+    module_arrays,
+    optimizer_arrays,
+    prefixed,
+    rng_state,
+    set_rng_state,
+)
 from controller.learners.threads import torch_threads
 from controller.learners.trpo import Trpo, TrpoConfig, mean_kl
 from controller.training.rollout import (
@@ -137,31 +145,6 @@ class TrainConfig:
 def policy_config_for(scheme: Variant, scenario: Scenario) -> PolicyConfig:
     """The policy shape of a scheme: full_dims, round_robin_dims or central_dims."""
     return PolicyConfig(*variant_dims(scheme, scenario.radio))
-
-
-# --------------------------------------------------------------------------- generator state
-
-
-def rng_state(rng: np.random.Generator) -> npt.NDArray[np.uint64]:
-    """A PCG64 generator's state as six uint64 (128-bit state and increment split in two)."""
-    st = rng.bit_generator.state
-    if st["bit_generator"] != "PCG64":
-        raise ValueError(f"only PCG64 generators are checkpointed, got {st['bit_generator']}")
-    mask = (1 << 64) - 1
-    s, inc = int(st["state"]["state"]), int(st["state"]["inc"])
-    vals = [s >> 64, s & mask, inc >> 64, inc & mask, int(st["has_uint32"]),
-            int(st["uinteger"])]
-    return np.array(vals, dtype=np.uint64)
-
-
-def set_rng_state(rng: np.random.Generator, arr: npt.NDArray[np.uint64]) -> None:
-    v = [int(x) for x in arr]
-    rng.bit_generator.state = {
-        "bit_generator": "PCG64",
-        "state": {"state": (v[0] << 64) | v[1], "inc": (v[2] << 64) | v[3]},
-        "has_uint32": v[4],
-        "uinteger": v[5],
-    }
 
 
 # --------------------------------------------------------------------------- one seed
@@ -241,9 +224,9 @@ class SeedTrainer:
     def state(self) -> dict[str, np.ndarray]:
         """Everything needed to continue exactly, as named arrays (no pickle)."""
         out: dict[str, np.ndarray] = {}
-        out.update({f"policy.{k}": v for k, v in _arrays(self.policy).items()})
-        out.update({f"value.{k}": v for k, v in _arrays(self.learner.value).items()})
-        out.update(_optimizer_arrays(self.learner))
+        out.update({f"policy.{k}": v for k, v in module_arrays(self.policy).items()})
+        out.update({f"value.{k}": v for k, v in module_arrays(self.learner.value).items()})
+        out.update(optimizer_arrays(self.learner))
         out["rng.rollout"] = rng_state(self.rollout_rng)
         out["rng.learner"] = rng_state(self.learner_rng)
         out["counters"] = np.array([self.iteration, self.steps, self.episodes,
@@ -264,9 +247,9 @@ class SeedTrainer:
                           ("meta.episodes_per_iter", self.cfg.episodes_per_iter)):
             if arrays[key].item() != want:
                 raise ValueError(f"checkpoint {key} = {arrays[key].item()!r}, run has {want!r}")
-        load_arrays(self.policy, _prefixed(arrays, "policy."))
-        load_arrays(self.learner.value, _prefixed(arrays, "value."))
-        _load_optimizer(self.learner, arrays)
+        load_arrays(self.policy, prefixed(arrays, "policy."))
+        load_arrays(self.learner.value, prefixed(arrays, "value."))
+        load_optimizer(self.learner, arrays)
         set_rng_state(self.rollout_rng, arrays["rng.rollout"])
         set_rng_state(self.learner_rng, arrays["rng.learner"])
         it, steps, episodes, learner_it, resets = (int(x) for x in arrays["counters"])
@@ -283,50 +266,6 @@ class SeedTrainer:
         if not isinstance(air, Air):
             raise TypeError("checkpointing needs the environment's Air")
         return air
-
-
-def _arrays(module: torch.nn.Module) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
-
-
-def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-
-def _adam_arrays(opt: torch.optim.Optimizer, prefix: str) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for idx, st in opt.state_dict()["state"].items():
-        for name, val in st.items():
-            out[f"{prefix}{idx}.{name}"] = torch.as_tensor(val).detach().cpu().numpy().copy()
-    return out
-
-
-def _load_adam(opt: torch.optim.Optimizer, arrays: dict[str, np.ndarray], prefix: str) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, val in _prefixed(arrays, prefix).items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = torch.as_tensor(val).clone()
-    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
-
-
-def _optimizer_arrays(learner: Trpo | A2c) -> dict[str, np.ndarray]:
-    if isinstance(learner, Trpo):
-        return _adam_arrays(learner.value_opt, "opt.adam.")
-    if learner.adam is not None:
-        return _adam_arrays(learner.adam, "opt.adam.")
-    return {f"opt.ms.{i}": m.detach().cpu().numpy().copy()
-            for i, m in enumerate(learner.mean_square)}
-
-
-def _load_optimizer(learner: Trpo | A2c, arrays: dict[str, np.ndarray]) -> None:
-    if isinstance(learner, Trpo):
-        _load_adam(learner.value_opt, arrays, "opt.adam.")
-    elif learner.adam is not None:
-        _load_adam(learner.adam, arrays, "opt.adam.")
-    else:
-        with torch.no_grad():
-            for i, m in enumerate(learner.mean_square):
-                m.copy_(torch.as_tensor(arrays[f"opt.ms.{i}"]))
 
 
 def checkpoint_path(seed_dir: Path, iteration: int) -> Path:
