@@ -72,3 +72,80 @@ class ExperienceCollector:
         for n in [x for x in self.slots if x < slot]:
             del self.slots[n]
             self.dropped += 1
+
+
+class ExperienceLedger:
+    """Which node experience the controller holds or has used: at-least-once delivery with
+    deduplication by (node, seq).
+
+    An experience's seq is the slot it is of: a node uploads at most one ``Experience`` per
+    slot it acts in, so (node, slot) names an upload across resends and across restarts of
+    either side (the message header's ``seq`` cannot: the transport stamps a new one on
+    every send, from 1 again in a new process). It is kept alongside for the record.
+
+    Per node: ``floor``, the highest seq at or below which everything is done with (used by
+    an update, or of a slot no update can take any more), and ``held``, the seqs above it
+    received and not used yet (seq -> header seq). An upload at or below the floor, or one
+    already held, is a duplicate: dropped and counted.
+    """
+
+    def __init__(self) -> None:
+        self.floor: dict[str, int] = {}
+        self.held: dict[str, dict[int, int]] = {}
+        self.duplicates = 0
+        """Uploads dropped as already held or used."""
+
+    def admit(self, node: str, seq: int, header_seq: int = 0) -> bool:
+        """Note an upload; False (and counted) when it is a duplicate."""
+        held = self.held.setdefault(node, {})
+        if seq <= self.floor.get(node, -1) or seq in held:
+            self.duplicates += 1
+            return False
+        held[seq] = int(header_seq)
+        return True
+
+    def use(self, seqs: Iterable[int]) -> dict[str, list[tuple[int, int]]]:
+        """Mark every node's held uploads of ``seqs`` used; what each node's were, as
+        (seq, header seq), in order."""
+        wanted = set(seqs)
+        used: dict[str, list[tuple[int, int]]] = {}
+        for node in sorted(self.held):
+            held = self.held[node]
+            mine = sorted(s for s in held if s in wanted)
+            if mine:
+                used[node] = [(s, held.pop(s)) for s in mine]
+        return used
+
+    def close_below(self, seq: int) -> None:
+        """Nothing below ``seq`` can be used any more: raise every floor to ``seq - 1`` and
+        forget what is held below (a slot dropped incomplete)."""
+        for node in set(self.held) | set(self.floor):
+            self.floor[node] = max(self.floor.get(node, -1), seq - 1)
+            held = self.held.get(node, {})
+            for s in [s for s in held if s < seq]:
+                del held[s]
+
+    def durable(self) -> dict[str, int]:
+        """Per node, the highest seq such that this ledger covers it and every seq below
+        (the floor, then held seqs without a gap): what the controller may acknowledge
+        once a checkpoint holds this ledger and what it holds."""
+        out = {}
+        for node in sorted(set(self.held) | set(self.floor)):
+            upto, held = self.floor.get(node, -1), self.held.get(node, {})
+            while upto + 1 in held:
+                upto += 1
+            out[node] = upto
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """Plain JSON: floors, held seqs (with their header seqs) and the duplicate count."""
+        return {"floor": dict(self.floor),
+                "held": {n: [[s, h] for s, h in sorted(d.items())]
+                         for n, d in self.held.items() if d},
+                "duplicates": self.duplicates}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.floor = {str(n): int(f) for n, f in state.get("floor", {}).items()}
+        self.held = {str(n): {int(s): int(h) for s, h in rows}
+                     for n, rows in state.get("held", {}).items()}
+        self.duplicates = int(state.get("duplicates", 0))

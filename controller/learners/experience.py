@@ -19,6 +19,7 @@ import numpy as np
 
 from controller.learners import registry
 from controller.learners.collect import ExperienceCollector
+from controller.learners.state import gaussian_learner_state, load_gaussian_learner
 from controller.training.rollout import Batch
 from node.policy import GaussianPolicy
 from protocols.weights import WeightsArtifact
@@ -36,14 +37,19 @@ class TrainOptions:
     """Write every batch and every weights version into the run directory (tests)."""
     scheme: str = ""
     """Execution scheme of the trained policy, for the weights files' header ('' unknown)."""
+    checkpoint_every: int = 10
+    """A checkpoint (controller.learners.journal) every this many updates, and after the
+    last one."""
 
     def __post_init__(self) -> None:
         if self.save_batches and not self.scheme:
             raise ValueError("save_batches writes weights files: it needs the scheme")
+        if self.episodes_per_iter < 1 or self.checkpoint_every < 1:
+            raise ValueError("episodes_per_iter and checkpoint_every must be >= 1")
 
     @classmethod
     def of(cls, d: dict[str, Any]) -> TrainOptions:
-        keys = ("algo", "episodes_per_iter", "save_batches", "scheme")
+        keys = ("algo", "episodes_per_iter", "save_batches", "scheme", "checkpoint_every")
         return cls(**{k: d[k] for k in keys if k in d})
 
 
@@ -85,6 +91,20 @@ class NetworkTrainer:
             steps=self.trained_steps,
             extra={"version": self.version, "hidden": list(pc.hidden),
                    "episodes_per_iter": self.options.episodes_per_iter})
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The learner (policy, value net, optimizer, generator) and the counters, as named
+        arrays for a checkpoint (what is collected for the next update is not included:
+        checkpoints are taken between iterations)."""
+        out = gaussian_learner_state(self.learner)
+        out["trainer.counters"] = np.array([self.version, self.trained_steps], dtype=np.int64)
+        return out
+
+    def load_state(self, arrays: dict[str, np.ndarray], history: list[dict[str, float]]) -> None:
+        """Continue from a checkpoint's :meth:`state` and training rows."""
+        load_gaussian_learner(self.learner, arrays)
+        self.version, self.trained_steps = (int(x) for x in arrays["trainer.counters"])
+        self.history = [dict(h) for h in history]
 
     def add_experience(self, slot: int, step: int, obs: np.ndarray, raw: np.ndarray,
                        done: np.ndarray, node: int = 0) -> None:

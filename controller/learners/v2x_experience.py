@@ -17,6 +17,7 @@ import numpy as np
 from channel_server.v2x import V2xScenario
 from controller.learners.collect import ExperienceCollector
 from controller.learners.dqn import Dqn, Transitions
+from controller.learners.state import dqn_state, load_dqn
 from controller.training.v2x_marl import MarlConfig, epsilon_at, marl_artifact, marl_config
 from node.v2x_observation import observation_dim
 from protocols.seeding import rng_for
@@ -44,6 +45,8 @@ class V2xNetworkTrainer:
         self.history: list[dict[str, float]] = []
         self.version = 1
         self.stored = 0
+        self.taken: list[int] = []
+        """The slots whose transitions the last update stored."""
 
     def fingerprint(self, slot: int) -> tuple[int, float]:
         """(training iteration e, epsilon) the actors use from ``slot`` on."""
@@ -92,7 +95,8 @@ class V2xNetworkTrainer:
                 rewards=np.array([e.reward for _, e, _, _, _ in rows]) * self.cfg.reward_scale,
                 next_obs=np.stack([x for _, _, _, x, _ in rows]),
                 terminated=np.array([float(done) for *_, done in rows])))
-        for n, *_ in rows:
+        self.taken = [n for n, *_ in rows]
+        for n in self.taken:
             collected.take(n)
         # what is still missing before the last slot (a vanished vehicle) never completes
         collected.drop_before(upto - 1)
@@ -107,6 +111,45 @@ class V2xNetworkTrainer:
                "transitions": float(self.stored), "dropped_slots": float(self.dropped)}
         self.history.append(row)
         return row
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The learner (networks, targets, optimizers, replay, generator), the counters and
+        the experience held for the next update (a period's last slot waits for the next
+        slot's observations), as named arrays for a checkpoint."""
+        out = dqn_state(self.dqn)
+        out["trainer.counters"] = np.array([self.version, self.stored, self.experience.dropped],
+                                           dtype=np.int64)
+        slots = sorted(self.experience.slots)
+        out["held.slots"] = np.array(slots, dtype=np.int64)
+        out["held.reward"] = np.array(
+            [np.nan if self.experience.slots[n].reward is None else self.experience.slots[n].reward
+             for n in slots], dtype=np.float64)
+        who = [(n, k) for n in slots for k in sorted(self.experience.slots[n].uploads)]
+        ups = [self.experience.slots[n].uploads[k] for n, k in who]
+        dim = self.dqn.obs_dim
+        out["held.who"] = np.array(who, dtype=np.int64).reshape(-1, 2)
+        out["held.obs"] = (np.stack([u.obs for u in ups]) if ups
+                           else np.zeros((0, dim), dtype=np.float64))
+        out["held.action"] = np.array([u.action for u in ups], dtype=np.int64)
+        out["held.done"] = np.array([u.done for u in ups], dtype=bool)
+        return out
+
+    def load_state(self, arrays: dict[str, np.ndarray], history: list[dict[str, float]]) -> None:
+        """Continue from a checkpoint's :meth:`state` and training rows."""
+        load_dqn(self.dqn, arrays)
+        self.version, self.stored, dropped = (int(x) for x in arrays["trainer.counters"])
+        self.history = [dict(h) for h in history]
+        self.experience = ExperienceCollector()
+        self.experience.dropped = dropped
+        for n, r in zip(arrays["held.slots"], arrays["held.reward"], strict=True):
+            if not np.isnan(r):
+                self.experience.add_reward(int(n), float(r))
+        for (n, k), obs, action, done in zip(arrays["held.who"], arrays["held.obs"],
+                                             arrays["held.action"], arrays["held.done"],
+                                             strict=True):
+            self.add_experience(int(n), int(k), obs, int(action), bool(done))
 
     def variables(self) -> dict[str, np.ndarray]:
         """Weights for the actors (and, with fingerprints, the final one for evaluation)."""

@@ -1,7 +1,23 @@
 """The controller's part of a multi-cell downlink run: it records every slot outcome,
 decides for central schemes once every active BS has uploaded its CSI slice, and while
 training joins the nodes' experience with the slots' rewards, updates the policy every
-``episodes_per_iter`` slots and deploys the new weights."""
+``episodes_per_iter`` slots and deploys the new weights.
+
+Training is durable (:mod:`controller.learners.journal`): every update appends its
+training.csv row and updates.jsonl line and rewrites weights.npz; every ``checkpoint_every``
+updates (and after the last) a checkpoint holds the learner, the slots recorded so far and
+the experience ledger, and each node is told which of its experience is now safe
+(``ExperienceAck``). Experience is deduplicated by (node, slot).
+
+A resumed run (train option ``resume``: the attempt number) starts fresh processes from
+slot 0: the slots before the checkpoint's are played again, unrecorded and without
+experience uploads, only to bring the channel, the round-robin orders and the nodes' noise
+generators to where they were (all advance by slot, whatever the weights: the same
+channel realization and the same draws); the air goes on at once at each pause. At the
+checkpoint's slot the checkpoint's weights are deployed, as the killed controller had
+done, and training goes on: with a deterministic backhaul (constant latency, no loss) and
+a modelled compute time, the run ends with the weights an uninterrupted run ends with.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +29,17 @@ import numpy as np
 from channel_server.config import Scenario
 from controller.baselines.central import CentralDecider
 from controller.evaluation.results import RunRecorder
+from controller.learners.collect import ExperienceLedger
+from controller.learners.journal import Checkpoint, TrainingJournal
 from node.agent import node_policy, policy_with_weights, scheme_of
-from protocols.messages import CsiUpload, Decision, Experience, Message, SlotOutcome
+from protocols.messages import (
+    CsiUpload,
+    Decision,
+    Experience,
+    ExperienceAck,
+    Message,
+    SlotOutcome,
+)
 from protocols.names import index_of
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_array, check_indices, check_number
@@ -48,6 +73,24 @@ class CellularPart:
         self.central_compute: dict[int, float] = {}
         self.iteration: range | None = None
         self.pause_every = self.trainer.options.episodes_per_iter if self.trainer else 0
+        self.ledger = ExperienceLedger()
+        """Which node experience is held or used (deduplication by (node, slot))."""
+        self.journal: TrainingJournal | None = None
+        self.checkpointed = self.trainer.version if self.trainer else 0
+        """Weights version of the last checkpoint written (or restored)."""
+        self.last_checkpoint: str | None = None
+        self.replay_until = 0
+        """Slots before this one are played again towards a checkpoint, unrecorded."""
+        self.replayed = 0
+        """Slots played again so far."""
+        self.resumed: dict[str, Any] | None = None
+        self.resume_snapshot: tuple[int, dict[str, np.ndarray]] | None = None
+        if self.trainer is not None and ctl.out_dir is not None:
+            attempt = int((train or {}).get("resume", 0))
+            self.journal = TrainingJournal(ctl.out_dir, attempt)
+            ck = self.journal.start(resume=attempt > 0)
+            if ck is not None:
+                self.restore(ck)
 
     def make_trainer(self, train: dict[str, Any], weights: dict[str, np.ndarray] | None) -> Any:
         """The learner of a network training run, on the same initial weights as the nodes."""
@@ -67,6 +110,91 @@ class CellularPart:
         opts = TrainOptions.of(train)
         return NetworkTrainer(make_learner(opts.algo, policy, ctl.seed), per_slot, opts,
                               version=1 if weights is not None else 0)
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """The run's settings a checkpoint must agree with."""
+        assert self.trainer is not None
+        ctl, opts = self.ctl, self.trainer.options
+        return {"kind": "cellular", "scheme": ctl.scheme, "seed": ctl.seed, "slots": ctl.slots,
+                "algo": opts.algo, "episodes_per_iter": opts.episodes_per_iter}
+
+    def records(self) -> dict[str, np.ndarray]:
+        """The slots recorded so far, as arrays (replayed into a fresh recorder on resume)."""
+        rec = self.recorder
+        return {"rec.sum_rates": np.array(rec.sum_rates, dtype=np.float64),
+                "rec.powers": np.stack(rec.powers), "rec.latency_s": np.stack(rec.latency_s),
+                "rec.missed": np.stack(rec.missed),
+                "rec.wall_s": np.array(rec.wall_s, dtype=np.float64),
+                "rec.compute_s": np.array(rec.compute_s, dtype=np.float64),
+                "rec.lost": np.array(sorted(rec.lost), dtype=np.int64)}
+
+    def checkpoint(self, slot: int, out: Outbox) -> None:
+        """Write a checkpoint (the air waits at ``slot``); acknowledge to each active node
+        the experience it now holds, when slots remain."""
+        trainer, journal, ctl = self.trainer, self.journal, self.ctl
+        assert trainer is not None and journal is not None
+        if self.recorder.done != slot:
+            raise RuntimeError(f"checkpoint at slot {slot} with {self.recorder.done} recorded")
+        path = journal.checkpoint({**trainer.state(), **self.records()},
+                                  {**self.checkpoint_meta(), "version": trainer.version,
+                                   "slot": slot, "ledger": self.ledger.state()})
+        self.checkpointed, self.last_checkpoint = trainer.version, str(path)
+        if slot >= ctl.slots:
+            return  # the run is over: nothing left to resend
+        for node, upto in self.ledger.durable().items():
+            if index_of(node) in ctl.active:
+                out.send(node, ExperienceAck, slot=slot, upto=upto)
+
+    def restore(self, ck: Checkpoint) -> None:
+        """Continue from checkpoint ``ck``: the learner, the training rows, the ledger and
+        the recorded slots are back; the slots before ``ck.slot`` are played again."""
+        trainer, ctl = self.trainer, self.ctl
+        assert trainer is not None and self.journal is not None
+        ck.check(**self.checkpoint_meta())
+        trainer.load_state(ck.arrays, ck.meta["history"])
+        self.ledger.restore(ck.meta["ledger"])
+        rec, a = self.recorder, ck.arrays
+        lost = [int(b) for b in a["rec.lost"]]
+        for n in range(len(a["rec.sum_rates"])):
+            rec.add(float(a["rec.sum_rates"][n]), a["rec.powers"][n], a["rec.latency_s"][n],
+                    a["rec.missed"][n], lost if n == 0 else None, float(a["rec.wall_s"][n]),
+                    float(a["rec.compute_s"][n]))
+        if rec.done != ck.slot:
+            raise ValueError(f"checkpoint {ck.path}: {rec.done} slots recorded, slot {ck.slot}")
+        self.replay_until = ck.slot
+        self.checkpointed, self.last_checkpoint = trainer.version, str(ck.path)
+        if self.policy_at_nodes:
+            self.resume_snapshot = (trainer.version, trainer.get_variables())
+        # nodes upload no experience for the slots played again (Start options)
+        ctl.options["train"] = {**ctl.options["train"], "replay_until": ck.slot}
+        self.resumed = {"checkpoint": str(ck.path), "version": trainer.version,
+                        "slot": ck.slot, "attempt": self.journal.attempt}
+        self.journal.updated_weights(trainer.artifact(ctl.scheme))
+
+    def expected_slot(self) -> int:
+        """The slot whose outcome comes next."""
+        return self.replayed if self.replayed < self.replay_until else self.recorder.done
+
+    def on_replayed(self, msg: SlotOutcome, now: float, out: Outbox) -> None:
+        """A slot before the checkpoint's was played again: nothing is recorded; at a pause
+        the air goes on at once, and at the checkpoint's slot after the checkpoint's weights
+        are deployed, as the killed controller deployed them there."""
+        ctl = self.ctl
+        self.central_compute.pop(msg.slot, None)
+        self.replayed = n = msg.slot + 1
+        ctl.outcome_recorded(msg.lost)
+        if n % self.pause_every or n >= ctl.slots:
+            return
+        if n < self.replay_until:
+            ctl.resume(n, self.snapshot[0] if self.snapshot else 0, out)
+        elif self.resume_snapshot is not None:
+            self.snapshot = self.resume_snapshot
+            ctl.deploy(self.snapshot[0], n, now, out)
+        else:
+            assert self.trainer is not None
+            ctl.resume(n, self.trainer.version, out)
 
     # ----------------------------------------------------------------- the part
 
@@ -94,6 +222,8 @@ class CellularPart:
             for name in ("obs", "action"):
                 x = getattr(msg, name)
                 check_array(x, name, (1, *x.shape[1:]) if isinstance(x, np.ndarray) else ())
+            if not self.ledger.admit(msg.sender, msg.slot, msg.seq):
+                return True  # held or used already (a resend): dropped, counted
             self.trainer.add_experience(msg.slot, msg.step, msg.obs, msg.action, msg.done,
                                         index_of(msg.sender))
             self.try_train(now, out)
@@ -104,8 +234,8 @@ class CellularPart:
     def check_outcome(self, msg: SlotOutcome) -> None:
         """The next slot in order, with arrays of the scenario's shapes and values a radio can
         give (the air computed them; a forged or corrupted one must not reach the files)."""
-        if msg.slot != self.recorder.done:
-            raise Rejected(f"slot {msg.slot} out of order (expected {self.recorder.done})")
+        if msg.slot != self.expected_slot():
+            raise Rejected(f"slot {msg.slot} out of order (expected {self.expected_slot()})")
         radio = self.scenario.radio
         b, k = radio.n_cells, radio.users_per_cell
         check_array(msg.powers, "powers", (b, k), 0.0, radio.pmax_w * (1 + 1e-12))
@@ -124,6 +254,9 @@ class CellularPart:
 
     def on_outcome(self, msg: SlotOutcome, now: float, out: Outbox) -> None:
         self.check_outcome(msg)
+        if msg.slot < self.replay_until:
+            self.on_replayed(msg, now, out)
+            return
         ctl = self.ctl
         compute = self.central_compute.pop(msg.slot, None)
         active = sorted(ctl.active)
@@ -147,8 +280,16 @@ class CellularPart:
         self.iteration = None
         ctl = self.ctl
         weights = trainer.update(slots, ctl.out_dir)
+        used = self.ledger.use(slots)
+        self.ledger.close_below(slots.stop)
         version = trainer.version
         ctl.emit("TRAIN", version, json.dumps(trainer.history[-1]))
+        if self.journal is not None:
+            self.journal.updated(trainer.history[-1], version, slots, used,
+                                 trainer.artifact(ctl.scheme))
+            last = slots.stop + trainer.options.episodes_per_iter > ctl.slots
+            if last or version - self.checkpointed >= trainer.options.checkpoint_every:
+                self.checkpoint(slots.stop, out)
         if self.policy_at_nodes:
             self.snapshot = (version, weights)
         if slots.stop >= ctl.slots:
@@ -162,8 +303,8 @@ class CellularPart:
         """Collect one slot's CSI uploads; decide once every active BS has uploaded."""
         assert self.central is not None
         radio = self.scenario.radio
-        if not self.recorder.done <= msg.slot < self.ctl.slots:
-            raise Rejected(f"slot {msg.slot} outside [{self.recorder.done}, {self.ctl.slots})")
+        if not self.expected_slot() <= msg.slot < self.ctl.slots:
+            raise Rejected(f"slot {msg.slot} outside [{self.expected_slot()}, {self.ctl.slots})")
         g = check_array(msg.gains, "gains", (radio.users_per_cell, radio.n_cells), 0.0)
         check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
         got = self.uploads.setdefault(msg.slot, {})
@@ -175,7 +316,7 @@ class CellularPart:
             gains[0, bs] = g
         powers, compute_s = self.central.decide(gains)
         self.central_compute[msg.slot] = compute_s
-        if self.trainer is not None:
+        if self.trainer is not None and msg.slot >= self.replay_until:
             assert self.central.last_obs is not None and self.central.last_raw is not None
             self.trainer.add_experience(msg.slot, 0, self.central.last_obs,
                                         self.central.last_raw, np.array([True]))
@@ -202,7 +343,10 @@ class CellularPart:
                     "backhaul", (0, 0))[1]}
 
     def extra_summary(self) -> dict[str, Any]:
-        return {}
+        if self.trainer is None:
+            return {}
+        return {"duplicate_experience": self.ledger.duplicates, "resumed": self.resumed,
+                "last_checkpoint": self.last_checkpoint}
 
     def history(self) -> list[dict[str, float]]:
         return self.trainer.history if self.trainer is not None else []

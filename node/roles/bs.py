@@ -1,7 +1,13 @@
 """A base station's part of the node role (multi-cell downlink): it hears only its own CSI
 slice from the air, decides through :class:`node.agent.BsAgent` with the scheme's exchange
 (alone, along the round-robin chain, or via the controller), transmits, and while training
-uploads its experience."""
+uploads its experience.
+
+Experience is delivered at least once: the node keeps every upload (by slot, its seq) until
+the controller acknowledges it as durable (``ExperienceAck``, after a checkpoint) and sends
+what it keeps again to a controller that says ``Start`` once more (a restarted one); the
+controller drops what it already has. In a resumed run (train option ``replay_until``) the
+slots before the checkpoint's are played again without uploads."""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ import numpy as np
 
 from channel_server.config import Scenario
 from node.agent import BsAgent, BsObservation, Decision, chain_priors
+from node.roles.unacked import Unacked
 from protocols.messages import (
     CsiSlice,
     CsiUpload,
-    Experience,
+    ExperienceAck,
     Measurement,
     Message,
     PowerForward,
@@ -65,6 +72,9 @@ class BsPart:
         self.log_csi = bool(start.options.get("log_csi"))
         self.training = bool(start.options.get("train"))
         self.n_slots = start.slots
+        self.unacked = Unacked(node.name)
+        self.replay_until = int((start.options.get("train") or {}).get("replay_until", 0))
+        """Slots before this one are played again towards a checkpoint: no uploads."""
 
     # ----------------------------------------------------------------- the part
 
@@ -88,6 +98,11 @@ class BsPart:
         elif isinstance(msg, Measurement):
             self.stats_.measurements += 1
             self.slots.pop(msg.slot, None)
+        elif isinstance(msg, ExperienceAck):
+            check_number(msg.upto, "upto", -1)
+            self.unacked.ack(msg.upto)
+        elif isinstance(msg, Start) and self.training:  # the controller restarted
+            self.unacked.resend(out)
         else:
             return False
         return True
@@ -220,10 +235,11 @@ class BsPart:
         """While training: the policy's observation and raw action go to the learner; the
         reward is the slot's common sum-rate, which the controller joins by slot."""
         obs, raw = self.agent.last_obs, self.agent.last_raw
-        if not self.training or obs is None or raw is None:
+        if not self.training or obs is None or raw is None or n < self.replay_until:
             return
-        out.send(CONTROLLER, Experience, slot=n, obs=obs, action=raw, reward=np.zeros(1),
-                 next_obs=np.zeros((0, obs.shape[-1])), done=np.array([last]), step=step)
+        self.unacked.send(out, n, obs=obs, action=raw, reward=np.zeros(1),
+                          next_obs=np.zeros((0, obs.shape[-1])), done=np.array([last]),
+                          step=step)
 
     def transmit(self, n: int, d: Decision, out: Outbox) -> None:
         self.stats_.misses += int(d.missed[0])

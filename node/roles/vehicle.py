@@ -1,7 +1,9 @@
 """A vehicle's part of the node role (V2X): one V2V transmitter. It hears its own slice
 from the air, the neighbours' RB choices of the last slot over the backhaul and the
 fingerprint from the controller; it decides through :class:`node.vehicle_agent.VehicleAgent`,
-transmits, tells its neighbours what it chose, and while training uploads its experience."""
+transmits, tells its neighbours what it chose, and while training uploads its experience
+(kept until acknowledged, :mod:`node.roles.unacked`; none for the slots a resumed run plays
+again before its checkpoint's, train option ``replay_until``)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from channel_server.v2x import V2xScenario
+from node.roles.unacked import Unacked
 from node.v2x_observation import LocalSlice, decode_action, neighbour_counts, observe
 from node.vehicle_agent import VehicleAgent, VehicleObservation
 from protocols.messages import (
-    Experience,
+    ExperienceAck,
     Fingerprint,
     Message,
     NeighbourChoice,
@@ -25,7 +28,7 @@ from protocols.messages import (
     V2xSlice,
     V2xTransmit,
 )
-from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
+from protocols.names import CHANNEL_SERVER, index_of
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_indices, check_number
 
@@ -51,6 +54,8 @@ class VehiclePart:
         self.scenario = scenario
         self.training = bool(start.options.get("train"))
         self.n_slots = start.slots
+        self.unacked = Unacked(node.name)
+        self.replay_until = int((start.options.get("train") or {}).get("replay_until", 0))
         self.agent = VehicleAgent(self.k, scenario, start.scheme, start.seed, {},
                                   source=node.weights)
         self.fingerprint = (0.0, 1.0)
@@ -76,6 +81,11 @@ class VehiclePart:
             check_number(msg.iteration, "iteration", 0)
             self.fingerprint = (float(msg.iteration), float(msg.epsilon))
             self.stats_.fingerprints.append([msg.slot, msg.iteration, msg.epsilon])
+        elif isinstance(msg, ExperienceAck):
+            check_number(msg.upto, "upto", -1)
+            self.unacked.ack(msg.upto)
+        elif isinstance(msg, Start) and self.training:  # the controller restarted
+            self.unacked.resend(out)
         else:
             return False
         return True
@@ -160,8 +170,9 @@ class VehiclePart:
         for j in neighbours:
             out.send(name(j), NeighbourChoice, slot=n, chain_latency_s=compute,
                      rb=-1 if silent else rb, power_level=-1 if silent else level)
-        if self.training:
-            out.send(CONTROLLER, Experience, slot=n, obs=obs[None], action=np.array([action]),
-                     reward=np.zeros(1), next_obs=np.zeros((0, obs.shape[-1]), dtype=obs.dtype),
-                     done=np.array([t + 1 == self.scenario.n_steps]), step=t)
+        if self.training and n >= self.replay_until:
+            self.unacked.send(out, n, obs=obs[None], action=np.array([action]),
+                              reward=np.zeros(1),
+                              next_obs=np.zeros((0, obs.shape[-1]), dtype=obs.dtype),
+                              done=np.array([t + 1 == self.scenario.n_steps]), step=t)
         self.node.telemetry.update(slots_done=n + 1)
