@@ -475,8 +475,40 @@ def run_process(coro: Any) -> int:
 # ------------------------------------------------------------------------- training
 
 
+def resume_network(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
+    """Continue the network training run in ``run_dir`` (killed, or ended) from its latest
+    checkpoint with fresh processes, with the settings it was started with (its run.json);
+    the summary. ``kind``: the scenario kind ``command`` trains."""
+    from controller.deploy.launcher import RUN_FILE
+
+    try:
+        info = json.loads((run_dir / RUN_FILE).read_text())
+        scheme, slots, seed = str(info["scheme"]), int(info["slots"]), int(info["seed"])
+        options, launch = dict(info["options"]), dict(info["launcher"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise click.BadParameter(f"{run_dir} holds no readable {RUN_FILE} of a network run "
+                                 f"({e})", param_hint="--resume") from None
+    train = dict(options.get("train") or {})
+    if not train:
+        raise click.BadParameter(f"{run_dir} is a run, not a training run",
+                                 param_hint="--resume")
+    resolved = resolve_file(run_dir / str(info["scenario"]))
+    if resolved.kind.name != kind:
+        raise click.BadParameter(f"{run_dir} trained a {resolved.kind.label or resolved.kind.name}"
+                                 f" scenario; resume it with the command that trains those",
+                                 param_hint="--resume")
+    train["resume"] = int(train.get("resume", 0)) + 1  # this attempt's number
+    weights = Path(info["weights"]) if info.get("weights") else None
+    keys = Path(launch["keys"]) if launch.get("keys") else None
+    console.print(f"{command}: resuming {run_dir} ({scheme}, seed {seed}, {slots} slots), "
+                  f"attempt {train['resume']}")
+    return execute(resolved, scheme, "network", slots, seed, run_dir, (), weights,
+                   {**options, "train": train, **launch, "keys": keys})
+
+
 @cli.command()
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                required=False)
 @click.option("--algo", type=click.Choice(learners.names("gaussian")), default="trpo",
               show_default=True, help=learners.help_text("gaussian") + ".")
 @click.option("--scheme", type=SchemeChoice("cellular", lambda s: s in trainable()),
@@ -493,18 +525,41 @@ def run_process(coro: Any) -> int:
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from these weights.")
 @click.option("--save-batches", is_flag=True, hidden=True)
-def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
+@click.option("--checkpoint-every", type=click.IntRange(1), default=10, show_default=True,
+              help="A checkpoint every N updates (and after the last one).")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False,
+              path_type=Path), help="Continue the network training run RUN_DIR (a "
+              "seed-<s> folder) from its latest checkpoint, with the settings it was started "
+              "with, after a crash or a kill.")
+def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int,
           episodes_per_iter: int | None, seeds: str, out: Path | None, weights: Path | None,
-          save_batches: bool) -> None:
+          save_batches: bool, checkpoint_every: int, resume_dir: Path | None) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
-    weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves."""
+    weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
+
+    With --runner network, each seed's run directory (OUT/seed-<s>) is written as the run
+    goes: training.csv and updates.jsonl (what each update used) row by row, weights.npz
+    after every update, checkpoints/ every --checkpoint-every updates; `rrmbed train
+    --resume OUT/seed-<s> --runner network` continues a run that was killed."""
+    from controller.evaluation.results import print_summary
+
+    if resume_dir is not None:
+        if scenario is not None or runner != "network":
+            raise click.UsageError("--resume RUN_DIR takes the run's own settings: give no "
+                                   "SCENARIO, and --runner network")
+        summary = resume_network(resume_dir, "cellular", "train")
+        print_summary([summary], Console(), title=f"network training: {summary['scheme']}")
+        return
+    if scenario is None:
+        raise click.UsageError("missing SCENARIO (or --resume RUN_DIR)")
     seed_list = [int(x) for x in seeds.split(",") if x.strip()]
     sc = resolve_scenario(scenario, ())
     out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
     if runner == "local":
         from controller.training.train import train as train_local
 
-        train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True)
+        train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
+                    checkpoint_every=checkpoint_every)
         return
     m = episodes_per_iter or 64
     per_slot = 1 if SCHEMES.get("cellular", scheme).central_policy else sc.radio.n_cells
@@ -514,10 +569,9 @@ def train(scenario: Path, algo: str, scheme: str, runner: str, steps: int,
         summaries.append(execute(scenario, scheme, "network", slots, seed, out / f"seed-{seed}",
                                  (), weights, {"train": {"algo": algo, "episodes_per_iter": m,
                                                          "save_batches": save_batches,
-                                                         "scheme": scheme},
+                                                         "scheme": scheme,
+                                                         "checkpoint_every": checkpoint_every},
                                                "action_mode": "sample"}))
-    from controller.evaluation.results import print_summary
-
     print_summary(summaries, Console(), title=f"network training: {scheme}, {algo}")
 
 
@@ -585,16 +639,35 @@ def v2x() -> None:
               "network with the vehicle id one-hot in its input.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--checkpoint-every", type=click.IntRange(1), default=10, show_default=True,
+              help="Network runner: a checkpoint at the first update on an episode boundary "
+              "once N updates have passed since the last one, and at the end.")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False,
+              path_type=Path), help="Continue the network training run RUN_DIR from its "
+              "latest checkpoint, with the settings it was started with.")
 def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast_period: int,
-              sharing: str, seed: int, out: Path | None) -> None:
+              sharing: str, seed: int, out: Path | None, checkpoint_every: int,
+              resume_dir: Path | None) -> None:
     """Train SCHEME's Q networks; writes OUT/weights.npz (for `rrmbed run --weights`) and
-    the training curve (training.csv)."""
+    the training curve (training.csv). Over the network (durable as `rrmbed train`'s):
+    updates.jsonl, checkpoints/, and `--resume OUT --runner network` after a kill."""
+    if resume_dir is not None:
+        if runner != "network":
+            raise click.UsageError("--resume RUN_DIR continues a --runner network run")
+        from controller.evaluation.v2x_run import print_v2x_summary
+
+        summary = resume_network(resume_dir, "v2x", "v2x train")
+        print_v2x_summary([summary], Console(width=max(120, Console().width)),
+                          title=f"network training: {summary['scheme']}")
+        click.echo(f"weights: {resume_dir / 'weights.npz'}")
+        return
     sc = resolve_v2x(scenario, ())
     out = out or Path("runs") / f"v2x-train-{scheme}-{runner}-s{seed}"
     if runner == "network":
         summary = execute(scenario, scheme, "network", episodes * sc.n_steps, seed, out, (),
                           None, {"train": {"broadcast_period": broadcast_period,
-                                           "sharing": sharing}})
+                                           "sharing": sharing,
+                                           "checkpoint_every": checkpoint_every}})
         from controller.evaluation.v2x_run import print_v2x_summary
 
         print_v2x_summary([summary], Console(width=max(120, Console().width)),

@@ -38,6 +38,9 @@ from protocols.keys import KeysError, load_keys, write_keys
 if TYPE_CHECKING:
     from channel_server.kinds import Resolved
 
+RUN_FILE = "run.json"
+"""What a network run was started with (scenario file, scheme, slots, seed, weights, run
+options, launcher settings), written before any process starts: `--resume` reads it."""
 LOOPBACK_BIND = "tcp://127.0.0.1:0"
 ADDRESS_TIMEOUT_S = 60.0
 EXIT_GRACE_S = 10.0
@@ -149,10 +152,22 @@ def run_network(
     if orphans:
         print(f"rrmbed: removed the temporary folders of killed runs: "
               f"{', '.join(map(str, orphans))}", file=sys.stderr)
-    run = NetworkRun(out)
     out.mkdir(parents=True, exist_ok=True)
+    attempt = int(((options or {}).get("train") or {}).get("resume", 0))
+    if attempt and (out / "logs").is_dir():  # keep the logs of the attempt that died
+        kept = out / f"logs.{attempt - 1}"
+        while kept.exists():
+            kept = kept.with_name(kept.name + "+")
+        (out / "logs").rename(kept)
+    run = NetworkRun(out)
     scenario_path = out / "scenario.toml"  # resolved once: the processes read this copy
     scenario_path.write_text(resolved.toml())
+    run.write_json(RUN_FILE, {
+        "scenario": scenario_path.name, "scheme": scheme, "slots": slots, "seed": seed,
+        "weights": str(weights.resolve()) if weights is not None else None,
+        "options": options or {},
+        "launcher": {"endpoints": endpoints, "telemetry": telemetry, "broker": broker,
+                     "insecure": insecure, "keys": str(keys) if keys is not None else None}})
     fresh: Path | None = None
     sockdir: Path | None = None
     handle = BrokerHandle(None, "none")
