@@ -194,14 +194,23 @@ def drop_columns(rows: list[list[str]], names: tuple[str, ...]) -> list[list[str
     return [[r[i] for i in keep] for r in rows]
 
 
+LIVENESS_KINDS = ("beat",)
+"""overhead.csv rows left out: the heartbeats a network run's processes exchange every
+``timing.heartbeat_s`` of wall time (added after the recording), as many as the run's wall
+time allows; in memory there are none."""
+
+
 def overhead_projection(rows: list[list[str]]) -> list[list[str]]:
-    """overhead.csv with bytes and setup_bytes masked in MASKED_SETUP_KINDS rows."""
+    """overhead.csv with bytes and setup_bytes masked in MASKED_SETUP_KINDS rows, without
+    LIVENESS_KINDS rows."""
     if not rows:
         return rows
     head = rows[0]
     kind, masked = head.index("kind"), [head.index("bytes"), head.index("setup_bytes")]
     out = [head]
     for r in rows[1:]:
+        if r[kind] in LIVENESS_KINDS:
+            continue
         if r[kind] in MASKED_SETUP_KINDS:
             r = [("*" if i in masked else v) for i, v in enumerate(r)]
         out.append(r)
