@@ -527,13 +527,17 @@ def resume_network(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
 @click.option("--save-batches", is_flag=True, hidden=True)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=10, show_default=True,
               help="A checkpoint every N updates (and after the last one).")
+@click.option("--history", is_flag=True,
+              help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
+                   "(check with `rrmbed history OUT/seed-<s>`).")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False,
               path_type=Path), help="Continue the network training run RUN_DIR (a "
               "seed-<s> folder) from its latest checkpoint, with the settings it was started "
               "with, after a crash or a kill.")
 def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int,
           episodes_per_iter: int | None, seeds: str, out: Path | None, weights: Path | None,
-          save_batches: bool, checkpoint_every: int, resume_dir: Path | None) -> None:
+          save_batches: bool, checkpoint_every: int, history: bool,
+          resume_dir: Path | None) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
     weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
 
@@ -571,7 +575,9 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
                                                          "save_batches": save_batches,
                                                          "scheme": scheme,
                                                          "checkpoint_every": checkpoint_every},
-                                               "action_mode": "sample"}))
+                                               "action_mode": "sample",
+                                               "history": str((out / f"seed-{seed}" / "history")
+                                                              .resolve()) if history else None}))
     print_summary(summaries, Console(), title=f"network training: {scheme}, {algo}")
 
 

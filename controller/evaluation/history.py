@@ -10,9 +10,9 @@ It checks, and names each violation it finds:
    slot n used a version at most ``staleness`` behind the newest one the controller had
    sent that node for a slot up to n.
 3. **Every used experience is used exactly once**: with ``updates.jsonl`` in the run
-   directory (one line per training update: the (node, seq) of each experience message in
-   it), no (node, seq) is in two updates, and each one is a message the controller
-   received.
+   directory (one line per training update, appended as it happens: the (node, slot) of
+   each experience in it, and the header seq of the message that brought it), no
+   (node, slot) is in two updates, and each message is one the controller received.
 4. **Nothing is lost or changed on the way, and the meter is right**: on every connection
    between two processes that closed cleanly, each message sent before the last one the
    receiver got was received, with the same kind and bytes (ZeroMQ keeps a connection's
@@ -120,25 +120,32 @@ def _staleness(incs: list[Incarnation], bound: int) -> list[str]:
 
 
 def _experience(run_dir: Path, incs: list[Incarnation]) -> list[str]:
+    """Each update line names its experience by (node, slot) (``experience``: the identity
+    that survives resends and restarts) and by the header seq of the message that brought
+    it (``message_seq``, in the same order; unique within one controller ``attempt``)."""
     path = run_dir / "updates.jsonl"
     if not path.exists():
         return []
-    received = {(r[3], r[4]) for inc in incs if inc.name == "controller"
-                for r in inc.rows if r[1] == "r" and r[2] == "experience"}
+    controllers = [inc for inc in incs if inc.name == "controller"]  # one per attempt
+    received = [{(r[3], r[4]) for r in inc.rows if r[1] == "r" and r[2] == "experience"}
+                for inc in controllers]
     used: dict[tuple[str, int], int] = {}
     problems = []
     for line in path.read_text().splitlines():
         update = json.loads(line)
-        for node, seqs in update["experience"].items():
-            for seq in seqs:
-                key = (node, int(seq))
-                if key in used:
-                    problems.append(f"experience {node} seq {seq} used by updates "
-                                    f"v{used[key]} and v{update['version']}")
-                used[key] = update["version"]
-                if key not in received:
-                    problems.append(f"update v{update['version']} used experience {node} "
-                                    f"seq {seq}, which the controller never received")
+        version, attempt = update["version"], int(update.get("attempt", 0))
+        for node, slots in update["experience"].items():
+            for slot in slots:
+                if (node, slot) in used:
+                    problems.append(f"experience {node} slot {slot} used by updates "
+                                    f"v{used[(node, slot)]} and v{version}")
+                used[(node, slot)] = version
+            seqs = update.get("message_seq", {}).get(node, [])
+            if attempt < len(received):
+                for seq in seqs:
+                    if (node, seq) not in received[attempt]:
+                        problems.append(f"update v{version} used experience {node} message "
+                                        f"seq {seq}, which the controller never received")
     return problems
 
 

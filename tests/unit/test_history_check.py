@@ -53,7 +53,8 @@ def consistent(run: Path) -> None:
         ("s", "csi_slice", "node-0", 3, 2, 100, 0),
         ("r", "transmit", "node-0", 8, 2, 80, 0)])
     (run / "updates.jsonl").write_text(json.dumps(
-        {"version": 1, "slots": [0, 1], "experience": {"node-0": [4, 6]}}) + "\n")
+        {"version": 1, "slots": [0, 1], "attempt": 0, "experience": {"node-0": [0, 1]},
+         "message_seq": {"node-0": [4, 6]}}) + "\n")
 
 
 def test_a_consistent_history_passes(tmp_path: Path) -> None:
@@ -96,11 +97,12 @@ def test_each_violation_is_found(tmp_path: Path, name: str, old: str, new: str,
 def test_experience_used_twice_or_never_received_is_found(tmp_path: Path) -> None:
     consistent(tmp_path)
     with (tmp_path / "updates.jsonl").open("a") as f:
-        f.write(json.dumps({"version": 2, "slots": [2, 3],
-                            "experience": {"node-0": [6, 11]}}) + "\n")
+        f.write(json.dumps({"version": 2, "slots": [1, 2], "attempt": 0,
+                            "experience": {"node-0": [1, 2]},
+                            "message_seq": {"node-0": [6, 11]}}) + "\n")
     problems = check(tmp_path)
-    assert any("seq 6 used by updates v1 and v2" in p for p in problems), problems
-    assert any("seq 11, which the controller never received" in p for p in problems)
+    assert any("slot 1 used by updates v1 and v2" in p for p in problems), problems
+    assert any("message seq 11, which the controller never received" in p for p in problems)
 
 
 def test_the_meter_must_agree(tmp_path: Path) -> None:
