@@ -7,9 +7,10 @@ It also keeps the role's heartbeats: every ``role.heartbeat_s`` it sends a ``Bea
 peer in ``role.watched`` and tells the role (:meth:`~protocols.role.Role.peer_silent`) of a
 watched peer it has heard nothing from (any message counts) for ``BEAT_MISSES`` beats.
 Beats are consumed here; roles never see one. A beat is sent when due even while messages
-wait to be read (a busy process still beats), but while any wait, no peer is declared
-silent: a process that was itself stalled must not blame its peers for what it has not
-read yet.
+wait to be read (a busy process still beats), but while any wait, or when the beat itself
+came late, no peer is declared silent: a process that was itself stalled must not blame
+its peers for what it has not read yet. Beats carry seq 0 and leave the sender's count
+alone, so the protocol's messages are the same bytes however many beats a run had.
 """
 
 from __future__ import annotations
@@ -168,12 +169,17 @@ class Driver:
             return
         role.receive(msg, now, self.out)
 
-    async def beat(self, now: float) -> None:
+    async def beat(self, now: float, late_s: float) -> None:
         """Declare the watched peers silent for ``BEAT_MISSES`` beats lost, beat to every
-        watched peer, and set the next beat."""
+        watched peer, and set the next beat. A beat more than an interval late means this
+        process was stalled itself (stopped, swapped out): what its peers sent meanwhile
+        may not even have reached its inbox yet, so they get a fresh grace instead."""
         role, ep = self.role, self.endpoint
         if role.heartbeat_s <= 0 or not role.watched:
             return
+        if late_s > role.heartbeat_s:
+            for peer in role.watched:
+                self.heard[peer] = max(self.heard.get(peer, now), now)
         for peer in [] if ep.pending() else sorted(role.watched):
             last = self.heard.setdefault(peer, now)  # watched from now: a grace of 3 beats
             if peer not in self.lost_at and now - last > BEAT_MISSES * role.heartbeat_s:
@@ -183,7 +189,9 @@ class Driver:
         links = ep.meter.links()
         for peer in sorted(role.watched & connected):
             try:
-                await ep.send(peer, Beat(**ep.header(-1), links=links))
+                # beats are not numbered: how many there are depends on the wall time, and
+                # the protocol's messages (their seq, hence their size) must not
+                await ep.send(peer, Beat(**ep.header(-1, numbered=False), links=links))
             except (PeerError, PeerTimeout) as e:
                 log.error("%s: beat not sent: %s", ep.name, e)
         self.timers[_BEAT] = now + role.heartbeat_s
@@ -205,8 +213,7 @@ class Driver:
                 now = time.monotonic()
                 if self.next_due <= now:
                     if self.timers.get(_BEAT, math.inf) <= now:
-                        del self.timers[_BEAT]
-                        await self.beat(now)
+                        await self.beat(now, now - self.timers.pop(_BEAT))
                         continue
                     # a timer says "nothing came in time": serve what has already come first
                     try:

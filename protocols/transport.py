@@ -263,12 +263,15 @@ class Endpoint:
         """Messages lost on the emulated links ending here."""
         return self.links.lost
 
-    def header(self, slot: int, chain_latency_s: float = 0.0) -> dict[str, Any]:
-        """Header fields for a new message: own name, next seq, now (``time.time_ns``)."""
-        self._seq += 1
+    def header(self, slot: int, chain_latency_s: float = 0.0,
+               numbered: bool = True) -> dict[str, Any]:
+        """Header fields for a new message: own name, next seq (0 and the count untouched
+        when not ``numbered``), now (``time.time_ns``)."""
+        if numbered:
+            self._seq += 1
         return {
             "sender": self.name,
-            "seq": self._seq,
+            "seq": self._seq if numbered else 0,
             "slot": slot,
             "sent_ns": time.time_ns(),
             "chain_latency_s": chain_latency_s,

@@ -17,7 +17,8 @@ It checks, and names each violation it finds:
    between two processes that closed cleanly, each message sent before the last one the
    receiver got was received, with the same kind and bytes (ZeroMQ keeps a connection's
    order; later ones were in flight when the receiver closed), and the bytes each sender
-   logged per (kind, receiver) are what overhead.csv says. The set-up handshake (``hello``,
+   logged per (kind, receiver) are what overhead.csv says. Beats, which are not numbered,
+   count for the meter only. The set-up handshake (``hello``,
    ``start``) is left out: a process logs from its Start on; so is the meter's own
    ``report``.
 """
@@ -35,6 +36,7 @@ from protocols.history import END
 DECISIONS = frozenset({"transmit", "v2x_transmit"})
 """Kinds by which a node acts in a slot."""
 SETUP = frozenset({"hello", "start"})
+BEAT = "beat"
 
 
 @dataclass
@@ -164,8 +166,11 @@ def _bytes(run_dir: Path, incs: list[Incarnation]) -> list[str]:
             if kind in SETUP:
                 continue
             if d == "s":
-                sent[(inc.name, peer)][seq] = (kind, nbytes)
                 metered[(kind, inc.name, peer)] += nbytes
+            if kind == BEAT:  # not numbered (seq 0): metered, but not in a connection's order
+                continue
+            if d == "s":
+                sent[(inc.name, peer)][seq] = (kind, nbytes)
             else:
                 got[(peer, inc.name)][seq] = (kind, nbytes)
     problems = []
