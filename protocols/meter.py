@@ -10,9 +10,12 @@ receiver does not, so nothing is counted twice.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
+
+from protocols.durable import write_atomic
 
 FRAMING_SHORT: Final = 2
 """ZMTP/3 framing bytes of a frame of at most 255 bytes (flags + 1-byte length)."""
@@ -168,17 +171,11 @@ class Meter:
         if slots <= 0:
             raise ValueError(f"slots must be positive, got {slots}")
         run, setup = self.totals("run"), self.totals("setup")
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with tmp.open("w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(CSV_COLUMNS)
-                for key in sorted(set(run) | set(setup)):
-                    m, b = run.get(key, (0, 0))
-                    sm, sb = setup.get(key, (0, 0))
-                    writer.writerow([*key, m + sm, b + sb, sb, repr(b / slots)])
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_COLUMNS)
+        for key in sorted(set(run) | set(setup)):
+            m, b = run.get(key, (0, 0))
+            sm, sb = setup.get(key, (0, 0))
+            writer.writerow([*key, m + sm, b + sb, sb, repr(b / slots)])
+        write_atomic(Path(path), buf.getvalue())

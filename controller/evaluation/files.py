@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from protocols.durable import write_atomic
+
 
 def finite(x: Any) -> Any:
     """``x`` with every NaN or infinite float replaced by None (JSON has neither), numpy
@@ -30,17 +32,8 @@ def finite(x: Any) -> Any:
 def write_json(path: Path, data: Any, sort_keys: bool = False) -> None:
     """Write ``data`` as JSON atomically: a temporary file in the same folder, flushed to
     disk, then renamed over ``path``. Non-finite floats are written as null."""
-    text = json.dumps(finite(data), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(finite(data), indent=2, sort_keys=sort_keys,
+                                  allow_nan=False) + "\n")
 
 
 RUN_MARKERS = ("config.toml", "scenario.toml", "summary.json", "status.json", "metrics.csv")

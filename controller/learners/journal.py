@@ -38,6 +38,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from protocols.durable import write_atomic
 from protocols.weights import WeightsArtifact
 
 log = logging.getLogger("rrmbed.controller")
@@ -135,20 +136,6 @@ def _append(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write ``path`` atomically (temporary file, flushed, renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def csv_text(rows: list[dict[str, Any]], columns: list[str], header: bool) -> str:
     """Rows as controller.runners.output writes training.csv (csv.DictWriter's defaults)."""
     buf = io.StringIO()
@@ -157,6 +144,15 @@ def csv_text(rows: list[dict[str, Any]], columns: list[str], header: bool) -> st
         wr.writeheader()
     wr.writerows(rows)
     return buf.getvalue()
+
+
+def open_journal(out: Path, train: dict[str, Any] | None
+                 ) -> tuple[TrainingJournal, Checkpoint | None]:
+    """The journal of a network training run in ``out`` (``train``: the run's train options,
+    whose ``resume`` is the attempt number) and the checkpoint to continue from, if any."""
+    attempt = int((train or {}).get("resume", 0))
+    journal = TrainingJournal(out, attempt)
+    return journal, journal.start(resume=attempt > 0)
 
 
 class TrainingJournal:
@@ -193,12 +189,12 @@ class TrainingJournal:
                 old.unlink()
             (self.out / "weights.npz").unlink(missing_ok=True)
             self.training_csv.unlink(missing_ok=True)
-            _replace(self.updates_jsonl, "")
+            write_atomic(self.updates_jsonl, "")
             return None
         self.rows = [dict(r) for r in ck.meta["history"]]
         self.columns = sorted({k for r in self.rows for k in r})
         if self.rows:
-            _replace(self.training_csv, csv_text(self.rows, self.columns, header=True))
+            write_atomic(self.training_csv, csv_text(self.rows, self.columns, header=True))
         else:
             self.training_csv.unlink(missing_ok=True)
         kept = []
@@ -209,7 +205,7 @@ class TrainingJournal:
                         kept.append(line + "\n")
                 except (ValueError, KeyError, TypeError):
                     break  # a line cut short by the crash: nothing after it is whole
-        _replace(self.updates_jsonl, "".join(kept))
+        write_atomic(self.updates_jsonl, "".join(kept))
         return ck
 
     def updated(self, row: dict[str, float], version: int, slots: range,
@@ -222,7 +218,7 @@ class TrainingJournal:
             _append(self.training_csv, csv_text([row], self.columns, header=False))
         else:
             self.columns = sorted({*self.columns, *row})
-            _replace(self.training_csv, csv_text(self.rows, self.columns, header=True))
+            write_atomic(self.training_csv, csv_text(self.rows, self.columns, header=True))
         line = {"version": int(version), "slots": [slots.start, slots.stop - 1],
                 "attempt": self.attempt,
                 "experience": {n: [s for s, _ in u] for n, u in used.items()},

@@ -30,7 +30,7 @@ from channel_server.config import Scenario
 from controller.baselines.central import CentralDecider
 from controller.evaluation.results import RunRecorder
 from controller.learners.collect import ExperienceLedger
-from controller.learners.journal import Checkpoint, TrainingJournal
+from controller.learners.journal import Checkpoint, TrainingJournal, open_journal
 from node.agent import node_policy, policy_with_weights, scheme_of
 from protocols.messages import (
     CsiUpload,
@@ -86,9 +86,7 @@ class CellularPart:
         self.resumed: dict[str, Any] | None = None
         self.resume_snapshot: tuple[int, dict[str, np.ndarray]] | None = None
         if self.trainer is not None and ctl.out_dir is not None:
-            attempt = int((train or {}).get("resume", 0))
-            self.journal = TrainingJournal(ctl.out_dir, attempt)
-            ck = self.journal.start(resume=attempt > 0)
+            self.journal, ck = open_journal(ctl.out_dir, train)
             if ck is not None:
                 self.restore(ck)
 

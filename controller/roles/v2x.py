@@ -25,7 +25,7 @@ import numpy as np
 from channel_server.v2x import V2xScenario
 from controller.evaluation.v2x_run import SlotRecord, V2xRecorder
 from controller.learners.collect import ExperienceLedger
-from controller.learners.journal import Checkpoint, TrainingJournal
+from controller.learners.journal import Checkpoint, TrainingJournal, open_journal
 from node.vehicle_agent import eval_fingerprint, own_weights, scheme_scenario
 from protocols.messages import Experience, ExperienceAck, Fingerprint, Message, V2xOutcome
 from protocols.names import CHANNEL_SERVER, index_of
@@ -75,9 +75,7 @@ class V2xPart:
         self.resumed: dict[str, Any] | None = None
         self.resume_snapshot: tuple[int, dict[str, np.ndarray]] | None = None
         if self.trainer is not None and ctl.out_dir is not None:
-            attempt = int((train or {}).get("resume", 0))
-            self.journal = TrainingJournal(ctl.out_dir, attempt)
-            ck = self.journal.start(resume=attempt > 0)
+            self.journal, ck = open_journal(ctl.out_dir, train)
             if ck is not None:
                 self.restore(ck)
 
