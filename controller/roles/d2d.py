@@ -1,0 +1,149 @@
+"""The controller's part of a D2D underlay run: it records every slot outcome and, while
+training (paper 002's centralized training at the base station), feeds the pairs' uploaded
+histories to the MAAC / NAAC trainer, updating every ``broadcast_period`` slots and
+sending each pair only its own actor (the target actor the paper's pairs download).
+
+Not durable yet (no checkpoints or resume, unlike the cellular and V2X parts): a killed
+controller ends the training run.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from channel_server.d2d import D2dScenario
+from controller.evaluation.d2d_run import D2dRecorder
+from node.pair_agent import own_actor
+from protocols.d2d_messages import D2dOutcome
+from protocols.messages import Experience, Message
+from protocols.names import index_of
+from protocols.role import Outbox
+from protocols.validate import Rejected, check_array, check_indices
+from protocols.weights import WeightsArtifact
+
+if TYPE_CHECKING:
+    from controller.roles.controller import ControllerRole
+
+
+class D2dPart:
+    def __init__(self, ctl: ControllerRole, scenario: D2dScenario,
+                 weights: dict[str, np.ndarray] | None) -> None:
+        self.ctl = ctl
+        self.scenario = scenario
+        self.recorder = D2dRecorder(scenario, ctl.scheme, ctl.runner, ctl.seed, ctl.slots)
+        if ctl.out_dir is not None:
+            self.recorder.stream(ctl.out_dir)
+        train = ctl.options.get("train")
+        self.trainer: Any = None
+        if train:
+            from controller.learners.d2d_experience import D2dNetworkTrainer
+
+            self.trainer = D2dNetworkTrainer(scenario, ctl.scheme, ctl.seed, train)
+            if weights is not None:
+                self.trainer.set_actor_variables(weights)
+            weights = self.trainer.get_variables()
+        self.snapshot: tuple[int, dict[str, np.ndarray]] | None = (
+            (1, weights) if weights is not None else None)
+        self.pause_every = self.trainer.period if self.trainer else 0
+        self.upto: int | None = None
+        self.experience_latency_s: list[float] = []
+
+    # ----------------------------------------------------------------- the part
+
+    def after_start(self, name: str, out: Outbox) -> None:
+        pass
+
+    def after_weights(self, name: str, slot: int, out: Outbox) -> None:
+        pass
+
+    def busy(self) -> bool:
+        """An update waits for the last histories of its period."""
+        return self.upto is not None
+
+    def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Only the receiving pair's own actor."""
+        return own_actor(arrays, index_of(name))
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
+        if isinstance(msg, Experience) and self.trainer is not None:
+            if not 0 <= msg.slot < self.ctl.slots:
+                raise Rejected(f"slot {msg.slot} outside [0, {self.ctl.slots})")
+            check_array(msg.obs, "obs", (1, self.trainer.obs_dim))
+            check_array(msg.action, "action", (1,), 0, self.scenario.radio.n_actions - 1)
+            check_array(msg.reward, "reward", (1,))
+            self.trainer.add_experience(msg.slot, index_of(msg.sender), msg.obs[0],
+                                        int(msg.action[0]), float(msg.reward[0]))
+            self.experience_latency_s.append(msg.chain_latency_s)
+            self.try_train(now, out)
+        elif isinstance(msg, D2dOutcome):
+            self.check_outcome(msg)
+            self.recorder.add(msg, msg.lost)
+            self.ctl.outcome_recorded(msg.lost)
+            done = self.recorder.done
+            if self.trainer is not None and done % self.trainer.period == 0 \
+                    and done < self.ctl.slots:
+                self.upto = done
+                self.try_train(now, out)
+        else:
+            return False
+        return True
+
+    def check_outcome(self, msg: D2dOutcome) -> None:
+        """The next slot in order, every array of the scenario's shape and range."""
+        if msg.slot != self.recorder.done:
+            raise Rejected(f"slot {msg.slot} out of order (expected {self.recorder.done})")
+        r = self.scenario.radio
+        n = r.n_pairs
+        check_array(msg.rb, "rb", (n,), -1, r.n_rb - 1)
+        check_array(msg.power_level, "power level", (n,), -1, r.n_levels - 1)
+        check_array(msg.cue_sinr, "CUE SINR", (r.n_cue,), 0.0)
+        check_array(msg.d2d_sinr, "D2D SINR", (n,), 0.0)
+        check_array(msg.cue_rate_bps, "CUE rates", (r.n_cue,), 0.0)
+        check_array(msg.d2d_rate_bps, "D2D rates", (n,), 0.0)
+        check_array(msg.reward, "rewards", (n,))
+        if not isinstance(msg.decision_latency_s, np.ndarray) \
+                or msg.decision_latency_s.shape != (n,):
+            raise Rejected("decision latencies of the wrong shape")
+        check_indices(msg.lost, "lost", n)
+
+    def try_train(self, now: float, out: Outbox) -> None:
+        """Once the period's histories are in: update, deploy the actors."""
+        upto, trainer, ctl = self.upto, self.trainer, self.ctl
+        if upto is None or trainer is None:
+            return
+        if not trainer.complete(range(upto - trainer.period, upto), ctl.active):
+            return
+        self.upto = None
+        row = trainer.update(upto)
+        self.snapshot = (trainer.version, trainer.get_variables())
+        ctl.emit("TRAIN", trainer.version, json.dumps(row))
+        ctl.deploy(trainer.version, upto, now, out)
+
+    # ----------------------------------------------------------------- results
+
+    def live_metrics(self) -> dict[str, Any]:
+        return {"slots_done": self.recorder.done}
+
+    def extra_summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.experience_latency_s) * 1e3
+        lat = lat[np.isfinite(lat)]
+        train = self.trainer
+        actor = (sum(a.nbytes for a in own_actor(self.snapshot[1], 0).values())
+                 if self.snapshot else None)
+        return {"broadcast_period_slots": train.period if train else None,
+                "weights_versions": train.version if train else (1 if self.snapshot else 0),
+                "actor_bytes": actor,
+                "experience_latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+                "experience_latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None}
+
+    def history(self) -> list[dict[str, float]]:
+        return self.trainer.history if self.trainer is not None else []
+
+    def final_weights(self) -> WeightsArtifact | None:
+        if self.trainer is None or not self.trainer.history:
+            return None
+        artifact: WeightsArtifact = self.trainer.artifact()
+        return artifact

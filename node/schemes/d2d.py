@@ -1,0 +1,32 @@
+"""Paper 002's D2D underlay schemes (Li and Guo), declared once.
+
+Every pair decides alone on its own slice (``none`` exchange); MAAC and NAAC act with
+actors trained at the base station (``rrmbed d2d train``). Options read by the D2D modules:
+``rule`` (how a pair decides, :mod:`node.pair_agent`), ``critic`` (what the centralized
+critic sees: ``all`` pairs, MAAC, or the ``neighbours``, NAAC).
+"""
+
+from __future__ import annotations
+
+from node.schemes.registry import Scheme, register
+
+KIND = "d2d-underlay"
+ACTOR = "node.pair_agent:PairAgent"
+CHECK = "node.pair_agent:check_actors"
+
+register(Scheme("maac", KIND, "none", "multi-agent actor-critic: critic over every pair",
+                actor=ACTOR, weights="d2d-actors", learners=("maac",), needs_weights=True,
+                weights_from="rrmbed d2d train", check=CHECK,
+                options={"rule": "actor", "critic": "all"}, default_for=("train",),
+                rank=0, color="tab:red"))
+register(Scheme("naac", KIND, "none", "neighbour-agent actor-critic: critic over the "
+                "lambda nearest pairs", actor=ACTOR, weights="d2d-actors",
+                learners=("naac",), needs_weights=True, weights_from="rrmbed d2d train",
+                check=CHECK, options={"rule": "actor", "critic": "neighbours"}, rank=1,
+                color="tab:blue"))
+register(Scheme("best-estimate", KIND, "none", "the RB with the best own SINR estimate from "
+                "last slot's interference, at the highest power", actor=ACTOR,
+                options={"rule": "own-sinr"}, rank=8, color="tab:green"))
+register(Scheme("random", KIND, "none", "a uniform random RB and power level", actor=ACTOR,
+                options={"rule": "uniform"}, default_for=("run", "compose"), rank=9,
+                color="tab:gray"))
