@@ -25,8 +25,9 @@ import numpy as np
 from protocols.core import Learner
 from protocols.seeding import rng_for
 
-PolicyKind = Literal["gaussian", "q"]
-"""'gaussian': a Gaussian power policy (paper 001 schemes); 'q': discrete Q networks."""
+PolicyKind = Literal["gaussian", "q", "d2d-actors"]
+"""'gaussian': a Gaussian power policy (paper 001 schemes); 'q': discrete Q networks;
+'d2d-actors': per-pair actors with centralized critics (paper 002)."""
 Seed = int | np.random.Generator
 Factory = Callable[[Any, np.random.Generator, Any], Learner]
 """``(policy_or_dims, rng, config or None) -> learner``."""
@@ -132,3 +133,21 @@ register(LearnerSpec("a2c", "advantage actor-critic, fixed step size (paper 001'
                      "gaussian", _a2c))
 register(LearnerSpec("dqn", "multi-agent Double DQN with a target network and fingerprints "
                      "(V2X spectrum sharing, paper 000)", "q", _dqn))
+
+
+def _maac(dims: Any, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.maac import Maac, MaacConfig
+
+    return Maac(dims, config if config is not None else MaacConfig(critic="all"), rng)
+
+
+def _naac(dims: Any, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.maac import Maac, MaacConfig
+
+    return Maac(dims, config if config is not None else MaacConfig(critic="neighbours"), rng)
+
+
+register(LearnerSpec("maac", "multi-agent actor-critic, a critic over every D2D pair "
+                     "(paper 002)", "d2d-actors", _maac))
+register(LearnerSpec("naac", "neighbour-agent actor-critic, a critic over the lambda nearest "
+                     "D2D pairs (paper 002)", "d2d-actors", _naac))

@@ -71,6 +71,17 @@ def build(name: str) -> tuple[Learner, Any]:
 
             config = A2cConfig(value_hidden=(8,))
         return spec.make(policy, 3, config), tiny_batch_gaussian(policy, rng)
+    if spec.trains == "d2d-actors":
+        from controller.learners.maac import MaacConfig, MaacDims
+
+        mdims = MaacDims(obs_dim=3, n_actions=4, n_agents=3, positions=rng.normal(size=(3, 2)))
+        mcfg = MaacConfig(critic="neighbours" if name == "naac" else "all", neighbours=1,
+                          actor_hidden=(8,), critic_hidden=(8, 8), batch_size=4,
+                          learning_starts=4, replay_capacity=64)
+        maac: Any = spec.make(mdims, 3, mcfg)
+        maac.observe(rng.standard_normal((8, 3, 3)), rng.integers(0, 4, (8, 3)),
+                     rng.standard_normal((8, 3)), rng.standard_normal((8, 3, 3)))
+        return maac, None  # it samples its own replay
     assert spec.trains == "q"
     from controller.learners.dqn import DqnConfig
 
@@ -112,9 +123,10 @@ def test_variables_are_copies() -> None:
 
 
 def test_registry_declares_each_learner_once_with_its_policy_kind() -> None:
-    assert registry.names() == ("trpo", "a2c", "dqn")
+    assert registry.names() == ("trpo", "a2c", "dqn", "maac", "naac")
     assert registry.names("gaussian") == ("trpo", "a2c")
     assert registry.names("q") == ("dqn",)
+    assert registry.names("d2d-actors") == ("maac", "naac")
     for spec in registry.LEARNERS.values():
         assert spec.help and "\n" not in spec.help
     with pytest.raises(ValueError, match="already registered"):
@@ -124,7 +136,7 @@ def test_registry_declares_each_learner_once_with_its_policy_kind() -> None:
 def test_unknown_learner_lists_the_known_ones() -> None:
     with pytest.raises(UnknownLearner) as e:
         registry.learner("ppo")
-    assert str(e.value) == "unknown learner 'ppo'; known: trpo, a2c, dqn"
+    assert str(e.value) == "unknown learner 'ppo'; known: trpo, a2c, dqn, maac, naac"
     assert isinstance(e.value, ValueError)
     with pytest.raises(UnknownLearner, match=r"unknown gaussian-policy learner 'dqn'; "
                                              r"known: trpo, a2c"):
