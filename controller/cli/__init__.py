@@ -798,7 +798,7 @@ def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots
         summary = execute(resolved, scheme, "network", slots, seed, out, (), None,
                           {"train": {"broadcast_period": broadcast_period,
                                      "random_slots": random_slots,
-                                     "maac": {"neighbours": neighbours,
+                                     "learner": {"neighbours": neighbours,
                                               "batch_size": batch_size,
                                               "actor_hidden": list(maac.actor_hidden),
                                               "critic_hidden": list(maac.critic_hidden)}}})

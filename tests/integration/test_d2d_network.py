@@ -70,3 +70,48 @@ def test_network_equals_local_and_the_air_replayed(tmp_path: Path, scheme: str) 
     assert summary["slots"] == SLOTS and summary["lost_nodes"] == []
     assert summary["total_reward_mean"] == pytest.approx(
         np.mean([float(r["total_reward"]) for r in net]))
+
+
+TRAIN = ("--slots", "60", "--random-slots", "20", "--broadcast-period", "20", "--set",
+         "radio.n_pairs=3", "--set", "radio.n_rb=4", "--neighbours", "1", "--actor-hidden",
+         "16,8", "--critic-hidden", "32,16,8", "--batch-size", "8", "--seed", "2")
+
+
+def test_network_training_uploads_histories_and_broadcasts_actors(tmp_path: Path) -> None:
+    from controller.runners.run import execute
+    from protocols.weights import load
+    from tests.helpers import rrmbed
+
+    net = tmp_path / "net"
+    r = rrmbed("d2d", "train", str(SC), "--scheme", "naac", "--runner", "network", *TRAIN,
+               "--out", str(net))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the same training on the in-memory pump, with the options the command gave
+    run = json.loads((net / "run.json").read_text())
+    resolved = resolve(SC, {"radio.n_pairs": 3, "radio.n_rb": 4})
+    pump = tmp_path / "pump"
+    execute(resolved, "naac", "local", 60, 2, pump, None, run["options"])
+    assert read_csv(net / "metrics.csv") == read_csv(pump / "metrics.csv")
+    assert read_csv(net / "training.csv") == read_csv(pump / "training.csv")
+    a, b = load(net / "weights.npz"), load(pump / "weights.npz")
+    assert a.meta.fingerprint == b.meta.fingerprint and a.meta.kind == "d2d-underlay"
+    # updates at slots 20 and 40: the transitions of slots 0..18, then 19..38
+    train = read_csv(net / "training.csv")
+    assert [(float(t["slot"]), float(t["transitions"])) for t in train] == [(20, 19), (40, 39)]
+    assert [float(t["version"]) for t in train] == [2.0, 3.0]
+    # every pair uploaded its (s, a, r) of every slot; each got its actor three times (the
+    # snapshot before slot 0 and two broadcasts), only its own
+    rows = setup_rows(net / "overhead.csv")
+    exp = {x["sender"]: int(x["messages"]) for x in rows if x["kind"] == "experience"}
+    assert exp == {f"pair-{i}": 60 for i in range(3)}
+    weights = [x for x in read_csv(net / "overhead.csv") if x["kind"] == "weights"]
+    assert sorted(x["receiver"] for x in weights) == [f"pair-{i}" for i in range(3)]
+    assert all(int(x["messages"]) == 3 for x in weights)
+    actor = 4 * ((16 + 1) * 16 + (16 + 1) * 8 + (8 + 1) * 4)  # float32, obs 16 = 4 x 4 RBs
+    summary = json.loads((net / "summary.json").read_text())
+    assert summary["actor_bytes"] == actor
+    per = int(weights[0]["bytes"]) / 3
+    assert actor < per < actor + 600  # the arrays plus names and headers
+    # during the warm-up the pairs drew uniformly; the metrics hold every pair's RB
+    m = read_csv(net / "metrics.csv")
+    assert {int(x[f"rb_p{i}"]) for x in m[:20] for i in range(3)} == {0, 1, 2, 3}
