@@ -107,6 +107,14 @@ BEAT_MISSES = 3
 JOIN_TIMEOUT_S = 60.0
 """Longest wait of a process for the controller's Start, seconds."""
 
+REATTACH_WAIT_S = 120.0
+"""Longest wait of a process whose controller fell silent for a controller (restarted, or
+no longer stalled) to answer its hello again, seconds."""
+
+RETAINED_OUTCOMES = 20_000
+"""Slot outcomes the channel server keeps to send again to a restarted controller (which
+saves its state at least every half of that many slots)."""
+
 
 class Host(Protocol):
     """The process a role runs in, as the role sees it."""
@@ -251,9 +259,15 @@ class Role:
 
     def join(self, role: str, node_id: int, now: float, out: Outbox) -> None:
         """Say hello to the controller (and give it up to ``JOIN_TIMEOUT_S`` to answer)."""
+        self.hello(role, node_id, out)
+        out.timer("start", now + JOIN_TIMEOUT_S)
+
+    def hello(self, role: str, node_id: int, out: Outbox) -> None:
+        """Say hello to the controller: this process, where its inbox is. Said again when
+        the controller falls silent mid-run: ZeroMQ holds it until a controller is back at
+        the address, which then knows this process by its pid and takes it back."""
         out.send(CONTROLLER, Hello, slot=-1, role=role, node_id=node_id,
                  pid=self.host.pid, host=self.host.address)
-        out.timer("start", now + JOIN_TIMEOUT_S)
 
     def connect_directory(self, directory: dict[str, str], out: Outbox) -> None:
         """Connect to every peer of the run's directory (not to itself or the controller)."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Hashable
 from typing import Any, Protocol
 
 from channel_server.kinds import from_toml
 from protocols.messages import Done, Join, Leave, Message, Report, Resume, Start, Stop
 from protocols.names import CHANNEL_SERVER, CONTROLLER
-from protocols.role import JOIN_TIMEOUT_S, Outbox, Role
+from protocols.role import JOIN_TIMEOUT_S, REATTACH_WAIT_S, RETAINED_OUTCOMES, Outbox, Role
 from protocols.validate import Rejected, check_address, check_indices
 
 log = logging.getLogger("rrmbed.channel-server")
@@ -80,6 +81,13 @@ class ChannelServerRole(Role):
         self.t0 = 0.0
         self.t_slot = 0.0
         self.telemetry: Any = None
+        self.retained: deque[Outgoing] = deque(maxlen=RETAINED_OUTCOMES)
+        """The last slots' outcomes (slot, class, payload), for a restarted controller."""
+        self.orphaned = False
+        """The controller fell silent: no slot begins and no outcome is sent until it
+        answers this process's hello again (the outcomes are kept meanwhile)."""
+        self.reattached = 0
+        """Times a controller took this process back."""
 
     # ----------------------------------------------------------------- the calls
 
@@ -92,6 +100,9 @@ class ChannelServerRole(Role):
             if not isinstance(msg, Start):
                 raise Rejected("before Start")
             self.setup(msg, now, out)
+            return
+        if isinstance(msg, Start):
+            self.reattach(msg, now, out)
             return
         if type(msg) is air.transmit:
             b = self.index[msg.sender]  # the role's receive let only the run's nodes in
@@ -148,6 +159,8 @@ class ChannelServerRole(Role):
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
         if key == "slot":
             self.begin_slot(now, out)
+        elif key == "collect" and self.orphaned:  # the nodes may wait on the controller
+            out.timer("collect", now + self.scenario.timing.peer_timeout_s)
         elif key == "collect":
             self.declare_lost(now)
             self.end_slot(now, out)
@@ -159,6 +172,52 @@ class ChannelServerRole(Role):
                       "(controller lost?)")
         elif key == "stop":
             self.fail("no Stop from the controller after the last slot")
+        elif key == "orphan":
+            self.fail(f"the controller stayed silent for {REATTACH_WAIT_S:.0f} s after slot "
+                      f"{self.n}; giving up")
+
+    # ----------------------------------------------------------------- a lost controller
+
+    def on_silent(self, peer: str, now: float, out: Outbox) -> None:
+        """The controller fell silent: hold the slots (keeping the outcomes) and say hello
+        again, for a restarted controller to take this process back."""
+        if peer != CONTROLLER or self.air is None or self.orphaned:
+            return
+        log.error("controller silent: holding slot %d until a controller answers (up to "
+                  "%.0f s)", self.n, REATTACH_WAIT_S)
+        self.orphaned = True
+        out.cancel("stop")
+        out.timer("orphan", now + REATTACH_WAIT_S)
+        self.hello("channel-server", -1, out)
+
+    def reattach(self, start: Start, now: float, out: Outbox) -> None:
+        """A controller took this process back (``start.options['reattach']``): send it the
+        outcomes from the slot it asks for on, then go on."""
+        got = start.options.get("reattach")
+        if not isinstance(got, dict) or not isinstance(got.get("from_slot"), int):
+            raise Rejected("a second Start that is not a reattach")
+        first = got["from_slot"]
+        if not 0 <= first <= self.n:
+            raise Rejected(f"reattach from slot {first}; slot {self.n} is the next to play")
+        held = [r for r in self.retained if r[0] >= first]
+        if first < self.n and (not held or held[0][0] != first):
+            log.error("the controller asks for the outcomes from slot %d on; the oldest kept "
+                      "is slot %d", first, self.retained[0][0] if self.retained else self.n)
+        for n, cls, payload in held:
+            out.send(CONTROLLER, cls, slot=n, **payload)
+        self.orphaned = False
+        self.reattached += 1
+        out.cancel("orphan")
+        log.warning("a controller took the channel server back at slot %d (it had slot %d; "
+                    "%d outcomes sent again)", self.n, first, len(held))
+        if self.finished:
+            out.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
+            out.timer("stop", now + 4 * self.scenario.timing.peer_timeout_s)
+        elif self.collecting:
+            out.timer("collect", now + self.scenario.timing.peer_timeout_s)
+        elif not self.paused:
+            self.t0 = now - self.n * self.scenario.radio.slot_s
+            self.begin_slot(now, out)
 
     # ----------------------------------------------------------------- the slot loop
 
@@ -191,10 +250,13 @@ class ChannelServerRole(Role):
         while True:
             n = self.n
             if n >= self.slots:
-                if not self.finished:
+                if not self.finished and not self.orphaned:
                     self.finished = True
                     out.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
                     out.timer("stop", now + 4 * self.scenario.timing.peer_timeout_s)
+                self.finished = True
+                return
+            if self.orphaned:
                 return
             if self.pause_every and n and n % self.pause_every == 0 and not resumed:
                 self.paused = True
@@ -235,7 +297,9 @@ class ChannelServerRole(Role):
         feedback, (cls, payload) = air.outcome(n, self.got, self.active, self.lost, wall)
         for b, fcls, fpayload in feedback:
             out.send(name(b), fcls, slot=n, **fpayload)
-        out.send(CONTROLLER, cls, slot=n, **payload)
+        self.retained.append((n, cls, payload))
+        if not self.orphaned:
+            out.send(CONTROLLER, cls, slot=n, **payload)
         self.telemetry.update(slots_done=n + 1, **air.telemetry)
         self.n = n + 1
 
@@ -258,6 +322,7 @@ class ChannelServerRole(Role):
                         "curve_bytes": self.host.curve_bytes,
                         "silent": self.silent,
                         "rejected": self.rejected, "late": self.late,
+                        "reattached": self.reattached,
                         "lost": [self.kind.node_name(b) for b in self.lost]
                         if self.kind else []})
         self.done = True

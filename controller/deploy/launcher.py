@@ -33,6 +33,7 @@ from controller.deploy.broker import (
 )
 from controller.deploy.tempdirs import make_tempdir, remove_orphans
 from controller.evaluation.files import write_json
+from controller.roles.controller import STATE_FILE
 from protocols.keys import KeysError, load_keys, write_keys
 
 if TYPE_CHECKING:
@@ -63,10 +64,11 @@ class NetworkRun:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
 
-    def spawn(self, role: str, args: list[str],
-              stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+    def spawn(self, role: str, args: list[str], stdout_pipe: bool = False,
+              log: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``role`` (logging to ``log``, default ``<role>.log``)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        err = open(self.log_dir / f"{role}.log", "wb")  # noqa: SIM115 - closed in cleanup()
+        err = open(self.log_dir / (log or f"{role}.log"), "wb")  # noqa: SIM115 - cleanup()
         self._logs.append(err)
         p = subprocess.Popen(rrmbed_cmd(*args), stdout=subprocess.PIPE if stdout_pipe else err,
                              stderr=err, stdin=subprocess.DEVNULL,
@@ -120,8 +122,13 @@ def run_network(
     broker: str | None = None,
     insecure: bool = False,
     keys: Path | None = None,
+    controller_restarts: int = 0,
 ) -> dict[str, Any]:
     """Run ``scheme`` over real processes; return the controller's summary.
+
+    A controller that dies before its summary is restarted on its address, up to
+    ``controller_restarts`` times, when the run saved a state to continue from; the
+    processes still running reattach to it (:mod:`controller.roles.controller`).
 
     Every process gets a fresh CURVE key pair (:mod:`protocols.keys`, in a private temporary
     folder removed afterwards), or its pair from ``keys`` (a directory of ``rrmbed keys``),
@@ -200,12 +207,7 @@ def run_network(
         if weights is not None:
             ctl_args += ["--weights", str(weights)]
         ctl_args += ["--options", json.dumps(options), *security]
-        ctl = run.spawn("controller", ctl_args, stdout_pipe=True)
-        assert ctl.stdout is not None
-        line = _read_line(ctl.stdout, ADDRESS_TIMEOUT_S)
-        if not line.startswith("ADDRESS "):
-            raise LaunchError(f"controller did not start (see {run.log_dir / 'controller.log'})")
-        address = line.split(" ", 1)[1]
+        ctl, address = _start_controller(run, ctl_args)
         run.write_json("endpoints.json", {"controller": address})
         run.spawn("channel-server", ["channel-server", "--controller", address,
                                      "--bind", bind("channel-server"), *security])
@@ -222,6 +224,16 @@ def run_network(
 
         try:
             summary_path = _follow(ctl, run, progress)
+            for attempt in range(1, controller_restarts + 1):
+                if summary_path is not None or not (out / STATE_FILE).exists():
+                    break
+                print(f"rrmbed: the controller exited with code {ctl.poll()} before the run "
+                      f"ended; restarting it on {address} ({attempt} of "
+                      f"{controller_restarts})", file=sys.stderr)
+                bind_at = ctl_args.index("--bind") + 1
+                again = [*ctl_args[:bind_at], address, *ctl_args[bind_at + 1:], "--reattach"]
+                ctl, _ = _start_controller(run, again, f"controller.{attempt}.log", address)
+                summary_path = _follow(ctl, run, progress)
         except KeyboardInterrupt:  # Ctrl-C: the rows so far are on disk; say where it stopped
             run.cleanup()
             print("rrmbed: " + partial_summary(run, resolved, scheme, slots, seed, ctl,
@@ -248,6 +260,20 @@ def run_network(
         if fresh is not None:
             shutil.rmtree(fresh, ignore_errors=True)
         handle.stop()
+
+
+def _start_controller(run: NetworkRun, args: list[str], log: str = "controller.log",
+                      address: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the controller; it and the address it bound (``address``: the one it must)."""
+    ctl = run.spawn("controller", args, stdout_pipe=True, log=log)
+    assert ctl.stdout is not None
+    line = _read_line(ctl.stdout, ADDRESS_TIMEOUT_S)
+    if not line.startswith("ADDRESS "):
+        raise LaunchError(f"controller did not start (see {run.log_dir / log})")
+    bound = line.split(" ", 1)[1]
+    if address is not None and bound != address:
+        raise LaunchError(f"the restarted controller bound {bound}, not {address}")
+    return ctl, bound
 
 
 def partial_summary(run: NetworkRun, resolved: Resolved, scheme: str, slots: int, seed: int,

@@ -31,14 +31,13 @@ import io
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from protocols.durable import write_atomic
+from protocols.durable import read_archive, write_archive, write_atomic
 from protocols.weights import WeightsArtifact
 
 log = logging.getLogger("rrmbed.controller")
@@ -47,8 +46,6 @@ FORMAT = 1
 """Checkpoint layout version (meta ``format``)."""
 CHECKPOINTS_KEPT = 3
 """Newest checkpoints kept (older ones are deleted once a newer one is on disk)."""
-META = "meta"
-"""The checkpoint entry that holds the JSON meta (as UTF-8 bytes)."""
 
 
 @dataclass(frozen=True)
@@ -87,20 +84,7 @@ def save_checkpoint(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, An
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **meta}
     path = folder / f"ckpt-v{int(meta['version']):06d}.npz"
-    if META in arrays:
-        raise ValueError(f"{META!r} is the checkpoint's own entry")
-    text = json.dumps(meta, sort_keys=True)
-    entries = {**arrays, META: np.frombuffer(text.encode(), dtype=np.uint8)}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **cast(dict[str, Any], entries))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_archive(path, arrays, meta)
     for old in sorted(folder.glob("ckpt-v*.npz"))[:-keep]:
         old.unlink()
     return path
@@ -112,9 +96,7 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    meta = json.loads(arrays.pop(META).tobytes().decode())
+    arrays, meta = read_archive(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path}: format {meta.get('format')!r}, expected {FORMAT}")
     return Checkpoint(path, arrays, meta)

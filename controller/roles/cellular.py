@@ -71,6 +71,10 @@ class CellularPart:
             (1, weights) if weights is not None and self.policy_at_nodes else None)
         self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
         self.central_compute: dict[int, float] = {}
+        self.decided: set[int] = set()
+        """Slots decided centrally whose outcome has not come yet."""
+        self.duplicate_uploads = 0
+        """CSI uploads of slots already decided (sent again to a restarted controller)."""
         self.iteration: range | None = None
         self.pause_every = self.trainer.options.episodes_per_iter if self.trainer else 0
         self.ledger = ExperienceLedger()
@@ -145,6 +149,15 @@ class CellularPart:
             if index_of(node) in ctl.active:
                 out.send(node, ExperienceAck, slot=slot, upto=upto)
 
+    def load_records(self, a: dict[str, np.ndarray]) -> None:
+        """Record again the slots of :meth:`records` (a fresh recorder writes them anew)."""
+        rec = self.recorder
+        lost = [int(b) for b in a["rec.lost"]]
+        for n in range(len(a["rec.sum_rates"])):
+            rec.add(float(a["rec.sum_rates"][n]), a["rec.powers"][n], a["rec.latency_s"][n],
+                    a["rec.missed"][n], lost if n == 0 else None, float(a["rec.wall_s"][n]),
+                    float(a["rec.compute_s"][n]))
+
     def restore(self, ck: Checkpoint) -> None:
         """Continue from checkpoint ``ck``: the learner, the training rows, the ledger and
         the recorded slots are back; the slots before ``ck.slot`` are played again."""
@@ -153,14 +166,10 @@ class CellularPart:
         ck.check(**self.checkpoint_meta())
         trainer.load_state(ck.arrays, ck.meta["history"])
         self.ledger.restore(ck.meta["ledger"])
-        rec, a = self.recorder, ck.arrays
-        lost = [int(b) for b in a["rec.lost"]]
-        for n in range(len(a["rec.sum_rates"])):
-            rec.add(float(a["rec.sum_rates"][n]), a["rec.powers"][n], a["rec.latency_s"][n],
-                    a["rec.missed"][n], lost if n == 0 else None, float(a["rec.wall_s"][n]),
-                    float(a["rec.compute_s"][n]))
-        if rec.done != ck.slot:
-            raise ValueError(f"checkpoint {ck.path}: {rec.done} slots recorded, slot {ck.slot}")
+        self.load_records(ck.arrays)
+        if self.recorder.done != ck.slot:
+            raise ValueError(f"checkpoint {ck.path}: {self.recorder.done} slots recorded, "
+                             f"slot {ck.slot}")
         self.replay_until = ck.slot
         self.checkpointed, self.last_checkpoint = trainer.version, str(ck.path)
         if self.policy_at_nodes:
@@ -257,6 +266,7 @@ class CellularPart:
             return
         ctl = self.ctl
         compute = self.central_compute.pop(msg.slot, None)
+        self.decided.discard(msg.slot)
         active = sorted(ctl.active)
         self.recorder.add(msg.sum_rate_bps_hz, msg.powers, msg.decision_latency_s,
                           msg.missed, msg.lost, msg.wall_s,
@@ -305,6 +315,9 @@ class CellularPart:
             raise Rejected(f"slot {msg.slot} outside [{self.expected_slot()}, {self.ctl.slots})")
         g = check_array(msg.gains, "gains", (radio.users_per_cell, radio.n_cells), 0.0)
         check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
+        if msg.slot in self.decided:  # sent again to a restarted controller: decided
+            self.duplicate_uploads += 1
+            return
         got = self.uploads.setdefault(msg.slot, {})
         got[index_of(msg.sender)] = (np.asarray(g), msg.chain_latency_s)
         if not self.ctl.active <= set(got):
@@ -324,6 +337,7 @@ class CellularPart:
             out.send(name(bs), Decision, slot=msg.slot, chain_latency_s=ready,
                      powers=powers[0, bs])
         del self.uploads[msg.slot]
+        self.decided.add(msg.slot)
 
     # ----------------------------------------------------------------- results
 
@@ -342,7 +356,7 @@ class CellularPart:
 
     def extra_summary(self) -> dict[str, Any]:
         if self.trainer is None:
-            return {}
+            return {"duplicate_uploads": self.duplicate_uploads} if self.central else {}
         return {"duplicate_experience": self.ledger.duplicates, "resumed": self.resumed,
                 "last_checkpoint": self.last_checkpoint}
 

@@ -11,11 +11,22 @@ after ``Done`` it stops everyone and gathers their reports (meters and statistic
 
 Training deployments: the part calls :meth:`ControllerRole.deploy`; the controller sends
 each active node its weights, waits for every acknowledgement and lets the air resume.
+
+A controller killed mid-run can be restarted on the same address (``reattach``, the
+launcher's ``--controller-restarts``): during the run the controller saves its state
+(``STATE_FILE``: the slots recorded, the processes and their addresses, its errors) at
+least every ``STATE_EVERY_S`` seconds; the restarted one loads it, and the processes still
+running, which said hello again when the controller fell silent (the channel server holds
+the slots meanwhile and keeps their outcomes), are taken back by their pid: each gets
+``Start`` again, marked ``reattach``, and the channel server sends the outcomes from the
+first slot the state lacks. What came before the channel server's hello is dropped for
+those it sends again (``superseded``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -24,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from channel_server.kinds import Resolved
+from protocols.durable import read_archive, write_archive
 from protocols.latency import LinkModel
 from protocols.messages import (
     Done,
@@ -43,7 +55,7 @@ from protocols.messages import (
 )
 from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
-from protocols.role import Outbox, Role
+from protocols.role import RETAINED_OUTCOMES, Outbox, Role
 from protocols.seeding import rng_for
 from protocols.transport import INBOX_FRAME_BYTES
 from protocols.validate import Rejected, check_address
@@ -53,6 +65,12 @@ log = logging.getLogger("rrmbed.controller")
 
 MAX_BACKLOG = 10_000
 """Most messages the controller holds before the run starts."""
+
+STATE_FILE = "controller-state.npz"
+"""The controller's state in the run directory, for a restarted controller."""
+STATE_EVERY_S = 1.0
+"""Least seconds between two saves of the state (more for a long run, whose save takes
+longer: at most a tenth of the time goes to saving)."""
 
 
 class ControllerPart(Protocol):
@@ -95,6 +113,9 @@ class ControllerPart(Protocol):
     def history(self) -> list[dict[str, float]]:
         """One row per training update."""
 
+    # Optional, for a restarted controller: ``records() -> dict[str, np.ndarray]`` (the
+    # slots recorded so far) and ``load_records(arrays)`` (record them again).
+
 
 class ControllerRole(Role):
     name = CONTROLLER
@@ -102,7 +123,8 @@ class ControllerRole(Role):
     def __init__(self, resolved: Resolved, scheme: str, slots: int, seed: int, runner: str,
                  weights: dict[str, np.ndarray] | None = None,
                  options: dict[str, Any] | None = None, startup_timeout_s: float = 60.0,
-                 emit: Callable[..., None] | None = None, out_dir: Path | None = None) -> None:
+                 emit: Callable[..., None] | None = None, out_dir: Path | None = None,
+                 reattach: bool = False) -> None:
         self.kind = resolved.kind
         self.scheme = scheme
         self.slots = slots
@@ -146,6 +168,19 @@ class ControllerRole(Role):
         self.air_done = False
         """The channel server has played every slot."""
         self.telemetry: Any = None
+        self.attempt = 0
+        """How many controllers of this run came before this one (reattach)."""
+        self.reattached: list[str] = []
+        """Processes taken back after the controller fell silent or was restarted."""
+        self.superseded = 0
+        """Messages of the channel server dropped because it sends them again."""
+        self.prior_meter: list[list[Any]] = []
+        """What earlier controllers of the run had sent, as of their last saved state."""
+        self.state_at = -math.inf
+        self.state_cost = 0.0
+        self.state_slot = 0
+        if reattach:
+            self.load_state()
 
     # ----------------------------------------------------------------- the calls
 
@@ -155,6 +190,11 @@ class ControllerRole(Role):
                                              "controller", "0")
         self.history_dir = self.options.get("history")
         out.timer("startup", now + self.startup_timeout_s)
+        if self.phase == "reattach":
+            for name, address in self.directory.items():
+                out.connect(name, address)
+            self.config_toml = self.kind.to_toml(self.scenario)
+            self.emulate(out)
 
     def history_version(self) -> int:
         snapshot = self.part.snapshot
@@ -188,6 +228,11 @@ class ControllerRole(Role):
                 self.send_snapshot(msg.sender, -1, out)
             else:
                 self.keep(msg)
+        elif phase == "reattach":
+            if isinstance(msg, Hello) and self.processes.get(msg.sender) == msg.pid:
+                self.take_back(msg, now, out)
+            else:
+                self.keep(msg)
         elif phase == "reports" and isinstance(msg, Report):
             if msg.sender in self.reports:
                 raise Rejected("a second report")
@@ -199,6 +244,8 @@ class ControllerRole(Role):
         if key == "startup":
             if self.phase == "hello":
                 missing, what = sorted(set(self.roles) - set(self.directory)), "hello"
+            elif self.phase == "reattach":
+                missing, what = [CHANNEL_SERVER], "hello (reattach)"
             else:
                 missing, what = sorted(set(self.nodes) - self.ready), "ready signal"
             self.fail(f"no {what} from {', '.join(missing)} within "
@@ -236,16 +283,23 @@ class ControllerRole(Role):
         self.config_toml = self.kind.to_toml(self.scenario)
         for name in self.nodes:
             self.send_start(name, out)
-        backhaul = self.scenario.backhaul
-        out.emulate({src: LinkModel(backhaul.link(src, CONTROLLER),
-                                    rng_for(self.seed, "link", src, CONTROLLER))
-                     for src in self.roles}, self.timing.clock)
+        self.emulate(out)
         self.phase = "ready"
         out.timer("startup", now + self.startup_timeout_s)
         self.replay(now, out)
 
+    def emulate(self, out: Outbox) -> None:
+        """The emulated backhaul links into the controller."""
+        backhaul = self.scenario.backhaul
+        out.emulate({src: LinkModel(backhaul.link(src, CONTROLLER),
+                                    rng_for(self.seed, "link", src, CONTROLLER))
+                     for src in self.roles}, self.timing.clock)
+
     def start_air(self, now: float, out: Outbox) -> None:
         self.send_start(CHANNEL_SERVER, out)
+        self.run_phase(now, out)
+
+    def run_phase(self, now: float, out: Outbox) -> None:
         out.cancel("startup")
         self.phase = "run"
         self.heard = now
@@ -267,15 +321,20 @@ class ControllerRole(Role):
             raise Rejected(f"more than {MAX_BACKLOG} messages before the run")
         self.backlog.append(msg)
 
-    def send_start(self, name: str, out: Outbox) -> None:
+    def send_start(self, name: str, out: Outbox, reattach: dict[str, int] | None = None
+                   ) -> None:
+        """Start ``name`` (``reattach``: take a running process back)."""
         snapshot = self.part.snapshot
         opts = {**self.options, "directory": self.directory,
                 "weights_version": snapshot[0] if snapshot else 0}
         if self.part.pause_every:
             opts["train"] = {**opts["train"], "pause_every": self.part.pause_every}
+        if reattach is not None:
+            opts["reattach"] = reattach
         out.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots, seed=self.seed,
                  config_toml=self.config_toml, options=opts)
-        self.part.after_start(name, out)
+        if reattach is None:
+            self.part.after_start(name, out)
 
     def send_snapshot(self, name: str, slot: int, out: Outbox) -> None:
         if self.part.snapshot is None:
@@ -317,7 +376,11 @@ class ControllerRole(Role):
                     out.cancel("acks")
                     out.send(CHANNEL_SERVER, Resume, slot=slot, version=version)
         elif isinstance(msg, Hello):
-            self.late_hello(msg, out)
+            if self.processes.get(msg.sender) == msg.pid and (
+                    msg.sender == CHANNEL_SERVER or index_of(msg.sender) in self.active):
+                self.take_back(msg, now, out)
+            else:
+                self.late_hello(msg, out)
         elif isinstance(msg, Heartbeat):
             self.on_ready(msg, out)
         elif not self.part.on_message(msg, now, out):
@@ -375,6 +438,25 @@ class ControllerRole(Role):
         self.joining[msg.sender] = msg.node_id
         self.send_start(msg.sender, out)
 
+    def take_back(self, msg: Hello, now: float, out: Outbox) -> None:
+        """A process of the run that found this controller silent (it was restarted, or
+        stalled) said hello again: take it back. The channel server sends the outcomes from
+        the first slot not recorded here on; what it sent before its hello is dropped."""
+        self.check_hello(msg)
+        name = msg.sender
+        self.reattached.append(name)
+        log.warning("controller: %s taken back at slot %d", name, self.done_slots)
+        if name != CHANNEL_SERVER:
+            self.send_start(name, out, reattach={})
+            return
+        self.send_start(name, out, reattach={"from_slot": self.done_slots})
+        if self.phase == "reattach":
+            kept = [m for m in self.backlog if m.sender != CHANNEL_SERVER]
+            self.superseded += len(self.backlog) - len(kept)
+            self.backlog = kept
+            self.air_done = False
+            self.run_phase(now, out)
+
     def on_ready(self, msg: Heartbeat, out: Outbox) -> None:
         """A joining node holds the current weights: let the air serve it again."""
         b = self.joining.pop(msg.sender, None)
@@ -398,6 +480,64 @@ class ControllerRole(Role):
         if self.out_dir is not None and self.live_meters and now - self.last_overhead > 1.0:
             self.last_overhead = now
             self.meter().to_csv(self.out_dir / "overhead.csv", max(self.done_slots, 1))
+        if self.restartable and (
+                now - self.state_at >= max(STATE_EVERY_S, 10 * self.state_cost)
+                or self.done_slots - self.state_slot >= RETAINED_OUTCOMES // 2):
+            self.save_state()
+            self.state_at, self.state_slot = now, self.done_slots
+            self.state_cost = time.perf_counter() - now
+
+    # ----------------------------------------------------------------- restarts
+
+    @property
+    def restartable(self) -> bool:
+        """The run saves a state a restarted controller continues from (not while training,
+        which has checkpoints and ``--resume`` instead)."""
+        return (self.out_dir is not None and hasattr(self.part, "records")
+                and not self.options.get("train"))
+
+    def state_meta(self) -> dict[str, Any]:
+        """The run's settings a saved state must agree with."""
+        return {"kind": self.kind.name, "scheme": self.scheme, "seed": self.seed,
+                "slots": self.slots}
+
+    def save_state(self) -> None:
+        """Save what a restarted controller needs (``STATE_FILE``, atomically)."""
+        assert self.out_dir is not None
+        meta = {**self.state_meta(), "slot": self.done_slots, "directory": self.directory,
+                "processes": self.processes, "active": sorted(self.active),
+                "rejoined": self.rejoined, "errors": self.errors, "attempt": self.attempt,
+                "meter": self.own_meter().rows()}
+        records = self.part.records()  # type: ignore[attr-defined]
+        write_archive(self.out_dir / STATE_FILE, records, meta)
+
+    def load_state(self) -> None:
+        """Continue a run whose controller was restarted: its saved state (ValueError when
+        there is none, or not this run's)."""
+        if self.options.get("train"):
+            raise ValueError("a training run's controller is not restarted live; resume the "
+                             "run with --resume RUN_DIR (fresh processes)")
+        if not self.restartable or not hasattr(self.part, "load_records"):
+            raise ValueError(f"a {self.kind.name} run's controller cannot be restarted")
+        path = self.out_dir / STATE_FILE
+        if not path.exists():
+            raise ValueError(f"{path} does not exist: the run saved no state to restart its "
+                             "controller from (it saves one once a slot is recorded)")
+        arrays, meta = read_archive(path)
+        for key, want in self.state_meta().items():
+            if meta.get(key) != want:
+                raise ValueError(f"{path}: {key} = {meta.get(key)!r}, but the run has {want!r}")
+        self.part.load_records(arrays)  # type: ignore[attr-defined]
+        if self.done_slots != meta["slot"]:
+            raise ValueError(f"{path}: {self.done_slots} slots recorded, slot {meta['slot']}")
+        self.directory, self.processes = dict(meta["directory"]), dict(meta["processes"])
+        self.active = {int(b) for b in meta["active"]}
+        self.rejoined, self.errors = list(meta["rejoined"]), list(meta["errors"])
+        self.prior_meter, self.attempt = meta["meter"], int(meta["attempt"]) + 1
+        self.state_slot = self.done_slots
+        self.phase = "reattach"
+        log.warning("controller: restarted (attempt %d) at slot %d; waiting for the run's "
+                    "processes to say hello again", self.attempt, self.done_slots)
 
     def deploy(self, version: int, slot: int, now: float, out: Outbox) -> None:
         """Send every active node its part of snapshot ``version`` and resume the air at
@@ -437,13 +577,19 @@ class ControllerRole(Role):
     def meter(self) -> Meter:
         """Every process's sent bytes, merged: from its final report, else (still running,
         or lost) from its last beat."""
-        meter = Meter()
-        meter.merge(self.host.meter.rows())
+        meter = self.own_meter()
         for rep in self.reports.values():
             meter.merge(rep.rows)
         for name, links in self.live_meters.items():
             if name not in self.reports:
                 meter.merge(links)
+        return meter
+
+    def own_meter(self) -> Meter:
+        """What the controllers of this run sent (earlier ones: as of their last state)."""
+        meter = Meter()
+        meter.merge(self.prior_meter)
+        meter.merge(self.host.meter.rows())
         return meter
 
     def summary_extra(self) -> dict[str, Any]:
@@ -463,6 +609,8 @@ class ControllerRole(Role):
                 "rejected": rejected,
                 "rejected_total": sum(n for r in rejected.values() for n in r.values()),
                 "dropped": dropped, "silent": silent, "rejoined": self.rejoined,
+                "controller_attempt": self.attempt, "reattached": self.reattached,
+                "superseded": self.superseded,
                 **self.part.extra_summary(),
                 "received": [[k, s, m, b] for (k, s), (m, b) in
                              sorted(self.host.received.items())],

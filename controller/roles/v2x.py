@@ -124,6 +124,15 @@ class V2xPart:
             if index_of(node) in ctl.active:
                 out.send(node, ExperienceAck, slot=slot, upto=upto)
 
+    def load_records(self, a: dict[str, np.ndarray]) -> None:
+        """Record again the slots of :meth:`records` (a fresh recorder writes them anew)."""
+        lost = [int(k) for k in a["rec.lost"]]
+        for n in range(len(a["rec.reward"])):
+            rec = {f: a[f"rec.{f}"][n].copy() for f in self.RECORD_FIELDS}
+            rec["episode_slot"], rec["reward"] = int(rec["episode_slot"]), float(rec["reward"])
+            self.recorder.add(SlotRecord(**rec), lost if n == 0 else None)
+        self.experience_latency_s = [float(x) for x in a["experience_latency_s"]]
+
     def restore(self, ck: Checkpoint) -> None:
         """Continue from checkpoint ``ck`` (see the module): the slots before ``ck.slot``
         are played again with the run's first weights; at ``ck.slot`` the checkpoint's
@@ -133,16 +142,10 @@ class V2xPart:
         ck.check(**self.checkpoint_meta())
         trainer.load_state(ck.arrays, ck.meta["history"])
         self.ledger.restore(ck.meta["ledger"])
-        a = ck.arrays
-        lost = [int(k) for k in a["rec.lost"]]
-        for n in range(len(a["rec.reward"])):
-            rec = {f: a[f"rec.{f}"][n].copy() for f in self.RECORD_FIELDS}
-            rec["episode_slot"], rec["reward"] = int(rec["episode_slot"]), float(rec["reward"])
-            self.recorder.add(SlotRecord(**rec), lost if n == 0 else None)
+        self.load_records(ck.arrays)
         if self.recorder.done != ck.slot:
             raise ValueError(f"checkpoint {ck.path}: {self.recorder.done} slots recorded, "
                              f"slot {ck.slot}")
-        self.experience_latency_s = [float(x) for x in a["experience_latency_s"]]
         self.replay_until = ck.slot
         self.checkpointed, self.last_checkpoint = trainer.version, str(ck.path)
         self.resume_snapshot = (trainer.version, trainer.variables())

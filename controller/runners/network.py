@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from channel_server.kinds import Resolved
-from controller.roles.controller import ControllerRole
+from controller.roles.controller import STATE_FILE, ControllerRole
 from controller.runners.output import write_run
 from protocols.driver import Driver
 from protocols.keys import KeyRing
@@ -30,13 +30,14 @@ def say(*parts: object) -> None:
 
 async def serve(resolved: Resolved, scheme: str, slots: int, seed: int, out: Path, bind: str,
                 advertise: str | None, weights: dict[str, np.ndarray] | None,
-                options: dict[str, Any], keys: KeyRing | None) -> int:
+                options: dict[str, Any], keys: KeyRing | None, reattach: bool = False) -> int:
     """Run the controller until the run ends; 1 if it had errors or lost nodes (``keys``:
-    the run's CURVE keys, None for an insecure run)."""
+    the run's CURVE keys, None for an insecure run; ``reattach``: continue the run in
+    ``out`` whose controller died, see controller.roles.controller)."""
+    ctl = ControllerRole(resolved, scheme, slots, seed, "network", weights, options,
+                         emit=say, out_dir=out, reattach=reattach)
     endpoint = Endpoint(CONTROLLER, bind, Meter(), keys=keys)
     try:
-        ctl = ControllerRole(resolved, scheme, slots, seed, "network", weights, options,
-                             emit=say, out_dir=out)
         say("ADDRESS", advertise or endpoint.address)
         code = await Driver(ctl, endpoint, advertise).run()
         if ctl.failure:
@@ -44,6 +45,7 @@ async def serve(resolved: Resolved, scheme: str, slots: int, seed: int, out: Pat
                 return code or 1  # no slot ran: nothing to write (the log names the cause)
             ctl.errors.append(f"{ctl.name}: {ctl.failure}")
         summary = write_run(ctl, out)
+        (out / STATE_FILE).unlink(missing_ok=True)  # the run is over: nothing to restart
         say("SUMMARY", out / "summary.json")
         return 1 if summary["errors"] or summary["lost_nodes"] else 0
     finally:

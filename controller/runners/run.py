@@ -55,10 +55,10 @@ def execute(resolved: Resolved, scheme: str, runner: str, slots: int, seed: int,
             on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``scheme`` on the resolved scenario; write the run directory ``out``; the
     summary. ``options``: the processes' run options plus the launcher's ``endpoints``,
-    ``telemetry``, ``broker``, ``insecure`` and ``keys``."""
+    ``telemetry``, ``broker``, ``insecure``, ``keys`` and ``controller_restarts``."""
     spec = scheme_for(resolved, scheme)
     arrays = load_weights(resolved, spec, weights, bool(options.get("train")))
-    launcher = ("endpoints", "telemetry", "broker", "insecure", "keys")
+    launcher = ("endpoints", "telemetry", "broker", "insecure", "keys", "controller_restarts")
     opts = {k: v for k, v in options.items() if k not in launcher}
     if runner == "network":
         from controller.deploy.launcher import run_network
@@ -67,7 +67,8 @@ def execute(resolved: Resolved, scheme: str, runner: str, slots: int, seed: int,
                            endpoints=options.get("endpoints", "tcp"),
                            telemetry=options.get("telemetry", True),
                            broker=options.get("broker"),
-                           insecure=bool(options.get("insecure")), keys=options.get("keys"))
+                           insecure=bool(options.get("insecure")), keys=options.get("keys"),
+                           controller_restarts=int(options.get("controller_restarts") or 0))
     from controller.runners.local import run_local
 
     return run_local(resolved, scheme, slots, seed, out, arrays, opts, on_progress)

@@ -6,8 +6,9 @@ uploads its experience.
 Experience is delivered at least once: the node keeps every upload (by slot, its seq) until
 the controller acknowledges it as durable (``ExperienceAck``, after a checkpoint) and sends
 what it keeps again to a controller that says ``Start`` once more (a restarted one); the
-controller drops what it already has. In a resumed run (train option ``replay_until``) the
-slots before the checkpoint's are played again without uploads."""
+controller drops what it already has. To such a controller it also uploads again the CSI
+of the slots still waiting for a central decision. In a resumed run (train option
+``replay_until``) the slots before the checkpoint's are played again without uploads."""
 
 from __future__ import annotations
 
@@ -92,6 +93,10 @@ class BsPart:
             check_array(msg.powers, "powers", (radio.users_per_cell,), 0.0,
                         radio.pmax_w * (1 + 1e-12))
             check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
+            st = self.state(msg.slot)
+            if st.done:
+                raise Rejected("a second decision for the slot")
+            st.done = True
             d = self.agent.commit(np.asarray(msg.powers)[None],
                                   np.array([msg.chain_latency_s]), 0.0)
             self.transmit(msg.slot, d, out)
@@ -101,8 +106,13 @@ class BsPart:
         elif isinstance(msg, ExperienceAck):
             check_number(msg.upto, "upto", -1)
             self.unacked.ack(msg.upto)
-        elif isinstance(msg, Start) and self.training:  # the controller restarted
-            self.unacked.resend(out)
+        elif isinstance(msg, Start):  # a controller took this node back (restarted)
+            if self.training:
+                self.unacked.resend(out)
+            if self.exchange == "central":  # uploads it may never have had
+                for n, st in sorted(self.slots.items()):
+                    if st.csi is not None and not st.done:
+                        out.send(CONTROLLER, CsiUpload, slot=n, gains=st.csi.gains)
         else:
             return False
         return True

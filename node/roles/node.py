@@ -34,7 +34,7 @@ from protocols.messages import (
     WeightsRequest,
 )
 from protocols.names import CONTROLLER
-from protocols.role import Outbox, Role
+from protocols.role import REATTACH_WAIT_S, Outbox, Role
 from protocols.seeding import rng_for
 from protocols.validate import Rejected, check_address, check_indices
 
@@ -116,6 +116,11 @@ class NodeRole(Role):
         """When the last message arrived (the watchdog's reference)."""
         self.woken = 0.0
         """When the part was last woken for being quiet."""
+        self.orphaned_at: float | None = None
+        """When the controller was declared silent (None: it is not): the node waits up to
+        ``REATTACH_WAIT_S`` for a controller to take it back."""
+        self.reattached = 0
+        """Times a controller took this process back."""
 
     # ----------------------------------------------------------------- the calls
 
@@ -161,6 +166,13 @@ class NodeRole(Role):
             self.watched = frozenset()
             self.report(msg.slot, out)
             return
+        elif isinstance(msg, Start):  # a controller took this process back
+            if not isinstance(msg.options.get("reattach"), dict):
+                raise Rejected("a second Start that is not a reattach")
+            log.warning("%s: a controller took it back", self.name)
+            self.orphaned_at = None
+            self.reattached += 1
+            part.on_message(msg, now, out)  # a training part sends what is unacknowledged
         elif not part.on_message(msg, now, out):
             raise Rejected(f"not expected at a {self.role}")
         self.heard = now
@@ -178,15 +190,27 @@ class NodeRole(Role):
         4 peer timeouts of silence the node gives up."""
         assert self.part is not None
         quiet_at = max(self.heard, self.woken) + self.part.quiet_s()
-        if now >= self.heard + self.give_up_s:
-            self.fail(f"channel server and controller silent for {self.give_up_s:.0f} s; "
+        give_up_at = self.heard + self.give_up_s
+        if self.orphaned_at is not None:  # the air holds the slots meanwhile
+            give_up_at = max(give_up_at, self.orphaned_at + REATTACH_WAIT_S)
+        if now >= give_up_at:
+            self.fail(f"channel server and controller silent for {now - self.heard:.0f} s; "
                       "giving up")
             return
         if now >= quiet_at:
             self.woken = now
             self.part.on_quiet(now, out)
             quiet_at = now + self.part.quiet_s()
-        out.timer("watch", min(quiet_at, self.heard + self.give_up_s))
+        out.timer("watch", min(quiet_at, give_up_at))
+
+    def on_silent(self, peer: str, now: float, out: Outbox) -> None:
+        """The controller fell silent: say hello again, for a restarted controller to take
+        this node back (the watchdog waits up to ``REATTACH_WAIT_S`` for it)."""
+        if peer != CONTROLLER or self.part is None or self.orphaned_at is not None:
+            return
+        self.orphaned_at = now
+        self.hello(self.role, self.index, out)
+        self.watch(now, out)
 
     # ----------------------------------------------------------------- set-up
 
@@ -260,6 +284,7 @@ class NodeRole(Role):
                         "protocol_errors": self.host.protocol_errors,
                         "dropped": self.host.dropped,
                         "curve_bytes": self.host.curve_bytes,
+                        "reattached": self.reattached,
                         "silent": self.silent,
                         "rejected": self.rejected})
         self.done = True

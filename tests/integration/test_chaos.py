@@ -12,9 +12,14 @@ the CPU time):
 - broker chaos (1 seed in 4): the telemetry broker is SIGKILLed at a random slot and a new
   one started in its place; telemetry must never hurt a run: its metrics.csv equals the
   local runner's, row for row, and the history holds as well.
+- controller chaos (1 seed in 4, max-power, round-robin or the central WMMSE in turn): the
+  controller is SIGKILLed at a random slot; the launcher (``--controller-restarts 1``)
+  starts a new one on its address, which continues from its saved state while the channel
+  server holds the slots; every other process reattaches. The run must end as if nothing
+  happened: metrics.csv equals the local runner's, and the history holds.
 
-Killing and restarting the controller or the channel server mid-run is not here: a run
-cannot yet go on without them (the resumable controller is issue 12 point 4).
+Killing and restarting the channel server mid-run is not here: a run cannot yet go on
+without it.
 
 The runs use 5 ms slots (``radio.slot_s``) and share one key directory, and two run at a
 time, to keep CI short; each seed's failures are collected and reported together.
@@ -53,7 +58,10 @@ def comm(pid: int) -> str:
         return ""
 
 
-def test_chaos_over_twenty_seeded_runs(tmp_path: Path, spawn: Spawn) -> None:
+def test_chaos_over_twenty_seeded_runs(tmp_path: Path, spawn: Spawn,
+                                       mosquitto_binary: str) -> None:
+    """(``mosquitto_binary``: the broker the launcher starts for the broker chaos is
+    installed, not the amqtt fallback.)"""
     keys = tmp_path / "keys"
     assert rrmbed("keys", str(keys), "--scenario", str(S3)).returncode == 0
 
@@ -72,14 +80,18 @@ def test_chaos_over_twenty_seeded_runs(tmp_path: Path, spawn: Spawn) -> None:
 def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
     """One seeded run with its chaos, checked (the module's docstring)."""
     rng = np.random.default_rng(seed)
-    broker_chaos = seed % 4 == 3
+    broker_chaos, controller_chaos = seed % 4 == 3, seed % 4 == 1
     scheme = "round-robin" if seed % 4 == 0 else "max-power"
+    if controller_chaos:
+        scheme = ("max-power", "round-robin", "wmmse")[seed // 4 % 3]
     kill_at = int(rng.integers(30, 150))
     victim = f"node-{int(rng.integers(0, 3))}"
     out = tmp_path / "run"
     args = ["run", str(S3), "--scheme", scheme, "--runner", "network", "--slots",
             str(SLOTS), "--seed", str(seed), "--out", str(out), "--keys", str(keys),
             "--history", *SETS]
+    if controller_chaos:
+        args += ["--controller-restarts", "1"]
     proc = spawn(*args, *([] if broker_chaos else ["--no-telemetry"]))
     pids = wait_for_slot(proc, out, kill_at)
     restarted: subprocess.Popen[str] | None = None
@@ -92,6 +104,8 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
             time.sleep(float(rng.uniform(0.05, 0.5)))
             broker = subprocess.Popen([c.decode() for c in cmdline], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
+        elif controller_chaos:
+            os.kill(pids["controller"], signal.SIGKILL)
         else:
             os.kill(pids[victim], signal.SIGKILL)
             wait_for_slot(proc, out, kill_at + 20)  # declared lost: the others go on
@@ -107,8 +121,14 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
             broker.wait()
     s = json.loads((out / "summary.json").read_text())
     assert s["slots"] == SLOTS, (s, stderr[-2000:])
-    if broker_chaos:
+    if broker_chaos or controller_chaos:
         assert proc.returncode == 0, stderr[-2000:]
+        if controller_chaos:
+            assert s["controller_attempt"] == 1 and not s["errors"], s
+            assert s["rejected_total"] == 0 and s["protocol_errors"] == 0, s
+            assert sorted(set(s["reattached"])) == ["channel-server", "node-0", "node-1",
+                                                    "node-2"], s
+            assert len(list((out / "history").glob("controller.*.csv"))) == 2
         local = tmp_path / "local"
         r = rrmbed("run", str(S3), "--scheme", scheme, "--runner", "local", "--slots",
                    str(SLOTS), "--seed", str(seed), "--out", str(local), *SETS)

@@ -1,8 +1,9 @@
 """Issue 12 point 5: heartbeats over real processes. A process stopped with SIGSTOP (alive,
 its sockets open, silent) is declared lost within 3 heartbeats, long before the slot
 timeout would notice; the run goes on without a lost node; a stalled controller is
-declared lost by the others and heard again, and the run completes; without the air the
-controller stops the run and says why."""
+declared lost by the others, which say hello again and are taken back by it when it
+resumes, and the run completes; without the air the controller stops the run and says
+why."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def test_a_stalled_controller_is_declared_lost_and_heard_again(tmp_path: Path,
     assert set(s["silent"]) == {"channel-server", "node-0", "node-1", "node-2"}
     assert all(set(v) == {"controller"} and v["controller"] >= 1 for v in s["silent"].values())
     assert "heard again" in (out / "logs" / "node-0.log").read_text()
+    # each said hello again and was taken back by the same controller, nothing rejected
+    assert set(s["reattached"]) == {"channel-server", "node-0", "node-1", "node-2"}
+    assert s["controller_attempt"] == 0 and s["rejected_total"] == 0
 
 
 def test_a_silent_channel_server_stops_the_run(tmp_path: Path, spawn: Spawn) -> None:

@@ -120,11 +120,12 @@ def node(b: int, train: dict[str, Any] | None = None) -> NodeRole:
     return role
 
 
-def start_msg(train: dict[str, Any] | None = None) -> Start:
+def start_msg(train: dict[str, Any] | None = None, **more: Any) -> Start:
     return mk(Start, CONTROLLER, slot=-1, scheme="full", slots=6, seed=SEED,
               config_toml=RES.toml(),
               options={"directory": dict(DIRECTORY), "action_mode": "sample",
-                       "train": {"algo": "a2c", "episodes_per_iter": 2, **(train or {})}})
+                       "train": {"algo": "a2c", "episodes_per_iter": 2, **(train or {})},
+                       **more})
 
 
 def csi(b: int, n: int, g: np.ndarray) -> CsiSlice:
@@ -276,7 +277,8 @@ def test_a_resent_experience_is_used_exactly_once(tmp_path: Path) -> None:
 
     play(0)
     # the controller restarts: every node sends its unacknowledged slot 0 again
-    resent = [[as_message(s, NODES[b]) for s in sends(deliver(nd, start_msg()), Experience)]
+    resent = [[as_message(s, NODES[b])
+               for s in sends(deliver(nd, start_msg(reattach={})), Experience)]
               for b, nd in enumerate(nodes)]
     assert [[m.slot for m in r] for r in resent] == [[0]] * B
     for b in range(B):

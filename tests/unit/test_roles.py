@@ -57,7 +57,7 @@ from protocols.messages import (
 )
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import JOIN_TIMEOUT_S as START_TIMEOUT_S
-from protocols.role import Outbox, Role, Send
+from protocols.role import REATTACH_WAIT_S, Outbox, Role, Send
 from protocols.seeding import rng_for
 from tests.helpers import S3, SV
 
@@ -1316,3 +1316,126 @@ def test_controller_ignores_a_forged_done_and_outcomes_from_a_node() -> None:
 def test_rejected_messages_are_csi_slices_only_from_the_air() -> None:
     assert CsiSlice.SENDERS == (CHANNEL_SERVER,) and Hello.SENDERS == (CHANNEL_SERVER, "node")
     assert SlotOutcome.SENDERS == (CHANNEL_SERVER,)
+
+
+# =========================================================================== restarts
+
+
+def test_channel_server_holds_the_slots_for_a_silent_controller_and_sends_them_again() -> None:
+    """The controller falls silent: the air says hello again, finishes the slot under way
+    (feedback to the nodes, its outcome kept, not sent), begins no new one; a controller that
+    takes it back from slot 1 gets the outcomes of slots 1 and 2 again, in order, and the
+    next slot begins."""
+    role, _ = air_role(slots=6)
+    gains = channel(SEED, 4)
+    p = np.full((B, K), 2.0)
+    for b in range(B):
+        out = deliver(role, transmit(NODES[b], 0, p[b]))
+    first = one(out, SlotOutcome, CONTROLLER)
+    for b in range(B):
+        deliver(role, transmit(NODES[b], 1, p[b]))
+    out = Outbox()
+    role.peer_silent(CONTROLLER, 1.5, 2.0, out)
+    assert one(out, Hello, CONTROLLER).payload["pid"] == role.host.pid
+    assert out.timers["orphan"] == 2.0 + REATTACH_WAIT_S
+    for b in range(B):  # slot 2 ends while the controller is lost
+        out = deliver(role, transmit(NODES[b], 2, p[b]), now=2.5)
+    assert sends(out, SlotOutcome) == [] and sends(out, CsiSlice) == []
+    assert len(sends(out, Measurement)) == B
+    # a Start that is not a reattach, or one from a slot not played yet, is rejected
+    assert deliver(role, start_msg("max-power", 6)).sends == []
+    too_far = start_msg("max-power", 6, {"reattach": {"from_slot": 4}})
+    assert deliver(role, too_far).sends == []
+    assert sum(role.rejected.values()) == 2 and role.orphaned
+    out = deliver(role, start_msg("max-power", 6, {"reattach": {"from_slot": 1}}), now=3.0)
+    again = sends(out, SlotOutcome, CONTROLLER)
+    assert [s.slot for s in again] == [1, 2]
+    for s in again:
+        assert s.payload["sum_rate_bps_hz"] == pytest.approx(
+            float(sum_rate_bps_hz(gains[s.slot], p, RADIO.noise_w)), rel=1e-12)
+    assert first.payload["sum_rate_bps_hz"] == pytest.approx(
+        float(sum_rate_bps_hz(gains[0], p, RADIO.noise_w)), rel=1e-12)
+    assert out.timers["orphan"] is None and not role.orphaned
+    assert {s.slot for s in sends(out, CsiSlice)} == {3}
+
+
+def test_channel_server_waits_for_the_controller_rather_than_losing_nodes() -> None:
+    """While the controller is lost the nodes may be waiting on it (central decisions): the
+    collect timer is put off instead of declaring them lost; without any controller for
+    REATTACH_WAIT_S the channel server gives up."""
+    role, _ = air_role(slots=4)
+    role.peer_silent(CONTROLLER, 1.5, 1.0, Outbox())
+    out = fire(role, "collect", now=TIMING.peer_timeout_s)
+    assert role.active == list(range(B)) and out.timers["collect"] > TIMING.peer_timeout_s
+    fire(role, "orphan", now=1.0 + REATTACH_WAIT_S)
+    assert role.done and "silent for" in (role.failure or "")
+
+
+def test_node_waits_for_a_silent_controller_and_uploads_again_what_waits_on_it() -> None:
+    """A central node whose controller falls silent says hello again and waits up to
+    REATTACH_WAIT_S (not 4 peer timeouts); a controller that takes it back gets the CSI of
+    the slot still waiting for a decision again; the decision is then taken once."""
+    role, _ = node_role(1, "wmmse")
+    gains = channel(SEED, 2)
+    deliver(role, csi(1, 0, gains[0]))
+    out = Outbox()
+    role.peer_silent(CONTROLLER, 1.5, 2.0, out)
+    assert one(out, Hello, CONTROLLER).payload["node_id"] == 1
+    fire(role, "watch", now=4 * TIMING.peer_timeout_s + 3.0)
+    assert not role.done  # a node whose controller was not lost gives up at 4 timeouts
+    fire(role, "watch", now=2.0 + REATTACH_WAIT_S - 0.1)
+    assert not role.done
+    assert deliver(role, start_msg("wmmse")).sends == []  # not a reattach: rejected
+    out = deliver(role, start_msg("wmmse", options={"reattach": {}}), now=5.0)
+    up = one(out, CsiUpload, CONTROLLER)
+    assert up.slot == 0
+    np.testing.assert_array_equal(up.payload["gains"], csi_slice(gains[0], 1))
+    decision = mk(Decision, CONTROLLER, slot=0, chain=0.004, powers=np.array([3.0, 7.0]))
+    one(deliver(role, decision), Transmit, CHANNEL_SERVER)
+    assert deliver(role, decision).sends == []  # the same decision twice: rejected
+    assert role.reattached == 1 and role.orphaned_at is None
+
+
+def test_a_restarted_controller_continues_from_its_state_and_takes_the_run_back(
+        tmp_path: Any) -> None:
+    """The state a controller saves, loaded by a new one (``reattach``): the slots recorded,
+    the processes by pid; a survivor's hello gets a reattach Start, the channel server's one
+    from the first slot not recorded; what the channel server sent before its hello is
+    dropped (it sends it again) and the run goes on."""
+    role, _ = controller(slots=6)
+    role.out_dir = tmp_path
+    for name in [CHANNEL_SERVER, *NODES]:
+        deliver(role, hello(name))
+    for name in NODES:
+        deliver(role, mk(Heartbeat, name, slot=-1))
+    for n in range(3):
+        deliver(role, outcome(n))
+    role.save_state()
+    with pytest.raises(ValueError, match="seed"):
+        ControllerRole(RES, "max-power", 6, SEED + 1, "network", out_dir=tmp_path,
+                       reattach=True)
+    with pytest.raises(ValueError, match="does not exist"):
+        ControllerRole(RES, "max-power", 6, SEED, "network", out_dir=tmp_path / "x",
+                       reattach=True)
+    new = hosted(ControllerRole(RES, "max-power", 6, SEED, "network", out_dir=tmp_path,
+                                reattach=True))
+    assert new.phase == "reattach" and new.done_slots == 3 and new.attempt == 1
+    assert new.part.recorder.sum_rates == role.part.recorder.sum_rates
+    out = start(new)
+    assert sorted(out.connects) == sorted(DIRECTORY.items())
+    assert deliver(new, outcome(3)).sends == []  # before the channel server's hello: kept
+    stranger = mk(Hello, NODES[0], slot=-1, role="node", node_id=0, pid=4242,
+                  host=DIRECTORY[NODES[0]])
+    assert deliver(new, stranger).sends == []  # another pid: not a survivor, kept for later
+    out = deliver(new, hello(NODES[1]))
+    assert one(out, Start, NODES[1]).payload["options"]["reattach"] == {}
+    out = deliver(new, hello(CHANNEL_SERVER), now=1.0)
+    start_air = one(out, Start, CHANNEL_SERVER)
+    assert start_air.payload["options"]["reattach"] == {"from_slot": 3}
+    assert new.phase == "run" and new.superseded == 1 and new.done_slots == 3
+    assert one(out, Start, NODES[0]).payload["options"].get("reattach") is None  # rejoins
+    deliver(new, outcome(3))
+    assert new.done_slots == 4 and not new.rejected
+    assert new.summary_extra()["reattached"] == [NODES[1], CHANNEL_SERVER]
+    metrics = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in metrics[1:]] == ["0", "1", "2", "3"]
