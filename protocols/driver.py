@@ -185,6 +185,8 @@ class Driver:
             if peer not in self.lost_at and now - last > BEAT_MISSES * role.heartbeat_s:
                 self.lost_at[peer] = last
                 role.peer_silent(peer, now - last, now, self.out)
+        if ep.history is not None:
+            ep.history.flush()  # a killed process keeps its history up to its last beat
         connected = set(ep.peers)
         links = ep.meter.links()
         for peer in sorted(role.watched & connected):

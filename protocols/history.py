@@ -15,7 +15,8 @@ restarted mid-run writes a second file)::
 
 and a last row ``end`` when the process closes cleanly: a file without it belongs to a
 process that was killed, whose last rows may be missing. Rows are buffered (64 kB) and
-flushed at the end: logging costs a formatted line per message, not a system call.
+flushed with every heartbeat and at the end: logging costs a formatted line per message,
+not a system call, and a killed process loses at most its last beat interval.
 
 :func:`protocols.history_check.check` reads a folder of them.
 """
@@ -50,6 +51,9 @@ class HistoryLog:
             peer = peer[:64].translate(_UNSAFE)
         self._f.write(f"{time.time_ns()},{direction},{kind},{peer},{seq},{slot},{nbytes},"
                       f"{self.version()}\n")
+
+    def flush(self) -> None:
+        self._f.flush()
 
     def close(self) -> None:
         if not self._f.closed:

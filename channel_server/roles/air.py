@@ -119,7 +119,8 @@ class ChannelServerRole(Role):
                 self.end_slot(now, out)
                 self.begin_slot(now, out)
         elif isinstance(msg, Resume):
-            if self.paused:
+            if self.paused and msg.slot == self.n:  # (a restarted controller's updates
+                # since its checkpoint resume slots played long ago: nothing to do)
                 self.paused = False
                 out.cancel("pause")
                 self.t0 = now - self.n * self.scenario.radio.slot_s

@@ -545,10 +545,14 @@ def resume_network(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
               path_type=Path), help="Continue the network training run RUN_DIR (a "
               "seed-<s> folder) from its latest checkpoint, with the settings it was started "
               "with, after a crash or a kill.")
+@click.option("--controller-restarts", type=click.IntRange(0), default=0, show_default=True,
+              help="Network runner: restart a controller that dies (up to N times) on its "
+                   "address; it continues from its latest checkpoint while the other "
+                   "processes wait and send again what it lacks.")
 def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int,
           episodes_per_iter: int | None, seeds: str, out: Path | None, weights: Path | None,
           save_batches: bool, checkpoint_every: int, history: bool,
-          resume_dir: Path | None) -> None:
+          resume_dir: Path | None, controller_restarts: int) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
     weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
 
@@ -588,7 +592,8 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
                                                          "checkpoint_every": checkpoint_every},
                                                "action_mode": "sample",
                                                "history": str((out / f"seed-{seed}" / "history")
-                                                              .resolve()) if history else None}))
+                                                              .resolve()) if history else None,
+                                               "controller_restarts": controller_restarts}))
     print_summary(summaries, Console(), title=f"network training: {scheme}, {algo}")
 
 

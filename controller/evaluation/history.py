@@ -12,7 +12,9 @@ It checks, and names each violation it finds:
 3. **Every used experience is used exactly once**: with ``updates.jsonl`` in the run
    directory (one line per training update, appended as it happens: the (node, slot) of
    each experience in it, and the header seq of the message that brought it), no
-   (node, slot) is in two updates, and each message is one the controller received.
+   (node, slot) is in two updates, and each message is one the controller received (a
+   killed controller's history is cut at its last heartbeat: a seq beyond the last it
+   logged from that node is not checked).
 4. **Nothing is lost or changed on the way, and the meter is right**: on every connection
    between two processes that closed cleanly, each message sent before the last one the
    receiver got was received, with the same kind and bytes (ZeroMQ keeps a connection's
@@ -131,6 +133,14 @@ def _experience(run_dir: Path, incs: list[Incarnation]) -> list[str]:
     controllers = [inc for inc in incs if inc.name == "controller"]  # one per attempt
     received = [{(r[3], r[4]) for r in inc.rows if r[1] == "r" and r[2] == "experience"}
                 for inc in controllers]
+    # a killed controller's log is a prefix of what it received: a seq beyond the last one
+    # it logged from a node is unknown, not missing
+    logged: list[dict[str, int] | None] = []
+    for inc, got in zip(controllers, received, strict=True):
+        last: dict[str, int] = {}
+        for node, seq in got:
+            last[node] = max(seq, last.get(node, -1))
+        logged.append(None if inc.complete else last)
     used: dict[tuple[str, int], int] = {}
     problems = []
     for line in path.read_text().splitlines():
@@ -144,7 +154,10 @@ def _experience(run_dir: Path, incs: list[Incarnation]) -> list[str]:
                 used[(node, slot)] = version
             seqs = update.get("message_seq", {}).get(node, [])
             if attempt < len(received):
+                upto = logged[attempt]
                 for seq in seqs:
+                    if upto is not None and seq > upto.get(node, -1):
+                        continue
                     if (node, seq) not in received[attempt]:
                         problems.append(f"update v{version} used experience {node} message "
                                         f"seq {seq}, which the controller never received")

@@ -9,6 +9,13 @@ updates (and after the last) a checkpoint holds the learner, the slots recorded 
 the experience ledger, and each node is told which of its experience is now safe
 (``ExperienceAck``). Experience is deduplicated by (node, slot).
 
+A controller restarted live (train option ``live``, :mod:`controller.roles.controller`)
+continues from the checkpoint while the processes run on: the nodes send again the
+experience not acknowledged, the air the outcomes from the checkpoint's slot on, and the
+updates since the checkpoint are made again (their weights, which the nodes already hold,
+are deployed again and ignored as not newer; the air goes on at its pause once the update
+of that slot is made).
+
 A resumed run (train option ``resume``: the attempt number) starts fresh processes from
 slot 0: the slots before the checkpoint's are played again, unrecorded and without
 experience uploads, only to bring the channel, the round-robin orders and the nodes' noise
@@ -75,7 +82,9 @@ class CellularPart:
         """Slots decided centrally whose outcome has not come yet."""
         self.duplicate_uploads = 0
         """CSI uploads of slots already decided (sent again to a restarted controller)."""
-        self.iteration: range | None = None
+        self.pending: list[range] = []
+        """Iterations whose update waits for experience, oldest first (more than one only
+        while a restarted controller catches up on the slots sent again)."""
         self.pause_every = self.trainer.options.episodes_per_iter if self.trainer else 0
         self.ledger = ExperienceLedger()
         """Which node experience is held or used (deduplication by (node, slot))."""
@@ -170,15 +179,31 @@ class CellularPart:
         if self.recorder.done != ck.slot:
             raise ValueError(f"checkpoint {ck.path}: {self.recorder.done} slots recorded, "
                              f"slot {ck.slot}")
-        self.replay_until = ck.slot
         self.checkpointed, self.last_checkpoint = trainer.version, str(ck.path)
-        if self.policy_at_nodes:
-            self.resume_snapshot = (trainer.version, trainer.get_variables())
-        # nodes upload no experience for the slots played again (Start options)
-        ctl.options["train"] = {**ctl.options["train"], "replay_until": ck.slot}
+        if ctl.options["train"].get("live"):  # the processes run on: they send it again
+            if self.policy_at_nodes:
+                self.snapshot = (trainer.version, trainer.get_variables())
+        else:
+            self.replay_until = ck.slot
+            if self.policy_at_nodes:
+                self.resume_snapshot = (trainer.version, trainer.get_variables())
+            # nodes upload no experience for the slots played again (Start options)
+            ctl.options["train"] = {**ctl.options["train"], "replay_until": ck.slot}
         self.resumed = {"checkpoint": str(ck.path), "version": trainer.version,
                         "slot": ck.slot, "attempt": self.journal.attempt}
         self.journal.updated_weights(trainer.artifact(ctl.scheme))
+
+    def on_reattach(self, now: float, out: Outbox) -> None:
+        """A restarted controller (live) has the channel server back: do again what followed
+        the checkpoint at its slot, the deployment of its weights (or the air's resume), in
+        case the killed controller had not (the air ignores a resume of a slot it left)."""
+        n, trainer = self.recorder.done, self.trainer
+        if trainer is None or not n or n % self.pause_every or n >= self.ctl.slots:
+            return
+        if self.policy_at_nodes and self.snapshot is not None:
+            self.ctl.deploy(self.snapshot[0], n, now, out)
+        else:
+            self.ctl.resume(n, trainer.version, out)
 
     def expected_slot(self) -> int:
         """The slot whose outcome comes next."""
@@ -213,7 +238,7 @@ class CellularPart:
 
     def busy(self) -> bool:
         """An update waits for the last experience of its iteration."""
-        return self.iteration is not None
+        return bool(self.pending)
 
     def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return arrays
@@ -277,16 +302,20 @@ class CellularPart:
             self.trainer.add_outcome(msg.slot, msg.sum_rate_bps_hz)
             m, done = self.trainer.options.episodes_per_iter, self.recorder.done
             if done % m == 0:
-                self.iteration = range(done - m, done)
+                self.pending.append(range(done - m, done))
                 self.try_train(now, out)
 
     def try_train(self, now: float, out: Outbox) -> None:
-        """Once the iteration's experience is complete: update, deploy, resume the air."""
-        slots, trainer = self.iteration, self.trainer
-        if slots is None or trainer is None or not trainer.complete(slots):
-            return
-        self.iteration = None
-        ctl = self.ctl
+        """Update on each iteration whose experience is complete, in order."""
+        while self.pending and self.trainer is not None and self.trainer.complete(
+                self.pending[0]):
+            self.train_on(self.pending.pop(0), now, out)
+
+    def train_on(self, slots: range, now: float, out: Outbox) -> None:
+        """Update on ``slots``, journal it (a checkpoint when due and every slot before the
+        update's end is recorded, none after it), deploy, resume the air."""
+        trainer, ctl = self.trainer, self.ctl
+        assert trainer is not None
         weights = trainer.update(slots, ctl.out_dir)
         used = self.ledger.use(slots)
         self.ledger.close_below(slots.stop)
@@ -296,7 +325,8 @@ class CellularPart:
             self.journal.updated(trainer.history[-1], version, slots, used,
                                  trainer.artifact(ctl.scheme))
             last = slots.stop + trainer.options.episodes_per_iter > ctl.slots
-            if last or version - self.checkpointed >= trainer.options.checkpoint_every:
+            due = last or version - self.checkpointed >= trainer.options.checkpoint_every
+            if due and self.recorder.done == slots.stop:
                 self.checkpoint(slots.stop, out)
         if self.policy_at_nodes:
             self.snapshot = (version, weights)

@@ -114,7 +114,9 @@ class ControllerPart(Protocol):
         """One row per training update."""
 
     # Optional, for a restarted controller: ``records() -> dict[str, np.ndarray]`` (the
-    # slots recorded so far) and ``load_records(arrays)`` (record them again).
+    # slots recorded so far), ``load_records(arrays)`` (record them again) and
+    # ``on_reattach(now, out)`` (the channel server is back: what a training part must do
+    # again after its checkpoint).
 
 
 class ControllerRole(Role):
@@ -140,6 +142,10 @@ class ControllerRole(Role):
         self.node_names = frozenset(self.nodes)
         self.roles = [CHANNEL_SERVER, *self.nodes]
         self.active = set(range(len(self.nodes)))
+        state = self.read_state() if reattach else None
+        if state is not None and self.options.get("train"):  # the part resumes its journal
+            self.options["train"] = {**self.options["train"], "live": True,
+                                     "resume": int(state[1]["attempt"]) + 1}
         self.part: ControllerPart = self.kind.make_controller(self, resolved.scenario, weights)
         self.scenario = self.part.scenario
         self.timing = self.scenario.timing
@@ -168,8 +174,8 @@ class ControllerRole(Role):
         self.air_done = False
         """The channel server has played every slot."""
         self.telemetry: Any = None
-        self.attempt = 0
-        """How many controllers of this run came before this one (reattach)."""
+        self.attempt = int((self.options.get("train") or {}).get("resume", 0))
+        """How many controllers of this run came before this one (resumed or restarted)."""
         self.reattached: list[str] = []
         """Processes taken back after the controller fell silent or was restarted."""
         self.superseded = 0
@@ -179,8 +185,8 @@ class ControllerRole(Role):
         self.state_at = -math.inf
         self.state_cost = 0.0
         self.state_slot = 0
-        if reattach:
-            self.load_state()
+        if state is not None:
+            self.load_state(*state)
 
     # ----------------------------------------------------------------- the calls
 
@@ -456,6 +462,9 @@ class ControllerRole(Role):
             self.backlog = kept
             self.air_done = False
             self.run_phase(now, out)
+            on_reattach = getattr(self.part, "on_reattach", None)
+            if on_reattach is not None:
+                on_reattach(now, out)
 
     def on_ready(self, msg: Heartbeat, out: Outbox) -> None:
         """A joining node holds the current weights: let the air serve it again."""
@@ -491,10 +500,8 @@ class ControllerRole(Role):
 
     @property
     def restartable(self) -> bool:
-        """The run saves a state a restarted controller continues from (not while training,
-        which has checkpoints and ``--resume`` instead)."""
-        return (self.out_dir is not None and hasattr(self.part, "records")
-                and not self.options.get("train"))
+        """The run saves a state a restarted controller continues from."""
+        return self.out_dir is not None and hasattr(self.part, "records")
 
     def state_meta(self) -> dict[str, Any]:
         """The run's settings a saved state must agree with."""
@@ -502,23 +509,22 @@ class ControllerRole(Role):
                 "slots": self.slots}
 
     def save_state(self) -> None:
-        """Save what a restarted controller needs (``STATE_FILE``, atomically)."""
+        """Save what a restarted controller needs (``STATE_FILE``, atomically): the slots
+        recorded (while training, the checkpoints hold them), the processes, the errors."""
         assert self.out_dir is not None
         meta = {**self.state_meta(), "slot": self.done_slots, "directory": self.directory,
                 "processes": self.processes, "active": sorted(self.active),
                 "rejoined": self.rejoined, "errors": self.errors, "attempt": self.attempt,
                 "meter": self.own_meter().rows()}
-        records = self.part.records()  # type: ignore[attr-defined]
+        training = bool(self.options.get("train"))
+        records = {} if training else self.part.records()  # type: ignore[attr-defined]
         write_archive(self.out_dir / STATE_FILE, records, meta)
 
-    def load_state(self) -> None:
-        """Continue a run whose controller was restarted: its saved state (ValueError when
-        there is none, or not this run's)."""
-        if self.options.get("train"):
-            raise ValueError("a training run's controller is not restarted live; resume the "
-                             "run with --resume RUN_DIR (fresh processes)")
-        if not self.restartable or not hasattr(self.part, "load_records"):
-            raise ValueError(f"a {self.kind.name} run's controller cannot be restarted")
+    def read_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The state a killed controller of this run saved (ValueError when there is none,
+        or it is not this run's)."""
+        if self.out_dir is None:
+            raise ValueError("a restarted controller needs the run directory")
         path = self.out_dir / STATE_FILE
         if not path.exists():
             raise ValueError(f"{path} does not exist: the run saved no state to restart its "
@@ -527,9 +533,18 @@ class ControllerRole(Role):
         for key, want in self.state_meta().items():
             if meta.get(key) != want:
                 raise ValueError(f"{path}: {key} = {meta.get(key)!r}, but the run has {want!r}")
-        self.part.load_records(arrays)  # type: ignore[attr-defined]
-        if self.done_slots != meta["slot"]:
-            raise ValueError(f"{path}: {self.done_slots} slots recorded, slot {meta['slot']}")
+        return arrays, meta
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Continue a run whose controller was restarted from its saved state: the slots
+        recorded (a training part restored its checkpoint already), the processes."""
+        if not self.restartable or not hasattr(self.part, "load_records"):
+            raise ValueError(f"a {self.kind.name} run's controller cannot be restarted")
+        if not self.options.get("train"):
+            self.part.load_records(arrays)  # type: ignore[attr-defined]
+            if self.done_slots != meta["slot"]:
+                raise ValueError(f"{STATE_FILE}: {self.done_slots} slots recorded, slot "
+                                 f"{meta['slot']}")
         self.directory, self.processes = dict(meta["directory"]), dict(meta["processes"])
         self.active = {int(b) for b in meta["active"]}
         self.rejoined, self.errors = list(meta["rejoined"]), list(meta["errors"])

@@ -62,7 +62,9 @@ class V2xPart:
         self.fixed_fingerprint = eval_fingerprint(weights)
         self.experience_latency_s: list[float] = []
         """Emulated latency of every experience upload (uplink included), seconds."""
-        self.upto: int | None = None
+        self.pending: list[int] = []
+        """Ends of the periods whose update waits for experience, oldest first (more than
+        one only while a restarted controller catches up on the slots sent again)."""
         self.pause_every = self.trainer.period if self.trainer else 0
         self.ledger = ExperienceLedger()
         """Which vehicle experience is held or used (deduplication by (vehicle, slot))."""
@@ -146,13 +148,26 @@ class V2xPart:
         if self.recorder.done != ck.slot:
             raise ValueError(f"checkpoint {ck.path}: {self.recorder.done} slots recorded, "
                              f"slot {ck.slot}")
-        self.replay_until = ck.slot
         self.checkpointed, self.last_checkpoint = trainer.version, str(ck.path)
-        self.resume_snapshot = (trainer.version, trainer.variables())
-        ctl.options["train"] = {**ctl.options["train"], "replay_until": ck.slot}
+        if ctl.options["train"].get("live"):  # the processes run on: they send it again
+            self.snapshot = (trainer.version, trainer.variables())
+        else:
+            self.replay_until = ck.slot
+            self.resume_snapshot = (trainer.version, trainer.variables())
+            ctl.options["train"] = {**ctl.options["train"], "replay_until": ck.slot}
         self.resumed = {"checkpoint": str(ck.path), "version": trainer.version,
                         "slot": ck.slot, "attempt": self.journal.attempt}
         self.journal.updated_weights(trainer.artifact())
+
+    def on_reattach(self, now: float, out: Outbox) -> None:
+        """A restarted controller (live) has the channel server back: deploy again the
+        checkpoint's weights and fingerprint at its slot, as the killed controller was to
+        (the air ignores a resume of a slot it left)."""
+        n = self.recorder.done
+        if self.trainer is None or not n or n % self.pause_every or n >= self.ctl.slots:
+            return
+        if self.snapshot is not None:
+            self.ctl.deploy(self.snapshot[0], n, now, out)
 
     def expected_slot(self) -> int:
         return self.replayed if self.replayed < self.replay_until else self.recorder.done
@@ -183,7 +198,7 @@ class V2xPart:
 
     def busy(self) -> bool:
         """An update waits for the last experience of its iteration."""
-        return self.upto is not None
+        return bool(self.pending)
 
     def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Only the receiving vehicle's own network."""
@@ -218,7 +233,7 @@ class V2xPart:
             if self.trainer is not None:
                 self.trainer.add_reward(msg.slot, msg.reward)
                 if done % self.trainer.period == 0 and done < self.ctl.slots:
-                    self.upto = done
+                    self.pending.append(done)
                     self.try_train(now, out)
                 elif done == self.ctl.slots and self.journal is not None:
                     self.checkpoint(done, out)
@@ -245,13 +260,17 @@ class V2xPart:
         check_indices(msg.lost, "lost", k)
 
     def try_train(self, now: float, out: Outbox) -> None:
-        """Once the period's experience is in: update, deploy weights and fingerprint."""
-        upto, trainer, ctl = self.upto, self.trainer, self.ctl
-        if upto is None or trainer is None:
-            return
-        if not trainer.complete(range(upto - trainer.period, upto), ctl.active):
-            return
-        self.upto = None
+        """Update on each period whose experience is in, in order."""
+        trainer = self.trainer
+        while self.pending and trainer is not None and trainer.complete(
+                range(self.pending[0] - trainer.period, self.pending[0]), self.ctl.active):
+            self.train_on(self.pending.pop(0), now, out)
+
+    def train_on(self, upto: int, now: float, out: Outbox) -> None:
+        """Update on the period ending at ``upto``, journal it (a checkpoint when due and
+        every slot before ``upto`` is recorded), deploy weights and fingerprint."""
+        trainer, ctl = self.trainer, self.ctl
+        assert trainer is not None
         row = trainer.update(upto)
         used = self.ledger.use(trainer.taken)
         self.ledger.close_below(upto - 1)  # the period's last slot waits for the next's obs
@@ -262,7 +281,7 @@ class V2xPart:
             self.journal.updated(row, version, range(upto - trainer.period, upto), used,
                                  trainer.artifact())
             if (version - self.checkpointed >= ctl.options["train"].get("checkpoint_every", 10)
-                    and upto % self.scenario.n_steps == 0):
+                    and upto % self.scenario.n_steps == 0 and self.recorder.done == upto):
                 self.checkpoint(upto, out)
         ctl.deploy(version, upto, now, out)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from channel_server.kinds import resolve
+from controller.evaluation.history import check
 from controller.learners.threads import torch_threads
 from controller.runners.local import run_local
 from tests.helpers import S3, SV, Spawn, alive, read_csv, rrmbed
@@ -73,8 +74,14 @@ def test_killed_network_training_resumes_to_the_uninterrupted_weights(
     assert s["duplicate_experience"] == 0
     assert (run / "logs.0" / "controller.log").exists()  # the killed attempt's logs kept
 
-    # the uninterrupted run: the same roles in this process (the local runner)
-    ref = tmp_path / "reference"
+    same_as_uninterrupted(run, tmp_path / "reference", m, iters, seed)
+    assert {u["attempt"] for u in updates(run) if u["version"] > s["resumed"]["version"]} == {1}
+
+
+def same_as_uninterrupted(run: Path, ref: Path, m: int, iters: int, seed: int) -> None:
+    """``run`` ends as the uninterrupted run (the same roles in this process: the local
+    runner) does: weights, curve and slot records bit for bit; every version made once and
+    each node's experience of every slot used once, in order."""
     with torch_threads(1):
         run_local(resolve(S3), "round-robin", m * iters, seed, ref, None,
                   {"train": {"algo": "trpo", "episodes_per_iter": m, "save_batches": False,
@@ -83,15 +90,48 @@ def test_killed_network_training_resumes_to_the_uninterrupted_weights(
     same_weights(ref / "weights.npz", run / "weights.npz")
     for f in ("training.csv", "metrics.csv", "latency.csv"):
         assert (ref / f).read_bytes() == (run / f).read_bytes(), f
-
-    # every version once, each node's experience of every slot used once, in order
     lines = updates(run)
     assert [u["version"] for u in lines] == list(range(1, iters + 1))
     assert [u["slots"] for u in lines] == [[m * i, m * i + m - 1] for i in range(iters)]
     for b in range(3):
         used = [seq for u in lines for seq in u["experience"][f"node-{b}"]]
         assert used == list(range(m * iters))
-    assert {u["attempt"] for u in lines if u["version"] > s["resumed"]["version"]} == {1}
+
+
+def test_a_killed_training_controller_is_restarted_live_to_the_same_weights(
+        tmp_path: Path, spawn: Spawn) -> None:
+    """--controller-restarts: the launcher restarts the SIGKILLed controller on its address;
+    it continues from its latest checkpoint while the air holds the slots and the nodes
+    wait, then the nodes send again the experience it had not acknowledged and the air the
+    outcomes since the checkpoint; the updates since are made again. The run ends as an
+    uninterrupted one, and its message histories hold."""
+    m, iters, seed = 8, 8, 3
+    out = tmp_path / "train"
+    run = out / f"seed-{seed}"
+    proc = spawn("train", str(S3), "--scheme", "round-robin", "--runner", "network",
+                 "--steps", str(m * iters * 3), "--episodes", str(m), "--seeds", str(seed),
+                 "--out", str(out), "--checkpoint-every", "2", "--controller-restarts", "1",
+                 "--history", env=ENV)
+    first = run / "checkpoints" / "ckpt-v000002.npz"
+    deadline = time.monotonic() + 120
+    while not first.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.01)
+    time.sleep(0.05)  # mostly mid-update two iterations on: two updates are made again
+    pids: dict[str, int] = json.loads((run / "processes.json").read_text())
+    os.kill(pids["controller"], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stdout + stderr
+    assert "restarting it" in stderr
+    s = json.loads((run / "summary.json").read_text())
+    assert not s["errors"] and not s.get("partial") and s["slots"] == m * iters, s
+    assert s["controller_attempt"] == 1 and s["resumed"]["attempt"] == 1, s
+    assert set(s["reattached"]) == {"channel-server", "node-0", "node-1", "node-2"}
+    assert s["rejected_total"] == 0 and not s["lost_nodes"], s
+    assert (run / "logs" / "controller.1.log").exists()
+    same_as_uninterrupted(run, tmp_path / "reference", m, iters, seed)
+    assert check(run) == []
 
 
 def test_v2x_network_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
