@@ -667,9 +667,12 @@ def v2x() -> None:
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False,
               path_type=Path), help="Continue the network training run RUN_DIR from its "
               "latest checkpoint, with the settings it was started with.")
+@click.option("--controller-restarts", type=click.IntRange(0), default=0, show_default=True,
+              help="Network runner: restart a controller that dies (up to N times); it "
+              "continues from its latest checkpoint while the vehicles and the air wait.")
 def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast_period: int,
               sharing: str, seed: int, out: Path | None, checkpoint_every: int,
-              resume_dir: Path | None) -> None:
+              resume_dir: Path | None, controller_restarts: int) -> None:
     """Train SCHEME's Q networks; writes OUT/weights.npz (for `rrmbed run --weights`) and
     the training curve (training.csv). Over the network (durable as `rrmbed train`'s):
     updates.jsonl, checkpoints/, and `--resume OUT --runner network` after a kill."""
@@ -689,7 +692,8 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
         summary = execute(scenario, scheme, "network", episodes * sc.n_steps, seed, out, (),
                           None, {"train": {"broadcast_period": broadcast_period,
                                            "sharing": sharing,
-                                           "checkpoint_every": checkpoint_every}})
+                                           "checkpoint_every": checkpoint_every},
+                           "controller_restarts": controller_restarts})
         from controller.evaluation.v2x_run import print_v2x_summary
 
         print_v2x_summary([summary], Console(width=max(120, Console().width)),

@@ -149,9 +149,9 @@ def render_compose(scenario_path: str, n_nodes: int, scheme: str, slots: int, se
                    insecure: bool = False) -> str:
     """The docker-compose YAML for one run of ``scheme`` on the scenario.
 
-    ``n_nodes`` is the number of node services: ``node_kind`` ``"node"`` runs one per BS
-    (the scenario's ``radio.n_cells``), ``"vehicle"`` one per V2V transmitter of a V2X
-    scenario (``radio.n_v2v``);
+    ``n_nodes`` is the number of node services, each ``rrmbed node --role <node_kind>``:
+    the scenario kind's node role (``"node"``, one per BS; ``"vehicle"``, one per V2V
+    transmitter of a V2X scenario; ``"pair"``, one per D2D pair, ...);
     ``weights`` a host path or None; ``image`` the rrmbed image for every rrmbed service;
     ``runs_dir`` the host directory (or named volume) mounted at /runs, where the
     controller writes ``/runs/$RRMBED_RUN`` (default ``<scenario>-<scheme>-s<seed>``).
@@ -176,8 +176,12 @@ def render_compose(scenario_path: str, n_nodes: int, scheme: str, slots: int, se
                          "not both or neither")
     if n_nodes < 1:
         raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
-    if node_kind not in ("node", "vehicle"):
-        raise ValueError(f"node_kind must be 'node' or 'vehicle', got {node_kind!r}")
+    from channel_server.kinds import KINDS
+
+    if not KINDS.by_role(node_kind):
+        roles = sorted({KINDS.get(k).node_role for k in KINDS.names()})
+        raise ValueError(f"node_kind {node_kind!r} is no scenario kind's node role; known: "
+                         f"{', '.join(roles)}")
     if slots < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
     name = run_name or default_run_name(scenario_path, scheme, seed)
@@ -258,7 +262,8 @@ def render_compose(scenario_path: str, n_nodes: int, scheme: str, slots: int, se
     for b in range(n_nodes):
         name = node_service(b, node_kind)
         out += service(name, rrmbed_image,
-                       ["rrmbed", node_kind, "--id", str(b), "--controller", controller_ep,
+                       ["rrmbed", "node", "--role", node_kind, "--id", str(b),
+                        "--controller", controller_ep,
                         "--bind", tcp("0.0.0.0", NODE_PORT),
                         "--advertise", tcp(name, NODE_PORT), *security],
                        depends_on=["controller"], addresses=addresses,

@@ -84,21 +84,24 @@ class ExperienceLedger:
     every send, from 1 again in a new process). It is kept alongside for the record.
 
     Per node: ``floor``, the highest seq at or below which everything is done with (used by
-    an update, or of a slot no update can take any more), and ``held``, the seqs above it
-    received and not used yet (seq -> header seq). An upload at or below the floor, or one
-    already held, is a duplicate: dropped and counted.
+    an update, or of a slot no update can take any more), ``held``, the seqs above it
+    received and not used yet (seq -> header seq), and ``used``, the seqs above it used
+    already (a period's last slot is used before the slots below it are closed). An upload
+    at or below the floor, held or used already is a duplicate: dropped and counted.
     """
 
     def __init__(self) -> None:
         self.floor: dict[str, int] = {}
         self.held: dict[str, dict[int, int]] = {}
+        self.used: dict[str, set[int]] = {}
         self.duplicates = 0
         """Uploads dropped as already held or used."""
 
     def admit(self, node: str, seq: int, header_seq: int = 0) -> bool:
         """Note an upload; False (and counted) when it is a duplicate."""
         held = self.held.setdefault(node, {})
-        if seq <= self.floor.get(node, -1) or seq in held:
+        if (seq <= self.floor.get(node, -1) or seq in held
+                or seq in self.used.get(node, ())):
             self.duplicates += 1
             return False
         held[seq] = int(header_seq)
@@ -114,7 +117,17 @@ class ExperienceLedger:
             mine = sorted(s for s in held if s in wanted)
             if mine:
                 used[node] = [(s, held.pop(s)) for s in mine]
+                self.used.setdefault(node, set()).update(mine)
+                self._settle(node)
         return used
+
+    def _settle(self, node: str) -> None:
+        """Raise ``node``'s floor over the used seqs just above it."""
+        done, floor = self.used.get(node, set()), self.floor.get(node, -1)
+        while floor + 1 in done:
+            floor += 1
+            done.discard(floor)
+        self.floor[node] = floor
 
     def close_below(self, seq: int) -> None:
         """Nothing below ``seq`` can be used any more: raise every floor to ``seq - 1`` and
@@ -124,6 +137,8 @@ class ExperienceLedger:
             held = self.held.get(node, {})
             for s in [s for s in held if s < seq]:
                 del held[s]
+            self.used[node] = {s for s in self.used.get(node, set()) if s >= seq}
+            self._settle(node)
 
     def durable(self) -> dict[str, int]:
         """Per node, the highest seq such that this ledger covers it and every seq below
@@ -132,20 +147,24 @@ class ExperienceLedger:
         out = {}
         for node in sorted(set(self.held) | set(self.floor)):
             upto, held = self.floor.get(node, -1), self.held.get(node, {})
-            while upto + 1 in held:
+            while upto + 1 in held or upto + 1 in self.used.get(node, ()):
                 upto += 1
             out[node] = upto
         return out
 
     def state(self) -> dict[str, Any]:
-        """Plain JSON: floors, held seqs (with their header seqs) and the duplicate count."""
+        """Plain JSON: floors, held seqs (with their header seqs), used seqs above the
+        floors and the duplicate count."""
         return {"floor": dict(self.floor),
                 "held": {n: [[s, h] for s, h in sorted(d.items())]
                          for n, d in self.held.items() if d},
+                "used": {n: sorted(d) for n, d in self.used.items() if d},
                 "duplicates": self.duplicates}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.floor = {str(n): int(f) for n, f in state.get("floor", {}).items()}
         self.held = {str(n): {int(s): int(h) for s, h in rows}
                      for n, rows in state.get("held", {}).items()}
+        self.used = {str(n): {int(s) for s in seqs}
+                     for n, seqs in state.get("used", {}).items()}
         self.duplicates = int(state.get("duplicates", 0))

@@ -1,7 +1,8 @@
 """Durable network training over real processes (issue 12 point 4): a controller SIGKILLed
 mid-run leaves checkpoints, and `rrmbed train --resume RUN_DIR` (fresh processes) ends with
 the weights, curve and slot records of an uninterrupted run, bit for bit; the same for
-`rrmbed v2x train --resume`.
+`rrmbed v2x train --resume`, and for both with `--controller-restarts` (a new controller
+on the same address, the other processes running on).
 
 Every command runs with one torch thread (as the golden runs do): torch's thread count
 changes the last bits of forward passes and updates, and the reference here is computed in
@@ -160,3 +161,34 @@ def test_v2x_network_training_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     for f in ("training.csv", "metrics.csv", "episodes.csv"):
         assert (ref / f).read_bytes() == (out / f).read_bytes(), f
     assert [(u["version"], u["attempt"]) for u in updates(out)] == [(2, 0), (3, 1)]
+
+
+def test_v2x_training_controller_restarted_live(tmp_path: Path, spawn: Spawn) -> None:
+    """--controller-restarts on V2X: the controller SIGKILLed after its first checkpoint
+    (slot 100) is restarted; the vehicles send again their unacknowledged experience (the
+    episode's last slot, used already, is not used twice) and the run ends with the
+    weights, curve and episodes of an uninterrupted run."""
+    args = ["v2x", "train", str(SV), "--runner", "network", "--episodes", "3",
+            "--broadcast-period", "100", "--checkpoint-every", "1", "--seed", "4"]
+    ref = tmp_path / "uninterrupted"
+    r = rrmbed(*args, "--out", str(ref), env=ENV, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "v2x"
+    proc = spawn(*args, "--out", str(out), "--controller-restarts", "1", env=ENV)
+    first = out / "checkpoints" / "ckpt-v000002.npz"
+    deadline = time.monotonic() + 120
+    while not first.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.01)
+    time.sleep(0.05)
+    os.kill(json.loads((out / "processes.json").read_text())["controller"], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stdout + stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert not s["errors"] and s["slots"] == 300 and s["controller_attempt"] == 1, s
+    assert set(s["reattached"]) == {"channel-server", *(f"vehicle-{k}" for k in range(4))}
+    assert s["rejected_total"] == 0 and s["resumed"]["slot"] == 100, s
+    same_weights(ref / "weights.npz", out / "weights.npz")
+    for f in ("training.csv", "metrics.csv", "episodes.csv"):
+        assert (ref / f).read_bytes() == (out / f).read_bytes(), f

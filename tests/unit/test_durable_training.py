@@ -179,6 +179,25 @@ def test_ledger_admits_each_node_seq_once_and_acknowledges_without_gaps() -> Non
     assert back.state() == led.state() and not back.admit("node-0", 5, 99)
 
 
+def test_ledger_remembers_what_it_used_above_its_floor() -> None:
+    """A V2X period's last slot is used by the update after the slots below it are closed
+    (it waits for the next slot's observations): used above the floor, a resend of it (to a
+    restarted controller, which restored this ledger) is still a duplicate."""
+    led = ExperienceLedger()
+    for seq in (98, 99, 100):
+        assert led.admit("vehicle-0", seq, seq)
+    assert led.use([100]) == {"vehicle-0": [(100, 100)]}
+    led.close_below(99)  # 98 closed; 99 still waits
+    back = ExperienceLedger()
+    back.restore(json.loads(json.dumps(led.state())))
+    for ledger in (led, back):
+        assert not ledger.admit("vehicle-0", 100, 7)  # used: never twice
+        assert not ledger.admit("vehicle-0", 98, 8)
+        assert ledger.durable() == {"vehicle-0": 100}
+        assert ledger.use([99]) == {"vehicle-0": [(99, 99)]}
+        assert ledger.floor["vehicle-0"] == 100 and not ledger.used.get("vehicle-0")
+
+
 # --------------------------------------------------------------------------- the journal
 
 
