@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 
 from channel_server.d2d_air import D2dAir
 from channel_server.kinds import resolve
-from tests.helpers import SCENARIOS, read_csv, run_dir
+from tests.helpers import SCENARIOS, Spawn, alive, read_csv, run_dir, wait_for_slot
 
 SC = SCENARIOS / "d2d-n10.toml"
 N = 4
@@ -115,3 +117,60 @@ def test_network_training_uploads_histories_and_broadcasts_actors(tmp_path: Path
     # during the warm-up the pairs drew uniformly; the metrics hold every pair's RB
     m = read_csv(net / "metrics.csv")
     assert {int(x[f"rb_p{i}"]) for x in m[:20] for i in range(3)} == {0, 1, 2, 3}
+
+
+def test_killed_pair_is_reported_and_the_others_go_on(tmp_path: Path, spawn: Spawn) -> None:
+    """SIGKILL one pair process of d2d-n10 mid-run: the heartbeats declare it lost, the run
+    plays every slot without it (its RB -1 from then on, its interference gone from the
+    others' SINRs, checked against a replay of the air), exits 2 naming it, and leaves no
+    process behind."""
+    out, slots, victim = tmp_path / "kill", 600, 3
+    proc = spawn("run", str(SC), "--scheme", "random", "--runner", "network", "--slots",
+                 str(slots), "--seed", "5", "--out", str(out), "--no-telemetry",
+                 "--set", 'timing.clock="realtime"', "--set", "timing.peer_timeout_s=1.0",
+                 "--set", "timing.heartbeat_s=0.2")
+    pids = wait_for_slot(proc, out, 50)
+    os.kill(pids[f"pair-{victim}"], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stdout + stderr  # 2: a node was lost
+    assert f"pair-{victim}" in stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["lost_nodes"] == [f"pair-{victim}"] and s["slots"] == slots, s
+    assert s["errors"] == [] and s["silent"]["controller"] == {f"pair-{victim}": 1}, s
+    rows = read_csv(out / "metrics.csv")
+    assert len(rows) == slots
+    rb = np.array([[int(r[f"rb_p{i}"]) for i in range(10)] for r in rows])
+    lev = np.array([[int(r[f"level_p{i}"]) for i in range(10)] for r in rows])
+    # the victim transmitted, then fell silent for good; every other pair to the end
+    gone = int(np.argmax(rb[:, victim] < 0))
+    assert 50 <= gone < slots - 200 and (rb[:gone, victim] >= 0).all()
+    assert (rb[gone:, victim] == -1).all() and (lev[gone:, victim] == -1).all()
+    assert (np.delete(rb, victim, axis=1) >= 0).all()
+    # the air replayed with the recorded choices and the victim silent from ``gone``; a
+    # second replay, with the victim still on its last choice at ``gone``, shows its
+    # interference would have shown in that slot's CUE SINR
+    scenario = resolve(SC, {}).scenario
+    air, ghost = D2dAir(scenario, 1, seed=5), D2dAir(scenario, 1, seed=5)
+    for n, row in enumerate(rows):
+        silent = rb[n] < 0
+        a_rb, a_lev = np.where(silent, 0, rb[n])[None], np.where(silent, 0, lev[n])[None]
+        air.slices()
+        o = air.step(a_rb, a_lev, silent[None])
+        mbps = [float(row[f"d2d_mbps_p{i}"]) for i in range(10)]
+        assert mbps == pytest.approx(o.rates.d2d_rate_bps[0] / 1e6, rel=1e-12), n
+        assert float(row["d2d_sum_mbps"]) == pytest.approx(sum(mbps), rel=1e-9)
+        cue_db = [float(row[f"cue_sinr_db_c{m}"]) for m in range(10)]
+        assert cue_db == pytest.approx(10 * np.log10(o.rates.cue_sinr[0]), abs=1e-9), n
+        if n >= gone:
+            assert mbps[victim] == 0.0 and float(row[f"reward_p{victim}"]) == 0.0
+        if n <= gone:
+            ghost.slices()
+            on = silent.copy()
+            on[victim] = False
+            a_rb[0, victim], a_lev[0, victim] = rb[gone - 1, victim], lev[gone - 1, victim]
+            g = ghost.step(a_rb, a_lev, on[None])
+            if n == gone:
+                m = rb[gone - 1, victim]
+                assert g.rates.cue_sinr[0, m] < o.rates.cue_sinr[0, m] * 0.999
+    for role, pid in pids.items():
+        assert not alive(pid), f"{role} (pid {pid}) left behind"
