@@ -490,6 +490,32 @@ class Join(Message):
 
 @register
 @dataclass(frozen=True, eq=False, slots=True)
+class Restarted(Message):
+    """A restarted controller to every process of the run it continues: treat the old one
+    as lost and say hello again (a process that found it silent has already)."""
+
+    KIND: ClassVar[str] = "restarted"
+    PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class AirRestart(Message):
+    """The controller tells the nodes that the channel server died and a new one is coming
+    (``address`` empty: wait for it), or that the new one listens at ``address`` and serves
+    the header's slot next: reconnect, forget what waits for that slot and later ones, and
+    say ready (``Heartbeat``)."""
+
+    KIND: ClassVar[str] = "air_restart"
+    PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
+    address: str
+    """The new channel server's inbox ("" while it is not there yet)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
 class Resume(Message):
     """The controller lets the channel server go on after a training iteration."""
 

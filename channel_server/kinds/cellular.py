@@ -21,6 +21,7 @@ class Cellular(ScenarioKind):
     air_part = "channel_server.roles.cellular:CellularAir"
     node_part = "node.roles.bs:BsPart"
     report = "controller.evaluation.results:report_run"
+    air_restartable = True
     controller_part = "controller.roles.cellular:CellularPart"
 
     def claims(self, table: dict[str, Any]) -> bool:

@@ -40,6 +40,10 @@ class ScenarioKind:
     """Factory ``(node_role, scenario, start) -> node part`` or a reference."""
     controller_part: Any = None
     """Factory ``(controller_role, scenario, weights) -> controller part`` or a reference."""
+    air_restartable: bool = False
+    """A channel server of this kind can be restarted mid-run: its air part's
+    ``fast_forward(n)`` brings a new one to slot n (the air's state depends on the slot
+    only, not on what the nodes did)."""
     report: Any = None
     """``(summary, run_dir, console)``: the summary table (and plots) at the end of a run,
     or a reference to it."""

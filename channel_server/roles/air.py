@@ -18,7 +18,17 @@ from collections.abc import Hashable
 from typing import Any, Protocol
 
 from channel_server.kinds import from_toml
-from protocols.messages import Done, Join, Leave, Message, Report, Resume, Start, Stop
+from protocols.messages import (
+    Done,
+    Join,
+    Leave,
+    Message,
+    Report,
+    Restarted,
+    Resume,
+    Start,
+    Stop,
+)
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import JOIN_TIMEOUT_S, REATTACH_WAIT_S, RETAINED_OUTCOMES, Outbox, Role
 from protocols.validate import Rejected, check_address, check_indices
@@ -137,6 +147,8 @@ class ChannelServerRole(Role):
                             self.kind.node_name(msg.node))
         elif isinstance(msg, Leave):
             self.leave(msg.node, now, out)
+        elif isinstance(msg, Restarted):
+            self.controller_lost(now, out)
         elif isinstance(msg, Stop):
             self.report(msg.slot, out)
         else:
@@ -182,7 +194,12 @@ class ChannelServerRole(Role):
     def on_silent(self, peer: str, now: float, out: Outbox) -> None:
         """The controller fell silent: hold the slots (keeping the outcomes) and say hello
         again, for a restarted controller to take this process back."""
-        if peer != CONTROLLER or self.air is None or self.orphaned:
+        if peer == CONTROLLER:
+            self.controller_lost(now, out)
+
+    def controller_lost(self, now: float, out: Outbox) -> None:
+        """(The controller fell silent, or a restarted one says so.)"""
+        if self.air is None or self.orphaned:
             return
         log.error("controller silent: holding slot %d until a controller answers (up to "
                   "%.0f s)", self.n, REATTACH_WAIT_S)
@@ -240,8 +257,32 @@ class ChannelServerRole(Role):
         self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
                                              "channel-server", "0")
         out.cancel("start")
-        self.t0 = now
+        restart = opts.get("restart")
+        if isinstance(restart, dict):  # a new channel server in the place of a dead one
+            try:
+                self.restart(restart)
+            except (Rejected, KeyError, TypeError, ValueError) as e:
+                self.fail(f"cannot take over the run: {e}")
+                return
+        self.t0 = now - self.n * self.scenario.radio.slot_s
         self.begin_slot(now, out)
+
+    def restart(self, restart: dict[str, Any]) -> None:
+        """Take over a run whose channel server died: the air brought to the slot the
+        controller asks for, the nodes it still had."""
+        assert self.air is not None
+        first, active = int(restart["from_slot"]), list(restart["active"])
+        fast_forward = getattr(self.air, "fast_forward", None)
+        if fast_forward is None:
+            raise ValueError(f"a {self.kind.name} channel server cannot be restarted mid-run")
+        check_indices(active, "active", len(self.index))
+        if not 0 <= first <= self.slots:
+            raise ValueError(f"restart at slot {first} of {self.slots}")
+        fast_forward(first)
+        self.n = first
+        self.lost = [b for b in self.active if b not in active]
+        self.active = sorted(active)
+        log.warning("taking over the run at slot %d (%d nodes active)", first, len(active))
 
     def begin_slot(self, now: float, out: Outbox, resumed: bool = False) -> None:
         """Start slot ``self.n`` (or finish, pause, or wait for its realtime start); slots

@@ -39,11 +39,20 @@ class CellularAir:
                     radio.pmax_w * (1 + 1e-12))
         check_number(msg.decision_latency_s, "decision latency", 0.0, allow_inf=True)
 
-    def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
+    def advance(self, n: int) -> list[int]:
+        """The channel and the round-robin order of slot n (the previous slot's were made)."""
         self.gains = (self.air.reset() if n == 0 else self.air.step())[0]
+        return [int(x) for x in self.order_rng.permutation(self.scenario.radio.n_cells)]
+
+    def fast_forward(self, n: int) -> None:
+        """A restarted channel server: make slots 0..n-1 as the first one made them."""
+        for m in range(n):
+            self.advance(m)
+
+    def slices(self, n: int, active: list[int]) -> list[tuple[int, type[Message], dict[str, Any]]]:
+        order = self.advance(n)
         if self.keep_gains:
             self.kept.append(self.gains.copy())
-        order = [int(x) for x in self.order_rng.permutation(self.scenario.radio.n_cells)]
         order = [b for b in order if b in active]
         return [(b, CsiSlice, {"gains": csi_slice(self.gains, b), "order": order,
                                "active": list(active)}) for b in active]

@@ -206,11 +206,16 @@ def scheme_or_default(scheme: str | None, resolved: Resolved, command: str) -> s
 @click.option("--controller-restarts", type=click.IntRange(0), default=0, show_default=True,
               help="Network runner: restart a controller that dies mid-run (up to N times) "
                    "on its address; the other processes hold the run meanwhile and reattach.")
+@click.option("--air-restarts", type=click.IntRange(0), default=0, show_default=True,
+              help="Network runner: start a new channel server in the place of one that dies "
+                   "(up to N times; scenario kinds whose air can be restarted, e.g. "
+                   "cellular); it takes over at the first slot not recorded.")
 def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
         weights: Path | None,
         out: Path | None, sets: tuple[str, ...], action: str, endpoints: str,
         no_telemetry: bool, broker: str | None, log_csi: bool, keys_dir: Path | None,
-        insecure: bool, overwrite: bool, history: bool, controller_restarts: int) -> None:
+        insecure: bool, overwrite: bool, history: bool, controller_restarts: int,
+        air_restarts: int) -> None:
     """Run SCHEME on SCENARIO for N slots and write a run directory.
 
     A cellular scenario runs one node process per BS; a V2X scenario (one with a [road]
@@ -238,7 +243,8 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
                                "history": str(out.resolve() / "history") if history else None,
                                "endpoints": endpoints, "telemetry": not no_telemetry,
                                "broker": broker, "insecure": insecure, "keys": keys_dir,
-                               "controller_restarts": controller_restarts})
+                               "controller_restarts": controller_restarts,
+                               "air_restarts": air_restarts})
     finally:
         (out / ".lock").unlink(missing_ok=True)
         if created and out.is_dir() and not any(out.iterdir()):

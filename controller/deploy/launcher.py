@@ -123,12 +123,16 @@ def run_network(
     insecure: bool = False,
     keys: Path | None = None,
     controller_restarts: int = 0,
+    air_restarts: int = 0,
 ) -> dict[str, Any]:
     """Run ``scheme`` over real processes; return the controller's summary.
 
     A controller that dies before its summary is restarted on its address, up to
     ``controller_restarts`` times, when the run saved a state to continue from; the
-    processes still running reattach to it (:mod:`controller.roles.controller`).
+    processes still running reattach to it (:mod:`controller.roles.controller`). A channel
+    server that dies is replaced, up to ``air_restarts`` times, when the scenario kind's air
+    can be restarted (not while training): the new one takes over at the first slot the
+    controller has not recorded.
 
     Every process gets a fresh CURVE key pair (:mod:`protocols.keys`, in a private temporary
     folder removed afterwards), or its pair from ``keys`` (a directory of ``rrmbed keys``),
@@ -189,6 +193,10 @@ def run_network(
         if telemetry:
             url, handle = ensure_broker(broker, auth=auth)
         options = {**(options or {}), "broker": url, "run": out.name}
+        if not resolved.kind.air_restartable or options.get("train"):
+            air_restarts = 0
+        if air_restarts:  # the controller waits for the new channel server
+            options["air_restarts"] = air_restarts
         if url is not None:
             login = "anonymous, --insecure" if keydir is None else f"logins from {keydir}"
             watch = f"rrmbed watch --broker {url} --run {out.name}"
@@ -209,8 +217,23 @@ def run_network(
         ctl_args += ["--options", json.dumps(options), *security]
         ctl, address = _start_controller(run, ctl_args)
         run.write_json("endpoints.json", {"controller": address})
-        run.spawn("channel-server", ["channel-server", "--controller", address,
-                                     "--bind", bind("channel-server"), *security])
+        air_args = ["channel-server", "--controller", address, "--bind",
+                    bind("channel-server"), *security]
+        run.spawn("channel-server", air_args)
+        air_left = [air_restarts]
+
+        def restart(role: str) -> bool:
+            """Start a new channel server in the place of a dead one, while any are left."""
+            if role != "channel-server" or air_left[0] <= 0:
+                return False
+            air_left[0] -= 1
+            k = air_restarts - air_left[0]
+            print(f"rrmbed: channel-server exited with code {run.procs[role].returncode}; "
+                  f"starting a new one ({k} of {air_restarts})", file=sys.stderr)
+            run.spawn(role, air_args, log=f"channel-server.{k}.log")
+            run.write_json("processes.json", {r: p.pid for r, p in run.procs.items()})
+            return True
+
         for role in resolved.node_names:
             run.spawn(role, ["node", "--role", resolved.kind.node_role, "--id",
                              role.rsplit("-", 1)[1], "--controller", address,
@@ -223,7 +246,7 @@ def run_network(
                 on_progress(done, total)
 
         try:
-            summary_path = _follow(ctl, run, progress)
+            summary_path = _follow(ctl, run, progress, restart)
             for attempt in range(1, controller_restarts + 1):
                 if summary_path is not None or not (out / STATE_FILE).exists():
                     break
@@ -233,7 +256,7 @@ def run_network(
                 bind_at = ctl_args.index("--bind") + 1
                 again = [*ctl_args[:bind_at], address, *ctl_args[bind_at + 1:], "--reattach"]
                 ctl, _ = _start_controller(run, again, f"controller.{attempt}.log", address)
-                summary_path = _follow(ctl, run, progress)
+                summary_path = _follow(ctl, run, progress, restart)
         except KeyboardInterrupt:  # Ctrl-C: the rows so far are on disk; say where it stopped
             run.cleanup()
             print("rrmbed: " + partial_summary(run, resolved, scheme, slots, seed, ctl,
@@ -312,8 +335,10 @@ def _last_line(path: Path) -> str:
 
 
 def _follow(ctl: subprocess.Popen[bytes], run: NetworkRun,
-            on_progress: Callable[[int, int], None]) -> str | None:
-    """Read the controller's progress lines until it prints its summary or exits."""
+            on_progress: Callable[[int, int], None],
+            restart: Callable[[str], bool] = lambda role: False) -> str | None:
+    """Read the controller's progress lines until it prints its summary or exits; a process
+    that fails meanwhile is reported, unless ``restart(role)`` started a new one."""
     assert ctl.stdout is not None
     reported: set[str] = set()
     while True:
@@ -325,8 +350,8 @@ def _follow(ctl: subprocess.Popen[bytes], run: NetworkRun,
             on_progress(int(done), int(total))
         if not line and ctl.poll() is not None:
             return None
-        for role, p in run.procs.items():
-            if role not in reported and p.poll() not in (None, 0):
+        for role, p in list(run.procs.items()):
+            if role not in reported and p.poll() not in (None, 0) and not restart(role):
                 reported.add(role)
                 print(f"rrmbed: {role} exited with code {p.returncode} "
                       f"(log: {run.log_dir / (role + '.log')})", file=sys.stderr)

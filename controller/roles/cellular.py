@@ -193,6 +193,15 @@ class CellularPart:
                         "slot": ck.slot, "attempt": self.journal.attempt}
         self.journal.updated_weights(trainer.artifact(ctl.scheme))
 
+    def on_air_restart(self, slot: int) -> None:
+        """A new channel server plays ``slot`` and later again: their CSI comes again, to be
+        decided anew."""
+        self.decided = {n for n in self.decided if n < slot}
+        for n in [n for n in self.uploads if n >= slot]:
+            del self.uploads[n]
+        for n in [n for n in self.central_compute if n >= slot]:
+            del self.central_compute[n]
+
     def on_reattach(self, now: float, out: Outbox) -> None:
         """A restarted controller (live) has the channel server back: do again what followed
         the checkpoint at its slot, the deployment of its weights (or the air's resume), in

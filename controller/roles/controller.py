@@ -38,6 +38,7 @@ from channel_server.kinds import Resolved
 from protocols.durable import read_archive, write_archive
 from protocols.latency import LinkModel
 from protocols.messages import (
+    AirRestart,
     Done,
     Error,
     Heartbeat,
@@ -46,6 +47,7 @@ from protocols.messages import (
     Leave,
     Message,
     Report,
+    Restarted,
     Resume,
     Start,
     Stop,
@@ -55,7 +57,7 @@ from protocols.messages import (
 )
 from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
-from protocols.role import RETAINED_OUTCOMES, Outbox, Role
+from protocols.role import REATTACH_WAIT_S, RETAINED_OUTCOMES, Outbox, Role
 from protocols.seeding import rng_for
 from protocols.transport import INBOX_FRAME_BYTES
 from protocols.validate import Rejected, check_address
@@ -116,7 +118,8 @@ class ControllerPart(Protocol):
     # Optional, for a restarted controller: ``records() -> dict[str, np.ndarray]`` (the
     # slots recorded so far), ``load_records(arrays)`` (record them again) and
     # ``on_reattach(now, out)`` (the channel server is back: what a training part must do
-    # again after its checkpoint).
+    # again after its checkpoint). For a new channel server: ``on_air_restart(slot)`` (it
+    # plays ``slot`` and later again: forget what was begun of them).
 
 
 class ControllerRole(Role):
@@ -182,6 +185,14 @@ class ControllerRole(Role):
         """Messages of the channel server dropped because it sends them again."""
         self.prior_meter: list[list[Any]] = []
         """What earlier controllers of the run had sent, as of their last saved state."""
+        self.air_restarts_left = int(self.options.get("air_restarts") or 0) if (
+            self.kind.air_restartable and not self.options.get("train")) else 0
+        """New channel servers the launcher will start in the place of a dead one."""
+        self.air_lost: float | None = None
+        """When the channel server was found dead, while a new one is awaited."""
+        self.air_waiting: tuple[int, set[str]] | None = None
+        """(slot, nodes not ready yet) while a new channel server waits for its Start."""
+        self.air_restarted = 0
         self.state_at = -math.inf
         self.state_cost = 0.0
         self.state_slot = 0
@@ -199,6 +210,7 @@ class ControllerRole(Role):
         if self.phase == "reattach":
             for name, address in self.directory.items():
                 out.connect(name, address)
+                out.send(name, Restarted, slot=-1)  # (one that missed the old one's death)
             self.config_toml = self.kind.to_toml(self.scenario)
             self.emulate(out)
 
@@ -256,8 +268,16 @@ class ControllerRole(Role):
                 missing, what = sorted(set(self.nodes) - self.ready), "ready signal"
             self.fail(f"no {what} from {', '.join(missing)} within "
                       f"{self.startup_timeout_s:.1f} s")
-        elif key == "silence" and now < self.heard + 2 * self.timing.peer_timeout_s:
-            out.timer("silence", self.heard + 2 * self.timing.peer_timeout_s)  # lazy re-arm
+        elif key == "silence" and (self.air_lost is not None
+                                   or now < self.heard + 2 * self.timing.peer_timeout_s):
+            out.timer("silence", max(self.heard + 2 * self.timing.peer_timeout_s,
+                                     now + self.timing.peer_timeout_s))  # lazy re-arm
+        elif key == "air":
+            self.errors.append(f"no new channel-server took over within "
+                               f"{REATTACH_WAIT_S:.0f} s after slot {self.done_slots}; "
+                               "stopping the run")
+            log.error(self.errors[-1])
+            self.finish(now, out)
         elif key == "silence" and self.air_done:
             self.errors.append(f"the last training update still lacked experience "
                                f"{2 * self.timing.peer_timeout_s:.1f} s after the last slot; "
@@ -327,19 +347,17 @@ class ControllerRole(Role):
             raise Rejected(f"more than {MAX_BACKLOG} messages before the run")
         self.backlog.append(msg)
 
-    def send_start(self, name: str, out: Outbox, reattach: dict[str, int] | None = None
-                   ) -> None:
-        """Start ``name`` (``reattach``: take a running process back)."""
+    def send_start(self, name: str, out: Outbox, **special: Any) -> None:
+        """Start ``name``; ``special`` options: ``reattach`` (take a running process back)
+        or ``restart`` (a new channel server takes over the run)."""
         snapshot = self.part.snapshot
         opts = {**self.options, "directory": self.directory,
-                "weights_version": snapshot[0] if snapshot else 0}
+                "weights_version": snapshot[0] if snapshot else 0, **special}
         if self.part.pause_every:
             opts["train"] = {**opts["train"], "pause_every": self.part.pause_every}
-        if reattach is not None:
-            opts["reattach"] = reattach
         out.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots, seed=self.seed,
                  config_toml=self.config_toml, options=opts)
-        if reattach is None:
+        if not special:
             self.part.after_start(name, out)
 
     def send_snapshot(self, name: str, slot: int, out: Outbox) -> None:
@@ -385,10 +403,12 @@ class ControllerRole(Role):
             if self.processes.get(msg.sender) == msg.pid and (
                     msg.sender == CHANNEL_SERVER or index_of(msg.sender) in self.active):
                 self.take_back(msg, now, out)
+            elif msg.sender == CHANNEL_SERVER:
+                self.new_air(msg, now, out)
             else:
                 self.late_hello(msg, out)
         elif isinstance(msg, Heartbeat):
-            self.on_ready(msg, out)
+            self.on_ready(msg, now, out)
         elif not self.part.on_message(msg, now, out):
             raise Rejected("not expected at the controller")
         if self.air_done and not self.part.busy():
@@ -410,17 +430,69 @@ class ControllerRole(Role):
         node the air serves the others (the node may rejoin)."""
         if self.phase != "run" or self.air_done:
             return
+        if peer == CHANNEL_SERVER and self.air_lost is None and self.air_restarts_left > 0:
+            self.lose_air(now, out)
+            return
         if peer == CHANNEL_SERVER:
-            self.errors.append(f"channel-server silent for {3 * self.heartbeat_s:.1f} s "
-                               f"(3 heartbeats) after slot {self.done_slots}; stopping the run")
-            log.error(self.errors[-1])
-            self.finish(now, out)
+            if self.air_lost is None:
+                self.errors.append(f"channel-server silent for {3 * self.heartbeat_s:.1f} s "
+                                   f"(3 heartbeats) after slot {self.done_slots}; stopping "
+                                   "the run")
+                log.error(self.errors[-1])
+                self.finish(now, out)
             return
         b = index_of(peer)
         if b in self.active:
             self.active.discard(b)
             for name in self.alive():
                 out.send(name, Leave, slot=self.done_slots, node=b)
+
+    # ----------------------------------------------------------------- a new channel server
+
+    def lose_air(self, now: float, out: Outbox) -> None:
+        """The channel server died and a new one is coming (the launcher restarts it): the
+        nodes are told to wait for it; the run waits up to ``REATTACH_WAIT_S``."""
+        self.air_restarts_left -= 1
+        self.air_lost = now
+        log.error("controller: channel-server lost after slot %d; waiting for a new one",
+                  self.done_slots)
+        for b in sorted(self.active):
+            out.send(self.nodes[b], AirRestart, slot=self.done_slots, address="")
+        out.timer("air", now + REATTACH_WAIT_S)
+
+    def new_air(self, msg: Hello, now: float, out: Outbox) -> None:
+        """A new channel-server process said hello in the place of the dead one: the nodes
+        connect to it and forget what waits for the slots it plays again; once every one
+        is ready it gets ``Start`` with the slot to take over at."""
+        if self.air_lost is None and self.air_restarts_left <= 0:
+            raise Rejected("only a node may join a running run")
+        self.check_hello(msg)
+        if self.air_lost is None:  # its hello came before the old one was found silent
+            self.lose_air(now, out)
+        out.connect(CHANNEL_SERVER, msg.host)
+        self.directory[CHANNEL_SERVER] = msg.host
+        self.processes[CHANNEL_SERVER] = msg.pid
+        slot, names = self.done_slots, {self.nodes[b] for b in self.active}
+        self.air_waiting = (slot, names)
+        on_air_restart = getattr(self.part, "on_air_restart", None)
+        if on_air_restart is not None:
+            on_air_restart(slot)
+        for name in sorted(names, key=index_of):
+            out.send(name, AirRestart, slot=slot, address=msg.host)
+        out.timer("air", now + self.startup_timeout_s)
+        if not names:
+            self.start_new_air(now, out)
+
+    def start_new_air(self, now: float, out: Outbox) -> None:
+        assert self.air_waiting is not None
+        slot = self.air_waiting[0]
+        self.send_start(CHANNEL_SERVER, out,
+                        restart={"from_slot": slot, "active": sorted(self.active)})
+        log.warning("controller: a new channel-server takes over at slot %d", slot)
+        self.air_waiting, self.air_lost = None, None
+        self.air_restarted += 1
+        self.heard = now
+        out.cancel("air")
 
     def check_hello(self, msg: Hello) -> None:
         """The role, id and address a process announces agree with its name."""
@@ -466,8 +538,15 @@ class ControllerRole(Role):
             if on_reattach is not None:
                 on_reattach(now, out)
 
-    def on_ready(self, msg: Heartbeat, out: Outbox) -> None:
-        """A joining node holds the current weights: let the air serve it again."""
+    def on_ready(self, msg: Heartbeat, now: float, out: Outbox) -> None:
+        """A joining node holds the current weights: let the air serve it again; a node is
+        ready for a new channel server: start it once all are."""
+        waiting = self.air_waiting
+        if waiting is not None and msg.sender in waiting[1]:
+            waiting[1].discard(msg.sender)
+            if not waiting[1]:
+                self.start_new_air(now, out)
+            return
         b = self.joining.pop(msg.sender, None)
         if b is None:
             return
@@ -625,6 +704,7 @@ class ControllerRole(Role):
                 "rejected_total": sum(n for r in rejected.values() for n in r.values()),
                 "dropped": dropped, "silent": silent, "rejoined": self.rejoined,
                 "controller_attempt": self.attempt, "reattached": self.reattached,
+                "air_restarts": self.air_restarted,
                 "superseded": self.superseded,
                 **self.part.extra_summary(),
                 "received": [[k, s, m, b] for (k, s), (m, b) in

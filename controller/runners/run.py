@@ -55,10 +55,12 @@ def execute(resolved: Resolved, scheme: str, runner: str, slots: int, seed: int,
             on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``scheme`` on the resolved scenario; write the run directory ``out``; the
     summary. ``options``: the processes' run options plus the launcher's ``endpoints``,
-    ``telemetry``, ``broker``, ``insecure``, ``keys`` and ``controller_restarts``."""
+    ``telemetry``, ``broker``, ``insecure``, ``keys``, ``controller_restarts`` and
+    ``air_restarts``."""
     spec = scheme_for(resolved, scheme)
     arrays = load_weights(resolved, spec, weights, bool(options.get("train")))
-    launcher = ("endpoints", "telemetry", "broker", "insecure", "keys", "controller_restarts")
+    launcher = ("endpoints", "telemetry", "broker", "insecure", "keys", "controller_restarts",
+                "air_restarts")
     opts = {k: v for k, v in options.items() if k not in launcher}
     if runner == "network":
         from controller.deploy.launcher import run_network
@@ -68,7 +70,8 @@ def execute(resolved: Resolved, scheme: str, runner: str, slots: int, seed: int,
                            telemetry=options.get("telemetry", True),
                            broker=options.get("broker"),
                            insecure=bool(options.get("insecure")), keys=options.get("keys"),
-                           controller_restarts=int(options.get("controller_restarts") or 0))
+                           controller_restarts=int(options.get("controller_restarts") or 0),
+                           air_restarts=int(options.get("air_restarts") or 0))
     from controller.runners.local import run_local
 
     return run_local(resolved, scheme, slots, seed, out, arrays, opts, on_progress)

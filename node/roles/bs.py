@@ -117,6 +117,12 @@ class BsPart:
             return False
         return True
 
+    def on_air_restart(self, slot: int) -> None:
+        """A new channel server serves ``slot`` on: what was begun of it and later is
+        forgotten (its slices come again)."""
+        for n in [n for n in self.slots if n >= slot]:
+            del self.slots[n]
+
     def waiting_chain(self) -> list[int]:
         """Slots whose CSI is in but whose predecessor's power list is not."""
         if self.exchange != "chain":

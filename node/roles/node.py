@@ -22,18 +22,20 @@ import numpy as np
 from channel_server.kinds import from_toml
 from protocols.latency import LinkModel
 from protocols.messages import (
+    AirRestart,
     Heartbeat,
     Join,
     Leave,
     Message,
     Report,
+    Restarted,
     Start,
     Stop,
     Weights,
     WeightsAck,
     WeightsRequest,
 )
-from protocols.names import CONTROLLER
+from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import REATTACH_WAIT_S, Outbox, Role
 from protocols.seeding import rng_for
 from protocols.validate import Rejected, check_address, check_indices
@@ -119,6 +121,9 @@ class NodeRole(Role):
         self.orphaned_at: float | None = None
         """When the controller was declared silent (None: it is not): the node waits up to
         ``REATTACH_WAIT_S`` for a controller to take it back."""
+        self.air_lost_at: float | None = None
+        """When the controller said the channel server died (None: it did not): the node
+        waits up to ``REATTACH_WAIT_S`` for the new one."""
         self.reattached = 0
         """Times a controller took this process back."""
 
@@ -166,6 +171,10 @@ class NodeRole(Role):
             self.watched = frozenset()
             self.report(msg.slot, out)
             return
+        elif isinstance(msg, Restarted):
+            self.controller_lost(now, out)
+        elif isinstance(msg, AirRestart):
+            self.air_restart(part, msg, now, out)
         elif isinstance(msg, Start):  # a controller took this process back
             if not isinstance(msg.options.get("reattach"), dict):
                 raise Rejected("a second Start that is not a reattach")
@@ -191,8 +200,9 @@ class NodeRole(Role):
         assert self.part is not None
         quiet_at = max(self.heard, self.woken) + self.part.quiet_s()
         give_up_at = self.heard + self.give_up_s
-        if self.orphaned_at is not None:  # the air holds the slots meanwhile
-            give_up_at = max(give_up_at, self.orphaned_at + REATTACH_WAIT_S)
+        for since in (self.orphaned_at, self.air_lost_at):  # a restart is on its way
+            if since is not None:
+                give_up_at = max(give_up_at, since + REATTACH_WAIT_S)
         if now >= give_up_at:
             self.fail(f"channel server and controller silent for {now - self.heard:.0f} s; "
                       "giving up")
@@ -203,10 +213,33 @@ class NodeRole(Role):
             quiet_at = now + self.part.quiet_s()
         out.timer("watch", min(quiet_at, give_up_at))
 
+    def air_restart(self, part: NodePart, msg: AirRestart, now: float, out: Outbox) -> None:
+        """The channel server died: wait for the new one; once it is there, connect to it,
+        forget what waited for the slots it serves again (optional part hook
+        ``on_air_restart(slot)``) and say ready."""
+        if not msg.address:
+            log.warning("%s: the channel server died; waiting for a new one", self.name)
+            self.air_lost_at = now
+            self.watch(now, out)
+            return
+        out.connect(CHANNEL_SERVER, check_address(msg.address))
+        hook = getattr(part, "on_air_restart", None)
+        if hook is not None:
+            hook(msg.slot)
+        self.air_lost_at = None
+        out.send(CONTROLLER, Heartbeat, slot=msg.slot)
+        log.warning("%s: a new channel server at %s serves slot %d on", self.name,
+                    msg.address, msg.slot)
+
     def on_silent(self, peer: str, now: float, out: Outbox) -> None:
         """The controller fell silent: say hello again, for a restarted controller to take
         this node back (the watchdog waits up to ``REATTACH_WAIT_S`` for it)."""
-        if peer != CONTROLLER or self.part is None or self.orphaned_at is not None:
+        if peer == CONTROLLER:
+            self.controller_lost(now, out)
+
+    def controller_lost(self, now: float, out: Outbox) -> None:
+        """(The controller fell silent, or a restarted one says so.)"""
+        if self.part is None or self.orphaned_at is not None:
             return
         self.orphaned_at = now
         self.hello(self.role, self.index, out)

@@ -5,7 +5,7 @@ run over real processes with CURVE keys and message histories (round-robin, its 
 power lists between the nodes, in 1 seed in 4; max-power in the others, at a quarter of
 the CPU time):
 
-- node chaos (3 seeds in 4): a random node is SIGKILLed at a random slot, declared lost
+- node chaos (7 seeds of 20): a random node is SIGKILLed at a random slot, declared lost
   by the heartbeats, and a new process of it is started, which rejoins the run. The
   history checker must find nothing: versions only increase, nothing is lost or changed
   between the processes that lived to the end, and the meter agrees with the histories.
@@ -18,8 +18,11 @@ the CPU time):
   server holds the slots; every other process reattaches. The run must end as if nothing
   happened: metrics.csv equals the local runner's, and the history holds.
 
-Killing and restarting the channel server mid-run is not here: a run cannot yet go on
-without it.
+- channel-server chaos (3 seeds of 20, max-power, round-robin and WMMSE in turn): the
+  channel server is SIGKILLed at a random slot; the launcher (``--air-restarts 1``) starts
+  a new one, the nodes connect to it and forget what waited for the slots it plays again,
+  and it takes over at the first slot the controller has not recorded, its channel
+  fast-forwarded there. Again metrics.csv equals the local runner's and the history holds.
 
 The runs use 5 ms slots (``radio.slot_s``) and share one key directory, and two run at a
 time, to keep CI short; each seed's failures are collected and reported together.
@@ -80,10 +83,12 @@ def test_chaos_over_twenty_seeded_runs(tmp_path: Path, spawn: Spawn,
 def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
     """One seeded run with its chaos, checked (the module's docstring)."""
     rng = np.random.default_rng(seed)
-    broker_chaos, controller_chaos = seed % 4 == 3, seed % 4 == 1
+    broker_chaos, controller_chaos, air_chaos = seed % 4 == 3, seed % 4 == 1, seed % 8 == 2
     scheme = "round-robin" if seed % 4 == 0 else "max-power"
     if controller_chaos:
         scheme = ("max-power", "round-robin", "wmmse")[seed // 4 % 3]
+    if air_chaos:
+        scheme = ("max-power", "round-robin", "wmmse")[seed // 8 % 3]
     kill_at = int(rng.integers(30, 150))
     victim = f"node-{int(rng.integers(0, 3))}"
     out = tmp_path / "run"
@@ -92,6 +97,8 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
             "--history", *SETS]
     if controller_chaos:
         args += ["--controller-restarts", "1"]
+    if air_chaos:
+        args += ["--air-restarts", "1"]
     proc = spawn(*args, *([] if broker_chaos else ["--no-telemetry"]))
     pids = wait_for_slot(proc, out, kill_at)
     restarted: subprocess.Popen[str] | None = None
@@ -104,8 +111,9 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
             time.sleep(float(rng.uniform(0.05, 0.5)))
             broker = subprocess.Popen([c.decode() for c in cmdline], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
-        elif controller_chaos:
-            os.kill(pids["controller"], signal.SIGKILL)
+        elif controller_chaos or air_chaos:
+            os.kill(pids["controller" if controller_chaos else "channel-server"],
+                    signal.SIGKILL)
         else:
             os.kill(pids[victim], signal.SIGKILL)
             wait_for_slot(proc, out, kill_at + 20)  # declared lost: the others go on
@@ -121,8 +129,12 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
             broker.wait()
     s = json.loads((out / "summary.json").read_text())
     assert s["slots"] == SLOTS, (s, stderr[-2000:])
-    if broker_chaos or controller_chaos:
+    if broker_chaos or controller_chaos or air_chaos:
         assert proc.returncode == 0, stderr[-2000:]
+        if air_chaos:
+            assert s["air_restarts"] == 1 and not s["errors"] and not s["lost_nodes"], s
+            assert s["rejected_total"] == 0 and s["protocol_errors"] == 0, s
+            assert len(list((out / "history").glob("channel-server.*.csv"))) == 2
         if controller_chaos:
             assert s["controller_attempt"] == 1 and not s["errors"], s
             assert s["rejected_total"] == 0 and s["protocol_errors"] == 0, s

@@ -34,6 +34,7 @@ from node.roles.node import NodeRole
 from protocols.errors import MAX_REASONS
 from protocols.latency import LinkModel, LinkParams
 from protocols.messages import (
+    AirRestart,
     CsiSlice,
     CsiUpload,
     Decision,
@@ -46,6 +47,7 @@ from protocols.messages import (
     Message,
     PowerForward,
     Report,
+    Restarted,
     Resume,
     SlotOutcome,
     Start,
@@ -1423,6 +1425,8 @@ def test_a_restarted_controller_continues_from_its_state_and_takes_the_run_back(
     assert new.part.recorder.sum_rates == role.part.recorder.sum_rates
     out = start(new)
     assert sorted(out.connects) == sorted(DIRECTORY.items())
+    # every process is told: one that missed the old controller's death says hello again
+    assert sorted(s.dest for s in sends(out, Restarted)) == sorted(DIRECTORY)
     assert deliver(new, outcome(3)).sends == []  # before the channel server's hello: kept
     stranger = mk(Hello, NODES[0], slot=-1, role="node", node_id=0, pid=4242,
                   host=DIRECTORY[NODES[0]])
@@ -1439,3 +1443,82 @@ def test_a_restarted_controller_continues_from_its_state_and_takes_the_run_back(
     assert new.summary_extra()["reattached"] == [NODES[1], CHANNEL_SERVER]
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in metrics[1:]] == ["0", "1", "2", "3"]
+
+
+def test_a_new_channel_server_takes_over_with_the_channel_fast_forwarded() -> None:
+    """Start with ``restart``: the air made as the dead one made it up to the slot, the
+    nodes it still had; slot 3's slices are the channel and order an uninterrupted air
+    gives slot 3 (independently built)."""
+    role, out = air_role(slots=6, options={"restart": {"from_slot": 3, "active": [0, 2]}})
+    gains, order = channel(SEED, 4), orders(SEED, 4)
+    slices = sends(out, CsiSlice)
+    assert [s.dest for s in slices] == [NODES[0], NODES[2]] and {s.slot for s in slices} == {3}
+    for s in slices:
+        b = NODES.index(s.dest)
+        np.testing.assert_array_equal(s.payload["gains"], csi_slice(gains[3], b))
+        assert s.payload["order"] == [x for x in order[3] if x != 1]
+    assert role.n == 3 and role.lost == [1]
+    bad, _ = air_role(slots=6, options={"restart": {"from_slot": 9, "active": [0]}})
+    assert bad.done and "cannot take over" in (bad.failure or "")
+
+
+def test_node_waits_for_a_new_channel_server_and_serves_its_slots_again() -> None:
+    role, _ = node_role(0, "full")
+    gains = channel(SEED, 2)
+    one(deliver(role, csi(0, 0, gains[0])), Transmit, CHANNEL_SERVER)
+    deliver(role, mk(AirRestart, CONTROLLER, slot=1, address=""), now=1.0)
+    fire(role, "watch", now=1.0 + 4 * TIMING.peer_timeout_s + 1.0)
+    assert not role.done  # waiting for the new channel server, not giving up
+    deliver(role, csi(0, 1, gains[1]), now=2.0)  # the old one's last slice, never served
+    out = deliver(role, mk(AirRestart, CONTROLLER, slot=1, address="inproc://air-2"), now=3.0)
+    assert out.connects == [(CHANNEL_SERVER, "inproc://air-2")]
+    assert one(out, Heartbeat, CONTROLLER).slot == 1
+    out = deliver(role, csi(0, 1, gains[1]), now=3.1)  # slot 1 again: served, not rejected
+    one(out, Transmit, CHANNEL_SERVER)
+    assert not role.rejected and role.air_lost_at is None
+
+
+def test_controller_replaces_a_dead_channel_server_once_the_nodes_are_ready() -> None:
+    role, _ = controller(scheme="max-power", slots=6)
+    role.options["air_restarts"] = 1
+    role.air_restarts_left = 1
+    for name in [CHANNEL_SERVER, *NODES]:
+        deliver(role, hello(name))
+    for name in NODES:
+        deliver(role, mk(Heartbeat, name, slot=-1))
+    deliver(role, outcome(0))
+    out = Outbox()
+    role.peer_silent(CHANNEL_SERVER, 0.6, 5.0, out)
+    assert [(s.dest, s.payload["address"]) for s in sends(out, AirRestart)] == [
+        (n, "") for n in NODES]
+    assert not role.done and role.phase == "run"
+    fire(role, "silence", now=5.0 + 3 * TIMING.peer_timeout_s)  # waits, does not stop
+    assert role.phase == "run"
+    new = mk(Hello, CHANNEL_SERVER, slot=-1, role="channel-server", node_id=-1, pid=2000,
+             host="inproc://air-2")
+    out = deliver(role, new, now=6.0)
+    assert out.connects == [(CHANNEL_SERVER, "inproc://air-2")]
+    assert {(s.dest, s.slot) for s in sends(out, AirRestart)} == {(n, 1) for n in NODES}
+    assert sends(out, Start) == []
+    for name in NODES[:-1]:
+        assert sends(deliver(role, mk(Heartbeat, name, slot=1)), Start) == []
+    out = deliver(role, mk(Heartbeat, NODES[-1], slot=1), now=6.5)
+    start_air = one(out, Start, CHANNEL_SERVER)
+    assert start_air.payload["options"]["restart"] == {"from_slot": 1, "active": [0, 1, 2]}
+    deliver(role, outcome(1))
+    assert role.done_slots == 2 and role.summary_extra()["air_restarts"] == 1
+    # no restart left: a second death stops the run, a third hello is refused
+    role.peer_silent(CHANNEL_SERVER, 0.6, 9.0, Outbox())
+    assert role.phase == "reports" and "silent" in role.errors[-1]
+
+
+def test_a_restarted_controllers_word_counts_as_the_old_ones_silence() -> None:
+    """``Restarted`` from a new controller: the air and a node that had not noticed the old
+    one die hold on and say hello again, once."""
+    air, _ = air_role(slots=4)
+    nd, _ = node_role(2, "full")
+    for role, pid_key in ((air, "pid"), (nd, "node_id")):
+        out = deliver(role, mk(Restarted, CONTROLLER, slot=-1))
+        assert pid_key in one(out, Hello, CONTROLLER).payload
+        assert deliver(role, mk(Restarted, CONTROLLER, slot=-1)).sends == []
+    assert air.orphaned and nd.orphaned_at is not None
