@@ -11,7 +11,10 @@ The scheme's registry options say how it decides (``rule``):
 * ``actor``: the MAAC / NAAC actor (a ReLU MLP on its own observation, its output the
   logits of the K x beta actions): the argmax when executing; while training it samples
   the softmax (the Gumbel-max draw ``argmax(logits + Gumbel noise)``), and during the
-  training's random warm-up it draws uniformly.
+  training's random warm-up it draws uniformly;
+* ``automaton``: SLA, the uncoupled stochastic learning automaton, and ``tabular-q``:
+  tabular Q-learning on a quantized own observation; both learn online from the pair's
+  own rewards (:mod:`node.pair_learning`, settings from the scheme's other options).
 
 Weights: ``agent<i>.actor.<l>.weight`` (out x in) and ``.bias`` per pair ``i``, as
 :class:`controller.learners.maac.Maac` writes them (the target actors, which the paper's
@@ -28,6 +31,7 @@ import numpy.typing as npt
 
 from channel_server.d2d import D2dScenario
 from node.d2d_observation import observation_dim
+from node.pair_learning import AutomatonConfig, LearningAutomaton, TabularQ, TabularQConfig
 from node.schemes import SCHEMES
 from protocols.core import VariableSource
 from protocols.seeding import rng_for
@@ -91,6 +95,20 @@ class PairObservation:
     """Sample the actor's softmax instead of taking its argmax (training)."""
     uniform: bool = False
     """Draw a uniform action whatever the scheme (the training's random warm-up)."""
+    last_rb: int = -1
+    """Its RB in the last slot (-1: none; online learners)."""
+    last_level: int = -1
+    """Its power level in the last slot (-1: none; online learners)."""
+    slot: int = -1
+    """The slot it acts in (online learners match the reward to it)."""
+
+
+@dataclass(frozen=True)
+class PairReward:
+    """What a pair's receiver reported of a slot (online learners learn from it)."""
+
+    slot: int
+    reward: float
 
 
 class PairAgent:
@@ -113,12 +131,32 @@ class PairAgent:
         self.source = source
         self.version = 0
         self.rng = rng_for(seed, "d2d", "pair", i)
+        learning = {k: v for k, v in spec.options.items() if k != "rule"}
+        self.automaton = (LearningAutomaton(r.n_actions, scenario.qos.negative_reward,
+                                            AutomatonConfig(**learning))
+                          if self.rule == "automaton" else None)
+        self.qlearner = (TabularQ(r.n_rb, r.d2d_power_levels_dbm, TabularQConfig(**learning))
+                         if self.rule == "tabular-q" else None)
+        self.played: tuple[int, int] | None = None
+        """(slot, action) of the last slot it acted in (online learners)."""
 
     def select_action(self, o: PairObservation) -> int:
         """The flat action ``rb + K * level`` for this slot."""
+        action = self.choose(o)
+        self.played = (o.slot, action)
+        return action
+
+    def choose(self, o: PairObservation) -> int:
         noise = self.rng.gumbel(size=self.n_actions)  # drawn every slot, whatever happens
+        u = float(self.rng.random()) if self.qlearner is not None else 0.0  # (likewise)
         if o.uniform or self.rule == "uniform":
             return int(np.argmax(noise))  # the Gumbel-max of equal logits: uniform
+        if self.automaton is not None:
+            return self.automaton.act(noise)
+        if self.qlearner is not None:
+            q = self.qlearner
+            return q.act(q.state(o.d2d_gain_db, o.interference_dbm, o.last_rb, o.last_level),
+                         noise, u)
         if self.rule == "own-sinr":
             est = np.asarray(o.d2d_gain_db) - np.asarray(o.interference_dbm)
             return int(np.argmax(est)) + self.n_rb * self.top_level
@@ -128,7 +166,15 @@ class PairAgent:
         return int(np.argmax(logits + noise if o.explore else logits))
 
     def observe(self, transition: object) -> None:
-        """Nothing to keep: the pair node uploads its experience itself."""
+        """A slot's reward (:class:`PairReward`): the online learners learn from it (the
+        pair node uploads the experience of trained schemes itself)."""
+        if not isinstance(transition, PairReward) or self.played is None \
+                or self.played[0] != transition.slot:
+            return
+        action = self.played[1]
+        for learner in (self.automaton, self.qlearner):
+            if learner is not None:
+                learner.learn(action, transition.reward)
 
     def update(self) -> None:
         """Take a newer actor from the variable source."""

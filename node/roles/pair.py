@@ -16,7 +16,7 @@ import numpy as np
 
 from channel_server.d2d import D2dScenario
 from node.d2d_observation import decode_action, observation_dim, observe
-from node.pair_agent import PairAgent, PairObservation
+from node.pair_agent import PairAgent, PairObservation, PairReward
 from protocols.d2d_messages import D2dFeedback, D2dSlice, D2dTransmit
 from protocols.messages import Experience, Message, Start
 from protocols.names import CHANNEL_SERVER, CONTROLLER
@@ -60,6 +60,7 @@ class PairPart:
             check_number(msg.sinr, "sinr", 0.0)
             check_number(msg.reward, "reward")
             self.stats_.feedbacks += 1
+            self.agent.observe(PairReward(msg.slot, msg.reward))  # (online learners)
             acted = self.acted.pop(msg.slot, None)
             if self.training and acted is not None:
                 obs, action = acted
@@ -94,7 +95,8 @@ class PairPart:
         t0 = time.perf_counter()
         action = self.agent.select_action(PairObservation(
             obs, sl.d2d_gain_db, sl.interference_dbm, explore=self.training,
-            uniform=self.training and n < self.random_slots))
+            uniform=self.training and n < self.random_slots, last_rb=sl.last_rb,
+            last_level=sl.last_level, slot=n))
         compute = (time.perf_counter() - t0 if timing.compute_model == "measured"
                    else timing.compute_s)
         rb, level = (int(x) for x in decode_action(action, self.scenario.radio.n_rb))

@@ -3,7 +3,9 @@
 Every pair decides alone on its own slice (``none`` exchange); MAAC and NAAC act with
 actors trained at the base station (``rrmbed d2d train``). Options read by the D2D modules:
 ``rule`` (how a pair decides, :mod:`node.pair_agent`), ``critic`` (what the centralized
-critic sees: ``all`` pairs, MAAC, or the ``neighbours``, NAAC).
+critic sees: ``all`` pairs, MAAC, or the ``neighbours``, NAAC). The paper's uncoupled baselines, SLA
+and tabular Q-learning, learn online in each pair from its own rewards alone
+(:mod:`node.pair_learning`; their other options are its settings).
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ register(Scheme("naac", KIND, "none", "neighbour-agent actor-critic: critic over
                 learners=("naac",), needs_weights=True, weights_from="rrmbed d2d train",
                 check=CHECK, options={"rule": "actor", "critic": "neighbours"}, rank=1,
                 color="tab:blue"))
+register(Scheme("q-learning", KIND, "none", "tabular Q-learning per pair on its quantized own "
+                "observation (last action, own SINR estimate bin), learning online",
+                actor=ACTOR, options={"rule": "tabular-q", "alpha": 0.1, "gamma": 0.95,
+                                      "epsilon": 0.1,
+                                      "sinr_edges_db": (0.0, 10.0, 20.0, 30.0)},
+                rank=2, color="tab:orange"))
+register(Scheme("sla", KIND, "none", "uncoupled stochastic learning automaton per pair "
+                "(linear reward-inaction on its own reward), learning online", actor=ACTOR,
+                options={"rule": "automaton", "step": 0.03}, rank=5, color="tab:purple"))
 register(Scheme("best-estimate", KIND, "none", "the RB with the best own SINR estimate from "
                 "last slot's interference, at the highest power", actor=ACTOR,
                 options={"rule": "own-sinr"}, rank=8, color="tab:green"))

@@ -174,3 +174,90 @@ def test_killed_pair_is_reported_and_the_others_go_on(tmp_path: Path, spawn: Spa
                 assert g.rates.cue_sinr[0, m] < o.rates.cue_sinr[0, m] * 0.999
     for role, pid in pids.items():
         assert not alive(pid), f"{role} (pid {pid}) left behind"
+
+
+def replay_online_learner(scheme: str, rows: list[dict[str, str]], seed: int) -> list[list[int]]:
+    """The actions the pairs of ``rows`` should have played, from this test's own SLA and
+    tabular Q-learning (the registry's settings), each pair's generator and the rewards
+    and slices of a replay of the air."""
+    from node.schemes import SCHEMES
+    from protocols.seeding import rng_for
+
+    opts = SCHEMES.get("d2d-underlay", scheme).options
+    scenario = resolve(SC, {"radio.n_pairs": N,
+                            "radio.d2d_power_levels_dbm": [13.0, 3.0]}).scenario
+    k, power = 10, np.array([13.0, 3.0])
+    air, rngs = D2dAir(scenario, 1, seed=7), [rng_for(7, "d2d", "pair", i) for i in range(N)]
+    p = np.full((N, 2 * k), 1 / (2 * k))
+    best = np.full(N, -1.0)
+    edges = np.array(opts.get("sinr_edges_db", ()))
+    q = np.zeros((N, (2 * k + 1) * (len(edges) + 1), 2 * k))
+    last: list[tuple[int, int, float] | None] = [None] * N
+    played = []
+    for row in rows:
+        sl, acts = air.slices(), []
+        for i in range(N):
+            g = rngs[i].gumbel(size=2 * k)
+            if scheme == "sla":
+                acts.append(int(np.argmax(np.log(p[i]) + g)))
+                continue
+            u = rngs[i].random()
+            rb, lev = int(sl.last_rb[0, i]), int(sl.last_level[0, i])
+            s = 0 if rb < 0 else (rb + k * lev + 1) * (len(edges) + 1) + int(np.sum(
+                power[lev] + sl.d2d_gain_db[0, i, rb] - sl.interference_dbm[0, i, rb] >= edges))
+            if last[i] is not None:
+                s0, a0, r0 = last[i]  # type: ignore[misc]
+                q[i, s0, a0] += opts["alpha"] * (r0 + opts["gamma"] * q[i, s].max()
+                                                 - q[i, s0, a0])
+            top = q[i, s] >= q[i, s].max()
+            greedy = int(np.argmax(np.where(top, g, -np.inf)))
+            a = int(np.argmax(g)) if u < opts["epsilon"] else greedy
+            acts.append(a)
+            last[i] = (s, a, 0.0)
+        played.append(acts)
+        rb_, lev_ = np.array(acts) % k, np.array(acts) // k
+        air.step(rb_[None], lev_[None])
+        for i in range(N):
+            r = float(row[f"reward_p{i}"])
+            if scheme == "sla":
+                best[i] = max(best[i], r)
+                u_ = min(max((r + 1) / (best[i] + 1), 0.0), 1.0) if best[i] > -1 else 0.0
+                p[i] += opts["step"] * u_ * (np.eye(2 * k)[acts[i]] - p[i])
+            else:
+                s0, a0, _ = last[i]  # type: ignore[misc]
+                last[i] = (s0, a0, r)
+    return played
+
+
+@pytest.mark.parametrize("scheme", ["sla", "q-learning"])
+def test_online_learners_network_equals_local_and_learn_in_the_pair(tmp_path: Path,
+                                                                    scheme: str) -> None:
+    """SLA and tabular Q-learning learn in the pair process from their own rewards: the
+    network and local runners agree byte for byte, and every action equals this test's
+    own replay of the learner (which departs from the draws without learning)."""
+    from protocols.seeding import rng_for
+
+    slots = 150
+    outs = {runner: run_dir(tmp_path, SC, scheme, runner, slots, 7, *SETS,
+                            *(("--no-telemetry",) if runner == "network" else ()))
+            for runner in ("network", "local")}
+    net, loc = (read_csv(outs[r] / "metrics.csv") for r in ("network", "local"))
+    assert len(net) == slots and net == loc
+    assert setup_rows(outs["network"] / "overhead.csv") == setup_rows(
+        outs["local"] / "overhead.csv")
+    rows = setup_rows(outs["network"] / "overhead.csv")
+    assert not [r for r in rows if r["plane"] == "backhaul"]  # uncoupled: no signalling
+    acts = [[int(r[f"rb_p{i}"]) + 10 * int(r[f"level_p{i}"]) for i in range(N)] for r in net]
+    assert acts == replay_online_learner(scheme, net, 7)
+    # without learning (p uniform, Q all zero) each action would be the Gumbel-max draw
+    rngs = [rng_for(7, "d2d", "pair", i) for i in range(N)]
+    unlearned = []
+    for _ in range(slots):
+        row = []
+        for g in rngs:
+            row.append(int(np.argmax(g.gumbel(size=20))))
+            if scheme == "q-learning":
+                g.random()
+        unlearned.append(row)
+    assert acts[0] == unlearned[0]
+    assert sum(a != b for a, b in zip(acts, unlearned, strict=True)) > slots // 10
