@@ -351,6 +351,49 @@ def check_v2x_compare(r: Result) -> None:
     assert all(0.0 <= float(row["delivery_rate"]) <= 1.0 for row in rows)
 
 
+def check_d2d_run(out: str, scheme: str) -> Callable[[Result], None]:
+    """A D2D run directory over 10 pair processes: one metrics row per slot, sums and means
+    that agree with the rows, no pair lost."""
+
+    def check(r: Result) -> None:
+        s = r.json(f"{out}/summary.json")
+        assert (s["scheme"], s["runner"], s["slots"]) == (scheme, "network", 20)
+        assert not s["errors"] and not s["lost_nodes"], s
+        assert sorted(s["processes"]) == sorted(
+            ["controller", "channel-server", *(f"pair-{i}" for i in range(10))])
+        rows = r.csv(f"{out}/metrics.csv")
+        assert [int(x["slot"]) for x in rows] == list(range(20))
+        for x in rows:
+            assert all(0 <= int(x[f"rb_p{i}"]) < 10 for i in range(10))
+            assert float(x["d2d_sum_mbps"]) == pytest.approx(
+                sum(float(x[f"d2d_mbps_p{i}"]) for i in range(10)), rel=1e-9)
+        assert s["total_reward_mean"] == pytest.approx(
+            np.mean([float(x["total_reward"]) for x in rows]), rel=1e-9)
+        for f in ("config.toml", "overhead.csv", "processes.json", "logs"):
+            assert r.path(f"{out}/{f}").exists(), f
+
+    return check
+
+
+def check_d2d_train(r: Result) -> None:
+    art = weights.load(r.path("maac/weights.npz"))
+    assert (art.meta.kind, art.meta.scheme) == ("d2d-underlay", "maac")
+    assert art.meta.extra["updates"] > 0
+    assert {f"agent{i}.actor.0.weight" for i in range(10)} <= set(art.arrays)
+    curve = r.csv("maac/training.csv")
+    assert [float(c["slot"]) for c in curve][:2] == [100.0, 200.0]
+    assert float(curve[-1]["updates"]) > 0
+
+
+def check_d2d_maac_run(r: Result) -> None:
+    check_d2d_run("d2d-maac", "maac")(r)
+    s = r.json("d2d-maac/summary.json")
+    with np.load(r.path("maac/weights.npz")) as w:
+        own = sum(w[n].nbytes for n in w.files if n.startswith("agent0."))
+    assert s["actor_bytes"] == own
+    assert s["backhaul_bytes_per_slot"]["by_kind"] == {}  # executing: nothing uploaded
+
+
 def check_keys(r: Result) -> None:
     names = ["controller", "channel-server", "node-0", "node-1", "node-2"]
     keys = r.tmp / "keys"
@@ -403,6 +446,8 @@ S3, S7, SV = "scenarios/3cell-k2.toml", "scenarios/7cell-k8.toml", "scenarios/v2
 TRAIN = ("rrmbed train scenarios/3cell-k2.toml --algo trpo --scheme centralized --steps 100000 "
          "--seeds 0,1,2")
 V2X_TRAIN = "rrmbed v2x train --episodes 200 --out runs/marl"
+SD = "scenarios/d2d-n10.toml"
+D2D_TRAIN = "rrmbed d2d train scenarios/d2d-n10.toml --scheme maac --out runs/maac"
 KEYS = "rrmbed keys keys --scenario scenarios/3cell-k2.toml"
 
 RUNS: dict[str, Case] = {
@@ -458,6 +503,17 @@ RUNS: dict[str, Case] = {
     "rrmbed v2x compare --episodes 200 --seeds 0,1,2": Case(
         ("v2x", "compare", "--episodes", "1", "--seeds", "0,1", "--eval-episodes", "1",
          "--out", "{tmp}/v2x-compare"), check_v2x_compare),
+    "rrmbed run scenarios/d2d-n10.toml --scheme best-estimate --runner network --slots 2000":
+        Case(("run", SD, "--scheme", "best-estimate", "--runner", "network", "--slots", "20",
+              "--out", "{tmp}/d2d-run", "--no-telemetry"),
+             check_d2d_run("d2d-run", "best-estimate")),
+    D2D_TRAIN: Case(("d2d", "train", SD, "--scheme", "maac", "--slots", "2003", "--out",
+                     "{tmp}/maac"), check_d2d_train),
+    "rrmbed run scenarios/d2d-n10.toml --scheme maac --weights runs/maac/weights.npz "
+    "--runner network --slots 2000": Case(
+        ("run", SD, "--scheme", "maac", "--weights", "{tmp}/maac/weights.npz", "--runner",
+         "network", "--slots", "20", "--out", "{tmp}/d2d-maac", "--no-telemetry"),
+        check_d2d_maac_run, needs=(D2D_TRAIN,)),
     "rrmbed keys keys --scenario scenarios/3cell-k2.toml": Case(
         ("keys", "{tmp}/keys", "--scenario", S3), check_keys),
     "rrmbed compose scenarios/3cell-k2.toml --scheme round-robin --slots 200 --seed 7 --keys "
