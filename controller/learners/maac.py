@@ -5,9 +5,10 @@ training at the base station and decentralized execution at the D2D pairs.
   observation only. Its output are the logits of the discrete actions (RB, power level).
 * **Critic** per pair ``i`` at the BS: ``Q_i(s_C, a_C)`` over the states and actions of the
   pairs ``C(i)``: every pair (MAAC, eq. 12-14) or pair ``i`` and its ``lambda`` nearest
-  pairs (NAAC, eq. 20-21, lambda = 3 by default). Its structure follows Fig. 4: the states
-  go through a first fully connected layer (1024), the actions join after it, then 512,
-  256 and the Q value (ReLU).
+  pairs (NAAC, eq. 20-21, lambda = 3 by default), or pair ``i`` alone (``own``: the
+  paper's independent actor-critic baseline, AC, with the same networks). Its structure
+  follows Fig. 4: the states go through a first fully connected layer (1024), the actions
+  join after it, then 512, 256 and the Q value (ReLU).
 * DDPG-style targets: a copy of every actor and critic, soft updates
   ``theta' <- tau theta + (1 - tau) theta'`` (eq. 19, tau = 0.01) after every step.
 * Critic loss (14)-(15): ``(Q_i(s, a) - y_i)^2`` with
@@ -56,8 +57,9 @@ IntArray = npt.NDArray[np.int64]
 class MaacConfig:
     """Hyper-parameters of MAAC / NAAC (defaults: the paper's, Section V)."""
 
-    critic: Literal["all", "neighbours"] = "all"
-    """What critic i sees: every pair (MAAC) or pair i and its nearest pairs (NAAC)."""
+    critic: Literal["all", "neighbours", "own"] = "all"
+    """What critic i sees: every pair (MAAC), pair i and its nearest pairs (NAAC), or pair i
+    alone (independent actor-critic, the paper's AC baseline)."""
     neighbours: int = 3
     """lambda, the nearest pairs a NAAC critic sees besides pair i itself."""
     actor_hidden: tuple[int, ...] = (512, 128)
@@ -102,15 +104,19 @@ class MaacDims:
 
 def critic_members(positions: npt.ArrayLike, critic: str, neighbours: int) -> IntArray:
     """The pairs each critic sees, ``(N, L)``: every pair in index order (``all``, L = N),
-    or pair i first and then its ``neighbours`` nearest pairs by Euclidean distance, nearest
-    first, ties to the lower index (``neighbours``, L = neighbours + 1)."""
+    pair i first and then its ``neighbours`` nearest pairs by Euclidean distance, nearest
+    first, ties to the lower index (``neighbours``, L = neighbours + 1), or pair i alone
+    (``own``, L = 1: independent learners)."""
     xy = np.asarray(positions, dtype=np.float64)
     n = xy.shape[0]
     if critic == "all":
         out: IntArray = np.tile(np.arange(n, dtype=np.int64), (n, 1))
         return out
+    if critic == "own":
+        out = np.arange(n, dtype=np.int64)[:, None]
+        return out
     if critic != "neighbours":
-        raise ValueError(f"critic must be 'all' or 'neighbours', got {critic!r}")
+        raise ValueError(f"critic must be 'all', 'neighbours' or 'own', got {critic!r}")
     if not 1 <= neighbours < n:
         raise ValueError(f"NAAC needs 1 <= lambda < N; got lambda = {neighbours}, N = {n}")
     d = np.linalg.norm(xy[:, None, :] - xy[None, :, :], axis=-1)

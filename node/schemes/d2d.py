@@ -3,9 +3,11 @@
 Every pair decides alone on its own slice (``none`` exchange); MAAC and NAAC act with
 actors trained at the base station (``rrmbed d2d train``). Options read by the D2D modules:
 ``rule`` (how a pair decides, :mod:`node.pair_agent`), ``critic`` (what the centralized
-critic sees: ``all`` pairs, MAAC, or the ``neighbours``, NAAC). The paper's uncoupled baselines, SLA
-and tabular Q-learning, learn online in each pair from its own rewards alone
-(:mod:`node.pair_learning`; their other options are its settings).
+critic sees: ``all`` pairs, MAAC; the ``neighbours``, NAAC; or the pair's ``own`` state and
+action alone, the paper's independent actor-critic baseline, trained by the same learner
+and acting the same way). The paper's uncoupled baselines, SLA and tabular Q-learning,
+learn online in each pair from its own rewards alone (:mod:`node.pair_learning`; their
+other options are its settings).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ register(Scheme("naac", KIND, "none", "neighbour-agent actor-critic: critic over
                 learners=("naac",), needs_weights=True, weights_from="rrmbed d2d train",
                 check=CHECK, options={"rule": "actor", "critic": "neighbours"}, rank=1,
                 color="tab:blue"))
+register(Scheme("iac", KIND, "none", "independent actor-critic: each pair's actor and a "
+                "critic over its own state and action only", actor=ACTOR,
+                weights="d2d-actors", learners=("maac",), needs_weights=True,
+                weights_from="rrmbed d2d train", check=CHECK,
+                options={"rule": "actor", "critic": "own"}, rank=3, color="tab:brown"))
 register(Scheme("q-learning", KIND, "none", "tabular Q-learning per pair on its quantized own "
                 "observation (last action, own SINR estimate bin), learning online",
                 actor=ACTOR, options={"rule": "tabular-q", "alpha": 0.1, "gamma": 0.95,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def maac(critic: str, n: int = 5, d: int = 40, a: int = 10, cfg: MaacConfig = SM
     return out
 
 
-@pytest.mark.parametrize(("critic", "members"), [("all", 5), ("neighbours", 4)])
+@pytest.mark.parametrize(("critic", "members"), [("all", 5), ("neighbours", 4), ("own", 1)])
 def test_critic_input_widths(critic: str, members: int) -> None:
     m = maac(critic)
     # MAAC: all N = 5 pairs' states (40 each) and one-hot actions (10 each);
@@ -90,6 +91,42 @@ def test_critic_input_widths(critic: str, members: int) -> None:
     g = m._gather(x)
     for i in range(5):  # critic i sees exactly its members' features, in order
         assert torch.equal(g[i], x[:, m.members[i]].reshape(3, -1))
+
+
+def pair_params(m: Maac, i: int) -> list[torch.Tensor]:
+    """Pair ``i``'s slice of every actor and critic parameter (online and target)."""
+    return [p[i].detach().clone() for net in (m.actor, m.critic, m.actor_target,
+                                              m.critic_target) for p in net.parameters()]
+
+
+@pytest.mark.parametrize("critic", ["own", "all"])
+def test_independent_critics_learn_from_their_own_pair_only(critic: str) -> None:
+    """IAC (``own``): what the other pairs observed, did and got leaves pair 0's actor and
+    critic exactly as they were; MAAC's (``all``) critic 0 sees them. (The global
+    gradient-norm clip would couple the scales: off here.)"""
+    cfg = dataclasses.replace(SMALL, max_grad_norm=math.inf)
+    assert critic_members(np.zeros((4, 2)), "own", 3).tolist() == [[0], [1], [2], [3]]
+    rng = np.random.default_rng(5)
+    obs, act = rng.normal(size=(16, 5, 40)), rng.integers(0, 10, (16, 5))
+    rew, nxt = rng.normal(size=(16, 5)), rng.normal(size=(16, 5, 40))
+    other = obs.copy(), act.copy(), rew.copy(), nxt.copy()
+    other[0][:, 1:] += 1.0
+    other[1][:, 1:] = (other[1][:, 1:] + 3) % 10
+    other[2][:, 1:] -= 2.0
+    other[3][:, 1:] *= -1.0
+    a, b = maac(critic, cfg=cfg), maac(critic, cfg=cfg)
+    a.observe(obs, act, rew, nxt)
+    b.observe(*other)
+    for _ in range(3):
+        assert a.step() and b.step()
+    same = [torch.equal(x, y) for x, y in zip(pair_params(a, 0), pair_params(b, 0),
+                                               strict=True)]
+    if critic == "own":
+        assert all(same)
+        assert not all(torch.equal(x, y) for x, y in zip(pair_params(a, 1),
+                                                         pair_params(b, 1), strict=True))
+    else:
+        assert not all(same)
 
 
 def test_paper_sizes_and_the_actor_a_pair_downloads() -> None:
