@@ -69,7 +69,8 @@ class NodePart(Protocol):
         """Nothing came for :meth:`quiet_s`; True if something waiting was served."""
 
     # Optional: ``on_lost(node: int, now, out)``, node ``node`` was declared lost (stop
-    # waiting on it). A part without it waits for :meth:`on_quiet`.
+    # waiting on it). A part without it waits for :meth:`on_quiet`. ``decide_by() -> float
+    # | None``: a time by which :meth:`on_quiet` is due whatever came meanwhile.
 
     def stats(self) -> dict[str, Any]:
         """This part's figures for the final report."""
@@ -199,6 +200,10 @@ class NodeRole(Role):
         4 peer timeouts of silence the node gives up."""
         assert self.part is not None
         quiet_at = max(self.heard, self.woken) + self.part.quiet_s()
+        decide_by = getattr(self.part, "decide_by", None)
+        due = decide_by() if decide_by is not None else None
+        if due is not None and due > self.woken:
+            quiet_at = min(quiet_at, due)
         give_up_at = self.heard + self.give_up_s
         for since in (self.orphaned_at, self.air_lost_at):  # a restart is on its way
             if since is not None:

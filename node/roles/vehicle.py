@@ -60,6 +60,8 @@ class VehiclePart:
                                   source=node.weights)
         self.fingerprint = (0.0, 1.0)
         self.slices: dict[int, V2xSlice] = {}
+        self.slice_at: dict[int, float] = {}
+        """When each waiting slot's slice came (its neighbours' choices are awaited)."""
         self.choices: dict[int, dict[int, NeighbourChoice]] = {}
         self.stats_ = VehicleStats()
 
@@ -67,6 +69,7 @@ class VehiclePart:
         if isinstance(msg, V2xSlice):
             self.check_slice(msg)
             self.slices[msg.slot] = msg
+            self.slice_at[msg.slot] = now
             self.decide(msg.slot, out)
         elif isinstance(msg, NeighbourChoice):
             self.check_choice(msg)
@@ -114,6 +117,12 @@ class VehiclePart:
     def quiet_s(self) -> float:
         return self.scenario.timing.peer_timeout_s / 2
 
+    def decide_by(self) -> float | None:
+        """When the oldest waiting slot is decided without the missing choices: half a peer
+        timeout after its slice came, however many other messages came meanwhile (the
+        others' late choices must not push it past the air's deadline)."""
+        return min(self.slice_at.values()) + self.quiet_s() if self.slice_at else None
+
     def on_quiet(self, now: float, out: Outbox) -> bool:
         """A neighbour vanished before the air noticed: decide the waiting slots without it."""
         waiting = sorted(self.slices)
@@ -139,6 +148,7 @@ class VehiclePart:
         if t > 0 and not force and not set(neighbours) <= set(got):
             return  # wait for the rest of the neighbours' choices
         del self.slices[n]
+        self.slice_at.pop(n, None)
         self.choices.pop(n - 1, None)
         self.node.slot_boundary(self.agent)
         if t == 0:

@@ -86,6 +86,8 @@ EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
     m.WeightsAck: lambda: m.WeightsAck(6, **HDR),
     m.Resume: lambda: m.Resume(6, **HDR),
     m.Join: lambda: m.Join(2, "tcp://node-2:5552", **HDR),
+    m.Restarted: lambda: m.Restarted(**HDR),
+    m.AirRestart: lambda: m.AirRestart("tcp://channel-server:5551", **HDR),
     m.V2xSlice: lambda: m.V2xSlice(7, RNG.normal(-90, 10, 4), RNG.normal(-100, 10, 4),
                                    RNG.normal(-110, 5, 4), [0, 1, 3], **HDR),
     m.V2xTransmit: lambda: m.V2xTransmit(2, 1, 0.0003, 0.0001, **HDR),
