@@ -31,7 +31,8 @@ from protocols.messages import (
 )
 from tests.helpers import S3, Spawn, rrmbed, wait_for_slot
 
-SETS = ("--set", 'timing.clock="realtime"', "--set", 'timing.compute_model="fixed"')
+SETS = ("--set", 'timing.clock="realtime"', "--set", 'timing.compute_model="fixed"', "--set",
+        "radio.slot_s=0.005")
 
 
 def forge(cls: type[Message], sender: str, slot: int, **payload: object) -> bytes:
@@ -72,7 +73,8 @@ def attacks(slot: int) -> dict[str, list[bytes]]:
 
 def start_run(out: Path, spawn: Spawn, *security: str) -> tuple[subprocess.Popen[str],
                                                                   dict[str, int]]:
-    """A 3000-slot realtime run, once it has passed slot 300; the pids of its processes."""
+    """A 3000-slot realtime run (5 ms slots), once it has passed slot 300; the pids of its
+    processes."""
     proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
                  "3000", "--seed", "5", "--out", str(out), "--no-telemetry", *SETS, *security)
     return proc, wait_for_slot(proc, out, 300)
