@@ -579,8 +579,10 @@ class ControllerRole(Role):
 
     @property
     def restartable(self) -> bool:
-        """The run saves a state a restarted controller continues from."""
-        return self.out_dir is not None and hasattr(self.part, "records")
+        """The run saves a state a restarted controller continues from (over the network:
+        in memory there is nothing to restart)."""
+        return (self.runner == "network" and self.out_dir is not None
+                and hasattr(self.part, "records"))
 
     def state_meta(self) -> dict[str, Any]:
         """The run's settings a saved state must agree with."""
