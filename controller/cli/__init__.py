@@ -1,171 +1,42 @@
-"""The ``rrmbed`` command line."""
+"""The ``rrmbed`` command line: the kind-independent commands.
+
+The root group and the helpers are in :mod:`controller.cli.common`; a scenario kind's own
+commands (``rrmbed v2x ...``, ``rrmbed d2d ...``) are modules of
+:mod:`controller.cli.commands`, all loaded below, so a new kind adds a module there and
+edits nothing here.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from channel_server.config import Scenario, ScenarioError
-from channel_server.kinds import Resolved
-from channel_server.v2x import V2xScenario
+from controller.cli import commands
+from controller.cli.common import (
+    SCHEME_HELP,
+    SchemeChoice,
+    cli,
+    console,
+    default_help,
+    default_out,
+    execute,
+    resolve_file,
+    resolve_scenario,
+    resolve_v2x,
+    resume_network,
+    run_process,
+    scheme_or_default,
+)
 from controller.learners import registry as learners
-from node.schemes import SCHEMES, Scheme
+from node.schemes import SCHEMES
 from node.schemes.cellular import trainable
-
-console = Console(stderr=True)
-
-
-def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``radio.pmax_dbm=30`` -> {'radio.pmax_dbm': 30} (values parsed as TOML scalars)."""
-    import tomllib
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
-def resolve_file(path: Path, sets: tuple[str, ...] | list[str] = ()) -> Resolved:
-    """A scenario file of any kind, resolved once with the --set overrides."""
-    from channel_server.kinds import resolve
-
-    try:
-        return resolve(path, parse_overrides(sets) if sets else None)
-    except ScenarioError as e:
-        raise click.ClickException(str(e)) from e
-
-
-def resolve_of_kind(path: Path, sets: tuple[str, ...] | list[str], kind: str) -> Any:
-    """The scenario of a command that takes one kind only (paper 001's or 000's)."""
-    r = resolve_file(path, sets)
-    if r.kind.name != kind:
-        raise click.ClickException(f"{path}: a {r.kind.name} scenario; this command takes a "
-                                   f"{kind} one")
-    return r.scenario
-
-
-def resolve_scenario(path: Path, sets: tuple[str, ...] | list[str]) -> Scenario:
-    """A cellular scenario (the paper-001 commands)."""
-    scenario: Scenario = resolve_of_kind(path, sets, "cellular")
-    return scenario
-
-
-def resolve_v2x(path: Path, sets: tuple[str, ...] | list[str]) -> V2xScenario:
-    """A V2X scenario (the paper-000 commands)."""
-    scenario: V2xScenario = resolve_of_kind(path, sets, "v2x")
-    return scenario
-
-
-def default_out(scenario: Scenario | V2xScenario, scheme: str, runner: str, seed: int) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{scenario.name}-{scheme}-{runner}-s{seed}-{stamp}-{os.getpid()}"
-
-
-def progress_bar() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=True)
-
-
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log progress of every process.")
-@click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
-              help="Import MODULE first (repeatable): a plug-in that registers scenario kinds, "
-                   "schemes or learners. Also read from $RRMBED_PLUGINS (comma-separated); "
-                   "every process of a run loads the same plug-ins.")
-def cli(verbose: bool, plugins: tuple[str, ...]) -> None:
-    """rrmbed: a network-emulation testbed for learned radio resource management.
-
-    A channel server (the air), one node process per base station and a controller
-    exchange real ZeroMQ messages; every byte of signalling and every emulated delay
-    is counted. `rrmbed run` is the main entry; the per-process commands are what
-    the launcher and docker-compose start.
-    """
-    setup_logging(verbose)
-    if plugins:
-        from protocols.plugins import load_plugins
-
-        try:
-            load_plugins(plugins)
-        except ImportError as e:
-            raise click.ClickException(str(e)) from e
-
-
-# ------------------------------------------------------------------------------ run
-
-
-def execute(scenario: Path | Resolved, scheme: str, runner: str, slots: int, seed: int,
-            out: Path | None, sets: tuple[str, ...], weights: Path | None,
-            options: dict[str, Any]) -> dict[str, Any]:
-    """One run on either runner, with a progress bar; the summary. ``scenario``: a file
-    (resolved here with ``sets``) or a scenario the command already resolved."""
-    from controller.deploy.launcher import LaunchError
-    from controller.runners.run import RunError
-    from controller.runners.run import execute as run
-
-    resolved = scenario if isinstance(scenario, Resolved) else resolve_file(scenario, sets)
-    out = out or default_out(resolved.scenario, scheme, runner, seed)
-    with progress_bar() as bar:
-        task = bar.add_task(f"{scheme} ({runner})", total=slots)
-        try:
-            return run(resolved, scheme, runner, slots, seed, out, weights, options,
-                       lambda d, t: bar.update(task, completed=d))
-        except RunError as e:
-            raise click.BadParameter(str(e), param_hint="--scheme/--weights") from e
-        except LaunchError as e:
-            raise click.ClickException(str(e)) from e
-
-
-SCHEME_HELP = "By scenario kind — " + SCHEMES.help() + "."
-
-
-class SchemeChoice(click.Choice):  # type: ignore[type-arg]
-    """The schemes of ``kind`` that ``pick`` accepts, read from the registry when the command
-    line is parsed or the help printed (so the schemes of plug-ins count)."""
-
-    def __init__(self, kind: str, pick: Callable[[Scheme], bool] = lambda s: True) -> None:
-        self.kind, self.pick, self.case_sensitive = kind, pick, True
-
-    @property
-    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(s.name for s in SCHEMES.for_kind(self.kind) if self.pick(s))
-
-
-def default_help(command: str) -> str:
-    """``SCHEME_HELP`` plus the scheme ``command`` runs by default, per kind."""
-    kinds = sorted({s.kind for s in SCHEMES})
-    found = [f"{d} ({k})" for k in kinds if (d := SCHEMES.default(k, command)) is not None]
-    return SCHEME_HELP + (f" Default: {', '.join(found)}." if found else "")
-
-
-def scheme_or_default(scheme: str | None, resolved: Resolved, command: str) -> str:
-    """``scheme``, else the scheme ``command`` runs on the scenario's kind by default."""
-    kind = resolved.kind.name
-    chosen = scheme or SCHEMES.default(kind, command)
-    if chosen is None:
-        raise click.BadParameter(f"a {kind} scenario has no default scheme; choose from "
-                                 f"{', '.join(SCHEMES.names(kind))}", param_hint="--scheme")
-    return chosen
 
 
 @cli.command()
@@ -475,54 +346,6 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
     click.echo(f"wrote keys of {len(names)} processes to {directory}: {', '.join(names)}")
 
 
-def run_process(coro: Any) -> int:
-    """Run a process shell; a peer timeout or protocol failure exits 1 with its message."""
-    from protocols.errors import PeerError, PeerTimeout
-    from protocols.transport import run
-
-    try:
-        return int(run(coro))
-    except (PeerTimeout, PeerError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-# ------------------------------------------------------------------------- training
-
-
-def resume_network(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
-    """Continue the network training run in ``run_dir`` (killed, or ended) from its latest
-    checkpoint with fresh processes, with the settings it was started with (its run.json);
-    the summary. ``kind``: the scenario kind ``command`` trains."""
-    from controller.deploy.launcher import RUN_FILE
-
-    try:
-        info = json.loads((run_dir / RUN_FILE).read_text())
-        scheme, slots, seed = str(info["scheme"]), int(info["slots"]), int(info["seed"])
-        options, launch = dict(info["options"]), dict(info["launcher"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise click.BadParameter(f"{run_dir} holds no readable {RUN_FILE} of a network run "
-                                 f"({e})", param_hint="--resume") from None
-    train = dict(options.get("train") or {})
-    if not train:
-        raise click.BadParameter(f"{run_dir} is a run, not a training run",
-                                 param_hint="--resume")
-    resolved = resolve_file(run_dir / str(info["scenario"]))
-    if resolved.kind.name != kind:
-        raise click.BadParameter(f"{run_dir} trained a {resolved.kind.label or resolved.kind.name}"
-                                 f" scenario; resume it with the command that trains those",
-                                 param_hint="--resume")
-    train["resume"] = int(train.get("resume", 0)) + 1  # this attempt's number
-    weights = Path(info["weights"]) if info.get("weights") else None
-    keys = Path(launch["keys"]) if launch.get("keys") else None
-    console.print(f"{command}: resuming {run_dir} ({scheme}, seed {seed}, {slots} slots), "
-                  f"attempt {train['resume']}")
-    return execute(resolved, scheme, "network", slots, seed, run_dir, (), weights,
-                   {**options, "train": train, **launch, "keys": keys})
-
-
 @cli.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 required=False)
@@ -640,199 +463,6 @@ def evaluate(sources: tuple[Path, ...], scenario_path: Path, realizations: int, 
                       f"{slots} slots: {'identical' if same else '[red]DIFFERENT[/red]'}")
         if not same:
             sys.exit(2)
-
-
-# ---------------------------------------------------------------------------- V2X
-
-
-@cli.group()
-def v2x() -> None:
-    """Vehicular spectrum sharing (paper 000): multi-agent DQN with fingerprints."""
-
-
-@v2x.command("train")
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                default="scenarios/v2x-manhattan.toml")
-@click.option("--scheme", type=SchemeChoice("v2x", lambda s: s.trainable),
-              default=SCHEMES.default("v2x", "train"), show_default=True)
-@click.option("--runner", type=click.Choice(["local", "network"]), default="local",
-              show_default=True, help="local: vectorized episodes in one process; network: "
-              "vehicle nodes upload experience, the controller trains and broadcasts weights.")
-@click.option("--episodes", type=click.IntRange(1), default=200, show_default=True,
-              help="Training episodes (each deadline_s / slot_s slots).")
-@click.option("--broadcast-period", type=click.IntRange(1), default=100, show_default=True,
-              help="Network runner: slots between weight broadcasts.")
-@click.option("--sharing", type=click.Choice(["per-agent", "shared"]), default="per-agent",
-              show_default=True, help="One Q network per vehicle (the paper) or one shared "
-              "network with the vehicle id one-hot in its input.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--checkpoint-every", type=click.IntRange(1), default=10, show_default=True,
-              help="Network runner: a checkpoint at the first update on an episode boundary "
-              "once N updates have passed since the last one, and at the end.")
-@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False,
-              path_type=Path), help="Continue the network training run RUN_DIR from its "
-              "latest checkpoint, with the settings it was started with.")
-@click.option("--controller-restarts", type=click.IntRange(0), default=0, show_default=True,
-              help="Network runner: restart a controller that dies (up to N times); it "
-              "continues from its latest checkpoint while the vehicles and the air wait.")
-def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast_period: int,
-              sharing: str, seed: int, out: Path | None, checkpoint_every: int,
-              resume_dir: Path | None, controller_restarts: int) -> None:
-    """Train SCHEME's Q networks; writes OUT/weights.npz (for `rrmbed run --weights`) and
-    the training curve (training.csv). Over the network (durable as `rrmbed train`'s):
-    updates.jsonl, checkpoints/, and `--resume OUT --runner network` after a kill."""
-    if resume_dir is not None:
-        if runner != "network":
-            raise click.UsageError("--resume RUN_DIR continues a --runner network run")
-        from controller.evaluation.v2x_run import print_v2x_summary
-
-        summary = resume_network(resume_dir, "v2x", "v2x train")
-        print_v2x_summary([summary], Console(width=max(120, Console().width)),
-                          title=f"network training: {summary['scheme']}")
-        click.echo(f"weights: {resume_dir / 'weights.npz'}")
-        return
-    sc = resolve_v2x(scenario, ())
-    out = out or Path("runs") / f"v2x-train-{scheme}-{runner}-s{seed}"
-    if runner == "network":
-        summary = execute(scenario, scheme, "network", episodes * sc.n_steps, seed, out, (),
-                          None, {"train": {"broadcast_period": broadcast_period,
-                                           "sharing": sharing,
-                                           "checkpoint_every": checkpoint_every},
-                           "controller_restarts": controller_restarts})
-        from controller.evaluation.v2x_run import print_v2x_summary
-
-        print_v2x_summary([summary], Console(width=max(120, Console().width)),
-                          title=f"network training: {scheme}")
-    else:
-        from controller.training.v2x_marl import marl_config, train_and_write
-
-        with progress_bar() as bar:
-            bar.add_task(f"{scheme}: {episodes} episodes (local)", total=None)
-            curve = train_and_write(sc, scheme, episodes, seed, marl_config(sharing), out)
-        last = curve[-10:]
-        if last:
-            console.print(f"last {len(last)} training episodes: delivery rate "
-                          f"{sum(c['delivery_rate'] for c in last) / len(last):.3f}")
-    click.echo(f"weights: {out / 'weights.npz'}")
-
-
-@v2x.command("compare")
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                default="scenarios/v2x-manhattan.toml")
-@click.option("--episodes", type=click.IntRange(1), default=200, show_default=True,
-              help="Training episodes per scheme and seed.")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
-@click.option("--eval-episodes", type=click.IntRange(1), default=100, show_default=True,
-              help="Fresh drops each trained policy is evaluated on (greedy).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("runs/v2x-compare"), show_default=True)
-def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
-                out: Path) -> None:
-    """Train and evaluate marl-dqn, marl-dqn-nofp, turn-dqn and random on every seed (local
-    runner); print the delivery rates and sum V2I rates next to the single-link bound (each
-    V2V link alone on its best RB at full power: no scheme can deliver more); write
-    results.json / results.csv."""
-    from controller.evaluation.v2x_compare import compare
-
-    sc = resolve_v2x(scenario, ())
-    seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
-    with progress_bar() as bar:
-        bar.add_task(f"every V2X scheme x {len(seed_list)} seeds x {episodes} episodes",
-                     total=None)
-        table = compare(sc, episodes, seed_list, eval_episodes, out)
-    Console(width=max(120, Console().width)).print(table)
-    click.echo(f"results: {out / 'results.json'}")
-
-
-# ---------------------------------------------------------------------------- D2D
-
-
-@cli.group()
-def d2d() -> None:
-    """D2D underlay spectrum sharing (paper 002): MAAC and NAAC trained at the base station."""
-
-
-@d2d.command("train")
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                default="scenarios/d2d-n10.toml")
-@click.option("--scheme", type=SchemeChoice("d2d-underlay", lambda s: s.trainable),
-              default=SCHEMES.default("d2d-underlay", "train"), show_default=True)
-@click.option("--runner", type=click.Choice(["local", "network"]), default="local",
-              show_default=True, help="local: one process, an update every slot; network: "
-              "pair nodes upload their histories, the controller trains and broadcasts the "
-              "actors every --broadcast-period slots.")
-@click.option("--slots", type=click.IntRange(1), default=5000, show_default=True,
-              help="Training slots, the random warm-up included.")
-@click.option("--random-slots", type=click.IntRange(0), default=2000, show_default=True,
-              help="Slots of random allocation before the actors act and updates start.")
-@click.option("--neighbours", type=click.IntRange(1), default=3, show_default=True,
-              help="lambda: the nearest pairs a NAAC critic sees.")
-@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--actor-hidden", default="512,128", show_default=True,
-              help="Actor hidden widths, comma-separated.")
-@click.option("--critic-hidden", default="1024,512,256", show_default=True,
-              help="Critic hidden widths, comma-separated.")
-@click.option("--broadcast-period", type=click.IntRange(1), default=100, show_default=True,
-              help="Network runner: slots between actor broadcasts (and updates).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="The run's seed: the drop, the fading, the learner (evaluate with the same "
-                   "seed to act on the drop the actors trained on).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Scenario overrides, e.g. --set radio.n_pairs=20.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path))
-def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots: int,
-              neighbours: int, batch_size: int, actor_hidden: str, critic_hidden: str,
-              broadcast_period: int, seed: int, sets: tuple[str, ...],
-              out: Path | None) -> None:
-    """Train SCHEME's actors (MAAC or NAAC); writes OUT/weights.npz (the target actors, for
-    `rrmbed run --scheme SCHEME --weights`) and OUT/training.csv."""
-    from controller.learners.maac import MaacConfig
-
-    resolved = resolve_file(scenario, sets)
-    if resolved.kind.name != "d2d-underlay":
-        raise click.ClickException(f"{scenario}: a {resolved.kind.name} scenario; this "
-                                   "command takes a d2d-underlay one")
-    sc = resolved.scenario
-
-    def widths(text: str, opt: str) -> tuple[int, ...]:
-        try:
-            return tuple(int(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise click.BadParameter(f"{text!r} is not comma-separated integers",
-                                     param_hint=opt) from None
-
-    maac = MaacConfig(neighbours=neighbours, batch_size=batch_size,
-                      actor_hidden=widths(actor_hidden, "--actor-hidden"),
-                      critic_hidden=widths(critic_hidden, "--critic-hidden"),
-                      learning_starts=max(random_slots, 1))
-    out = out or Path("runs") / f"d2d-train-{sc.name}-{scheme}-{runner}-s{seed}"
-    if runner == "network":
-        from controller.evaluation.d2d_run import print_d2d_summary
-
-        summary = execute(resolved, scheme, "network", slots, seed, out, (), None,
-                          {"train": {"broadcast_period": broadcast_period,
-                                     "random_slots": random_slots,
-                                     "learner": {"neighbours": neighbours,
-                                              "batch_size": batch_size,
-                                              "actor_hidden": list(maac.actor_hidden),
-                                              "critic_hidden": list(maac.critic_hidden)}}})
-        print_d2d_summary([summary], Console(width=max(120, Console().width)),
-                          title=f"network training: {scheme}")
-    else:
-        from controller.training.d2d_train import D2dTrainConfig, train_and_write
-
-        cfg = D2dTrainConfig(maac=maac, random_slots=random_slots)
-        with progress_bar() as bar:
-            task = bar.add_task(f"{scheme}: {slots} slots (local)", total=slots)
-            curve = train_and_write(sc, scheme, slots, seed, cfg, out,
-                                    lambda t: bar.update(task, completed=t + 1))
-        last = curve[-1]
-        span = int(last["slot"]) - (int(curve[-2]["slot"]) if len(curve) > 1 else 0)
-        console.print(f"last {span} slots: total reward {last['total_reward']:.3f}, D2D sum rate "
-                      f"{last['d2d_sum_mbps']:.3f} Mbit/s, CUE outage {last['cue_outage']:.4f}, "
-                      f"D2D outage {last['d2d_outage']:.4f}")
-    click.echo(f"weights: {out / 'weights.npz'}")
 
 
 # ------------------------------------------------------------------------- tables
@@ -1113,6 +743,8 @@ def bench_slots(slots: int, slots_7: int | None, repeat: int, schemes: tuple[str
     except BenchError as e:
         raise click.ClickException(str(e)) from e
     sys.exit(code)
+
+commands.load()
 
 
 def main() -> None:
