@@ -153,15 +153,24 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
               path_type=Path), default="scenarios/v2x-manhattan.toml", show_default=True,
               help="V2X scenario of the vehicular part.")
 @click.option("--no-v2x", is_flag=True, help="Skip the vehicular part.")
+@click.option("--d2d", "d2d_scenario", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default="scenarios/d2d-n10.toml", show_default=True,
+              help="D2D underlay scenario of the D2D part.")
+@click.option("--no-d2d", is_flag=True, help="Skip the D2D part.")
 def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
-         v2x_scenario: Path | None, no_v2x: bool) -> None:
+         v2x_scenario: Path | None, no_v2x: bool, d2d_scenario: Path | None,
+         no_d2d: bool) -> None:
     """The main job: train the three TRPO schemes briefly, then run every scheme over
     real processes and print one comparison table (sum-rate, optimality gap, backhaul
     bytes per slot, decision latency); then the V2X part: multi-agent DQN and random with
-    one process per vehicle, and a short training run over the network."""
+    one process per vehicle, and a short training run over the network; then the D2D
+    part: MAAC's actors and the untrained schemes with one process per D2D pair, and a
+    short training run over the network."""
     if no_v2x:
         v2x_scenario = None
-    from controller.evaluation.demo import DemoConfig, run_demo, run_v2x_demo
+    if no_d2d:
+        d2d_scenario = None
+    from controller.evaluation.demo import DemoConfig, run_d2d_demo, run_demo, run_v2x_demo
 
     cfg = DemoConfig(train_steps=train_steps, slots=slots, seed=seed)
     wide = Console(width=max(120, Console().width))
@@ -176,6 +185,10 @@ def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
                            options)
 
         run_v2x_demo(v2x_scenario, out, cfg, run_v2x, wide)
+    if d2d_scenario is not None:
+        run_d2d_demo(d2d_scenario, out, cfg, lambda scheme, run_dir, weights, n, options:
+                     execute(d2d_scenario, scheme, "network", n, seed, run_dir, (), weights,
+                             options), wide)
 
 
 # ------------------------------------------------------------------- the processes

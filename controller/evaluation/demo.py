@@ -3,7 +3,9 @@ then run every scheme over real processes on the same channel sequence and print
 table: sum-rate, optimality gap, backhaul bytes per slot and decision latency. Then the
 vehicular part (paper 000): train the multi-agent DQN briefly, run it and the random
 baseline with one process per vehicle, and train over the network for a few episodes to
-measure the signalling of learning (experience, weights, fingerprints).
+measure the signalling of learning (experience, weights, fingerprints). Then the D2D part
+(paper 002): train MAAC's actors briefly, run them and the untrained schemes with one
+process per D2D pair, and train over the network for a few broadcast periods.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.table import Table
 from channel_server.config import load_scenario
 from node.schemes import SCHEMES
 from node.schemes.cellular import KIND, fits, trainable
+from node.schemes.d2d import KIND as D2D
 from node.schemes.v2x import KIND as V2X
 
 
@@ -43,6 +46,16 @@ class DemoConfig:
     """Episodes of the V2X network training run (overhead of learning)."""
     v2x_broadcast_period: int = 100
     """Slots between weight broadcasts in the V2X network training run."""
+    d2d_train_slots: int = 3000
+    """Local training slots of the D2D actors (the paper's 2000 random ones included)."""
+    d2d_random_slots: int = 2000
+    """Slots of random allocation before the D2D actors act and the updates start."""
+    d2d_slots: int = 500
+    """Slots of each D2D network run (1 ms each)."""
+    d2d_train_network_slots: int = 600
+    """Slots of the D2D network training run (overhead of learning)."""
+    d2d_broadcast_period: int = 100
+    """Slots between actor broadcasts in the D2D network training run."""
 
 
 def run_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
@@ -129,4 +142,41 @@ def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     (out / "v2x" / "demo.json").write_text(json.dumps(summaries, indent=2, default=str))
     print_v2x_summary(summaries, console, title=f"rrmbed demo — {scenario.name}: one process "
                       "per vehicle (last row: training over the network)")
+    return summaries
+
+
+def run_d2d_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
+                 run: Callable[[str, Path, Path | None, int, dict[str, Any]], dict[str, Any]],
+                 console: Console | None = None) -> list[dict[str, Any]]:
+    """Train the default D2D scheme (MAAC) locally, run it and the schemes that need no
+    weights over the network runner, then a short network training run;
+    ``run(scheme, run_dir, weights, slots, options)`` runs one."""
+    from channel_server.kinds import resolve
+    from controller.evaluation.d2d_run import print_d2d_summary
+    from controller.training.d2d_train import D2dTrainConfig, train_and_write
+
+    console = console or Console()
+    scenario = resolve(scenario_path).scenario
+    learned = SCHEMES.default(D2D, "train")
+    if learned is None:
+        raise ValueError("no D2D scheme is the default of training")
+    untrained = [s.name for s in SCHEMES.for_kind(D2D) if not s.needs_weights]
+    console.print(f"[bold]training[/bold] D2D {learned} ({cfg.d2d_train_slots} slots, the "
+                  f"first {cfg.d2d_random_slots} random, local)")
+    train_and_write(scenario, learned, cfg.d2d_train_slots, cfg.seed,
+                    D2dTrainConfig(random_slots=cfg.d2d_random_slots), out / "d2d" / "train")
+    summaries = [run(learned, out / "d2d" / learned, out / "d2d" / "train" / "weights.npz",
+                     cfg.d2d_slots, {}),
+                 *(run(s, out / "d2d" / s, None, cfg.d2d_slots, {}) for s in untrained)]
+    console.print(f"[bold]training[/bold] D2D {learned} over the network "
+                  f"({cfg.d2d_train_network_slots} slots, actors every "
+                  f"{cfg.d2d_broadcast_period} slots)")
+    summaries.append(run(learned, out / "d2d" / "network-training", None,
+                         cfg.d2d_train_network_slots,
+                         {"train": {"broadcast_period": cfg.d2d_broadcast_period,
+                                    "random_slots": min(cfg.d2d_random_slots,
+                                                        cfg.d2d_train_network_slots // 2)}}))
+    (out / "d2d" / "demo.json").write_text(json.dumps(summaries, indent=2, default=str))
+    print_d2d_summary(summaries, console, title=f"rrmbed demo — {scenario.name}: one process "
+                      "per D2D pair (last row: training over the network)")
     return summaries
