@@ -28,6 +28,7 @@ SCENARIOS = ROOT / "scenarios"
 S3 = SCENARIOS / "3cell-k2.toml"
 S7 = SCENARIOS / "7cell-k8.toml"
 SV = SCENARIOS / "v2x-manhattan.toml"
+SD = SCENARIOS / "d2d-n10.toml"
 
 
 # --------------------------------------------------------------------------- the CLI

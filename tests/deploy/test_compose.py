@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from controller.deploy.compose import render_compose
-from tests.helpers import ROOT, S3, SV, read_csv, rrmbed
+from tests.helpers import ROOT, S3, SD, SV, read_csv, rrmbed
 
 SCENARIO = S3
 IMAGE = "rrmbed:local"
@@ -293,35 +293,44 @@ def test_render_weights_named_volume_static_addresses_and_dollars() -> None:
 
 @DEPLOY[0]
 @DEPLOY[1]
-def test_v2x_compose_run_equals_local_runner(images: list[str], tmp_path: Path) -> None:
-    """A V2X run in containers (one per vehicle) plays the local runner's slots exactly."""
-    scenario = SV
-    k_n, slots, seed = 4, 200, 3
+@pytest.mark.parametrize(("scenario", "n", "scheme", "slots", "seed", "backhaul_kind"), [
+    (SV, 4, "random", 200, 3, "neighbour_choice"),
+    (SD, 10, "q-learning", 200, 5, None),
+], ids=["v2x", "d2d"])
+def test_kind_compose_run_equals_local_runner(images: list[str], tmp_path: Path, scenario: Path,
+                                              n: int, scheme: str, slots: int, seed: int,
+                                              backhaul_kind: str | None) -> None:
+    """A V2X run (one container per vehicle) and a D2D run (one container per pair, each
+    learning online) play the local runner's slots exactly, every process on its own host."""
+    from channel_server.kinds import resolve
+
+    role = resolve(scenario).kind.node_role
     runs = tmp_path / "runs"
     runs.mkdir()
     runs.chmod(0o777)
     file = tmp_path / "docker-compose.yml"
-    file.write_text(render_compose(str(scenario), k_n, "random", slots, seed, None, IMAGE,
+    file.write_text(render_compose(str(scenario), n, scheme, slots, seed, None, IMAGE,
                                    str(runs), telemetry=False, subnet=compose_subnet(),
-                                   node_kind="vehicle", keys=container_keys(tmp_path, scenario)))
+                                   node_kind=role, keys=container_keys(tmp_path, scenario)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RRMBED_")}
-    env["RRMBED_RUN"] = "v2x"
+    env["RRMBED_RUN"] = role
     proj = Project(images, file, env)
     try:
         up = proj.run("up", "-d", timeout=300)
         assert up.returncode == 0, up.stderr
         waited = sh(["docker", "wait", proj.container("controller")], timeout=600)
         assert waited.stdout.strip() == "0", f"controller exit {waited.stdout!r}\n{proj.logs()}"
-        out = runs / "v2x"
+        out = runs / role
         local = tmp_path / "local"
-        r = rrmbed("run", str(scenario), "--scheme", "random", "--runner", "local", "--slots",
+        r = rrmbed("run", str(scenario), "--scheme", scheme, "--runner", "local", "--slots",
                    str(slots), "--seed", str(seed), "--out", str(local), timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         assert (out / "metrics.csv").read_text() == (local / "metrics.csv").read_text()
         summary = json.loads((out / "summary.json").read_text())
         assert summary["errors"] == [] and summary["lost_nodes"] == []
-        roles = ["controller", "channel-server", *(f"vehicle-{k}" for k in range(k_n))]
-        assert len({summary["hosts"][role] for role in roles}) == len(roles)
-        assert summary["backhaul_bytes_per_slot"]["by_kind"]["neighbour_choice"] > 0
+        roles = ["controller", "channel-server", *(f"{role}-{k}" for k in range(n))]
+        assert len({summary["hosts"][name] for name in roles}) == len(roles)
+        if backhaul_kind:
+            assert summary["backhaul_bytes_per_slot"]["by_kind"][backhaul_kind] > 0
     finally:
         proj.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
