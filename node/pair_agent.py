@@ -8,18 +8,25 @@ The scheme's registry options say how it decides (``rule``):
 * ``own-sinr``: the RB with the best SINR estimate from its own slice, own gain over
   the interference its receiver measured on that RB in the last slot, at the highest
   power level (ties: the lowest RB);
-* ``actor``: the MAAC / NAAC actor (a ReLU MLP on its own observation, its output the
+* ``actor``: the MAAC / NAAC / IAC actor (a ReLU MLP on its own observation, its output the
   logits of the K x beta actions): the argmax when executing; while training it samples
   the softmax (the Gumbel-max draw ``argmax(logits + Gumbel noise)``), and during the
   training's random warm-up it draws uniformly;
+* ``q-network``: the paper's DQN baseline, the pair's own Q network (a ReLU MLP on its own
+  observation, its output one Q value per action): the argmax when executing; while
+  training epsilon-greedy with the exploration rate the trainer sends with the weights
+  (``agent<i>.epsilon``), uniform during the warm-up;
 * ``automaton``: SLA, the uncoupled stochastic learning automaton, and ``tabular-q``:
   tabular Q-learning on a quantized own observation; both learn online from the pair's
   own rewards (:mod:`node.pair_learning`, settings from the scheme's other options).
 
 Weights: ``agent<i>.actor.<l>.weight`` (out x in) and ``.bias`` per pair ``i``, as
 :class:`controller.learners.maac.Maac` writes them (the target actors, which the paper's
-pairs download). Randomness: ``rng_for(seed, "d2d", "pair", i)``, one stream per pair,
-drawn the same way whatever the outcome of a slot.
+pairs download); for ``q-network`` ``agent<i>.q.<l>.weight`` / ``.bias`` as the per-agent
+:class:`controller.learners.dqn.Dqn` writes them (its online networks; ``<l>`` the index in
+the layer sequence, so 0, 2, 4) and ``agent<i>.epsilon`` (1,). Randomness:
+``rng_for(seed, "d2d", "pair", i)``, one stream per pair, drawn the same way whatever the
+outcome of a slot.
 """
 
 from __future__ import annotations
@@ -40,21 +47,37 @@ Array = npt.NDArray[np.float64]
 KIND = "d2d-underlay"
 
 
-def actor_layers(variables: dict[str, np.ndarray], agent: int) -> list[tuple[Array, Array]]:
-    """(weight, bias) of pair ``agent``'s actor, input layer first."""
-    prefix = f"agent{agent}.actor."
+NETS = {"actor": "an actor (maac, naac or iac: `rrmbed d2d train --scheme maac`)",
+        "q": "a DQN Q network (`rrmbed d2d train --scheme dqn`)"}
+"""The networks a pair may act with, by their name in the weights, and what trains them."""
+
+
+def mlp_layers(variables: dict[str, np.ndarray], agent: int,
+               net: str = "actor") -> list[tuple[Array, Array]]:
+    """(weight, bias) of pair ``agent``'s network ``net`` (``actor`` or ``q``), input layer
+    first; a ValueError names what the weights hold instead when it is missing."""
+    prefix = f"agent{agent}.{net}."
     idx = sorted({int(k[len(prefix):].split(".")[0]) for k in variables if k.startswith(prefix)})
     if not idx:
-        raise ValueError(f"no actor for pair {agent} in the weights (expected "
-                         f"{prefix}<l>.weight arrays)")
+        held = [what for other, what in NETS.items() if other != net
+                and any(k.startswith(f"agent{agent}.{other}.") for k in variables)]
+        instead = f"; the weights hold {held[0]} instead" if held else ""
+        raise ValueError(f"no {'actor' if net == 'actor' else 'Q network'} for pair {agent} "
+                         f"in the weights (expected {prefix}<l>.weight arrays){instead}")
     return [(np.asarray(variables[f"{prefix}{i}.weight"], dtype=np.float64),
              np.asarray(variables[f"{prefix}{i}.bias"], dtype=np.float64)) for i in idx]
 
 
-def actor_logits(variables: dict[str, np.ndarray], agent: int, obs: npt.ArrayLike) -> Array:
-    """Logits ``(..., K beta)`` of pair ``agent``'s actor for observations ``(..., D)``."""
+def actor_layers(variables: dict[str, np.ndarray], agent: int) -> list[tuple[Array, Array]]:
+    """(weight, bias) of pair ``agent``'s actor, input layer first."""
+    return mlp_layers(variables, agent, "actor")
+
+
+def mlp_output(variables: dict[str, np.ndarray], agent: int, obs: npt.ArrayLike,
+               net: str = "actor") -> Array:
+    """Outputs ``(..., K beta)`` of pair ``agent``'s network for observations ``(..., D)``."""
     x = np.asarray(obs, dtype=np.float64)
-    layers = actor_layers(variables, agent)
+    layers = mlp_layers(variables, agent, net)
     for j, (w, b) in enumerate(layers):
         x = x @ w.T + b
         if j < len(layers) - 1:
@@ -62,23 +85,44 @@ def actor_logits(variables: dict[str, np.ndarray], agent: int, obs: npt.ArrayLik
     return x
 
 
+def actor_logits(variables: dict[str, np.ndarray], agent: int, obs: npt.ArrayLike) -> Array:
+    """Logits ``(..., K beta)`` of pair ``agent``'s actor for observations ``(..., D)``."""
+    return mlp_output(variables, agent, obs, "actor")
+
+
+def q_values(variables: dict[str, np.ndarray], agent: int, obs: npt.ArrayLike) -> Array:
+    """Q values ``(..., K beta)`` of pair ``agent``'s Q network for observations ``(..., D)``."""
+    return mlp_output(variables, agent, obs, "q")
+
+
 def own_actor(variables: dict[str, np.ndarray], agent: int) -> dict[str, np.ndarray]:
-    """The arrays pair ``agent`` acts with (its own actor only)."""
+    """The arrays pair ``agent`` acts with (its own network and exploration rate only)."""
     prefix = f"agent{agent}."
     return {k: v for k, v in variables.items() if k.startswith(prefix)}
+
+
+def _check_nets(scenario: D2dScenario, variables: dict[str, np.ndarray], net: str) -> None:
+    r = scenario.radio
+    d = observation_dim(scenario)
+    for i in range(r.n_pairs):
+        layers = mlp_layers(variables, i, net)
+        if layers[0][0].shape[1] != d or layers[-1][0].shape[0] != r.n_actions:
+            raise ValueError(f"the {'actor' if net == 'actor' else 'Q network'} of pair {i} "
+                             f"maps {layers[0][0].shape[1]} inputs to "
+                             f"{layers[-1][0].shape[0]} actions; the scenario has {d} and "
+                             f"{r.n_actions}")
 
 
 def check_actors(scenario: D2dScenario, variables: dict[str, np.ndarray]) -> None:
     """Raise ValueError naming the problem unless ``variables`` hold an actor for every pair
     of ``scenario`` with its observation and action sizes."""
-    r = scenario.radio
-    d = observation_dim(scenario)
-    for i in range(r.n_pairs):
-        layers = actor_layers(variables, i)
-        if layers[0][0].shape[1] != d or layers[-1][0].shape[0] != r.n_actions:
-            raise ValueError(f"the actor of pair {i} maps {layers[0][0].shape[1]} inputs to "
-                             f"{layers[-1][0].shape[0]} actions; the scenario has {d} and "
-                             f"{r.n_actions}")
+    _check_nets(scenario, variables, "actor")
+
+
+def check_q_networks(scenario: D2dScenario, variables: dict[str, np.ndarray]) -> None:
+    """Raise ValueError naming the problem unless ``variables`` hold a Q network for every
+    pair of ``scenario`` with its observation and action sizes."""
+    _check_nets(scenario, variables, "q")
 
 
 @dataclass(frozen=True)
@@ -92,7 +136,8 @@ class PairObservation:
     interference_dbm: np.ndarray
     """Last slot's interference per RB, dBm (rule-based schemes)."""
     explore: bool = False
-    """Sample the actor's softmax instead of taking its argmax (training)."""
+    """Sample the actor's softmax (epsilon-greedy on the Q values) instead of taking the
+    argmax (training)."""
     uniform: bool = False
     """Draw a uniform action whatever the scheme (the training's random warm-up)."""
     last_rb: int = -1
@@ -148,7 +193,8 @@ class PairAgent:
 
     def choose(self, o: PairObservation) -> int:
         noise = self.rng.gumbel(size=self.n_actions)  # drawn every slot, whatever happens
-        u = float(self.rng.random()) if self.qlearner is not None else 0.0  # (likewise)
+        u = (float(self.rng.random()) if self.qlearner is not None or self.rule == "q-network"
+             else 0.0)  # (likewise)
         if o.uniform or self.rule == "uniform":
             return int(np.argmax(noise))  # the Gumbel-max of equal logits: uniform
         if self.automaton is not None:
@@ -161,7 +207,12 @@ class PairAgent:
             est = np.asarray(o.d2d_gain_db) - np.asarray(o.interference_dbm)
             return int(np.argmax(est)) + self.n_rb * self.top_level
         if self.variables is None:
-            raise ValueError(f"pair {self.i} has no actor weights")
+            raise ValueError(f"pair {self.i} has no {self.rule} weights")
+        if self.rule == "q-network":
+            eps = self.variables.get(f"agent{self.i}.epsilon")
+            if o.explore and eps is not None and u < float(np.asarray(eps).reshape(-1)[0]):
+                return int(np.argmax(noise))  # uniform
+            return int(np.argmax(q_values(self.variables, self.i, o.features)))
         logits = actor_logits(self.variables, self.i, o.features)
         return int(np.argmax(logits + noise if o.explore else logits))
 

@@ -1,14 +1,18 @@
-"""MAAC / NAAC trained by the controller (the base station) from the histories the D2D pair
-nodes upload (paper 002, Section III-C: "D2D users upload the historical information ...
-to the BS"; "users only need to download the weights of the trained target actor").
+"""The D2D learners (MAAC / NAAC / IAC, DQN) trained by the controller (the base station)
+from the histories the D2D pair nodes upload (paper 002, Section III-C: "D2D users upload
+the historical information ... to the BS"; "users only need to download the weights of the
+trained target actor").
 
 Every slot each pair uploads ``(s_i, a_i, r_i)``; the transition of slot n is complete once
 every pair's upload of slots n and n + 1 is in (``s'`` of slot n is the observation of
 slot n + 1). Every ``broadcast_period`` slots the controller stores the complete
 transitions, takes one update per slot of the period from the end of the random warm-up
 on (as the local trainer, :mod:`controller.training.d2d_train`, takes one per slot), and
-broadcasts each pair its target actor. During the warm-up (``random_slots``) the pairs draw
-uniformly; afterwards they sample their actor's softmax.
+broadcasts each pair what it acts with (its target actor; DQN: its Q network and the
+exploration rate). During the warm-up (``random_slots``) the pairs draw uniformly;
+afterwards they explore (sample their actor's softmax; DQN: epsilon-greedy). The learner is
+the one the scheme's registry entry names, seen through
+:class:`controller.training.d2d_train.D2dLearner`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from channel_server.d2d import D2dScenario, drop_users
-from controller.learners import registry
-from controller.learners.maac import Maac, MaacConfig, MaacDims
-from controller.training.d2d_train import d2d_artifact
+from controller.learners.maac import MaacConfig
+from controller.training.d2d_train import d2d_artifact, make_learner
 from node.d2d_observation import observation_dim
 from node.schemes import SCHEMES
 from protocols.seeding import rng_for
@@ -30,25 +33,23 @@ from protocols.weights import WeightsArtifact
 KIND = "d2d-underlay"
 
 
-def learner_config(train: dict[str, Any], critic: str) -> MaacConfig:
-    """The learner settings of a network training run's ``train`` options."""
+def learner_config(train: dict[str, Any]) -> MaacConfig:
+    """The learner settings of a network training run's ``train`` options (as
+    :attr:`controller.training.d2d_train.D2dTrainConfig.maac`)."""
     opts = dict(train.get("learner") or {})
-    cfg = MaacConfig(critic=critic,  # type: ignore[arg-type]
-                     learning_starts=max(int(train.get("random_slots", 0)), 1))
-    for key in ("neighbours", "batch_size"):
-        if key in opts:
-            cfg = dataclasses.replace(cfg, **{key: int(opts[key])})
-    for key in ("actor_hidden", "critic_hidden"):
-        if key in opts:
-            cfg = dataclasses.replace(cfg, **{key: tuple(int(x) for x in opts[key])})
-    return cfg
+    cfg = MaacConfig(learning_starts=max(int(train.get("random_slots", 0)), 1))
+    return dataclasses.replace(
+        cfg, neighbours=int(opts.get("neighbours", cfg.neighbours)),
+        batch_size=int(opts.get("batch_size", cfg.batch_size)),
+        actor_hidden=tuple(int(x) for x in opts.get("actor_hidden", cfg.actor_hidden)),
+        critic_hidden=tuple(int(x) for x in opts.get("critic_hidden", cfg.critic_hidden)))
 
 
 class D2dNetworkTrainer:
     """The learner state of a network training run; the controller's versioned weights."""
 
     def __init__(self, scenario: D2dScenario, scheme: str, seed: int,
-                 train: dict[str, Any]) -> None:
+                 train: dict[str, Any], slots: int) -> None:
         spec = SCHEMES.get(KIND, scheme)
         if not spec.learners:
             raise ValueError(f"scheme {scheme!r} trains nothing")
@@ -61,13 +62,9 @@ class D2dNetworkTrainer:
         self.obs_dim = observation_dim(scenario)
         # the BS knows where the pairs are: the run's drop (the air's own stream)
         drop = drop_users(scenario.drop, 1, r.n_cue, r.n_pairs, rng_for(seed, "d2d", "drop"))
-        dims = MaacDims(obs_dim=self.obs_dim, n_actions=r.n_actions, n_agents=r.n_pairs,
-                        positions=(drop.tx_xy[0] + drop.rx_xy[0]) / 2.0)
-        learner = registry.make(spec.learners[0], dims, rng_for(seed, "d2d-train", "learner"),
-                                learner_config(train, str(spec.options["critic"])),
-                                trains="d2d-actors")
-        assert isinstance(learner, Maac)
-        self.learner = learner
+        self.learner = make_learner(scenario, scheme, seed,
+                                    (drop.tx_xy[0] + drop.rx_xy[0]) / 2.0,
+                                    learner_config(train), slots)
         self.held: dict[int, dict[int, tuple[np.ndarray, int, float]]] = {}
         """Slot -> pair -> (observation, action, reward) uploaded, not yet stored."""
         self.history: list[dict[str, float]] = []
@@ -110,21 +107,20 @@ class D2dNetworkTrainer:
         row = {"version": float(self.version), "slot": float(upto),
                "transitions": float(self.stored), "updates": float(self.learner.updates),
                "dropped_slots": float(self.dropped), "total_reward": total,
-               **{k: stats.get(k, float("nan")) for k in ("critic_loss", "actor_loss",
-                                                          "q_mean")}}
+               **{k: stats.get(k, float("nan")) for k in self.learner.stats}}
         self.history.append(row)
         return row
 
     def get_variables(self) -> dict[str, np.ndarray]:
-        """The target actors (version :attr:`version`)."""
+        """What the pairs act with (version :attr:`version`)."""
         return self.learner.get_variables()
 
-    def set_actor_variables(self, variables: dict[str, np.ndarray]) -> None:
-        """Start from trained actors."""
-        self.learner.set_actor_variables(variables)
+    def set_variables(self, variables: dict[str, np.ndarray]) -> None:
+        """Start from trained weights."""
+        self.learner.set_variables(variables)
 
     def artifact(self) -> WeightsArtifact:
-        """The current target actors as a weights file (``steps``: transitions stored)."""
+        """What the pairs act with now as a weights file (``steps``: transitions stored)."""
         return d2d_artifact(self.scenario, self.scheme, self.learner, self.stored,
                             extra={"version": self.version, "updates": self.learner.updates,
                                    "broadcast_period": self.period,

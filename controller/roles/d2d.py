@@ -1,7 +1,8 @@
 """The controller's part of a D2D underlay run: it records every slot outcome and, while
 training (paper 002's centralized training at the base station), feeds the pairs' uploaded
-histories to the MAAC / NAAC trainer, updating every ``broadcast_period`` slots and
-sending each pair only its own actor (the target actor the paper's pairs download).
+histories to the scheme's trainer (MAAC / NAAC / IAC, DQN), updating every
+``broadcast_period`` slots and sending each pair only what it acts with (its own target
+actor, which the paper's pairs download; DQN: its own Q network and exploration rate).
 
 Not durable yet (no checkpoints or resume, unlike the cellular and V2X parts): a killed
 controller ends the training run.
@@ -41,9 +42,9 @@ class D2dPart:
         if train:
             from controller.learners.d2d_experience import D2dNetworkTrainer
 
-            self.trainer = D2dNetworkTrainer(scenario, ctl.scheme, ctl.seed, train)
+            self.trainer = D2dNetworkTrainer(scenario, ctl.scheme, ctl.seed, train, ctl.slots)
             if weights is not None:
-                self.trainer.set_actor_variables(weights)
+                self.trainer.set_variables(weights)
             weights = self.trainer.get_variables()
         self.snapshot: tuple[int, dict[str, np.ndarray]] | None = (
             (1, weights) if weights is not None else None)
@@ -64,7 +65,7 @@ class D2dPart:
         return self.upto is not None
 
     def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Only the receiving pair's own actor."""
+        """Only the receiving pair's own arrays."""
         return own_actor(arrays, index_of(name))
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> bool:

@@ -5,7 +5,10 @@ actors trained at the base station (``rrmbed d2d train``). Options read by the D
 ``rule`` (how a pair decides, :mod:`node.pair_agent`), ``critic`` (what the centralized
 critic sees: ``all`` pairs, MAAC; the ``neighbours``, NAAC; or the pair's ``own`` state and
 action alone, the paper's independent actor-critic baseline, trained by the same learner
-and acting the same way). The paper's uncoupled baselines, SLA and tabular Q-learning,
+and acting the same way). The paper's DQN baseline (``dqn``, rule ``q-network``) is
+independent too: one Q network per pair over its own observation, trained by the DQN
+learner with a network per agent, each on its own replay (its D2D settings:
+:mod:`controller.training.d2d_train`). The paper's uncoupled baselines, SLA and tabular Q-learning,
 learn online in each pair from its own rewards alone (:mod:`node.pair_learning`; their
 other options are its settings).
 """
@@ -33,6 +36,12 @@ register(Scheme("iac", KIND, "none", "independent actor-critic: each pair's acto
                 weights="d2d-actors", learners=("maac",), needs_weights=True,
                 weights_from="rrmbed d2d train", check=CHECK,
                 options={"rule": "actor", "critic": "own"}, rank=3, color="tab:brown"))
+register(Scheme("dqn", KIND, "none", "independent deep Q network: each pair's own Q network "
+                "over its own observation (Double DQN, own replay), greedy when executing",
+                actor=ACTOR, weights="d2d-q-networks", learners=("dqn",), needs_weights=True,
+                weights_from="rrmbed d2d train --scheme dqn",
+                check="node.pair_agent:check_q_networks", options={"rule": "q-network"},
+                rank=4, color="tab:olive"))
 register(Scheme("q-learning", KIND, "none", "tabular Q-learning per pair on its quantized own "
                 "observation (last action, own SINR estimate bin), learning online",
                 actor=ACTOR, options={"rule": "tabular-q", "alpha": 0.1, "gamma": 0.95,

@@ -304,3 +304,60 @@ def test_independent_actor_critic_trains_and_acts_over_processes(tmp_path: Path)
             acts.append(int(np.argmax(h)))
         assert [int(row[f"rb_p{i}"]) + 10 * int(row[f"level_p{i}"]) for i in range(N)] == acts
         air.step((np.array(acts) % 10)[None], (np.array(acts) // 10)[None])
+
+
+def test_dqn_trains_over_processes_as_on_the_pump_and_acts_greedily(tmp_path: Path) -> None:
+    """The DQN baseline (one Q network per pair, scheme ``dqn``): pairs upload, the controller
+    trains and broadcasts each pair its Q network and exploration rate, the same slot by slot
+    on the in-memory pump; then a run with the weights file acts greedily: every action the
+    argmax of the pair's own Q network, computed here from the file on a replay of the air."""
+    from controller.runners.run import execute
+    from node.d2d_observation import observe
+    from protocols.weights import load
+    from tests.helpers import rrmbed
+
+    net = tmp_path / "train"
+    r = rrmbed("d2d", "train", str(SC), "--scheme", "dqn", "--runner", "network", "--slots",
+               "60", "--random-slots", "20", "--broadcast-period", "20", *SETS,
+               "--actor-hidden", "16,8", "--batch-size", "8", "--seed", "7", "--out", str(net))
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = json.loads((net / "run.json").read_text())
+    overrides = {"radio.n_pairs": N, "radio.d2d_power_levels_dbm": [13.0, 3.0]}
+    pump = tmp_path / "pump"
+    execute(resolve(SC, overrides), "dqn", "local", 60, 7, pump, None, run["options"])
+    assert read_csv(net / "metrics.csv") == read_csv(pump / "metrics.csv")
+    train = read_csv(net / "training.csv")
+    assert train == read_csv(pump / "training.csv")
+    art = load(net / "weights.npz")
+    assert art.meta.fingerprint == load(pump / "weights.npz").meta.fingerprint
+    assert (art.meta.kind, art.meta.scheme, art.meta.algo) == ("d2d-underlay", "dqn", "dqn")
+    # none at slot 20 (19 transitions, fewer than the warm-up's 20), then one per slot:
+    # epsilon decayed over half of the 40 slots after the warm-up, 1 -> 0.02
+    assert [float(t["updates"]) for t in train] == [0.0, 20.0]
+    assert float(train[1]["epsilon"]) == pytest.approx(0.02)
+    exp = {x["sender"]: int(x["messages"]) for x in setup_rows(net / "overhead.csv")
+           if x["kind"] == "experience"}
+    assert exp == {f"pair-{i}": 60 for i in range(N)}
+    # execution: greedy on the pair's own Q network
+    out = run_dir(tmp_path, SC, "dqn", "network", 20, 7, *SETS, "--weights",
+                  str(net / "weights.npz"), "--no-telemetry")
+    rows = read_csv(out / "metrics.csv")
+    scenario = resolve(SC, overrides).scenario
+    air = D2dAir(scenario, 1, seed=7)
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in art.arrays.items()}
+    played = set()
+    for row in rows:
+        sl = air.slices()
+        x = observe(scenario, sl.d2d_gain_db[0], sl.bs_gain_db[0], sl.interference_dbm[0],
+                    sl.last_rb[0], sl.last_level[0])
+        acts = []
+        for i in range(N):
+            h = x[i]
+            for j in (0, 2, 4):
+                h = h @ arrays[f"agent{i}.q.{j}.weight"].T + arrays[f"agent{i}.q.{j}.bias"]
+                h = np.maximum(h, 0.0) if j < 4 else h
+            acts.append(int(np.argmax(h)))
+        assert [int(row[f"rb_p{i}"]) + 10 * int(row[f"level_p{i}"]) for i in range(N)] == acts
+        played.update(acts)
+        air.step((np.array(acts) % 10)[None], (np.array(acts) // 10)[None])
+    assert len(rows) == 20 and len(played) > 1
