@@ -4,7 +4,9 @@
   weighted average (Fig. 6-9);
 * :func:`plot_bars`: average sum-rate per method (Fig. 11, Fig. 15);
 * :func:`plot_pmax_sweep`: sum-rate against Pmax (Fig. 14);
-* :func:`plot_reward_vs`: reward against steps and wall time for a benchmark.
+* :func:`plot_reward_vs`: reward against steps and wall time for a benchmark;
+* :func:`plot_spread`: mean ± std over seeds of several methods against x (paper 002,
+  Fig. 6-11).
 
 Smoothing (paper 001, footnote 2): the paper writes ``s[n] = w x[n] + (1 - w) s[n-1]``
 with "smoothing factor" w = 0.96. Read literally, w = 0.96 puts 96 % of the weight on the
@@ -249,4 +251,59 @@ def plot_reward_vs(
     _steps_axis(ax_s)
     ax_t.legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+Spread = tuple[Sequence[float] | Array, Sequence[float] | Array, Sequence[float] | Array]
+"""(x values, means, standard deviations) of one method."""
+
+
+def plot_spread(
+    panels: Sequence[tuple[str, Mapping[str, Spread]]],
+    path: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str | Sequence[str],
+    references: Sequence[Mapping[str, tuple[float, float]]] | None = None,
+    band: bool = False,
+    colors: Mapping[str, str | None] | None = None,
+) -> Path:
+    """Mean ± standard deviation of every method against x, one panel per
+    ``(subtitle, {method: (x, mean, std)})``: error bars, or a shaded band (``band``, for
+    long curves). ``references[i]``: ``{method: (mean, std)}`` drawn in panel i as a dashed
+    horizontal line with a faint band (a method that does not vary with x). ``colors``: a
+    method's colour where its name alone is ambiguous (a scheme name several kinds use)."""
+    fig, axes = _new(6.8 * len(panels) + (1.6 if len(panels) == 1 else 0.0), 4.4,
+                     ncols=len(panels))
+    markers = "os^vDP*Xh<>"
+    ylabels = [ylabel] * len(panels) if isinstance(ylabel, str) else list(ylabel)
+    for i, (ax, (sub, series)) in enumerate(zip(axes, panels, strict=True)):
+        xs_all = sorted({float(v) for x, _, _ in series.values() for v in x})
+        step = 0.0 if band or len(xs_all) < 2 else 0.008 * (xs_all[-1] - xs_all[0])
+        for j, (name, (x, mean, std)) in enumerate(series.items()):
+            xs, m, s = (np.asarray(v, dtype=np.float64) for v in (x, mean, std))
+            xs = xs + step * (j - (len(series) - 1) / 2)  # error bars side by side
+            color = colors[name] if colors and name in colors else _color(name)
+            label = _label(name)
+            if band:
+                (line,) = ax.plot(xs, m, lw=1.4, color=color, label=label)
+                ax.fill_between(xs, m - s, m + s, color=line.get_color(), alpha=0.18, lw=0)
+            else:
+                ax.errorbar(xs, m, yerr=s, marker=markers[j % len(markers)], ms=4, lw=1.3,
+                            capsize=3, color=color, label=label)
+        for name, (ref, ref_std) in (references[i] if references else {}).items():
+            ref_color = colors[name] if colors and name in colors else _color(name)
+            line = ax.axhline(ref, ls="--", lw=1.1, color=ref_color or "grey",
+                              label=f"{_label(name)} (reference)")
+            if ref_std > 0:
+                ax.axhspan(ref - ref_std, ref + ref_std, color=line.get_color(), alpha=0.1, lw=0)
+        if not band and 0 < len(xs_all) <= 12:
+            ax.set_xticks(xs_all, [f"{v:g}" for v in xs_all])
+        if sub:
+            ax.set_title(sub, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabels[i])
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)

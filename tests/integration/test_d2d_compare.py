@@ -1,0 +1,119 @@
+"""`rrmbed d2d compare` end to end, tiny: every figure and CSV is written, a row for every
+scheme x N x seed (and NAAC's lambdas), and the reported metrics are those of an
+independent `rrmbed run --runner local` of the same scheme, seed and weights."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli.common import cli
+from node.schemes import SCHEMES
+
+NS, SEEDS, LAMBDAS = (10, 20), (0, 1), (1, 3)
+SLOTS, EVAL = 30, 12
+FIGURES = ("fig6_training", "fig7_cue_outage", "fig8_d2d_outage", "fig9_d2d_sum_rate",
+           "fig10_outage_lambda", "fig11_sum_rate_lambda")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("d2d-compare") / "cmp"
+    res = CliRunner().invoke(cli, [
+        "d2d", "compare", "--ns", ",".join(map(str, NS)),
+        "--lambdas", ",".join(map(str, LAMBDAS)), "--seeds", ",".join(map(str, SEEDS)),
+        "--slots", str(SLOTS), "--random-slots", "15", "--eval-slots", str(EVAL),
+        "--window", "10", "--actor-hidden", "8", "--critic-hidden", "8,8,8",
+        "--batch-size", "8", "--out", str(out)])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return out
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    with (out / "results.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def row_of(out: Path, scheme: str, n: int, seed: int) -> dict[str, str]:
+    found = [r for r in rows(out) if (r["scheme"], int(r["n_pairs"]), int(r["seed"])) ==
+             (scheme, n, seed) and r["lambda"] in ("", "3")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_every_figure_and_csv(compared: Path) -> None:
+    for stem in FIGURES:
+        png = (compared / f"{stem}.png").read_bytes()
+        assert png.startswith(PNG) and len(png) > 10_000, (stem, len(png))
+        with (compared / f"{stem}.csv").open(newline="") as f:
+            table = list(csv.reader(f))
+        assert len(table) > 2, stem
+    assert json.loads((compared / "results.json").read_text())["jobs_done"] == len(
+        rows(compared))
+
+
+def test_a_row_for_every_scheme_n_seed_and_lambda(compared: Path) -> None:
+    names = SCHEMES.names("d2d-underlay")
+    assert {"maac", "naac", "q-learning", "sla"} <= set(names)
+    got = [(r["scheme"], int(r["n_pairs"]), r["lambda"], int(r["seed"]))
+           for r in rows(compared)]
+    assert len(got) == len(set(got))
+    assert {(s, n, seed) for s, n, _, seed in got} == {
+        (s, n, seed) for s in names for n in NS for seed in SEEDS}
+    naac10 = {(lam, seed) for s, n, lam, seed in got if s == "naac" and n == 10}
+    assert naac10 == {(str(lam), seed) for lam in LAMBDAS for seed in SEEDS}
+    for r in rows(compared):
+        for k in ("cue_outage", "d2d_outage"):
+            assert 0.0 <= float(r[k]) <= 1.0, r
+        assert float(r["d2d_sum_rate_mbps"]) >= 0.0
+        assert r["trained"] == str(SCHEMES.get("d2d-underlay", r["scheme"]).trainable)
+
+
+def run(tmp: Path, scheme: str, n: int, seed: int, slots: int,
+        weights: Path | None = None) -> Path:
+    out = tmp / f"{scheme}-{n}-{seed}"
+    args = ["run", f"scenarios/d2d-n{n}.toml", "--runner", "local", "--scheme", scheme,
+            "--seed", str(seed), "--slots", str(slots), "--out", str(out)]
+    res = CliRunner().invoke(cli, args + (["--weights", str(weights)] if weights else []))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return out
+
+
+def test_trained_row_is_an_independent_run_of_its_weights(compared: Path,
+                                                          tmp_path: Path) -> None:
+    row = row_of(compared, "maac", 20, 1)
+    weights = Path(row["run_dir"]).parent / "train" / "weights.npz"
+    s = json.loads((run(tmp_path, "maac", 20, 1, EVAL, weights) / "summary.json").read_text())
+    assert s["slots"] == EVAL
+    assert float(row["total_reward"]) == s["total_reward_mean"]
+    assert float(row["d2d_sum_rate_mbps"]) == s["d2d_sum_rate_mbps_mean"]
+    assert float(row["cue_sum_rate_mbps"]) == s["cue_sum_rate_mbps_mean"]
+    assert float(row["cue_outage"]) == s["cue_outage_probability"]
+    assert float(row["d2d_outage"]) == s["d2d_outage_probability"]
+    # and Fig. 9 draws the mean over the seeds of what those runs measured
+    seeds = [float(row_of(compared, "maac", 20, x)["d2d_sum_rate_mbps"]) for x in SEEDS]
+    with (compared / "fig9_d2d_sum_rate.csv").open(newline="") as f:
+        fig = [r for r in csv.DictReader(f) if (r["scheme"], r["n_pairs"]) == ("maac", "20")]
+    assert len(fig) == 1 and math.isclose(float(fig[0]["d2d_sum_rate_mbps_mean"]),
+                                          sum(seeds) / len(seeds), rel_tol=1e-12)
+
+
+def test_online_row_is_the_tail_of_an_independent_run(compared: Path, tmp_path: Path) -> None:
+    row = row_of(compared, "q-learning", 10, 0)
+    assert int(row["eval_from_slot"]) == SLOTS
+    with (run(tmp_path, "q-learning", 10, 0, SLOTS + EVAL) / "metrics.csv").open() as f:
+        tail = list(csv.DictReader(f))[SLOTS:]
+    assert len(tail) == EVAL
+    for col, key in (("total_reward", "total_reward"), ("d2d_sum_mbps", "d2d_sum_rate_mbps"),
+                     ("cue_outage", "cue_outage")):
+        assert math.isclose(float(row[key]), sum(float(r[col]) for r in tail) / EVAL,
+                            rel_tol=1e-12), key
+    on = [sum(int(r[f"rb_p{i}"]) >= 0 for i in range(10)) for r in tail]
+    bad = sum(round(float(r["d2d_outage"]) * k) for r, k in zip(tail, on, strict=True))
+    assert float(row["d2d_outage"]) == bad / sum(on)
