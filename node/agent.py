@@ -152,12 +152,10 @@ class BsAgent:
         src = self.source
         if src is None or src.version <= self.version:
             return
-        if self.policy is None:
+        if self.actor is None or self.policy is None:
             raise RuntimeError(f"BS {self.bs}: scheme {self.scheme.name!r} runs no policy; "
                                "weights do not apply")
-        from node.policy import load_arrays
-
-        load_arrays(self.policy, src.get_variables())
+        self.actor.load(src.get_variables())
         self.version = src.version
 
     # ------------------------------------------------------------------ deciding

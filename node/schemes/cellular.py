@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from node.mlp import forward, layers_of
 from node.observation import central_dims, full_dims, obs_full, obs_round_robin, round_robin_dims
 from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
 from node.schemes.registry import SCHEMES, Scheme, register
@@ -63,12 +64,29 @@ class PolicyActor:
 
             policy = seeded_policy(self.config(scenario), seed)
         self.policy = policy
+        self.refresh()
         self.action_mode = action_mode
         self.noise = rng_for(seed, "node", bs, "policy-noise")
         self.last_obs: np.ndarray | None = None
         """The observation of the last decision (what a learner needs)."""
         self.last_raw: np.ndarray | None = None
         """The raw Gaussian action of the last decision."""
+
+    def refresh(self) -> None:
+        """Read the policy's weights into the numpy layers it acts with (it acts in numpy:
+        :mod:`node.mlp`)."""
+        from node.policy import state_arrays
+
+        arrays = state_arrays(self.policy)
+        self.layers = layers_of(arrays, "mean_net.")
+        self.std = np.exp(arrays["log_std"])
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        """New weights (a broadcast): into the policy, then into the layers."""
+        from node.policy import load_arrays
+
+        load_arrays(self.policy, arrays)
+        self.refresh()
 
     @staticmethod
     def config(scenario: Scenario) -> PolicyConfig:
@@ -84,7 +102,8 @@ class PolicyActor:
         e, k = csi.shape[0], self.radio.users_per_cell
         noise = self.noise.standard_normal((e, k)) if self.action_mode == "sample" else None
         self.last_obs = obs
-        self.last_raw = self.policy.act(obs, self.action_mode, noise)
+        mean = forward(self.layers, obs, "elu")
+        self.last_raw = mean if noise is None else mean + self.std * noise
         return clip_fraction(self.last_raw)
 
 
