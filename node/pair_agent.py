@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from channel_server.d2d import D2dScenario
 from node.d2d_observation import observation_dim
+from node.mlp import forward
 from node.pair_learning import AutomatonConfig, LearningAutomaton, TabularQ, TabularQConfig
 from node.schemes import SCHEMES
 from protocols.core import VariableSource
@@ -76,13 +77,7 @@ def actor_layers(variables: dict[str, np.ndarray], agent: int) -> list[tuple[Arr
 def mlp_output(variables: dict[str, np.ndarray], agent: int, obs: npt.ArrayLike,
                net: str = "actor") -> Array:
     """Outputs ``(..., K beta)`` of pair ``agent``'s network for observations ``(..., D)``."""
-    x = np.asarray(obs, dtype=np.float64)
-    layers = mlp_layers(variables, agent, net)
-    for j, (w, b) in enumerate(layers):
-        x = x @ w.T + b
-        if j < len(layers) - 1:
-            x = np.maximum(x, 0.0)
-    return x
+    return forward([(w.T, b) for w, b in mlp_layers(variables, agent, net)], obs, "relu")
 
 
 def actor_logits(variables: dict[str, np.ndarray], agent: int, obs: npt.ArrayLike) -> Array:
