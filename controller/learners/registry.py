@@ -18,16 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from protocols.core import Learner
 from protocols.seeding import rng_for
 
-PolicyKind = Literal["gaussian", "q", "d2d-actors"]
-"""'gaussian': a Gaussian power policy (paper 001 schemes); 'q': discrete Q networks;
-'d2d-actors': per-pair actors with centralized critics (paper 002)."""
+PolicyKind = str
+"""What a learner trains, by name: 'gaussian' (a Gaussian power policy, paper 001's
+schemes), 'q' (discrete Q networks), 'd2d-actors' (per-pair actors with centralized
+critics, paper 002); a plug-in's learner may name a new kind (an open set: the training
+drivers pick learners by the kind they can drive)."""
 Seed = int | np.random.Generator
 Factory = Callable[[Any, np.random.Generator, Any], Learner]
 """``(policy_or_dims, rng, config or None) -> learner``."""
