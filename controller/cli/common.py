@@ -45,6 +45,23 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return out
 
 
+def number_list(text: str, opt: str, cast: Callable[[str], Any] = int,
+                minimum: float | None = None) -> tuple[Any, ...]:
+    """``"10,20,30"`` -> (10, 20, 30) (``cast`` each; at least one; none below
+    ``minimum``); a BadParameter naming ``opt`` otherwise."""
+    what = "integers" if cast is int else "numbers"
+    try:
+        out = tuple(cast(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not comma-separated {what}",
+                                 param_hint=opt) from None
+    if not out:
+        raise click.BadParameter("give at least one value", param_hint=opt)
+    if minimum is not None and min(out) < minimum:
+        raise click.BadParameter(f"{text!r}: give {what} >= {minimum}", param_hint=opt)
+    return out
+
+
 def resolve_file(path: Path, sets: tuple[str, ...] | list[str] = ()) -> Resolved:
     """A scenario file of any kind, resolved once with the --set overrides."""
     from channel_server.kinds import resolve

@@ -9,7 +9,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from controller.cli.common import SchemeChoice, cli, console, execute, progress_bar, resolve_file
+from controller.cli.common import (
+    SchemeChoice,
+    cli,
+    console,
+    execute,
+    number_list,
+    progress_bar,
+    resolve_file,
+)
 from node.schemes import SCHEMES
 
 
@@ -60,16 +68,9 @@ def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots
                                    "command takes a d2d-underlay one")
     sc = resolved.scenario
 
-    def widths(text: str, opt: str) -> tuple[int, ...]:
-        try:
-            return tuple(int(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise click.BadParameter(f"{text!r} is not comma-separated integers",
-                                     param_hint=opt) from None
-
     maac = MaacConfig(neighbours=neighbours, batch_size=batch_size,
-                      actor_hidden=widths(actor_hidden, "--actor-hidden"),
-                      critic_hidden=widths(critic_hidden, "--critic-hidden"),
+                      actor_hidden=number_list(actor_hidden, "--actor-hidden", minimum=1),
+                      critic_hidden=number_list(critic_hidden, "--critic-hidden", minimum=1),
                       learning_starts=max(random_slots, 1))
     out = out or Path("runs") / f"d2d-train-{sc.name}-{scheme}-{runner}-s{seed}"
     if runner == "network":

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from controller.cli.commands.d2d import d2d
-from controller.cli.common import console, progress_bar
+from controller.cli.common import console, number_list, progress_bar
 from node.schemes import SCHEMES
 
 QUICK = {"ns": "10,20", "lambdas": "1,3", "seeds": "0,1", "slots": 400, "random_slots": 200,
@@ -22,17 +22,6 @@ QUICK = {"ns": "10,20", "lambdas": "1,3", "seeds": "0,1", "slots": 400, "random_
 """--quick: the settings of a smoke run (a few minutes), for options not given."""
 OUTPUTS = ("results.csv", "results.json", "training_curves.csv", "runs")
 """What a comparison writes besides its figures (fig*.png / fig*.csv)."""
-
-
-def _ints(text: str, opt: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not comma-separated integers",
-                                 param_hint=opt) from None
-    if not values:
-        raise click.BadParameter("give at least one value", param_hint=opt)
-    return values
 
 
 @d2d.command("compare")
@@ -107,14 +96,15 @@ def d2d_compare(ctx: click.Context, ns: str, lambdas: str, seeds: str, slots: in
                 values[k] = v
     try:
         learner = MaacConfig(neighbours=neighbours, batch_size=int(values["batch_size"]),
-                             actor_hidden=_ints(str(values["actor_hidden"]), "--actor-hidden"),
-                             critic_hidden=_ints(str(values["critic_hidden"]),
-                                                 "--critic-hidden"))
+                             actor_hidden=number_list(str(values["actor_hidden"]),
+                                                      "--actor-hidden", minimum=1),
+                             critic_hidden=number_list(str(values["critic_hidden"]),
+                                                       "--critic-hidden", minimum=1))
         cfg = D2dCompareConfig(
-            ns=_ints(str(values["ns"]), "--ns"),
-            lambdas=(_ints(str(values["lambdas"]), "--lambdas")
+            ns=number_list(str(values["ns"]), "--ns", minimum=1),
+            lambdas=(number_list(str(values["lambdas"]), "--lambdas", minimum=1)
                      if str(values["lambdas"]).strip() else ()),
-            seeds=_ints(str(values["seeds"]), "--seeds"),
+            seeds=number_list(str(values["seeds"]), "--seeds"),
             schemes=tuple(s.strip() for s in schemes.split(",") if s.strip()),
             train_slots=int(values["slots"]),
             random_slots=min(int(values["random_slots"]), int(values["slots"])),

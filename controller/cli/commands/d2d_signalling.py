@@ -12,32 +12,10 @@ from typing import Any
 import click
 
 from controller.cli.commands.d2d import d2d
-from controller.cli.common import console
+from controller.cli.common import console, number_list
 
 ENV_PINS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """Every process of the measured runs gets one torch / BLAS thread (2-core machine)."""
-
-
-def _ints(text: str, opt: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not comma-separated integers",
-                                 param_hint=opt) from None
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"{text!r}: give positive integers", param_hint=opt)
-    return out
-
-
-def _floats(text: str, opt: str) -> tuple[float, ...]:
-    try:
-        out = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not comma-separated numbers",
-                                 param_hint=opt) from None
-    if not out or min(out) < 0:
-        raise click.BadParameter(f"{text!r}: give delays >= 0", param_hint=opt)
-    return out
 
 
 def _scenario_of(folder: Path) -> Any:
@@ -82,12 +60,15 @@ def d2d_signalling(ns: str, schemes: str, broadcast_periods: str, backhaul_ms: s
     from controller.runners.run import execute
 
     cfg = SignallingConfig(
-        ns=_ints(ns, "--ns"), schemes=tuple(s.strip() for s in schemes.split(",") if s.strip()),
-        broadcast_periods=_ints(broadcast_periods, "--broadcast-periods"),
-        backhaul_ms=_floats(backhaul_ms, "--backhaul-ms"), delay_period=delay_period,
+        ns=number_list(ns, "--ns", minimum=1),
+        schemes=tuple(s.strip() for s in schemes.split(",") if s.strip()),
+        broadcast_periods=number_list(broadcast_periods, "--broadcast-periods", minimum=1),
+        backhaul_ms=number_list(backhaul_ms, "--backhaul-ms", float, minimum=0),
+        delay_period=delay_period,
         slots=slots, random_slots=random_slots,
-        actor_hidden=_ints(actor_hidden, "--actor-hidden"),
-        critic_hidden=_ints(critic_hidden, "--critic-hidden"), batch_size=batch_size,
+        actor_hidden=number_list(actor_hidden, "--actor-hidden", minimum=1),
+        critic_hidden=number_list(critic_hidden, "--critic-hidden", minimum=1),
+        batch_size=batch_size,
         seed=seed)
     if random_slots >= slots:
         raise click.BadParameter("leaves no acting slot", param_hint="--random-slots")
@@ -136,7 +117,7 @@ def d2d_scale(ns: str, schemes: str, slots: int, seed: int, interval: float, fol
     goes); whether any pair process mapped torch. Writes OUT/scale.csv and .json."""
     from controller.bench.d2d_scale import ScaleConfig, publish, run_scale
 
-    cfg = ScaleConfig(ns=_ints(ns, "--ns"),
+    cfg = ScaleConfig(ns=number_list(ns, "--ns", minimum=1),
                       schemes=tuple(s.strip() for s in schemes.split(",") if s.strip()),
                       slots=slots, seed=seed, interval_s=interval)
     out = out or Path("runs") / f"d2d-scale-{time.strftime('%Y%m%d-%H%M%S')}"
