@@ -231,8 +231,8 @@ class ChannelServerRole(Role):
         if self.finished:
             out.send(CONTROLLER, Done, slot=self.slots, slots=self.slots)
             out.timer("stop", now + 4 * self.scenario.timing.peer_timeout_s)
-        elif self.collecting:
-            out.timer("collect", now + self.scenario.timing.peer_timeout_s)
+        elif self.collecting:  # the controller catches up on what it lost first
+            out.timer("collect", now + 4 * self.scenario.timing.peer_timeout_s)
         elif not self.paused:
             self.t0 = now - self.n * self.scenario.radio.slot_s
             self.begin_slot(now, out)

@@ -155,8 +155,9 @@ def test_with_curve_only_the_runs_keys_get_in_and_only_as_themselves(tmp_path: P
     hostile = 0
     try:
         for _ in range(3):
-            n = slots_done(out) + 20
-            everything = {t: [hello, *f] for t, f in attacks(n - 20).items()}
+            now = slots_done(out)
+            n = now + 200  # a slot that has not begun when node-2's frames arrive (1 s)
+            everything = {t: [hello, *f] for t, f in attacks(now).items()}
             for target, frames in everything.items():
                 server = public[target]
                 send(ctx, pids[target], frames)                               # no key
