@@ -4,12 +4,19 @@ rows, ...) are in ``tests/helpers.py``; the mosquitto fixtures in
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import ROOT, Spawn, rrmbed_argv
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # started as a background job of a non-interactive shell (`make test &`): SIGINT is
+    # ignored there and every process we start would inherit that, so the Ctrl-C tests
+    # could not interrupt anything. A handler is reset to the default in a child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
