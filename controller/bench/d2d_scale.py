@@ -32,10 +32,20 @@ RUN_TIMEOUT_S = 1800.0
 MIB = 1024 * 1024
 
 
+def default_schemes() -> tuple[str, ...]:
+    """The D2D schemes ``rrmbed run`` and ``rrmbed d2d train`` take by default (random, MAAC):
+    a pair that only draws, and one that runs the paper's actor."""
+    from node.schemes import SCHEMES
+    from node.schemes.d2d import KIND
+
+    return tuple(s for s in (SCHEMES.default(KIND, "run"), SCHEMES.default(KIND, "train"))
+                 if s is not None)
+
+
 @dataclass(frozen=True)
 class ScaleConfig:
     ns: tuple[int, ...] = (10, 30, 50)
-    schemes: tuple[str, ...] = ("random", "maac")
+    schemes: tuple[str, ...] = field(default_factory=default_schemes)
     slots: int = 500
     seed: int = 0
     interval_s: float = 0.25

@@ -33,7 +33,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ import numpy as np
 from channel_server.d2d import D2dScenario
 from channel_server.kinds import Resolved, resolve
 from node.d2d_observation import observation_dim
+from node.schemes import SCHEMES
+from node.schemes.d2d import KIND as D2D
 from protocols.codec import encode
 from protocols.messages import Experience, Weights
 from protocols.meter import wire_size
@@ -57,13 +59,21 @@ only a few kilobytes in size"."""
 UPLOAD_KIND, WEIGHTS_KIND = "experience", "weights"
 
 
+def sharing_critics() -> tuple[str, ...]:
+    """The D2D schemes whose critics see other pairs (MAAC, NAAC): their uploads are what the
+    base station's training needs."""
+    return tuple(s.name for s in SCHEMES.for_kind(D2D)
+                 if s.options.get("critic") in ("all", "neighbours"))
+
+
 @dataclass(frozen=True)
 class SignallingConfig:
     """What the signalling table runs."""
 
     ns: tuple[int, ...] = (10, 30, 50)
     """Numbers of D2D pairs (scenarios/d2d-n<N>.toml)."""
-    schemes: tuple[str, ...] = ("maac", "naac")
+    schemes: tuple[str, ...] = field(default_factory=sharing_critics)
+    """The trained schemes measured (default: those whose critics share, MAAC and NAAC)."""
     broadcast_periods: tuple[int, ...] = (10, 100, 1000)
     """Slots between actor broadcasts; each a run (no upload delay beyond the default)."""
     backhaul_ms: tuple[float, ...] = (0.0, 5.0, 20.0)
