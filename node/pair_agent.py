@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from channel_server.d2d import D2dScenario
 from node.d2d_observation import observation_dim
-from node.mlp import forward
+from node.mlp import Layers, forward
 from node.pair_learning import AutomatonConfig, LearningAutomaton, TabularQ, TabularQConfig
 from node.schemes import SCHEMES
 from protocols.core import VariableSource
@@ -168,6 +168,8 @@ class PairAgent:
         self.n_rb, self.n_levels, self.n_actions = r.n_rb, r.n_levels, r.n_actions
         self.top_level = int(np.argmax(r.d2d_power_levels_dbm))
         self.variables = variables
+        self.layers: Layers | None = None
+        """Its own network's layers (read from ``variables`` once per version)."""
         self.source = source
         self.version = 0
         self.rng = rng_for(seed, "d2d", "pair", i)
@@ -207,9 +209,18 @@ class PairAgent:
             eps = self.variables.get(f"agent{self.i}.epsilon")
             if o.explore and eps is not None and u < float(np.asarray(eps).reshape(-1)[0]):
                 return int(np.argmax(noise))  # uniform
-            return int(np.argmax(q_values(self.variables, self.i, o.features)))
-        logits = actor_logits(self.variables, self.i, o.features)
+            return int(np.argmax(forward(self.net_layers(), o.features, "relu")))
+        logits = forward(self.net_layers(), o.features, "relu")
         return int(np.argmax(logits + noise if o.explore else logits))
+
+    def net_layers(self) -> Layers:
+        """Its own actor's or Q network's layers, ``(W^T, b)``: read from the weights once,
+        not every slot."""
+        if self.layers is None:
+            assert self.variables is not None
+            net = "q" if self.rule == "q-network" else "actor"
+            self.layers = [(w.T, b) for w, b in mlp_layers(self.variables, self.i, net)]
+        return self.layers
 
     def observe(self, transition: object) -> None:
         """A slot's reward (:class:`PairReward`): the online learners learn from it (the
@@ -227,4 +238,5 @@ class PairAgent:
         src = self.source
         if src is not None and src.version > self.version:
             self.variables = src.get_variables()
+            self.layers = None
             self.version = src.version
