@@ -106,6 +106,9 @@ def _position(const: ast.Constant, parents: dict[ast.AST, ast.AST]) -> str | Non
         return f"{within}iterated"
     if isinstance(parent, ast.Subscript) and child is parent.slice:
         return "in a Literal type" if _is_literal_type(parent.value) else "as a subscript key"
+    if (isinstance(parent, ast.Assign) and len(parent.targets) == 1
+            and isinstance(parent.targets[0], ast.Name) and parent.targets[0].id == "__all__"):
+        return None  # a module's exported identifiers (a function may share a scheme's name)
     if literal and isinstance(parent, KEEPERS):
         return "in a literal kept as a list of schemes"
     if isinstance(parent, ast.keyword):

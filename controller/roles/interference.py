@@ -1,0 +1,131 @@
+"""The controller's part of a K-user interference channel run: it records every slot's
+outcome and, for central schemes (the MLP, WMMSE, FP, the optimum), decides every link's
+power once every active link has uploaded what its receiver measured. GNN weights reach the
+links as the common ``weights`` message before the first slot (the node asks for the
+snapshot)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from channel_server.interference import IcScenario
+from controller.baselines.ic import IcCentral
+from controller.evaluation.ic_run import IcRecorder
+from node.schemes import SCHEMES
+from protocols.ic_messages import IcOutcome
+from protocols.messages import CsiUpload, Decision, Message
+from protocols.names import index_of
+from protocols.role import Outbox
+from protocols.validate import Rejected, check_array, check_indices, check_number
+
+if TYPE_CHECKING:
+    from controller.roles.controller import ControllerRole
+
+
+class IcPart:
+    snapshot: tuple[int, dict[str, np.ndarray]] | None = None
+    pause_every = 0
+
+    def __init__(self, ctl: ControllerRole, scenario: IcScenario,
+                 weights: dict[str, np.ndarray] | None) -> None:
+        self.ctl = ctl
+        self.scenario = scenario
+        self.spec = SCHEMES.get(ctl.kind.name, ctl.scheme)
+        self.recorder = IcRecorder(scenario, ctl.scheme, ctl.runner, ctl.seed, ctl.slots)
+        if ctl.out_dir is not None:
+            self.recorder.stream(ctl.out_dir)
+        self.central = (IcCentral(self.spec, scenario, ctl.seed, weights)
+                        if self.spec.exchange == "central" else None)
+        if weights is not None and self.central is None:
+            self.snapshot = (1, weights)
+        self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
+        self.decided: set[int] = set()
+        self.compute_s: list[float] = []
+
+    # ----------------------------------------------------------------- the part
+
+    def after_start(self, name: str, out: Outbox) -> None:
+        pass
+
+    def after_weights(self, name: str, slot: int, out: Outbox) -> None:
+        pass
+
+    def busy(self) -> bool:
+        return False
+
+    def weights_for(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return arrays
+
+    def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
+        if isinstance(msg, IcOutcome):
+            self.check_outcome(msg)
+            self.recorder.add(msg)
+            self.ctl.outcome_recorded(msg.lost)
+        elif isinstance(msg, CsiUpload) and self.central is not None:
+            self.on_upload(msg, out)
+        else:
+            return False
+        return True
+
+    def check_outcome(self, msg: IcOutcome) -> None:
+        """The next slot in order, every array of the scenario's shape and range."""
+        if msg.slot != self.recorder.done:
+            raise Rejected(f"slot {msg.slot} out of order (expected {self.recorder.done})")
+        k, pmax = self.scenario.k, self.scenario.radio.pmax_w
+        check_array(msg.powers, "powers", (k,), 0.0, pmax)
+        check_array(msg.rates, "rates", (k,), 0.0)
+        check_array(msg.missed, "missed", (k,), 0, 1)
+        check_array(msg.missing, "missing", (k,), 0, k)
+        check_number(msg.reference_rate, "reference rate", 0.0)
+        if not isinstance(msg.decision_latency_s, np.ndarray) or np.isnan(
+                msg.decision_latency_s).any() or msg.decision_latency_s.shape != (k,):
+            raise Rejected("decision latency is not (K,) numbers")
+        check_indices(msg.lost, "lost", k)
+
+    def on_upload(self, msg: CsiUpload, out: Outbox) -> None:
+        """Collect one slot's uploads; decide once every active link has uploaded."""
+        assert self.central is not None
+        k = self.scenario.k
+        if not self.recorder.done <= msg.slot < self.ctl.slots:
+            raise Rejected(f"slot {msg.slot} outside [{self.recorder.done}, {self.ctl.slots})")
+        g = check_array(msg.gains, "gains", (k,), 0.0)
+        check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
+        if msg.slot in self.decided:
+            raise Rejected(f"a second upload for slot {msg.slot}")
+        got = self.uploads.setdefault(msg.slot, {})
+        got[index_of(msg.sender)] = (np.asarray(g, dtype=np.float64), msg.chain_latency_s)
+        if not self.ctl.active <= set(got):
+            return
+        gains = np.zeros((k, k))  # a silent link's column stays zero: it transmits nothing
+        for i, (col, _) in got.items():
+            gains[:, i] = col
+        powers, compute_s = self.central.decide(gains)
+        timing = self.scenario.timing
+        compute = compute_s if timing.compute_model == "measured" else timing.compute_s
+        self.compute_s.append(compute)
+        ready = max(a for _, a in got.values()) + compute  # uplink latency added on receipt
+        name = self.ctl.kind.node_name
+        for i in sorted(got):
+            out.send(name(i), Decision, slot=msg.slot, chain_latency_s=ready,
+                     powers=powers[i:i + 1])
+        del self.uploads[msg.slot]
+        self.decided.add(msg.slot)
+
+    # ----------------------------------------------------------------- results
+
+    def live_metrics(self) -> dict[str, Any]:
+        rates = self.recorder.sum_rates()[-100:]
+        return {"slots_done": self.recorder.done,
+                "sum_rate_bps_hz": float(rates.mean()) if rates.size else None}
+
+    def extra_summary(self) -> dict[str, Any]:
+        c = np.asarray(self.compute_s)
+        return {"central_compute_ms_mean": float(c.mean() * 1e3) if c.size else None}
+
+    def history(self) -> list[dict[str, float]]:
+        return []
+
+    def final_weights(self) -> None:
+        return None

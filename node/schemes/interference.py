@@ -1,0 +1,41 @@
+"""Paper 003's schemes on the K-user interference channel (Shen et al.), declared once.
+
+``mpgnn`` runs the message-passing GNN as what the paper says it is, a distributed
+algorithm: each layer is one round of messages between neighbouring link nodes over the
+backhaul (``neighbours`` exchange, :mod:`node.roles.link`). ``mlp`` is the centralized
+"learning to optimize" DNN: every link uploads what its receiver measured, the controller
+decides all powers. WMMSE, FP and the certified optimum decide centrally too (the
+optimum only up to 6 links); max-power and random need no message.
+"""
+
+from __future__ import annotations
+
+from node.schemes.registry import Scheme, register
+
+KIND = "interference"
+ACTOR = "node.link_agent:LinkActor"
+CENTRAL = "controller.baselines.ic:IcCentral"
+
+register(Scheme("mpgnn", KIND, "neighbours", "message-passing GNN, one round of messages "
+                "between neighbouring links per layer", actor=ACTOR, weights="ic-mpgnn",
+                learners=("mpgnn",), needs_weights=True, weights_from="rrmbed gnn train",
+                check="node.link_agent:check_mpgnn", rank=0, color="tab:red"))
+register(Scheme("mlp", KIND, "central", "centralized MLP over every link's gains (all CSI "
+                "uploaded)", central=CENTRAL, weights="ic-mlp", learners=("ic-mlp",),
+                needs_weights=True, weights_from="rrmbed gnn train --arch mlp",
+                check="node.link_agent:check_mlp", rank=1, color="tab:blue"))
+register(Scheme("wmmse", KIND, "central", "WMMSE at the controller from full power",
+                central=CENTRAL, batch="controller.baselines.ic:ic_wmmse", rank=2,
+                color="tab:green", default_for=("run", "compose")))
+register(Scheme("fp", KIND, "central", "fractional programming at the controller",
+                central=CENTRAL, batch="controller.baselines.ic:ic_fp", rank=3,
+                color="tab:olive"))
+register(Scheme("optimum", KIND, "central", "certified global optimum (branch and bound, "
+                "K <= 6)", central=CENTRAL, batch="controller.baselines.ic:ic_optimum",
+                rank=4, color="black"))
+register(Scheme("max-power", KIND, "none", "every link at Pmax", actor=ACTOR,
+                batch="controller.baselines.ic:ic_max_power", options={"rule": "max"},
+                rank=8, color="tab:orange"))
+register(Scheme("random", KIND, "none", "a uniform random power in [0, Pmax] per slot",
+                actor=ACTOR, batch="controller.baselines.ic:ic_random",
+                options={"rule": "uniform"}, rank=9, color="tab:gray"))

@@ -1,0 +1,93 @@
+"""Messages of the K-user interference channel kind (paper 003), registered on import.
+
+The air plane carries each link's own slice (channel server -> link) and its transmit power
+(link -> channel server); the message-passing GNN's rounds travel between neighbouring
+links on the backhaul (``ic_round``, one per layer and edge); the slot's outcome goes to
+the controller on the control plane. Central schemes upload with the common
+``csi_upload`` and get their power back in a ``decision``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy.typing as npt
+
+from protocols.messages import Message, Plane, register
+from protocols.names import CHANNEL_SERVER, NODES
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class IcSlice(Message):
+    """What link i's receiver measured for the slot, and its neighbours in the interference
+    graph (channel server -> link node)."""
+
+    KIND: ClassVar[str] = "ic_slice"
+    PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
+    gains_in: npt.NDArray[Any]
+    """``G[j, i]`` for every transmitter j (its own gain at j = i), shape (K,)."""
+    in_nbrs: npt.NDArray[Any]
+    """Links j whose messages it waits for (edge j -> i), int, ascending."""
+    out_nbrs: npt.NDArray[Any]
+    """Links it sends its messages to (edge i -> j), int, ascending."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class IcRound(Message):
+    """One layer's message of link j to its neighbour i (link node -> link node)."""
+
+    KIND: ClassVar[str] = "ic_round"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    layer: int
+    """The layer it feeds (1..L): built from the sender's state after layer - 1."""
+    x: npt.NDArray[Any]
+    """``(p_j / Pmax, phi(G[j, j]), phi(G[i, j]))``, shape (3,)
+    (:func:`node.mpgnn.message`)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class IcTransmit(Message):
+    """A link's transmit power for the slot (link node -> channel server)."""
+
+    KIND: ClassVar[str] = "ic_transmit"
+    PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    power_w: float
+    """Transmit power, watts."""
+    decision_latency_s: float
+    """Chain latency of the decision, seconds (its slowest input plus compute)."""
+    compute_s: float
+    """Compute time of the decision, seconds."""
+    missing: int
+    """Neighbour messages it decided without (lost, or from a vanished neighbour)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class IcOutcome(Message):
+    """The channel server's outcome of one slot, sent to the controller."""
+
+    KIND: ClassVar[str] = "ic_outcome"
+    PLANE: ClassVar[Plane] = "control"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
+    powers: npt.NDArray[Any]
+    """Every link's transmit power, watts, shape (K,) (0: silent)."""
+    rates: npt.NDArray[Any]
+    """Every link's rate, bit/s/Hz, shape (K,)."""
+    decision_latency_s: npt.NDArray[Any]
+    """Chain latency of each link's decision, seconds, shape (K,) (inf: silent)."""
+    missed: npt.NDArray[Any]
+    """1 where the decision missed the deadline and the link kept its last power, (K,)."""
+    missing: npt.NDArray[Any]
+    """Neighbour messages each link decided without, shape (K,)."""
+    reference_rate: float
+    """Sum rate WMMSE reaches on the slot's gains (from Pmax), bit/s/Hz: the reference of
+    the run's fraction (0 when the scenario turns it off)."""
+    lost: list[int]
+    """Indices of links whose node vanished."""
