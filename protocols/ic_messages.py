@@ -38,16 +38,20 @@ class IcSlice(Message):
 @register
 @dataclass(frozen=True, eq=False, slots=True)
 class IcRound(Message):
-    """One layer's message of link j to its neighbour i (link node -> link node)."""
+    """One layer's message of link j to its neighbour i (link node -> link node): together
+    ``power`` and ``features`` are :func:`node.mpgnn.message`."""
 
     KIND: ClassVar[str] = "ic_round"
     PLANE: ClassVar[Plane] = "backhaul"
     SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
     layer: int
     """The layer it feeds (1..L): built from the sender's state after layer - 1."""
-    x: npt.NDArray[Any]
-    """``(p_j / Pmax, phi(G[j, j]), phi(G[i, j]))``, shape (3,)
-    (:func:`node.mpgnn.message`)."""
+    power: npt.NDArray[Any]
+    """``(p_j / Pmax,)``, the sender's power fraction, shape (1,)."""
+    features: npt.NDArray[Any]
+    """``(phi(G[j, j]), phi(G[i, j]))``: the sender's own gain and the gain its receiver
+    measured from the receiving link, in decades (:func:`node.mpgnn.phi`), shape (2,).
+    Apart from the power because they span another range (see ``[wire]``)."""
 
 
 @register

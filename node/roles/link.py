@@ -171,10 +171,8 @@ class LinkPart:
         net = self.actor.net
         n_layers = net.n_layers if net is not None else 1 << 16
         check_number(msg.layer, "layer", 1, n_layers)
-        x = check_array(msg.x, "x", (MESSAGE_DIM,))
-        check_number(float(x[0]), "power fraction", 0.0, 1.0)
-        check_number(float(x[1]), "own gain feature", 0.0)
-        check_number(float(x[2]), "gain feature", 0.0)
+        check_array(msg.power, "power", (1,), 0.0, 1.0)
+        check_array(msg.features, "features", (MESSAGE_DIM - 1,), 0.0)
         w = self.waiting.get(msg.slot)
         if msg.slot <= self.done_upto and w is None or (w is not None and msg.layer < w.layer):
             self.stats_.late += 1  # its layer was computed without it
@@ -202,8 +200,9 @@ class LinkPart:
         name = self.node.kind.node_name
         own = float(w.phi_in[self.i])
         for j in w.out_nbrs:
+            x = message(w.p_frac, own, float(w.phi_in[j]))
             out.send(name(j), IcRound, slot=n, chain_latency_s=w.chain_s, layer=w.layer,
-                     x=message(w.p_frac, own, float(w.phi_in[j])))
+                     power=x[:1], features=x[1:])
         self.stats_.rounds_sent += len(w.out_nbrs)
 
     def advance(self, n: int, now: float, out: Outbox, force: bool = False) -> None:
@@ -220,7 +219,8 @@ class LinkPart:
             force = False
             used = [j for j in w.in_nbrs if j in got and math.isfinite(got[j].chain_latency_s)]
             w.missing += len(w.in_nbrs) - len(used)
-            xs = np.array([got[j].x for j in used], dtype=np.float64).reshape(-1, MESSAGE_DIM)
+            xs = np.array([np.concatenate([got[j].power, got[j].features]) for j in used],
+                          dtype=np.float64).reshape(-1, MESSAGE_DIM)
             chain_in = max([got[j].chain_latency_s for j in used], default=w.chain_s)
             t0 = time.perf_counter()
             w.p_frac = node_layer(net, w.p_frac, float(w.phi_in[self.i]), xs,
