@@ -19,6 +19,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import j0
 
+from protocols.wire import ArrayEncoding, WireFormat, key_problems
+
 LIGHT_SPEED_MPS = 299_792_458.0
 
 
@@ -145,6 +147,48 @@ class TimingConfig:
 
 
 @dataclass(frozen=True)
+class WireConfig:
+    """How each process puts on the wire the arrays its messages exchange: the fields a
+    message kind declares ``EXCHANGED`` (:mod:`protocols.wire`). A scenario kind whose
+    scenario has a ``wire`` field of this type gets it applied by every process
+    (:func:`wire_format_of`); the default sends every array as computed (float64), the
+    very bytes of a run without ``[wire]``.
+
+    Cellular: ``power_forward`` (round-robin: the powers chosen so far, watts),
+    ``csi_upload`` (central schemes: a BS's CSI slice, linear power gains) and
+    ``decision`` (central schemes: the powers returned, watts) are exchanged; the air's
+    messages (the emulated radio), the controller's outcomes, experience and weights are
+    not. Powers quantize well linearly over [0, Pmax]; gains span 150 dB, so give
+    ``csi_upload`` its own entry with ``scale = "db"`` (e.g. [-180, -30] dB).
+
+    Each entry is an :class:`~protocols.wire.ArrayEncoding`: ``encoding`` (float64,
+    float32, float16, uint16, uint8), ``scale`` (linear or db), and the range ``lo``,
+    ``hi`` in the field's unit (dB for scale db) that values are clipped to; the uint
+    encodings quantize it uniformly in 2^bits - 1 steps of (hi - lo) / (2^bits - 1), so a
+    value in range comes back within half a step. Only the sender needs this table: the
+    frame says how each array was encoded.
+    """
+
+    default: ArrayEncoding = field(default_factory=ArrayEncoding)
+    """Encoding of every exchanged array without an entry in ``arrays``."""
+    arrays: dict[str, ArrayEncoding] = field(default_factory=dict)
+    """Entries keyed ``kind`` (every exchanged field of that message kind, e.g.
+    ``decision``) or ``kind.field`` (``csi_upload.gains``), the more specific first."""
+
+    def format(self) -> WireFormat | None:
+        """What a sending process's codec applies (None: every array as computed)."""
+        wire = WireFormat(self.default, dict(self.arrays))
+        return None if wire.identity else wire
+
+
+def wire_format_of(scenario: Any) -> WireFormat | None:
+    """The wire format of a scenario of any kind: from its ``wire`` field (a
+    :class:`WireConfig`), None when it has none or sends every array as computed."""
+    wire = getattr(scenario, "wire", None)
+    return wire.format() if isinstance(wire, WireConfig) else None
+
+
+@dataclass(frozen=True)
 class BaselinesConfig:
     """Stopping rules of the classical allocators run by the controller."""
 
@@ -174,6 +218,8 @@ class Scenario:
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     source: str = "<memory>"
     """File the scenario was loaded from."""
+    wire: WireConfig = field(default_factory=WireConfig)
+    """Encodings of the exchanged arrays (optional ``[wire]`` table; default float64)."""
 
 
 # --------------------------------------------------------------------------- loading
@@ -234,7 +280,12 @@ def build_dataclass(cls: Any, table: dict[str, Any], where: str) -> Any:
                 raise ScenarioError(f"{where}: missing field {name!r}")
             continue
         kwargs[name] = check_field(table[name], hints[name], f"{where}.{name}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ScenarioError:
+        raise
+    except ValueError as e:  # a dataclass that checks itself (protocols.wire.ArrayEncoding)
+        raise ScenarioError(f"{where}: {e}") from e
 
 
 def _validate(s: Scenario, where: str) -> None:
@@ -264,6 +315,7 @@ def _validate(s: Scenario, where: str) -> None:
         checks.append((0.0 <= link.loss_probability < 1.0,
                        f"backhaul.{link_name}.loss_probability must be in [0, 1)"))
         checks.append((link.latency_s >= 0, f"backhaul.{link_name}.latency_s must be >= 0"))
+    checks += [(False, f"wire.arrays: {p}") for p in key_problems(s.wire.arrays)]
     for ok, msg in checks:
         if not ok:
             raise ScenarioError(f"{where}: {msg}")
@@ -306,7 +358,7 @@ def assign(table: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]
             if not isinstance(node.get(part), dict):
                 raise ScenarioError(f"override {dotted!r}: no section {part!r}")
             node = node[part]
-        if leaf not in node and parents != ["backhaul", "links"]:
+        if leaf not in node and parents not in (["backhaul", "links"], ["wire", "arrays"]):
             raise ScenarioError(f"override {dotted!r}: unknown field {leaf!r}")
         node[leaf] = value
     return table
@@ -315,6 +367,16 @@ def assign(table: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:
     d = dataclasses.asdict(s)
     d.pop("source")
+    return d
+
+
+def scenario_to_compact_dict(s: Scenario) -> dict[str, Any]:
+    """:func:`scenario_to_dict` without a ``wire`` table that is the default: what the
+    processes of a run get, so a scenario without ``[wire]`` travels as it did before
+    wire encodings existed."""
+    d = scenario_to_dict(s)
+    if s.wire == WireConfig():
+        d.pop("wire")
     return d
 
 

@@ -8,6 +8,14 @@ with the payload fields in dataclass order. A numpy array travels as msgpack ext
 ``EXT_NDARRAY`` (1) whose data is ``u8 dtype_code, u8 ndim, ndim x u64 shape`` (little
 endian) followed by the C-ordered little-endian raw bytes. Dtype codes: see ``DTYPES``.
 
+An exchanged array (a field a message class names in ``EXCHANGED``) that the sender's
+:class:`~protocols.wire.WireFormat` puts in another encoding than float64 travels as ext
+type ``EXT_WIRE`` (2) instead, which says how it was encoded (:mod:`protocols.wire`); the
+receiver decodes it without knowing the sender's configuration.
+
+The frame's *header* part is the msgpack array's own framing plus the seven header items
+(kind to chain_latency_s); the rest is the *payload* (:func:`header_length`).
+
 Decoding is strict: frame size, msgpack container and string sizes, array dimensions and
 elements are bounded by :class:`CodecLimits`; shape x itemsize must equal the byte length;
 the kind must be registered, the schema equal to ``SCHEMA_VERSION``, the field count exact
@@ -37,6 +45,7 @@ import numpy as np
 
 from protocols.errors import ProtocolError
 from protocols.messages import HEADER_FIELDS, REGISTRY, SCHEMA_VERSION, Message, payload_fields
+from protocols.wire import EXT_WIRE, WireFormat, decode_array, encode_array
 
 EXT_NDARRAY: Final = 1
 """msgpack ext type code of a numpy array."""
@@ -174,6 +183,8 @@ def _make_ext_hook(limits: CodecLimits) -> Callable[[int, bytes], Any]:
 
     def hook(code: int, data: bytes) -> Any:
         if code != EXT_NDARRAY:
+            if code == EXT_WIRE:
+                return decode_array(data, limits.max_ndim, max_elements)
             raise ProtocolError(f"unknown msgpack ext type {code}")
         # Fast path of a 1-D array (the common case; not bool: its bytes need checking).
         n = len(data)
@@ -523,6 +534,11 @@ def spec_of(cls: type[Message]) -> _Spec:
             if hints[name] is not expected:
                 raise TypeError(f"{cls.__name__}.{name} must stay {expected.__name__}")
         payload = payload_fields(cls)
+        for name in cls.EXCHANGED:
+            if name not in payload or not (hints[name] is np.ndarray
+                                           or typing.get_origin(hints[name]) is np.ndarray):
+                raise TypeError(f"{cls.__name__}.EXCHANGED names {name!r}, which is not an "
+                                "array field")
         pairs = [_compile(hints[n]) for n in payload]
         fast_encode, fast_decode = _compile_fast(cls, payload, hints, pairs)
         spec = _Spec(
@@ -571,8 +587,10 @@ def _check_named(
     return out
 
 
-def encode(msg: Message, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
-    """The frame of ``msg``; raises ProtocolError if it breaks the protocol or ``limits``."""
+def encode(msg: Message, limits: CodecLimits = DEFAULT_LIMITS,
+           wire: WireFormat | None = None) -> bytes:
+    """The frame of ``msg``; raises ProtocolError if it breaks the protocol or ``limits``.
+    ``wire``: the sending process's encodings of exchanged arrays (None: as computed)."""
     cls = type(msg)
     spec = _SPECS.get(cls)
     if spec is None:
@@ -585,6 +603,14 @@ def encode(msg: Message, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
         out = None
     if out is None:  # not exactly the annotated types: convert, or name the bad field
         out = _checked_values(msg, spec, limits)
+    if wire is not None and cls.EXCHANGED:
+        for i, name, enc in wire.plan(cls):
+            try:
+                data = encode_array(getattr(msg, name), enc, limits.max_ndim,
+                                    limits.max_array_elements)
+            except ProtocolError as e:
+                raise ProtocolError(f"{cls.KIND}.{name}: {e}") from None
+            out[_N_HEADER + i] = _ext_type(EXT_WIRE, data)
     packer = getattr(_local, "packer", None) or _packer()
     try:
         frame: bytes = packer.pack(out)
@@ -620,6 +646,53 @@ def _checked_values(msg: Message, spec: _Spec, limits: CodecLimits) -> list[Any]
     except ProtocolError:
         _check_named(kind, spec.payload_names, spec.payload_encoders, payload, limits)
         raise
+
+
+def _item_sizes() -> tuple[int, ...]:
+    """Bytes of a msgpack item by its first byte, for the header's types (str, int, float,
+    nil, bool): the size, or -1 for str8/16/32 (length follows), 0 for anything else."""
+    sizes = [0] * 256
+    for b in (*range(0x00, 0x80), *range(0xE0, 0x100), 0xC0, 0xC2, 0xC3):
+        sizes[b] = 1  # fixints, nil, bools
+    for b in range(0xA0, 0xC0):
+        sizes[b] = 1 + (b & 0x1F)  # fixstr
+    for b, n in ((0xCC, 2), (0xCD, 3), (0xCE, 5), (0xCF, 9), (0xD0, 2), (0xD1, 3), (0xD2, 5),
+                 (0xD3, 9), (0xCA, 5), (0xCB, 9)):
+        sizes[b] = n
+    for b in (0xD9, 0xDA, 0xDB):
+        sizes[b] = -1
+    return tuple(sizes)
+
+
+_ITEM_SIZES: Final = _item_sizes()
+_STR_WIDTH: Final = {0xD9: 1, 0xDA: 2, 0xDB: 4}
+"""Bytes of the length of a str8 / str16 / str32."""
+
+
+def header_length(frame: bytes) -> int:
+    """Bytes of the header part of an encoded frame: the msgpack array's own framing and
+    the seven header items (kind, schema, sender, seq, slot, sent_ns, chain_latency_s). The
+    rest of the frame is the payload. Raises ProtocolError if ``frame`` does not start with
+    such a header."""
+    try:
+        first = frame[0]
+        pos = 1 if 0x90 <= first <= 0x9F else 3 if first == 0xDC else 5 if first == 0xDD else 0
+        if pos == 0:
+            raise ProtocolError("frame is not a msgpack array")
+        for _ in range(_N_HEADER):
+            b = frame[pos]
+            n = _ITEM_SIZES[b]
+            if n < 0:
+                width = _STR_WIDTH[b]
+                n = 1 + width + int.from_bytes(frame[pos + 1:pos + 1 + width], "big")
+            elif n == 0:
+                raise ProtocolError(f"header item of msgpack type 0x{b:02x}")
+            pos += n
+    except IndexError:
+        raise ProtocolError("frame header truncated") from None
+    if pos > len(frame):
+        raise ProtocolError("frame header truncated")
+    return pos
 
 
 def decode(frame: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> Message:

@@ -139,11 +139,11 @@ class Driver:
             self.next_due = min(self.timers.values(), default=math.inf)
         sends = out.sends
         if sends:
-            header = ep.header
+            header, wire = ep.header, self.role.wire
             for s in sends:
                 msg = s.cls(**header(s.slot, s.chain_latency_s), **s.payload)
                 try:
-                    await ep.send(s.dest, msg)
+                    await ep.send(s.dest, msg, wire)
                 except (PeerError, PeerTimeout) as e:
                     log.error("%s: %s not sent: %s", ep.name, s.cls.KIND, e)
         out.clear()

@@ -54,6 +54,11 @@ class Message:
     SENDERS: ClassVar[tuple[str, ...]] = ()
     """Who may send this kind: ``controller``, ``channel-server`` and/or ``node`` (any node
     of the run); empty: any process of the run. A receiving role drops the rest."""
+    EXCHANGED: ClassVar[tuple[str, ...]] = ()
+    """Array fields this kind exchanges between agents (the signalling a scheme's wire
+    encoding applies to, :mod:`protocols.wire`): the sending process encodes each as its
+    scenario's wire configuration says; the frame says how, so a receiver needs no
+    configuration. Empty: every array travels as computed."""
 
     sender: str = ""
     """Name of the sending endpoint ('node-0', 'controller', 'channel')."""
@@ -338,10 +343,13 @@ class PowerForward(Message):
     KIND: ClassVar[str] = "power_forward"
     PLANE: ClassVar[Plane] = "backhaul"
     SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    EXCHANGED: ClassVar[tuple[str, ...]] = ("powers",)
     order: list[int]
     """BSs whose decisions are included, in order."""
     powers: npt.NDArray[Any]
-    """Their powers, watts, one row per BS in ``order``."""
+    """Their powers, watts, one row per BS in ``order`` (exchanged: encoded as the
+    scenario's ``[wire]`` says; a BS passes its predecessors' rows on as it received
+    them)."""
 
 
 @register
@@ -352,8 +360,10 @@ class CsiUpload(Message):
     KIND: ClassVar[str] = "csi_upload"
     PLANE: ClassVar[Plane] = "backhaul"
     SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    EXCHANGED: ClassVar[tuple[str, ...]] = ("gains",)
     gains: npt.NDArray[Any]
-    """The node's CSI slice."""
+    """The node's CSI slice, linear power gains (exchanged: encoded as the scenario's
+    ``[wire]`` says; gains span many decades, so quantize them on the dB scale)."""
 
 
 @register
@@ -364,8 +374,9 @@ class Decision(Message):
     KIND: ClassVar[str] = "decision"
     PLANE: ClassVar[Plane] = "backhaul"
     SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
+    EXCHANGED: ClassVar[tuple[str, ...]] = ("powers",)
     powers: npt.NDArray[Any]
-    """Powers, watts."""
+    """Powers, watts (exchanged: encoded as the scenario's ``[wire]`` says)."""
 
 
 @register

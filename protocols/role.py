@@ -41,6 +41,7 @@ from protocols.meter import Meter
 from protocols.names import CHANNEL_SERVER, CONTROLLER, NODES
 from protocols.telemetry import Telemetry
 from protocols.validate import Rejected
+from protocols.wire import WireFormat
 
 log = logging.getLogger("rrmbed.role")
 
@@ -174,6 +175,10 @@ class Role:
     """How often the driver beats to the watched peers, seconds (0: no beats)."""
     watched: frozenset[str] = frozenset()
     """Peers whose silence the role wants to hear about (:meth:`peer_silent`)."""
+    wire: WireFormat | None = None
+    """How this process encodes the arrays its messages exchange (``EXCHANGED`` fields,
+    :mod:`protocols.wire`), from its scenario's wire configuration; both drivers encode
+    every send with it. None: as computed."""
 
     def _counts(self, name: str) -> dict[str, int]:
         """The role's own counter ``name`` (roles need not call a base __init__)."""

@@ -37,7 +37,7 @@ import zmq.backend
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode
+from protocols.codec import DEFAULT_LIMITS, CodecLimits, decode, encode, header_length
 from protocols.errors import (
     PeerError,
     PeerTimeout,
@@ -52,6 +52,7 @@ from protocols.latency import Clock, LinkModel
 from protocols.links import Links
 from protocols.messages import Message
 from protocols.meter import Meter, curve_extra, wire_size
+from protocols.wire import WireFormat
 
 log = logging.getLogger(__name__)
 
@@ -279,15 +280,16 @@ class Endpoint:
 
     # ------------------------------------------------------------------ send / recv
 
-    async def send(self, peer: str, msg: Message) -> int:
-        """Encode, send and meter ``msg``; returns the wire bytes counted.
+    async def send(self, peer: str, msg: Message, wire: WireFormat | None = None) -> int:
+        """Encode (exchanged arrays as ``wire`` says), send and meter ``msg``; returns the
+        wire bytes counted.
 
         Raises PeerError for an unknown peer, ProtocolError for a message that cannot be
         encoded, PeerTimeout if the send queue stays full for ``send_timeout_s``."""
         entry = self._peers.get(peer)
         if entry is None:
             raise PeerError(f"{self.name}: unknown peer {peer!r}")
-        frame = encode(msg, self.limits)
+        frame = encode(msg, self.limits, wire)
         try:
             entry[1].send(frame, _NOBLOCK)
         except zmq.Again:
@@ -298,7 +300,9 @@ class Endpoint:
                     f"{self.name}: send to {peer!r} blocked for {self.send_timeout_s} s"
                 ) from None
         nbytes = wire_size(len(frame))
-        self.meter.record(msg.KIND, msg.PLANE, self.name, peer, msg.slot, nbytes)
+        head = header_length(frame)
+        self.meter.record(msg.KIND, msg.PLANE, self.name, peer, msg.slot, nbytes, head,
+                          len(frame) - head)
         if self.keys is not None:
             self.curve_bytes += curve_extra(len(frame))
         if self.history is not None:

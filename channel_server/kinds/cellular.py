@@ -8,7 +8,7 @@ from channel_server.config import (
     Scenario,
     override,
     scenario_from_dict,
-    scenario_to_dict,
+    scenario_to_compact_dict,
 )
 from channel_server.kinds.registry import KINDS, ScenarioKind
 
@@ -31,7 +31,7 @@ class Cellular(ScenarioKind):
         return scenario_from_dict(table, source)
 
     def to_table(self, scenario: Scenario) -> dict[str, Any]:
-        return scenario_to_dict(scenario)
+        return scenario_to_compact_dict(scenario)
 
     def override(self, scenario: Scenario, assignments: dict[str, Any]) -> Scenario:
         return override(scenario, assignments)

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Any, Protocol
 
+from channel_server.config import wire_format_of
 from channel_server.kinds import from_toml
 from protocols.messages import (
     Done,
@@ -242,6 +243,7 @@ class ChannelServerRole(Role):
     def setup(self, start: Start, now: float, out: Outbox) -> None:
         resolved = from_toml(start.config_toml)
         self.kind, self.scenario = resolved.kind, resolved.scenario
+        self.wire = wire_format_of(self.scenario)
         opts = start.options
         train = opts.get("train") or {}
         self.pause_every = int(train.get("pause_every", 0))

@@ -194,17 +194,36 @@ def run_keys(scenario: str, scheme: str, runner: str, seed: int, done: int,
             "slots": done, "slots_requested": requested}
 
 
+PARTS = ("header", "payload", "framing")
+"""How the meter splits a frame's bytes on the wire (protocols.meter)."""
+
+
 def overhead_summary(overhead: Meter, slots: int) -> dict[str, Any]:
-    """``backhaul_bytes_per_slot`` (total and by kind) and ``air_bytes_per_slot`` of the
-    run phase (set-up traffic before slot 0 is not per-slot traffic)."""
+    """``backhaul_bytes_per_slot`` (total and by kind; its ``header``, ``payload`` and
+    ``framing`` bytes, which add up to the total, and the same split by kind in
+    ``parts_by_kind``) and ``air_bytes_per_slot`` of the run phase (set-up traffic before
+    slot 0 is not per-slot traffic)."""
     by_kind: dict[str, float] = {}
     planes: dict[str, int] = {}
     for (kind, plane, _src, _dst), (_m, nbytes) in overhead.totals("run").items():
         planes[plane] = planes.get(plane, 0) + nbytes
         if plane == BACKHAUL:
             by_kind[kind] = by_kind.get(kind, 0.0) + nbytes / slots
-    return {"backhaul_bytes_per_slot": {"total": planes.get(BACKHAUL, 0) / slots,
-                                        "by_kind": dict(sorted(by_kind.items()))},
+    parts = [0, 0, 0]
+    parts_by_kind: dict[str, list[int]] = {}
+    for (kind, plane, _src, _dst), split in overhead.parts("run").items():
+        if plane == BACKHAUL:
+            mine = parts_by_kind.setdefault(kind, [0, 0, 0])
+            for i, n in enumerate(split):
+                parts[i] += n
+                mine[i] += n
+    return {"backhaul_bytes_per_slot": {
+                "total": planes.get(BACKHAUL, 0) / slots,
+                "by_kind": dict(sorted(by_kind.items())),
+                **{name: n / slots for name, n in zip(PARTS, parts, strict=True)},
+                "parts_by_kind": {kind: {name: n / slots for name, n in
+                                         zip(PARTS, split, strict=True)}
+                                  for kind, split in sorted(parts_by_kind.items())}},
             "air_bytes_per_slot": planes.get(AIR, 0) / slots}
 
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from channel_server.config import wire_format_of
 from channel_server.kinds import Resolved
 from protocols.durable import read_archive, write_archive
 from protocols.latency import LinkModel
@@ -152,6 +153,7 @@ class ControllerRole(Role):
         self.part: ControllerPart = self.kind.make_controller(self, resolved.scenario, weights)
         self.scenario = self.part.scenario
         self.timing = self.scenario.timing
+        self.wire = wire_format_of(self.scenario)
         self.phase = "hello"
         self.directory: dict[str, str] = {}
         self.config_toml = ""

@@ -1,7 +1,8 @@
 """The local runner: an in-memory pump that runs the very role objects of the network
 runner (controller, channel server, one node per BS or vehicle) in one process.
 
-The pump delivers each message the way the transport would: encoded by the codec, metered
+The pump delivers each message the way the transport would: encoded by the codec (the
+sending role's wire encodings of exchanged arrays included, :mod:`protocols.wire`), metered
 at the sender (ZeroMQ framing included), decoded at the receiver and passed through the
 receiver's emulated links (:mod:`protocols.links`), in the order the messages were sent.
 Time is emulated: when no message is in flight, the earliest timer fires and the clock
@@ -17,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 
-from protocols.codec import decode, encode
+from protocols.codec import decode, encode, header_length
 from protocols.links import Links
 from protocols.messages import Message
 from protocols.meter import Meter, wire_size
@@ -69,7 +70,7 @@ class Pump:
         self.delivered = 0
 
     def apply(self, name: str) -> None:
-        out, host = self.out, self.hosts[name]
+        out, host, wire = self.out, self.hosts[name], self.roles[name].wire
         if out.links or out.clock is not None:
             host.links.set(out.links, out.clock)
         for key, at in out.timers.items():
@@ -81,8 +82,10 @@ class Pump:
             host.seq += 1
             msg = s.cls(sender=name, seq=host.seq, slot=s.slot, sent_ns=time.time_ns(),
                         chain_latency_s=s.chain_latency_s, **s.payload)
-            frame = encode(msg)
-            host.meter.record(msg.KIND, msg.PLANE, name, s.dest, s.slot, wire_size(len(frame)))
+            frame = encode(msg, wire=wire)
+            head = header_length(frame)
+            host.meter.record(msg.KIND, msg.PLANE, name, s.dest, s.slot, wire_size(len(frame)),
+                              head, len(frame) - head)
             self.queue.append((name, s.dest, frame))
         out.clear()
 

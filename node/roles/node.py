@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from channel_server.config import wire_format_of
 from channel_server.kinds import from_toml
 from protocols.latency import LinkModel
 from protocols.messages import (
@@ -256,6 +257,7 @@ class NodeRole(Role):
         out.cancel("start")
         resolved = from_toml(start.config_toml)
         self.kind, self.scenario = resolved.kind, resolved.scenario
+        self.wire = wire_format_of(self.scenario)
         self.node_names = frozenset(self.kind.node_names(self.scenario))
         self.start_msg = start
         opts = start.options

@@ -110,6 +110,8 @@ def test_overhead_csv(tmp_path: Path) -> None:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
         "kind", "plane", "sender", "receiver", "messages", "bytes", "setup_bytes", "bytes_per_slot",
+        "header_bytes", "payload_bytes", "framing_bytes", "header_bytes_per_slot",
+        "payload_bytes_per_slot",
     ]  # fmt: skip
     by_kind = {r["kind"]: r for r in rows}
     assert by_kind["power_forward"]["messages"] == "2"

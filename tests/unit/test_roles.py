@@ -454,7 +454,7 @@ def test_channel_server_done_after_the_last_slot_then_report_on_stop() -> None:
     out = deliver(role, mk(Stop, CONTROLLER, slot=2, reason="run complete"), now=2.0)
     report = one(out, Report, CONTROLLER)
     assert report.payload["rows"] == role.host.meter.rows()
-    assert ["link", "run", "csi_slice", "air", CHANNEL_SERVER, NODES[0], 1, 123] in \
+    assert ["link", "run", "csi_slice", "air", CHANNEL_SERVER, NODES[0], 1, 123, 0, 0] in \
         report.payload["rows"]
     assert report.payload["stats"]["lost"] == []
     assert report.payload["stats"]["pid"] == role.host.pid
