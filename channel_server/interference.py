@@ -49,12 +49,14 @@ from channel_server.config import (
     BackhaulConfig,
     ScenarioError,
     TimingConfig,
+    WireConfig,
     assign,
     read_toml,
 )
 from channel_server.fading import GaussMarkovFading, complex_normal
 from channel_server.v2x import build_config, dbm_to_w
 from protocols.seeding import rng_for
+from protocols.wire import key_problems
 
 Array = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -96,7 +98,7 @@ class IcRadioConfig:
     def noise_w(self) -> float:
         """sigma^2, watts."""
         if self.form == "gaussian":
-            return 10.0 ** (-self.snr_db / 10.0)
+            return float(10.0 ** (-self.snr_db / 10.0))
         return float(dbm_to_w(self.noise_psd_dbm_hz + 10.0 * math.log10(self.bandwidth_hz)))
 
 
@@ -144,6 +146,10 @@ class IcScenario:
     """Latency models of the links between link nodes and the controller."""
     timing: TimingConfig = field(default_factory=TimingConfig)
     """Clock mode, deadline and peer timeouts of the network runner."""
+    wire: WireConfig = field(default_factory=WireConfig)
+    """Encodings of the exchanged arrays (optional ``[wire]``; default float64): the GNN's
+    ``ic_round.power`` (a fraction in [0, 1]) and ``ic_round.features`` (decades of SNR),
+    the central schemes' ``csi_upload`` (gains, watts per watt) and ``decision`` (watts)."""
     source: str = "<memory>"
     """File the scenario was loaded from."""
 
@@ -176,6 +182,7 @@ def _validate(s: IcScenario, where: str) -> None:
         (s.timing.peer_timeout_s > 0, "timing.peer_timeout_s must be > 0"),
         (s.timing.heartbeat_s >= 0, "timing.heartbeat_s must be >= 0"),
     ]
+    checks += [(False, f"wire.arrays: {p}") for p in key_problems(s.wire.arrays)]
     for ok, msg in checks:
         if not ok:
             raise ScenarioError(f"{where}: {msg}")
@@ -196,10 +203,13 @@ def load_ic_scenario(path: str | Path) -> IcScenario:
     return ic_scenario_from_dict(table, str(path))
 
 
-def ic_scenario_to_dict(s: IcScenario) -> dict[str, Any]:
-    """The scenario as a TOML-ready table (the inverse of :func:`ic_scenario_from_dict`)."""
+def ic_scenario_to_dict(s: IcScenario, compact: bool = False) -> dict[str, Any]:
+    """The scenario as a TOML-ready table (the inverse of :func:`ic_scenario_from_dict`);
+    ``compact``: without a ``[wire]`` table that is the default."""
     d: dict[str, Any] = dataclasses.asdict(s)
     d.pop("source")
+    if compact and s.wire == WireConfig():
+        d.pop("wire")
     return d
 
 
@@ -216,13 +226,13 @@ def drop_links(s: IcScenario, rng: np.random.Generator, n_envs: int) -> tuple[Ar
     d, k = s.drop, s.k
     tx = rng.uniform(0.0, d.area_m, (n_envs, k, 2))
     rx = np.empty_like(tx)
-    todo = np.ones((n_envs, k), dtype=bool)
+    todo: BoolArray = np.ones((n_envs, k), dtype=bool)
     while todo.any():
         n = int(todo.sum())
         r = np.sqrt(rng.uniform(d.min_link_m**2, d.max_link_m**2, n))
         phi = rng.uniform(0.0, 2.0 * math.pi, n)
         rx[todo] = tx[todo] + np.stack([r * np.cos(phi), r * np.sin(phi)], axis=-1)
-        todo = ((rx < 0.0) | (rx > d.area_m)).any(axis=-1)
+        todo = np.asarray(((rx < 0.0) | (rx > d.area_m)).any(axis=-1))
     return tx, rx
 
 

@@ -44,6 +44,7 @@ class IcRound(Message):
     KIND: ClassVar[str] = "ic_round"
     PLANE: ClassVar[Plane] = "backhaul"
     SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    EXCHANGED: ClassVar[tuple[str, ...]] = ("power", "features")
     layer: int
     """The layer it feeds (1..L): built from the sender's state after layer - 1."""
     power: npt.NDArray[Any]

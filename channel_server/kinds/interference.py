@@ -30,7 +30,7 @@ class Interference(ScenarioKind):
         return ic_scenario_from_dict(table, source)
 
     def to_table(self, scenario: IcScenario) -> dict[str, Any]:
-        return ic_scenario_to_dict(scenario)
+        return ic_scenario_to_dict(scenario, compact=True)
 
     def override(self, scenario: IcScenario, assignments: dict[str, Any]) -> IcScenario:
         return ic_override(scenario, assignments)

@@ -12,13 +12,13 @@ from scipy.special import j0
 from channel_server.config import ScenarioError
 from channel_server.interference import (
     IcChannel,
+    drop_links,
     ic_override,
     ic_scenario_from_dict,
     layout,
     sample_gains,
     sum_rates,
     tx_rx_distances,
-    drop_links,
 )
 from controller.baselines.ic import best_wmmse, ic_fp, ic_optimum, ic_wmmse
 from node.mpgnn import Mpgnn, forward_graph, layer, message, node_layer, phi
