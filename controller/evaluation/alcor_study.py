@@ -491,15 +491,16 @@ def figures(cfg: AlcorStudyConfig, res: Results, out: Path, plotted: dict[str, A
 
 
 def recovery_figure(cfg: AlcorStudyConfig, p: dict[str, Any], out: Path) -> Path:
-    """Fig. 3-like: moving-average rates of the users with a demand against their demands,
-    and lambda, over the run."""
+    """Fig. 3-like: moving-average rates of the (up to 12) users with the largest demands
+    against their demands, and lambda, over the run."""
     import matplotlib.pyplot as plt
 
     trace: Trace = p["trace"]
     sched: DemandSchedule = p["sched"]
     st: Setting = p["setting"]
     u = sched.per_slot(0, trace.slots)
-    who = np.flatnonzero(u.max(axis=0) > 0)[:12]
+    peak = u.max(axis=0)
+    who = np.sort([i for i in np.argsort(-peak, kind="stable")[:12] if peak[i] > 0])
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(who), 1)))
     bounds = sched.bounds(trace.slots)
