@@ -19,8 +19,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+
+from protocols import messages as m
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository (the folder holding pyproject.toml)."""
@@ -210,3 +214,111 @@ def seeded_weights(path: Path, scheme: str, scenario: Path, seed: int) -> Path:
     assert cfg is not None
     save_weights(path, seeded_policy(cfg, seed))
     return path
+
+
+def mpgnn_weights_file(tmp: Path, n_layers: int, seed: int = 0) -> tuple[Path, Any]:
+    """A weights file of an MPGNN with random weights (IGCNet's widths) and ``n_layers``
+    layers in ``tmp``, and the network as node.mpgnn reads it."""
+    from node.mpgnn import Mpgnn
+    from protocols.weights import WeightsArtifact
+
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {"mpgnn.n_layers": np.array(n_layers)}
+    for name, i, o in (("mpgnn.mlp1.0", 4, 16), ("mpgnn.mlp1.2", 16, 32),
+                       ("mpgnn.mlp2.0", 34, 16), ("mpgnn.mlp2.2", 16, 1)):
+        arrays[f"{name}.weight"] = rng.normal(size=(o, i)) * 0.5
+        arrays[f"{name}.bias"] = rng.normal(size=o) * 0.1
+    path = tmp / f"mpgnn-{n_layers}.npz"
+    WeightsArtifact.create(arrays, scheme="mpgnn", kind="interference", algo="mpgnn",
+                           steps=0, dims={}).save(path)
+    return path, Mpgnn.from_arrays(arrays)
+
+
+
+# --------------------------------------------------------------------------- messages
+
+EXAMPLE_HEADER: dict[str, Any] = {
+    "sender": "node-3",
+    "seq": 17,
+    "slot": 42,
+    "sent_ns": 1_700_000_000_123_456_789,
+    "chain_latency_s": 0.00125,
+}
+"""A message header for the examples below."""
+_RNG = np.random.default_rng(7)
+
+_HDR = EXAMPLE_HEADER
+
+MESSAGE_EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
+    m.Hello: lambda: m.Hello("node", 3, 4242, "tcp://10.0.0.3:5555", **_HDR),
+    m.Start: lambda: m.Start(
+        "round_robin",
+        1000,
+        12345,
+        'name = "x"\n[radio]\nnum_bs = 3\n',
+        {"train": True, "lr": 1e-3, "layers": [64, 64], "nested": {"k": None, "b": b"\x00"}},
+        **_HDR,
+    ),
+    m.Stop: lambda: m.Stop("finished", **_HDR),
+    m.Heartbeat: lambda: m.Heartbeat(**_HDR),
+    m.Beat: lambda: m.Beat([["link", "run", "transmit", "air", "node-0", "channel-server", 3, 240]],
+                           **_HDR),
+    m.Leave: lambda: m.Leave(1, **_HDR),
+    m.ExperienceAck: lambda: m.ExperienceAck(5, **_HDR),
+    m.Done: lambda: m.Done(1000, **_HDR),
+    m.Report: lambda: m.Report(
+        [
+            ["link", "power_forward", "backhaul", "node-0", "node-1", 10, 5590],
+            ["slot", 0, "air", 3, 99],
+        ],
+        {"protocol_errors": 0, "misses": 2, "mean_latency_s": 0.0031},
+        **_HDR,
+    ),
+    m.Error: lambda: m.Error("Traceback: boom ü", **_HDR),
+    m.SlotOutcome: lambda: m.SlotOutcome(
+        _RNG.random((3, 2)),
+        _RNG.random((3, 2)) * 5,
+        12.5,
+        np.array([0.001, 0.002, np.inf]),
+        np.array([False, False, True]),
+        [2],
+        0.0101,
+        np.array([0.0005, 0.0004, 0.0]),
+        **_HDR,
+    ),
+    m.CsiSlice: lambda: m.CsiSlice(_RNG.random((3, 2, 3)), [2, 0, 1], [0, 1], **_HDR),
+    m.Transmit: lambda: m.Transmit(np.array([0.5, 1.0]), -1, True, 0.0042, 0.0005, **_HDR),
+    m.Measurement: lambda: m.Measurement(np.array([3.5, 0.2]), np.array([2.1, 0.26]), **_HDR),
+    m.PowerForward: lambda: m.PowerForward([2, 0], _RNG.random((2, 4)), **_HDR),
+    m.CsiUpload: lambda: m.CsiUpload(_RNG.random((2, 3)).astype(np.float32), **_HDR),
+    m.Decision: lambda: m.Decision(np.array([[0.1, 0.2]]), **_HDR),
+    m.Fingerprint: lambda: m.Fingerprint(17, 0.05, **_HDR),
+    m.NeighbourChoice: lambda: m.NeighbourChoice(3, 7, **_HDR),
+    m.Experience: lambda: m.Experience(
+        _RNG.random((4, 6)).astype(np.float32),
+        np.array([0, 3, 1, 2], dtype=np.int64),
+        _RNG.random(4),
+        _RNG.random((4, 6)).astype(np.float32),
+        np.array([False, False, False, True]),
+        3,
+        **_HDR,
+    ),
+    m.Weights: lambda: m.Weights(
+        5, ["fc1.weight", "fc1.bias"], [_RNG.random((4, 3)).astype(np.float32), np.zeros(4)], **_HDR
+    ),
+    m.WeightsRequest: lambda: m.WeightsRequest(-1, **_HDR),
+    m.WeightsAck: lambda: m.WeightsAck(6, **_HDR),
+    m.Resume: lambda: m.Resume(6, **_HDR),
+    m.Join: lambda: m.Join(2, "tcp://node-2:5552", **_HDR),
+    m.Restarted: lambda: m.Restarted(**_HDR),
+    m.AirRestart: lambda: m.AirRestart("tcp://channel-server:5551", **_HDR),
+    m.V2xSlice: lambda: m.V2xSlice(7, _RNG.normal(-90, 10, 4), _RNG.normal(-100, 10, 4),
+                                   _RNG.normal(-110, 5, 4), [0, 1, 3], **_HDR),
+    m.V2xTransmit: lambda: m.V2xTransmit(2, 1, 0.0003, 0.0001, **_HDR),
+    m.V2xFeedback: lambda: m.V2xFeedback(1.25e6, 3.7, **_HDR),
+    m.V2xOutcome: lambda: m.V2xOutcome(
+        99, np.array([0, 3, 1, 1]), np.array([0, 0, 2, 3]), np.array([True, True, False, True]),
+        _RNG.random(4) * 1e7, _RNG.random(4) * 1e6, 41.5, _RNG.random(4) * 1e4,
+        np.array([np.nan, 0.012, 0.003, np.nan]), np.array([1e-4, 2e-4, np.inf, 0.0]), [2],
+        **_HDR),
+}

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from channel_server.config import RadioConfig, Scenario, WireConfig
+from node.schemes import SCHEMES, Scheme
+from node.schemes.cellular import KIND, fits
 from protocols.messages import REGISTRY
 from protocols.wire import BITS, ArrayEncoding
 
@@ -34,10 +36,16 @@ On 12,000 slots of 3cell-k2 and 7cell-k8 the gains lie between -217 and -54 dB, 
 of them above -187 dB; a gain below -180 dB is 70 dB under the noise at Pmax (-98 dBW
 noise, 13 dBW Pmax) and clipped without harm; at 8 bits a step is 0.59 dB."""
 
-SCHEMES: Final = ("round-robin", "centralized", "wmmse")
-"""The cellular schemes that exchange arrays: the round-robin chain's forwarded powers,
-the central schemes' uploaded CSI and returned powers (WMMSE: a central scheme without
-weights, so the table means something untrained)."""
+
+
+def default_schemes(radio: RadioConfig) -> list[Scheme]:
+    """The cellular schemes that exchange arrays (the chain's forwarded powers, the central
+    schemes' uploaded CSI and returned powers): the trainable ones (round-robin,
+    centralized) and the non-optimal references (WMMSE: a central scheme without weights,
+    so the table means something untrained), those that fit ``radio``."""
+    return [s for s in SCHEMES.for_kind(KIND) if s.exchange in ("chain", "central")
+            and fits(s, radio) and (s.trainable or (s.options.get("reference")
+                                                    and not s.options.get("optimal")))]
 
 
 def wire_for(encoding: str, radio: RadioConfig) -> WireConfig:

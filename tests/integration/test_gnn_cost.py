@@ -16,8 +16,7 @@ from channel_server.interference import IcChannel
 from channel_server.kinds import resolve
 from controller.evaluation.gnn_cost import CostConfig, measure
 from controller.runners.run import execute
-from tests.helpers import SCENARIOS
-from tests.integration.test_ic_network import weights_file
+from tests.helpers import SCENARIOS, mpgnn_weights_file
 
 K = 6
 
@@ -25,7 +24,7 @@ K = 6
 def test_layers_encodings_and_latencies_cost_what_they_should(tmp_path: Path) -> None:
     resolved = resolve(SCENARIOS / "ic-geo-k20.toml", {"radio.n_links": K,
                                                        "drop.area_m": 300.0})
-    weights, _ = weights_file(tmp_path, 2)
+    weights, _ = mpgnn_weights_file(tmp_path, 2)
     slots = 15
 
     def run(res, scheme, out, w):  # type: ignore[no-untyped-def]

@@ -16,27 +16,21 @@ import pytest
 
 from channel_server.interference import IcChannel
 from channel_server.kinds import resolve
-from node.mpgnn import Mpgnn, forward_graph
-from protocols.weights import WeightsArtifact
-from tests.helpers import SCENARIOS, Spawn, alive, read_csv, run_dir, wait_for_slot
+from node.mpgnn import forward_graph
+from tests.helpers import (
+    SCENARIOS,
+    Spawn,
+    alive,
+    mpgnn_weights_file,
+    read_csv,
+    run_dir,
+    wait_for_slot,
+)
 
 SC = SCENARIOS / "ic-geo-k20.toml"
 K = 8
 SETS = ("--set", f"radio.n_links={K}", "--set", "drop.area_m=400.0")
 SLOTS = 12
-
-
-def weights_file(tmp: Path, n_layers: int, seed: int = 0) -> tuple[Path, Mpgnn]:
-    rng = np.random.default_rng(seed)
-    arrays: dict[str, np.ndarray] = {"mpgnn.n_layers": np.array(n_layers)}
-    for name, i, o in (("mpgnn.mlp1.0", 4, 16), ("mpgnn.mlp1.2", 16, 32),
-                       ("mpgnn.mlp2.0", 34, 16), ("mpgnn.mlp2.2", 16, 1)):
-        arrays[f"{name}.weight"] = rng.normal(size=(o, i)) * 0.5
-        arrays[f"{name}.bias"] = rng.normal(size=o) * 0.1
-    path = tmp / f"mpgnn-{n_layers}.npz"
-    WeightsArtifact.create(arrays, scheme="mpgnn", kind="interference", algo="mpgnn",
-                           steps=0, dims={}).save(path)
-    return path, Mpgnn.from_arrays(arrays)
 
 
 def run_rows(path: Path) -> list[dict[str, str]]:
@@ -53,7 +47,7 @@ def both(tmp: Path, scheme: str, *extra: str) -> dict[str, Path]:
 @pytest.mark.parametrize("n_layers", [1, 3])
 def test_gnn_layers_over_the_network_equal_the_gnn_in_one_process(tmp_path: Path,
                                                                   n_layers: int) -> None:
-    weights, net = weights_file(tmp_path, n_layers)
+    weights, net = mpgnn_weights_file(tmp_path, n_layers)
     outs = both(tmp_path, "mpgnn", "--weights", str(weights))
     rows, loc = (read_csv(outs[r] / "metrics.csv") for r in ("network", "local"))
     assert len(rows) == SLOTS and rows == loc
@@ -81,7 +75,7 @@ def test_gnn_layers_over_the_network_equal_the_gnn_in_one_process(tmp_path: Path
 
 
 def test_lost_messages_are_left_out_the_same_on_both_runners(tmp_path: Path) -> None:
-    weights, _ = weights_file(tmp_path, 2)
+    weights, _ = mpgnn_weights_file(tmp_path, 2)
     outs = both(tmp_path, "mpgnn", "--weights", str(weights),
                 "--set", "backhaul.default.loss_probability=0.2")
     net, loc = (read_csv(outs[r] / "metrics.csv") for r in ("network", "local"))
@@ -104,7 +98,7 @@ def test_central_schemes_upload_and_get_their_power(tmp_path: Path) -> None:
 
 
 def test_killed_link_is_reported_and_the_others_go_on(tmp_path: Path, spawn: Spawn) -> None:
-    weights, _ = weights_file(tmp_path, 2)
+    weights, _ = mpgnn_weights_file(tmp_path, 2)
     out, slots, victim = tmp_path / "kill", 300, 2
     proc = spawn("run", str(SC), "--scheme", "mpgnn", "--weights", str(weights), "--runner",
                  "network", "--slots", str(slots), "--seed", "5", "--out", str(out),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgpack
@@ -15,89 +14,10 @@ import pytest
 from protocols import messages as m
 from protocols.codec import DTYPES, EXT_NDARRAY, CodecLimits, decode, encode, spec_of
 from protocols.errors import ProtocolError
+from tests.helpers import EXAMPLE_HEADER as HDR
+from tests.helpers import MESSAGE_EXAMPLES as EXAMPLES
 
-HDR: dict[str, Any] = {
-    "sender": "node-3",
-    "seq": 17,
-    "slot": 42,
-    "sent_ns": 1_700_000_000_123_456_789,
-    "chain_latency_s": 0.00125,
-}
 RNG = np.random.default_rng(7)
-
-EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
-    m.Hello: lambda: m.Hello("node", 3, 4242, "tcp://10.0.0.3:5555", **HDR),
-    m.Start: lambda: m.Start(
-        "round_robin",
-        1000,
-        12345,
-        'name = "x"\n[radio]\nnum_bs = 3\n',
-        {"train": True, "lr": 1e-3, "layers": [64, 64], "nested": {"k": None, "b": b"\x00"}},
-        **HDR,
-    ),
-    m.Stop: lambda: m.Stop("finished", **HDR),
-    m.Heartbeat: lambda: m.Heartbeat(**HDR),
-    m.Beat: lambda: m.Beat([["link", "run", "transmit", "air", "node-0", "channel-server", 3, 240]],
-                           **HDR),
-    m.Leave: lambda: m.Leave(1, **HDR),
-    m.ExperienceAck: lambda: m.ExperienceAck(5, **HDR),
-    m.Done: lambda: m.Done(1000, **HDR),
-    m.Report: lambda: m.Report(
-        [
-            ["link", "power_forward", "backhaul", "node-0", "node-1", 10, 5590],
-            ["slot", 0, "air", 3, 99],
-        ],
-        {"protocol_errors": 0, "misses": 2, "mean_latency_s": 0.0031},
-        **HDR,
-    ),
-    m.Error: lambda: m.Error("Traceback: boom ü", **HDR),
-    m.SlotOutcome: lambda: m.SlotOutcome(
-        RNG.random((3, 2)),
-        RNG.random((3, 2)) * 5,
-        12.5,
-        np.array([0.001, 0.002, np.inf]),
-        np.array([False, False, True]),
-        [2],
-        0.0101,
-        np.array([0.0005, 0.0004, 0.0]),
-        **HDR,
-    ),
-    m.CsiSlice: lambda: m.CsiSlice(RNG.random((3, 2, 3)), [2, 0, 1], [0, 1], **HDR),
-    m.Transmit: lambda: m.Transmit(np.array([0.5, 1.0]), -1, True, 0.0042, 0.0005, **HDR),
-    m.Measurement: lambda: m.Measurement(np.array([3.5, 0.2]), np.array([2.1, 0.26]), **HDR),
-    m.PowerForward: lambda: m.PowerForward([2, 0], RNG.random((2, 4)), **HDR),
-    m.CsiUpload: lambda: m.CsiUpload(RNG.random((2, 3)).astype(np.float32), **HDR),
-    m.Decision: lambda: m.Decision(np.array([[0.1, 0.2]]), **HDR),
-    m.Fingerprint: lambda: m.Fingerprint(17, 0.05, **HDR),
-    m.NeighbourChoice: lambda: m.NeighbourChoice(3, 7, **HDR),
-    m.Experience: lambda: m.Experience(
-        RNG.random((4, 6)).astype(np.float32),
-        np.array([0, 3, 1, 2], dtype=np.int64),
-        RNG.random(4),
-        RNG.random((4, 6)).astype(np.float32),
-        np.array([False, False, False, True]),
-        3,
-        **HDR,
-    ),
-    m.Weights: lambda: m.Weights(
-        5, ["fc1.weight", "fc1.bias"], [RNG.random((4, 3)).astype(np.float32), np.zeros(4)], **HDR
-    ),
-    m.WeightsRequest: lambda: m.WeightsRequest(-1, **HDR),
-    m.WeightsAck: lambda: m.WeightsAck(6, **HDR),
-    m.Resume: lambda: m.Resume(6, **HDR),
-    m.Join: lambda: m.Join(2, "tcp://node-2:5552", **HDR),
-    m.Restarted: lambda: m.Restarted(**HDR),
-    m.AirRestart: lambda: m.AirRestart("tcp://channel-server:5551", **HDR),
-    m.V2xSlice: lambda: m.V2xSlice(7, RNG.normal(-90, 10, 4), RNG.normal(-100, 10, 4),
-                                   RNG.normal(-110, 5, 4), [0, 1, 3], **HDR),
-    m.V2xTransmit: lambda: m.V2xTransmit(2, 1, 0.0003, 0.0001, **HDR),
-    m.V2xFeedback: lambda: m.V2xFeedback(1.25e6, 3.7, **HDR),
-    m.V2xOutcome: lambda: m.V2xOutcome(
-        99, np.array([0, 3, 1, 1]), np.array([0, 0, 2, 3]), np.array([True, True, False, True]),
-        RNG.random(4) * 1e7, RNG.random(4) * 1e6, 41.5, RNG.random(4) * 1e4,
-        np.array([np.nan, 0.012, 0.003, np.nan]), np.array([1e-4, 2e-4, np.inf, 0.0]), [2],
-        **HDR),
-}
 
 
 def assert_same(a: Any, b: Any, where: str = "") -> None:

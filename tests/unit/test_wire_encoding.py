@@ -32,8 +32,8 @@ from protocols.codec import EXT_NDARRAY, decode, encode, header_length
 from protocols.errors import ProtocolError
 from protocols.meter import Meter, wire_size
 from protocols.wire import EXT_WIRE, ArrayEncoding, WireFormat
+from tests.helpers import MESSAGE_EXAMPLES as EXAMPLES
 from tests.helpers import S3
-from tests.unit.test_codec import EXAMPLES
 
 HDR: dict[str, Any] = {"sender": "controller", "seq": 9, "slot": 4,
                        "sent_ns": 1_700_000_000_123_456_789, "chain_latency_s": 0.0015}

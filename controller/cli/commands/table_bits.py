@@ -11,12 +11,13 @@ import click
 from rich.console import Console
 
 from controller.cli.common import cli, execute, resolve_file
+from node.schemes import SCHEMES, Scheme
 
 table: click.Group = cli.commands["table"]  # type: ignore[assignment]
 """``rrmbed table`` (controller/cli/__init__.py), defined before this module is loaded."""
 
 
-def weights_for(scheme: str, given: Path | None, scenario: Path, steps: int, seed: int,
+def weights_for(scheme: Scheme, given: Path | None, scenario: Path, steps: int, seed: int,
                 out: Path) -> Path:
     """``given``, else the best weights of a short local TRPO training of ``scheme`` (said on
     the console: a short training is not the paper's policy)."""
@@ -24,15 +25,19 @@ def weights_for(scheme: str, given: Path | None, scenario: Path, steps: int, see
         return given
     from controller.training.train import train
 
-    click.echo(f"no weights for {scheme}: training one briefly (trpo, {steps} steps, seed "
-               f"{seed}; pass --weights-{'rr' if scheme == 'round-robin' else 'central'} "
-               "to use a trained policy)")
-    summary = train(scenario, "trpo", scheme, steps, [seed], out / "train" / scheme,
+    click.echo(f"no weights for {scheme.name}: training one briefly (trpo, {steps} steps, "
+               f"seed {seed}; pass --weights-{WEIGHTS_OPTION.get(scheme.exchange, 'rr')} to use a "
+               "trained policy)")
+    summary = train(scenario, "trpo", scheme.name, steps, [seed], out / "train" / scheme.name,
                     episodes_per_iter=200, progress=False, plots=False,
                     validation_episodes=200)
-    click.echo(f"  trained {scheme}: validation {summary['validation_mbps_mean']:.2f} Mbit/s "
-               f"-> {summary['best_weights']}")
+    click.echo(f"  trained {scheme.name}: validation {summary['validation_mbps_mean']:.2f} "
+               f"Mbit/s -> {summary['best_weights']}")
     return Path(summary["best_weights"])
+
+
+WEIGHTS_OPTION = {"chain": "rr", "central": "central"}
+"""The weights option of a trainable scheme, by its exchange."""
 
 
 @table.command("bits")
@@ -43,7 +48,8 @@ def weights_for(scheme: str, given: Path | None, scenario: Path, steps: int, see
               show_default=True, help="Both give the same figures, bit for bit.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--scheme", "schemes", multiple=True,
-              help="Only these schemes (repeatable; default round-robin, centralized, wmmse).")
+              help="Only these schemes (repeatable; default: the trainable schemes that exchange "
+                   "arrays and the non-optimal references: round-robin, centralized, wmmse).")
 @click.option("--encoding", "encodings", multiple=True,
               type=click.Choice(["float64", "float32", "float16", "uint16", "uint8"]),
               help="Only these encodings (repeatable; default all five).")
@@ -71,14 +77,17 @@ def table_bits(scenario: Path, slots: int, seed: int, runner: str, out: Path | N
         raise click.ClickException(f"{scenario}: a {resolved.kind.name} scenario; this "
                                    "command takes a cellular one")
     sc = resolved.scenario
-    chosen = list(schemes) or list(bits.SCHEMES)
+    try:
+        specs = ([SCHEMES.get(resolved.kind.name, s) for s in schemes] if schemes
+                 else bits.default_schemes(sc.radio))
+    except KeyError as e:
+        raise click.BadParameter(str(e), param_hint="--scheme") from e
+    chosen = [s.name for s in specs]
     out = out or Path("runs") / f"table-bits-{sc.name}-s{seed}"
-    weights: dict[str, Path | None] = {}
-    for scheme in chosen:
-        if scheme in ("round-robin", "centralized"):
-            weights[scheme] = weights_for(scheme, weights_rr if scheme == "round-robin"
-                                          else weights_central, scenario, train_steps, seed,
-                                          out)
+    given = {"chain": weights_rr, "central": weights_central}
+    weights: dict[str, Path | None] = {
+        s.name: weights_for(s, given.get(s.exchange), scenario, train_steps, seed, out)
+        for s in specs if s.trainable}
 
     def run(scheme: str, encoding: str, with_wire: Any, run_dir: Path) -> dict[str, Any]:
         from dataclasses import replace
