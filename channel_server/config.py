@@ -248,6 +248,10 @@ def check_field(value: Any, tp: Any, where: str) -> Any:
         if value not in allowed:
             raise ScenarioError(f"{where}: expected one of {list(allowed)}, got {value!r}")
         return value
+    if origin is tuple and len(args := typing.get_args(tp)) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list | tuple):
+            raise ScenarioError(f"{where}: expected an array, got {value!r}")
+        return tuple(check_field(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ScenarioError(f"{where}: expected a table, got {value!r}")

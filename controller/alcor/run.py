@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from channel_server.demands import DemandSchedule
 from channel_server.interference import sum_rates
 from controller.alcor.channels import GainStream
-from controller.alcor.core import (
+from node.alcor import (
     AlcorConfig,
     AlcorState,
     Allocator,
@@ -39,7 +40,6 @@ from controller.alcor.core import (
     ura_on_active,
     users_from,
 )
-from controller.alcor.demands import DemandSchedule
 
 Array = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -89,7 +89,7 @@ def run_alcor(stream: GainStream, schedule: DemandSchedule, allocator: Allocator
 
     ``rng`` draws the USVs (one uniform per user and slot), ``ura_rng`` is handed to the
     allocator. ``distributed``: every user runs its own scalar iteration
-    (:func:`controller.alcor.core.distributed_step`) and learns the normaliser from
+    (:func:`node.alcor.distributed_step`) and learns the normaliser from
     ``max_exchange``; with the exact max it is the centralized run, slot for slot.
     """
     k, b = schedule.n_users, cfg.batch

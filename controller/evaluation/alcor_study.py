@@ -2,7 +2,7 @@
 
 For each setting (the Gaussian interference channel, ``h_ij ~ CN(0, 1)`` at ``snr_db``, for
 every N; and optionally the 7-cell layout of Section IV-B) and seed, the demands change
-during the run (phases of ``phase_slots`` slots, :mod:`controller.alcor.demands`: the
+during the run (phases of ``phase_slots`` slots, :mod:`channel_server.demands`: the
 paper's Table II -> III -> II for N = 10, 20, 50, Table IV's three for N = 5, seeded random
 draws otherwise or with ``demands = "random"``). On the same slots (the same channel
 realizations, :mod:`controller.alcor.channels`) it runs:
@@ -41,10 +41,7 @@ from typing import Any, Literal
 import numpy as np
 from rich.table import Table
 
-from controller.alcor.channels import GainStream, GaussianStream, SevenCellConfig, SevenCellStream
-from controller.alcor.constrained import ConstrainedConfig, solve_instance
-from controller.alcor.core import AlcorConfig, Allocator
-from controller.alcor.demands import (
+from channel_server.demands import (
     DemandSchedule,
     PaperPhases,
     RandomDemandConfig,
@@ -52,11 +49,14 @@ from controller.alcor.demands import (
     random_schedule,
     seven_cell_phases,
 )
+from controller.alcor.channels import GainStream, GaussianStream, SevenCellConfig, SevenCellStream
+from controller.alcor.constrained import ConstrainedConfig, solve_instance
 from controller.alcor.metrics import RecoveryConfig, moving_average, recovery_slots, violation
 from controller.alcor.metrics import settled_window as settled
 from controller.alcor.penalty_dnn import PenaltyDnn, PenaltyDnnConfig, train_penalty_dnn
 from controller.alcor.run import Trace, allocator_power_fn, run_alcor, run_fixed
 from controller.evaluation.files import CsvStream, write_json
+from node.alcor import AlcorConfig, Allocator
 from node.schemes import SCHEMES, Scheme
 from protocols.seeding import rng_for
 

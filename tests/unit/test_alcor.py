@@ -7,6 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from channel_server.demands import (
+    DemandSchedule,
+    RandomDemandConfig,
+    paper_phases,
+    random_schedule,
+)
 from channel_server.interference import sum_rates
 from controller.alcor.channels import GaussianStream, SevenCellConfig, SevenCellStream
 from controller.alcor.constrained import (
@@ -17,7 +23,15 @@ from controller.alcor.constrained import (
     solve_instance,
     sum_rate_grad,
 )
-from controller.alcor.core import (
+from controller.alcor.metrics import (
+    RecoveryConfig,
+    moving_average,
+    recovery_slots,
+    violation,
+)
+from controller.alcor.run import allocator_power_fn, run_alcor, run_fixed
+from controller.baselines.ic import ic_wmmse
+from node.alcor import (
     AlcorConfig,
     activation_probabilities,
     distributed_step,
@@ -31,20 +45,6 @@ from controller.alcor.core import (
     ura_on_active,
     users_from,
 )
-from controller.alcor.demands import (
-    DemandSchedule,
-    RandomDemandConfig,
-    paper_phases,
-    random_schedule,
-)
-from controller.alcor.metrics import (
-    RecoveryConfig,
-    moving_average,
-    recovery_slots,
-    violation,
-)
-from controller.alcor.run import allocator_power_fn, run_alcor, run_fixed
-from controller.baselines.ic import ic_wmmse
 from protocols.seeding import rng_for
 
 
