@@ -66,10 +66,10 @@ def alcor_study(ns: str, snr_db: float, phase_slots: int, seeds: str, uras: tupl
     with a penalty and the per-instance constrained optimum, with demands that change
     during the run; writes OUT/results.csv (as rows finish), results.json and figures."""
     from controller.alcor.channels import SevenCellConfig
-    from controller.alcor.core import AlcorConfig
     from controller.alcor.metrics import RecoveryConfig
     from controller.alcor.penalty_dnn import PenaltyDnnConfig
     from controller.evaluation.alcor_study import AlcorStudyConfig, study, work_units
+    from node.alcor import AlcorConfig
 
     try:
         cfg = AlcorStudyConfig(
