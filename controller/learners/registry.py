@@ -153,3 +153,22 @@ register(LearnerSpec("maac", "multi-agent actor-critic, a critic over every D2D 
                      "(paper 002)", "d2d-actors", _maac))
 register(LearnerSpec("naac", "neighbour-agent actor-critic, a critic over the lambda nearest "
                      "D2D pairs (paper 002)", "d2d-actors", _naac))
+
+
+def _mpgnn(dims: Any, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.gnn import make_mpgnn
+
+    return make_mpgnn(dims, rng, config)
+
+
+def _ic_mlp(dims: Any, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.gnn import make_mlp
+
+    return make_mlp(dims, rng, config)
+
+
+register(LearnerSpec("mpgnn", "message-passing GNN for K-user interference-channel power "
+                     "control, trained offline on channel samples (paper 003)", "ic-mpgnn",
+                     _mpgnn))
+register(LearnerSpec("ic-mlp", "centralized MLP over all K^2 gains for K-user power control "
+                     "(paper 003's baseline)", "ic-mlp", _ic_mlp))
