@@ -327,7 +327,7 @@ def _split_sequences(
         if typing.get_origin(hint) is tuple:
             f = defaults[name]
             assert f.default is not dataclasses.MISSING, f"sequence field {name} needs a default"
-            if not isinstance(value, list):
+            if not isinstance(value, list | tuple):
                 raise ScenarioError(f"{where}.{name}: expected an array, got {value!r}")
             item_type = typing.get_args(hint)[0]
             items = tuple(

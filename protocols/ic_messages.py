@@ -3,8 +3,9 @@
 The air plane carries each link's own slice (channel server -> link) and its transmit power
 (link -> channel server); the message-passing GNN's rounds travel between neighbouring
 links on the backhaul (``ic_round``, one per layer and edge); the slot's outcome goes to
-the controller on the control plane. Central schemes upload with the common
-``csi_upload`` and get their power back in a ``decision``.
+the controller on the control plane. Central schemes upload with ``ic_upload``
+and get their power back in the common ``decision``; distributed ALCOR spreads its
+normaliser with ``alcor_max`` and learns each slot's rate from ``ic_feedback``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class IcSlice(Message):
     """Links j whose messages it waits for (edge j -> i), int, ascending."""
     out_nbrs: npt.NDArray[Any]
     """Links it sends its messages to (edge i -> j), int, ascending."""
+    u_min: float
+    """Its minimum average rate in force, bit/s/Hz (0: none; ALCOR schemes)."""
 
 
 @register
@@ -71,6 +74,53 @@ class IcTransmit(Message):
     """Compute time of the decision, seconds."""
     missing: int
     """Neighbour messages it decided without (lost, or from a vanished neighbour)."""
+    active: bool
+    """Whether ALCOR's user selection switched it on this slot (always, without ALCOR)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class IcFeedback(Message):
+    """What link i's receiver measured of the slot: its rate (channel server -> link)."""
+
+    KIND: ClassVar[str] = "ic_feedback"
+    PLANE: ClassVar[Plane] = "air"
+    SENDERS: ClassVar[tuple[str, ...]] = (CHANNEL_SERVER,)
+    rate: float
+    """Its rate, bit/s/Hz."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class IcUpload(Message):
+    """Central schemes: what link i's receiver measured, to the controller (link node ->
+    controller)."""
+
+    KIND: ClassVar[str] = "ic_upload"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    EXCHANGED: ClassVar[tuple[str, ...]] = ("gains",)
+    gains: npt.NDArray[Any]
+    """``G[j, i]`` for every transmitter j, shape (K,)."""
+    active: bool
+    """Distributed ALCOR: whether the link switched itself on (the controller allocates
+    among the active links); True otherwise."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class AlcorMax(Message):
+    """Distributed ALCOR: one round of max-flooding of c + lambda (link node -> link node)."""
+
+    KIND: ClassVar[str] = "alcor_max"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    iteration: int
+    """The ALCOR iteration whose multipliers it spreads (1, 2, ...)."""
+    round: int
+    """The flooding round (1..max_rounds)."""
+    value: float
+    """The largest c + lambda the sender knows of."""
 
 
 @register
@@ -91,6 +141,10 @@ class IcOutcome(Message):
     """1 where the decision missed the deadline and the link kept its last power, (K,)."""
     missing: npt.NDArray[Any]
     """Neighbour messages each link decided without, shape (K,)."""
+    active: npt.NDArray[Any]
+    """1 where the link was switched on (ALCOR's user selection), shape (K,)."""
+    u_min: npt.NDArray[Any]
+    """Each link's demand in force, bit/s/Hz, shape (K,)."""
     reference_rate: float
     """Sum rate WMMSE reaches on the slot's gains (from Pmax), bit/s/Hz: the reference of
     the run's fraction (0 when the scenario turns it off)."""

@@ -19,7 +19,8 @@ class Interference(ScenarioKind):
     name = "interference"
     label = "IC"
     node_role = "link"
-    messages = ("ic_slice", "ic_round", "ic_transmit", "ic_csi", "ic_power", "ic_outcome")
+    messages = ("ic_slice", "ic_round", "ic_transmit", "ic_feedback", "ic_upload", "decision",
+                "alcor_max", "ic_outcome")
     air_part = "channel_server.roles.interference:IcAirPart"
     node_part = "node.roles.link:LinkPart"
     controller_part = "controller.roles.interference:IcPart"

@@ -1,6 +1,6 @@
-"""The air of the K-user interference channel: each link's measured gains and its neighbours
-out, its transmit power in, the slot's rates to the controller. One drop for the whole run,
-the fading moving every slot.
+"""The air of the K-user interference channel: each link's measured gains, its neighbours
+and its rate demand out, its transmit power in, each link's rate back to it and the slot's
+rates to the controller. One drop for the whole run, the fading moving every slot.
 
 A decision whose chain latency passes ``timing.deadline_s`` is a miss: the link keeps the
 power it had in the last slot (full power before its first). Every slot the air also solves
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from channel_server.interference import IcChannel, IcScenario, as_cellular, sum_rates
+from channel_server.interference import IcChannel, IcScenario, as_cellular, demands_at, sum_rates
 from controller.baselines.wmmse import wmmse
-from protocols.ic_messages import IcOutcome, IcSlice, IcTransmit
+from protocols.ic_messages import IcFeedback, IcOutcome, IcSlice, IcTransmit
 from protocols.latency import is_miss
 from protocols.messages import Message
 from protocols.validate import check_number
@@ -31,7 +31,9 @@ class IcAirPart:
     def __init__(self, scenario: IcScenario, seed: int, options: dict[str, Any]) -> None:
         self.scenario = scenario
         self.radio = scenario.radio
+        self.seed = seed
         self.channel = IcChannel(scenario, seed)
+        self.u_min = np.zeros(scenario.k)
         graph = self.channel.layout.graph[0]
         self.in_nbrs = [np.flatnonzero(graph[:, i]) for i in range(scenario.k)]
         self.out_nbrs = [np.flatnonzero(graph[i, :]) for i in range(scenario.k)]
@@ -48,8 +50,10 @@ class IcAirPart:
 
     def slices(self, n: int, active: list[int]) -> list[Outgoing]:
         gains = self.channel.gains[0] if n == 0 else self.channel.step()[0]
+        self.u_min = demands_at(self.scenario, self.seed, n)
         return [(i, IcSlice, {"gains_in": np.ascontiguousarray(gains[:, i]),
-                              "in_nbrs": self.in_nbrs[i], "out_nbrs": self.out_nbrs[i]})
+                              "in_nbrs": self.in_nbrs[i], "out_nbrs": self.out_nbrs[i],
+                              "u_min": float(self.u_min[i])})
                 for i in active]
 
     def outcome(self, n: int, got: dict[int, Message], active: list[int], lost: list[int],
@@ -59,10 +63,11 @@ class IcAirPart:
         latency = np.full(k, np.inf)
         missed = np.zeros(k, dtype=np.int64)
         missing = np.zeros(k, dtype=np.int64)
+        on = np.zeros(k, dtype=np.int64)
         deadline = self.scenario.timing.deadline_s
         for i, msg in got.items():
             assert isinstance(msg, IcTransmit)
-            latency[i], missing[i] = msg.decision_latency_s, msg.missing
+            latency[i], missing[i], on[i] = msg.decision_latency_s, msg.missing, msg.active
             if is_miss(msg.decision_latency_s, deadline):
                 missed[i] = 1
                 powers[i] = self.last_power[i]
@@ -74,7 +79,8 @@ class IcAirPart:
         reference, _ = wmmse(as_cellular(gains), self.radio.noise_w, self.radio.pmax_w)
         ref_rate = float(sum_rates(gains, reference[:, 0], self.radio.noise_w).sum())
         self.telemetry = {"sum_rate": float(rates.sum()), "reference": ref_rate}
-        return [], (IcOutcome, {"powers": powers, "rates": rates,
-                                "decision_latency_s": latency, "missed": missed,
-                                "missing": missing, "reference_rate": ref_rate,
-                                "lost": list(lost)})
+        feedback: list[Outgoing] = [(i, IcFeedback, {"rate": float(rates[i])}) for i in got]
+        return feedback, (IcOutcome, {"powers": powers, "rates": rates,
+                                      "decision_latency_s": latency, "missed": missed,
+                                      "missing": missing, "active": on, "u_min": self.u_min,
+                                      "reference_rate": ref_rate, "lost": list(lost)})

@@ -22,10 +22,15 @@ from rich.table import Table
 
 from channel_server.config import to_toml
 from channel_server.interference import IcScenario, ic_scenario_to_dict
+from controller.alcor.metrics import violation
 from controller.evaluation.files import CsvStream, write_json
 from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
 from protocols.ic_messages import IcOutcome
 from protocols.meter import Meter
+
+AVERAGE_SLOTS = 1000
+"""Window of the per-slot violation column: each link's mean rate over the last this many
+slots of the current demand phase."""
 
 
 @dataclass
@@ -38,6 +43,8 @@ class IcRecorder:
     seed: int
     slots: int
     rows: list[IcOutcome] = field(default_factory=list)
+    active: list[np.ndarray] = field(default_factory=list)
+    """Each slot's user selection (1: the link was on)."""
     lost: set[int] = field(default_factory=set)
     stream_: CsvStream | None = None
 
@@ -45,8 +52,11 @@ class IcRecorder:
     def done(self) -> int:
         return len(self.rows)
 
-    def add(self, rec: IcOutcome) -> None:
+    def add(self, rec: IcOutcome, active: np.ndarray | None = None) -> None:
+        """One slot's outcome; ``active``: the user selection the controller drew (central
+        ALCOR), else the links' own word in the outcome."""
         self.rows.append(rec)
+        self.active.append(rec.active if active is None else active)
         self.lost.update(rec.lost)
         if self.stream_ is not None:
             self.stream_.row(self._metrics_row(self.done - 1))
@@ -58,9 +68,9 @@ class IcRecorder:
 
     def _metrics_header(self) -> list[str]:
         return ["slot", "sum_rate_bps_hz", "wmmse_sum_rate_bps_hz", "fraction_of_wmmse",
-                "misses", "missing_messages",
+                "misses", "missing_messages", "violation_pct",
                 *[f"{c}_l{i}" for i in range(self.scenario.k)
-                  for c in ("p_w", "rate", "latency_ms")]]
+                  for c in ("p_w", "rate", "latency_ms", "on", "u_min")]]
 
     def _metrics_row(self, n: int) -> list[Any]:
         r = self.rows[n]
@@ -68,8 +78,37 @@ class IcRecorder:
         return [n, fmt(total), fmt(r.reference_rate),
                 fmt(total / r.reference_rate if r.reference_rate > 0 else math.nan),
                 int(r.missed.sum()), int(r.missing.sum()),
+                fmt(float(violation(r.u_min, self.average_rates(n))) if r.u_min.any() else 0.0),
                 *[x for i in range(len(r.powers)) for x in (
-                    fmt(r.powers[i]), fmt(r.rates[i]), fmt(r.decision_latency_s[i] * 1e3))]]
+                    fmt(r.powers[i]), fmt(r.rates[i]), fmt(r.decision_latency_s[i] * 1e3),
+                    int(self.active[n][i]), fmt(r.u_min[i]))]]
+
+    def average_rates(self, n: int, window: int = AVERAGE_SLOTS) -> np.ndarray:
+        """Each link's mean rate over the last ``window`` slots up to ``n`` of the demand
+        phase slot ``n`` is in (what violation (12) measures)."""
+        u, rows = self.rows[n].u_min, self.rows
+        first = n
+        while first > 0 and n - first + 1 < window and np.array_equal(rows[first - 1].u_min, u):
+            first -= 1
+        out: np.ndarray = np.mean([r.rates for r in rows[first:n + 1]], axis=0)
+        return out
+
+    def phases(self) -> list[dict[str, Any]]:
+        """Every demand phase: its slots, demands, and the violation (12) and mean sum rate
+        over its second half (after ALCOR's transient)."""
+        out: list[dict[str, Any]] = []
+        start = 0
+        for n in range(1, self.done + 1):
+            if n == self.done or not np.array_equal(self.rows[n].u_min, self.rows[start].u_min):
+                half = (start + n + 1) // 2
+                rates = np.mean([r.rates for r in self.rows[half:n]], axis=0)
+                out.append({"first_slot": start, "end_slot": n,
+                            "u_min_bps_hz": self.rows[start].u_min.tolist(),
+                            "violation_pct": float(violation(self.rows[start].u_min, rates)),
+                            "sum_rate_bps_hz": float(rates.sum()),
+                            "on_share": float(np.mean(self.active[half:n]))})
+                start = n
+        return out
 
     def sum_rates(self) -> np.ndarray:
         return np.array([float(r.rates.sum()) for r in self.rows])
@@ -93,6 +132,7 @@ class IcRecorder:
             "fraction_of_wmmse": (float(rates.sum() / ref.sum()) if rows and ref.sum() > 0
                                   else None),
             "deadline_misses": int(sum(int(r.missed.sum()) for r in rows)),
+            "demand_phases": self.phases() if rows and any(r.u_min.any() for r in rows) else [],
             "missing_messages": int(sum(int(r.missing.sum()) for r in rows)),
             **overhead_summary(overhead, n),
             "decision_latency_ms_p50": pct(lat, 50),

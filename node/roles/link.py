@@ -19,6 +19,15 @@ transmitter j) and its neighbours in the interference graph. Then, by the scheme
 
 Messages can come early (a neighbour's round of a slot whose slice has not come yet, or of
 a later layer): they wait in :attr:`LinkPart.rounds`.
+
+Distributed ALCOR (scheme option ``alcor = "distributed"``, paper 004's Remark III.2): the
+link keeps its own multiplier (:class:`node.alcor_online.OnlineAlcor` over itself), draws
+its own user selection every slot, learns its rate from the air (``ic_feedback``) and, after
+each iteration's last slot, floods ``c + lambda`` over the interference graph for
+``alcor.max_rounds`` rounds (``alcor_max``); its next slot waits until the rounds are done
+(a slice that comes meanwhile is held), so the new activation probability holds from the
+slot after the iteration, as in the centralized variant. Switched off, a link uploads
+``active = False`` (a central URA allocates among the others) and transmits nothing.
 """
 
 from __future__ import annotations
@@ -32,11 +41,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from channel_server.interference import IcScenario
+from node.alcor_online import OnlineAlcor
 from node.link_agent import LinkActor
 from node.mpgnn import MESSAGE_DIM, message, node_layer, phi
 from node.schemes import SCHEMES
-from protocols.ic_messages import IcRound, IcSlice, IcTransmit
-from protocols.messages import CsiUpload, Decision, Message, Start
+from protocols.ic_messages import AlcorMax, IcFeedback, IcRound, IcSlice, IcTransmit, IcUpload
+from protocols.messages import Decision, Message, Start
 from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_array, check_indices, check_number
@@ -81,6 +91,24 @@ class LinkStats:
     """Layers computed without waiting for a silent neighbour."""
     uploads: int = 0
     decisions: int = 0
+    switched_off: int = 0
+    """Slots ALCOR's user selection kept it off (distributed ALCOR)."""
+    max_rounds: int = 0
+    """Rounds of max-flooding it completed (distributed ALCOR)."""
+    max_missing: int = 0
+    """Max-flooding values it went on without (lost or from a silent neighbour)."""
+
+
+@dataclass
+class Flooding:
+    """Distributed ALCOR: the max-flooding after an iteration, under way."""
+
+    iteration: int
+    known: float
+    """The largest c + lambda learned so far (its own to begin with)."""
+    since: float
+    round: int = 1
+    chain_s: float = 0.0
 
 
 def index_list(a: Any, name: str, k: int) -> list[int]:
@@ -104,13 +132,24 @@ class LinkPart:
         """(slot, layer) -> sender -> its round, until the layer is computed."""
         self.done_upto = -1
         """Every slot up to this one is decided (its rounds are late)."""
-        self.uploaded: set[int] = set()
-        """Slots whose CSI is at the controller and whose decision is awaited."""
+        self.uploaded: dict[int, bool] = {}
+        """Slots whose CSI is at the controller and whose decision is awaited (and whether
+        the link switched itself on)."""
         self.in_nbrs: set[int] | None = None
         """The graph's in-neighbours (known from the first slice; the drop is fixed)."""
         self.gone: set[int] = set()
         """Neighbours declared lost: not waited for any more."""
         self.stats_ = LinkStats()
+        self.alcor = (OnlineAlcor(scenario.alcor, [self.i], start.seed)
+                      if self.spec.options.get("alcor") == "distributed" else None)
+        self.u_min: dict[int, float] = {}
+        """Distributed ALCOR: each slot's demand, until its rate comes back."""
+        self.out_nbrs: list[int] = []
+        self.flooding: Flooding | None = None
+        self.maxes: dict[tuple[int, int], dict[int, float]] = {}
+        """(iteration, round) -> sender -> its value, until the round is done."""
+        self.held: list[IcSlice] = []
+        """Slices that came while the flooding was under way."""
 
     # ----------------------------------------------------------------- messages
 
@@ -121,6 +160,10 @@ class LinkPart:
             self.on_round(msg, now, out)
         elif isinstance(msg, Decision):
             self.on_decision(msg, out)
+        elif isinstance(msg, IcFeedback):
+            self.on_feedback(msg, now, out)
+        elif isinstance(msg, AlcorMax):
+            self.on_max(msg, now, out)
         else:
             return False
         return True
@@ -131,25 +174,36 @@ class LinkPart:
 
     def on_slice(self, sl: IcSlice, now: float, out: Outbox) -> None:
         self.check_slot(sl.slot)
-        if sl.slot <= self.done_upto or sl.slot in self.waiting or sl.slot in self.uploaded:
+        if sl.slot <= self.done_upto or sl.slot in self.waiting or sl.slot in self.uploaded \
+                or any(h.slot == sl.slot for h in self.held):
             raise Rejected("a second slice for the slot")
         k = self.scenario.k
         g = check_array(sl.gains_in, "gains_in", (k,), 0.0)
         nbrs = [index_list(sl.in_nbrs, "in_nbrs", k), index_list(sl.out_nbrs, "out_nbrs", k)]
         if self.i in nbrs[0] or self.i in nbrs[1]:
             raise Rejected("a link is not its own neighbour")
-        self.in_nbrs = set(nbrs[0])
+        check_number(sl.u_min, "u_min", 0.0)
+        self.in_nbrs, self.out_nbrs = set(nbrs[0]), nbrs[1]
+        if self.flooding is not None:
+            self.held.append(sl)  # the new activation probability is not known yet
+            return
         self.stats_.slots += 1
+        active = True
+        if self.alcor is not None:
+            self.u_min[sl.slot] = sl.u_min
+            active = bool(self.alcor.draw()[0])
+            self.stats_.switched_off += not active
         exchange = self.spec.exchange
         if exchange == "central":
-            self.uploaded.add(sl.slot)
+            self.uploaded[sl.slot] = active
             self.stats_.uploads += 1
-            out.send(CONTROLLER, CsiUpload, slot=sl.slot, gains=np.asarray(g, np.float64))
+            out.send(CONTROLLER, IcUpload, slot=sl.slot, gains=np.asarray(g, np.float64),
+                     active=active)
             return
         self.node.slot_boundary(self.actor)
         if exchange == "none":
             compute = self.compute_s(0.0)
-            self.transmit(sl.slot, self.actor.power(), compute, compute, 0, out)
+            self.transmit(sl.slot, self.actor.power(), compute, compute, 0, out, active)
             return
         if self.actor.net is None:
             raise ValueError(f"{self.node.name}: scheme {self.spec.name!r} has no weights")
@@ -189,9 +243,79 @@ class LinkPart:
             raise Rejected(f"a decision for slot {msg.slot}, which waits for none")
         p = check_array(msg.powers, "powers", (1,), 0.0, self.radio.pmax_w)
         check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
-        self.uploaded.discard(msg.slot)
+        active = self.uploaded.pop(msg.slot)
         self.stats_.decisions += 1
-        self.transmit(msg.slot, float(p[0]), msg.chain_latency_s, 0.0, 0, out)
+        self.transmit(msg.slot, float(p[0]), msg.chain_latency_s, 0.0, 0, out, active)
+
+    # ----------------------------------------------------------------- distributed ALCOR
+
+    def on_feedback(self, msg: IcFeedback, now: float, out: Outbox) -> None:
+        check_number(msg.rate, "rate", 0.0)
+        if self.alcor is None:
+            return  # only distributed ALCOR learns from its own rate
+        u_min = self.u_min.pop(msg.slot, None)
+        if u_min is None:
+            raise Rejected(f"feedback for slot {msg.slot}, which it did not play")
+        if self.alcor.add(msg.slot, np.array([u_min]), np.array([msg.rate])):
+            self.flooding = Flooding(self.alcor.state.k, self.scenario.alcor.c
+                                     + float(self.alcor.state.lam[0]), now)
+            self.send_max(out)
+            self.flood(now, out)
+
+    def send_max(self, out: Outbox) -> None:
+        f = self.flooding
+        assert f is not None
+        name = self.node.kind.node_name
+        for j in self.out_nbrs:
+            out.send(name(j), AlcorMax, slot=self.done_upto, chain_latency_s=f.chain_s,
+                     iteration=f.iteration, round=f.round, value=f.known)
+
+    def on_max(self, msg: AlcorMax, now: float, out: Outbox) -> None:
+        if self.alcor is None:
+            raise Rejected(f"scheme {self.spec.name!r} exchanges no ALCOR values")
+        j = index_of(msg.sender)
+        if self.in_nbrs is not None and j not in self.in_nbrs:
+            raise Rejected(f"{msg.sender} is not an in-neighbour of {self.node.name}")
+        check_number(msg.round, "round", 1, self.scenario.alcor.max_rounds)
+        check_number(msg.value, "value", self.scenario.alcor.c)
+        done = self.alcor.state.k
+        check_number(msg.iteration, "iteration", done, done + 1)
+        f = self.flooding
+        if f is None and msg.iteration == done or f is not None and (
+                msg.iteration, msg.round) < (f.iteration, f.round):
+            return  # a round it went on without
+        got = self.maxes.setdefault((msg.iteration, msg.round), {})
+        if j in got:
+            raise Rejected("a second value for the iteration and round")
+        got[j] = msg.value if math.isfinite(msg.chain_latency_s) else -math.inf
+        self.flood(now, out)
+
+    def flood(self, now: float, out: Outbox, force: bool = False) -> None:
+        """Finish every flooding round whose values are in (``force``: the current one
+        without the missing); after the last, set kappa and play the held slices."""
+        f = self.flooding
+        while f is not None:
+            got = self.maxes.get((f.iteration, f.round), {})
+            needed = [j for j in self.in_nbrs or () if j not in self.gone]
+            if not force and not all(j in got for j in needed):
+                return
+            force = False
+            heard = [v for j, v in got.items() if j in needed and math.isfinite(v)]
+            self.stats_.max_missing += len(needed) - len(heard)
+            f.known = max([f.known, *heard])
+            self.maxes.pop((f.iteration, f.round), None)
+            self.stats_.max_rounds += 1
+            f.since = now
+            if f.round < self.scenario.alcor.max_rounds:
+                f.round += 1
+                self.send_max(out)
+                continue
+            assert self.alcor is not None
+            self.alcor.normalise(f.known)
+            self.flooding = f = None
+            held, self.held = self.held, []
+            for sl in held:
+                self.on_slice(sl, now, out)
 
     # ----------------------------------------------------------------- the GNN's rounds
 
@@ -239,11 +363,12 @@ class LinkPart:
         self.transmit(n, w.p_frac * self.radio.pmax_w, w.chain_s, w.compute_s, w.missing, out)
 
     def transmit(self, n: int, power_w: float, chain_s: float, compute_s: float,
-                 missing: int, out: Outbox) -> None:
+                 missing: int, out: Outbox, active: bool = True) -> None:
         self.done_upto = max(self.done_upto, n)
         out.send(CHANNEL_SERVER, IcTransmit, slot=n, chain_latency_s=chain_s,
-                 power_w=min(max(power_w, 0.0), self.radio.pmax_w),
-                 decision_latency_s=chain_s, compute_s=compute_s, missing=missing)
+                 power_w=min(max(power_w, 0.0), self.radio.pmax_w) if active else 0.0,
+                 decision_latency_s=chain_s, compute_s=compute_s, missing=missing,
+                 active=active)
         self.node.telemetry.update(slots_done=n + 1)
 
     def compute_s(self, measured_s: float) -> float:
@@ -256,12 +381,20 @@ class LinkPart:
         return self.scenario.timing.peer_timeout_s / 2
 
     def decide_by(self) -> float | None:
-        """The oldest waiting layer is computed without its missing messages half a peer
-        timeout after it began waiting, whatever else came meanwhile."""
-        return min(w.since for w in self.waiting.values()) + self.quiet_s() \
-            if self.waiting else None
+        """The oldest waiting layer (or flooding round) is computed without its missing
+        messages half a peer timeout after it began waiting, whatever else came meanwhile."""
+        since = [w.since for w in self.waiting.values()]
+        if self.flooding is not None:
+            since.append(self.flooding.since)
+        return min(since) + self.quiet_s() if since else None
 
     def on_quiet(self, now: float, out: Outbox) -> bool:
+        if self.flooding is not None:
+            log.error("%s: ALCOR flooding round %d still misses values after %.1f s; going "
+                      "on without them", self.node.name, self.flooding.round, self.quiet_s())
+            self.stats_.forced += 1
+            self.flood(now, out, force=True)
+            return True
         if not self.waiting:
             return False
         n = min(self.waiting, key=lambda s: self.waiting[s].since)
@@ -277,9 +410,14 @@ class LinkPart:
         self.gone.add(node)
         for n in sorted(self.waiting):
             self.advance(n, now, out)
+        self.flood(now, out)
 
     def stats(self) -> dict[str, Any]:
         s = self.stats_
         return {"slots": s.slots, "rounds_sent": s.rounds_sent, "rounds_used": s.rounds_used,
                 "missing": s.missing, "late_rounds": s.late, "forced_layers": s.forced,
-                "uploads": s.uploads, "decisions": s.decisions}
+                "uploads": s.uploads, "decisions": s.decisions,
+                "switched_off": s.switched_off, "max_rounds": s.max_rounds,
+                "max_missing": s.max_missing,
+                **({"alcor_lambda": [[slot, lam[0]] for slot, lam in self.alcor.history]}
+                   if self.alcor is not None else {})}

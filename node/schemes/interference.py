@@ -39,3 +39,25 @@ register(Scheme("max-power", KIND, "none", "every link at Pmax", actor=ACTOR,
 register(Scheme("random", KIND, "none", "a uniform random power in [0, Pmax] per slot",
                 actor=ACTOR, batch="controller.baselines.ic:ic_random",
                 options={"rule": "uniform"}, rank=9, color="tab:gray"))
+
+# ALCOR (paper 004): time sharing over a central URA; the multipliers at the controller
+# (``central``) or at each link, spread by max-flooding (``distributed``)
+for ura, batch in (("wmmse", "ic_wmmse"), ("fp", "ic_fp")):
+    register(Scheme(f"alcor-{ura}", KIND, "central", f"ALCOR over {ura.upper()}: the "
+                    "controller keeps every link's multiplier, switches links off at random "
+                    "and runs the URA among the others", central=CENTRAL,
+                    batch=f"controller.baselines.ic:{batch}", options={"alcor": "central"},
+                    rank=10))
+register(Scheme("alcor-mlp", KIND, "central", "ALCOR over the centralized MLP (multipliers "
+                "at the controller)", central=CENTRAL, weights="ic-mlp", learners=("ic-mlp",),
+                needs_weights=True, weights_from="rrmbed gnn train --arch mlp",
+                check="node.link_agent:check_mlp", options={"alcor": "central"}, rank=11))
+register(Scheme("alcor-wmmse-dist", KIND, "central", "distributed ALCOR over WMMSE: each "
+                "link keeps its own multiplier and switches itself off; max_l (c + lambda_l) "
+                "by max-flooding over the backhaul", central=CENTRAL,
+                batch="controller.baselines.ic:ic_wmmse", options={"alcor": "distributed"},
+                rank=12))
+register(Scheme("alcor-max-power", KIND, "none", "distributed ALCOR over max power: no "
+                "message but the max-flooding", actor=ACTOR,
+                batch="controller.baselines.ic:ic_max_power",
+                options={"rule": "max", "alcor": "distributed"}, rank=13))

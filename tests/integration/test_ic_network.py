@@ -94,7 +94,7 @@ def test_central_schemes_upload_and_get_their_power(tmp_path: Path) -> None:
         assert float(r["sum_rate_bps_hz"]) == pytest.approx(float(r["wmmse_sum_rate_bps_hz"]),
                                                            rel=1e-12)
     kinds = {r["kind"] for r in run_rows(outs["network"] / "overhead.csv")}
-    assert {"csi_upload", "decision"} <= kinds and "ic_round" not in kinds
+    assert {"ic_upload", "decision"} <= kinds and "ic_round" not in kinds
 
 
 def test_killed_link_is_reported_and_the_others_go_on(tmp_path: Path, spawn: Spawn) -> None:
