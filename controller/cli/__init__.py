@@ -157,20 +157,35 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
               path_type=Path), default="scenarios/d2d-n10.toml", show_default=True,
               help="D2D underlay scenario of the D2D part.")
 @click.option("--no-d2d", is_flag=True, help="Skip the D2D part.")
+@click.option("--gnn", "gnn_scenario", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default="scenarios/ic-geo-k20.toml", show_default=True,
+              help="Interference-channel scenario of the GNN part.")
+@click.option("--alcor", "alcor_scenario", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default="scenarios/alcor-gauss-n5.toml", show_default=True,
+              help="Scenario (with demands) of the ALCOR rows of the GNN part.")
+@click.option("--no-gnn", is_flag=True, help="Skip the GNN / ALCOR part.")
 def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
          v2x_scenario: Path | None, no_v2x: bool, d2d_scenario: Path | None,
-         no_d2d: bool) -> None:
+         no_d2d: bool, gnn_scenario: Path, alcor_scenario: Path, no_gnn: bool) -> None:
     """The main job: train the three TRPO schemes briefly, then run every scheme over
     real processes and print one comparison table (sum-rate, optimality gap, backhaul
     bytes per slot, decision latency); then the V2X part: multi-agent DQN and random with
     one process per vehicle, and a short training run over the network; then the D2D
     part: MAAC's actors and the untrained schemes with one process per D2D pair, and a
-    short training run over the network."""
+    short training run over the network; then the GNN part: the MPGNN (as rounds of
+    messages between link processes) and the MLP trained briefly, next to WMMSE, and ALCOR
+    meeting changing rate demands."""
     if no_v2x:
         v2x_scenario = None
     if no_d2d:
         d2d_scenario = None
-    from controller.evaluation.demo import DemoConfig, run_d2d_demo, run_demo, run_v2x_demo
+    from controller.evaluation.demo import (
+        DemoConfig,
+        run_d2d_demo,
+        run_demo,
+        run_gnn_demo,
+        run_v2x_demo,
+    )
 
     cfg = DemoConfig(train_steps=train_steps, slots=slots, seed=seed)
     wide = Console(width=max(120, Console().width))
@@ -189,6 +204,11 @@ def demo(scenario: Path, train_steps: int, slots: int, seed: int, out: Path,
         run_d2d_demo(d2d_scenario, out, cfg, lambda scheme, run_dir, weights, n, options:
                      execute(d2d_scenario, scheme, "network", n, seed, run_dir, (), weights,
                              options), wide)
+    if not no_gnn:
+        run_gnn_demo(gnn_scenario, out, cfg, lambda scheme, run_dir, weights: execute(
+            gnn_scenario, scheme, "network", cfg.gnn_slots, seed, run_dir, (), weights, {}),
+            lambda scheme, run_dir: execute(alcor_scenario, scheme, "network", 9000, seed,
+                                            run_dir, (), None, {}), wide)
 
 
 # ------------------------------------------------------------------- the processes

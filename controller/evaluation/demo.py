@@ -5,7 +5,10 @@ vehicular part (paper 000): train the multi-agent DQN briefly, run it and the ra
 baseline with one process per vehicle, and train over the network for a few episodes to
 measure the signalling of learning (experience, weights, fingerprints). Then the D2D part
 (paper 002): train MAAC's actors briefly, run them and the untrained schemes with one
-process per D2D pair, and train over the network for a few broadcast periods.
+process per D2D pair, and train over the network for a few broadcast periods. Then the
+GNN part (paper 003): train the MPGNN and the centralized MLP briefly, run them next to
+WMMSE with one process per link (the GNN as rounds of messages), and ALCOR (paper 004) over
+WMMSE with its multipliers at the controller and at the links.
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ class DemoConfig:
     """Slots of the D2D network training run (overhead of learning)."""
     d2d_broadcast_period: int = 100
     """Slots between actor broadcasts in the D2D network training run."""
+    gnn_samples: int = 2000
+    """Training samples (channel draws) of the demo's MPGNN and MLP."""
+    gnn_epochs: int = 10
+    """Training epochs of the demo's MPGNN and MLP."""
+    gnn_slots: int = 300
+    """Slots of each interference-channel network run (GNN, MLP, WMMSE, ALCOR)."""
 
 
 def run_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
@@ -179,4 +188,43 @@ def run_d2d_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     (out / "d2d" / "demo.json").write_text(json.dumps(summaries, indent=2, default=str))
     print_d2d_summary(summaries, console, title=f"rrmbed demo — {scenario.name}: one process "
                       "per D2D pair (last row: training over the network)")
+    return summaries
+
+
+def run_gnn_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
+                 run: Callable[[str, Path, Path | None], dict[str, Any]],
+                 alcor: Callable[[str, Path], dict[str, Any]] | None = None,
+                 console: Console | None = None) -> list[dict[str, Any]]:
+    """Train the interference kind's trainable schemes (the MPGNN and the MLP) briefly in one
+    process, then run them and the central schemes without weights that fit (WMMSE, FP)
+    over the network runner; then ``alcor(scheme, run_dir)`` runs each ALCOR scheme over a
+    URA without weights on its own scenario. ``run(scheme, run_dir, weights)`` runs one."""
+    from channel_server.kinds import resolve
+    from controller.evaluation.ic_run import print_ic_summary
+    from controller.training.gnn_train import IcTrainConfig, train_and_write
+    from node.schemes.interference import KIND as IC
+
+    console = console or Console()
+    scenario = resolve(scenario_path).scenario
+    schemes = SCHEMES.for_kind(IC)
+    summaries = []
+    for s in (s for s in schemes if s.trainable and not s.options.get("alcor")):
+        console.print(f"[bold]training[/bold] {s.name} ({cfg.gnn_samples} samples, "
+                      f"{cfg.gnn_epochs} epochs, local)")
+        train_and_write(scenario, s, cfg.seed, IcTrainConfig(samples=cfg.gnn_samples,
+                                                             epochs=cfg.gnn_epochs),
+                        out / "gnn" / "train" / s.name)
+        summaries.append(run(s.name, out / "gnn" / s.name,
+                             out / "gnn" / "train" / s.name / "weights.npz"))
+    for s in (s for s in schemes if s.exchange == "central" and s.batch is not None
+              and not s.options.get("alcor")
+              and s.options.get("max_links", scenario.k) >= scenario.k):
+        summaries.append(run(s.name, out / "gnn" / s.name, None))
+    if alcor is not None:
+        for s in (s for s in schemes if s.options.get("alcor") and not s.needs_weights):
+            summaries.append(alcor(s.name, out / "gnn" / s.name))
+    (out / "gnn" / "demo.json").write_text(json.dumps(summaries, indent=2, default=str))
+    print_ic_summary(summaries, console, title=f"rrmbed demo — {scenario.name}: one process "
+                     "per link (mpgnn: a round of messages per layer); ALCOR rows: "
+                     "alcor-gauss-n5 with changing demands")
     return summaries

@@ -32,7 +32,7 @@ register(Scheme("fp", KIND, "central", "fractional programming at the controller
                 color="tab:olive"))
 register(Scheme("optimum", KIND, "central", "certified global optimum (branch and bound, "
                 "K <= 6)", central=CENTRAL, batch="controller.baselines.ic:ic_optimum",
-                rank=4, color="black"))
+                options={"max_links": 6}, rank=4, color="black"))
 register(Scheme("max-power", KIND, "none", "every link at Pmax", actor=ACTOR,
                 batch="controller.baselines.ic:ic_max_power", options={"rule": "max"},
                 rank=8, color="tab:orange"))
