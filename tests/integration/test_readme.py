@@ -429,6 +429,45 @@ def check_live_run(r: Result) -> None:
     assert s["wall_s"] >= 29 * 0.02  # realtime: paced at radio.slot_s
 
 
+def check_ic_wmmse(r: Result) -> None:
+    s = r.json("ic-wmmse/summary.json")
+    assert s["slots"] == 10 and s["fraction_of_wmmse"] == 1.0, s
+    assert sorted(s["processes"]) == sorted(["controller", "channel-server",
+                                             *[f"link-{i}" for i in range(20)]])
+    assert {"ic_upload", "decision"} <= set(s["backhaul_bytes_per_slot"]["by_kind"])
+
+
+def check_gnn_train(r: Result) -> None:
+    from node.mpgnn import Mpgnn
+
+    art = weights.load(r.path("gnn-k10/weights.npz"))
+    assert (art.meta.kind, art.meta.scheme) == ("interference", "mpgnn")
+    assert Mpgnn.from_arrays(art.arrays).n_layers == 3
+    assert [row["epoch"] for row in r.csv("gnn-k10/training.csv")] == ["0", "1"]
+
+
+def check_ic_mpgnn(r: Result) -> None:
+    s = r.json("ic-mpgnn/summary.json")
+    assert s["slots"] == 10 and 0.0 < s["fraction_of_wmmse"] <= 1.05, s
+    assert s["backhaul_bytes_per_slot"]["by_kind"]["ic_round"] > 0
+    assert s["decision_latency_ms_p50"] == pytest.approx(3 * (1.0 + 0.5))  # 3 x (link + compute)
+
+
+def check_gnn_cost(r: Result) -> None:
+    rows = r.json("gnn-cost/cost.json")
+    assert [x["sweep"] for x in rows] == ["reference"] + ["layers"] * 4 + ["encodings"] * 5 \
+        + ["latencies"] * 3
+    assert r.path("gnn-cost/plots/cost.png").stat().st_size > 0
+    assert "What the MPGNN's rounds cost" in r.proc.stdout
+
+
+def check_alcor_dist(r: Result) -> None:
+    s = r.json("alcor-dist/summary.json")
+    assert s["slots"] == 100 and s["demand_phases"][0]["u_min_bps_hz"] == [0.5] * 5, s
+    assert s["backhaul_bytes_per_slot"]["by_kind"]["alcor_max"] > 0
+    assert all(len(s["process_stats"][f"link-{i}"]["alcor_lambda"]) == 2 for i in range(5))
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -449,6 +488,9 @@ V2X_TRAIN = "rrmbed v2x train --episodes 200 --out runs/marl"
 SD = "scenarios/d2d-n10.toml"
 D2D_TRAIN = "rrmbed d2d train scenarios/d2d-n10.toml --scheme maac --out runs/maac"
 KEYS = "rrmbed keys keys --scenario scenarios/3cell-k2.toml"
+SG = "scenarios/ic-geo-k20.toml"
+GNN_TRAIN = ("rrmbed gnn train scenarios/ic-gauss-k10.toml --arch mpgnn --mode unsupervised "
+             "--samples 2000 --epochs 50 --layers 3 --seed 0 --out runs/gnn-k10")
 
 RUNS: dict[str, Case] = {
     "rrmbed --help": Case(("--help",), check_help),
@@ -520,6 +562,26 @@ RUNS: dict[str, Case] = {
     "keys > docker-compose.yml": Case(
         ("compose", S3, "--scheme", "round-robin", "--slots", "200", "--seed", "7", "--keys",
          "{tmp}/keys"), check_compose, needs=(KEYS,)),
+    "rrmbed run scenarios/ic-geo-k20.toml --scheme wmmse --runner network --slots 200": Case(
+        ("run", SG, "--scheme", "wmmse", "--runner", "network", "--slots", "10", "--out",
+         "{tmp}/ic-wmmse", "--no-telemetry"), check_ic_wmmse),
+    GNN_TRAIN: Case(("gnn", "train", "scenarios/ic-gauss-k10.toml", "--arch", "mpgnn", "--mode",
+                     "unsupervised", "--samples", "64", "--epochs", "1", "--layers", "3",
+                     "--seed", "0", "--out", "{tmp}/gnn-k10"), check_gnn_train),
+    "rrmbed run scenarios/ic-geo-k20.toml --scheme mpgnn --weights runs/gnn-k10/weights.npz "
+    "--runner network --slots 200": Case(
+        ("run", SG, "--scheme", "mpgnn", "--weights", "{tmp}/gnn-k10/weights.npz", "--runner",
+         "network", "--slots", "10", "--out", "{tmp}/ic-mpgnn", "--no-telemetry"),
+        check_ic_mpgnn, needs=(GNN_TRAIN,)),
+    "rrmbed gnn cost scenarios/ic-geo-k20.toml --weights runs/gnn-k10/weights.npz --out "
+    "runs/gnn-cost": Case(
+        ("gnn", "cost", SG, "--weights", "{tmp}/gnn-k10/weights.npz", "--slots", "3",
+         "--out", "{tmp}/gnn-cost"), check_gnn_cost, needs=(GNN_TRAIN,)),
+    "rrmbed run scenarios/alcor-gauss-n5.toml --scheme alcor-wmmse-dist --runner network "
+    "--slots 9000": Case(
+        ("run", "scenarios/alcor-gauss-n5.toml", "--scheme", "alcor-wmmse-dist", "--runner",
+         "network", "--slots", "100", "--out", "{tmp}/alcor-dist", "--no-telemetry"),
+        check_alcor_dist),
     'rrmbed run scenarios/3cell-k2.toml --scheme round-robin --slots 5000 --set '
     'timing.clock=\\"realtime\\" &': Case(
         ("run", S3, "--scheme", "round-robin", "--slots", "30", "--set",
@@ -563,6 +625,25 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
         "test_live_fuzz_counts_every_frame_and_no_process_falls",
         "a real-time network run that must outlast the fuzz: that test runs it with 2000 "
         "frames and checks every figure of its JSON"),
+    "rrmbed table bits scenarios/3cell-k2.toml --weights-rr RR.npz --weights-central C.npz": (
+        "tests/integration/test_wire_runners.py::test_table_bits_writes_its_files",
+        "long: trained round-robin and centralized policies and 15 runs; that test runs it "
+        "on one scheme and encoding and checks its files"),
+    "rrmbed gnn train scenarios/ic-gauss-k10.toml --arch mlp --mode supervised --samples 2000 "
+    "--epochs 50": (
+        "tests/integration/test_gnn_cli.py::test_gnn_train_mlp_fits_its_k",
+        "writes into runs/ (no --out); that test trains the MLP and checks its weights"),
+    "rrmbed gnn gap --ks 5,10,20,40 --ms 250,500,1000,2000 --seeds 0,1,2 --form gaussian "
+    "--out runs/gnn-gap": (
+        "tests/integration/test_gnn_cli.py::test_gnn_gap_quick",
+        "long (a study of 15 minutes); that test runs its --quick form and checks the files"),
+    "rrmbed gnn gap --quick --out runs/gnn-gap-quick": (
+        "tests/integration/test_gnn_cli.py::test_gnn_gap_quick",
+        "that test runs exactly this, into a temporary folder"),
+    "rrmbed alcor study --ns 5,10,20,50 --snr-db 15 --slots 5000 --seeds 0,1 --ura wmmse "
+    "--ura fp --seven-cell 21 --out runs/alcor-study": (
+        "tests/unit/test_alcor_study.py::test_study_cli_tiny",
+        "long (a study of 9 minutes); that test runs it tiny and checks its files"),
     "rrmbed watch --keys KEYS": (
         f"{BROKER_AUTH}::test_watch_logs_in_with_the_keys",
         "needs a broker: watch's entry point logs in with a key directory's watch password "
@@ -589,7 +670,8 @@ NOT_RRMBED: dict[str, str] = {
 
 
 SIZE_PARAMS = frozenset({"slots", "steps", "episodes_per_iter", "episodes", "eval_episodes",
-                         "seeds", "realizations", "count", "repeat", "batch", "compare"})
+                         "seeds", "realizations", "count", "repeat", "batch", "compare",
+                         "samples", "epochs"})
 """Options that only say how much work a command does."""
 PATH_PARAMS = frozenset({"out", "json_path", "weights", "sources", "directory", "keys_dir"})
 """Options whose README path may move into ``{tmp}`` (``runs/X`` or ``X`` -> ``{tmp}/X``)."""
