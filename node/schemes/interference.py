@@ -49,7 +49,7 @@ for ura, batch in (("wmmse", "ic_wmmse"), ("fp", "ic_fp")):
                     batch=f"controller.baselines.ic:{batch}", options={"alcor": "central"},
                     rank=10))
 register(Scheme("alcor-mlp", KIND, "central", "ALCOR over the centralized MLP (multipliers "
-                "at the controller)", central=CENTRAL, weights="ic-mlp", learners=("ic-mlp",),
+                "at the controller; the MLP's weights)", central=CENTRAL, weights="ic-mlp",
                 needs_weights=True, weights_from="rrmbed gnn train --arch mlp",
                 check="node.link_agent:check_mlp", options={"alcor": "central"}, rank=11))
 register(Scheme("alcor-wmmse-dist", KIND, "central", "distributed ALCOR over WMMSE: each "

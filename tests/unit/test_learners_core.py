@@ -82,6 +82,15 @@ def build(name: str) -> tuple[Learner, Any]:
         maac.observe(rng.standard_normal((8, 3, 3)), rng.integers(0, 4, (8, 3)),
                      rng.standard_normal((8, 3)), rng.standard_normal((8, 3, 3)))
         return maac, None  # it samples its own replay
+    if spec.trains in ("ic-mpgnn", "ic-mlp"):
+        from channel_server.interference import ic_scenario_from_dict, sample_gains
+        from controller.learners.gnn import GnnConfig, IcBatch, IcDims
+
+        s = ic_scenario_from_dict({"name": "tiny", "radio": {"n_links": 4}})
+        gains, graph = sample_gains(s, rng, 8)
+        dims = IcDims(n_links=4, pmax_w=s.radio.pmax_w, noise_w=s.radio.noise_w)
+        cfg_ic = GnnConfig(mlp1_hidden=(8,), message_dim=8, mlp2_hidden=(8,), mlp_hidden=(8,))
+        return spec.make(dims, 3, cfg_ic), IcBatch(gains, graph)
     assert spec.trains == "q"
     from controller.learners.dqn import DqnConfig
 
@@ -102,8 +111,10 @@ def test_every_learner_is_a_learner_and_a_variable_source(name: str) -> None:
 def test_step_gives_finite_metrics_and_moves_the_variables(name: str) -> None:
     learner, batch = build(name)
     before = {k: v.copy() for k, v in learner.get_variables().items()}
-    assert before and all(isinstance(v, np.ndarray) and v.dtype.kind == "f"
+    # float weights (an MPGNN also holds its layer count, an integer array)
+    assert before and all(isinstance(v, np.ndarray) and v.dtype.kind in "fiu"
                           for v in before.values())
+    assert any(v.dtype.kind == "f" for v in before.values())
     v0 = learner.version
     stats = learner.step(batch)
     assert stats and all(isinstance(v, float) for v in stats.values())
@@ -123,10 +134,11 @@ def test_variables_are_copies() -> None:
 
 
 def test_registry_declares_each_learner_once_with_its_policy_kind() -> None:
-    assert registry.names() == ("trpo", "a2c", "dqn", "maac", "naac")
+    assert registry.names() == ("trpo", "a2c", "dqn", "maac", "naac", "mpgnn", "ic-mlp")
     assert registry.names("gaussian") == ("trpo", "a2c")
     assert registry.names("q") == ("dqn",)
     assert registry.names("d2d-actors") == ("maac", "naac")
+    assert registry.names("ic-mpgnn") == ("mpgnn",) and registry.names("ic-mlp") == ("ic-mlp",)
     for spec in registry.LEARNERS.values():
         assert spec.help and "\n" not in spec.help
     with pytest.raises(ValueError, match="already registered"):
@@ -136,7 +148,8 @@ def test_registry_declares_each_learner_once_with_its_policy_kind() -> None:
 def test_unknown_learner_lists_the_known_ones() -> None:
     with pytest.raises(UnknownLearner) as e:
         registry.learner("ppo")
-    assert str(e.value) == "unknown learner 'ppo'; known: trpo, a2c, dqn, maac, naac"
+    assert str(e.value) == ("unknown learner 'ppo'; known: trpo, a2c, dqn, maac, naac, mpgnn, "
+                            "ic-mlp")
     assert isinstance(e.value, ValueError)
     with pytest.raises(UnknownLearner, match=r"unknown gaussian-policy learner 'dqn'; "
                                              r"known: trpo, a2c"):
