@@ -10,7 +10,6 @@ probabilities, bytes per slot by kind, decision latency, slots per second).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from channel_server.config import to_toml
 from channel_server.d2d import D2dScenario, d2d_scenario_to_dict, db_to_linear, to_db
-from controller.evaluation.files import CsvStream, write_json
+from controller.evaluation.files import CsvStream, write_run_files
 from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
 from protocols.d2d_messages import D2dOutcome
 from protocols.meter import Meter
@@ -124,22 +122,14 @@ class D2dRecorder:
 
     def write(self, out: Path, overhead: Meter, processes: dict[str, int], wall_s: float,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(to_toml(
-            {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
-                     "slots": self.slots}, "kind": "d2d-underlay",
-             **d2d_scenario_to_dict(self.scenario)}))
-        if self.stream_ is not None:
-            self.stream_.close()
-        else:
-            with (out / "metrics.csv").open("w", newline="") as f:
-                wr = csv.writer(f)
-                wr.writerow(self._metrics_header())
-                wr.writerows(self._metrics_row(n) for n in range(self.done))
-        overhead.to_csv(out / "overhead.csv", max(self.done, 1))
-        summary = self.summary(overhead, processes, wall_s, extra)
-        write_json(out / "summary.json", summary, sort_keys=True)
-        return summary
+        return write_run_files(
+            out, {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
+                          "slots": self.slots}, "kind": "d2d-underlay",
+                  **d2d_scenario_to_dict(self.scenario)},
+            [self.stream_] if self.stream_ is not None else [],
+            {"metrics.csv": (self._metrics_header(),
+                             (self._metrics_row(n) for n in range(self.done)))},
+            overhead, self.done, lambda: self.summary(overhead, processes, wall_s, extra))
 
 
 def report_run(summary: dict[str, Any], out: Path, console: Console) -> None:

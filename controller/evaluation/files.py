@@ -121,3 +121,29 @@ class CsvStream:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def write_run_files(out: Path, config: dict[str, Any], streams: list[CsvStream],
+                    tables: dict[str, tuple[list[str], Any]], overhead: Any, slots: int,
+                    summary: Any) -> dict[str, Any]:
+    """What every kind's recorder writes at the end of a run: ``config.toml`` (``config``,
+    the run options and the scenario), its CSV files (``streams`` written as slots came, else
+    ``tables``: name -> (header, rows)), ``overhead.csv`` (the meter, per slot of ``slots``)
+    and ``summary.json`` (``summary()``, computed after the files, returned)."""
+    from channel_server.config import to_toml
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(to_toml(config))
+    if streams:
+        for st in streams:
+            st.close()
+    else:
+        for name, (header, rows) in tables.items():
+            with (out / name).open("w", newline="") as f:
+                wr = csv.writer(f)
+                wr.writerow(header)
+                wr.writerows(rows)
+    overhead.to_csv(out / "overhead.csv", max(slots, 1))
+    result: dict[str, Any] = summary()
+    write_json(out / "summary.json", result, sort_keys=True)
+    return result

@@ -10,7 +10,6 @@ decision latency), ``overhead.csv``, ``config.toml``, ``summary.json`` and
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from channel_server.config import to_toml
 from channel_server.interference import IcScenario, ic_scenario_to_dict
 from controller.alcor.metrics import violation
-from controller.evaluation.files import CsvStream, write_json
+from controller.evaluation.files import CsvStream, write_run_files
 from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
 from protocols.ic_messages import IcOutcome
 from protocols.meter import Meter
@@ -147,21 +145,14 @@ class IcRecorder:
 
     def write(self, out: Path, overhead: Meter, processes: dict[str, int], wall_s: float,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(to_toml(
-            {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
-                     "slots": self.slots}, "kind": "interference",
-             **ic_scenario_to_dict(self.scenario)}))
-        if self.stream_ is not None:
-            self.stream_.close()
-        else:
-            with (out / "metrics.csv").open("w", newline="") as f:
-                wr = csv.writer(f)
-                wr.writerow(self._metrics_header())
-                wr.writerows(self._metrics_row(n) for n in range(self.done))
-        overhead.to_csv(out / "overhead.csv", max(self.done, 1))
-        summary = self.summary(overhead, processes, wall_s, extra)
-        write_json(out / "summary.json", summary, sort_keys=True)
+        summary = write_run_files(
+            out, {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
+                          "slots": self.slots}, "kind": "interference",
+                  **ic_scenario_to_dict(self.scenario)},
+            [self.stream_] if self.stream_ is not None else [],
+            {"metrics.csv": (self._metrics_header(),
+                             (self._metrics_row(n) for n in range(self.done)))},
+            overhead, self.done, lambda: self.summary(overhead, processes, wall_s, extra))
         if self.rows:
             plot_slots(self, out / "plots" / "slots.png")
         return summary

@@ -17,8 +17,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from channel_server.config import Scenario, scenario_to_dict, to_toml
-from controller.evaluation.files import CsvStream, write_json
+from channel_server.config import Scenario, scenario_to_dict
+from controller.evaluation.files import CsvStream, write_run_files
 from protocols.meter import Meter
 
 AIR, BACKHAUL = "air", "backhaul"
@@ -101,22 +101,17 @@ class RunRecorder:
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Write every file of the run directory and return the summary."""
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "plots").mkdir(exist_ok=True)
+        (out / "plots").mkdir(parents=True, exist_ok=True)
         (out / "checkpoints").mkdir(exist_ok=True)
-        (out / "config.toml").write_text(
-            to_toml({"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
-                             "slots": self.slots}, **scenario_to_dict(self.scenario)}))
-        if self.streams:
-            for st in self.streams:
-                st.close()
-        else:
-            self._write_metrics(out / "metrics.csv")
-            self._write_latency(out / "latency.csv")
-        overhead.to_csv(out / "overhead.csv", max(self.done, 1))
-        summary = self.summary(overhead, processes, wall_s, extra)
-        write_json(out / "summary.json", summary, sort_keys=True)
-        return summary
+        return write_run_files(
+            out, {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
+                          "slots": self.slots}, **scenario_to_dict(self.scenario)},
+            self.streams,
+            {"metrics.csv": (self._metrics_header(),
+                             (self._metrics_row(n) for n in range(self.done))),
+             "latency.csv": (list(LATENCY_HEADER),
+                             (row for n in range(self.done) for row in self._latency_rows(n)))},
+            overhead, self.done, lambda: self.summary(overhead, processes, wall_s, extra))
 
     def _metrics_header(self) -> list[str]:
         b, k = self.scenario.radio.n_cells, self.scenario.radio.users_per_cell
@@ -136,19 +131,6 @@ class RunRecorder:
         return [[n, f"node-{b}", fmt(x * 1e3), int(miss)]
                 for b, (x, miss) in enumerate(zip(self.latency_s[n], self.missed[n],
                                                   strict=True))]
-
-    def _write_metrics(self, path: Path) -> None:
-        with path.open("w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(self._metrics_header())
-            wr.writerows(self._metrics_row(n) for n in range(self.done))
-
-    def _write_latency(self, path: Path) -> None:
-        with path.open("w", newline="") as f:
-            wr = csv.writer(f)
-            wr.writerow(LATENCY_HEADER)
-            for n in range(self.done):
-                wr.writerows(self._latency_rows(n))
 
     # ------------------------------------------------------------------- summary
 

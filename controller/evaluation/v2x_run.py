@@ -14,7 +14,6 @@ delivery rate, sum V2I rate, per-link delivery time), ``overhead.csv`` and
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
@@ -27,9 +26,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from channel_server.config import to_toml
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
-from controller.evaluation.files import CsvStream, write_json
+from controller.evaluation.files import CsvStream, write_run_files
 from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
 from controller.training.v2x_env import V2xEnv
 from node.v2x_observation import decode_action
@@ -157,25 +155,15 @@ class V2xRecorder:
 
     def write(self, out: Path, overhead: Meter, processes: dict[str, int], wall_s: float,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(to_toml(
-            {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
-                     "slots": self.slots}, **v2x_scenario_to_dict(self.scenario)}))
-        if self.streams:
-            for st in self.streams:
-                st.close()
-        else:
-            with (out / "metrics.csv").open("w", newline="") as f:
-                wr = csv.writer(f)
-                wr.writerow(self._metrics_header())
-                wr.writerows(self._metrics_row(n) for n in range(self.done))
-            with (out / "episodes.csv").open("w", newline="") as f:
-                wr = csv.writer(f)
-                wr.writerow(self._episodes_header())
-                wr.writerows(self._episode_row(e) for e in self.episodes())
-        overhead.to_csv(out / "overhead.csv", max(self.done, 1))
-        summary = self.summary(overhead, processes, wall_s, extra)
-        write_json(out / "summary.json", summary, sort_keys=True)
+        summary = write_run_files(
+            out, {"run": {"scheme": self.scheme, "runner": self.runner, "seed": self.seed,
+                          "slots": self.slots}, **v2x_scenario_to_dict(self.scenario)},
+            self.streams,
+            {"metrics.csv": (self._metrics_header(),
+                             (self._metrics_row(n) for n in range(self.done))),
+             "episodes.csv": (self._episodes_header(),
+                              (self._episode_row(e) for e in self.episodes()))},
+            overhead, self.done, lambda: self.summary(overhead, processes, wall_s, extra))
         if self.episodes():
             plot_episodes(out, self)
         return summary
