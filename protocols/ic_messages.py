@@ -56,6 +56,9 @@ class IcRound(Message):
     """``(phi(G[j, j]), phi(G[i, j]))``: the sender's own gain and the gain its receiver
     measured from the receiving link, in decades (:func:`node.mpgnn.phi`), shape (2,).
     Apart from the power because they span another range (see ``[wire]``)."""
+    active: bool
+    """False when ALCOR switched the sender off this slot: the receiver then takes the gain
+    between them as zero (the GNN runs on H_xi); always True without ALCOR."""
 
 
 @register

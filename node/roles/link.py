@@ -76,6 +76,8 @@ class Waiting:
     missing: int = 0
     compute_s: float = 0.0
     """Compute time of its layers so far."""
+    active: bool = True
+    """ALCOR switched it on (off: its gains are zero in the GNN, H_xi, and it sends 0 W)."""
 
 
 @dataclass
@@ -207,8 +209,9 @@ class LinkPart:
             return
         if self.actor.net is None:
             raise ValueError(f"{self.node.name}: scheme {self.spec.name!r} has no weights")
-        f = phi(g, self.radio.pmax_w, self.radio.noise_w)
-        w = Waiting(f, nbrs[0], nbrs[1], now)
+        # switched off, the link does not exist in the channel the GNN solves (H_xi)
+        f = phi(g, self.radio.pmax_w, self.radio.noise_w) if active else np.zeros(k)
+        w = Waiting(f, nbrs[0], nbrs[1], now, active=active)
         self.waiting[sl.slot] = w
         self.send_round(sl.slot, w, out)
         self.advance(sl.slot, now, out)
@@ -326,7 +329,7 @@ class LinkPart:
         for j in w.out_nbrs:
             x = message(w.p_frac, own, float(w.phi_in[j]))
             out.send(name(j), IcRound, slot=n, chain_latency_s=w.chain_s, layer=w.layer,
-                     power=x[:1], features=x[1:])
+                     power=x[:1], features=x[1:], active=w.active)
         self.stats_.rounds_sent += len(w.out_nbrs)
 
     def advance(self, n: int, now: float, out: Outbox, force: bool = False) -> None:
@@ -345,10 +348,14 @@ class LinkPart:
             w.missing += len(w.in_nbrs) - len(used)
             xs = np.array([np.concatenate([got[j].power, got[j].features]) for j in used],
                           dtype=np.float64).reshape(-1, MESSAGE_DIM)
+            # H_xi: no gain to or from a link that is off (the sender's, said in its message;
+            # this link's own, if it is off: then the gain its neighbour measured from it)
+            theirs = w.phi_in[used] * np.array([got[j].active for j in used], dtype=float)
+            if not w.active:
+                xs[:, 2] = 0.0
             chain_in = max([got[j].chain_latency_s for j in used], default=w.chain_s)
             t0 = time.perf_counter()
-            w.p_frac = node_layer(net, w.p_frac, float(w.phi_in[self.i]), xs,
-                                  w.phi_in[used])
+            w.p_frac = node_layer(net, w.p_frac, float(w.phi_in[self.i]), xs, theirs)
             compute = self.compute_s(time.perf_counter() - t0)
             w.chain_s = chain_in + compute
             w.compute_s += compute
@@ -360,7 +367,8 @@ class LinkPart:
                 self.send_round(n, w, out)
         del self.waiting[n]
         self.stats_.missing += w.missing
-        self.transmit(n, w.p_frac * self.radio.pmax_w, w.chain_s, w.compute_s, w.missing, out)
+        self.transmit(n, w.p_frac * self.radio.pmax_w, w.chain_s, w.compute_s, w.missing, out,
+                      w.active)
 
     def transmit(self, n: int, power_w: float, chain_s: float, compute_s: float,
                  missing: int, out: Outbox, active: bool = True) -> None:

@@ -61,3 +61,9 @@ register(Scheme("alcor-max-power", KIND, "none", "distributed ALCOR over max pow
                 "message but the max-flooding", actor=ACTOR,
                 batch="controller.baselines.ic:ic_max_power",
                 options={"rule": "max", "alcor": "distributed"}, rank=13))
+register(Scheme("alcor-mpgnn", KIND, "neighbours", "distributed ALCOR over the MPGNN: each "
+                "link keeps its own multiplier; a link switched off takes part in the rounds "
+                "with zero gains (the GNN on H_xi) and sends 0 W", actor=ACTOR,
+                weights="ic-mpgnn", needs_weights=True, weights_from="rrmbed gnn train",
+                check="node.link_agent:check_mpgnn", options={"alcor": "distributed"},
+                rank=14))

@@ -84,3 +84,33 @@ def test_demands_already_met_leave_the_allocator_alone(tmp_path: Path) -> None:
     plain = read_csv(run_dir(tmp_path, SC, "wmmse", "local", 200, 4, *tiny) / "metrics.csv")
     assert np.array_equal(powers(alcor), powers(plain))
     assert all(int(r[f"on_l{i}"]) == 1 for r in alcor for i in range(K))
+
+
+def test_alcor_over_the_gnn_runs_it_on_the_links_that_are_on(tmp_path: Path) -> None:
+    """alcor-mpgnn: the links ALCOR switched off send 0 W and take part in the rounds with
+    zero gains, so the powers are the GNN on H_xi (computed here in one process from the
+    rebuilt channel and the recorded selection), on both runners alike."""
+    from channel_server.interference import IcChannel
+    from node.mpgnn import forward_graph
+    from tests.helpers import mpgnn_weights_file
+
+    weights, net = mpgnn_weights_file(tmp_path, 2)
+    outs = {r: run_dir(tmp_path / r, SC, "alcor-mpgnn", r, 120, 6, *SETS, "--weights",
+                       str(weights), *(("--no-telemetry",) if r == "network" else ()))
+            for r in ("network", "local")}
+    rows = read_csv(outs["network"] / "metrics.csv")
+    assert rows == read_csv(outs["local"] / "metrics.csv")
+    s = resolve(SC, {"demands.phase_starts": [0, 150, 300], "alcor.batch": 10}).scenario
+    ch = IcChannel(s, seed=6)
+    off = 0
+    for n, row in enumerate(rows):
+        gains = ch.gains[0] if n == 0 else ch.step()[0]
+        on = np.array([int(row[f"on_l{i}"]) for i in range(K)], dtype=bool)
+        g = gains * on[:, None] * on[None, :]
+        want = np.where(on, forward_graph(net, g[None], ch.layout.graph, s.radio.pmax_w,
+                                          s.radio.noise_w)[0] * s.radio.pmax_w, 0.0)
+        assert powers([row])[0] == pytest.approx(want, rel=1e-12, abs=1e-15), n
+        off += int((~on).sum())
+    summary = json.loads((outs["network"] / "summary.json").read_text())
+    stats = summary["process_stats"]
+    assert off == sum(stats[f"link-{i}"]["switched_off"] for i in range(K)) > 0
