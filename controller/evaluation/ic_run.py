@@ -198,14 +198,16 @@ def print_ic_summary(summaries: list[dict[str, Any]], console: Console | None = 
                      title: str = "rrmbed K-user interference run") -> None:
     console = console or Console()
     t = Table(title=title)
-    for col in ("scheme", "runner", "K", "slots", "bit/s/Hz", "of WMMSE", "misses",
-                "missing msgs", "latency p50 ms", "backhaul B/slot", "slots/s"):
+    for col in ("scheme", "runner", "K", "slots", "bit/s/Hz", "of WMMSE", "worst viol %",
+                "misses", "missing msgs", "latency p50 ms", "backhaul B/slot", "slots/s"):
         t.add_column(col, justify="left" if col in ("scheme", "runner") else "right")
     for s in summaries:
         frac = s["fraction_of_wmmse"]
         t.add_row(s["scheme"], s["runner"], str(s["n_links"]), str(s["slots"]),
                   _f(s["sum_rate_bps_hz_mean"], 3),
-                  "-" if frac is None else f"{100 * frac:.1f}%", str(s["deadline_misses"]),
+                  "-" if frac is None else f"{100 * frac:.1f}%",
+                  _f(max((p["violation_pct"] for p in s["demand_phases"]), default=None), 2),
+                  str(s["deadline_misses"]),
                   str(s["missing_messages"]), _f(s["decision_latency_ms_p50"], 3),
                   f"{s['backhaul_bytes_per_slot']['total']:.1f}",
                   f"{s['wall_slots_per_s']:.0f}")
