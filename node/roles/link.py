@@ -148,8 +148,11 @@ class LinkPart:
         """Distributed ALCOR: each slot's demand, until its rate comes back."""
         self.out_nbrs: list[int] = []
         self.flooding: Flooding | None = None
-        self.maxes: dict[tuple[int, int], dict[int, float]] = {}
-        """(iteration, round) -> sender -> its value, until the round is done."""
+        self.maxes: dict[tuple[int, int], dict[int, tuple[float, float]]] = {}
+        """(iteration, round) -> sender -> (its value, its chain latency), until the round is
+        done."""
+        self.carry_s = 0.0
+        """Chain latency the next slot's decision starts from: the flooding it waited for."""
         self.held: list[IcSlice] = []
         """Slices that came while the flooding was under way."""
 
@@ -190,6 +193,7 @@ class LinkPart:
             self.held.append(sl)  # the new activation probability is not known yet
             return
         self.stats_.slots += 1
+        start_s, self.carry_s = self.carry_s, 0.0
         active = True
         if self.alcor is not None:
             self.u_min[sl.slot] = sl.u_min
@@ -199,19 +203,20 @@ class LinkPart:
         if exchange == "central":
             self.uploaded[sl.slot] = active
             self.stats_.uploads += 1
-            out.send(CONTROLLER, IcUpload, slot=sl.slot, gains=np.asarray(g, np.float64),
-                     active=active)
+            out.send(CONTROLLER, IcUpload, slot=sl.slot, chain_latency_s=start_s,
+                     gains=np.asarray(g, np.float64), active=active)
             return
         self.node.slot_boundary(self.actor)
         if exchange == "none":
             compute = self.compute_s(0.0)
-            self.transmit(sl.slot, self.actor.power(), compute, compute, 0, out, active)
+            self.transmit(sl.slot, self.actor.power(), start_s + compute, compute, 0, out,
+                          active)
             return
         if self.actor.net is None:
             raise ValueError(f"{self.node.name}: scheme {self.spec.name!r} has no weights")
         # switched off, the link does not exist in the channel the GNN solves (H_xi)
         f = phi(g, self.radio.pmax_w, self.radio.noise_w) if active else np.zeros(k)
-        w = Waiting(f, nbrs[0], nbrs[1], now, active=active)
+        w = Waiting(f, nbrs[0], nbrs[1], now, chain_s=start_s, active=active)
         self.waiting[sl.slot] = w
         self.send_round(sl.slot, w, out)
         self.advance(sl.slot, now, out)
@@ -290,7 +295,7 @@ class LinkPart:
         got = self.maxes.setdefault((msg.iteration, msg.round), {})
         if j in got:
             raise Rejected("a second value for the iteration and round")
-        got[j] = msg.value if math.isfinite(msg.chain_latency_s) else -math.inf
+        got[j] = (msg.value, msg.chain_latency_s)
         self.flood(now, out)
 
     def flood(self, now: float, out: Outbox, force: bool = False) -> None:
@@ -303,9 +308,10 @@ class LinkPart:
             if not force and not all(j in got for j in needed):
                 return
             force = False
-            heard = [v for j, v in got.items() if j in needed and math.isfinite(v)]
+            heard = [(v, c) for j, (v, c) in got.items() if j in needed and math.isfinite(c)]
             self.stats_.max_missing += len(needed) - len(heard)
-            f.known = max([f.known, *heard])
+            f.known = max([f.known, *(v for v, _ in heard)])
+            f.chain_s = max([f.chain_s, *(c for _, c in heard)])
             self.maxes.pop((f.iteration, f.round), None)
             self.stats_.max_rounds += 1
             f.since = now
@@ -315,6 +321,7 @@ class LinkPart:
                 continue
             assert self.alcor is not None
             self.alcor.normalise(f.known)
+            self.carry_s = f.chain_s  # the next slot's decision waited this long
             self.flooding = f = None
             held, self.held = self.held, []
             for sl in held:
