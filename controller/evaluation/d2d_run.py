@@ -21,7 +21,7 @@ from rich.table import Table
 
 from channel_server.d2d import D2dScenario, d2d_scenario_to_dict, db_to_linear, to_db
 from controller.evaluation.files import CsvStream, write_run_files
-from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
+from controller.evaluation.results import fmt, run_keys, run_tail
 from protocols.d2d_messages import D2dOutcome
 from protocols.meter import Meter
 
@@ -90,7 +90,6 @@ class D2dRecorder:
     def summary(self, overhead: Meter, processes: dict[str, int], wall_s: float,
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
         rows = self.rows
-        n = max(self.done, 1)
 
         def mean(f: Any) -> float | None:
             return float(np.mean([f(r) for r in rows])) if rows else None
@@ -98,7 +97,6 @@ class D2dRecorder:
         on = sum(int((r.rb >= 0).sum()) for r in rows)
         lat = (np.concatenate([r.decision_latency_s for r in rows]) * 1e3 if rows
                else np.zeros(0))
-        lat = lat[np.isfinite(lat)]
         s: dict[str, Any] = {
             **run_keys(self.scenario.name, self.scheme, self.runner, self.seed, self.done,
                        self.slots),
@@ -109,13 +107,8 @@ class D2dRecorder:
             "cue_outage_probability": mean(lambda r: self.cue_outage(r).mean()),
             "d2d_outage_probability": (sum(int(self.d2d_outage(r).sum()) for r in rows) / on
                                        if on else None),
-            **overhead_summary(overhead, n),
-            "decision_latency_ms_p50": pct(lat, 50),
-            "decision_latency_ms_p99": pct(lat, 99),
-            "wall_s": wall_s,
-            "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
-            "lost_nodes": sorted(f"pair-{i}" for i in self.lost),
-            "processes": processes,
+            **run_tail(overhead, self.done, lat, wall_s, (f"pair-{i}" for i in self.lost),
+                       processes),
         }
         s.update(extra or {})
         return s

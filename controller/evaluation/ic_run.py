@@ -22,7 +22,7 @@ from rich.table import Table
 from channel_server.interference import IcScenario, ic_scenario_to_dict
 from controller.alcor.metrics import violation
 from controller.evaluation.files import CsvStream, write_run_files
-from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
+from controller.evaluation.results import fmt, run_keys, run_tail
 from protocols.ic_messages import IcOutcome
 from protocols.meter import Meter
 
@@ -43,6 +43,12 @@ class IcRecorder:
     rows: list[IcOutcome] = field(default_factory=list)
     active: list[np.ndarray] = field(default_factory=list)
     """Each slot's user selection (1: the link was on)."""
+    cum_rates: list[np.ndarray] = field(default_factory=list)
+    """Running sums of every link's rate (the moving averages of the violation column in
+    O(1) per slot)."""
+    phase_starts: list[int] = field(default_factory=list)
+    """Each slot's demand phase's first slot."""
+    phase_start: int = 0
     lost: set[int] = field(default_factory=set)
     stream_: CsvStream | None = None
 
@@ -53,6 +59,11 @@ class IcRecorder:
     def add(self, rec: IcOutcome, active: np.ndarray | None = None) -> None:
         """One slot's outcome; ``active``: the user selection the controller drew (central
         ALCOR), else the links' own word in the outcome."""
+        prev = self.rows[-1] if self.rows else None
+        if prev is None or not np.array_equal(prev.u_min, rec.u_min):
+            self.phase_start = len(self.rows)
+        self.phase_starts.append(self.phase_start)
+        self.cum_rates.append(rec.rates + (self.cum_rates[-1] if self.cum_rates else 0.0))
         self.rows.append(rec)
         self.active.append(rec.active if active is None else active)
         self.lost.update(rec.lost)
@@ -84,11 +95,9 @@ class IcRecorder:
     def average_rates(self, n: int, window: int = AVERAGE_SLOTS) -> np.ndarray:
         """Each link's mean rate over the last ``window`` slots up to ``n`` of the demand
         phase slot ``n`` is in (what violation (12) measures)."""
-        u, rows = self.rows[n].u_min, self.rows
-        first = n
-        while first > 0 and n - first + 1 < window and np.array_equal(rows[first - 1].u_min, u):
-            first -= 1
-        out: np.ndarray = np.mean([r.rates for r in rows[first:n + 1]], axis=0)
+        first = max(self.phase_starts[n], n - window + 1)
+        before = self.cum_rates[first - 1] if first > 0 else 0.0
+        out: np.ndarray = (self.cum_rates[n] - before) / (n - first + 1)
         return out
 
     def phases(self) -> list[dict[str, Any]]:
@@ -113,12 +122,11 @@ class IcRecorder:
 
     def summary(self, overhead: Meter, processes: dict[str, int], wall_s: float,
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        rows, n = self.rows, max(self.done, 1)
+        rows = self.rows
         rates = self.sum_rates()
         ref = np.array([r.reference_rate for r in rows])
         lat = (np.concatenate([r.decision_latency_s for r in rows]) * 1e3 if rows
                else np.zeros(0))
-        lat = lat[np.isfinite(lat)]
         s: dict[str, Any] = {
             **run_keys(self.scenario.name, self.scheme, self.runner, self.seed, self.done,
                        self.slots),
@@ -132,13 +140,8 @@ class IcRecorder:
             "deadline_misses": int(sum(int(r.missed.sum()) for r in rows)),
             "demand_phases": self.phases() if rows and any(r.u_min.any() for r in rows) else [],
             "missing_messages": int(sum(int(r.missing.sum()) for r in rows)),
-            **overhead_summary(overhead, n),
-            "decision_latency_ms_p50": pct(lat, 50),
-            "decision_latency_ms_p99": pct(lat, 99),
-            "wall_s": wall_s,
-            "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
-            "lost_nodes": sorted(f"link-{i}" for i in self.lost),
-            "processes": processes,
+            **run_tail(overhead, self.done, lat, wall_s, (f"link-{i}" for i in self.lost),
+                       processes),
         }
         s.update(extra or {})
         return s

@@ -136,27 +136,20 @@ class RunRecorder:
 
     def summary(self, overhead: Meter, processes: dict[str, int], wall_s: float,
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        slots = max(self.done, 1)
         rates = np.asarray(self.sum_rates) if self.sum_rates else np.zeros(1)
         lat_ms = self.decision_latency_s() * 1e3
-        finite = lat_ms[np.isfinite(lat_ms)]
         s: dict[str, Any] = {
             **run_keys(self.scenario.name, self.scheme, self.runner, self.seed, self.done,
                        self.slots),
             "sum_rate_bps_hz_mean": float(rates.mean()),
             "sum_rate_mbps_mean": float(rates.mean() * self.scenario.radio.bandwidth_hz / 1e6),
-            **overhead_summary(overhead, slots),
-            "decision_latency_ms_p50": pct(finite, 50),
-            "decision_latency_ms_p99": pct(finite, 99),
+            **run_tail(overhead, self.done, lat_ms, wall_s, (f"node-{b}" for b in self.lost),
+                       processes),
             "decision_wall_ms_p50": pct(np.asarray(self.wall_s) * 1e3, 50),
             "decision_wall_ms_p99": pct(np.asarray(self.wall_s) * 1e3, 99),
             "compute_ms_mean": float(np.mean(self.compute_s) * 1e3) if self.compute_s else None,
-            "wall_s": wall_s,
-            "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
             "deadline_misses": self.misses,
             "deadline_ms": self.scenario.timing.deadline_s * 1e3,
-            "lost_nodes": sorted(f"node-{b}" for b in self.lost),
-            "processes": processes,
         }
         s.update(extra or {})
         return s
@@ -211,6 +204,21 @@ def overhead_summary(overhead: Meter, slots: int) -> dict[str, Any]:
 
 def pct(x: np.ndarray, q: float) -> float | None:
     return float(np.percentile(x, q)) if x.size else None
+
+
+def run_tail(overhead: Meter, done: int, latency_ms: np.ndarray, wall_s: float,
+             lost: Any, processes: dict[str, int]) -> dict[str, Any]:
+    """The keys every kind's summary shares: bytes per slot (:func:`overhead_summary`), the
+    decision latency's p50 and p99 (of the finite ones), wall time and slots per second,
+    the lost nodes' names and the processes."""
+    lat = latency_ms[np.isfinite(latency_ms)]
+    return {**overhead_summary(overhead, max(done, 1)),
+            "decision_latency_ms_p50": pct(lat, 50),
+            "decision_latency_ms_p99": pct(lat, 99),
+            "wall_s": wall_s,
+            "wall_slots_per_s": done / wall_s if wall_s > 0 else math.inf,
+            "lost_nodes": sorted(lost),
+            "processes": processes}
 
 
 def print_summary(summaries: list[dict[str, Any]], console: Console | None = None,

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
 from controller.evaluation.files import CsvStream, write_run_files
-from controller.evaluation.results import fmt, overhead_summary, pct, run_keys
+from controller.evaluation.results import fmt, run_keys, run_tail
 from controller.training.v2x_env import V2xEnv
 from node.v2x_observation import decode_action
 from node.vehicle_agent import VehicleAgent, eval_fingerprint, scheme_scenario
@@ -131,7 +131,6 @@ class V2xRecorder:
         times = np.array([t for e in eps for t in e["delivery_ms"]], dtype=np.float64)
         lat_ms = (np.stack([r.decision_latency_s for r in self.rows]).max(axis=1) * 1e3
                   if self.rows else np.zeros(0))
-        lat_ms = lat_ms[np.isfinite(lat_ms)]
         s: dict[str, Any] = {
             **run_keys(self.scenario.name, self.scheme, self.runner, self.seed, self.done,
                        self.slots),
@@ -142,13 +141,8 @@ class V2xRecorder:
             if eps else None,
             "delivery_ms_mean": float(np.nanmean(times)) if np.isfinite(times).any() else None,
             "return_mean": float(np.mean([e["return"] for e in eps])) if eps else None,
-            **overhead_summary(overhead, max(self.done, 1)),
-            "decision_latency_ms_p50": pct(lat_ms, 50),
-            "decision_latency_ms_p99": pct(lat_ms, 99),
-            "wall_s": wall_s,
-            "wall_slots_per_s": self.done / wall_s if wall_s > 0 else math.inf,
-            "lost_nodes": sorted(f"vehicle-{k}" for k in self.lost),
-            "processes": processes,
+            **run_tail(overhead, self.done, lat_ms, wall_s,
+                       (f"vehicle-{k}" for k in self.lost), processes),
         }
         s.update(extra or {})
         return s
