@@ -16,6 +16,8 @@ same slots whenever their kappa agree.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 
@@ -69,9 +71,5 @@ class OnlineAlcor:
     def normalise(self, max_term: float) -> None:
         """Distributed: kappa from what message passing delivered of max_l (c + lambda_l)
         (clipped to 1 when that is below the user's own value)."""
-        lam = self.state.lam
-        own = self.cfg.c + lam
-        kappa = np.minimum(1.0, own / np.maximum(max_term, own))
-        self.state = AlcorState(lam=lam, lam_bar=self.state.lam_bar,
-                                lam_bar_prev=self.state.lam_bar_prev, h=self.state.h,
-                                kappa=kappa, k=self.state.k)
+        own = self.cfg.c + self.state.lam
+        self.state = replace(self.state, kappa=np.minimum(1.0, own / np.maximum(max_term, own)))
