@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import j0
 
+from channel_server.demands import AlcorSettings, DemandConfig, demand_problems
 from protocols.wire import ArrayEncoding, WireFormat, key_problems
 
 LIGHT_SPEED_MPS = 299_792_458.0
@@ -220,6 +221,11 @@ class Scenario:
     """File the scenario was loaded from."""
     wire: WireConfig = field(default_factory=WireConfig)
     """Encodings of the exchanged arrays (optional ``[wire]`` table; default float64)."""
+    demands: DemandConfig = field(default_factory=DemandConfig)
+    """Minimum average rates per user, user ``b * K + k`` (optional; the ALCOR schemes meet
+    them, every run with demands reports its violation)."""
+    alcor: AlcorSettings = field(default_factory=AlcorSettings)
+    """Algorithm 1's parameters (the ALCOR schemes; optional)."""
 
 
 # --------------------------------------------------------------------------- loading
@@ -320,6 +326,7 @@ def _validate(s: Scenario, where: str) -> None:
                        f"backhaul.{link_name}.loss_probability must be in [0, 1)"))
         checks.append((link.latency_s >= 0, f"backhaul.{link_name}.latency_s must be >= 0"))
     checks += [(False, f"wire.arrays: {p}") for p in key_problems(s.wire.arrays)]
+    checks += [(False, p) for p in demand_problems(s.demands, s.alcor, r.n_links)]
     for ok, msg in checks:
         if not ok:
             raise ScenarioError(f"{where}: {msg}")
@@ -374,13 +381,18 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
     return d
 
 
+OPTIONAL_TABLES = {"wire": WireConfig, "demands": DemandConfig, "alcor": AlcorSettings}
+"""Tables a scenario may leave out, which came after the first scenarios."""
+
+
 def scenario_to_compact_dict(s: Scenario) -> dict[str, Any]:
-    """:func:`scenario_to_dict` without a ``wire`` table that is the default: what the
-    processes of a run get, so a scenario without ``[wire]`` travels as it did before
-    wire encodings existed."""
+    """:func:`scenario_to_dict` without the optional tables that are their defaults: what the
+    processes of a run get, so a scenario without them travels as it did before they
+    existed."""
     d = scenario_to_dict(s)
-    if s.wire == WireConfig():
-        d.pop("wire")
+    for name, default in OPTIONAL_TABLES.items():
+        if getattr(s, name) == default():
+            d.pop(name)
     return d
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
 
@@ -72,6 +75,89 @@ class DemandSchedule:
         starts = self.starts() + [total_slots]
         return [(a, min(b, total_slots)) for a, b in zip(starts, starts[1:], strict=False)
                 if a < total_slots]
+
+
+@dataclass(frozen=True)
+class DemandConfig:
+    """A scenario's ``[demands]`` table: per-user minimum average rates (ALCOR, paper 004)
+    that change during a run: fixed phases, or drawn every ``random_period_slots`` slots from
+    the run's seed. A user is a link of the scenario kind (the interference kind's link, the
+    cellular kind's user ``b * K + k``)."""
+
+    phase_starts: tuple[int, ...] = (0,)
+    """First slot of each phase of ``u_min_bps_hz`` (the first is 0)."""
+    u_min_bps_hz: tuple[tuple[float, ...], ...] = ()
+    """Per phase, each link's demand, bit/s/Hz (K values; 0: no demand). Empty: none."""
+    random_period_slots: int = 0
+    """> 0: instead of the phases, every this many slots a fresh draw: ``random_share`` of
+    the links (at least one) ask for U[random_low, random_high] bit/s/Hz, the others 0."""
+    random_low_bps_hz: float = 0.05
+    random_high_bps_hz: float = 0.5
+    random_share: float = 0.3
+
+    @property
+    def any(self) -> bool:
+        return bool(self.u_min_bps_hz) or self.random_period_slots > 0
+
+
+@dataclass(frozen=True)
+class AlcorSettings:
+    """A scenario's ``[alcor]`` table: Algorithm 1's parameters for the ALCOR schemes (paper
+    004, Section IV)."""
+
+    alpha: float = 0.9
+    """alpha_k, the fixed step of steps 3 and 7, in (0, 1)."""
+    gamma: float = 3.0
+    """gamma, the step on the batch means, multiplier per bit/s/Hz (the paper: 1..10)."""
+    batch: int = 25
+    """B, slots per batch (an extragradient iteration spends 2B)."""
+    c: float = 1.0
+    """c of kappa_i = (c + lambda_i) / max_l (c + lambda_l)."""
+    update: Literal["extragradient", "simple"] = "extragradient"
+    """Algorithm 1 as printed, or the paper's simpler one-batch update."""
+    max_rounds: int = 1
+    """Distributed ALCOR: rounds of max-flooding of c + lambda over the interference graph
+    after each iteration (exact when at least the graph's diameter: 1 on the Gaussian form's
+    complete graph)."""
+
+
+def demand_problems(dm: DemandConfig, al: AlcorSettings, n_users: int) -> list[str]:
+    """What is wrong with a scenario's ``[demands]`` and ``[alcor]`` tables for ``n_users``
+    users (empty: nothing)."""
+    checks = [
+        (not dm.u_min_bps_hz or len(dm.phase_starts) == len(dm.u_min_bps_hz),
+         "demands needs one phase_starts entry per u_min_bps_hz row"),
+        (not dm.u_min_bps_hz or dm.phase_starts[0] == 0, "demands.phase_starts begins at 0"),
+        (all(b > a for a, b in zip(dm.phase_starts, dm.phase_starts[1:], strict=False)),
+         "demands.phase_starts must increase"),
+        (all(len(u) == n_users for u in dm.u_min_bps_hz),
+         f"demands.u_min_bps_hz rows need one demand per user ({n_users})"),
+        (all(x >= 0 for u in dm.u_min_bps_hz for x in u), "demands must be >= 0"),
+        (dm.random_period_slots >= 0 and 0 <= dm.random_low_bps_hz <= dm.random_high_bps_hz
+         and 0 < dm.random_share <= 1, "demands.random_*: period >= 0, 0 <= low <= high, "
+         "share in (0, 1]"),
+        (0 < al.alpha < 1 and al.gamma > 0 and al.c > 0 and al.batch >= 1
+         and al.max_rounds >= 1, "alcor needs alpha in (0, 1), gamma > 0, c > 0, "
+         "batch >= 1, max_rounds >= 1"),
+    ]
+    return [msg for ok, msg in checks if not ok]
+
+
+def demands_at(dm: DemandConfig, n_users: int, seed: int, slot: int) -> Array:
+    """Each user's demand at ``slot``, bit/s/Hz ``(n_users,)`` (zeros without demands).
+    Drawn phases come from the run's seed, phase by phase (``rng_for(seed, "ic-demands",
+    p)``, the stream's name from when only the interference kind had demands)."""
+    if dm.random_period_slots > 0:
+        phase = slot // dm.random_period_slots
+        rng = rng_for(seed, "ic-demands", phase)
+        u = np.zeros(n_users)
+        m = max(1, round(dm.random_share * n_users))
+        who = rng.choice(n_users, size=m, replace=False)
+        u[who] = rng.uniform(dm.random_low_bps_hz, dm.random_high_bps_hz, m)
+        return u
+    if not dm.u_min_bps_hz:
+        return np.zeros(n_users)
+    return DemandSchedule.of(list(zip(dm.phase_starts, dm.u_min_bps_hz, strict=True))).at(slot)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from channel_server.config import (
     assign,
     read_toml,
 )
-from channel_server.demands import DemandSchedule
+from channel_server.demands import AlcorSettings, DemandConfig, demand_problems
 from channel_server.fading import GaussMarkovFading, complex_normal
 from channel_server.v2x import build_config, dbm_to_w
 from protocols.seeding import rng_for
@@ -133,47 +133,6 @@ class IcChannelConfig:
 
 
 @dataclass(frozen=True)
-class IcDemandConfig:
-    """Per-link minimum average rates (ALCOR, paper 004) that change during a run: fixed
-    phases, or drawn every ``random_period_slots`` slots from the run's seed."""
-
-    phase_starts: tuple[int, ...] = (0,)
-    """First slot of each phase of ``u_min_bps_hz`` (the first is 0)."""
-    u_min_bps_hz: tuple[tuple[float, ...], ...] = ()
-    """Per phase, each link's demand, bit/s/Hz (K values; 0: no demand). Empty: none."""
-    random_period_slots: int = 0
-    """> 0: instead of the phases, every this many slots a fresh draw: ``random_share`` of
-    the links (at least one) ask for U[random_low, random_high] bit/s/Hz, the others 0."""
-    random_low_bps_hz: float = 0.05
-    random_high_bps_hz: float = 0.5
-    random_share: float = 0.3
-
-    @property
-    def any(self) -> bool:
-        return bool(self.u_min_bps_hz) or self.random_period_slots > 0
-
-
-@dataclass(frozen=True)
-class IcAlcorConfig:
-    """Algorithm 1's parameters for the ALCOR schemes (paper 004, Section IV)."""
-
-    alpha: float = 0.9
-    """alpha_k, the fixed step of steps 3 and 7, in (0, 1)."""
-    gamma: float = 3.0
-    """gamma, the step on the batch means, multiplier per bit/s/Hz (the paper: 1..10)."""
-    batch: int = 25
-    """B, slots per batch (an extragradient iteration spends 2B)."""
-    c: float = 1.0
-    """c of kappa_i = (c + lambda_i) / max_l (c + lambda_l)."""
-    update: Literal["extragradient", "simple"] = "extragradient"
-    """Algorithm 1 as printed, or the paper's simpler one-batch update."""
-    max_rounds: int = 1
-    """Distributed ALCOR: rounds of max-flooding of c + lambda over the interference graph
-    after each iteration (exact when at least the graph's diameter: 1 on the Gaussian form's
-    complete graph)."""
-
-
-@dataclass(frozen=True)
 class IcScenario:
     """A K-user interference channel setting."""
 
@@ -188,10 +147,10 @@ class IcScenario:
     """Latency models of the links between link nodes and the controller."""
     timing: TimingConfig = field(default_factory=TimingConfig)
     """Clock mode, deadline and peer timeouts of the network runner."""
-    demands: IcDemandConfig = field(default_factory=IcDemandConfig)
+    demands: DemandConfig = field(default_factory=DemandConfig)
     """Minimum average rates per link (ALCOR schemes; the others ignore them but the run
     reports its violation)."""
-    alcor: IcAlcorConfig = field(default_factory=IcAlcorConfig)
+    alcor: AlcorSettings = field(default_factory=AlcorSettings)
     """Algorithm 1's parameters (ALCOR schemes)."""
     wire: WireConfig = field(default_factory=WireConfig)
     """Encodings of the exchanged arrays (optional ``[wire]``; default float64): the GNN's
@@ -229,23 +188,7 @@ def _validate(s: IcScenario, where: str) -> None:
         (s.timing.peer_timeout_s > 0, "timing.peer_timeout_s must be > 0"),
         (s.timing.heartbeat_s >= 0, "timing.heartbeat_s must be >= 0"),
     ]
-    dm, al = s.demands, s.alcor
-    checks += [
-        (not dm.u_min_bps_hz or len(dm.phase_starts) == len(dm.u_min_bps_hz),
-         "demands needs one phase_starts entry per u_min_bps_hz row"),
-        (not dm.u_min_bps_hz or dm.phase_starts[0] == 0, "demands.phase_starts begins at 0"),
-        (all(b > a for a, b in zip(dm.phase_starts, dm.phase_starts[1:], strict=False)),
-         "demands.phase_starts must increase"),
-        (all(len(u) == r.n_links for u in dm.u_min_bps_hz),
-         "demands.u_min_bps_hz rows need one demand per link"),
-        (all(x >= 0 for u in dm.u_min_bps_hz for x in u), "demands must be >= 0"),
-        (dm.random_period_slots >= 0 and 0 <= dm.random_low_bps_hz <= dm.random_high_bps_hz
-         and 0 < dm.random_share <= 1, "demands.random_*: period >= 0, 0 <= low <= high, "
-         "share in (0, 1]"),
-        (0 < al.alpha < 1 and al.gamma > 0 and al.c > 0 and al.batch >= 1
-         and al.max_rounds >= 1, "alcor needs alpha in (0, 1), gamma > 0, c > 0, "
-         "batch >= 1, max_rounds >= 1"),
-    ]
+    checks += [(False, p) for p in demand_problems(s.demands, s.alcor, r.n_links)]
     checks += [(False, f"wire.arrays: {p}") for p in key_problems(s.wire.arrays)]
     for ok, msg in checks:
         if not ok:
@@ -383,24 +326,6 @@ class IcChannel:
         """Advance one slot; the new gains ``(E, K, K)``."""
         self.gains = self._gains(self.fading.step())
         return self.gains
-
-
-def demands_at(s: IcScenario, seed: int, slot: int) -> Array:
-    """Each link's demand at ``slot``, bit/s/Hz ``(K,)`` (zeros without demands). Drawn
-    phases come from the run's seed, phase by phase (``rng_for(seed, "ic-demands", p)``)."""
-    d, k = s.demands, s.k
-    if d.random_period_slots > 0:
-        phase = slot // d.random_period_slots
-        rng = rng_for(seed, "ic-demands", phase)
-        u = np.zeros(k)
-        m = max(1, round(d.random_share * k))
-        who = rng.choice(k, size=m, replace=False)
-        u[who] = rng.uniform(d.random_low_bps_hz, d.random_high_bps_hz, m)
-        return u
-    if not d.u_min_bps_hz:
-        return np.zeros(k)
-    return np.asarray(DemandSchedule.of(list(zip(d.phase_starts, d.u_min_bps_hz,
-                                                 strict=True))).at(slot))
 
 
 def sample_gains(s: IcScenario, rng: np.random.Generator, n: int) -> tuple[Array, BoolArray]:

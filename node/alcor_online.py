@@ -21,21 +21,21 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from channel_server.interference import IcAlcorConfig
+from channel_server.demands import AlcorSettings
 from node.alcor import AlcorConfig, AlcorState, initial_state, simple_step, step
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
 
 
-def alcor_config(c: IcAlcorConfig) -> AlcorConfig:
+def alcor_config(c: AlcorSettings) -> AlcorConfig:
     return AlcorConfig(alpha=c.alpha, gamma=c.gamma, batch=c.batch, c=c.c, update=c.update)
 
 
 class OnlineAlcor:
     """Algorithm 1 over ``users`` (indices of the links it keeps multipliers for)."""
 
-    def __init__(self, cfg: IcAlcorConfig, users: list[int], seed: int) -> None:
+    def __init__(self, cfg: AlcorSettings, users: list[int], seed: int) -> None:
         self.cfg = alcor_config(cfg)
         self.users = list(users)
         self.state: AlcorState = initial_state(len(users), self.cfg.c)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from channel_server.interference import IcChannel, IcScenario, as_cellular, demands_at, sum_rates
+from channel_server.demands import demands_at
+from channel_server.interference import IcChannel, IcScenario, as_cellular, sum_rates
 from controller.baselines.wmmse import wmmse
 from protocols.ic_messages import IcFeedback, IcOutcome, IcSlice, IcTransmit
 from protocols.latency import is_miss
@@ -50,7 +51,7 @@ class IcAirPart:
 
     def slices(self, n: int, active: list[int]) -> list[Outgoing]:
         gains = self.channel.gains[0] if n == 0 else self.channel.step()[0]
-        self.u_min = demands_at(self.scenario, self.seed, n)
+        self.u_min = demands_at(self.scenario.demands, self.scenario.k, self.seed, n)
         return [(i, IcSlice, {"gains_in": np.ascontiguousarray(gains[:, i]),
                               "in_nbrs": self.in_nbrs[i], "out_nbrs": self.out_nbrs[i],
                               "u_min": float(self.u_min[i])})

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from channel_server.config import RadioConfig, Scenario, WireConfig
-from node.schemes import SCHEMES, Scheme
-from node.schemes.cellular import KIND, fits
+from node.schemes import Scheme
+from node.schemes.cellular import sum_rate_schemes
 from protocols.messages import REGISTRY
 from protocols.wire import BITS, ArrayEncoding
 
@@ -43,8 +43,8 @@ def default_schemes(radio: RadioConfig) -> list[Scheme]:
     schemes' uploaded CSI and returned powers): the trainable ones (round-robin,
     centralized) and the non-optimal references (WMMSE: a central scheme without weights,
     so the table means something untrained), those that fit ``radio``."""
-    return [s for s in SCHEMES.for_kind(KIND) if s.exchange in ("chain", "central")
-            and fits(s, radio) and (s.trainable or (s.options.get("reference")
+    return [s for s in sum_rate_schemes(radio) if s.exchange in ("chain", "central")
+            and (s.trainable or (s.options.get("reference")
                                                     and not s.options.get("optimal")))]
 
 

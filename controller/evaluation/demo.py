@@ -24,7 +24,7 @@ from rich.table import Table
 
 from channel_server.config import load_scenario
 from node.schemes import SCHEMES
-from node.schemes.cellular import KIND, fits, trainable
+from node.schemes.cellular import sum_rate_schemes, trainable
 from node.schemes.d2d import KIND as D2D
 from node.schemes.v2x import KIND as V2X
 
@@ -82,7 +82,7 @@ def run_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
                     out / "train" / scheme, cfg.episodes_per_iter, True, plots=True,
                     validation_episodes=200)
         weights[scheme] = Path(res["best_weights"])
-    schemes = [s for s in SCHEMES.for_kind(KIND) if fits(s, scenario.radio)]
+    schemes = sum_rate_schemes(scenario.radio)
     summaries = {s.name: run(s.name, out / "eval" / s.name, weights.get(s.name))
                  for s in schemes}
     # the gap reference: the certified optimum where it fits, else the reference baseline

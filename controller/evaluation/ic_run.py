@@ -20,15 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_server.interference import IcScenario, ic_scenario_to_dict
-from controller.alcor.metrics import violation
+from controller.alcor.track import DemandTrack
 from controller.evaluation.files import CsvStream, write_run_files
 from controller.evaluation.results import fmt, run_keys, run_tail
 from protocols.ic_messages import IcOutcome
 from protocols.meter import Meter
-
-AVERAGE_SLOTS = 1000
-"""Window of the per-slot violation column: each link's mean rate over the last this many
-slots of the current demand phase."""
 
 
 @dataclass
@@ -41,14 +37,10 @@ class IcRecorder:
     seed: int
     slots: int
     rows: list[IcOutcome] = field(default_factory=list)
-    active: list[np.ndarray] = field(default_factory=list)
-    """Each slot's user selection (1: the link was on)."""
-    cum_rates: list[np.ndarray] = field(default_factory=list)
-    """Running sums of every link's rate (the moving averages of the violation column in
-    O(1) per slot)."""
-    phase_starts: list[int] = field(default_factory=list)
-    """Each slot's demand phase's first slot."""
-    phase_start: int = 0
+    demands: DemandTrack = field(default_factory=DemandTrack)
+    """Each slot's demands, rates and user selection (1: the link was on)."""
+    violations: list[float] = field(default_factory=list)
+    """Each slot's violation column, percent."""
     lost: set[int] = field(default_factory=set)
     stream_: CsvStream | None = None
 
@@ -59,13 +51,9 @@ class IcRecorder:
     def add(self, rec: IcOutcome, active: np.ndarray | None = None) -> None:
         """One slot's outcome; ``active``: the user selection the controller drew (central
         ALCOR), else the links' own word in the outcome."""
-        prev = self.rows[-1] if self.rows else None
-        if prev is None or not np.array_equal(prev.u_min, rec.u_min):
-            self.phase_start = len(self.rows)
-        self.phase_starts.append(self.phase_start)
-        self.cum_rates.append(rec.rates + (self.cum_rates[-1] if self.cum_rates else 0.0))
+        self.violations.append(self.demands.add(rec.u_min, rec.rates,
+                                                rec.active if active is None else active))
         self.rows.append(rec)
-        self.active.append(rec.active if active is None else active)
         self.lost.update(rec.lost)
         if self.stream_ is not None:
             self.stream_.row(self._metrics_row(self.done - 1))
@@ -87,35 +75,10 @@ class IcRecorder:
         return [n, fmt(total), fmt(r.reference_rate),
                 fmt(total / r.reference_rate if r.reference_rate > 0 else math.nan),
                 int(r.missed.sum()), int(r.missing.sum()),
-                fmt(float(violation(r.u_min, self.average_rates(n))) if r.u_min.any() else 0.0),
+                fmt(self.violations[n]),
                 *[x for i in range(len(r.powers)) for x in (
                     fmt(r.powers[i]), fmt(r.rates[i]), fmt(r.decision_latency_s[i] * 1e3),
-                    int(self.active[n][i]), fmt(r.u_min[i]))]]
-
-    def average_rates(self, n: int, window: int = AVERAGE_SLOTS) -> np.ndarray:
-        """Each link's mean rate over the last ``window`` slots up to ``n`` of the demand
-        phase slot ``n`` is in (what violation (12) measures)."""
-        first = max(self.phase_starts[n], n - window + 1)
-        before = self.cum_rates[first - 1] if first > 0 else 0.0
-        out: np.ndarray = (self.cum_rates[n] - before) / (n - first + 1)
-        return out
-
-    def phases(self) -> list[dict[str, Any]]:
-        """Every demand phase: its slots, demands, and the violation (12) and mean sum rate
-        over its second half (after ALCOR's transient)."""
-        out: list[dict[str, Any]] = []
-        start = 0
-        for n in range(1, self.done + 1):
-            if n == self.done or not np.array_equal(self.rows[n].u_min, self.rows[start].u_min):
-                half = (start + n + 1) // 2
-                rates = np.mean([r.rates for r in self.rows[half:n]], axis=0)
-                out.append({"first_slot": start, "end_slot": n,
-                            "u_min_bps_hz": self.rows[start].u_min.tolist(),
-                            "violation_pct": float(violation(self.rows[start].u_min, rates)),
-                            "sum_rate_bps_hz": float(rates.sum()),
-                            "on_share": float(np.mean(self.active[half:n]))})
-                start = n
-        return out
+                    int(self.demands.active[n][i]), fmt(r.u_min[i]))]]
 
     def sum_rates(self) -> np.ndarray:
         return np.array([float(r.rates.sum()) for r in self.rows])
@@ -138,7 +101,7 @@ class IcRecorder:
             "fraction_of_wmmse": (float(rates.sum() / ref.sum()) if rows and ref.sum() > 0
                                   else None),
             "deadline_misses": int(sum(int(r.missed.sum()) for r in rows)),
-            "demand_phases": self.phases() if rows and any(r.u_min.any() for r in rows) else [],
+            "demand_phases": self.demands.phases() if self.demands.any else [],
             "missing_messages": int(sum(int(r.missing.sum()) for r in rows)),
             **run_tail(overhead, self.done, lat, wall_s, (f"link-{i}" for i in self.lost),
                        processes),

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_server.config import Scenario, scenario_to_dict
+from controller.alcor.track import DemandTrack
 from controller.evaluation.files import CsvStream, write_run_files
 from protocols.meter import Meter
 
@@ -50,12 +51,25 @@ class RunRecorder:
     """Deadline misses so far (running count, read live by telemetry)."""
     streams: list[CsvStream] = field(default_factory=list)
     """metrics.csv and latency.csv, written slot by slot once :meth:`stream` opened them."""
+    demands: DemandTrack | None = None
+    """With the scenario's ``[demands]``: each user's demand, rate and selection per slot
+    (metrics.csv gains a violation column and each user's rate, selection and demand)."""
+    violations: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.scenario.demands.any:
+            self.demands = DemandTrack()
 
     def add(self, sum_rate: float, powers: np.ndarray, latency_s: np.ndarray,
             missed: np.ndarray, lost: list[int] | None = None, wall_s: float = 0.0,
-            compute_s: float = 0.0) -> None:
+            compute_s: float = 0.0, demand: tuple[np.ndarray, ...] | None = None) -> None:
         """One slot: sum-rate, powers (B, K), each BS's decision latency and miss flag,
-        lost BSs, the wall-clock decision time and the compute time per decision."""
+        lost BSs, the wall-clock decision time and the compute time per decision; with
+        demands, ``demand``: the users' demands, rates and selection, each (B, K)."""
+        if self.demands is not None:
+            if demand is None:
+                raise ValueError("a run with demands records each slot's demands and rates")
+            self.violations.append(self.demands.add(*demand))
         self.wall_s.append(float(wall_s))
         self.compute_s.append(float(compute_s))
         self.sum_rates.append(float(sum_rate))
@@ -115,17 +129,24 @@ class RunRecorder:
 
     def _metrics_header(self) -> list[str]:
         b, k = self.scenario.radio.n_cells, self.scenario.radio.users_per_cell
-        return ["slot", "sum_rate_bps_hz", "sum_rate_mbps",
-                *[f"p_bs{i}_u{j}_w" for i in range(b) for j in range(k)],
-                "decision_latency_ms", "deadline_misses"]
+        users = [f"bs{i}_u{j}" for i in range(b) for j in range(k)]
+        return ["slot", "sum_rate_bps_hz", "sum_rate_mbps", *[f"p_{u}_w" for u in users],
+                "decision_latency_ms", "deadline_misses",
+                *(["violation_pct", *[f"{c}_{u}" for u in users for c in ("rate", "on", "u_min")]]
+                  if self.demands is not None else [])]
 
     def _metrics_row(self, n: int) -> list[Any]:
         r, p, m = self.sum_rates[n], self.powers[n], self.missed[n]
         lat = self.latency_s[n]
         latest = np.where(np.isfinite(lat), lat, np.nan).max(initial=-np.inf)
         w_mhz = self.scenario.radio.bandwidth_hz / 1e6
-        return [n, fmt(r), fmt(r * w_mhz), *[fmt(x) for x in p.ravel()], fmt(latest * 1e3),
-                int(m.sum())]
+        row = [n, fmt(r), fmt(r * w_mhz), *[fmt(x) for x in p.ravel()], fmt(latest * 1e3),
+               int(m.sum())]
+        if self.demands is not None:
+            d = self.demands
+            row += [fmt(self.violations[n]), *[x for i in range(len(d.rates[n])) for x in (
+                fmt(d.rates[n][i]), int(d.active[n][i]), fmt(d.u_min[n][i]))]]
+        return row
 
     def _latency_rows(self, n: int) -> list[list[Any]]:
         return [[n, f"node-{b}", fmt(x * 1e3), int(miss)]
@@ -151,6 +172,8 @@ class RunRecorder:
             "deadline_misses": self.misses,
             "deadline_ms": self.scenario.timing.deadline_s * 1e3,
         }
+        if self.demands is not None:
+            s["demand_phases"] = self.demands.phases()
         s.update(extra or {})
         return s
 

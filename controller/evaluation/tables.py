@@ -21,7 +21,7 @@ from rich.table import Table  # noqa: E402
 
 from channel_server.config import RadioConfig  # noqa: E402
 from node.schemes import SCHEMES  # noqa: E402
-from node.schemes.cellular import KIND, fits  # noqa: E402
+from node.schemes.cellular import KIND, sum_rate_schemes  # noqa: E402
 
 PAPER_EXCHANGE = {"central": "O(KB^2)", "chain": "O(KB) per BS", "none": "0"}
 """Paper 001's Table III: information exchanged per slot, by exchange pattern."""
@@ -29,7 +29,7 @@ PAPER_EXCHANGE = {"central": "O(KB^2)", "chain": "O(KB) per BS", "none": "0"}
 
 def table_schemes(radio: RadioConfig) -> list[str]:
     """Every cellular scheme that can run on ``radio``, in the tables' order (rank)."""
-    return [s.name for s in SCHEMES.for_kind(KIND) if fits(s, radio)]
+    return [s.name for s in sum_rate_schemes(radio)]
 
 
 def paper_time_s(scheme: str) -> float | None:

@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from channel_server.config import Scenario
+from channel_server.demands import demands_at
 from controller.baselines.central import CentralDecider
 from controller.evaluation.results import RunRecorder
 from controller.learners.collect import ExperienceLedger
 from controller.learners.journal import Checkpoint, TrainingJournal, open_journal
 from node.agent import node_policy, policy_with_weights, scheme_of
+from node.alcor_online import OnlineAlcor
 from protocols.messages import (
     CsiUpload,
     Decision,
@@ -74,6 +76,17 @@ class CellularPart:
             self.central = CentralDecider(ctl.scheme, scenario, ctl.seed, policy,
                                           "sample" if train else "mean")
         self.trainer = self.make_trainer(train, weights) if train else None
+        self.alcor: OnlineAlcor | None = None
+        """ALCOR (paper 004) over the central decider: every user's multiplier."""
+        self.usv: dict[int, np.ndarray] = {}
+        """ALCOR: each decided slot's user selection (B, K), until its outcome."""
+        if self.spec.options.get("alcor"):
+            if self.spec.options["alcor"] != "central" or self.central is None or train:
+                raise ValueError(f"scheme {ctl.scheme!r}: the cellular kind runs ALCOR with "
+                                 "the multipliers at the controller, over a central decider, "
+                                 "without training")
+            self.alcor = OnlineAlcor(scenario.alcor, list(range(scenario.radio.n_links)),
+                                     ctl.seed)
         self.snapshot: tuple[int, dict[str, np.ndarray]] | None = (
             (1, weights) if weights is not None and self.policy_at_nodes else None)
         self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
@@ -302,11 +315,21 @@ class CellularPart:
         compute = self.central_compute.pop(msg.slot, None)
         self.decided.discard(msg.slot)
         active = sorted(ctl.active)
+        demand = None
+        if self.recorder.demands is not None or self.alcor is not None:
+            u_min = demands_at(self.scenario.demands, self.scenario.radio.n_links, ctl.seed,
+                               msg.slot).reshape(msg.rates.shape)
+            demand = (u_min, msg.rates,
+                      self.usv.pop(msg.slot, np.ones(msg.rates.shape, dtype=np.int64)))
+            if self.alcor is not None:
+                self.alcor.add(msg.slot, u_min.ravel(), msg.rates.ravel())
         self.recorder.add(msg.sum_rate_bps_hz, msg.powers, msg.decision_latency_s,
                           msg.missed, msg.lost, msg.wall_s,
                           compute if compute is not None else float(
-                              np.mean(msg.compute_s[active]) if active else 0.0))
+                              np.mean(msg.compute_s[active]) if active else 0.0), demand)
         ctl.outcome_recorded(msg.lost)
+        if self.alcor is not None:
+            self.try_decide(out)
         if self.trainer is not None:
             self.trainer.add_outcome(msg.slot, msg.sum_rate_bps_hz)
             m, done = self.trainer.options.episodes_per_iter, self.recorder.done
@@ -359,24 +382,52 @@ class CellularPart:
             return
         got = self.uploads.setdefault(msg.slot, {})
         got[index_of(msg.sender)] = (np.asarray(g), msg.chain_latency_s)
-        if not self.ctl.active <= set(got):
-            return
+        self.try_decide(out)
+
+    def try_decide(self, out: Outbox) -> None:
+        """Decide every slot whose uploads are all in; under ALCOR only in slot order, each
+        once the outcome of the slot before is recorded (the multipliers step on outcomes,
+        so both runners draw the same selections with the same probabilities)."""
+        for slot in sorted(self.uploads):
+            got = self.uploads[slot]
+            ready = self.ctl.active <= set(got) and (
+                self.alcor is None or self.recorder.done >= slot)
+            if ready:
+                self.decide(slot, got, out)
+            elif self.alcor is not None:
+                return
+
+    def decide(self, slot: int, got: dict[int, tuple[np.ndarray, float]], out: Outbox) -> None:
+        """Rebuild the whole channel from the uploads and decide every BS's powers. Under
+        ALCOR the decider sees ``H_xi`` (the channel of every user off zeroed) and the users
+        off get 0 W."""
+        assert self.central is not None
+        radio = self.scenario.radio
         gains = np.zeros((1, radio.n_cells, radio.users_per_cell, radio.n_cells))
         for bs, (g, _) in got.items():
             gains[0, bs] = g
+        on = None
+        if self.alcor is not None:
+            if slot not in self.usv:
+                self.usv[slot] = self.alcor.draw().reshape(
+                    radio.n_cells, radio.users_per_cell).astype(np.int64)
+            on = self.usv[slot]
+            gains = gains * on.T[None, None]  # gains[0, b, k, c]: user (c, k)
         powers, compute_s = self.central.decide(gains)
-        self.central_compute[msg.slot] = compute_s
-        if self.trainer is not None and msg.slot >= self.replay_until:
+        if on is not None:
+            powers = powers * on[None]
+        self.central_compute[slot] = compute_s
+        if self.trainer is not None and slot >= self.replay_until:
             assert self.central.last_obs is not None and self.central.last_raw is not None
-            self.trainer.add_experience(msg.slot, 0, self.central.last_obs,
+            self.trainer.add_experience(slot, 0, self.central.last_obs,
                                         self.central.last_raw, np.array([True]))
         ready = max(a for _, a in got.values()) + compute_s  # uplink latency added on receipt
         name = self.ctl.kind.node_name
         for bs in sorted(got):
-            out.send(name(bs), Decision, slot=msg.slot, chain_latency_s=ready,
+            out.send(name(bs), Decision, slot=slot, chain_latency_s=ready,
                      powers=powers[0, bs])
-        del self.uploads[msg.slot]
-        self.decided.add(msg.slot)
+        del self.uploads[slot]
+        self.decided.add(slot)
 
     # ----------------------------------------------------------------- results
 
@@ -395,7 +446,11 @@ class CellularPart:
 
     def extra_summary(self) -> dict[str, Any]:
         if self.trainer is None:
-            return {"duplicate_uploads": self.duplicate_uploads} if self.central else {}
+            extra: dict[str, Any] = (
+                {"duplicate_uploads": self.duplicate_uploads} if self.central else {})
+            if self.alcor is not None:
+                extra["alcor_lambda"] = [[slot, lam] for slot, lam in self.alcor.history]
+            return extra
         return {"duplicate_experience": self.ledger.duplicates, "resumed": self.resumed,
                 "last_checkpoint": self.last_checkpoint}
 

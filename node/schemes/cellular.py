@@ -201,6 +201,32 @@ register(Scheme("optimum", KIND, "central", "reference global optimum (small set
                          "reference": True}, rank=7))
 
 
+# ALCOR (paper 004) over the central deciders: the controller keeps every user's multiplier,
+# switches users off at random each slot and runs the decider on the others' channel
+# (controller.roles.cellular). The URA is any central scheme above; over the trained
+# centralized policy it needs that policy's weights.
+ALCOR_HELP = ("ALCOR over {}: the controller keeps every user's multiplier for its demand, "
+              "switches users off at random and decides among the others")
+register(Scheme("alcor-centralized", KIND, "central",
+                ALCOR_HELP.format("the trained centralized policy"),
+                central=f"{DECIDERS}:PolicyDecider", policy=central_config,
+                check=policy_fits(central_config), weights="gaussian-mlp", needs_weights=True,
+                weights_from="rrmbed train --scheme centralized",
+                label="ALCOR (centralized RL)", color="#393b79",
+                options={"alcor": "central"}, rank=10))
+register(Scheme("alcor-wmmse", KIND, "central", ALCOR_HELP.format("WMMSE"),
+                central=f"{DECIDERS}:WmmseDecider", label="ALCOR (WMMSE)", color="#843c39",
+                options={"alcor": "central"}, rank=11))
+register(Scheme("alcor-fp", KIND, "central", ALCOR_HELP.format("FP"),
+                central=f"{DECIDERS}:FpDecider", label="ALCOR (FP)", color="#8c6d31",
+                options={"alcor": "central"}, rank=12))
+
+
+def sum_rate_schemes(radio: RadioConfig) -> list[Scheme]:
+    """Paper 001's schemes that fit ``radio``, in its tables' order: every cellular scheme
+    but the ALCOR wrappers, which trade sum rate for the users' demands (paper 004)."""
+    return [s for s in SCHEMES.for_kind(KIND) if fits(s, radio) and not s.options.get("alcor")]
+
 def fits(scheme: Scheme, radio: RadioConfig) -> bool:
     """Whether ``scheme`` can decide in a network of ``radio`` (its ``max_links`` and
     ``per_user_only`` options)."""

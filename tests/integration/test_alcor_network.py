@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from channel_server.interference import IcChannel, demands_at, sum_rates
+from channel_server.demands import demands_at
+from channel_server.interference import IcChannel, sum_rates
 from channel_server.kinds import resolve
 from controller.baselines.ic import ic_wmmse
 from node.alcor import AlcorConfig, initial_state, step
@@ -61,7 +62,7 @@ def test_distributed_equals_centralized_and_an_independent_replay(tmp_path: Path
         assert powers([row])[0] == pytest.approx(p, rel=1e-12, abs=1e-15), n
         assert [int(row[f"on_l{i}"]) for i in range(K)] == on.astype(int).tolist()
         rates = sum_rates(gains, p, s.radio.noise_w)
-        sums[(n % 20) // 10] += demands_at(s, 3, n) - rates
+        sums[(n % 20) // 10] += demands_at(s.demands, s.k, 3, n) - rates
         if n % 20 == 19:
             state = step(state, sums[0] / 10, sums[1] / 10, cfg)
             sums[:] = 0.0
