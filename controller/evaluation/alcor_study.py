@@ -209,8 +209,9 @@ def ura_schemes(cfg: AlcorStudyConfig) -> list[Scheme]:
     names = cfg.uras or tuple(x for x in [SCHEMES.default(KIND, "run")] if x is not None)
     found = [SCHEMES.get(KIND, n) for n in names]
     for s in found:
-        if s.batch is None:
-            raise ValueError(f"scheme {s.name!r} has no batch allocator to run ALCOR over")
+        if s.batch is None or s.options.get("alcor"):
+            raise ValueError(f"scheme {s.name!r} is not an allocator to run ALCOR over (it "
+                             f"{'has no batch allocator' if s.batch is None else 'is ALCOR'})")
     return found
 
 

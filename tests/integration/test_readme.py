@@ -461,6 +461,27 @@ def check_gnn_cost(r: Result) -> None:
     assert "What the MPGNN's rounds cost" in r.proc.stdout
 
 
+SA7 = "scenarios/alcor-7cell-k3.toml"
+A7_TRAIN = ("rrmbed train scenarios/alcor-7cell-k3.toml --scheme centralized --steps 100000 "
+            "--out runs/train-alcor7")
+
+
+def check_train_alcor7(r: Result) -> None:
+    s = r.json("train-alcor7/seed-0/summary.json")
+    assert s["iterations"] == 4 and finite(s["validation_sum_rate_bps_hz"]), s
+    assert r.path("train-alcor7/seed-0/weights.npz").is_file()
+
+
+def check_alcor_cellular(r: Result) -> None:
+    s = r.json("alcor7/summary.json")
+    assert (s["scheme"], s["slots"]) == ("alcor-centralized", 60), s
+    assert [p["first_slot"] for p in s["demand_phases"]] == [0]
+    assert [slot for slot, _ in s["alcor_lambda"]] == [50]  # one iteration of 2 x 25 slots
+    assert {"csi_upload", "decision"} <= set(s["backhaul_bytes_per_slot"]["by_kind"])
+    rows = r.csv("alcor7/metrics.csv")
+    assert len(rows) == 60 and "violation_pct" in rows[0] and "on_bs6_u2" in rows[0]
+
+
 def check_alcor_dist(r: Result) -> None:
     s = r.json("alcor-dist/summary.json")
     assert s["slots"] == 100 and s["demand_phases"][0]["u_min_bps_hz"] == [0.5] * 5, s
@@ -582,6 +603,13 @@ RUNS: dict[str, Case] = {
         ("run", "scenarios/alcor-gauss-n5.toml", "--scheme", "alcor-wmmse-dist", "--runner",
          "network", "--slots", "100", "--out", "{tmp}/alcor-dist", "--no-telemetry"),
         check_alcor_dist),
+    A7_TRAIN: Case(("train", SA7, "--scheme", "centralized", "--steps", "200", "--episodes",
+                    "50", "--out", "{tmp}/train-alcor7"), check_train_alcor7),
+    "rrmbed run scenarios/alcor-7cell-k3.toml --scheme alcor-centralized --weights "
+    "runs/train-alcor7/seed-0/weights.npz --runner network --slots 9000": Case(
+        ("run", SA7, "--scheme", "alcor-centralized", "--weights",
+         "{tmp}/train-alcor7/seed-0/weights.npz", "--runner", "network", "--slots", "60",
+         "--out", "{tmp}/alcor7", "--no-telemetry"), check_alcor_cellular, needs=(A7_TRAIN,)),
     'rrmbed run scenarios/3cell-k2.toml --scheme round-robin --slots 5000 --set '
     'timing.clock=\\"realtime\\" &': Case(
         ("run", S3, "--scheme", "round-robin", "--slots", "30", "--set",

@@ -28,7 +28,8 @@ def alcor() -> None:
               "to whole ALCOR iterations of 2B slots).")
 @click.option("--seeds", default="0", show_default=True, help="Run seeds, comma-separated.")
 @click.option("--ura", "uras", multiple=True,
-              type=SchemeChoice("interference", lambda s: s.batch is not None),
+              type=SchemeChoice("interference", lambda s: s.batch is not None
+                                 and not s.options.get("alcor")),
               help="Allocator ALCOR runs over as a black box (repeatable; default: the "
                    "interference kind's run default).")
 @click.option("--gamma", type=float, default=3.0, show_default=True,
