@@ -23,6 +23,7 @@ class Cellular(ScenarioKind):
     report = "controller.evaluation.results:report_run"
     air_restartable = True
     controller_part = "controller.roles.cellular:CellularPart"
+    env = "controller.envs.cellular:make_env"
 
     def claims(self, table: dict[str, Any]) -> bool:
         return isinstance(table.get("radio"), dict) and "layout" in table["radio"]

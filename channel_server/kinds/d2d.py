@@ -23,6 +23,7 @@ class D2dUnderlay(ScenarioKind):
     air_part = "channel_server.roles.d2d:D2dAirPart"
     node_part = "node.roles.pair:PairPart"
     controller_part = "controller.roles.d2d:D2dPart"
+    env = "controller.envs.d2d:make_env"
     report = "controller.evaluation.d2d_run:report_run"
 
     def claims(self, table: dict[str, Any]) -> bool:

@@ -24,6 +24,7 @@ class Interference(ScenarioKind):
     air_part = "channel_server.roles.interference:IcAirPart"
     node_part = "node.roles.link:LinkPart"
     controller_part = "controller.roles.interference:IcPart"
+    env = "controller.envs.interference:make_env"
     air_restartable = False
     report = "controller.evaluation.ic_run:report_run"
 

@@ -47,6 +47,13 @@ class ScenarioKind:
     report: Any = None
     """``(summary, run_dir, console)``: the summary table (and plots) at the end of a run,
     or a reference to it."""
+    env: Any = None
+    """Factory ``(scenario, seed: int, **options) -> env`` of the kind's PettingZoo
+    environment, or a "module:attr" reference to it (resolved with
+    :func:`protocols.plugins.resolve`; the kind files name one in ``controller.envs``, so the
+    channel server never imports it). Options every factory takes: ``api`` ("parallel": a
+    ``pettingzoo.ParallelEnv``; "aec": a ``pettingzoo.AECEnv``) and ``max_cycles`` (slots
+    per episode before truncation); :func:`controller.envs.make_env` is the public entry."""
 
     def claims(self, table: dict[str, Any]) -> bool:
         """A scenario table without a ``kind`` key is of this kind."""

@@ -24,6 +24,7 @@ class V2x(ScenarioKind):
     node_part = "node.roles.vehicle:VehiclePart"
     report = "controller.evaluation.v2x_run:report_run"
     controller_part = "controller.roles.v2x:V2xPart"
+    env = "controller.envs.v2x:make_env"
 
     def claims(self, table: dict[str, Any]) -> bool:
         return is_v2x_table(table)
