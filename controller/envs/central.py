@@ -174,13 +174,13 @@ def random_power(n: int, seed: int) -> Act:
 
 def reference_rewards(env: CentralPowerEnv, seeds: Iterable[int]) -> dict[str, float]:
     """Mean reward per slot (bit/s/Hz) over one episode per seed of the two policies a
-    learner must beat: ``random`` (every fraction uniform in [0, 1] each slot,
+    learner must beat: ``uniform`` (every fraction uniform in [0, 1] each slot,
     :func:`random_power` of the episode's seed) and ``max_power`` (every fraction 1)."""
     seeds = list(seeds)
     n = central_dims(env.radio)[1]
     rand = [episode_rewards(env, random_power(n, s), s) for s in seeds]
     ones = np.ones(n, dtype=np.float32)
-    return {"random": float(np.mean(rand)),
+    return {"uniform": float(np.mean(rand)),
             "max_power": mean_reward(env, lambda _obs: ones, seeds)}
 
 
