@@ -618,19 +618,35 @@ def watch(broker: str | None, run_name: str | None, duration: float | None,
                                          "service gets the public keys and its own secret "
                                          "as compose secrets.")
 @click.option("--insecure", is_flag=True, help="No keys: the services run without CURVE.")
+@click.option("--swarm", is_flag=True,
+              help="A Docker Swarm stack file for `docker stack deploy` (several hosts) "
+                   "instead of a compose file: overlay network, one service per process.")
+@click.option("--require-labels", is_flag=True,
+              help="With --swarm: run each service only on hosts labelled rrmbed.role="
+                   "controller (controller, channel-server, broker) or rrmbed.role=<node "
+                   "role> (node, vehicle, pair, link); default: those three on a manager, "
+                   "the nodes anywhere.")
 def compose(scenario: Path, nodes: int | None, scheme: str | None, slots: int, seed: int,
             weights: str | None, image: str, runs_dir: str, broker_image: str | None,
             no_telemetry: bool, run_name: str | None, subnet: str | None,
-            keys_dir: str | None, insecure: bool) -> None:
+            keys_dir: str | None, insecure: bool, swarm: bool, require_labels: bool) -> None:
     """Print a docker-compose file for SCENARIO: one container per process.
 
     Example: rrmbed keys keys --scenario scenarios/3cell-k2.toml && rrmbed compose
     scenarios/3cell-k2.toml --scheme round-robin --keys keys > docker-compose.yml
     (the services run as $RRMBED_UID, default 10001, which must be able to read the
     secrets: chown 10001 keys/*.secret, or set RRMBED_UID to the keys' owner).
+
+    With --swarm, a stack file instead: docker stack deploy --resolve-image never -c
+    docker-stack.yml rrmbed (docs/deploy.md: hosts, labels, results).
     """
     if (keys_dir is None) == (not insecure):
         raise click.UsageError("pass --keys DIR (written by `rrmbed keys`) or --insecure")
+    if swarm and subnet is not None:
+        raise click.UsageError("--subnet is for compose on daemons without embedded DNS; "
+                               "swarm services find each other through swarm's DNS")
+    if require_labels and not swarm:
+        raise click.UsageError("--require-labels places swarm services: add --swarm")
     from controller.deploy.compose import DEFAULT_BROKER_IMAGE, render_compose
     resolved = resolve_file(scenario)
     kind, n = resolved.kind.node_role, resolved.n_nodes
@@ -640,6 +656,16 @@ def compose(scenario: Path, nodes: int | None, scheme: str | None, slots: int, s
                                  f"scenario; choose from "
                                  f"{', '.join(SCHEMES.names(resolved.kind.name))}",
                                  param_hint="--scheme")
+    if swarm:
+        from controller.deploy.swarm import render_stack
+
+        click.echo(render_stack(str(scenario), nodes or n, scheme, slots, seed,
+                                weights, image, runs_dir,
+                                broker_image=broker_image or DEFAULT_BROKER_IMAGE,
+                                telemetry=not no_telemetry, run_name=run_name,
+                                node_kind=kind, keys=keys_dir, insecure=insecure,
+                                require_labels=require_labels), nl=False)
+        return
     click.echo(render_compose(str(scenario), nodes or n, scheme, slots, seed,
                               weights, image, runs_dir,
                               broker_image=broker_image or DEFAULT_BROKER_IMAGE,

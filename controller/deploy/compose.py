@@ -11,6 +11,10 @@ Host paths are written as given (``./`` is added to relative ones, which compose
 against the compose file's directory); ``$`` is escaped so compose does not interpolate it.
 A ``runs_dir`` without ``/`` and not starting with ``.`` or ``~`` is a named volume.
 
+What a run deploys is planned once (:func:`plan`: the processes, their commands, images,
+users, mounts and secrets, the run's name and key files); this module writes that plan as a
+compose file and :mod:`controller.deploy.swarm` as a Docker Swarm stack file.
+
 Pure string building (no YAML library): every scalar is a JSON string, which YAML reads as
 a double-quoted scalar.
 """
@@ -21,6 +25,7 @@ import ipaddress
 import json
 import posixpath
 import shlex
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from controller.deploy.broker import ACL_FILE, PASSWORD_FILE
@@ -141,36 +146,91 @@ def service(name: str, image: str, command: list[str], *, depends_on: list[str] 
     return lines
 
 
-def render_compose(scenario_path: str, n_nodes: int, scheme: str, slots: int, seed: int,
-                   weights: str | None, image: str, runs_dir: str, *,
-                   broker_image: str = DEFAULT_BROKER_IMAGE, telemetry: bool = True,
-                   run_name: str | None = None, subnet: str | None = None,
-                   node_kind: str = "node", keys: str | None = None,
-                   insecure: bool = False) -> str:
-    """The docker-compose YAML for one run of ``scheme`` on the scenario.
+# --------------------------------------------------------------------------- the plan
 
-    ``n_nodes`` is the number of node services, each ``rrmbed node --role <node_kind>``:
-    the scenario kind's node role (``"node"``, one per BS; ``"vehicle"``, one per V2V
-    transmitter of a V2X scenario; ``"pair"``, one per D2D pair, ...);
-    ``weights`` a host path or None; ``image`` the rrmbed image for every rrmbed service;
-    ``runs_dir`` the host directory (or named volume) mounted at /runs, where the
-    controller writes ``/runs/$RRMBED_RUN`` (default ``<scenario>-<scheme>-s<seed>``).
-    ``broker_image`` runs mosquitto when ``telemetry``; without telemetry there is no
-    broker service and the controller gets ``--no-telemetry``. ``$RRMBED_IMAGE`` and
-    ``$RRMBED_BROKER_IMAGE`` override the images when compose runs; ``$RRMBED_UID`` /
-    ``$RRMBED_GID`` the controller's user (default 10001, the image's user).
-    ``subnet`` (e.g. ``172.30.0.0/24``) gives every service a fixed address and an
-    /etc/hosts entry for the others: for daemons running with ``--iptables=false`` on hosts
-    without netfilter, where docker's embedded DNS does not work.
-    ``keys``: a host directory written by ``rrmbed keys``; each rrmbed service gets the
-    run's ``public.json`` and only its own ``<name>.secret`` as compose secrets (mounted at
-    /run/secrets, readable by the service's user: ``$RRMBED_UID``, default 10001) and runs
-    with ``--keys /run/secrets``; the broker service gets the directory's
-    ``mosquitto.passwd`` and ``mosquitto.acl`` the same way, runs as ``$RRMBED_UID`` too
-    and lets in only the run's processes (each logs in as itself and writes only its own
-    topics) and ``watch`` (read only). Without keys, ``insecure`` must be said: the
-    services then run with ``--insecure`` and the broker lets anyone in.
-    """
+CORE_GROUP = "controller"
+"""Placement group of the controller, the channel server and the broker (a node process's
+group is its role: ``node``, ``vehicle``, ``pair``, ``link``)."""
+RUN_UID = "${RRMBED_UID:-10001}"
+"""The rrmbed services' user id, overridable when compose or ``docker stack`` runs."""
+RUN_GID = "${RRMBED_GID:-10001}"
+"""Their group id."""
+
+
+@dataclass(frozen=True)
+class Process:
+    """One service of a run, as both writers render it."""
+
+    name: str
+    """Service name, also the host name peers dial (``node-0``)."""
+    image: str
+    """Image, as ``${VAR:-default}`` so it can be overridden when the file is used."""
+    command: list[str]
+    group: str
+    """Placement group: :data:`CORE_GROUP` or the node role."""
+    user: str | None = None
+    volumes: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+    """Names of the run's secrets this service reads from /run/secrets."""
+    depends_on: list[str] = field(default_factory=list)
+    ends: bool = True
+    """The process exits when the run ends (the broker serves until it is stopped)."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything a run deploys, whatever writes it: compose file or swarm stack file."""
+
+    processes: list[Process]
+    """In file order: the broker (with telemetry), controller, channel-server, nodes."""
+    argv: list[str]
+    """The ``rrmbed compose`` command line that renders this deployment."""
+    scenario_path: str
+    keys: str | None
+    runs_dir: str
+    run_name: str
+    secret_files: list[tuple[str, str]]
+    """(secret name, host path) for every secret, in file order; empty without keys."""
+
+    @property
+    def named_volume(self) -> str | None:
+        """The runs volume's name when ``runs_dir`` names one."""
+        return escape_dollars(self.runs_dir) if is_named_volume(self.runs_dir) else None
+
+    def header(self, how: list[str], where: str = "") -> list[str]:
+        """The comment lines both files start with; ``how``: the writer's own lines (run,
+        clean), ``where``: a note on the results line."""
+        return [
+            "# Generated by: " + " ".join(shlex.quote(a) for a in self.argv),
+            *([f"# Keys:  rrmbed keys {self.keys} --scenario {self.scenario_path} (one CURVE "
+               "key pair per process, the broker's logins)"] if self.keys is not None else []),
+            *how,
+            f"# Results: {self.runs_dir}/${{RRMBED_RUN:-{self.run_name}}}/ (summary.json, "
+            f"metrics.csv, ...){where}",
+        ]
+
+    def secrets_section(self) -> list[str]:
+        """The top-level ``secrets:`` (each from its file in the key directory)."""
+        if not self.secret_files:
+            return []
+        out = ["secrets:"]
+        for name, path in self.secret_files:
+            out += [f"  {name}:", f"    file: {q(host_path(path))}"]
+        return out
+
+    def volumes_section(self) -> list[str]:
+        name = self.named_volume
+        return [] if name is None else ["volumes:", f"  {name}: {{}}"]
+
+
+def plan(scenario_path: str, n_nodes: int, scheme: str, slots: int, seed: int,
+         weights: str | None, image: str, runs_dir: str, *,
+         broker_image: str = DEFAULT_BROKER_IMAGE, telemetry: bool = True,
+         run_name: str | None = None, subnet: str | None = None,
+         node_kind: str = "node", keys: str | None = None,
+         insecure: bool = False) -> Deployment:
+    """The processes of one run of ``scheme`` on the scenario, checked; the arguments are
+    :func:`render_compose`'s."""
     if (keys is None) == (not insecure):
         raise ValueError("pass keys (a directory from `rrmbed keys`) or insecure=True, "
                          "not both or neither")
@@ -221,65 +281,104 @@ def render_compose(scenario_path: str, n_nodes: int, scheme: str, slots: int, se
         argv += ["--keys", keys]
     else:
         argv += ["--insecure"]
-    names = [*(["mosquitto"] if telemetry else []), "controller", "channel-server",
-             *(node_service(b, node_kind) for b in range(n_nodes))]
-    rrmbed_names = names[1:] if telemetry else names
     security = ["--insecure"] if keys is None else ["--keys", SECRETS_MOUNT]
 
-    def secrets(name: str) -> list[str] | None:
-        return None if keys is None else ["public.json", f"{name}.secret"]
+    def secrets(name: str) -> list[str]:
+        return [] if keys is None else ["public.json", f"{name}.secret"]
 
-    addresses = static_addresses(subnet, names) if subnet is not None else None
-    out = [
-        "# Generated by: " + " ".join(shlex.quote(a) for a in argv),
-        *([f"# Keys:  rrmbed keys {keys} --scenario {scenario_path} (one CURVE key pair "
-           "per process, the broker's logins)"] if keys is not None else []),
+    rrmbed_image = env_default("RRMBED_IMAGE", image)
+    user = f"{RUN_UID}:{RUN_GID}"
+    keyed_user = user if keys is not None else None
+    processes = []
+    if telemetry:
+        processes.append(Process(
+            "mosquitto", env_default("RRMBED_BROKER_IMAGE", broker_image),
+            ["sh", "-c", mosquitto_command(keys is not None)], CORE_GROUP, user=keyed_user,
+            secrets=[] if keys is None else [PASSWORD_FILE, ACL_FILE], ends=False))
+    # The controller is the only writer of the runs volume; RRMBED_UID/GID let it write
+    # into a host directory owned by the caller (the image's user is 10001:10001).
+    processes.append(Process(
+        "controller", rrmbed_image, [*ctl_cmd, *security], CORE_GROUP, user=user,
+        volumes=ctl_volumes, secrets=secrets("controller"),
+        depends_on=["mosquitto"] if telemetry else []))
+    processes.append(Process(
+        "channel-server", rrmbed_image,
+        ["rrmbed", "channel-server", "--controller", controller_ep,
+         "--bind", tcp("0.0.0.0", CHANNEL_SERVER_PORT),
+         "--advertise", tcp("channel-server", CHANNEL_SERVER_PORT), *security],
+        CORE_GROUP, user=keyed_user, secrets=secrets("channel-server"),
+        depends_on=["controller"]))
+    for b in range(n_nodes):
+        node = node_service(b, node_kind)
+        processes.append(Process(
+            node, rrmbed_image,
+            ["rrmbed", "node", "--role", node_kind, "--id", str(b),
+             "--controller", controller_ep, "--bind", tcp("0.0.0.0", NODE_PORT),
+             "--advertise", tcp(node, NODE_PORT), *security],
+            node_kind, user=keyed_user, secrets=secrets(node), depends_on=["controller"]))
+
+    secret_files: list[tuple[str, str]] = []
+    if keys is not None:
+        secret_files.append(("public.json", posixpath.join(keys, "public.json")))
+        secret_files += [(f"{p.name}.secret", posixpath.join(keys, f"{p.name}.secret"))
+                         for p in processes if p.name != "mosquitto"]
+        if telemetry:
+            secret_files += [(f, posixpath.join(keys, f)) for f in (PASSWORD_FILE, ACL_FILE)]
+    return Deployment(processes, argv, scenario_path, keys, runs_dir, name, secret_files)
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def render_compose(scenario_path: str, n_nodes: int, scheme: str, slots: int, seed: int,
+                   weights: str | None, image: str, runs_dir: str, *,
+                   broker_image: str = DEFAULT_BROKER_IMAGE, telemetry: bool = True,
+                   run_name: str | None = None, subnet: str | None = None,
+                   node_kind: str = "node", keys: str | None = None,
+                   insecure: bool = False) -> str:
+    """The docker-compose YAML for one run of ``scheme`` on the scenario.
+
+    ``n_nodes`` is the number of node services, each ``rrmbed node --role <node_kind>``:
+    the scenario kind's node role (``"node"``, one per BS; ``"vehicle"``, one per V2V
+    transmitter of a V2X scenario; ``"pair"``, one per D2D pair, ...);
+    ``weights`` a host path or None; ``image`` the rrmbed image for every rrmbed service;
+    ``runs_dir`` the host directory (or named volume) mounted at /runs, where the
+    controller writes ``/runs/$RRMBED_RUN`` (default ``<scenario>-<scheme>-s<seed>``).
+    ``broker_image`` runs mosquitto when ``telemetry``; without telemetry there is no
+    broker service and the controller gets ``--no-telemetry``. ``$RRMBED_IMAGE`` and
+    ``$RRMBED_BROKER_IMAGE`` override the images when compose runs; ``$RRMBED_UID`` /
+    ``$RRMBED_GID`` the controller's user (default 10001, the image's user).
+    ``subnet`` (e.g. ``172.30.0.0/24``) gives every service a fixed address and an
+    /etc/hosts entry for the others: for daemons running with ``--iptables=false`` on hosts
+    without netfilter, where docker's embedded DNS does not work.
+    ``keys``: a host directory written by ``rrmbed keys``; each rrmbed service gets the
+    run's ``public.json`` and only its own ``<name>.secret`` as compose secrets (mounted at
+    /run/secrets, readable by the service's user: ``$RRMBED_UID``, default 10001) and runs
+    with ``--keys /run/secrets``; the broker service gets the directory's
+    ``mosquitto.passwd`` and ``mosquitto.acl`` the same way, runs as ``$RRMBED_UID`` too
+    and lets in only the run's processes (each logs in as itself and writes only its own
+    topics) and ``watch`` (read only). Without keys, ``insecure`` must be said: the
+    services then run with ``--insecure`` and the broker lets anyone in.
+    """
+    d = plan(scenario_path, n_nodes, scheme, slots, seed, weights, image, runs_dir,
+             broker_image=broker_image, telemetry=telemetry, run_name=run_name, subnet=subnet,
+             node_kind=node_kind, keys=keys, insecure=insecure)
+    addresses = (static_addresses(subnet, [p.name for p in d.processes])
+                 if subnet is not None else None)
+    out = [*d.header([
         "# Run:   docker-compose up --exit-code-from controller",
         "#   or:  docker-compose up -d && docker wait \"$(docker-compose ps -q controller)\"",
-        "# Clean: docker-compose down --volumes --remove-orphans",
-        f"# Results: {runs_dir}/${{RRMBED_RUN:-{name}}}/ (summary.json, metrics.csv, ...)",
+        "# Clean: docker-compose down --volumes --remove-orphans"]),
         'version: "3.7"',
         "services:",
     ]
-    rrmbed_image = env_default("RRMBED_IMAGE", image)
-    user = "${RRMBED_UID:-10001}:${RRMBED_GID:-10001}"
-    if telemetry:
-        out += service("mosquitto", env_default("RRMBED_BROKER_IMAGE", broker_image),
-                       ["sh", "-c", mosquitto_command(keys is not None)], addresses=addresses,
-                       user=user if keys is not None else None,
-                       secrets=None if keys is None else [PASSWORD_FILE, ACL_FILE])
-    # The controller is the only writer of the runs volume; RRMBED_UID/GID let it write
-    # into a host directory owned by the caller (the image's user is 10001:10001).
-    out += service("controller", rrmbed_image, [*ctl_cmd, *security], volumes=ctl_volumes,
-                   depends_on=["mosquitto"] if telemetry else None,
-                   user=user, addresses=addresses, secrets=secrets("controller"))
-    out += service("channel-server", rrmbed_image,
-                   ["rrmbed", "channel-server", "--controller", controller_ep,
-                    "--bind", tcp("0.0.0.0", CHANNEL_SERVER_PORT),
-                    "--advertise", tcp("channel-server", CHANNEL_SERVER_PORT), *security],
-                   depends_on=["controller"], addresses=addresses,
-                   user=user if keys is not None else None, secrets=secrets("channel-server"))
-    for b in range(n_nodes):
-        name = node_service(b, node_kind)
-        out += service(name, rrmbed_image,
-                       ["rrmbed", "node", "--role", node_kind, "--id", str(b),
-                        "--controller", controller_ep,
-                        "--bind", tcp("0.0.0.0", NODE_PORT),
-                        "--advertise", tcp(name, NODE_PORT), *security],
-                       depends_on=["controller"], addresses=addresses,
-                       user=user if keys is not None else None, secrets=secrets(name))
+    for p in d.processes:
+        out += service(p.name, p.image, p.command, depends_on=p.depends_on,
+                       volumes=p.volumes, user=p.user, addresses=addresses,
+                       secrets=p.secrets)
     if subnet is not None:
         out += ["networks:", "  rrmbed:", "    ipam:", "      config:",
                 f"        - subnet: {q(subnet)}"]
-    if is_named_volume(runs_dir):
-        out += ["volumes:", f"  {escape_dollars(runs_dir)}: {{}}"]
-    if keys is not None:
-        out += ["secrets:", "  public.json:",
-                f"    file: {q(host_path(posixpath.join(keys, 'public.json')))}"]
-        for name in rrmbed_names:
-            out += [f"  {name}.secret:",
-                    f"    file: {q(host_path(posixpath.join(keys, name + '.secret')))}"]
-        if telemetry:
-            for name in (PASSWORD_FILE, ACL_FILE):
-                out += [f"  {name}:", f"    file: {q(host_path(posixpath.join(keys, name)))}"]
+    out += d.volumes_section()
+    out += d.secrets_section()
     return "\n".join(out) + "\n"

@@ -423,6 +423,22 @@ def check_compose(r: Result) -> None:
     assert "allow_anonymous false" in broker and '- "mosquitto.passwd"' in broker
 
 
+def check_swarm_stack(r: Result) -> None:
+    text = r.proc.stdout
+    services = re.findall(r"^  ([a-z0-9-]+):$", text.split("\nnetworks:\n")[0], re.M)
+    assert services == ["mosquitto", "controller", "channel-server", "node-0", "node-1",
+                        "node-2"]
+    assert text.count('endpoint_mode: "dnsrr"') == 6
+    assert text.count('condition: "none"') == 5  # the run's processes; the broker on-failure
+    assert text.count('- "node.role == manager"') == 3  # controller, air, broker
+    assert 'networks:\n  rrmbed:\n    driver: "overlay"\n    attachable: true\n' in text
+    controller = text.split("  controller:\n")[1].split("  channel-server:\n")[0]
+    for arg in ("round-robin", "200", "7", "/run/secrets"):
+        assert f'- "{arg}"' in controller, arg
+    assert 'source: "controller.secret"' in controller and "node-1.secret" not in controller
+    assert text.splitlines()[0].endswith(" --swarm")
+
+
 def check_live_run(r: Result) -> None:
     check_run("run-live", "round-robin", "network", 30, [f"node-{b}" for b in range(3)])(r)
     s = r.json("run-live/summary.json")
@@ -583,6 +599,10 @@ RUNS: dict[str, Case] = {
     "keys > docker-compose.yml": Case(
         ("compose", S3, "--scheme", "round-robin", "--slots", "200", "--seed", "7", "--keys",
          "{tmp}/keys"), check_compose, needs=(KEYS,)),
+    "rrmbed compose scenarios/3cell-k2.toml --scheme round-robin --slots 200 --seed 7 --keys "
+    "keys --swarm > docker-stack.yml": Case(
+        ("compose", S3, "--scheme", "round-robin", "--slots", "200", "--seed", "7", "--keys",
+         "{tmp}/keys", "--swarm"), check_swarm_stack, needs=(KEYS,)),
     "rrmbed run scenarios/ic-geo-k20.toml --scheme wmmse --runner network --slots 200": Case(
         ("run", SG, "--scheme", "wmmse", "--runner", "network", "--slots", "10", "--out",
          "{tmp}/ic-wmmse", "--no-telemetry"), check_ic_wmmse),
@@ -626,6 +646,7 @@ NEEDS_AN_EXTRA: dict[str, tuple[str, str, str]] = {
 """README command -> (extra, module it provides, why the test set-up lacks it)."""
 
 DEPLOY = "tests/deploy/test_compose.py"
+SWARM = "tests/deploy/test_swarm.py::test_swarm_stack_run_equals_local_runner"
 TELEMETRY = "tests/integration/test_telemetry.py"
 BROKER_AUTH = "tests/integration/test_broker_auth.py"
 COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
@@ -643,6 +664,19 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "docker-compose down --volumes --remove-orphans": (
         f"{DEPLOY}::test_compose_run_equals_local_network_run",
         "needs docker: `down --volumes --remove-orphans` leaves no container or network"),
+    "docker swarm init --advertise-addr 127.0.0.1": (
+        SWARM, "needs docker: its `swarm` fixture runs it when the daemon is in no swarm, and "
+        "leaves that swarm at the end"),
+    "docker stack deploy --resolve-image never -c docker-stack.yml rrmbed": (
+        SWARM, "needs a swarm: deploys the file of `rrmbed compose --swarm` with "
+        "--resolve-image never, every task exits 0, metrics.csv equals the local runner's"),
+    "until docker service ps rrmbed_controller --format '{{.CurrentState}}' | grep -qE "
+    "'^(Complete|Failed|Rejected)'; do sleep 2; done": (
+        SWARM, "needs a swarm: the test waits for the controller's task to reach a final "
+        "state too (docker stack ps, then its task's state and exit code)"),
+    "docker stack rm rrmbed": (
+        SWARM, "needs a swarm: `docker stack rm` leaves no service, container, network or "
+        "secret of the stack"),
     "rrmbed bench slots --repeat 3": (
         "tests/integration/test_bench_slots.py::test_bench_slots_reports_every_cell_from_its_runs",
         "long: every cellular scheme x both runners x 3cell-k2 and 7cell-k8 is some 30 `rrmbed "
