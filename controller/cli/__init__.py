@@ -33,6 +33,11 @@ from controller.cli.common import (
     resume_network,
     run_process,
     scheme_or_default,
+    sweep_config,
+    sweep_options,
+)
+from controller.cli.common import (
+    seed_list as seed_list_of,
 )
 from controller.learners import registry as learners
 from node.schemes import SCHEMES
@@ -393,13 +398,18 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
               help="Environment steps (decisions) to train for.")
 @click.option("--episodes", "episodes_per_iter", type=click.IntRange(1),
               help="Episodes per update, M (default: 1000 local, 64 network).")
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--seeds", default="0", show_default=True,
+              help="Seeds: comma-separated, or ranges such as 0-9.")
+@sweep_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from these weights.")
 @click.option("--save-batches", is_flag=True, hidden=True)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=10, show_default=True,
               help="A checkpoint every N updates (and after the last one).")
+@click.option("--validation-episodes", type=click.IntRange(1), default=1000,
+              show_default=True, help="Local runner: channel realizations of the validation "
+              "set that ranks the seeds (best-weights.npz).")
 @click.option("--history", is_flag=True,
               help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
                    "(check with `rrmbed history OUT/seed-<s>`).")
@@ -412,8 +422,9 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
                    "address; it continues from its latest checkpoint while the other "
                    "processes wait and send again what it lacks.")
 def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int,
-          episodes_per_iter: int | None, seeds: str, out: Path | None, weights: Path | None,
-          save_batches: bool, checkpoint_every: int, history: bool,
+          episodes_per_iter: int | None, seeds: str, backend: str, address: str | None,
+          ray_retries: int, out: Path | None, weights: Path | None,
+          save_batches: bool, checkpoint_every: int, validation_episodes: int, history: bool,
           resume_dir: Path | None, controller_restarts: int) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
     weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
@@ -421,7 +432,11 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
     With --runner network, each seed's run directory (OUT/seed-<s>) is written as the run
     goes: training.csv and updates.jsonl (what each update used) row by row, weights.npz
     after every update, checkpoints/ every --checkpoint-every updates; `rrmbed train
-    --resume OUT/seed-<s> --runner network` continues a run that was killed."""
+    --resume OUT/seed-<s> --runner network` continues a run that was killed.
+
+    With --backend ray (local runner), each seed is a Ray task on a local Ray instance, or
+    on an existing cluster with --address; the seeds give the same weights and curves as
+    in one process, and a seed whose worker is lost is run again (and said so)."""
     from controller.evaluation.results import print_summary
 
     if resume_dir is not None:
@@ -433,15 +448,20 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
         return
     if scenario is None:
         raise click.UsageError("missing SCENARIO (or --resume RUN_DIR)")
-    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    seed_list = seed_list_of(seeds)
+    sweep = sweep_config(backend, address, ray_retries)
     sc = resolve_scenario(scenario, ())
     out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
     if runner == "local":
         from controller.training.train import train as train_local
 
         train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
-                    checkpoint_every=checkpoint_every)
+                    checkpoint_every=checkpoint_every, sweep_config=sweep, say=click.echo,
+                    validation_episodes=validation_episodes)
         return
+    if sweep.backend != "serial":
+        raise click.UsageError("--backend ray runs local-runner seeds; a network training's "
+                               "seeds are process groups of their own")
     m = episodes_per_iter or 64
     per_slot = 1 if SCHEMES.get("cellular", scheme).central_policy else sc.radio.n_cells
     slots = max(m, (steps // per_slot) // m * m)

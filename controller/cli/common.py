@@ -62,6 +62,47 @@ def number_list(text: str, opt: str, cast: Callable[[str], Any] = int,
     return out
 
 
+def seed_list(text: str, opt: str = "--seeds") -> tuple[int, ...]:
+    """``"0,3,7"``, ``"0-9"`` or both (``"0-3,7"``) -> distinct seeds in that order; a
+    BadParameter naming ``opt`` otherwise."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        first, dash, last = part.partition("-")
+        try:
+            span = range(int(first), int(last) + 1) if dash else range(int(first), int(first) + 1)
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a seed or a range A-B",
+                                     param_hint=opt) from None
+        if not span:
+            raise click.BadParameter(f"{part!r}: an empty range", param_hint=opt)
+        out += span
+    if not out or len(set(out)) != len(out):
+        raise click.BadParameter(f"{text!r}: give distinct seeds", param_hint=opt)
+    return tuple(out)
+
+
+def sweep_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--backend, --address and --ray-retries: where a command's seeds run
+    (:mod:`controller.training.sweep`)."""
+    f = click.option("--ray-retries", type=click.IntRange(0), default=2, show_default=True,
+                     help="--backend ray: times a seed whose worker was lost is run again.")(f)
+    f = click.option("--address", help="--backend ray: an existing Ray cluster (e.g. auto, "
+                     "ray://head:10001); default: a local instance for this sweep.")(f)
+    return click.option("--backend", type=click.Choice(["serial", "ray"]), default="serial",
+                        show_default=True, help="serial: the seeds one after the other in "
+                        "this process; ray: each seed a Ray task (the same results).")(f)
+
+
+def sweep_config(backend: str, address: str | None, ray_retries: int) -> Any:
+    """The :class:`controller.training.sweep.SweepConfig` of :func:`sweep_options`."""
+    from controller.training.sweep import SweepConfig
+
+    if address is not None and backend != "ray":
+        raise click.BadParameter("--address needs --backend ray", param_hint="--address")
+    return SweepConfig(backend=backend, address=address,  # type: ignore[arg-type]
+                       retries=ray_retries)
+
+
 def resolve_file(path: Path, sets: tuple[str, ...] | list[str] = ()) -> Resolved:
     """A scenario file of any kind, resolved once with the --set overrides."""
     from channel_server.kinds import resolve

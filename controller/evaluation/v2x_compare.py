@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
 from channel_server.v2x import V2xScenario
+from controller.training.sweep import SweepConfig
 from controller.training.v2x_marl import run_all, single_link_bound
 
 
 def compare(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...], eval_episodes: int,
-            out: Path) -> Table:
-    """Train and evaluate; write ``out/results.csv`` and ``out/results.json``; the table."""
-    results = run_all(scenario, episodes, seeds, eval_episodes)
+            out: Path, sweep_config: SweepConfig | None = None,
+            say: Callable[[str], None] = print) -> Table:
+    """Train and evaluate (the seeds where ``sweep_config`` says); write
+    ``out/results.csv`` and ``out/results.json``; the table."""
+    results = run_all(scenario, episodes, seeds, eval_episodes, sweep_config=sweep_config,
+                      say=say)
     out.mkdir(parents=True, exist_ok=True)
     t = Table(title=f"{scenario.name}: greedy evaluation on {eval_episodes} fresh drops per "
                     "seed")

@@ -49,9 +49,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -84,6 +85,7 @@ from controller.training.rollout import (
     scheme_for,
     variant_dims,
 )
+from controller.training.sweep import SweepConfig, sweep
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays, seeded_policy
 from node.schemes import SCHEMES
 from protocols.seeding import rng_for
@@ -387,6 +389,8 @@ def train(
     threads: int = 1,
     plots: bool = True,
     validation_episodes: int = 1000,
+    sweep_config: SweepConfig | None = None,
+    say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train ``algo`` on ``scheme`` for ``steps`` steps per seed; write ``out`` (see module).
 
@@ -394,8 +398,10 @@ def train(
     with CLI overrides). ``episodes_per_iter`` defaults to M = 1000. With ``resume``, each
     seed continues from its latest checkpoint in ``out/seed-<s>/checkpoints`` (the run's
     settings must match) up to ``steps``. ``threads``: torch intra-op threads while training;
-    ``validation_episodes``: size of the validation set ranking the seeds. Returns the
-    summary written to summary.json.
+    ``validation_episodes``: size of the validation set ranking the seeds; ``sweep_config``:
+    where the seeds run (:mod:`controller.training.sweep`: in order here, or as Ray tasks,
+    with the same results), ``say`` what a Ray sweep reports. Returns the summary written
+    to summary.json.
     """
     scenario = (scenario_path if isinstance(scenario_path, Scenario)
                 else load_scenario(scenario_path))
@@ -416,11 +422,18 @@ def train(
     refs = reference_rates(scenario, val_gains)
     refs_s = time.perf_counter() - t0
 
-    results: list[dict[str, Any]] = []
-    with torch_threads(cfg.threads), _progress(progress) as bar:
-        for seed in seeds:
-            results.append(
-                _train_seed(scenario, cfg, seed, out, resume, bar, val_gains, plots))
+    sweep_cfg = sweep_config or SweepConfig()
+    if sweep_cfg.backend == "serial":
+        with _progress(progress) as bar:
+            results = sweep(partial(_train_seed, scenario, cfg, out, resume, val_gains, plots,
+                                    bar), seeds)
+    else:  # each seed a task: no live bars from the workers, a line as each seed ends
+        results = sweep(partial(_train_seed, scenario, cfg, out, resume, val_gains, plots,
+                                None), seeds, sweep_cfg, say=say,
+                        on_done=lambda s, r: say(
+                            f"seed {s} done: validation {r['validation_sum_rate_mbps']:.2f} "
+                            f"Mbit/s, {r['wall_s']:.1f} s") if progress else None,
+                        pid_dir=out / "workers")
 
     best = max(results, key=lambda r: r["validation_sum_rate_bps_hz"])
     best_src = out / f"seed-{best['seed']}" / "weights.npz"
@@ -483,6 +496,16 @@ def _is_reference(name: str) -> bool:
 
 
 def _train_seed(
+    scenario: Scenario, cfg: TrainConfig, out: Path, resume: bool, val_gains: Array,
+    plots: bool, bar: Any, seed: int,
+) -> dict[str, Any]:
+    """Train one seed into ``out/seed-<seed>`` (torch on ``cfg.threads`` threads, in this
+    process or a Ray worker alike)."""
+    with torch_threads(cfg.threads):
+        return _train_seed_here(scenario, cfg, seed, out, resume, bar, val_gains, plots)
+
+
+def _train_seed_here(
     scenario: Scenario, cfg: TrainConfig, seed: int, out: Path, resume: bool,
     bar: Any, val_gains: Array, plots: bool,
 ) -> dict[str, Any]:

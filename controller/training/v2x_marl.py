@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ import numpy.typing as npt
 from channel_server.v2x import V2xScenario
 from controller.learners.dqn import Dqn, DqnConfig, Transitions
 from controller.learners.threads import torch_threads
+from controller.training.sweep import SweepConfig, sweep
 from controller.training.v2x_env import V2xEnv, decode_action
 from node.schemes import SCHEMES
 from node.v2x_observation import observation_dim
@@ -261,18 +264,27 @@ def single_link_bound(scenario: V2xScenario, episodes: int, seed: int) -> float:
 
 
 def run_all(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...],
-            eval_episodes: int = 100, config: MarlConfig | None = None) -> dict[str, Any]:
-    """Every scheme x seed: train, then evaluate greedily on fresh drops (seed 10^6 + s)."""
-    results: dict[str, Any] = {}
+            eval_episodes: int = 100, config: MarlConfig | None = None,
+            sweep_config: SweepConfig | None = None,
+            say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every scheme x seed: train, then evaluate greedily on fresh drops (seed 10^6 + s).
+    ``sweep_config``: where the seeds run (each seed every scheme; in order here, or one Ray
+    task per seed, with the same results)."""
+    per_seed = sweep(partial(seed_rows, scenario, episodes, eval_episodes, config), seeds,
+                     sweep_config or SweepConfig(), say=say)
+    return {scheme: [rows[scheme] for rows in per_seed] for scheme in SCHEMES.names("v2x")}
+
+
+def seed_rows(scenario: V2xScenario, episodes: int, eval_episodes: int,
+              config: MarlConfig | None, seed: int) -> dict[str, dict[str, Any]]:
+    """One seed of :func:`run_all`: every scheme trained and evaluated."""
+    out: dict[str, dict[str, Any]] = {}
     for scheme in SCHEMES.names("v2x"):
-        rows = []
-        for s in seeds:
-            variables, curve = train_marl(scenario, scheme, episodes, s, config)
-            row = evaluate_marl(scenario, scheme, variables, eval_episodes, 1_000_000 + s)
-            rows.append({"seed": s, **row,
-                         "final_train_delivery": curve[-1]["delivery_rate"] if curve else None})
-        results[scheme] = rows
-    return results
+        variables, curve = train_marl(scenario, scheme, episodes, seed, config)
+        row = evaluate_marl(scenario, scheme, variables, eval_episodes, 1_000_000 + seed)
+        out[scheme] = {"seed": seed, **row,
+                       "final_train_delivery": curve[-1]["delivery_rate"] if curve else None}
+    return out
 
 
 def train_and_write(scenario: V2xScenario, scheme: str, episodes: int, seed: int,

@@ -706,6 +706,15 @@ COVERED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "--ura fp --seven-cell 21 --out runs/alcor-study": (
         "tests/unit/test_alcor_study.py::test_study_cli_tiny",
         "long (a study of 9 minutes); that test runs it tiny and checks its files"),
+    "rrmbed train scenarios/3cell-k2.toml --scheme centralized --steps 100000 --seeds 0-9 "
+    "--backend ray": (
+        "tests/integration/test_sweep_ray.py::"
+        "test_a_ray_sweep_that_loses_a_worker_equals_the_serial_run",
+        "ten seeds of 100000 steps; that test runs two small seeds on Ray, kills a worker, "
+        "and compares with the serial run"),
+    "rrmbed v2x compare --episodes 200 --seeds 0-4 --backend ray": (
+        "tests/integration/test_sweep_ray.py::test_v2x_compare_on_ray_equals_the_serial_run",
+        "five seeds of every V2X scheme; that test runs two tiny seeds on Ray and serially"),
     "rrmbed watch --keys KEYS": (
         f"{BROKER_AUTH}::test_watch_logs_in_with_the_keys",
         "needs a broker: watch's entry point logs in with a key directory's watch password "

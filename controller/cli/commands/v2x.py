@@ -15,6 +15,11 @@ from controller.cli.common import (
     progress_bar,
     resolve_v2x,
     resume_network,
+    sweep_config,
+    sweep_options,
+)
+from controller.cli.common import (
+    seed_list as seed_list_of,
 )
 from node.schemes import SCHEMES
 
@@ -96,13 +101,15 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
                 default="scenarios/v2x-manhattan.toml")
 @click.option("--episodes", type=click.IntRange(1), default=200, show_default=True,
               help="Training episodes per scheme and seed.")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--seeds", default="0,1,2", show_default=True,
+              help="Seeds: comma-separated, or ranges such as 0-9.")
+@sweep_options
 @click.option("--eval-episodes", type=click.IntRange(1), default=100, show_default=True,
               help="Fresh drops each trained policy is evaluated on (greedy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("runs/v2x-compare"), show_default=True)
-def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
-                out: Path) -> None:
+def v2x_compare(scenario: Path, episodes: int, seeds: str, backend: str, address: str | None,
+                ray_retries: int, eval_episodes: int, out: Path) -> None:
     """Train and evaluate marl-dqn, marl-dqn-nofp, turn-dqn and random on every seed (local
     runner); print the delivery rates and sum V2I rates next to the single-link bound (each
     V2V link alone on its best RB at full power: no scheme can deliver more); write
@@ -110,10 +117,11 @@ def v2x_compare(scenario: Path, episodes: int, seeds: str, eval_episodes: int,
     from controller.evaluation.v2x_compare import compare
 
     sc = resolve_v2x(scenario, ())
-    seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+    seed_list = seed_list_of(seeds)
+    sweep = sweep_config(backend, address, ray_retries)
     with progress_bar() as bar:
-        bar.add_task(f"every V2X scheme x {len(seed_list)} seeds x {episodes} episodes",
-                     total=None)
-        table = compare(sc, episodes, seed_list, eval_episodes, out)
+        bar.add_task(f"every V2X scheme x {len(seed_list)} seeds x {episodes} episodes"
+                     f"{' (Ray)' if sweep.backend == 'ray' else ''}", total=None)
+        table = compare(sc, episodes, seed_list, eval_episodes, out, sweep, say=click.echo)
     Console(width=max(120, Console().width)).print(table)
     click.echo(f"results: {out / 'results.json'}")
