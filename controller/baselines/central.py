@@ -50,6 +50,15 @@ class OptimumDecider(Baseline):
         return optimum_powers(gains, self.scenario.radio, self.scenario.baselines)[0]
 
 
+class ExternalDecider(Baseline):
+    """Scheme ``external-learner``: the powers come from a learner outside the testbed
+    (:mod:`controller.envs.network`), never from here."""
+
+    def powers(self, gains: np.ndarray) -> np.ndarray:
+        raise RuntimeError("scheme 'external-learner' is decided by a learner outside the testbed: "
+                           "drive it with controller.envs.make_env(..., runner='network')")
+
+
 class PolicyDecider:
     """The learned central policy: the whole channel in, all B x K fractions out."""
 

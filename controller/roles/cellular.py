@@ -29,7 +29,8 @@ a modelled compute time, the run ends with the weights an uninterrupted run ends
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -58,6 +59,26 @@ if TYPE_CHECKING:
     from controller.roles.controller import ControllerRole
 
 
+EXTERNAL = ("part", "external")
+"""The timer key of an external learner's decisions."""
+EXTERNAL_POLL_S = 0.0005
+"""How often the controller looks for an external learner's powers, seconds."""
+
+
+class ExternalLearner(Protocol):
+    """A learner outside the testbed deciding every slot (scheme ``external-learner``): called in
+    the controller's event loop, so it never blocks."""
+
+    def observe(self, slot: int, gains: np.ndarray) -> None:
+        """The whole channel ``(B, K, B)`` of ``slot``, rebuilt from the BSs' uploads."""
+
+    def action(self, slot: int) -> np.ndarray | None:
+        """The powers ``(B, K)`` in watts for ``slot``, or None while not decided yet."""
+
+    def outcome(self, msg: SlotOutcome) -> None:
+        """What the air recorded for a slot."""
+
+
 class CellularPart:
     def __init__(self, ctl: ControllerRole, scenario: Scenario,
                  weights: dict[str, np.ndarray] | None) -> None:
@@ -76,6 +97,12 @@ class CellularPart:
             self.central = CentralDecider(ctl.scheme, scenario, ctl.seed, policy,
                                           "sample" if train else "mean")
         self.trainer = self.make_trainer(train, weights) if train else None
+        self.external: ExternalLearner | None = None
+        """Scheme ``external-learner``: a learner outside the testbed decides (set by
+        :mod:`controller.envs.network`): each slot's channel goes to it, its powers come
+        back, polled every ``EXTERNAL_POLL_S``."""
+        self.awaiting: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
+        """Scheme ``external-learner``: slots whose channel the learner has, and their uploads."""
         self.alcor: OnlineAlcor | None = None
         """ALCOR (paper 004) over the central decider: every user's multiplier."""
         self.usv: dict[int, np.ndarray] = {}
@@ -328,6 +355,8 @@ class CellularPart:
                           compute if compute is not None else float(
                               np.mean(msg.compute_s[active]) if active else 0.0), demand)
         ctl.outcome_recorded(msg.lost)
+        if self.external is not None:
+            self.external.outcome(msg)
         if self.alcor is not None:
             self.try_decide(out)
         if self.trainer is not None:
@@ -413,21 +442,43 @@ class CellularPart:
                     radio.n_cells, radio.users_per_cell).astype(np.int64)
             on = self.usv[slot]
             gains = gains * on.T[None, None]  # gains[0, b, k, c]: user (c, k)
+        del self.uploads[slot]
+        self.decided.add(slot)
+        if self.external is not None:
+            self.awaiting[slot] = got
+            self.external.observe(slot, gains[0])
+            out.timer(EXTERNAL, self.ctl.host.now() + EXTERNAL_POLL_S)
+            return
         powers, compute_s = self.central.decide(gains)
         if on is not None:
             powers = powers * on[None]
-        self.central_compute[slot] = compute_s
         if self.trainer is not None and slot >= self.replay_until:
             assert self.central.last_obs is not None and self.central.last_raw is not None
             self.trainer.add_experience(slot, 0, self.central.last_obs,
                                         self.central.last_raw, np.array([True]))
-        ready = max(a for _, a in got.values()) + compute_s  # uplink latency added on receipt
+        self.send_decision(slot, got, powers[0], compute_s, out)
+
+    def send_decision(self, slot: int, got: dict[int, tuple[np.ndarray, float]],
+                      powers: np.ndarray, compute_s: float, out: Outbox) -> None:
+        """Every uploading BS's powers ``(B, K)`` of ``slot``, ready ``compute_s`` after the
+        last upload arrived (the uplink latency is added on receipt)."""
+        self.central_compute[slot] = compute_s
+        ready = max(a for _, a in got.values()) + compute_s
         name = self.ctl.kind.node_name
         for bs in sorted(got):
-            out.send(name(bs), Decision, slot=slot, chain_latency_s=ready,
-                     powers=powers[0, bs])
-        del self.uploads[slot]
-        self.decided.add(slot)
+            out.send(name(bs), Decision, slot=slot, chain_latency_s=ready, powers=powers[bs])
+
+    def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
+        """Scheme ``external-learner``: send the powers the learner has given, in slot order; look
+        again later for the rest."""
+        assert key == EXTERNAL and self.external is not None
+        timing = self.scenario.timing
+        for slot in sorted(self.awaiting):
+            powers = self.external.action(slot)
+            if powers is None:
+                out.timer(EXTERNAL, now + EXTERNAL_POLL_S)
+                return
+            self.send_decision(slot, self.awaiting.pop(slot), powers, timing.compute_s, out)
 
     # ----------------------------------------------------------------- results
 

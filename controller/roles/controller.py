@@ -120,7 +120,8 @@ class ControllerPart(Protocol):
     # slots recorded so far), ``load_records(arrays)`` (record them again) and
     # ``on_reattach(now, out)`` (the channel server is back: what a training part must do
     # again after its checkpoint). For a new channel server: ``on_air_restart(slot)`` (it
-    # plays ``slot`` and later again: forget what was begun of them).
+    # plays ``slot`` and later again: forget what was begun of them). A part that sets
+    # timers keys them ``("part", ...)`` and has ``on_timer(key, now, out)``.
 
 
 class ControllerRole(Role):
@@ -261,7 +262,10 @@ class ControllerRole(Role):
                 self.complete(out)
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
-        if key == "startup":
+        if isinstance(key, tuple) and key[:1] == ("part",):  # the part's own timers
+            if not self.done:
+                self.part.on_timer(key, now, out)  # type: ignore[attr-defined]
+        elif key == "startup":
             if self.phase == "hello":
                 missing, what = sorted(set(self.roles) - set(self.directory)), "hello"
             elif self.phase == "reattach":

@@ -58,6 +58,9 @@ def execute(resolved: Resolved, scheme: str, runner: str, slots: int, seed: int,
     ``telemetry``, ``broker``, ``insecure``, ``keys``, ``controller_restarts`` and
     ``air_restarts``."""
     spec = scheme_for(resolved, scheme)
+    if spec.options.get("external"):
+        raise RunError(f"scheme {scheme!r} waits for a learner outside the testbed every "
+                       "slot: run it through controller.envs.make_env(..., runner='network')")
     arrays = load_weights(resolved, spec, weights, bool(options.get("train")))
     launcher = ("endpoints", "telemetry", "broker", "insecure", "keys", "controller_restarts",
                 "air_restarts")

@@ -154,6 +154,7 @@ DECIDERS = "controller.baselines.central"
 BATCH = "controller.baselines.batch"
 
 # Options read by the cellular modules (tables, evaluation, demo, benches):
+#   tables          False: not one of paper 001's sum-rate schemes (its tables, the demo);
 #   max_links       the scheme decides only networks of at most this many links (B*K);
 #   per_user_only   it handles the per-user limit only (no per-BS sum-power budget);
 #   optimal         its powers are the certified global optimum: the reference of every
@@ -213,19 +214,31 @@ register(Scheme("alcor-centralized", KIND, "central",
                 check=policy_fits(central_config), weights="gaussian-mlp", needs_weights=True,
                 weights_from="rrmbed train --scheme centralized",
                 label="ALCOR (centralized RL)", color="#393b79",
-                options={"alcor": "central"}, rank=10))
+                options={"alcor": "central", "tables": False}, rank=10))
 register(Scheme("alcor-wmmse", KIND, "central", ALCOR_HELP.format("WMMSE"),
                 central=f"{DECIDERS}:WmmseDecider", label="ALCOR (WMMSE)", color="#843c39",
-                options={"alcor": "central"}, rank=11))
+                options={"alcor": "central", "tables": False}, rank=11))
 register(Scheme("alcor-fp", KIND, "central", ALCOR_HELP.format("FP"),
                 central=f"{DECIDERS}:FpDecider", label="ALCOR (FP)", color="#8c6d31",
-                options={"alcor": "central"}, rank=12))
+                options={"alcor": "central", "tables": False}, rank=12))
+
+
+# A learner outside the testbed: every BS uploads its CSI slice, the controller hands the
+# whole channel to the learner (controller.envs.network, the environments' network runner)
+# and sends back the powers it chose.
+register(Scheme("external-learner", KIND, "central", "a learner outside the testbed decides (the "
+                "PettingZoo and Gymnasium environments over real processes: "
+                "controller.envs.make_env(..., runner='network'))",
+                central=f"{DECIDERS}:ExternalDecider", options={"external": True,
+                                                              "tables": False}, rank=20))
 
 
 def sum_rate_schemes(radio: RadioConfig) -> list[Scheme]:
     """Paper 001's schemes that fit ``radio``, in its tables' order: every cellular scheme
-    but the ALCOR wrappers, which trade sum rate for the users' demands (paper 004)."""
-    return [s for s in SCHEMES.for_kind(KIND) if fits(s, radio) and not s.options.get("alcor")]
+    but those marked ``tables = False``: the ALCOR wrappers, which trade sum rate for the
+    users' demands (paper 004), and the external learner."""
+    return [s for s in SCHEMES.for_kind(KIND) if fits(s, radio) and s.options.get("tables",
+                                                                                    True)]
 
 def fits(scheme: Scheme, radio: RadioConfig) -> bool:
     """Whether ``scheme`` can decide in a network of ``radio`` (its ``max_links`` and

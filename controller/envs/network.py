@@ -1,0 +1,244 @@
+"""The cellular ParallelEnv over real processes: every ``step()`` goes through the channel
+server and one node process per BS, so the user's own learner drives agents that are
+separate processes on the metered, latency-modelled backhaul.
+
+``make_env(path, runner="network", out=DIR)`` gives :class:`CellularNetworkEnv`, the same
+game as :class:`controller.envs.cellular.CellularFullEnv` (spaces, observations, rewards,
+agent names) for the same seed. Each episode is one run of the scheme ``external-learner``
+(``node/schemes/cellular.py``) into its own run directory ``DIR/episode-<i>-seed-<s>``
+(metrics.csv, overhead.csv, latency.csv, summary.json, the processes' logs), with
+``max_cycles`` slots:
+
+* ``reset(seed=s)`` starts a channel server and the BS node processes (fresh CURVE keys,
+  loopback tcp) and a controller in this process, on a thread of its own; a ``reset()``
+  without a seed starts the next run with seed ``s + 1`` (a fresh set of processes: the
+  in-process env's unseeded reset, the air's next drop, has no counterpart here);
+* each slot the BSs upload their CSI slices to the controller, which hands the whole
+  channel to this env: each BS's observation is ``obs_full`` of its own uploaded slice;
+* ``step(actions)`` turns each BS's fractions into watts as a BS does, the controller sends
+  them back as every BS's decision, the nodes transmit, and the air's slot outcome is the
+  reward (its sum-rate for every BS);
+* after the last slot the run writes its run directory, and ``last_summary`` holds its
+  summary (bytes per slot, decision latency, ...); ``close()`` stops a run mid-way.
+
+The controller polls for this env's powers every 0.5 ms, so a learner may take its time
+between steps, up to the scenario's ``timing.peer_timeout_s`` (twice that and the
+controller gives the channel server up). Errors name what failed: a process that died, a
+run that ended early, a step that waited longer than ``step_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from channel_server.config import Scenario
+from channel_server.kinds import Resolved
+from controller.deploy.launcher import LOOPBACK_BIND, NetworkRun
+from controller.deploy.tempdirs import make_tempdir
+from controller.envs.base import DEFAULT_MAX_CYCLES, Slot
+from controller.envs.cellular import CellularFullEnv, fractions_of, rate_infos
+from controller.roles.cellular import CellularPart
+from controller.roles.controller import ControllerRole
+from controller.runners.output import write_run
+from node.schemes import SCHEMES
+from protocols.driver import Driver
+from protocols.keys import load_keys, write_keys
+from protocols.messages import SlotOutcome
+from protocols.meter import Meter
+from protocols.names import CONTROLLER
+from protocols.transport import Endpoint
+
+SCHEME = next(s.name for s in SCHEMES.for_kind("cellular") if s.options.get("external"))
+"""The registered scheme whose slots an outside learner decides."""
+STEP_TIMEOUT_S = 60.0
+
+
+class Bridge:
+    """Hands slots between the controller's event loop (a thread of this process) and the
+    env: channels and outcomes one way, powers the other. Never blocks the loop."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+        self.actions: dict[int, np.ndarray] = {}
+        self.lock = threading.Lock()
+
+    # the controller's side (controller.roles.cellular.ExternalLearner)
+    def observe(self, slot: int, gains: np.ndarray) -> None:
+        self.events.put(("slot", slot, gains.copy()))
+
+    def action(self, slot: int) -> np.ndarray | None:
+        with self.lock:
+            return self.actions.pop(slot, None)
+
+    def outcome(self, msg: SlotOutcome) -> None:
+        self.events.put(("outcome", msg.slot, msg))
+
+    # the env's side
+    def act(self, slot: int, powers: np.ndarray) -> None:
+        with self.lock:
+            self.actions[slot] = powers
+
+    def wait(self, want: str, slot: int, timeout_s: float, alive: Any) -> Any:
+        """The ``want`` event ("slot" or "outcome") of ``slot``; RuntimeError naming what
+        went wrong when the run ends or ``alive()`` says why it cannot go on."""
+        waited = 0.0
+        while True:
+            try:
+                kind, n, payload = self.events.get(timeout=0.2)
+            except queue.Empty:
+                waited += 0.2
+                why = alive()
+                if why is None and waited > timeout_s:
+                    why = f"nothing within {timeout_s:.0f} s"
+                if why is not None:
+                    raise RuntimeError(f"waiting for the {want} of slot {slot}: {why}") from None
+                continue
+            if kind == "end":
+                raise RuntimeError(f"the run ended before the {want} of slot {slot}: "
+                                   f"{payload}")
+            if (kind, n) == (want, slot):
+                return payload
+            raise RuntimeError(f"expected the {want} of slot {slot}, got the {kind} of {n}")
+
+
+class Episode:
+    """One run of ``max_cycles`` slots: the processes, the controller on its thread."""
+
+    def __init__(self, resolved: Resolved, seed: int, slots: int, out: Path) -> None:
+        self.out = out
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        self.bridge = Bridge()
+        self.keydir = make_tempdir("keys")
+        write_keys(self.keydir, resolved.process_names)
+        self.ctl = ControllerRole(resolved, SCHEME, slots, seed, "network", None, {},
+                                  out_dir=out)
+        part = self.ctl.part
+        assert isinstance(part, CellularPart)
+        part.external = self.bridge
+        self.summary: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.endpoint = Endpoint(CONTROLLER, LOOPBACK_BIND, Meter(),
+                                 keys=load_keys(self.keydir, CONTROLLER))
+        self.run = NetworkRun(out)
+        self.thread = threading.Thread(target=self._serve, name=f"rrmbed-env-{out.name}",
+                                       daemon=True)
+        self.thread.start()
+        address, security = str(self.endpoint.address), ["--keys", str(self.keydir)]
+        self.run.spawn("channel-server", ["channel-server", "--controller", address,
+                                          "--bind", LOOPBACK_BIND, *security])
+        for role in resolved.node_names:
+            self.run.spawn(role, ["node", "--role", resolved.kind.node_role, "--id",
+                                  role.rsplit("-", 1)[1], "--controller", address, "--bind",
+                                  LOOPBACK_BIND, *security])
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(Driver(self.ctl, self.endpoint).run())
+            if self.ctl.failure:
+                self.ctl.errors.append(f"{self.ctl.name}: {self.ctl.failure}")
+            if self.ctl.phase not in ("hello", "ready"):
+                self.summary = write_run(self.ctl, self.out)
+        except BaseException as e:  # noqa: BLE001 - handed to the env's thread
+            self.error = e
+        finally:
+            self.endpoint.close(linger_s=1.0)
+            self.bridge.events.put(("end", -1, self.why_ended()))
+
+    def why_ended(self) -> str:
+        if self.error is not None:
+            return f"the controller failed: {self.error!r}"
+        errors = (self.summary or {}).get("errors") or self.ctl.errors
+        return "; ".join(errors) if errors else (self.ctl.failure or "the run is over")
+
+    def alive(self) -> str | None:
+        """Why the run cannot go on (None: it can)."""
+        for role, p in self.run.procs.items():
+            if p.poll() is not None and not self.ctl.done:
+                return f"{role} exited with code {p.returncode} (see {self.out / 'logs'})"
+        if not self.thread.is_alive() and self.bridge.events.empty():
+            return self.why_ended()
+        return None
+
+    def finish(self, timeout_s: float) -> dict[str, Any]:
+        """Wait for the run's end (after its last slot); its summary."""
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise RuntimeError(f"the run in {self.out} did not end within {timeout_s:.0f} s")
+        self.close()
+        if self.summary is None:
+            raise RuntimeError(f"the run in {self.out} wrote no summary: {self.why_ended()}")
+        return self.summary
+
+    def close(self) -> None:
+        """Stop whatever still runs (a run stopped mid-way keeps the rows it recorded)."""
+        for p in self.run.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        self.run.cleanup()
+        self.thread.join(10.0)
+        shutil.rmtree(self.keydir, ignore_errors=True)
+
+
+class CellularNetworkEnv(CellularFullEnv):
+    """:class:`CellularFullEnv`'s game, every slot played by real processes."""
+
+    metadata = {"name": "rrmbed_cellular_full_network_v0", "render_modes": [],
+                "is_parallelizable": True}
+
+    def __init__(self, scenario: Scenario, resolved: Resolved, seed: int = 0,
+                 max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
+                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
+        super().__init__(scenario, seed, max_cycles)
+        self.resolved = resolved
+        self.out = Path(out)
+        self.step_timeout_s = float(step_timeout_s)
+        self.episode: Episode | None = None
+        self.episodes = 0
+        """Runs started so far."""
+        self.slot = 0
+        """The slot of the current run whose channel the agents observe."""
+        self.last_summary: dict[str, Any] | None = None
+        """The summary.json of the last run that ended."""
+
+    def _start(self, seed: int) -> None:
+        self.close()
+        self.episode = Episode(self.resolved, seed, self.max_cycles,
+                               self.out / f"episode-{self.episodes}-seed-{seed}")
+        self.episodes += 1
+        self.slot = 0
+        self.gains = self._wait("slot", 0)
+
+    def _next_episode(self) -> None:
+        self.run_seed += 1
+        self._start(self.run_seed)
+
+    def _wait(self, want: str, slot: int) -> Any:
+        assert self.episode is not None
+        return self.episode.bridge.wait(want, slot, self.step_timeout_s, self.episode.alive)
+
+    def _play(self, actions: list[Any]) -> Slot:
+        assert self.episode is not None
+        frac = np.stack([fractions_of(a, self.radio) for a in actions])
+        self.episode.bridge.act(self.slot, frac * self.radio.pmax_w)
+        msg: SlotOutcome = self._wait("outcome", self.slot)
+        self.slot += 1
+        if self.slot < self.max_cycles:
+            self.gains = self._wait("slot", self.slot)
+        else:
+            self.last_summary = self.episode.finish(self.step_timeout_s)
+            self.episode = None
+        return Slot([float(msg.sum_rate_bps_hz)] * len(actions), rate_infos(msg.rates))
+
+    def close(self) -> None:
+        if self.episode is not None:
+            self.episode.close()
+            self.episode = None

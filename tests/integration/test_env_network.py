@@ -1,0 +1,111 @@
+"""The cellular PettingZoo environment over real processes (``make_env(...,
+runner="network")``): the same observations and rewards as the in-process environment for
+the same seed, every step through a channel server and one node process per BS, each
+episode a run directory with its overhead; PettingZoo's own parallel API test; a node
+killed mid-episode is an error that names it, not a hang."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pettingzoo.test import parallel_api_test
+
+from controller.envs import make_env
+from tests.helpers import ROOT, SCENARIOS, rrmbed
+
+SC = SCENARIOS / "3cell-k2.toml"
+
+
+def test_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
+    net = make_env(SC, runner="network", out=tmp_path, max_cycles=15)
+    loc = make_env(SC, max_cycles=15)
+    rng = np.random.default_rng(1)
+    try:
+        for seed in (3, 8):
+            on, _ = net.reset(seed=seed)
+            ol, _ = loc.reset(seed=seed)
+            sent = []
+            while net.agents:
+                acts = {a: rng.uniform(-0.2, 1.2, size=2).astype(np.float32)
+                        for a in net.agents}
+                sent.append(acts)
+                for a in net.possible_agents:
+                    assert np.array_equal(on[a], ol[a])
+                on, rn, tn, trn, infn = net.step(acts)
+                ol, rl, tl, trl, infl = loc.step(acts)
+                assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
+            assert not loc.agents and len(sent) == 15
+            run = next(tmp_path.glob(f"episode-*-seed-{seed}"))
+            summary = json.loads((run / "summary.json").read_text())
+            assert (summary["scheme"], summary["slots"], summary["runner"]) == (
+                "external-learner", 15, "network")
+            assert summary == net.last_summary
+            by_kind = summary["backhaul_bytes_per_slot"]["by_kind"]
+            assert by_kind["csi_upload"] > 0 and by_kind["decision"] > 0
+            with (run / "metrics.csv").open() as f:
+                rows = list(csv.DictReader(f))
+            pmax = net.radio.pmax_w
+            for row, acts in zip(rows, sent, strict=True):  # what the BSs transmitted
+                for b in range(3):
+                    want = np.clip(acts[f"bs_{b}"].astype(np.float64), 0.0, 1.0) * pmax
+                    got = [float(row[f"p_bs{b}_u{k}_w"]) for k in range(2)]
+                    assert got == pytest.approx(want.tolist(), rel=1e-12)
+            assert sorted(summary["processes"]) == sorted(
+                ["controller", "channel-server", "node-0", "node-1", "node-2"])
+    finally:
+        net.close()
+
+
+def test_network_env_passes_pettingzoo_parallel_api_test(tmp_path: Path) -> None:
+    env = make_env(SC, runner="network", out=tmp_path, max_cycles=4)
+    try:
+        parallel_api_test(env, num_cycles=6)
+    finally:
+        env.close()
+
+
+def test_a_node_killed_mid_episode_is_named(tmp_path: Path) -> None:
+    env = make_env(SC, runner="network", out=tmp_path, max_cycles=50, step_timeout_s=20)
+    try:
+        env.reset(seed=1)
+        acts = {a: np.ones(2, dtype=np.float32) for a in env.agents}
+        env.step(acts)
+        assert env.episode is not None
+        os.kill(env.episode.run.procs["node-1"].pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match="node-1"):
+            for _ in range(49):
+                env.step(acts)
+    finally:
+        env.close()
+
+
+def test_rrmbed_run_refuses_the_external_scheme(tmp_path: Path) -> None:
+    r = rrmbed("run", str(SC), "--scheme", "external-learner", "--runner", "local", "--slots", "5",
+               "--out", str(tmp_path / "x"))
+    assert r.returncode != 0
+    assert "make_env(..., runner='network')" in r.stdout + r.stderr
+
+
+def test_the_readme_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The python block of the README's network-environment section (its run directories
+    in a temporary folder instead of runs/)."""
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^### The same environment over real processes\n(.*?)(?=^###)", text,
+                        re.M | re.S)
+    assert section, "README has no network-environment section"
+    block = re.search(r"^```python\n(.*?)^```", section.group(1), re.M | re.S)
+    assert block, "that section has no python example"
+    code = block.group(1)
+    assert 'out="runs/env"' in code
+    monkeypatch.chdir(ROOT)
+    scope: dict[str, object] = {}
+    exec(compile(code.replace('out="runs/env"', f'out="{tmp_path}"'), "README.md", "exec"),
+         scope)
+    assert (tmp_path / "episode-0-seed-7" / "metrics.csv").is_file()
