@@ -410,6 +410,10 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
 @click.option("--validation-episodes", type=click.IntRange(1), default=1000,
               show_default=True, help="Local runner: channel realizations of the validation "
               "set that ranks the seeds (best-weights.npz).")
+@click.option("--user-selection", is_flag=True,
+              help="Local runner: paper 004's diverse training, each episode a random subset "
+                   "of users on (the others' channel zeroed, 0 W): the policy ALCOR needs as "
+                   "its URA (alcor-centralized).")
 @click.option("--history", is_flag=True,
               help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
                    "(check with `rrmbed history OUT/seed-<s>`).")
@@ -424,7 +428,8 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
 def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int,
           episodes_per_iter: int | None, seeds: str, backend: str, address: str | None,
           ray_retries: int, out: Path | None, weights: Path | None,
-          save_batches: bool, checkpoint_every: int, validation_episodes: int, history: bool,
+          save_batches: bool, checkpoint_every: int, validation_episodes: int,
+          user_selection: bool, history: bool,
           resume_dir: Path | None, controller_restarts: int) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
     weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
@@ -457,11 +462,10 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
 
         train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
                     checkpoint_every=checkpoint_every, sweep_config=sweep, say=click.echo,
-                    validation_episodes=validation_episodes)
+                    validation_episodes=validation_episodes, user_selection=user_selection)
         return
-    if sweep.backend != "serial":
-        raise click.UsageError("--backend ray runs local-runner seeds; a network training's "
-                               "seeds are process groups of their own")
+    if sweep.backend != "serial" or user_selection:
+        raise click.UsageError("--backend ray and --user-selection are the local runner's")
     m = episodes_per_iter or 64
     per_slot = 1 if SCHEMES.get("cellular", scheme).central_policy else sc.radio.n_cells
     slots = max(m, (steps // per_slot) // m * m)

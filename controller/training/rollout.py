@@ -155,21 +155,29 @@ def play(
     radio: RadioConfig,
     rng: np.random.Generator,
     mode: ActionMode = "sample",
+    on: BoolArray | None = None,
 ) -> Batch:
-    """One episode per realization in ``gains`` (M, B, K, B); returns the experience."""
+    """One episode per realization in ``gains`` (M, B, K, B); returns the experience.
+    ``on`` (M, B, K): the users switched on (paper 004's H_xi, :func:`random_selection`);
+    the channel of every user off is zeroed before anyone observes it, and the users off
+    get 0 W whatever the policy chose."""
     m, b_n, k_n = gains.shape[0], radio.n_cells, radio.users_per_cell
     exchange = scheme_for(variant).exchange
+    watts = radio.pmax_w
+    if on is not None:
+        gains = gains * on.transpose(0, 2, 1)[:, None]  # gains[m, b, k, c]: user (c, k)
+        watts = on * radio.pmax_w
     if exchange == "central":
         obs = obs_central(gains, radio)
         raw = policy.act(obs, mode, _noise(rng, (m, b_n * k_n), mode))
         frac = clip_fraction(raw).reshape(m, b_n, k_n)
-        rate = sum_rate_bps_hz(gains, frac * radio.pmax_w, radio.noise_w)
+        rate = sum_rate_bps_hz(gains, frac * watts, radio.noise_w)
         return Batch(obs, raw, rate.copy(), np.ones(m, dtype=bool), rate)
 
     if exchange == "none":
         obs = np.stack([obs_full(gains[:, b], b, radio) for b in range(b_n)], axis=1)
         raw = policy.act(obs, mode, _noise(rng, (m, b_n, k_n), mode))  # (M, B, K)
-        rate = sum_rate_bps_hz(gains, clip_fraction(raw) * radio.pmax_w, radio.noise_w)
+        rate = sum_rate_bps_hz(gains, clip_fraction(raw) * watts, radio.noise_w)
         return Batch(
             obs.reshape(m * b_n, -1),
             raw.reshape(m * b_n, k_n),
@@ -198,7 +206,7 @@ def play(
             raw_steps[:, n] = raw
             prior[rows, acting] = clip_fraction(raw)
             chosen[rows, acting] = 1.0
-        rate = sum_rate_bps_hz(gains, prior * radio.pmax_w, radio.noise_w)
+        rate = sum_rate_bps_hz(gains, prior * watts, radio.noise_w)
         rewards = np.zeros((m, b_n))
         rewards[:, -1] = rate
         dones = np.zeros((m, b_n), dtype=bool)
@@ -213,15 +221,30 @@ def play(
     raise AssertionError(f"no rollout for exchange {exchange!r}")  # scheme_for checked it
 
 
+def random_selection(rng: np.random.Generator, episodes: int,
+                     radio: RadioConfig) -> BoolArray:
+    """Paper 004's "diverse" training draws (its Table I): per episode a fresh activation
+    probability per user, kappa ~ U(0, 1), and the user on with that probability;
+    ``(episodes, B, K)``."""
+    shape = (episodes, radio.n_cells, radio.users_per_cell)
+    kappa = rng.uniform(0.0, 1.0, shape)
+    out: BoolArray = rng.uniform(0.0, 1.0, shape) < kappa
+    return out
+
+
 def collect(
     policy: GaussianPolicy,
     env: PowerEnv,
     episodes: int,
     rng: np.random.Generator,
     mode: ActionMode = "sample",
+    selection: np.random.Generator | None = None,
 ) -> Batch:
-    """``episodes`` fresh episodes of ``env`` played by ``policy`` (sampled actions by default)."""
-    return play(policy, env.variant, env.draw_gains(episodes), env.radio, rng, mode)
+    """``episodes`` fresh episodes of ``env`` played by ``policy`` (sampled actions by default;
+    ``selection``: a generator of :func:`random_selection`'s users on, None: every user)."""
+    gains = env.draw_gains(episodes)
+    on = None if selection is None else random_selection(selection, episodes, env.radio)
+    return play(policy, env.variant, gains, env.radio, rng, mode, on)
 
 
 def max_power_sum_rate(gains: Array, radio: RadioConfig) -> Array:

@@ -128,6 +128,11 @@ class TrainConfig:
     """Channel realizations of the validation set that ranks the seeds."""
     ewma_weight: float = 0.96
     """Smoothing weight w of the reward curve (paper 001 footnote 2)."""
+    user_selection: bool = False
+    """Paper 004's "diverse" training: each episode a random subset of users is on
+    (kappa ~ U(0, 1) per user, on with probability kappa), the channel of the others zeroed
+    and their power 0, so the policy learns to allocate among any subset of users, as
+    ALCOR's URA must (``alcor-centralized``)."""
 
     def __post_init__(self) -> None:
         registry.learner(self.algo, "gaussian")  # UnknownLearner lists the known ones
@@ -165,6 +170,7 @@ class SeedTrainer:
         self.policy = seeded_policy(policy_config_for(cfg.scheme, scenario), seed)
         self.rollout_rng = rng_for(seed, "train", "rollout")
         self.learner_rng = rng_for(seed, "train", "learner")
+        self.selection_rng = rng_for(seed, "train", "selection") if cfg.user_selection else None
         # default hyper-parameters; the episodes per update are this driver's (cfg)
         self.learner = cast("Trpo | A2c", registry.make(
             cfg.algo, self.policy, self.learner_rng, trains="gaussian"))
@@ -185,7 +191,8 @@ class SeedTrainer:
     def step(self) -> dict[str, float]:
         """Collect M episodes, update once; returns the curve row of this iteration."""
         t0 = time.perf_counter()
-        batch = collect(self.policy, self.env, self.cfg.episodes_per_iter, self.rollout_rng)
+        batch = collect(self.policy, self.env, self.cfg.episodes_per_iter, self.rollout_rng,
+                        selection=self.selection_rng)
         if isinstance(self.learner, A2c):
             obs = torch.as_tensor(batch.obs)
             with torch.no_grad():
@@ -231,6 +238,8 @@ class SeedTrainer:
         out.update(optimizer_arrays(self.learner))
         out["rng.rollout"] = rng_state(self.rollout_rng)
         out["rng.learner"] = rng_state(self.learner_rng)
+        if self.selection_rng is not None:
+            out["rng.selection"] = rng_state(self.selection_rng)
         out["counters"] = np.array([self.iteration, self.steps, self.episodes,
                                     self.learner.iterations, self.env_air().resets],
                                    dtype=np.int64)
@@ -254,6 +263,11 @@ class SeedTrainer:
         load_optimizer(self.learner, arrays)
         set_rng_state(self.rollout_rng, arrays["rng.rollout"])
         set_rng_state(self.learner_rng, arrays["rng.learner"])
+        if (self.selection_rng is not None) != ("rng.selection" in arrays):
+            had = "with" if "rng.selection" in arrays else "without"
+            raise ValueError(f"checkpoint trained {had} user selection, the run does not")
+        if self.selection_rng is not None:
+            set_rng_state(self.selection_rng, arrays["rng.selection"])
         it, steps, episodes, learner_it, resets = (int(x) for x in arrays["counters"])
         self.iteration, self.steps, self.episodes = it, steps, episodes
         self.learner.iterations = learner_it
@@ -389,6 +403,7 @@ def train(
     threads: int = 1,
     plots: bool = True,
     validation_episodes: int = 1000,
+    user_selection: bool = False,
     sweep_config: SweepConfig | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -398,7 +413,8 @@ def train(
     with CLI overrides). ``episodes_per_iter`` defaults to M = 1000. With ``resume``, each
     seed continues from its latest checkpoint in ``out/seed-<s>/checkpoints`` (the run's
     settings must match) up to ``steps``. ``threads``: torch intra-op threads while training;
-    ``validation_episodes``: size of the validation set ranking the seeds; ``sweep_config``:
+    ``validation_episodes``: size of the validation set ranking the seeds; ``user_selection``:
+    paper 004's diverse training (:attr:`TrainConfig.user_selection`); ``sweep_config``:
     where the seeds run (:mod:`controller.training.sweep`: in order here, or as Ray tasks,
     with the same results), ``say`` what a Ray sweep reports. Returns the summary written
     to summary.json.
@@ -408,7 +424,8 @@ def train(
     m = episodes_per_iter if episodes_per_iter is not None else TrpoConfig().episodes_per_iteration
     cfg = TrainConfig(algo=algo, scheme=scheme, steps=int(steps), episodes_per_iter=int(m),
                       checkpoint_every=checkpoint_every, threads=threads,
-                      validation_episodes=validation_episodes)
+                      validation_episodes=validation_episodes,
+                      user_selection=user_selection)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
