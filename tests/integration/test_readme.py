@@ -478,14 +478,15 @@ def check_gnn_cost(r: Result) -> None:
 
 
 SA7 = "scenarios/alcor-7cell-k3.toml"
-A7_TRAIN = ("rrmbed train scenarios/alcor-7cell-k3.toml --scheme centralized --steps 100000 "
-            "--out runs/train-alcor7")
+A7_TRAIN = ("rrmbed train scenarios/alcor-7cell-k3.toml --scheme centralized --user-selection "
+            "--steps 100000 --out runs/train-alcor7")
 
 
 def check_train_alcor7(r: Result) -> None:
     s = r.json("train-alcor7/seed-0/summary.json")
     assert s["iterations"] == 4 and finite(s["validation_sum_rate_bps_hz"]), s
     assert r.path("train-alcor7/seed-0/weights.npz").is_file()
+    assert "user_selection = true" in r.path("train-alcor7/seed-0/config.toml").read_text()
 
 
 def check_alcor_cellular(r: Result) -> None:
@@ -623,8 +624,9 @@ RUNS: dict[str, Case] = {
         ("run", "scenarios/alcor-gauss-n5.toml", "--scheme", "alcor-wmmse-dist", "--runner",
          "network", "--slots", "100", "--out", "{tmp}/alcor-dist", "--no-telemetry"),
         check_alcor_dist),
-    A7_TRAIN: Case(("train", SA7, "--scheme", "centralized", "--steps", "200", "--episodes",
-                    "50", "--out", "{tmp}/train-alcor7"), check_train_alcor7),
+    A7_TRAIN: Case(("train", SA7, "--scheme", "centralized", "--user-selection", "--steps",
+                    "200", "--episodes", "50", "--out", "{tmp}/train-alcor7"),
+                   check_train_alcor7),
     "rrmbed run scenarios/alcor-7cell-k3.toml --scheme alcor-centralized --weights "
     "runs/train-alcor7/seed-0/weights.npz --runner network --slots 9000": Case(
         ("run", SA7, "--scheme", "alcor-centralized", "--weights",
