@@ -680,6 +680,10 @@ def compose(scenario: Path, nodes: int | None, scheme: str | None, slots: int, s
                                  f"scenario; choose from "
                                  f"{', '.join(SCHEMES.names(resolved.kind.name))}",
                                  param_hint="--scheme")
+    if SCHEMES.get(resolved.kind.name, scheme).options.get("external"):
+        raise click.BadParameter(f"scheme {scheme!r} waits for a learner outside the testbed "
+                                 "every slot: run it through controller.envs.make_env(..., "
+                                 "runner='network')", param_hint="--scheme")
     if swarm:
         from controller.deploy.swarm import render_stack
 

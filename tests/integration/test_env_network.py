@@ -86,11 +86,13 @@ def test_a_node_killed_mid_episode_is_named(tmp_path: Path) -> None:
         env.close()
 
 
-def test_rrmbed_run_refuses_the_external_scheme(tmp_path: Path) -> None:
-    r = rrmbed("run", str(SC), "--scheme", "external-learner", "--runner", "local", "--slots", "5",
-               "--out", str(tmp_path / "x"))
-    assert r.returncode != 0
-    assert "make_env(..., runner='network')" in r.stdout + r.stderr
+def test_rrmbed_run_and_compose_refuse_the_external_scheme(tmp_path: Path) -> None:
+    for args in (("run", str(SC), "--scheme", "external-learner", "--runner", "local",
+                  "--slots", "5", "--out", str(tmp_path / "x")),
+                 ("compose", str(SC), "--scheme", "external-learner", "--insecure")):
+        r = rrmbed(*args)
+        assert r.returncode != 0, args
+        assert "make_env(..., runner='network')" in " ".join((r.stdout + r.stderr).split())
 
 
 def test_the_readme_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
