@@ -76,8 +76,11 @@ LEARNERS = (OURS, SB3, SB3_DEFAULT, OURS_WIDE)
 
 
 def _gym() -> Any:
+    """gymnasium, once the 'bench' extra is there (sb3-contrib: gymnasium alone comes with
+    the 'envs' extra)."""
     try:
         import gymnasium
+        import sb3_contrib  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the optional extra
         raise ImportError("the TRPO benchmark needs the 'bench' extra: "
                           "pip install 'rrmbed[bench]' (sb3-contrib)") from e
