@@ -28,7 +28,7 @@ from tests.helpers import SCENARIOS, read_csv, rrmbed, run_dir, seeded_weights
 SC = SCENARIOS / "alcor-7cell-k3.toml"
 B, K = 7, 3
 N = B * K
-SETS = {"demands.phase_starts": [0, 100, 200], "alcor.batch": 10}
+SETS = {"demands.phase_starts": [0, 60, 120], "alcor.batch": 10}
 ARGS = tuple(x for k, v in SETS.items() for x in ("--set", f"{k}={v}"))
 
 
@@ -73,13 +73,13 @@ def replay(rows: list[dict[str, str]], seed: int, allocate: Any) -> np.ndarray:
 
 
 def test_alcor_over_wmmse_equals_an_independent_replay(tmp_path: Path) -> None:
-    out = run_dir(tmp_path, SC, "alcor-wmmse", "local", 240, 2, *ARGS)
+    out = run_dir(tmp_path, SC, "alcor-wmmse", "local", 160, 2, *ARGS)
     rows = read_csv(out / "metrics.csv")
     s = resolve(SC, SETS).scenario
     lam = replay(rows, 2, lambda g: wmmse_powers(g[None], s.radio, s.baselines)[0][0])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["alcor_lambda"][-1][1] == pytest.approx(lam.tolist(), rel=1e-9, abs=1e-12)
-    assert [p["first_slot"] for p in summary["demand_phases"]] == [0, 100, 200]
+    assert [p["first_slot"] for p in summary["demand_phases"]] == [0, 60, 120]
     assert all(float(r["violation_pct"]) >= 0 for r in rows)
 
 
@@ -92,7 +92,7 @@ def test_alcor_over_a_trained_policy_on_both_runners(tmp_path: Path) -> None:
     from protocols.weights import read_arrays
 
     weights = seeded_weights(tmp_path / "w.npz", "centralized", SC, 7)
-    outs = {r: run_dir(tmp_path / r, SC, "alcor-centralized", r, 120, 4, *ARGS, "--weights",
+    outs = {r: run_dir(tmp_path / r, SC, "alcor-centralized", r, 80, 4, *ARGS, "--weights",
                        str(weights), *(("--no-telemetry",) if r == "network" else ()))
             for r in ("network", "local")}
     rows = read_csv(outs["network"] / "metrics.csv")
@@ -110,15 +110,15 @@ def test_alcor_over_a_trained_policy_on_both_runners(tmp_path: Path) -> None:
 def test_demands_already_met_leave_the_allocator_alone(tmp_path: Path) -> None:
     """The simple update with small demands (0.01 bit/s/Hz) on the users WMMSE serves at more
     than 1 bit/s/Hz: lambda stays 0, every user is on, the powers are plain WMMSE's."""
-    plain = read_csv(run_dir(tmp_path / "free", SC, "wmmse", "local", 100, 5) / "metrics.csv")
+    plain = read_csv(run_dir(tmp_path / "free", SC, "wmmse", "local", 60, 5) / "metrics.csv")
     rates = np.mean([user_columns(r, "rate") for r in plain], axis=0)
     u = np.where(rates > 1.0, 0.01, 0.0)
     assert u.any()
     tiny = ("--set", f"demands.u_min_bps_hz=[{u.tolist()}]", "--set",
             "demands.phase_starts=[0]", "--set", 'alcor.update="simple"')
-    alcor = read_csv(run_dir(tmp_path, SC, "alcor-wmmse", "local", 100, 5, *tiny)
+    alcor = read_csv(run_dir(tmp_path, SC, "alcor-wmmse", "local", 60, 5, *tiny)
                      / "metrics.csv")
-    plain = read_csv(run_dir(tmp_path, SC, "wmmse", "local", 100, 5, *tiny) / "metrics.csv")
+    plain = read_csv(run_dir(tmp_path, SC, "wmmse", "local", 60, 5, *tiny) / "metrics.csv")
     assert np.array_equal([powers(r) for r in alcor], [powers(r) for r in plain])
     assert all(int(r[f"on_bs{b}_u{k}"]) == 1 for r in alcor for b in range(B) for k in range(K))
 
