@@ -50,6 +50,18 @@ def rrmbed(*args: str, timeout: float = 240,
                           timeout=timeout, env=env)
 
 
+def sh(cmd: list[str], timeout: float = 300, env: dict[str, str] | None = None,
+       cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` to the end, output captured as text (docker and other tools)."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=cwd)
+
+
+def tail(text: str, lines: int = 40) -> str:
+    """The last ``lines`` lines of ``text`` (for assertion messages)."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 Spawn = Callable[..., "subprocess.Popen[str]"]
 """The ``spawn`` fixture (tests/conftest.py): ``spawn(*args, env=None)`` starts ``rrmbed ARGS``
 in the background and returns its Popen (text pipes)."""

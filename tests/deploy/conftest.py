@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, sh, tail
 
 BUILD_SCRIPT = ROOT / "scripts" / "build-images.sh"
 ENV = "RRMBED_DEPLOY_TESTS"
@@ -103,6 +104,18 @@ def docker_ready() -> Iterator[list[str]]:
     compose = compose_command()
     assert compose is not None
     yield compose
+
+
+@pytest.fixture(scope="session")
+def images(docker_ready: list[str]) -> list[str]:
+    """Build (or reuse) rrmbed-base:bookworm and rrmbed:local, once per session; the compose
+    command."""
+    t0 = time.monotonic()
+    r = sh(["bash", str(ROOT / "scripts" / "build-images.sh")], timeout=1500)
+    assert r.returncode == 0, f"build-images.sh failed (rc {r.returncode}):\n{tail(r.stderr)}"
+    timings = [ln for ln in r.stderr.splitlines() if ln.startswith("[build-images]   ")]
+    print(f"\nbuild-images.sh: {time.monotonic() - t0:.1f} s\n" + "\n".join(timings))
+    return docker_ready
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

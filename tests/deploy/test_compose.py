@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from controller.deploy.compose import render_compose
-from tests.helpers import ROOT, S3, SD, SV, read_csv, rrmbed
+from tests.helpers import S3, SD, SV, read_csv, rrmbed, sh, tail
 
 SCENARIO = S3
 IMAGE = "rrmbed:local"
@@ -50,25 +50,7 @@ def container_keys(tmp: Path, scenario: Path) -> str:
     return str(keys)
 
 
-def sh(cmd: list[str], timeout: float = 300, env: dict[str, str] | None = None,
-       cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=cwd)
 
-
-def tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-@pytest.fixture(scope="session")
-def images(docker_ready: list[str]) -> list[str]:
-    """Build (or reuse) rrmbed-base:bookworm and rrmbed:local; the compose command."""
-    t0 = time.monotonic()
-    r = sh(["bash", str(ROOT / "scripts" / "build-images.sh")], timeout=1500)
-    assert r.returncode == 0, f"build-images.sh failed (rc {r.returncode}):\n{tail(r.stderr)}"
-    timings = [ln for ln in r.stderr.splitlines() if ln.startswith("[build-images]   ")]
-    print(f"\nbuild-images.sh: {time.monotonic() - t0:.1f} s\n" + "\n".join(timings))
-    return docker_ready
 
 
 def compose_subnet() -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, S3, read_csv, rrmbed
+from tests.helpers import S3, read_csv, rrmbed, sh, tail
 
 SCENARIO = S3
 IMAGE = "rrmbed:local"
@@ -38,14 +38,6 @@ RUN_TIMEOUT_S = 600
 DEPLOY = [pytest.mark.deploy, pytest.mark.timeout(1800)]
 
 
-def sh(cmd: list[str], timeout: float = 300, env: dict[str, str] | None = None,
-       cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=cwd)
-
-
-def tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def iptables_hint() -> str:
@@ -60,15 +52,6 @@ def iptables_hint() -> str:
                     "DNS need iptables)")
     return ""
 
-
-@pytest.fixture(scope="session")
-def images(docker_ready: list[str]) -> list[str]:
-    """Build (or reuse) rrmbed-base:bookworm and rrmbed:local."""
-    t0 = time.monotonic()
-    r = sh(["bash", str(ROOT / "scripts" / "build-images.sh")], timeout=1500)
-    assert r.returncode == 0, f"build-images.sh failed (rc {r.returncode}):\n{tail(r.stderr)}"
-    print(f"\nbuild-images.sh: {time.monotonic() - t0:.1f} s")
-    return docker_ready
 
 
 def swarm_info() -> dict[str, object]:
