@@ -794,6 +794,32 @@ def bench_trpo(steps: int, seed: int, episodes: int, out: Path | None) -> None:
         raise click.ClickException(str(e)) from e
 
 
+@bench.command("train")
+@click.option("--steps", type=click.IntRange(1), default=20_000, show_default=True,
+              help="Env steps of TRPO centralized on 3cell-k2 (and of sb3-contrib's).")
+@click.option("--steps-7", "steps_7", type=click.IntRange(1), default=8_000,
+              show_default=True, help="Env steps of TRPO round-robin on 7cell-k8.")
+@click.option("--episodes", type=click.IntRange(1), default=1000, show_default=True,
+              help="Episodes per TRPO update, M.")
+@click.option("--v2x-episodes", type=click.IntRange(1), default=20, show_default=True,
+              help="Training episodes of the V2X multi-agent DQN.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-sb3", is_flag=True, help="Leave out sb3-contrib's TRPO.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the figures as JSON here.")
+def bench_train(steps: int, steps_7: int, episodes: int, v2x_episodes: int, seed: int,
+                no_sb3: bool, json_path: Path | None) -> None:
+    """Env steps per second of the local trainers (TRPO 3cell-k2 centralized, TRPO 7cell-k8
+    round-robin, V2X multi-agent DQN), TRPO's time split into env, policy forward and update,
+    beside sb3-contrib's TRPO on the same task (with the 'bench' extra)."""
+    from controller.bench.train import print_bench_train, run_bench_train
+
+    result = run_bench_train(steps, steps_7, episodes, v2x_episodes, seed, not no_sb3)
+    print_bench_train(result)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 @bench.command("slots")
 @click.option("--slots", type=click.IntRange(1), default=2000, show_default=True,
               help="Slots per run.")

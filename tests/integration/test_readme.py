@@ -499,6 +499,19 @@ def check_alcor_cellular(r: Result) -> None:
     assert len(rows) == 60 and "violation_pct" in rows[0] and "on_bs6_u2" in rows[0]
 
 
+def check_bench_train(r: Result) -> None:
+    out = r.json("bench-train.json")
+    rows = {row["trainer"]: row for row in out["rows"]}
+    assert {"trpo centralized", "trpo round-robin", "dqn marl-dqn"} <= set(rows)
+    for name in ("trpo centralized", "trpo round-robin"):
+        row = rows[name]
+        assert row["steps"] >= 100 and row["steps_per_s"] > 0
+        assert 0 < row["env_s"] + row["forward_s"] + row["update_s"] <= row["wall_s"]
+    if out["sb3"] is not None:  # without the 'bench' extra it says so
+        assert "'bench' extra" in out["sb3"]
+    assert "steps/s" in r.proc.stdout
+
+
 def check_alcor_dist(r: Result) -> None:
     s = r.json("alcor-dist/summary.json")
     assert s["slots"] == 100 and s["demand_phases"][0]["u_min_bps_hz"] == [0.5] * 5, s
@@ -624,6 +637,9 @@ RUNS: dict[str, Case] = {
         ("run", "scenarios/alcor-gauss-n5.toml", "--scheme", "alcor-wmmse-dist", "--runner",
          "network", "--slots", "100", "--out", "{tmp}/alcor-dist", "--no-telemetry"),
         check_alcor_dist),
+    "rrmbed bench train --json runs/bench-train.json": Case(
+        ("bench", "train", "--steps", "200", "--steps-7", "100", "--episodes", "50",
+         "--v2x-episodes", "1", "--json", "{tmp}/bench-train.json"), check_bench_train),
     A7_TRAIN: Case(("train", SA7, "--scheme", "centralized", "--user-selection", "--steps",
                     "200", "--episodes", "50", "--out", "{tmp}/train-alcor7"),
                    check_train_alcor7),
@@ -744,7 +760,7 @@ NOT_RRMBED: dict[str, str] = {
 
 SIZE_PARAMS = frozenset({"slots", "steps", "episodes_per_iter", "episodes", "eval_episodes",
                          "seeds", "realizations", "count", "repeat", "batch", "compare",
-                         "samples", "epochs"})
+                         "samples", "epochs", "steps_7", "v2x_episodes"})
 """Options that only say how much work a command does."""
 PATH_PARAMS = frozenset({"out", "json_path", "weights", "sources", "directory", "keys_dir"})
 """Options whose README path may move into ``{tmp}`` (``runs/X`` or ``X`` -> ``{tmp}/X``)."""
