@@ -13,6 +13,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -60,6 +61,34 @@ def sh(cmd: list[str], timeout: float = 300, env: dict[str, str] | None = None,
 def tail(text: str, lines: int = 40) -> str:
     """The last ``lines`` lines of ``text`` (for assertion messages)."""
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def dockerd_without_iptables() -> bool:
+    """Whether the running dockerd was started with ``--iptables=false`` (no embedded DNS,
+    no overlay network)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"dockerd") and b"--iptables=false" in argv:
+            return True
+    return False
+
+
+def readme_section(heading: str) -> str:
+    """The text of the README's ``### <heading>...`` subsection, up to the next heading."""
+    text = (ROOT / "README.md").read_text()
+    found = re.search(rf"^### {re.escape(heading)}[^\n]*\n(.*?)(?=^##|\Z)", text, re.M | re.S)
+    assert found, f"README has no ### {heading} section"
+    return found.group(1)
+
+
+def python_example(section: str) -> str:
+    """The first ```python block of a README section."""
+    found = re.search(r"^```python\n(.*?)^```", section, re.M | re.S)
+    assert found, "that README section has no python example"
+    return found.group(1)
 
 
 Spawn = Callable[..., "subprocess.Popen[str]"]

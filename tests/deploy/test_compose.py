@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from controller.deploy.compose import render_compose
-from tests.helpers import S3, SD, SV, read_csv, rrmbed, sh, tail
+from tests.helpers import S3, SD, SV, dockerd_without_iptables, read_csv, rrmbed, sh, tail
 
 SCENARIO = S3
 IMAGE = "rrmbed:local"
@@ -57,13 +57,8 @@ def compose_subnet() -> str | None:
     """A fixed subnet when the daemon runs without iptables (no embedded DNS then)."""
     if os.environ.get("RRMBED_COMPOSE_SUBNET"):
         return os.environ["RRMBED_COMPOSE_SUBNET"]
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"dockerd") and b"--iptables=false" in argv:
-            return f"172.30.{random.randrange(256)}.0/24"
+    if dockerd_without_iptables():
+        return f"172.30.{random.randrange(256)}.0/24"
     return None
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import S3, read_csv, rrmbed, sh, tail
+from tests.helpers import S3, dockerd_without_iptables, read_csv, rrmbed, sh, tail
 
 SCENARIO = S3
 IMAGE = "rrmbed:local"
@@ -42,14 +42,9 @@ DEPLOY = [pytest.mark.deploy, pytest.mark.timeout(1800)]
 
 def iptables_hint() -> str:
     """Why swarm may not work on this host, if dockerd says so on its command line."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"dockerd") and b"--iptables=false" in argv:
-            return (" (dockerd runs with --iptables=false: swarm's overlay network and its "
-                    "DNS need iptables)")
+    if dockerd_without_iptables():
+        return (" (dockerd runs with --iptables=false: swarm's overlay network and its "
+                "DNS need iptables)")
     return ""
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import signal
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 from controller.envs import make_env
-from tests.helpers import ROOT, SCENARIOS, rrmbed
+from tests.helpers import ROOT, SCENARIOS, python_example, readme_section, rrmbed
 
 SC = SCENARIOS / "3cell-k2.toml"
 
@@ -98,13 +97,7 @@ def test_rrmbed_run_and_compose_refuse_the_external_scheme(tmp_path: Path) -> No
 def test_the_readme_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The python block of the README's network-environment section (its run directories
     in a temporary folder instead of runs/)."""
-    text = (ROOT / "README.md").read_text()
-    section = re.search(r"^### The same environment over real processes\n(.*?)(?=^###)", text,
-                        re.M | re.S)
-    assert section, "README has no network-environment section"
-    block = re.search(r"^```python\n(.*?)^```", section.group(1), re.M | re.S)
-    assert block, "that section has no python example"
-    code = block.group(1)
+    code = python_example(readme_section("The same environment over real processes"))
     assert 'out="runs/env"' in code
     monkeypatch.chdir(ROOT)
     scope: dict[str, object] = {}

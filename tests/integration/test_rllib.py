@@ -24,7 +24,7 @@ from channel_server.air import Air
 from channel_server.config import RadioConfig, load_scenario
 from channel_server.rates import csi_slice, rates_bps_hz, sum_rate_bps_hz
 from node.observation import obs_full
-from tests.helpers import ROOT, S3
+from tests.helpers import ROOT, S3, python_example, readme_section
 
 SEED = 5
 CYCLES = 10
@@ -198,16 +198,13 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
     in the repository, with the PYTHONHASHSEED the README names (RLlib orders a step's
     agents by string hashing), its own process group so that nothing of Ray outlives a
     timeout, and HOME in tmp_path (an Algorithm makes an empty folder in ~/ray_results)."""
-    text = (ROOT / "README.md").read_text()
-    section = re.search(r"^### RLlib\n(.*?)(?=^##|\Z)", text, re.M | re.S)
-    assert section, "README has no ### RLlib section"
-    block = re.search(r"^```python\n(.*?)^```", section.group(1), re.M | re.S)
-    assert block, "README's RLlib section has no python example"
-    quoted = re.search(r"^```\n(iteration .*?)^```", section.group(1), re.M | re.S)
+    section = readme_section("RLlib")
+    code = python_example(section)
+    quoted = re.search(r"^```\n(iteration .*?)^```", section, re.M | re.S)
     assert quoted, "README's RLlib section quotes no output"
-    assert "PYTHONHASHSEED=0" in section.group(1)
+    assert "PYTHONHASHSEED=0" in section
     script = tmp_path / "readme_rllib.py"
-    script.write_text(block.group(1))
+    script.write_text(code)
     env = dict(os.environ, PYTHONHASHSEED="0", HOME=str(tmp_path), PYTHONPATH=str(ROOT),
                OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, text=True,

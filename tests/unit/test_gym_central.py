@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -16,7 +17,8 @@ from channel_server.air import Air
 from channel_server.config import load_scenario
 from channel_server.rates import sum_rate_bps_hz
 from controller.envs.central import ENV_ID, CentralPowerEnv, mean_reward, reference_rewards
-from tests.helpers import ROOT, S3
+from controller.learners.threads import torch_threads
+from tests.helpers import ROOT, S3, python_example, readme_section
 
 SLOTS = 5
 
@@ -89,12 +91,9 @@ def test_same_seed_same_episode() -> None:
 
 
 @pytest.fixture
-def one_torch_thread():  # small MLPs on 2 busy cores: one thread is several times faster
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_torch_thread() -> Iterator[None]:  # small MLPs on 2 busy cores: one thread is faster
+    with torch_threads(1):
+        yield
 
 
 def test_ppo_learns_better_than_random_power(one_torch_thread: None) -> None:
@@ -113,19 +112,15 @@ def test_ppo_learns_better_than_random_power(one_torch_thread: None) -> None:
 def test_the_readme_example_runs(one_torch_thread: None, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     """The python block of the README's Gymnasium section, as a fresh clone runs it."""
-    text = (ROOT / "README.md").read_text()
-    section = re.search(r"^### Gymnasium \(centralized view\)[^\n]*\n(.*?)(?=^##|\Z)", text,
-                        re.M | re.S)
-    assert section, "README has no ### Gymnasium (centralized view) section"
-    block = re.search(r"^```python\n(.*?)^```", section.group(1), re.M | re.S)
-    assert block, "README's Gymnasium section has no python example"
+    section = readme_section("Gymnasium (centralized view)")
+    code = python_example(section)
     monkeypatch.chdir(ROOT)
     scope: dict[str, object] = {}
-    exec(compile(block.group(1), "README.md:Gymnasium", "exec"), scope)
+    exec(compile(code, "README.md:Gymnasium", "exec"), scope)
     ref = scope["ref"]
     assert isinstance(ref, dict) and scope["ppo"] > max(ref.values())
     printed = capsys.readouterr().out.strip()
-    quoted = re.search(r"`(PPO [^`]*)`", section.group(1))
+    quoted = re.search(r"`(PPO [^`]*)`", section)
     assert quoted, "README quotes no figures"
     # random and max-power are numpy alone and exact; PPO's last digit may vary with the CPU
     assert printed.split(",")[1:] == quoted.group(1).split(",")[1:], (printed, quoted.group(1))

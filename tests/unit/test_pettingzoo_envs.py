@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 import warnings
 
 import numpy as np
@@ -32,7 +31,7 @@ from channel_server.v2x_air import V2xAir
 from controller.envs import make_env
 from node.mpgnn import phi
 from node.observation import obs_full
-from tests.helpers import ROOT
+from tests.helpers import ROOT, python_example, readme_section
 
 SMALL: dict[str, tuple[str, dict[str, object]]] = {
     "cellular": ("scenarios/3cell-k2.toml", {}),
@@ -292,10 +291,6 @@ def test_kind_files_hold_only_a_reference() -> None:
 
 def test_the_readme_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The python block of the README's "### PettingZoo" section, as a fresh clone runs it."""
-    text = (ROOT / "README.md").read_text()
-    section = re.search(r"^### PettingZoo\n(.*?)(?=^##)", text, re.M | re.S)
-    assert section, "README has no ### PettingZoo section"
-    block = re.search(r"^```python\n(.*?)^```", section.group(1), re.M | re.S)
-    assert block, "README's PettingZoo section has no python example"
+    code = python_example(readme_section("PettingZoo"))
     monkeypatch.chdir(ROOT)
-    exec(compile(block.group(1), "README.md:PettingZoo", "exec"), {})
+    exec(compile(code, "README.md:PettingZoo", "exec"), {})
