@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -157,7 +158,13 @@ def demands_at(dm: DemandConfig, n_users: int, seed: int, slot: int) -> Array:
         return u
     if not dm.u_min_bps_hz:
         return np.zeros(n_users)
-    return DemandSchedule.of(list(zip(dm.phase_starts, dm.u_min_bps_hz, strict=True))).at(slot)
+    return _schedule(dm).at(slot)
+
+
+@lru_cache(maxsize=16)
+def _schedule(dm: DemandConfig) -> DemandSchedule:
+    """The fixed phases of ``dm``, built once (:func:`demands_at` runs every slot)."""
+    return DemandSchedule.of(list(zip(dm.phase_starts, dm.u_min_bps_hz, strict=True)))
 
 
 @dataclass(frozen=True)

@@ -180,9 +180,6 @@ class Episode:
 
     def close(self) -> None:
         """Stop whatever still runs (a run stopped mid-way keeps the rows it recorded)."""
-        for p in self.run.procs.values():
-            if p.poll() is None:
-                p.terminate()
         self.run.cleanup()
         self.thread.join(10.0)
         shutil.rmtree(self.keydir, ignore_errors=True)
