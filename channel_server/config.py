@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import j0
+import numpy.typing as npt
 
 from channel_server.demands import AlcorSettings, DemandConfig, demand_problems
 from protocols.wire import ArrayEncoding, WireFormat, key_problems
@@ -28,6 +28,16 @@ LIGHT_SPEED_MPS = 299_792_458.0
 class ScenarioError(ValueError):
     """A scenario file is missing, malformed, or has a wrong field."""
 
+
+
+def bessel_j0(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Bessel J0, the lag correlation of Jakes' fading. scipy is imported here, not at the
+    top: only the channel server needs it, and it adds a quarter of a second to the start
+    of every process that reads a scenario."""
+    from scipy.special import j0
+
+    out: npt.NDArray[np.float64] = j0(x)
+    return out
 
 @dataclass(frozen=True)
 class RadioConfig:
@@ -91,7 +101,7 @@ class RadioConfig:
         """Lag-1 correlation of the Gauss-Markov fading, J0(2 pi f_d T); 0 for i.i.d."""
         if self.fading == "iid":
             return 0.0
-        return float(j0(2.0 * np.pi * self.doppler_hz * self.slot_s))
+        return float(bessel_j0(2.0 * np.pi * self.doppler_hz * self.slot_s))
 
     @property
     def n_links(self) -> int:

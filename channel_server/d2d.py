@@ -49,7 +49,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import j0
 
 from channel_server.config import (
     LIGHT_SPEED_MPS,
@@ -57,6 +56,7 @@ from channel_server.config import (
     ScenarioError,
     TimingConfig,
     assign,
+    bessel_j0,
     read_toml,
 )
 from channel_server.fading import GaussMarkovFading
@@ -219,7 +219,7 @@ class D2dScenario:
         """Lag-1 correlation of the fading, J0(2 pi f_d T); 0 for i.i.d. fading."""
         if self.channel.fading == "iid":
             return 0.0
-        return float(j0(2.0 * math.pi * self.channel.doppler_hz * self.radio.slot_s))
+        return float(bessel_j0(2.0 * math.pi * self.channel.doppler_hz * self.radio.slot_s))
 
 
 # --------------------------------------------------------------------------- loading

@@ -42,7 +42,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import j0
 
 from channel_server.config import (
     LIGHT_SPEED_MPS,
@@ -51,6 +50,7 @@ from channel_server.config import (
     TimingConfig,
     WireConfig,
     assign,
+    bessel_j0,
     read_toml,
 )
 from channel_server.demands import AlcorSettings, DemandConfig, demand_problems
@@ -168,7 +168,7 @@ class IcScenario:
         """Lag-1 correlation of the fading, J0(2 pi f_d T); 0 for i.i.d. fading."""
         if self.channel.fading == "iid":
             return 0.0
-        return float(j0(2.0 * math.pi * self.channel.doppler_hz * self.radio.slot_s))
+        return float(bessel_j0(2.0 * math.pi * self.channel.doppler_hz * self.radio.slot_s))
 
 
 def _validate(s: IcScenario, where: str) -> None:

@@ -58,7 +58,6 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import j0
 
 from channel_server.config import (
     LIGHT_SPEED_MPS,
@@ -66,6 +65,7 @@ from channel_server.config import (
     ScenarioError,
     TimingConfig,
     assign,
+    bessel_j0,
     build_dataclass,
     check_field,
     read_toml,
@@ -525,7 +525,7 @@ def shadowing_step(
 def doppler_rho(speed_mps: Any, carrier_hz: float, slot_s: float) -> Array:
     """Lag-1 correlation ``J0(2 pi f_d T)`` of Jakes fading, ``f_d = v f_c / c``."""
     fd = np.asarray(speed_mps, dtype=np.float64) * carrier_hz / LIGHT_SPEED_MPS
-    out: Array = j0(2.0 * math.pi * fd * slot_s)
+    out: Array = bessel_j0(2.0 * math.pi * fd * slot_s)
     return out
 
 
