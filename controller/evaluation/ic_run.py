@@ -126,13 +126,11 @@ class IcRecorder:
 
 def plot_slots(rec: IcRecorder, path: Path) -> None:
     """Sum rate per slot against WMMSE's, and the decision latency against the deadline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend to resolve at start
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (a, b) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = Figure(figsize=(8, 6))
+    a, b = fig.subplots(2, 1, sharex=True)
     slots = np.arange(rec.done)
     a.plot(slots, rec.sum_rates(), lw=0.8, label=rec.scheme)
     a.plot(slots, [r.reference_rate for r in rec.rows], lw=0.8, ls="--", label="WMMSE")
@@ -148,7 +146,6 @@ def plot_slots(rec: IcRecorder, path: Path) -> None:
     fig.suptitle(f"{rec.scenario.name}: {rec.scheme} ({rec.runner})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def report_run(summary: dict[str, Any], out: Path, console: Console) -> None:

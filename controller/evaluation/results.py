@@ -270,10 +270,7 @@ def _ms(x: float | None) -> str:
 
 def plot_run(out: Path) -> Path:
     """plots/slots.png: sum-rate per slot (with a moving mean) and decision latency."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend to resolve at start
 
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -283,7 +280,8 @@ def plot_run(out: Path) -> Path:
     lat = np.array([float(r["decision_latency_ms"]) for r in rows])
     window = max(1, min(50, len(rate) // 10))
     mean = np.convolve(rate, np.ones(window) / window, mode="valid")
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    fig = Figure(figsize=(9, 5.5))
+    a1, a2 = fig.subplots(2, 1, sharex=True)
     a1.plot(slots, rate, lw=0.8, alpha=0.5, label="per slot")
     a1.plot(slots[window - 1:], mean, lw=1.8, label=f"moving mean ({window} slots)")
     a1.set_ylabel("sum-rate (Mbit/s)")
@@ -303,5 +301,4 @@ def plot_run(out: Path) -> Path:
     (out / "plots").mkdir(exist_ok=True)
     path = out / "plots" / "slots.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

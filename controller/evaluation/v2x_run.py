@@ -240,14 +240,12 @@ def _f(x: float | None, digits: int) -> str:
 
 def plot_episodes(out: Path, rec: V2xRecorder) -> Path:
     """plots/episodes.png: delivery rate and sum V2I rate per episode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend to resolve at start
 
     eps = rec.episodes()
     x = [e["episode"] for e in eps]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    fig = Figure(figsize=(8, 5))
+    a1, a2 = fig.subplots(2, 1, sharex=True)
     a1.plot(x, [e["delivery_rate"] for e in eps], "o-", ms=3)
     a1.set_ylim(-0.05, 1.05)
     a1.set_ylabel("V2V delivery rate")
@@ -259,7 +257,6 @@ def plot_episodes(out: Path, rec: V2xRecorder) -> Path:
     (out / "plots").mkdir(exist_ok=True)
     path = out / "plots" / "episodes.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
