@@ -33,6 +33,8 @@ from tests.helpers import S3, Spawn, rrmbed, wait_for_slot
 
 SETS = ("--set", 'timing.clock="realtime"', "--set", 'timing.compute_model="fixed"', "--set",
         "radio.slot_s=0.005")
+SLOTS = 1200
+"""6 s of 5 ms slots: the attacks begin at slot 300 and end by about slot 400 here."""
 
 
 def forge(cls: type[Message], sender: str, slot: int, **payload: object) -> bytes:
@@ -73,15 +75,22 @@ def attacks(slot: int) -> dict[str, list[bytes]]:
 
 def start_run(out: Path, spawn: Spawn, *security: str) -> tuple[subprocess.Popen[str],
                                                                   dict[str, int]]:
-    """A 3000-slot realtime run (5 ms slots), once it has passed slot 300; the pids of its
+    """A 1200-slot realtime run (5 ms slots), once it has passed slot 300; the pids of its
     processes."""
     proc = spawn("run", str(S3), "--scheme", "round-robin", "--runner", "network", "--slots",
-                 "3000", "--seed", "5", "--out", str(out), "--no-telemetry", *SETS, *security)
+                 str(SLOTS), "--seed", "5", "--out", str(out), "--no-telemetry", *SETS, *security)
     return proc, wait_for_slot(proc, out, 300)
 
 
 def slots_done(out: Path) -> int:
     return int(json.loads((out / "status.json").read_text())["slots_done"])
+
+
+def attacked_until(out: Path) -> None:
+    """The attacks aim at slots up to 220 ahead of the run: they must all be over with room
+    to spare, or the run could end before some frames reach it."""
+    print("attacks over at slot", slots_done(out))
+    assert slots_done(out) < SLOTS - 400, "the run is too short for its attacks"
 
 
 def send(ctx: zmq.Context[zmq.Socket[bytes]], pid: int, frames: list[bytes],
@@ -102,7 +111,7 @@ def send(ctx: zmq.Context[zmq.Socket[bytes]], pid: int, frames: list[bytes],
 def same_as_clean_run(out: Path, tmp_path: Path) -> None:
     clean = tmp_path / "clean"
     r = rrmbed("run", str(S3), "--scheme", "round-robin", "--runner", "local", "--slots",
-               "3000", "--seed", "5", "--out", str(clean), *SETS)
+               str(SLOTS), "--seed", "5", "--out", str(clean), *SETS)
     assert r.returncode == 0, r.stderr
     assert (out / "metrics.csv").read_bytes() == (clean / "metrics.csv").read_bytes()
 
@@ -118,13 +127,14 @@ def test_forged_frames_are_rejected_and_change_nothing(tmp_path: Path, spawn: Sp
                 send(ctx, pids[target], frames)
                 sent[target] = sent.get(target, 0) + len(frames)
             time.sleep(0.2)
+        attacked_until(out)
     finally:
         ctx.term()
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stdout + stderr  # completed, but dropped messages
     assert "rejected by their receiver" in stdout + stderr
     s = json.loads((out / "summary.json").read_text())
-    assert s["slots"] == 3000 and s["errors"] == [] and s["lost_nodes"] == []
+    assert s["slots"] == SLOTS and s["errors"] == [] and s["lost_nodes"] == []
     counted = {who: sum(r.values()) for who, r in s["rejected"].items()}
     assert counted == sent, s["rejected"]
     assert s["rejected_total"] == sum(sent.values())
@@ -176,13 +186,14 @@ def test_with_curve_only_the_runs_keys_get_in_and_only_as_themselves(tmp_path: P
             hostile += 2
             time.sleep(0.2)
         assert spy.poll(500) == 0, "an unauthenticated Hello was answered"
+        attacked_until(out)
     finally:
         spy.close(linger=0)
         ctx.term()
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stdout + stderr
     s = json.loads((out / "summary.json").read_text())
-    assert s["slots"] == 3000 and s["errors"] == [] and s["lost_nodes"] == []
+    assert s["slots"] == SLOTS and s["errors"] == [] and s["lost_nodes"] == []
     # frames without a run key never arrived; node-2's key claiming others: dropped on
     # arrival; node-2 as itself: rejected by the role
     assert s["protocol_errors"] == impostor

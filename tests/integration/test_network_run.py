@@ -83,7 +83,8 @@ def predicted_forward_bytes(k: int, b: int, slot: int) -> list[int]:
 def test_backhaul_bytes_match_message_sizes(tmp_path: Path, scenario: Path) -> None:
     radio = load_scenario(scenario).radio
     slots = 60
-    for scheme in ("max-power", "random", "full"):
+    # no exchange, no backhaul (at 3 cells; 7 cells adds nothing to it but minutes of CI)
+    for scheme in ("max-power", "random", "full") if radio.n_cells == 3 else ():
         out = run_dir(tmp_path, scenario, scheme, "network", slots, 5)
         s = json.loads((out / "summary.json").read_text())
         assert s["backhaul_bytes_per_slot"]["total"] == 0, scheme
