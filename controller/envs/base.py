@@ -69,6 +69,33 @@ def check_options(kind: str, options: dict[str, Any], known: tuple[str, ...]) ->
                         f"{', '.join(known)}")
 
 
+NETWORK_OPTIONS = ("runner", "out", "step_timeout_s")
+"""The options of a kind whose parallel game also runs over real processes."""
+
+
+def network_env(ref: str, kind: str, scenario: Any, seed: int, max_cycles: int,
+                options: dict[str, Any]) -> Any:
+    """The kind's parallel game over real processes (``ref``: "module:class" of its network
+    env, :mod:`controller.envs.network`) when ``options`` ask for ``runner="network"``
+    (``out``: the folder of its runs' directories, ``step_timeout_s``: how long a step may
+    wait); None for the in-process runner (the default)."""
+    runner = options.get("runner", "local")
+    if runner == "local":
+        if "out" in options or "step_timeout_s" in options:
+            raise ValueError("out and step_timeout_s are options of runner='network'")
+        return None
+    if runner != "network":
+        raise ValueError(f"runner must be 'local' or 'network', not {runner!r}")
+    if options.get("api", "parallel") != "parallel":
+        raise ValueError("runner='network' plays the parallel game (api='parallel')")
+    from channel_server.kinds import KINDS, Resolved
+    from protocols.plugins import resolve as resolve_ref
+
+    extra = {k: options[k] for k in ("out", "step_timeout_s") if k in options}
+    return resolve_ref(ref)(scenario, Resolved(KINDS.get(kind), scenario), seed, max_cycles,
+                            **extra)
+
+
 def as_api(env: ParallelEnv[Any, Any, Any], api: str) -> Any:
     """``env`` for ``api``: itself ("parallel"), or PettingZoo's ``parallel_to_aec`` of it
     ("aec", for a kind without a turn-based game of its own)."""

@@ -45,11 +45,13 @@ from channel_server.rates import csi_slice, rates_bps_hz
 from controller.envs.base import (
     APIS,
     DEFAULT_MAX_CYCLES,
+    NETWORK_OPTIONS,
     Obs,
     Slot,
     SlotEnv,
     agent_names,
     check_options,
+    network_env,
     parts_box,
 )
 from node.observation import (
@@ -61,34 +63,25 @@ from node.observation import (
     obs_round_robin,
 )
 from node.policy_spec import clip_fraction, fit_bs_budget
-from protocols.plugins import resolve as resolve_ref
 from protocols.seeding import rng_for
 
-OPTIONS = ("api", "max_cycles", "runner", "out", "step_timeout_s")
-NETWORK_ENV = "controller.envs.network:CellularNetworkEnv"
+OPTIONS = ("api", "max_cycles", *NETWORK_OPTIONS)
+NETWORK_ENV = "controller.envs.cellular_network:CellularNetworkEnv"
 """The full game over real processes (a reference: that module builds on this one)."""
 
 
 def make_env(scenario: Scenario, seed: int = 0, **options: Any) -> Any:
     """The kind's factory: ``api="parallel"`` (default) the ``full`` game,
     ``api="aec"`` the round-robin one; ``max_cycles`` slots per episode. ``runner="network"``
-    plays the ``full`` game over real processes (:mod:`controller.envs.network`; ``out``:
-    the folder of its runs' directories, ``step_timeout_s``: how long a step may wait)."""
+    plays the ``full`` game over real processes (:mod:`controller.envs.cellular_network`;
+    ``out``: the folder of its runs' directories, ``step_timeout_s``: how long a step may
+    wait)."""
     check_options("cellular", options, OPTIONS)
     api = options.get("api", "parallel")
     max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))
-    runner = options.get("runner", "local")
-    if runner == "network":
-        if api != "parallel":
-            raise ValueError("runner='network' plays the parallel game (api='parallel')")
-        from channel_server.kinds import KINDS, Resolved
-
-        extra = {k: options[k] for k in ("out", "step_timeout_s") if k in options}
-        return resolve_ref(NETWORK_ENV)(scenario, Resolved(KINDS.get("cellular"), scenario),
-                                        seed, max_cycles, **extra)
-    if runner != "local" or "out" in options or "step_timeout_s" in options:
-        raise ValueError("runner must be 'local' or 'network' (out and step_timeout_s are "
-                         "the network runner's)")
+    network = network_env(NETWORK_ENV, "cellular", scenario, seed, max_cycles, options)
+    if network is not None:
+        return network
     if api == "parallel":
         return CellularFullEnv(scenario, seed, max_cycles)
     if api == "aec":

@@ -36,23 +36,33 @@ import numpy as np
 from channel_server.interference import IcChannel, IcScenario, sum_rates
 from controller.envs.base import (
     DEFAULT_MAX_CYCLES,
+    NETWORK_OPTIONS,
     Obs,
     Slot,
     SlotEnv,
     agent_names,
     as_api,
     check_options,
+    network_env,
     parts_box,
 )
 from node.mpgnn import phi
 
-OPTIONS = ("api", "max_cycles")
+OPTIONS = ("api", "max_cycles", *NETWORK_OPTIONS)
+NETWORK_ENV = "controller.envs.interference_network:IcNetworkEnv"
+"""The game over real processes (a reference: that module builds on this one)."""
 
 
 def make_env(scenario: IcScenario, seed: int = 0, **options: Any) -> Any:
-    """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it)."""
+    """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it);
+    ``runner="network"`` plays the parallel game over real processes
+    (:mod:`controller.envs.interference_network`)."""
     check_options("interference", options, OPTIONS)
-    env = IcParallelEnv(scenario, seed, int(options.get("max_cycles", DEFAULT_MAX_CYCLES)))
+    max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))
+    network = network_env(NETWORK_ENV, "interference", scenario, seed, max_cycles, options)
+    if network is not None:
+        return network
+    env = IcParallelEnv(scenario, seed, max_cycles)
     return as_api(env, options.get("api", "parallel"))
 
 
@@ -76,6 +86,20 @@ def link_observations(gains: np.ndarray, graph: np.ndarray, last_fraction: np.nd
     return out
 
 
+def fractions(actions: list[Any]) -> np.ndarray:
+    """Every link's action -> its power fraction ``(K,)`` (the node's rule: clipped)."""
+    out: np.ndarray = np.clip(np.array([np.asarray(a, dtype=np.float64).reshape(())
+                                        for a in actions]), 0.0, 1.0)
+    return out
+
+
+def rate_slot(rates: np.ndarray) -> Slot:
+    """The slot of the links' rates ``(K,)``: the sum-rate as every link's reward."""
+    total = float(rates.sum())
+    return Slot([total] * len(rates),
+                [{"rate_bps_hz": float(r), "sum_rate_bps_hz": total} for r in rates])
+
+
 class IcParallelEnv(SlotEnv):
     """The links set their powers at once, every slot."""
 
@@ -93,18 +117,14 @@ class IcParallelEnv(SlotEnv):
         super().__init__(names, {a: obs for a in names}, {a: act for a in names}, seed,
                          max_cycles, parts_box((k * k, 0.0, np.inf), (k, 0.0, 1.0)))
         self.channel: IcChannel | None = None
+        self.gains = np.zeros((k, k))
+        """The current slot's gains ``(K, K)``."""
         self.last_fraction = np.ones(k)
         """Every link's power fraction in the last slot (1 before the first)."""
 
-    @property
-    def gains(self) -> np.ndarray:
-        """The current slot's gains ``(K, K)``."""
-        assert self.channel is not None
-        out: np.ndarray = self.channel.gains[0]
-        return out
-
     def _start(self, seed: int) -> None:
         self.channel = IcChannel(self.scenario, seed)
+        self.gains = self.channel.gains[0]
         self.last_fraction = np.ones(self.scenario.k)
 
     def _next_episode(self) -> None:
@@ -117,14 +137,12 @@ class IcParallelEnv(SlotEnv):
 
     def _play(self, actions: list[Any]) -> Slot:
         assert self.channel is not None
-        frac = np.clip(np.array([np.asarray(a, dtype=np.float64).reshape(()) for a in actions]),
-                       0.0, 1.0)
+        frac = fractions(actions)
         rates = sum_rates(self.gains, frac * self.radio.pmax_w, self.radio.noise_w)
-        total = float(rates.sum())
         self.last_fraction = frac
         self.channel.step()
-        return Slot([total] * len(actions),
-                    [{"rate_bps_hz": float(r), "sum_rate_bps_hz": total} for r in rates])
+        self.gains = self.channel.gains[0]
+        return rate_slot(rates)
 
     def state(self) -> Obs:
         f = phi(self.gains, self.radio.pmax_w, self.radio.noise_w)

@@ -1,23 +1,28 @@
-"""The cellular ParallelEnv over real processes: every ``step()`` goes through the channel
-server and one node process per BS, so the user's own learner drives agents that are
-separate processes on the metered, latency-modelled backhaul.
+"""The environments over real processes (``make_env(path, runner="network", out=DIR)``):
+every ``step()`` goes through the channel server and the kind's node processes, so the
+user's own learner drives agents that are separate processes on the metered,
+latency-modelled backhaul.
 
-``make_env(path, runner="network", out=DIR)`` gives :class:`CellularNetworkEnv`, the same
-game as :class:`controller.envs.cellular.CellularFullEnv` (spaces, observations, rewards,
-agent names) for the same seed. Each episode is one run of the scheme ``external-learner``
-(``node/schemes/cellular.py``) into its own run directory ``DIR/episode-<i>-seed-<s>``
-(metrics.csv, overhead.csv, latency.csv, summary.json, the processes' logs), with
-``max_cycles`` slots:
+This module is what every kind's network environment shares; a kind's own (one module per
+kind: :mod:`controller.envs.cellular_network`, :mod:`controller.envs.interference_network`)
+mixes :class:`OverProcesses` into the kind's in-process ``ParallelEnv`` and gives it only
+``_play``: the same game (spaces, observations, rewards, agent names) for the same seed.
+Each episode is one run of the kind's scheme registered with ``options={"external": True}``
+(``external-learner``: the nodes upload their measurements as for any central scheme and
+the controller's part hands the channel to this env, :mod:`controller.roles.external`) into
+its own run directory ``DIR/episode-<i>-seed-<s>`` (metrics.csv, overhead.csv, latency.csv,
+summary.json, the processes' logs), with ``max_cycles`` slots:
 
-* ``reset(seed=s)`` starts a channel server and the BS node processes (fresh CURVE keys,
+* ``reset(seed=s)`` starts a channel server and the node processes (fresh CURVE keys,
   loopback tcp) and a controller in this process, on a thread of its own; a ``reset()``
   without a seed starts the next run with seed ``s + 1`` (a fresh set of processes: the
-  in-process env's unseeded reset, the air's next drop, has no counterpart here);
-* each slot the BSs upload their CSI slices to the controller, which hands the whole
-  channel to this env: each BS's observation is ``obs_full`` of its own uploaded slice;
-* ``step(actions)`` turns each BS's fractions into watts as a BS does, the controller sends
-  them back as every BS's decision, the nodes transmit, and the air's slot outcome is the
-  reward (its sum-rate for every BS);
+  in-process env's unseeded reset, which goes on in the same world, has no counterpart
+  here);
+* each slot the nodes upload what they measured to the controller, which hands the whole
+  channel to this env (``self.gains``, what the in-process env's observations are made of);
+* ``step(actions)`` turns the actions into watts as the nodes do, the controller sends them
+  back as every node's decision, the nodes transmit, and the air's slot outcome gives the
+  rewards;
 * after the last slot the run writes its run directory, and ``last_summary`` holds its
   summary (bytes per slot, decision latency, ...); ``close()`` stops a run mid-way.
 
@@ -38,26 +43,29 @@ from typing import Any
 
 import numpy as np
 
-from channel_server.config import Scenario
 from channel_server.kinds import Resolved
 from controller.deploy.launcher import LOOPBACK_BIND, NetworkRun
 from controller.deploy.tempdirs import make_tempdir
-from controller.envs.base import DEFAULT_MAX_CYCLES, Slot
-from controller.envs.cellular import CellularFullEnv, fractions_of, rate_infos
-from controller.roles.cellular import CellularPart
 from controller.roles.controller import ControllerRole
+from controller.roles.external import ExternalSlots
 from controller.runners.output import write_run
 from node.schemes import SCHEMES
 from protocols.driver import Driver
 from protocols.keys import load_keys, write_keys
-from protocols.messages import SlotOutcome
 from protocols.meter import Meter
 from protocols.names import CONTROLLER
 from protocols.transport import Endpoint
 
-SCHEME = next(s.name for s in SCHEMES.for_kind("cellular") if s.options.get("external"))
-"""The registered scheme whose slots an outside learner decides."""
 STEP_TIMEOUT_S = 60.0
+
+
+def external_scheme(resolved: Resolved) -> str:
+    """The scheme of ``resolved``'s kind whose slots an outside learner decides."""
+    found = [s.name for s in SCHEMES.for_kind(resolved.kind.name) if s.options.get("external")]
+    if not found:
+        raise ValueError(f"scenario kind {resolved.kind.name!r} has no scheme an outside "
+                         "learner decides (options external = True)")
+    return found[0]
 
 
 class Bridge:
@@ -69,7 +77,7 @@ class Bridge:
         self.actions: dict[int, np.ndarray] = {}
         self.lock = threading.Lock()
 
-    # the controller's side (controller.roles.cellular.ExternalLearner)
+    # the controller's side (controller.roles.external.ExternalLearner)
     def observe(self, slot: int, gains: np.ndarray) -> None:
         self.events.put(("slot", slot, gains.copy()))
 
@@ -77,7 +85,7 @@ class Bridge:
         with self.lock:
             return self.actions.pop(slot, None)
 
-    def outcome(self, msg: SlotOutcome) -> None:
+    def outcome(self, msg: Any) -> None:
         self.events.put(("outcome", msg.slot, msg))
 
     # the env's side
@@ -119,11 +127,9 @@ class Episode:
         self.bridge = Bridge()
         self.keydir = make_tempdir("keys")
         write_keys(self.keydir, resolved.process_names)
-        self.ctl = ControllerRole(resolved, SCHEME, slots, seed, "network", None, {},
-                                  out_dir=out)
-        part = self.ctl.part
-        assert isinstance(part, CellularPart)
-        part.external = self.bridge
+        self.ctl = ControllerRole(resolved, external_scheme(resolved), slots, seed, "network",
+                                  None, {}, out_dir=out)
+        self.ctl.part.external = ExternalSlots(self.bridge)  # type: ignore[attr-defined]
         self.summary: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.endpoint = Endpoint(CONTROLLER, LOOPBACK_BIND, Meter(),
@@ -185,16 +191,17 @@ class Episode:
         shutil.rmtree(self.keydir, ignore_errors=True)
 
 
-class CellularNetworkEnv(CellularFullEnv):
-    """:class:`CellularFullEnv`'s game, every slot played by real processes."""
+class OverProcesses:
+    """Mixed in before a kind's in-process ``ParallelEnv`` (a :class:`controller.envs.base.
+    SlotEnv` whose observations read ``self.gains``): its world comes from real processes.
+    The kind's class calls :meth:`_network` in its ``__init__`` and plays a slot with
+    :meth:`_exchange`."""
 
-    metadata = {"name": "rrmbed_cellular_full_network_v0", "render_modes": [],
-                "is_parallelizable": True}
+    max_cycles: int
+    run_seed: int
+    gains: np.ndarray
 
-    def __init__(self, scenario: Scenario, resolved: Resolved, seed: int = 0,
-                 max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
-                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
-        super().__init__(scenario, seed, max_cycles)
+    def _network(self, resolved: Resolved, out: str | Path, step_timeout_s: float) -> None:
         self.resolved = resolved
         self.out = Path(out)
         self.step_timeout_s = float(step_timeout_s)
@@ -222,18 +229,19 @@ class CellularNetworkEnv(CellularFullEnv):
         assert self.episode is not None
         return self.episode.bridge.wait(want, slot, self.step_timeout_s, self.episode.alive)
 
-    def _play(self, actions: list[Any]) -> Slot:
+    def _exchange(self, powers: np.ndarray) -> Any:
+        """Play the current slot with ``powers`` (watts, the kind's shape): the air's outcome
+        message of it; the next slot's channel is then in ``self.gains``."""
         assert self.episode is not None
-        frac = np.stack([fractions_of(a, self.radio) for a in actions])
-        self.episode.bridge.act(self.slot, frac * self.radio.pmax_w)
-        msg: SlotOutcome = self._wait("outcome", self.slot)
+        self.episode.bridge.act(self.slot, powers)
+        msg = self._wait("outcome", self.slot)
         self.slot += 1
         if self.slot < self.max_cycles:
             self.gains = self._wait("slot", self.slot)
         else:
             self.last_summary = self.episode.finish(self.step_timeout_s)
             self.episode = None
-        return Slot([float(msg.sum_rate_bps_hz)] * len(actions), rate_infos(msg.rates))
+        return msg
 
     def close(self) -> None:
         if self.episode is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from controller.baselines.central import CentralDecider
 from controller.evaluation.results import RunRecorder
 from controller.learners.collect import ExperienceLedger
 from controller.learners.journal import Checkpoint, TrainingJournal, open_journal
+from controller.roles.external import EXTERNAL, ExternalSlots
 from node.agent import node_policy, policy_with_weights, scheme_of
 from node.alcor_online import OnlineAlcor
 from protocols.messages import (
@@ -57,26 +58,6 @@ from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
     from controller.roles.controller import ControllerRole
-
-
-EXTERNAL = ("part", "external")
-"""The timer key of an external learner's decisions."""
-EXTERNAL_POLL_S = 0.0005
-"""How often the controller looks for an external learner's powers, seconds."""
-
-
-class ExternalLearner(Protocol):
-    """A learner outside the testbed deciding every slot (scheme ``external-learner``): called in
-    the controller's event loop, so it never blocks."""
-
-    def observe(self, slot: int, gains: np.ndarray) -> None:
-        """The whole channel ``(B, K, B)`` of ``slot``, rebuilt from the BSs' uploads."""
-
-    def action(self, slot: int) -> np.ndarray | None:
-        """The powers ``(B, K)`` in watts for ``slot``, or None while not decided yet."""
-
-    def outcome(self, msg: SlotOutcome) -> None:
-        """What the air recorded for a slot."""
 
 
 class CellularPart:
@@ -97,12 +78,9 @@ class CellularPart:
             self.central = CentralDecider(ctl.scheme, scenario, ctl.seed, policy,
                                           "sample" if train else "mean")
         self.trainer = self.make_trainer(train, weights) if train else None
-        self.external: ExternalLearner | None = None
+        self.external: ExternalSlots | None = None
         """Scheme ``external-learner``: a learner outside the testbed decides (set by
-        :mod:`controller.envs.network`): each slot's channel goes to it, its powers come
-        back, polled every ``EXTERNAL_POLL_S``."""
-        self.awaiting: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
-        """Scheme ``external-learner``: slots whose channel the learner has, and their uploads."""
+        :mod:`controller.envs.network`)."""
         self.alcor: OnlineAlcor | None = None
         """ALCOR (paper 004) over the central decider: every user's multiplier."""
         self.usv: dict[int, np.ndarray] = {}
@@ -356,7 +334,7 @@ class CellularPart:
                               np.mean(msg.compute_s[active]) if active else 0.0), demand)
         ctl.outcome_recorded(msg.lost)
         if self.external is not None:
-            self.external.outcome(msg)
+            self.external.learner.outcome(msg)
         if self.alcor is not None:
             self.try_decide(out)
         if self.trainer is not None:
@@ -445,9 +423,7 @@ class CellularPart:
         del self.uploads[slot]
         self.decided.add(slot)
         if self.external is not None:
-            self.awaiting[slot] = got
-            self.external.observe(slot, gains[0])
-            out.timer(EXTERNAL, self.ctl.host.now() + EXTERNAL_POLL_S)
+            self.external.hand(slot, got, gains[0], self.ctl.host.now(), out)
             return
         powers, compute_s = self.central.decide(gains)
         if on is not None:
@@ -472,13 +448,8 @@ class CellularPart:
         """Scheme ``external-learner``: send the powers the learner has given, in slot order; look
         again later for the rest."""
         assert key == EXTERNAL and self.external is not None
-        timing = self.scenario.timing
-        for slot in sorted(self.awaiting):
-            powers = self.external.action(slot)
-            if powers is None:
-                out.timer(EXTERNAL, now + EXTERNAL_POLL_S)
-                return
-            self.send_decision(slot, self.awaiting.pop(slot), powers, timing.compute_s, out)
+        for slot, got, powers in self.external.decided(now, out):
+            self.send_decision(slot, got, powers, self.scenario.timing.compute_s, out)
 
     # ----------------------------------------------------------------- results
 

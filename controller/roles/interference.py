@@ -15,6 +15,7 @@ interleave)."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from channel_server.interference import IcScenario
 from controller.baselines.ic import IcCentral
 from controller.evaluation.ic_run import IcRecorder
+from controller.roles.external import EXTERNAL, ExternalSlots
 from node.alcor_online import OnlineAlcor
 from node.schemes import SCHEMES
 from protocols.ic_messages import IcOutcome, IcUpload
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 class IcPart:
     snapshot: tuple[int, dict[str, np.ndarray]] | None = None
     pause_every = 0
+    external: ExternalSlots | None = None
+    """Scheme ``external-learner``: a learner outside the testbed decides (set by
+    :mod:`controller.envs.network`)."""
 
     def __init__(self, ctl: ControllerRole, scenario: IcScenario,
                  weights: dict[str, np.ndarray] | None) -> None:
@@ -80,6 +85,8 @@ class IcPart:
             if self.alcor is not None:
                 self.alcor.add(msg.slot, msg.u_min, msg.rates)
             self.ctl.outcome_recorded(msg.lost)
+            if self.external is not None:
+                self.external.learner.outcome(msg)
             if self.alcor_mode is not None:
                 self.try_decide(out)
         elif isinstance(msg, IcUpload) and self.central is not None:
@@ -146,16 +153,34 @@ class IcPart:
             self.usv[slot] = on.astype(np.int64)
         if self.alcor_mode is not None and not on.all():
             gains = gains * on[:, None] * on[None, :]  # H_xi: the links off do not exist
+        if self.external is not None:
+            self.external.hand(slot, got, gains, self.ctl.host.now(), out)
+            return
         powers, compute_s = self.central.decide(gains)
         powers = np.where(on, powers, 0.0) if self.alcor_mode is not None else powers
         timing = self.scenario.timing
-        compute = compute_s if timing.compute_model == "measured" else timing.compute_s
-        self.compute_s.append(compute)
-        ready = max(a for _, a, _ in got.values()) + compute  # uplink latency added on receipt
+        self.send_decision(slot, got, powers,
+                           compute_s if timing.compute_model == "measured" else timing.compute_s,
+                           out)
+
+    def send_decision(self, slot: int, got: dict[int, tuple[np.ndarray, float, bool]],
+                      powers: np.ndarray, compute_s: float, out: Outbox) -> None:
+        """Every uploading link's power of ``powers`` ``(K,)``, ready ``compute_s`` after the
+        last upload arrived (the uplink latency is added on receipt)."""
+        self.compute_s.append(compute_s)
+        ready = max(a for _, a, _ in got.values()) + compute_s
         name = self.ctl.kind.node_name
         for i in sorted(got):
             out.send(name(i), Decision, slot=slot, chain_latency_s=ready,
                      powers=powers[i:i + 1])
+
+    def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
+        """Scheme ``external-learner``: send the powers the learner has given, in slot order;
+        look again later for the rest."""
+        assert key == EXTERNAL and self.external is not None
+        for slot, got, powers in self.external.decided(now, out):
+            self.send_decision(slot, got, np.asarray(powers, dtype=np.float64),
+                               self.scenario.timing.compute_s, out)
 
     # ----------------------------------------------------------------- results
 

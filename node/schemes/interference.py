@@ -67,3 +67,11 @@ register(Scheme("alcor-mpgnn", KIND, "neighbours", "distributed ALCOR over the M
                 weights="ic-mpgnn", needs_weights=True, weights_from="rrmbed gnn train",
                 check="node.link_agent:check_mpgnn", options={"alcor": "distributed"},
                 rank=14))
+
+# A learner outside the testbed: every link uploads what its receiver measured, the
+# controller hands the whole channel to the learner (controller.envs.network, the
+# environments' network runner) and sends back the powers it chose.
+register(Scheme("external-learner", KIND, "central", "a learner outside the testbed decides (the "
+                "PettingZoo environment over real processes: "
+                "controller.envs.make_env(..., runner='network'))", central=CENTRAL,
+                options={"external": True, "tables": False}, rank=20))

@@ -1,8 +1,8 @@
-"""The cellular PettingZoo environment over real processes (``make_env(...,
-runner="network")``): the same observations and rewards as the in-process environment for
-the same seed, every step through a channel server and one node process per BS, each
-episode a run directory with its overhead; PettingZoo's own parallel API test; a node
-killed mid-episode is an error that names it, not a hang."""
+"""The PettingZoo environments over real processes (``make_env(..., runner="network")``):
+the same observations and rewards as the in-process environment for the same seed, every
+step through a channel server and one node process per BS (cellular) or per link (the
+interference channel), each episode a run directory with its overhead; PettingZoo's own
+parallel API test; a node killed mid-episode is an error that names it, not a hang."""
 
 from __future__ import annotations
 
@@ -58,6 +58,41 @@ def test_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
                     assert got == pytest.approx(want.tolist(), rel=1e-12)
             assert sorted(summary["processes"]) == sorted(
                 ["controller", "channel-server", "node-0", "node-1", "node-2"])
+    finally:
+        net.close()
+
+
+def test_interference_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
+    """Ten links of the Gaussian interference channel: each link's observation is made of
+    the column its node uploaded, its reward of the rates the air recorded."""
+    sc = SCENARIOS / "ic-gauss-k10.toml"
+    net = make_env(sc, runner="network", out=tmp_path, max_cycles=8)
+    loc = make_env(sc, max_cycles=8)
+    rng = np.random.default_rng(2)
+    try:
+        on, _ = net.reset(seed=4)
+        ol, _ = loc.reset(seed=4)
+        sent = []
+        while net.agents:
+            for a in net.possible_agents:
+                assert np.array_equal(on[a], ol[a]), a
+            acts = {a: rng.uniform(-0.2, 1.2, size=1).astype(np.float32) for a in net.agents}
+            sent.append(acts)
+            on, rn, tn, trn, infn = net.step(acts)
+            ol, rl, tl, trl, infl = loc.step(acts)
+            assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
+        assert not loc.agents and len(sent) == 8
+        summary = net.last_summary
+        assert summary is not None and summary["scheme"] == "external-learner"
+        assert summary["slots"] == 8 and not summary["errors"]
+        assert set(summary["backhaul_bytes_per_slot"]["by_kind"]) == {"ic_upload", "decision"}
+        with (tmp_path / "episode-0-seed-4" / "metrics.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        pmax = net.radio.pmax_w
+        for row, acts in zip(rows, sent, strict=True):  # what the links transmitted
+            want = [float(np.clip(acts[f"link_{i}"][0], 0.0, 1.0)) * pmax for i in range(10)]
+            got = [float(row[f"p_w_l{i}"]) for i in range(10)]
+            assert got == pytest.approx(want, rel=1e-12)
     finally:
         net.close()
 
