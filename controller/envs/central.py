@@ -184,6 +184,22 @@ def reference_rewards(env: CentralPowerEnv, seeds: Iterable[int]) -> dict[str, f
             "max_power": mean_reward(env, lambda _obs: ones, seeds)}
 
 
+def central_env(scenario: Scenario | str | os.PathLike[str],
+                episode_slots: int = DEFAULT_EPISODE_SLOTS, render_mode: str | None = None,
+                runner: str = "local", **network: Any) -> CentralPowerEnv:
+    """:data:`ENV_ID`'s entry point: the in-process env, or with ``runner="network"`` the
+    same game over real processes (:mod:`controller.envs.central_network`; ``network``:
+    ``out``, ``step_timeout_s``)."""
+    if runner == "network":
+        from controller.envs.central_network import CentralNetworkEnv
+
+        return CentralNetworkEnv(scenario, episode_slots, render_mode, **network)
+    if runner != "local" or network:
+        raise ValueError(f"runner must be 'local' or 'network', not {runner!r} (options "
+                         "out and step_timeout_s are the network runner's)")
+    return CentralPowerEnv(scenario, episode_slots, render_mode)
+
+
 if ENV_ID not in gym.registry:
-    gym.register(ENV_ID, entry_point=f"{__name__}:CentralPowerEnv",
+    gym.register(ENV_ID, entry_point=f"{__name__}:central_env",
                  kwargs={"episode_slots": DEFAULT_EPISODE_SLOTS})

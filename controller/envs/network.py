@@ -199,7 +199,7 @@ class OverProcesses:
 
     max_cycles: int
     run_seed: int
-    gains: np.ndarray
+    gains: Any
 
     def _network(self, resolved: Resolved, out: str | Path, step_timeout_s: float) -> None:
         self.resolved = resolved

@@ -12,11 +12,13 @@ import os
 import signal
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
 from controller.envs import make_env
+from controller.envs.central import ENV_ID, CentralPowerEnv
 from tests.helpers import ROOT, SCENARIOS, python_example, readme_section, rrmbed
 
 SC = SCENARIOS / "3cell-k2.toml"
@@ -93,6 +95,32 @@ def test_interference_network_env_equals_the_in_process_env(tmp_path: Path) -> N
             want = [float(np.clip(acts[f"link_{i}"][0], 0.0, 1.0)) * pmax for i in range(10)]
             got = [float(row[f"p_w_l{i}"]) for i in range(10)]
             assert got == pytest.approx(want, rel=1e-12)
+    finally:
+        net.close()
+
+
+def test_gymnasium_central_env_over_processes_equals_the_in_process_env(tmp_path: Path) -> None:
+    """``gymnasium.make(ENV_ID, ..., runner="network")``: paper 001's centralized view with
+    every step through the processes; a second episode (unseeded reset) is run seed + 1."""
+    net = gym.make(ENV_ID, scenario=SC, episode_slots=6, runner="network", out=tmp_path)
+    loc = CentralPowerEnv(SC, episode_slots=6)
+    rng = np.random.default_rng(3)
+    try:
+        for seed, reset in ((5, 5), (6, None)):
+            on, _ = net.reset(seed=reset)
+            ol, _ = loc.reset(seed=seed)
+            truncated = False
+            while not truncated:
+                assert np.array_equal(on, ol)
+                act = rng.uniform(-0.1, 1.1, 6).astype(np.float32)
+                on, rn, tn, truncated, _ = net.step(act)
+                ol, rl, tl, trl, _ = loc.step(act)
+                assert (rn, tn, truncated) == (rl, tl, trl)
+            summary = net.unwrapped.last_summary
+            assert (summary["scheme"], summary["slots"], summary["seed"]) == (
+                "external-learner", 6, seed)
+        with pytest.raises(RuntimeError, match="after the episode's last slot"):
+            net.step(act)
     finally:
         net.close()
 
