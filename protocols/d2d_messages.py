@@ -3,7 +3,9 @@
 The air plane carries each pair's own slice (channel server -> pair), the pair's choice
 (pair -> channel server) and what its receiver reports (channel server -> pair); the
 slot's outcome goes to the controller on the control plane. Experience uploads and
-weights downloads use the common ``experience`` and ``weights`` kinds (backhaul).
+weights downloads use the common ``experience`` and ``weights`` kinds (backhaul). Under the
+scheme an outside learner decides (``external-learner``) each pair uploads its observation
+and gets its action back (backhaul).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, ClassVar
 import numpy.typing as npt
 
 from protocols.messages import Message, Plane, register
-from protocols.names import CHANNEL_SERVER, NODES
+from protocols.names import CHANNEL_SERVER, CONTROLLER, NODES
 
 
 @register
@@ -96,3 +98,29 @@ class D2dOutcome(Message):
     """Chain latency of each pair's decision, seconds, shape (N,) (inf: silent)."""
     lost: list[int]
     """Indices of pairs whose node vanished."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class D2dUpload(Message):
+    """Scheme ``external-learner``: a pair's observation of the slot, to the controller
+    (pair node -> controller)."""
+
+    KIND: ClassVar[str] = "d2d_upload"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    EXCHANGED: ClassVar[tuple[str, ...]] = ("obs",)
+    obs: npt.NDArray[Any]
+    """What its agent observes (:func:`node.d2d_observation.observe`), shape (D,)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class D2dDecision(Message):
+    """Scheme ``external-learner``: a pair's action for the slot (controller -> pair node)."""
+
+    KIND: ClassVar[str] = "d2d_decision"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
+    action: int
+    """The flat action ``rb + K * level``."""

@@ -675,7 +675,7 @@ def compose(scenario: Path, nodes: int | None, scheme: str | None, slots: int, s
     resolved = resolve_file(scenario)
     kind, n = resolved.kind.node_role, resolved.n_nodes
     scheme = scheme_or_default(scheme, resolved, "compose")
-    if scheme not in SCHEMES.names(resolved.kind.name):
+    if scheme not in SCHEMES.names(resolved.kind.name, external=True):
         raise click.BadParameter(f"unknown scheme {scheme!r} for a {resolved.kind.name} "
                                  f"scenario; choose from "
                                  f"{', '.join(SCHEMES.names(resolved.kind.name))}",

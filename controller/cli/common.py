@@ -210,7 +210,8 @@ class SchemeChoice(click.Choice):  # type: ignore[type-arg]
 
     @property
     def choices(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(s.name for s in SCHEMES.for_kind(self.kind) if self.pick(s))
+        return tuple(s.name for s in SCHEMES.for_kind(self.kind, external=True)
+                     if self.pick(s))
 
 
 def default_help(command: str) -> str:

@@ -55,6 +55,7 @@ from channel_server.config import Scenario, load_scenario
 from channel_server.rates import sum_rate_bps_hz
 from node.observation import FEATURE_CLIP, central_dims, obs_central
 from node.policy_spec import clip_fraction, fit_bs_budget
+from protocols.plugins import resolve as resolve_ref
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
@@ -66,6 +67,8 @@ ENV_ID = "rrmbed/CentralPower-v0"
 """The Gymnasium id this module registers."""
 DEFAULT_EPISODE_SLOTS = 50
 """Slots per episode unless told."""
+NETWORK_ENV = "controller.envs.central_network:CentralNetworkEnv"
+"""The game over real processes (a reference: that module builds on this one)."""
 
 
 def as_scenario(scenario: Scenario | str | os.PathLike[str]) -> Scenario:
@@ -191,9 +194,9 @@ def central_env(scenario: Scenario | str | os.PathLike[str],
     same game over real processes (:mod:`controller.envs.central_network`; ``network``:
     ``out``, ``step_timeout_s``)."""
     if runner == "network":
-        from controller.envs.central_network import CentralNetworkEnv
-
-        return CentralNetworkEnv(scenario, episode_slots, render_mode, **network)
+        env: CentralPowerEnv = resolve_ref(NETWORK_ENV)(scenario, episode_slots, render_mode,
+                                                        **network)
+        return env
     if runner != "local" or network:
         raise ValueError(f"runner must be 'local' or 'network', not {runner!r} (options "
                          "out and step_timeout_s are the network runner's)")

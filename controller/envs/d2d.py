@@ -33,24 +33,33 @@ from channel_server.d2d import D2dScenario
 from channel_server.d2d_air import D2dAir
 from controller.envs.base import (
     DEFAULT_MAX_CYCLES,
+    NETWORK_OPTIONS,
     Obs,
     Slot,
     SlotEnv,
     agent_names,
     as_api,
     check_options,
+    network_env,
     parts_box,
 )
 from node.d2d_observation import decode_action, observation_dim, observe
 
-OPTIONS = ("api", "max_cycles")
+OPTIONS = ("api", "max_cycles", *NETWORK_OPTIONS)
+NETWORK_ENV = "controller.envs.d2d_network:D2dNetworkEnv"
+"""The game over real processes (a reference: that module builds on this one)."""
 
 
 def make_env(scenario: D2dScenario, seed: int = 0, **options: Any) -> Any:
-    """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it)."""
+    """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it);
+    ``runner="network"`` plays the parallel game over real processes
+    (:mod:`controller.envs.d2d_network`)."""
     check_options("d2d-underlay", options, OPTIONS)
-    env = D2dParallelEnv(scenario, seed, int(options.get("max_cycles", DEFAULT_MAX_CYCLES)))
-    return as_api(env, options.get("api", "parallel"))
+    max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))
+    network = network_env(NETWORK_ENV, "d2d-underlay", scenario, seed, max_cycles, options)
+    if network is not None:
+        return network
+    return as_api(D2dParallelEnv(scenario, seed, max_cycles), options.get("api", "parallel"))
 
 
 def observation_box(scenario: D2dScenario) -> spaces.Box:

@@ -61,7 +61,8 @@ STEP_TIMEOUT_S = 60.0
 
 def external_scheme(resolved: Resolved) -> str:
     """The scheme of ``resolved``'s kind whose slots an outside learner decides."""
-    found = [s.name for s in SCHEMES.for_kind(resolved.kind.name) if s.options.get("external")]
+    found = [s.name for s in SCHEMES.for_kind(resolved.kind.name, external=True)
+             if s.options.get("external")]
     if not found:
         raise ValueError(f"scenario kind {resolved.kind.name!r} has no scheme an outside "
                          "learner decides (options external = True)")

@@ -4,6 +4,11 @@ histories to the scheme's trainer (MAAC / NAAC / IAC, DQN), updating every
 ``broadcast_period`` slots and sending each pair only what it acts with (its own target
 actor, which the paper's pairs download; DQN: its own Q network and exploration rate).
 
+Under the scheme an outside learner decides (``external-learner``, the environments'
+network runner) every pair uploads its observation; once every active pair's is in, the
+slot's observations ``(N, D)`` go to the learner (:mod:`controller.roles.external`) and each
+pair gets its action back.
+
 Not durable yet (no checkpoints or resume, unlike the cellular and V2X parts): a killed
 controller ends the training run.
 """
@@ -11,14 +16,17 @@ controller ends the training run.
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from channel_server.d2d import D2dScenario
 from controller.evaluation.d2d_run import D2dRecorder
+from controller.roles.external import EXTERNAL, ExternalSlots
+from node.d2d_observation import observation_dim
 from node.pair_agent import own_actor
-from protocols.d2d_messages import D2dOutcome
+from protocols.d2d_messages import D2dDecision, D2dOutcome, D2dUpload
 from protocols.messages import Experience, Message
 from protocols.names import index_of
 from protocols.role import Outbox
@@ -30,6 +38,10 @@ if TYPE_CHECKING:
 
 
 class D2dPart:
+    external: ExternalSlots | None = None
+    """Scheme ``external-learner``: a learner outside the testbed decides (set by
+    :mod:`controller.envs.network`)."""
+
     def __init__(self, ctl: ControllerRole, scenario: D2dScenario,
                  weights: dict[str, np.ndarray] | None) -> None:
         self.ctl = ctl
@@ -51,6 +63,8 @@ class D2dPart:
         self.pause_every = self.trainer.period if self.trainer else 0
         self.upto: int | None = None
         self.experience_latency_s: list[float] = []
+        self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
+        """External learner: each slot's observations so far, by pair, with their latency."""
 
     # ----------------------------------------------------------------- the part
 
@@ -79,10 +93,14 @@ class D2dPart:
                                         int(msg.action[0]), float(msg.reward[0]))
             self.experience_latency_s.append(msg.chain_latency_s)
             self.try_train(now, out)
+        elif isinstance(msg, D2dUpload) and self.external is not None:
+            self.on_upload(msg, now, out)
         elif isinstance(msg, D2dOutcome):
             self.check_outcome(msg)
             self.recorder.add(msg, msg.lost)
             self.ctl.outcome_recorded(msg.lost)
+            if self.external is not None:
+                self.external.learner.outcome(msg)
             done = self.recorder.done
             if self.trainer is not None and done % self.trainer.period == 0 \
                     and done < self.ctl.slots:
@@ -109,6 +127,39 @@ class D2dPart:
                 or msg.decision_latency_s.shape != (n,):
             raise Rejected("decision latencies of the wrong shape")
         check_indices(msg.lost, "lost", n)
+
+    def on_upload(self, msg: D2dUpload, now: float, out: Outbox) -> None:
+        """Collect one slot's observations; hand them to the learner once every active
+        pair's is in (a pair lost meanwhile observes zeros)."""
+        assert self.external is not None
+        if not self.recorder.done <= msg.slot < self.ctl.slots:
+            raise Rejected(f"slot {msg.slot} outside [{self.recorder.done}, {self.ctl.slots})")
+        obs = check_array(msg.obs, "obs", (observation_dim(self.scenario),))
+        got = self.uploads.setdefault(msg.slot, {})
+        if index_of(msg.sender) in got:
+            raise Rejected(f"a second upload for slot {msg.slot}")
+        got[index_of(msg.sender)] = (np.asarray(obs, dtype=np.float64), msg.chain_latency_s)
+        for slot in sorted(self.uploads):
+            got = self.uploads[slot]
+            if not self.ctl.active <= set(got):
+                return
+            del self.uploads[slot]
+            every = np.zeros((self.scenario.radio.n_pairs, observation_dim(self.scenario)))
+            for i, (o, _) in got.items():
+                every[i] = o
+            self.external.hand(slot, got, every, now, out)
+
+    def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
+        """External learner: send each pair the action the learner chose, in slot order;
+        look again later for the rest."""
+        assert key == EXTERNAL and self.external is not None
+        compute = self.scenario.timing.compute_s
+        name = self.ctl.kind.node_name
+        for slot, got, actions in self.external.decided(now, out):
+            ready = max(a for _, a in got.values()) + compute  # uplink latency on receipt
+            for i in sorted(got):
+                out.send(name(i), D2dDecision, slot=slot, chain_latency_s=ready,
+                         action=int(actions[i]))
 
     def try_train(self, now: float, out: Outbox) -> None:
         """Once the period's histories are in: update, deploy the actors."""

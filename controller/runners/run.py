@@ -20,7 +20,7 @@ class RunError(ValueError):
 
 def scheme_for(resolved: Resolved, scheme: str) -> Scheme:
     kind = resolved.kind
-    if scheme not in SCHEMES.names(kind.name):
+    if scheme not in SCHEMES.names(kind.name, external=True):
         raise RunError(f"unknown scheme {scheme!r} for a {kind.label or kind.name} scenario; "
                        f"choose from {', '.join(SCHEMES.names(kind.name))}")
     return SCHEMES.get(kind.name, scheme)

@@ -4,7 +4,9 @@ the interference its receiver measured in the last slot, its last RB), decides t
 :class:`node.pair_agent.PairAgent` and transmits; its receiver's report (SINR, reward)
 comes back. While training it uploads its history ``(s, a, r)`` of every slot to the
 base station's trainer (the controller) and acts with the actor weights the trainer
-broadcasts. No torch here."""
+broadcasts. Under a central scheme (``external-learner``: a learner outside the testbed)
+it uploads its observation instead and transmits the action the controller sends back.
+No torch here."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import numpy as np
 from channel_server.d2d import D2dScenario
 from node.d2d_observation import decode_action, observation_dim, observe
 from node.pair_agent import PairAgent, PairObservation, PairReward
-from protocols.d2d_messages import D2dFeedback, D2dSlice, D2dTransmit
+from node.schemes import SCHEMES
+from protocols.d2d_messages import D2dDecision, D2dFeedback, D2dSlice, D2dTransmit, D2dUpload
 from protocols.messages import Experience, Message, Start
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import Outbox
@@ -44,9 +47,13 @@ class PairPart:
         self.random_slots = int(train.get("random_slots", 0))
         """While training: the slots before this one are drawn uniformly (warm-up)."""
         self.n_slots = start.slots
-        self.agent = PairAgent(self.i, scenario, start.scheme, start.seed, None,
-                               source=node.weights)
+        self.central = SCHEMES.get(node.kind.name, start.scheme).exchange == "central"
+        self.agent = None if self.central else PairAgent(self.i, scenario, start.scheme,
+                                                         start.seed, None,
+                                                         source=node.weights)
         self.dim = observation_dim(scenario)
+        self.uploaded: set[int] = set()
+        """Central: the slots whose observation went to the controller, until decided."""
         self.acted: dict[int, tuple[np.ndarray, int]] = {}
         """Slot -> (observation, action), until its feedback comes (training)."""
         self.stats_ = PairStats()
@@ -55,12 +62,20 @@ class PairPart:
         if isinstance(msg, D2dSlice):
             self.check_slice(msg)
             self.decide(msg, out)
+        elif isinstance(msg, D2dDecision) and self.central:
+            self.check_slot(msg.slot)
+            if msg.slot not in self.uploaded:
+                raise Rejected(f"a decision for slot {msg.slot}, which it did not upload")
+            check_number(msg.action, "action", 0, self.scenario.radio.n_actions - 1)
+            self.uploaded.discard(msg.slot)
+            self.transmit(msg.slot, msg.action, msg.chain_latency_s, 0.0, out)
         elif isinstance(msg, D2dFeedback):
             self.check_slot(msg.slot)
             check_number(msg.sinr, "sinr", 0.0)
             check_number(msg.reward, "reward")
             self.stats_.feedbacks += 1
-            self.agent.observe(PairReward(msg.slot, msg.reward))  # (online learners)
+            if self.agent is not None:
+                self.agent.observe(PairReward(msg.slot, msg.reward))  # (online learners)
             acted = self.acted.pop(msg.slot, None)
             if self.training and acted is not None:
                 obs, action = acted
@@ -88,9 +103,13 @@ class PairPart:
 
     def decide(self, sl: D2dSlice, out: Outbox) -> None:
         n = sl.slot
-        self.node.slot_boundary(self.agent)
         obs = observe(self.scenario, sl.d2d_gain_db, sl.bs_gain_db, sl.interference_dbm,
                       sl.last_rb, sl.last_level)
+        if self.agent is None:  # central: the controller decides
+            self.uploaded.add(n)
+            out.send(CONTROLLER, D2dUpload, slot=n, obs=obs)
+            return
+        self.node.slot_boundary(self.agent)
         timing = self.scenario.timing
         t0 = time.perf_counter()
         action = self.agent.select_action(PairObservation(
@@ -99,12 +118,18 @@ class PairPart:
             last_level=sl.last_level, slot=n))
         compute = (time.perf_counter() - t0 if timing.compute_model == "measured"
                    else timing.compute_s)
-        rb, level = (int(x) for x in decode_action(action, self.scenario.radio.n_rb))
-        self.stats_.slots += 1
         if self.training:
             self.acted[n] = (obs, action)
-        out.send(CHANNEL_SERVER, D2dTransmit, slot=n, chain_latency_s=compute, rb=rb,
-                 power_level=level, decision_latency_s=compute, compute_s=compute)
+        self.transmit(n, action, compute, compute, out)
+
+    def transmit(self, n: int, action: int, latency_s: float, compute_s: float,
+                 out: Outbox) -> None:
+        """Transmit slot ``n`` with the flat ``action``, decided ``latency_s`` after the
+        slice arrived."""
+        rb, level = (int(x) for x in decode_action(action, self.scenario.radio.n_rb))
+        self.stats_.slots += 1
+        out.send(CHANNEL_SERVER, D2dTransmit, slot=n, chain_latency_s=latency_s, rb=rb,
+                 power_level=level, decision_latency_s=latency_s, compute_s=compute_s)
         self.node.telemetry.update(slots_done=n + 1)
 
     def quiet_s(self) -> float:

@@ -57,3 +57,11 @@ register(Scheme("best-estimate", KIND, "none", "the RB with the best own SINR es
 register(Scheme("random", KIND, "none", "a uniform random RB and power level", actor=ACTOR,
                 options={"rule": "uniform"}, default_for=("run", "compose"), rank=9,
                 color="tab:gray"))
+
+# A learner outside the testbed: each pair uploads its observation, the controller hands
+# them to the learner (controller.envs.network, the environments' network runner) and sends
+# each pair the action it chose.
+register(Scheme("external-learner", KIND, "central", "a learner outside the testbed decides (the "
+                "PettingZoo environment over real processes: "
+                "controller.envs.make_env(..., runner='network'))",
+                options={"external": True, "tables": False}, rank=20))

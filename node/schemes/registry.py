@@ -127,12 +127,16 @@ class SchemeRegistry:
                            f"{', '.join(self.names(kind))}")
         return found
 
-    def for_kind(self, kind: str) -> list[Scheme]:
-        return sorted((s for s in self._schemes.values() if s.kind == kind),
+    def for_kind(self, kind: str, external: bool = False) -> list[Scheme]:
+        """The schemes of ``kind`` in table order; with ``external``, also the one an
+        outside learner decides (``options["external"]``: the environments' network runner),
+        which the testbed cannot run, compare or train by itself."""
+        return sorted((s for s in self._schemes.values() if s.kind == kind
+                       and (external or not s.options.get("external"))),
                       key=lambda s: (s.rank, s.name))
 
-    def names(self, kind: str) -> list[str]:
-        return [s.name for s in self.for_kind(kind)]
+    def names(self, kind: str, external: bool = False) -> list[str]:
+        return [s.name for s in self.for_kind(kind, external)]
 
     def named(self, name: str) -> list[Scheme]:
         """Every kind's scheme called ``name`` (kinds in alphabetical order)."""
@@ -148,7 +152,7 @@ class SchemeRegistry:
     def help(self) -> str:
         """One line per kind: its schemes."""
         kinds = sorted({s.kind for s in self})
-        return "; ".join(f"{k}: {' | '.join(self.names(k))}" for k in kinds)
+        return "; ".join(f"{k}: {' | '.join(self.names(k, external=True))}" for k in kinds)
 
 
 SCHEMES = SchemeRegistry()

@@ -1,8 +1,9 @@
-"""The PettingZoo environments over real processes (``make_env(..., runner="network")``):
-the same observations and rewards as the in-process environment for the same seed, every
-step through a channel server and one node process per BS (cellular) or per link (the
-interference channel), each episode a run directory with its overhead; PettingZoo's own
-parallel API test; a node killed mid-episode is an error that names it, not a hang."""
+"""The environments over real processes (``make_env(..., runner="network")`` and the
+Gymnasium centralized view): the same observations and rewards as the in-process
+environment for the same seed, every step through a channel server and one node process per
+BS (cellular), per link (the interference channel) or per D2D pair, each episode a run
+directory with its overhead; PettingZoo's own parallel API test; a node killed mid-episode
+is an error that names it, not a hang."""
 
 from __future__ import annotations
 
@@ -95,6 +96,43 @@ def test_interference_network_env_equals_the_in_process_env(tmp_path: Path) -> N
             want = [float(np.clip(acts[f"link_{i}"][0], 0.0, 1.0)) * pmax for i in range(10)]
             got = [float(row[f"p_w_l{i}"]) for i in range(10)]
             assert got == pytest.approx(want, rel=1e-12)
+    finally:
+        net.close()
+
+
+def test_d2d_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
+    """Ten D2D pairs: each pair's observation is the one its node built and uploaded, its
+    reward and infos those of the air's outcome; what the pairs transmitted is the RB and
+    power level of their actions."""
+    sc = SCENARIOS / "d2d-n10.toml"
+    net = make_env(sc, runner="network", out=tmp_path, max_cycles=8)
+    loc = make_env(sc, max_cycles=8)
+    rng = np.random.default_rng(4)
+    try:
+        on, _ = net.reset(seed=3)
+        ol, _ = loc.reset(seed=3)
+        sent = []
+        while net.agents:
+            for a in net.possible_agents:
+                assert np.array_equal(on[a], ol[a]), a
+            acts = {a: int(rng.integers(net.action_space(a).n)) for a in net.agents}
+            sent.append(acts)
+            on, rn, tn, trn, infn = net.step(acts)
+            ol, rl, tl, trl, infl = loc.step(acts)
+            assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
+        summary = net.last_summary
+        assert summary is not None and (summary["scheme"], summary["slots"]) == (
+            "external-learner", 8)
+        assert set(summary["backhaul_bytes_per_slot"]["by_kind"]) == {"d2d_upload",
+                                                                      "d2d_decision"}
+        assert sorted(summary["processes"]) == sorted(
+            ["controller", "channel-server", *(f"pair-{i}" for i in range(10))])
+        n_rb = net.scenario.radio.n_rb
+        with (tmp_path / "episode-0-seed-3" / "metrics.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        for row, acts in zip(rows, sent, strict=True):
+            assert [int(row[f"rb_p{i}"]) for i in range(10)] == [
+                acts[f"pair_{i}"] % n_rb for i in range(10)]
     finally:
         net.close()
 
