@@ -197,9 +197,11 @@ class VehicleAgent:
 
 def scheme_scenario(scenario: V2xScenario, scheme: str) -> V2xScenario:
     """The scenario as ``scheme`` sees it: the fingerprint in the observation only for the
-    schemes that use one."""
-    spec = SCHEMES.get("v2x", scheme)
-    obs = dataclasses.replace(scenario.observation, fingerprint=bool(spec.options["fingerprint"]))
+    schemes that use one (a scheme whose option is None: as the scenario says)."""
+    fingerprint = SCHEMES.get("v2x", scheme).options["fingerprint"]
+    if fingerprint is None:
+        return scenario
+    obs = dataclasses.replace(scenario.observation, fingerprint=bool(fingerprint))
     return dataclasses.replace(scenario, observation=obs)
 
 

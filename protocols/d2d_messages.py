@@ -5,7 +5,7 @@ The air plane carries each pair's own slice (channel server -> pair), the pair's
 slot's outcome goes to the controller on the control plane. Experience uploads and
 weights downloads use the common ``experience`` and ``weights`` kinds (backhaul). Under the
 scheme an outside learner decides (``external-learner``) each pair uploads its observation
-and gets its action back (backhaul).
+and gets its action back (the common ``obs_upload`` and ``action_decision``, backhaul).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy.typing as npt
 
 from protocols.messages import Message, Plane, register
-from protocols.names import CHANNEL_SERVER, CONTROLLER, NODES
+from protocols.names import CHANNEL_SERVER, NODES
 
 
 @register
@@ -99,28 +99,3 @@ class D2dOutcome(Message):
     lost: list[int]
     """Indices of pairs whose node vanished."""
 
-
-@register
-@dataclass(frozen=True, eq=False, slots=True)
-class D2dUpload(Message):
-    """Scheme ``external-learner``: a pair's observation of the slot, to the controller
-    (pair node -> controller)."""
-
-    KIND: ClassVar[str] = "d2d_upload"
-    PLANE: ClassVar[Plane] = "backhaul"
-    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
-    EXCHANGED: ClassVar[tuple[str, ...]] = ("obs",)
-    obs: npt.NDArray[Any]
-    """What its agent observes (:func:`node.d2d_observation.observe`), shape (D,)."""
-
-
-@register
-@dataclass(frozen=True, eq=False, slots=True)
-class D2dDecision(Message):
-    """Scheme ``external-learner``: a pair's action for the slot (controller -> pair node)."""
-
-    KIND: ClassVar[str] = "d2d_decision"
-    PLANE: ClassVar[Plane] = "backhaul"
-    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
-    action: int
-    """The flat action ``rb + K * level``."""

@@ -381,6 +381,35 @@ class Decision(Message):
 
 @register
 @dataclass(frozen=True, eq=False, slots=True)
+class ObsUpload(Message):
+    """A learner outside the testbed decides (scheme ``external-learner`` of a kind whose
+    agents act on their own observations: V2X, D2D): a node's observation of the slot, to
+    the controller."""
+
+    KIND: ClassVar[str] = "obs_upload"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (NODES,)
+    EXCHANGED: ClassVar[tuple[str, ...]] = ("obs",)
+    obs: npt.NDArray[Any]
+    """What the node's agent observes, shape (D,) (exchanged: encoded as the scenario's
+    ``[wire]`` says)."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
+class ActionDecision(Message):
+    """The outside learner's action for one node (controller -> node): the kind's flat
+    discrete action."""
+
+    KIND: ClassVar[str] = "action_decision"
+    PLANE: ClassVar[Plane] = "backhaul"
+    SENDERS: ClassVar[tuple[str, ...]] = (CONTROLLER,)
+    action: int
+    """The flat action index."""
+
+
+@register
+@dataclass(frozen=True, eq=False, slots=True)
 class Fingerprint(Message):
     """Multi-agent fingerprint (training iteration and exploration rate)."""
 

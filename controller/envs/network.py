@@ -214,9 +214,13 @@ class OverProcesses:
         self.last_summary: dict[str, Any] | None = None
         """The summary.json of the last run that ended."""
 
+    def run_slots(self) -> int:
+        """Slots of an episode's run (a kind whose episodes end sooner says so)."""
+        return self.max_cycles
+
     def _start(self, seed: int) -> None:
         self.close()
-        self.episode = Episode(self.resolved, seed, self.max_cycles,
+        self.episode = Episode(self.resolved, seed, self.run_slots(),
                                self.out / f"episode-{self.episodes}-seed-{seed}")
         self.episodes += 1
         self.slot = 0
@@ -237,7 +241,7 @@ class OverProcesses:
         self.episode.bridge.act(self.slot, powers)
         msg = self._wait("outcome", self.slot)
         self.slot += 1
-        if self.slot < self.max_cycles:
+        if self.slot < self.run_slots():
             self.gains = self._wait("slot", self.slot)
         else:
             self.last_summary = self.episode.finish(self.step_timeout_s)

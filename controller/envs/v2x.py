@@ -33,25 +33,37 @@ from gymnasium import spaces
 from channel_server.v2x import V2xScenario
 from controller.envs.base import (
     DEFAULT_MAX_CYCLES,
+    NETWORK_OPTIONS,
     Obs,
     Slot,
     SlotEnv,
     agent_names,
     as_api,
     check_options,
+    network_env,
     parts_box,
 )
 from controller.training.v2x_env import V2xEnv
 from node.v2x_observation import agent_name, observation_dim, observe
 
-OPTIONS = ("api", "max_cycles", "fingerprint")
+OPTIONS = ("api", "max_cycles", "fingerprint", *NETWORK_OPTIONS)
+NETWORK_ENV = "controller.envs.v2x_network:V2xNetworkEnv"
+"""The game over real processes (a reference: that module builds on this one)."""
 
 
 def make_env(scenario: V2xScenario, seed: int = 0, **options: Any) -> Any:
-    """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it)."""
+    """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it);
+    ``runner="network"`` plays the parallel game over real processes
+    (:mod:`controller.envs.v2x_network`, without the option ``fingerprint``)."""
     check_options("v2x", options, OPTIONS)
-    env = V2xParallelEnv(scenario, seed, int(options.get("max_cycles", DEFAULT_MAX_CYCLES)),
-                         options.get("fingerprint"))
+    max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))
+    if options.get("runner") == "network" and "fingerprint" in options:
+        raise ValueError("the vehicles of a network run observe the fingerprint (0, 1): "
+                         "the option fingerprint is the in-process env's")
+    network = network_env(NETWORK_ENV, "v2x", scenario, seed, max_cycles, options)
+    if network is not None:
+        return network
+    env = V2xParallelEnv(scenario, seed, max_cycles, options.get("fingerprint"))
     return as_api(env, options.get("api", "parallel"))
 
 

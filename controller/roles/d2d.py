@@ -26,8 +26,8 @@ from controller.evaluation.d2d_run import D2dRecorder
 from controller.roles.external import EXTERNAL, ExternalSlots
 from node.d2d_observation import observation_dim
 from node.pair_agent import own_actor
-from protocols.d2d_messages import D2dDecision, D2dOutcome, D2dUpload
-from protocols.messages import Experience, Message
+from protocols.d2d_messages import D2dOutcome
+from protocols.messages import Experience, Message, ObsUpload
 from protocols.names import index_of
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_array, check_indices
@@ -63,8 +63,6 @@ class D2dPart:
         self.pause_every = self.trainer.period if self.trainer else 0
         self.upto: int | None = None
         self.experience_latency_s: list[float] = []
-        self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
-        """External learner: each slot's observations so far, by pair, with their latency."""
 
     # ----------------------------------------------------------------- the part
 
@@ -93,7 +91,7 @@ class D2dPart:
                                         int(msg.action[0]), float(msg.reward[0]))
             self.experience_latency_s.append(msg.chain_latency_s)
             self.try_train(now, out)
-        elif isinstance(msg, D2dUpload) and self.external is not None:
+        elif isinstance(msg, ObsUpload) and self.external is not None:
             self.on_upload(msg, now, out)
         elif isinstance(msg, D2dOutcome):
             self.check_outcome(msg)
@@ -128,38 +126,19 @@ class D2dPart:
             raise Rejected("decision latencies of the wrong shape")
         check_indices(msg.lost, "lost", n)
 
-    def on_upload(self, msg: D2dUpload, now: float, out: Outbox) -> None:
-        """Collect one slot's observations; hand them to the learner once every active
-        pair's is in (a pair lost meanwhile observes zeros)."""
+    def on_upload(self, msg: ObsUpload, now: float, out: Outbox) -> None:
         assert self.external is not None
         if not self.recorder.done <= msg.slot < self.ctl.slots:
             raise Rejected(f"slot {msg.slot} outside [{self.recorder.done}, {self.ctl.slots})")
         obs = check_array(msg.obs, "obs", (observation_dim(self.scenario),))
-        got = self.uploads.setdefault(msg.slot, {})
-        if index_of(msg.sender) in got:
-            raise Rejected(f"a second upload for slot {msg.slot}")
-        got[index_of(msg.sender)] = (np.asarray(obs, dtype=np.float64), msg.chain_latency_s)
-        for slot in sorted(self.uploads):
-            got = self.uploads[slot]
-            if not self.ctl.active <= set(got):
-                return
-            del self.uploads[slot]
-            every = np.zeros((self.scenario.radio.n_pairs, observation_dim(self.scenario)))
-            for i, (o, _) in got.items():
-                every[i] = o
-            self.external.hand(slot, got, every, now, out)
+        self.external.collect(msg.slot, index_of(msg.sender), obs, msg.chain_latency_s,
+                              self.ctl.active, self.scenario.radio.n_pairs, now, out)
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
-        """External learner: send each pair the action the learner chose, in slot order;
-        look again later for the rest."""
+        """External learner: send each pair the action the learner chose."""
         assert key == EXTERNAL and self.external is not None
-        compute = self.scenario.timing.compute_s
-        name = self.ctl.kind.node_name
-        for slot, got, actions in self.external.decided(now, out):
-            ready = max(a for _, a in got.values()) + compute  # uplink latency on receipt
-            for i in sorted(got):
-                out.send(name(i), D2dDecision, slot=slot, chain_latency_s=ready,
-                         action=int(actions[i]))
+        self.external.send_actions(now, out, self.ctl.kind.node_name,
+                                   self.scenario.timing.compute_s)
 
     def try_train(self, now: float, out: Outbox) -> None:
         """Once the period's histories are in: update, deploy the actors."""

@@ -13,11 +13,17 @@ again on resume, with other weights, would not reproduce; at a boundary both sta
 and only the slot-driven draws (mobility, fading, the vehicles' exploration) count. The
 final checkpoint is taken at the end rather than after the last update, which comes a
 broadcast period or more before it (and so acknowledges nothing mid-run).
+
+Under the scheme an outside learner decides (``external-learner``, the environments'
+network runner) every vehicle uploads its observation; once every active vehicle's is in,
+the slot's observations ``(K, D)`` go to the learner (:mod:`controller.roles.external`) and
+each vehicle gets its action back.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,8 +32,17 @@ from channel_server.v2x import V2xScenario
 from controller.evaluation.v2x_run import SlotRecord, V2xRecorder
 from controller.learners.collect import ExperienceLedger
 from controller.learners.journal import Checkpoint, TrainingJournal, open_journal
+from controller.roles.external import EXTERNAL, ExternalSlots
+from node.v2x_observation import observation_dim
 from node.vehicle_agent import eval_fingerprint, own_weights, scheme_scenario
-from protocols.messages import Experience, ExperienceAck, Fingerprint, Message, V2xOutcome
+from protocols.messages import (
+    Experience,
+    ExperienceAck,
+    Fingerprint,
+    Message,
+    ObsUpload,
+    V2xOutcome,
+)
 from protocols.names import CHANNEL_SERVER, index_of
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_array, check_indices, check_number
@@ -38,6 +53,10 @@ if TYPE_CHECKING:
 
 
 class V2xPart:
+    external: ExternalSlots | None = None
+    """Scheme ``external-learner``: a learner outside the testbed decides (set by
+    :mod:`controller.envs.network`)."""
+
     def __init__(self, ctl: ControllerRole, scenario: V2xScenario,
                  weights: dict[str, np.ndarray] | None) -> None:
         self.ctl = ctl
@@ -217,6 +236,13 @@ class V2xPart:
                                         int(msg.action[0]), bool(msg.done[0]))
             self.experience_latency_s.append(msg.chain_latency_s)
             self.try_train(now, out)
+        elif isinstance(msg, ObsUpload) and self.external is not None:
+            if not self.recorder.done <= msg.slot < self.ctl.slots:
+                raise Rejected(f"slot {msg.slot} outside [{self.recorder.done}, "
+                               f"{self.ctl.slots})")
+            obs = check_array(msg.obs, "obs", (observation_dim(self.scenario),))
+            self.external.collect(msg.slot, index_of(msg.sender), obs, msg.chain_latency_s,
+                                  self.ctl.active, self.scenario.radio.n_v2v, now, out)
         elif isinstance(msg, V2xOutcome):
             self.check_outcome(msg)
             if msg.slot < self.replay_until:
@@ -229,6 +255,8 @@ class V2xPart:
                 remaining_bits=msg.remaining_bits, delivery_time_s=msg.delivery_time_s,
                 decision_latency_s=msg.decision_latency_s), msg.lost)
             self.ctl.outcome_recorded(msg.lost)
+            if self.external is not None:
+                self.external.learner.outcome(msg)
             done = self.recorder.done
             if self.trainer is not None:
                 self.trainer.add_reward(msg.slot, msg.reward)
@@ -240,6 +268,12 @@ class V2xPart:
         else:
             return False
         return True
+
+    def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
+        """External learner: send each vehicle the action the learner chose."""
+        assert key == EXTERNAL and self.external is not None
+        self.external.send_actions(now, out, self.ctl.kind.node_name,
+                                   self.scenario.timing.compute_s)
 
     def check_outcome(self, msg: V2xOutcome) -> None:
         """The next slot in order, every array of the scenario's shape and range."""

@@ -20,8 +20,8 @@ from channel_server.d2d import D2dScenario
 from node.d2d_observation import decode_action, observation_dim, observe
 from node.pair_agent import PairAgent, PairObservation, PairReward
 from node.schemes import SCHEMES
-from protocols.d2d_messages import D2dDecision, D2dFeedback, D2dSlice, D2dTransmit, D2dUpload
-from protocols.messages import Experience, Message, Start
+from protocols.d2d_messages import D2dFeedback, D2dSlice, D2dTransmit
+from protocols.messages import ActionDecision, Experience, Message, ObsUpload, Start
 from protocols.names import CHANNEL_SERVER, CONTROLLER
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_array, check_number
@@ -62,7 +62,7 @@ class PairPart:
         if isinstance(msg, D2dSlice):
             self.check_slice(msg)
             self.decide(msg, out)
-        elif isinstance(msg, D2dDecision) and self.central:
+        elif isinstance(msg, ActionDecision) and self.central:
             self.check_slot(msg.slot)
             if msg.slot not in self.uploaded:
                 raise Rejected(f"a decision for slot {msg.slot}, which it did not upload")
@@ -107,7 +107,7 @@ class PairPart:
                       sl.last_rb, sl.last_level)
         if self.agent is None:  # central: the controller decides
             self.uploaded.add(n)
-            out.send(CONTROLLER, D2dUpload, slot=n, obs=obs)
+            out.send(CONTROLLER, ObsUpload, slot=n, obs=obs)
             return
         self.node.slot_boundary(self.agent)
         timing = self.scenario.timing

@@ -3,7 +3,9 @@ from the air, the neighbours' RB choices of the last slot over the backhaul and 
 fingerprint from the controller; it decides through :class:`node.vehicle_agent.VehicleAgent`,
 transmits, tells its neighbours what it chose, and while training uploads its experience
 (kept until acknowledged, :mod:`node.roles.unacked`; none for the slots a resumed run plays
-again before its checkpoint's, train option ``replay_until``)."""
+again before its checkpoint's, train option ``replay_until``). Under the scheme a learner
+outside the testbed decides (``external-learner``) it uploads the observation its agent
+would act on and acts with the action the controller sends back."""
 
 from __future__ import annotations
 
@@ -16,19 +18,22 @@ import numpy as np
 
 from channel_server.v2x import V2xScenario
 from node.roles.unacked import Unacked
+from node.schemes import SCHEMES
 from node.v2x_observation import LocalSlice, decode_action, neighbour_counts, observe
 from node.vehicle_agent import VehicleAgent, VehicleObservation
 from protocols.messages import (
+    ActionDecision,
     ExperienceAck,
     Fingerprint,
     Message,
     NeighbourChoice,
+    ObsUpload,
     Start,
     V2xFeedback,
     V2xSlice,
     V2xTransmit,
 )
-from protocols.names import CHANNEL_SERVER, index_of
+from protocols.names import CHANNEL_SERVER, CONTROLLER, index_of
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_indices, check_number
 
@@ -64,6 +69,10 @@ class VehiclePart:
         """When each waiting slot's slice came (its neighbours' choices are awaited)."""
         self.choices: dict[int, dict[int, NeighbourChoice]] = {}
         self.stats_ = VehicleStats()
+        self.external = bool(SCHEMES.get(node.kind.name, start.scheme).options.get("external"))
+        self.uploaded: dict[int, tuple[np.ndarray, int, list[int]]] = {}
+        """External learner: slot -> (observation, episode slot, neighbours), until its
+        action comes."""
 
     def on_message(self, msg: Message, now: float, out: Outbox) -> bool:
         if isinstance(msg, V2xSlice):
@@ -75,6 +84,13 @@ class VehiclePart:
             self.check_choice(msg)
             self.choices.setdefault(msg.slot, {})[index_of(msg.sender)] = msg
             self.decide(msg.slot + 1, out)
+        elif isinstance(msg, ActionDecision) and self.external:
+            self.check_slot(msg.slot)
+            if msg.slot not in self.uploaded:
+                raise Rejected(f"a decision for slot {msg.slot}, which it did not upload")
+            check_number(msg.action, "action", 0, self.agent.n_actions - 1)
+            obs, t, neighbours = self.uploaded.pop(msg.slot)
+            self.act(msg.slot, t, neighbours, obs, msg.action, msg.chain_latency_s, 0.0, out)
         elif isinstance(msg, V2xFeedback):
             self.stats_.feedbacks += 1
             # episodes run back to back from slot 0
@@ -165,20 +181,30 @@ class VehiclePart:
                            remaining_time_s=self.agent.remaining_time_s(t))
         obs = observe(local, neighbour_counts(rbs, self.agent.n_rb), self.scenario,
                       self.fingerprint)
+        if self.external:  # the controller decides
+            self.uploaded[n] = (obs, t, neighbours)
+            out.send(CONTROLLER, ObsUpload, slot=n, obs=obs)
+            return
         timing = self.scenario.timing
         t0 = time.perf_counter()
         action = self.agent.select_action(
             VehicleObservation(obs, t, self.fingerprint[1] if self.training else 0.0))
         compute = (time.perf_counter() - t0 if timing.compute_model == "measured"
                    else timing.compute_s)
+        self.act(n, t, neighbours, obs, action, compute, compute, out)
+
+    def act(self, n: int, t: int, neighbours: list[int], obs: np.ndarray, action: int,
+            latency_s: float, compute_s: float, out: Outbox) -> None:
+        """Transmit slot ``n`` (episode slot ``t``) with the flat ``action``, decided
+        ``latency_s`` after the slice arrived, and tell the neighbours."""
         rb, level = (int(x) for x in decode_action(action, self.agent.n_rb))
         silent = self.agent.silent
         self.stats_.slots += 1
-        out.send(CHANNEL_SERVER, V2xTransmit, slot=n, chain_latency_s=compute, rb=rb,
-                 power_level=level, decision_latency_s=compute, compute_s=compute)
+        out.send(CHANNEL_SERVER, V2xTransmit, slot=n, chain_latency_s=latency_s, rb=rb,
+                 power_level=level, decision_latency_s=latency_s, compute_s=compute_s)
         name = self.node.kind.node_name
         for j in neighbours:
-            out.send(name(j), NeighbourChoice, slot=n, chain_latency_s=compute,
+            out.send(name(j), NeighbourChoice, slot=n, chain_latency_s=latency_s,
                      rb=-1 if silent else rb, power_level=-1 if silent else level)
         if self.training and n >= self.replay_until:
             self.unacked.send(out, n, obs=obs[None], action=np.array([action]),

@@ -33,3 +33,13 @@ register(Scheme("turn-dqn", KIND, "neighbours", "DQN agents taking turns (one ch
 register(Scheme("random", KIND, "neighbours", "a uniform random RB and power level",
                 actor=ACTOR, options={"fingerprint": False, "turns": False, "learned": False},
                 rank=3))
+
+# A learner outside the testbed: each vehicle uploads the observation its agent would act
+# on, the controller hands them to the learner (controller.envs.network, the environments'
+# network runner) and sends each vehicle the action it chose; the vehicles still tell their
+# neighbours what they chose. The fingerprint in the observation: as the scenario says.
+register(Scheme("external-learner", KIND, "neighbours", "a learner outside the testbed decides "
+                "(the PettingZoo environment over real processes: "
+                "controller.envs.make_env(..., runner='network'))", actor=ACTOR,
+                options={"fingerprint": None, "turns": False, "learned": False,
+                         "external": True, "tables": False}, rank=20))

@@ -1,9 +1,9 @@
 """The environments over real processes (``make_env(..., runner="network")`` and the
 Gymnasium centralized view): the same observations and rewards as the in-process
 environment for the same seed, every step through a channel server and one node process per
-BS (cellular), per link (the interference channel) or per D2D pair, each episode a run
-directory with its overhead; PettingZoo's own parallel API test; a node killed mid-episode
-is an error that names it, not a hang."""
+BS (cellular), per link (the interference channel), per D2D pair or per vehicle (V2X),
+each episode a run directory with its overhead; PettingZoo's own parallel API test; a node
+killed mid-episode is an error that names it, not a hang."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
+from channel_server.kinds import resolve
 from controller.envs import make_env
 from controller.envs.central import ENV_ID, CentralPowerEnv
 from tests.helpers import ROOT, SCENARIOS, python_example, readme_section, rrmbed
@@ -123,8 +124,8 @@ def test_d2d_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
         summary = net.last_summary
         assert summary is not None and (summary["scheme"], summary["slots"]) == (
             "external-learner", 8)
-        assert set(summary["backhaul_bytes_per_slot"]["by_kind"]) == {"d2d_upload",
-                                                                      "d2d_decision"}
+        assert set(summary["backhaul_bytes_per_slot"]["by_kind"]) == {"obs_upload",
+                                                                      "action_decision"}
         assert sorted(summary["processes"]) == sorted(
             ["controller", "channel-server", *(f"pair-{i}" for i in range(10))])
         n_rb = net.scenario.radio.n_rb
@@ -133,6 +134,41 @@ def test_d2d_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
         for row, acts in zip(rows, sent, strict=True):
             assert [int(row[f"rb_p{i}"]) for i in range(10)] == [
                 acts[f"pair_{i}"] % n_rb for i in range(10)]
+    finally:
+        net.close()
+
+
+def test_v2x_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
+    """Four vehicles over a 20-slot deadline (so the episode ends by the deadline,
+    terminated): each vehicle's observation is the one its node built (its neighbours'
+    choices of the last slot heard over the backhaul) and uploaded, reward and infos those
+    of the air's outcome, payloads delivered and links falling silent alike."""
+    sc = resolve(SCENARIOS / "v2x-manhattan.toml", {"traffic.deadline_s": 0.02})
+    net = make_env(sc, runner="network", out=tmp_path, max_cycles=50)
+    loc = make_env(sc, max_cycles=50)
+    rng = np.random.default_rng(5)
+    try:
+        on, _ = net.reset(seed=3)
+        ol, _ = loc.reset(seed=3)
+        slots, delivered = 0, False
+        while net.agents:
+            for a in net.possible_agents:
+                assert np.array_equal(on[a], ol[a]), a
+            acts = {a: int(rng.integers(net.action_space(a).n)) for a in net.agents}
+            on, rn, tn, trn, infn = net.step(acts)
+            ol, rl, tl, trl, infl = loc.step(acts)
+            assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
+            delivered |= any(i["delivered"] for i in infn.values())
+            slots += 1
+        assert slots == 20 and all(tn.values()) and not any(trn.values())
+        assert delivered  # some payloads got through: the silent links were exercised
+        summary = net.last_summary
+        assert summary is not None and (summary["scheme"], summary["slots"]) == (
+            "external-learner", 20)
+        assert set(summary["backhaul_bytes_per_slot"]["by_kind"]) == {
+            "obs_upload", "action_decision", "neighbour_choice"}
+        with pytest.raises(NotImplementedError, match="fingerprint"):
+            net.set_fingerprint(3, 0.1)
     finally:
         net.close()
 
