@@ -4,29 +4,32 @@ user's own learner drives agents that are separate processes on the metered,
 latency-modelled backhaul.
 
 This module is what every kind's network environment shares; a kind's own (one module per
-kind: :mod:`controller.envs.cellular_network`, :mod:`controller.envs.interference_network`)
-mixes :class:`OverProcesses` into the kind's in-process ``ParallelEnv`` and gives it only
-``_play``: the same game (spaces, observations, rewards, agent names) for the same seed.
+kind and view: :mod:`controller.envs.cellular_network`,
+:mod:`controller.envs.interference_network`, :mod:`controller.envs.d2d_network`,
+:mod:`controller.envs.v2x_network`, :mod:`controller.envs.central_network`) mixes
+:class:`OverProcesses` into the kind's in-process environment and gives it only how a slot
+is played: the same game (spaces, observations, rewards, agent names) for the same seed.
 Each episode is one run of the kind's scheme registered with ``options={"external": True}``
-(``external-learner``: the nodes upload their measurements as for any central scheme and
-the controller's part hands the channel to this env, :mod:`controller.roles.external`) into
-its own run directory ``DIR/episode-<i>-seed-<s>`` (metrics.csv, overhead.csv, latency.csv,
-summary.json, the processes' logs), with ``max_cycles`` slots:
+(``external-learner``: the nodes upload what they measured or observed and the controller's
+part hands it to this env, :mod:`controller.roles.external`) into its own run directory
+``DIR/episode-<i>-seed-<s>`` (metrics.csv, overhead.csv, latency.csv, summary.json, the
+processes' logs), with ``max_cycles`` slots:
 
 * ``reset(seed=s)`` starts a channel server and the node processes (fresh CURVE keys,
   loopback tcp) and a controller in this process, on a thread of its own; a ``reset()``
   without a seed starts the next run with seed ``s + 1`` (a fresh set of processes: the
   in-process env's unseeded reset, which goes on in the same world, has no counterpart
   here);
-* each slot the nodes upload what they measured to the controller, which hands the whole
-  channel to this env (``self.gains``, what the in-process env's observations are made of);
-* ``step(actions)`` turns the actions into watts as the nodes do, the controller sends them
-  back as every node's decision, the nodes transmit, and the air's slot outcome gives the
-  rewards;
+* each slot the nodes upload to the controller, which hands the slot to this env as
+  ``self.gains``: the whole channel (cellular, interference) or every agent's observation
+  (D2D, V2X), what the in-process env's observations are made of;
+* ``step(actions)`` turns the actions into the nodes' decisions as the nodes would (watts,
+  or the kind's discrete action), the controller sends each node its own, the nodes
+  transmit, and the air's slot outcome gives the rewards;
 * after the last slot the run writes its run directory, and ``last_summary`` holds its
   summary (bytes per slot, decision latency, ...); ``close()`` stops a run mid-way.
 
-The controller polls for this env's powers every 0.5 ms, so a learner may take its time
+The controller polls for this env's decisions every 0.5 ms, so a learner may take its time
 between steps, up to the scenario's ``timing.peer_timeout_s`` (twice that and the
 controller gives the channel server up). Errors name what failed: a process that died, a
 run that ended early, a step that waited longer than ``step_timeout_s``.
@@ -71,7 +74,7 @@ def external_scheme(resolved: Resolved) -> str:
 
 class Bridge:
     """Hands slots between the controller's event loop (a thread of this process) and the
-    env: channels and outcomes one way, powers the other. Never blocks the loop."""
+    env: uploads and outcomes one way, decisions the other. Never blocks the loop."""
 
     def __init__(self) -> None:
         self.events: queue.Queue[tuple[str, int, Any]] = queue.Queue()
@@ -90,9 +93,9 @@ class Bridge:
         self.events.put(("outcome", msg.slot, msg))
 
     # the env's side
-    def act(self, slot: int, powers: np.ndarray) -> None:
+    def act(self, slot: int, decisions: np.ndarray) -> None:
         with self.lock:
-            self.actions[slot] = powers
+            self.actions[slot] = decisions
 
     def wait(self, want: str, slot: int, timeout_s: float, alive: Any) -> Any:
         """The ``want`` event ("slot" or "outcome") of ``slot``; RuntimeError naming what
@@ -193,10 +196,9 @@ class Episode:
 
 
 class OverProcesses:
-    """Mixed in before a kind's in-process ``ParallelEnv`` (a :class:`controller.envs.base.
-    SlotEnv` whose observations read ``self.gains``): its world comes from real processes.
-    The kind's class calls :meth:`_network` in its ``__init__`` and plays a slot with
-    :meth:`_exchange`."""
+    """Mixed in before a kind's in-process environment (whose observations are made of
+    ``self.gains``): its world comes from real processes. The kind's class calls
+    :meth:`_network` in its ``__init__`` and plays a slot with :meth:`_exchange`."""
 
     max_cycles: int
     run_seed: int
@@ -234,11 +236,12 @@ class OverProcesses:
         assert self.episode is not None
         return self.episode.bridge.wait(want, slot, self.step_timeout_s, self.episode.alive)
 
-    def _exchange(self, powers: np.ndarray) -> Any:
-        """Play the current slot with ``powers`` (watts, the kind's shape): the air's outcome
-        message of it; the next slot's channel is then in ``self.gains``."""
+    def _exchange(self, decisions: np.ndarray) -> Any:
+        """Play the current slot with ``decisions`` (the kind's: powers in watts, or each
+        agent's discrete action): the air's outcome message of it; the next slot's upload is
+        then in ``self.gains``."""
         assert self.episode is not None
-        self.episode.bridge.act(self.slot, powers)
+        self.episode.bridge.act(self.slot, decisions)
         msg = self._wait("outcome", self.slot)
         self.slot += 1
         if self.slot < self.run_slots():

@@ -1,5 +1,5 @@
-"""A learner outside the testbed deciding a central scheme's slots: the scheme registered
-with ``options={"external": True}`` in a kind, driven by the environments' network runner
+"""A learner outside the testbed deciding a run's slots: the scheme registered with
+``options={"external": True}`` in a kind, driven by the environments' network runner
 (:mod:`controller.envs.network`).
 
 The kind's controller part rebuilds each slot's channel from the nodes' uploads as for any
@@ -33,11 +33,12 @@ class ExternalLearner(Protocol):
     """What the controller calls; none of it may block."""
 
     def observe(self, slot: int, gains: np.ndarray) -> None:
-        """The whole channel of ``slot``, rebuilt from the nodes' uploads (the kind's
-        shape: cellular ``(B, K, B)``, interference ``(K, K)``)."""
+        """What the nodes uploaded for ``slot``: the whole channel (cellular ``(B, K, B)``,
+        interference ``(K, K)``) or every agent's observation (``(N, D)``)."""
 
     def action(self, slot: int) -> np.ndarray | None:
-        """The powers of ``slot`` in watts (the kind's shape), or None while not decided."""
+        """The decisions of ``slot`` (the kind's: powers in watts, or every agent's discrete
+        action), or None while not decided."""
 
     def outcome(self, msg: Any) -> None:
         """What the air recorded for a slot (the kind's outcome message)."""
