@@ -343,12 +343,21 @@ def check_v2x_train_network(r: Result) -> None:
 
 def check_v2x_compare(r: Result) -> None:
     doc = r.json("v2x-compare/results.json")
-    assert set(doc) == {*V2X_SCHEMES, "single_link_bound"}
+    assert set(doc) == {*V2X_SCHEMES, "single_link_bound", "paired"}
     assert len(doc["single_link_bound"]) == 2
     rows = r.csv("v2x-compare/results.csv")
     assert sorted((row["scheme"], row["seed"]) for row in rows) == sorted(
         (s, str(seed)) for s in V2X_SCHEMES for seed in (0, 1))
     assert all(0.0 <= float(row["delivery_rate"]) <= 1.0 for row in rows)
+    # the paired differences: every two schemes, each metric, from the rows above
+    value = {(row["scheme"], row["seed"]): row for row in rows}
+    pairs = r.csv("v2x-compare/paired.csv")
+    assert len(pairs) == len(V2X_SCHEMES) * (len(V2X_SCHEMES) - 1)  # 6 pairs x 2 metrics
+    for p in pairs:
+        d = [float(value[(p["a"], s)][p["metric"]]) - float(value[(p["b"], s)][p["metric"]])
+             for s in ("0", "1")]
+        assert float(p["mean_difference"]) == pytest.approx(np.mean(d))
+        assert float(p["ci95_low"]) <= float(p["mean_difference"]) <= float(p["ci95_high"])
 
 
 def check_d2d_run(out: str, scheme: str) -> Callable[[Result], None]:

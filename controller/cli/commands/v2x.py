@@ -108,20 +108,27 @@ def v2x_train(scenario: Path, scheme: str, runner: str, episodes: int, broadcast
               help="Fresh drops each trained policy is evaluated on (greedy).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("runs/v2x-compare"), show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Scenario overrides (repeatable), e.g. radio.n_vehicles=8.")
 def v2x_compare(scenario: Path, episodes: int, seeds: str, backend: str, address: str | None,
-                ray_retries: int, eval_episodes: int, out: Path) -> None:
+                ray_retries: int, eval_episodes: int, out: Path, sets: tuple[str, ...]) -> None:
     """Train and evaluate marl-dqn, marl-dqn-nofp, turn-dqn and random on every seed (local
     runner); print the delivery rates and sum V2I rates next to the single-link bound (each
     V2V link alone on its best RB at full power: no scheme can deliver more); write
-    results.json / results.csv."""
+    results.json / results.csv; then the paired differences between every two schemes over
+    the seeds (each seed evaluates every scheme on the same drops), with 95 % intervals
+    (paired.csv)."""
     from controller.evaluation.v2x_compare import compare
 
-    sc = resolve_v2x(scenario, ())
+    sc = resolve_v2x(scenario, sets)
     seed_list = seed_list_of(seeds)
     sweep = sweep_config(backend, address, ray_retries)
     with progress_bar() as bar:
         bar.add_task(f"every V2X scheme x {len(seed_list)} seeds x {episodes} episodes"
                      f"{' (Ray)' if sweep.backend == 'ray' else ''}", total=None)
-        table = compare(sc, episodes, seed_list, eval_episodes, out, sweep, say=click.echo)
-    Console(width=max(120, Console().width)).print(table)
+        table, differences = compare(sc, episodes, seed_list, eval_episodes, out, sweep,
+                                     say=click.echo)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    console.print(differences)
     click.echo(f"results: {out / 'results.json'}")

@@ -1,0 +1,49 @@
+"""The paired differences of `rrmbed v2x compare` (controller.evaluation.v2x_compare):
+means and 95 % intervals against scipy's own paired t-test, pairs over shared seeds only."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from controller.evaluation.v2x_compare import difference_ci, paired
+
+
+def test_interval_is_scipys_paired_t_interval() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.4, 0.9, 5)
+    b = a - rng.normal(0.05, 0.03, 5)
+    mean, low, high = difference_ci(a, b)
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert mean == pytest.approx(float(np.mean(a - b)))
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    assert low > 0  # a clear improvement is one
+
+
+def test_one_pair_has_no_interval() -> None:
+    mean, low, high = difference_ci([0.7], [0.5])
+    assert mean == pytest.approx(0.2) and math.isnan(low) and math.isnan(high)
+
+
+def test_every_pair_over_the_seeds_both_have() -> None:
+    def rows(values: dict[int, float]) -> list[dict[str, float]]:
+        return [{"seed": s, "delivery_rate": v, "sum_v2i_mbps": 10 * v}
+                for s, v in values.items()]
+
+    results = {"x": rows({0: 0.9, 1: 0.8, 2: 0.85}), "y": rows({0: 0.5, 1: 0.6, 2: 0.55}),
+               "z": rows({1: 0.6, 2: 0.4})}
+    out = paired(results)
+    assert [(r["a"], r["b"], r["metric"]) for r in out] == [
+        (a, b, m) for a, b in (("x", "y"), ("x", "z"), ("y", "z"))
+        for m in ("delivery_rate", "sum_v2i_mbps")]
+    xy = out[0]
+    assert xy["seeds"] == 3 and xy["mean_difference"] == pytest.approx(0.3)
+    assert xy["differs"] and xy["ci95_low"] > 0
+    xz = out[2]
+    assert xz["seeds"] == 2 and xz["mean_difference"] == pytest.approx(0.325)  # seeds 1, 2
+    yz = out[4]
+    assert yz["mean_difference"] == pytest.approx(0.075)
+    assert yz["differs"] == (yz["ci95_low"] > 0 or yz["ci95_high"] < 0)
