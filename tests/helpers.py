@@ -333,6 +333,8 @@ MESSAGE_EXAMPLES: dict[type[m.Message], Callable[[], m.Message]] = {
     m.PowerForward: lambda: m.PowerForward([2, 0], _RNG.random((2, 4)), **_HDR),
     m.CsiUpload: lambda: m.CsiUpload(_RNG.random((2, 3)).astype(np.float32), **_HDR),
     m.Decision: lambda: m.Decision(np.array([[0.1, 0.2]]), **_HDR),
+    m.ObsUpload: lambda: m.ObsUpload(_RNG.random(18), **_HDR),
+    m.ActionDecision: lambda: m.ActionDecision(13, **_HDR),
     m.Fingerprint: lambda: m.Fingerprint(17, 0.05, **_HDR),
     m.NeighbourChoice: lambda: m.NeighbourChoice(3, 7, **_HDR),
     m.Experience: lambda: m.Experience(
