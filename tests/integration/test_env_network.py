@@ -11,7 +11,9 @@ import csv
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +27,29 @@ from tests.helpers import ROOT, SCENARIOS, python_example, readme_section, rrmbe
 
 SC = SCENARIOS / "3cell-k2.toml"
 
+Step = tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]
+
+
+def play_both(net: Any, loc: Any, seed: int, act: Callable[[Any, str], Any]) -> tuple[
+        list[dict[str, Any]], list[Step]]:
+    """One episode of the network env and the in-process env from ``seed``, every agent
+    acting ``act(env, agent)`` in both: every observation, reward, end and info must be the
+    same. The actions sent and the network env's steps."""
+    on, _ = net.reset(seed=seed)
+    ol, _ = loc.reset(seed=seed)
+    sent, steps = [], []
+    while net.agents:
+        for a in net.possible_agents:
+            assert np.array_equal(on[a], ol[a]), a
+        acts = {a: act(net, a) for a in net.agents}
+        sent.append(acts)
+        on, *rest = net.step(acts)
+        ol, *rest_local = loc.step(acts)
+        assert rest == rest_local
+        steps.append((on, *rest))
+    assert not loc.agents
+    return sent, steps
+
 
 def test_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
     net = make_env(SC, runner="network", out=tmp_path, max_cycles=15)
@@ -32,19 +57,9 @@ def test_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     try:
         for seed in (3, 8):
-            on, _ = net.reset(seed=seed)
-            ol, _ = loc.reset(seed=seed)
-            sent = []
-            while net.agents:
-                acts = {a: rng.uniform(-0.2, 1.2, size=2).astype(np.float32)
-                        for a in net.agents}
-                sent.append(acts)
-                for a in net.possible_agents:
-                    assert np.array_equal(on[a], ol[a])
-                on, rn, tn, trn, infn = net.step(acts)
-                ol, rl, tl, trl, infl = loc.step(acts)
-                assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
-            assert not loc.agents and len(sent) == 15
+            sent, _ = play_both(net, loc, seed, lambda env, a: rng.uniform(
+                -0.2, 1.2, size=2).astype(np.float32))
+            assert len(sent) == 15
             run = next(tmp_path.glob(f"episode-*-seed-{seed}"))
             summary = json.loads((run / "summary.json").read_text())
             assert (summary["scheme"], summary["slots"], summary["runner"]) == (
@@ -66,6 +81,11 @@ def test_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
         net.close()
 
 
+def discrete(rng: np.random.Generator) -> Callable[[Any, str], int]:
+    """Uniform discrete actions from ``rng``."""
+    return lambda env, a: int(rng.integers(env.action_space(a).n))
+
+
 def test_interference_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
     """Ten links of the Gaussian interference channel: each link's observation is made of
     the column its node uploaded, its reward of the rates the air recorded."""
@@ -74,18 +94,9 @@ def test_interference_network_env_equals_the_in_process_env(tmp_path: Path) -> N
     loc = make_env(sc, max_cycles=8)
     rng = np.random.default_rng(2)
     try:
-        on, _ = net.reset(seed=4)
-        ol, _ = loc.reset(seed=4)
-        sent = []
-        while net.agents:
-            for a in net.possible_agents:
-                assert np.array_equal(on[a], ol[a]), a
-            acts = {a: rng.uniform(-0.2, 1.2, size=1).astype(np.float32) for a in net.agents}
-            sent.append(acts)
-            on, rn, tn, trn, infn = net.step(acts)
-            ol, rl, tl, trl, infl = loc.step(acts)
-            assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
-        assert not loc.agents and len(sent) == 8
+        sent, _ = play_both(net, loc, 4, lambda env, a: rng.uniform(
+            -0.2, 1.2, size=1).astype(np.float32))
+        assert len(sent) == 8
         summary = net.last_summary
         assert summary is not None and summary["scheme"] == "external-learner"
         assert summary["slots"] == 8 and not summary["errors"]
@@ -110,17 +121,7 @@ def test_d2d_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
     loc = make_env(sc, max_cycles=8)
     rng = np.random.default_rng(4)
     try:
-        on, _ = net.reset(seed=3)
-        ol, _ = loc.reset(seed=3)
-        sent = []
-        while net.agents:
-            for a in net.possible_agents:
-                assert np.array_equal(on[a], ol[a]), a
-            acts = {a: int(rng.integers(net.action_space(a).n)) for a in net.agents}
-            sent.append(acts)
-            on, rn, tn, trn, infn = net.step(acts)
-            ol, rl, tl, trl, infl = loc.step(acts)
-            assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
+        sent, _ = play_both(net, loc, 3, discrete(rng))
         summary = net.last_summary
         assert summary is not None and (summary["scheme"], summary["slots"]) == (
             "external-learner", 8)
@@ -148,20 +149,11 @@ def test_v2x_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
     loc = make_env(sc, max_cycles=50)
     rng = np.random.default_rng(5)
     try:
-        on, _ = net.reset(seed=3)
-        ol, _ = loc.reset(seed=3)
-        slots, delivered = 0, False
-        while net.agents:
-            for a in net.possible_agents:
-                assert np.array_equal(on[a], ol[a]), a
-            acts = {a: int(rng.integers(net.action_space(a).n)) for a in net.agents}
-            on, rn, tn, trn, infn = net.step(acts)
-            ol, rl, tl, trl, infl = loc.step(acts)
-            assert (rn, tn, trn, infn) == (rl, tl, trl, infl)
-            delivered |= any(i["delivered"] for i in infn.values())
-            slots += 1
-        assert slots == 20 and all(tn.values()) and not any(trn.values())
-        assert delivered  # some payloads got through: the silent links were exercised
+        _, steps = play_both(net, loc, 3, discrete(rng))
+        *_, (_, _, terminated, truncated, _) = steps
+        assert len(steps) == 20 and all(terminated.values()) and not any(truncated.values())
+        # some payloads got through: the silent links were exercised
+        assert any(i["delivered"] for *_, infos in steps for i in infos.values())
         summary = net.last_summary
         assert summary is not None and (summary["scheme"], summary["slots"]) == (
             "external-learner", 20)
