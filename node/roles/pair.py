@@ -4,7 +4,7 @@ the interference its receiver measured in the last slot, its last RB), decides t
 :class:`node.pair_agent.PairAgent` and transmits; its receiver's report (SINR, reward)
 comes back. While training it uploads its history ``(s, a, r)`` of every slot to the
 base station's trainer (the controller) and acts with the actor weights the trainer
-broadcasts. Under a central scheme (``external-learner``: a learner outside the testbed)
+broadcasts. Under the scheme a learner outside the testbed decides (``external-learner``)
 it uploads its observation instead and transmits the action the controller sends back.
 No torch here."""
 
@@ -47,13 +47,14 @@ class PairPart:
         self.random_slots = int(train.get("random_slots", 0))
         """While training: the slots before this one are drawn uniformly (warm-up)."""
         self.n_slots = start.slots
-        self.central = SCHEMES.get(node.kind.name, start.scheme).exchange == "central"
-        self.agent = None if self.central else PairAgent(self.i, scenario, start.scheme,
-                                                         start.seed, None,
-                                                         source=node.weights)
+        self.external = bool(SCHEMES.get(node.kind.name, start.scheme).options.get("external"))
+        self.agent = None if self.external else PairAgent(self.i, scenario, start.scheme,
+                                                          start.seed, None,
+                                                          source=node.weights)
         self.dim = observation_dim(scenario)
         self.uploaded: set[int] = set()
-        """Central: the slots whose observation went to the controller, until decided."""
+        """External learner: the slots whose observation went to the controller, until
+        decided."""
         self.acted: dict[int, tuple[np.ndarray, int]] = {}
         """Slot -> (observation, action), until its feedback comes (training)."""
         self.stats_ = PairStats()
@@ -62,7 +63,7 @@ class PairPart:
         if isinstance(msg, D2dSlice):
             self.check_slice(msg)
             self.decide(msg, out)
-        elif isinstance(msg, ActionDecision) and self.central:
+        elif isinstance(msg, ActionDecision) and self.external:
             self.check_slot(msg.slot)
             if msg.slot not in self.uploaded:
                 raise Rejected(f"a decision for slot {msg.slot}, which it did not upload")
@@ -105,7 +106,7 @@ class PairPart:
         n = sl.slot
         obs = observe(self.scenario, sl.d2d_gain_db, sl.bs_gain_db, sl.interference_dbm,
                       sl.last_rb, sl.last_level)
-        if self.agent is None:  # central: the controller decides
+        if self.agent is None:  # an external learner decides, through the controller
             self.uploaded.add(n)
             out.send(CONTROLLER, ObsUpload, slot=n, obs=obs)
             return
