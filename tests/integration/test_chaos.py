@@ -24,8 +24,10 @@ the CPU time):
   and it takes over at the first slot the controller has not recorded, its channel
   fast-forwarded there. Again metrics.csv equals the local runner's and the history holds.
 
-The runs use 5 ms slots (``radio.slot_s``) and share one key directory, and two run at a
-time, to keep CI short; each seed's failures are collected and reported together.
+The runs use 5 ms slots (``radio.slot_s``) and share one key directory, one at a time:
+two at once starved each other's heartbeats when this machine ran slow (a process stalled
+past three beats was declared lost: 2 of 20 runs failed so); each seed's failures are
+collected and reported together.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import os
 import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ def comm(pid: int) -> str:
         return ""
 
 
-@pytest.mark.timeout(600)  # 20 real-time runs, 2 at a time: about 3 minutes here
+@pytest.mark.timeout(1200)  # 20 real-time runs, one at a time: about 5 minutes here
 def test_chaos_over_twenty_seeded_runs(tmp_path: Path, spawn: Spawn,
                                        mosquitto_binary: str) -> None:
     """(``mosquitto_binary``: the broker the launcher starts for the broker chaos is
@@ -83,8 +84,7 @@ def test_chaos_over_twenty_seeded_runs(tmp_path: Path, spawn: Spawn,
             return f"seed {seed}: {type(e).__name__}: {str(e)[-1500:]}"
         return None
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        failures = [f for f in pool.map(one, SEEDS) if f is not None]
+    failures = [f for f in map(one, SEEDS) if f is not None]
     assert not failures, "\n".join(failures)
 
 
