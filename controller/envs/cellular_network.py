@@ -5,16 +5,13 @@ the reward the air's sum-rate of the slot, for every BS."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from channel_server.config import Scenario
-from channel_server.kinds import Resolved
-from controller.envs.base import DEFAULT_MAX_CYCLES, Slot
+from controller.envs.base import Slot
 from controller.envs.cellular import CellularFullEnv, fractions_of, rate_infos
-from controller.envs.network import STEP_TIMEOUT_S, OverProcesses
+from controller.envs.network import OverProcesses
 from protocols.messages import SlotOutcome
 
 
@@ -23,12 +20,6 @@ class CellularNetworkEnv(OverProcesses, CellularFullEnv):
 
     metadata = {"name": "rrmbed_cellular_full_network_v0", "render_modes": [],
                 "is_parallelizable": True}
-
-    def __init__(self, scenario: Scenario, resolved: Resolved, seed: int = 0,
-                 max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
-                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
-        super().__init__(scenario, seed, max_cycles)
-        self._network(resolved, out, step_timeout_s)
 
     def _play(self, actions: list[Any]) -> Slot:
         frac = np.stack([fractions_of(a, self.radio) for a in actions])

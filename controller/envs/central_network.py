@@ -38,7 +38,7 @@ class CentralNetworkEnv(OverProcesses, CentralPowerEnv):
     def __init__(self, scenario: Scenario | str | os.PathLike[str],
                  episode_slots: int = DEFAULT_EPISODE_SLOTS, render_mode: str | None = None,
                  out: str | Path = "runs/env", step_timeout_s: float = STEP_TIMEOUT_S) -> None:
-        super().__init__(scenario, episode_slots, render_mode)
+        CentralPowerEnv.__init__(self, scenario, episode_slots, render_mode)
         self.max_cycles = self.episode_slots
         self.run_seed = -1
         self._network(Resolved(KINDS.get("cellular"), self.scenario), out, step_timeout_s)

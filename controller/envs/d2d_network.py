@@ -8,16 +8,14 @@ The same observations, rewards and infos as the in-process env
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from channel_server.d2d import D2dScenario, cue_outage
-from channel_server.kinds import Resolved
-from controller.envs.base import DEFAULT_MAX_CYCLES, Obs, Slot
+from channel_server.d2d import cue_outage
+from controller.envs.base import Obs, Slot
 from controller.envs.d2d import D2dParallelEnv
-from controller.envs.network import STEP_TIMEOUT_S, OverProcesses
+from controller.envs.network import OverProcesses
 from protocols.d2d_messages import D2dOutcome
 
 
@@ -26,12 +24,6 @@ class D2dNetworkEnv(OverProcesses, D2dParallelEnv):
 
     metadata = {"name": "rrmbed_d2d_underlay_network_v0", "render_modes": [],
                 "is_parallelizable": True}
-
-    def __init__(self, scenario: D2dScenario, resolved: Resolved, seed: int = 0,
-                 max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
-                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
-        super().__init__(scenario, seed, max_cycles)
-        self._network(resolved, out, step_timeout_s)
 
     def _observe(self) -> Obs:
         out: Obs = np.asarray(self.gains).astype(np.float32)  # the pairs' uploads (N, D)

@@ -9,14 +9,12 @@ known to the links from their start) is the drop's of the same seed."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from channel_server.interference import IcChannel, IcScenario
-from channel_server.kinds import Resolved
-from controller.envs.base import DEFAULT_MAX_CYCLES, Slot
+from channel_server.interference import IcChannel
+from controller.envs.base import Slot
 from controller.envs.interference import IcParallelEnv, fractions, rate_slot
-from controller.envs.network import STEP_TIMEOUT_S, OverProcesses
+from controller.envs.network import OverProcesses
 from protocols.ic_messages import IcOutcome
 
 
@@ -25,12 +23,6 @@ class IcNetworkEnv(OverProcesses, IcParallelEnv):
 
     metadata = {"name": "rrmbed_interference_network_v0", "render_modes": [],
                 "is_parallelizable": True}
-
-    def __init__(self, scenario: IcScenario, resolved: Resolved, seed: int = 0,
-                 max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
-                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
-        super().__init__(scenario, seed, max_cycles)
-        self._network(resolved, out, step_timeout_s)
 
     def _start(self, seed: int) -> None:
         super()._start(seed)

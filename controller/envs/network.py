@@ -49,6 +49,7 @@ import numpy as np
 from channel_server.kinds import Resolved
 from controller.deploy.launcher import LOOPBACK_BIND, NetworkRun
 from controller.deploy.tempdirs import make_tempdir
+from controller.envs.base import DEFAULT_MAX_CYCLES
 from controller.roles.controller import ControllerRole
 from controller.roles.external import ExternalSlots
 from controller.runners.output import write_run
@@ -203,6 +204,12 @@ class OverProcesses:
     max_cycles: int
     run_seed: int
     gains: Any
+
+    def __init__(self, scenario: Any, resolved: Resolved, seed: int = 0,
+                 max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
+                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
+        super().__init__(scenario, seed, max_cycles)  # type: ignore[call-arg]
+        self._network(resolved, out, step_timeout_s)
 
     def _network(self, resolved: Resolved, out: str | Path, step_timeout_s: float) -> None:
         self.resolved = resolved

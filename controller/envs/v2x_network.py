@@ -14,15 +14,12 @@ sends no other), so :meth:`set_fingerprint` is refused here.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from channel_server.kinds import Resolved
-from channel_server.v2x import V2xScenario
-from controller.envs.base import DEFAULT_MAX_CYCLES, Obs, Slot
-from controller.envs.network import STEP_TIMEOUT_S, OverProcesses
+from controller.envs.base import Obs, Slot
+from controller.envs.network import OverProcesses
 from controller.envs.v2x import V2xParallelEnv
 from protocols.messages import V2xOutcome
 
@@ -31,12 +28,6 @@ class V2xNetworkEnv(OverProcesses, V2xParallelEnv):
     """:class:`V2xParallelEnv`'s game, every slot played by real processes."""
 
     metadata = {"name": "rrmbed_v2x_network_v0", "render_modes": [], "is_parallelizable": True}
-
-    def __init__(self, scenario: V2xScenario, resolved: Resolved, seed: int = 0,
-                 max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
-                 step_timeout_s: float = STEP_TIMEOUT_S) -> None:
-        super().__init__(scenario, seed, max_cycles)
-        self._network(resolved, out, step_timeout_s)
 
     def run_slots(self) -> int:
         return min(self.max_cycles, self.scenario.n_steps)
