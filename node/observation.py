@@ -53,10 +53,16 @@ def obs_round_robin(
     ``prior`` (..., B, K) holds fractions (zero where not chosen yet), ``chosen``
     (..., B) is 1 for the BSs that already decided. Both are rolled like the CSI.
     """
-    own = obs_full(csi, bs, radio)
+    return np.concatenate([obs_full(csi, bs, radio), chain_features(bs, prior, chosen)],
+                          axis=-1)
+
+
+def chain_features(bs: int, prior: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The chain's part of ``obs_round_robin``: ``prior`` (..., B, K) and ``chosen``
+    (..., B), rolled so that BS ``bs`` comes first."""
     p = np.roll(prior, -bs, axis=-2).reshape(*prior.shape[:-2], -1)
     m = np.roll(chosen.astype(np.float64), -bs, axis=-1)
-    return np.concatenate([own, p, m], axis=-1)
+    return np.concatenate([p, m], axis=-1)
 
 
 def obs_central(gains: np.ndarray, radio: RadioConfig) -> np.ndarray:

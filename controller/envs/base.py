@@ -73,12 +73,13 @@ NETWORK_OPTIONS = ("runner", "out", "step_timeout_s")
 """The options of a kind whose parallel game also runs over real processes."""
 
 
-def network_env(ref: str, kind: str, scenario: Any, seed: int, max_cycles: int,
-                options: dict[str, Any]) -> Any:
-    """The kind's parallel game over real processes (``ref``: "module:class" of its network
-    env, :mod:`controller.envs.network`) when ``options`` ask for ``runner="network"``
+def network_env(refs: str | dict[str, str], kind: str, scenario: Any, seed: int,
+                max_cycles: int, options: dict[str, Any]) -> Any:
+    """The kind's game over real processes when ``options`` ask for ``runner="network"``
     (``out``: the folder of its runs' directories, ``step_timeout_s``: how long a step may
-    wait); None for the in-process runner (the default)."""
+    wait); None for the in-process runner (the default). ``refs``: "module:class" of the
+    network env of each api (:mod:`controller.envs.network`), or of the parallel game only,
+    whose ``api="aec"`` is then PettingZoo's ``parallel_to_aec`` of it."""
     runner = options.get("runner", "local")
     if runner == "local":
         if "out" in options or "step_timeout_s" in options:
@@ -86,14 +87,17 @@ def network_env(ref: str, kind: str, scenario: Any, seed: int, max_cycles: int,
         return None
     if runner != "network":
         raise ValueError(f"runner must be 'local' or 'network', not {runner!r}")
-    if options.get("api", "parallel") != "parallel":
-        raise ValueError("runner='network' plays the parallel game (api='parallel')")
     from channel_server.kinds import KINDS, Resolved
     from protocols.plugins import resolve as resolve_ref
 
+    api = options.get("api", "parallel")
+    if api not in APIS:
+        raise ValueError(f"api must be one of {', '.join(APIS)}, not {api!r}")
+    refs = {"parallel": refs} if isinstance(refs, str) else refs
     extra = {k: options[k] for k in ("out", "step_timeout_s") if k in options}
-    return resolve_ref(ref)(scenario, Resolved(KINDS.get(kind), scenario), seed, max_cycles,
-                            **extra)
+    env = resolve_ref(refs.get(api, refs["parallel"]))(
+        scenario, Resolved(KINDS.get(kind), scenario), seed, max_cycles, **extra)
+    return env if api in refs else as_api(env, api)
 
 
 def as_api(env: ParallelEnv[Any, Any, Any], api: str) -> Any:

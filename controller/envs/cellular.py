@@ -66,20 +66,20 @@ from node.policy_spec import clip_fraction, fit_bs_budget
 from protocols.seeding import rng_for
 
 OPTIONS = ("api", "max_cycles", *NETWORK_OPTIONS)
-NETWORK_ENV = "controller.envs.cellular_network:CellularNetworkEnv"
-"""The full game over real processes (a reference: that module builds on this one)."""
+NETWORK_ENVS = {"parallel": "controller.envs.cellular_network:CellularNetworkEnv",
+                "aec": "controller.envs.cellular_network:CellularRoundRobinNetworkEnv"}
+"""Both games over real processes (references: that module builds on this one)."""
 
 
 def make_env(scenario: Scenario, seed: int = 0, **options: Any) -> Any:
     """The kind's factory: ``api="parallel"`` (default) the ``full`` game,
     ``api="aec"`` the round-robin one; ``max_cycles`` slots per episode. ``runner="network"``
-    plays the ``full`` game over real processes (:mod:`controller.envs.cellular_network`;
-    ``out``: the folder of its runs' directories, ``step_timeout_s``: how long a step may
-    wait)."""
+    plays either over real processes (:mod:`controller.envs.cellular_network`; ``out``: the
+    folder of its runs' directories, ``step_timeout_s``: how long a step may wait)."""
     check_options("cellular", options, OPTIONS)
     api = options.get("api", "parallel")
     max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))
-    network = network_env(NETWORK_ENV, "cellular", scenario, seed, max_cycles, options)
+    network = network_env(NETWORK_ENVS, "cellular", scenario, seed, max_cycles, options)
     if network is not None:
         return network
     if api == "parallel":
@@ -207,13 +207,7 @@ class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
         """A seed rebuilds the air from it; no seed: the air's next drop (the first reset
         without a seed uses the environment's own). ``options`` are ignored."""
-        if seed is not None or self.air is None:
-            self.run_seed = int(seed) if seed is not None else self.run_seed
-            self.air = Air(self.radio, self.run_seed, episodes=1)
-        self.gains = self.air.reset()[0]
-        episode = self.air.resets - 1
-        self.order_rng = (rng_for(self.run_seed, "order") if episode == 0
-                          else rng_for(self.run_seed, "order", episode))
+        self._new_episode(seed)
         self.agents = list(self.possible_agents)
         self.rewards = {a: 0.0 for a in self.agents}
         self._cumulative_rewards = {a: 0.0 for a in self.agents}
@@ -223,12 +217,37 @@ class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):
         self.cycles = 0
         self._begin_slot()
 
+    # The hooks of the world (the in-process air here; real processes in
+    # controller.envs.cellular_network.CellularRoundRobinNetworkEnv).
+
+    def _new_episode(self, seed: int | None) -> None:
+        if seed is not None or self.air is None:
+            self.run_seed = int(seed) if seed is not None else self.run_seed
+            self.air = Air(self.radio, self.run_seed, episodes=1)
+        self.gains = self.air.reset()[0]
+        episode = self.air.resets - 1
+        self.order_rng = (rng_for(self.run_seed, "order") if episode == 0
+                          else rng_for(self.run_seed, "order", episode))
+
     def _begin_slot(self) -> None:
         self.order = [int(b) for b in self.order_rng.permutation(self.radio.n_cells)]
         self.turn = 0
         self.prior[:] = 0.0
         self.chosen[:] = 0.0
         self.agent_selection = self.possible_agents[self.order[0]]
+
+    def _pass_turn(self, fractions: np.ndarray) -> None:
+        """The BS whose turn it was chose ``fractions`` and others are still to choose."""
+        self.agent_selection = self.possible_agents[self.order[self.turn]]
+
+    def _play_slot(self, fractions: np.ndarray) -> np.ndarray:
+        """The last BS of the slot chose ``fractions``: the slot's rates ``(B, K)``."""
+        return slot_rates(self.gains, self.prior, self.radio)
+
+    def _next_slot(self) -> None:
+        assert self.air is not None
+        self.gains = self.air.step()[0]
+        self._begin_slot()
 
     def observe(self, agent: str) -> Obs:
         b = self.index[agent]
@@ -242,15 +261,14 @@ class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):
             return
         b = self.index[agent]
         self._cumulative_rewards[agent] = 0.0
-        self.prior[b] = fractions_of(action, self.radio)
+        frac = self.prior[b] = fractions_of(action, self.radio)
         self.chosen[b] = 1.0
         self.turn += 1
-        if self.turn < len(self.order):
+        if self.turn < self.radio.n_cells:
             self._clear_rewards()
-            self.agent_selection = self.possible_agents[self.order[self.turn]]
+            self._pass_turn(frac)
         else:
-            assert self.air is not None
-            rates = slot_rates(self.gains, self.prior, self.radio)
+            rates = self._play_slot(frac)
             total = float(rates.sum())
             self.rewards = {a: total for a in self.agents}
             infos = rate_infos(rates)
@@ -260,8 +278,7 @@ class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):
                 self.truncations = {a: True for a in self.agents}
                 self.agent_selection = self.agents[0]
             else:
-                self.gains = self.air.step()[0]
-                self._begin_slot()
+                self._next_slot()
         self._accumulate_rewards()
 
     def state(self) -> Obs:

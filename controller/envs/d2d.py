@@ -52,7 +52,7 @@ NETWORK_ENV = "controller.envs.d2d_network:D2dNetworkEnv"
 
 def make_env(scenario: D2dScenario, seed: int = 0, **options: Any) -> Any:
     """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it);
-    ``runner="network"`` plays the parallel game over real processes
+    ``runner="network"`` plays either over real processes
     (:mod:`controller.envs.d2d_network`)."""
     check_options("d2d-underlay", options, OPTIONS)
     max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))

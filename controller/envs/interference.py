@@ -55,7 +55,7 @@ NETWORK_ENV = "controller.envs.interference_network:IcNetworkEnv"
 
 def make_env(scenario: IcScenario, seed: int = 0, **options: Any) -> Any:
     """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it);
-    ``runner="network"`` plays the parallel game over real processes
+    ``runner="network"`` plays either over real processes
     (:mod:`controller.envs.interference_network`)."""
     check_options("interference", options, OPTIONS)
     max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))

@@ -38,6 +38,7 @@ run that ended early, a step that waited longer than ``step_timeout_s``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import queue
 import shutil
 import threading
@@ -63,13 +64,15 @@ from protocols.transport import Endpoint
 STEP_TIMEOUT_S = 60.0
 
 
-def external_scheme(resolved: Resolved) -> str:
-    """The scheme of ``resolved``'s kind whose slots an outside learner decides."""
+def external_scheme(resolved: Resolved, exchange: str | None = None) -> str:
+    """The scheme of ``resolved``'s kind whose slots an outside learner decides (with the
+    given exchange pattern; None: its first)."""
     found = [s.name for s in SCHEMES.for_kind(resolved.kind.name, external=True)
-             if s.options.get("external")]
+             if s.options.get("external") and exchange in (None, s.exchange)]
     if not found:
         raise ValueError(f"scenario kind {resolved.kind.name!r} has no scheme an outside "
-                         "learner decides (options external = True)")
+                         "learner decides (options external = True)"
+                         + (f" with exchange {exchange!r}" if exchange else ""))
     return found[0]
 
 
@@ -83,8 +86,8 @@ class Bridge:
         self.lock = threading.Lock()
 
     # the controller's side (controller.roles.external.ExternalLearner)
-    def observe(self, slot: int, gains: np.ndarray) -> None:
-        self.events.put(("slot", slot, gains.copy()))
+    def observe(self, slot: int, gains: Any) -> None:
+        self.events.put(("slot", slot, copy.deepcopy(gains)))
 
     def action(self, slot: int) -> np.ndarray | None:
         with self.lock:
@@ -124,7 +127,8 @@ class Bridge:
 class Episode:
     """One run of ``max_cycles`` slots: the processes, the controller on its thread."""
 
-    def __init__(self, resolved: Resolved, seed: int, slots: int, out: Path) -> None:
+    def __init__(self, resolved: Resolved, scheme: str, seed: int, slots: int,
+                 out: Path) -> None:
         self.out = out
         if out.exists():
             shutil.rmtree(out)
@@ -132,7 +136,7 @@ class Episode:
         self.bridge = Bridge()
         self.keydir = make_tempdir("keys")
         write_keys(self.keydir, resolved.process_names)
-        self.ctl = ControllerRole(resolved, external_scheme(resolved), slots, seed, "network",
+        self.ctl = ControllerRole(resolved, scheme, slots, seed, "network",
                                   None, {}, out_dir=out)
         self.ctl.part.external = ExternalSlots(self.bridge)  # type: ignore[attr-defined]
         self.summary: dict[str, Any] | None = None
@@ -191,6 +195,9 @@ class Episode:
 
     def close(self) -> None:
         """Stop whatever still runs (a run stopped mid-way keeps the rows it recorded)."""
+        if self.thread.is_alive():  # mid-way: the controller stops at its next beat
+            self.ctl.failure = self.ctl.failure or "closed by the environment mid-way"
+            self.ctl.done = True
         self.run.cleanup()
         self.thread.join(10.0)
         shutil.rmtree(self.keydir, ignore_errors=True)
@@ -204,6 +211,9 @@ class OverProcesses:
     max_cycles: int
     run_seed: int
     gains: Any
+    EXCHANGE: str | None = None
+    """The exchange pattern of the kind's external scheme this env plays (None: the
+    kind's first external scheme)."""
 
     def __init__(self, scenario: Any, resolved: Resolved, seed: int = 0,
                  max_cycles: int = DEFAULT_MAX_CYCLES, out: str | Path = "runs/env",
@@ -229,7 +239,8 @@ class OverProcesses:
 
     def _start(self, seed: int) -> None:
         self.close()
-        self.episode = Episode(self.resolved, seed, self.run_slots(),
+        self.episode = Episode(self.resolved, external_scheme(self.resolved, self.EXCHANGE),
+                               seed, self.run_slots(),
                                self.out / f"episode-{self.episodes}-seed-{seed}")
         self.episodes += 1
         self.slot = 0

@@ -53,7 +53,7 @@ NETWORK_ENV = "controller.envs.v2x_network:V2xNetworkEnv"
 
 def make_env(scenario: V2xScenario, seed: int = 0, **options: Any) -> Any:
     """The kind's factory (``api="aec"``: PettingZoo's ``parallel_to_aec`` of it);
-    ``runner="network"`` plays the parallel game over real processes
+    ``runner="network"`` plays either over real processes
     (:mod:`controller.envs.v2x_network`, without the option ``fingerprint``)."""
     check_options("v2x", options, OPTIONS)
     max_cycles = int(options.get("max_cycles", DEFAULT_MAX_CYCLES))

@@ -1,7 +1,10 @@
 """The controller's part of a multi-cell downlink run: it records every slot outcome,
 decides for central schemes once every active BS has uploaded its CSI slice, and while
 training joins the nodes' experience with the slots' rewards, updates the policy every
-``episodes_per_iter`` slots and deploys the new weights.
+``episodes_per_iter`` slots and deploys the new weights. Under the schemes a learner
+outside the testbed decides (:mod:`controller.roles.external`) it hands that learner the
+whole channel of each slot (``external-learner``) or, at each BS's turn in the round-robin
+chain, the BS's uploaded observation (``external-round-robin``), and sends back the powers.
 
 Training is durable (:mod:`controller.learners.journal`): every update appends its
 training.csv row and updates.jsonl line and rewrites weights.npz; every ``checkpoint_every``
@@ -43,12 +46,14 @@ from controller.learners.journal import Checkpoint, TrainingJournal, open_journa
 from controller.roles.external import EXTERNAL, ExternalSlots
 from node.agent import node_policy, policy_with_weights, scheme_of
 from node.alcor_online import OnlineAlcor
+from node.observation import round_robin_dims
 from protocols.messages import (
     CsiUpload,
     Decision,
     Experience,
     ExperienceAck,
     Message,
+    ObsUpload,
     SlotOutcome,
 )
 from protocols.names import index_of
@@ -275,6 +280,8 @@ class CellularPart:
             self.on_outcome(msg, now, out)
         elif isinstance(msg, CsiUpload) and self.central is not None:
             self.on_upload(msg, out)
+        elif isinstance(msg, ObsUpload) and self.external is not None and self.central is None:
+            self.on_turn(msg, now, out)
         elif isinstance(msg, Experience) and self.trainer is not None:
             if not 0 <= msg.slot < self.ctl.slots:  # it may come after the slot's outcome
                 raise Rejected(f"slot {msg.slot} outside [0, {self.ctl.slots})")
@@ -391,6 +398,19 @@ class CellularPart:
         got[index_of(msg.sender)] = (np.asarray(g), msg.chain_latency_s)
         self.try_decide(out)
 
+    def on_turn(self, msg: ObsUpload, now: float, out: Outbox) -> None:
+        """External round-robin: a BS's turn in the chain of ``msg.slot``, its observation
+        ``(D,)``, goes to the learner (one turn of a slot at a time: the chain's)."""
+        assert self.external is not None
+        if not self.expected_slot() <= msg.slot < self.ctl.slots:
+            raise Rejected(f"slot {msg.slot} outside [{self.expected_slot()}, {self.ctl.slots})")
+        obs = check_array(msg.obs, "obs", (round_robin_dims(self.scenario.radio)[0],))
+        check_number(msg.chain_latency_s, "chain latency", 0.0, allow_inf=True)
+        if msg.slot in self.external.awaiting:
+            raise Rejected(f"a turn of slot {msg.slot} while another waits for its decision")
+        bs = index_of(msg.sender)
+        self.external.hand(msg.slot, {bs: (obs, msg.chain_latency_s)}, (bs, obs), now, out)
+
     def try_decide(self, out: Outbox) -> None:
         """Decide every slot whose uploads are all in; under ALCOR only in slot order, each
         once the outcome of the slot before is recorded (the multipliers step on outcomes,
@@ -435,9 +455,10 @@ class CellularPart:
         self.send_decision(slot, got, powers[0], compute_s, out)
 
     def send_decision(self, slot: int, got: dict[int, tuple[np.ndarray, float]],
-                      powers: np.ndarray, compute_s: float, out: Outbox) -> None:
-        """Every uploading BS's powers ``(B, K)`` of ``slot``, ready ``compute_s`` after the
-        last upload arrived (the uplink latency is added on receipt)."""
+                      powers: Any, compute_s: float, out: Outbox) -> None:
+        """Every uploading BS's powers (``powers[bs]``, watts) of ``slot``, ready
+        ``compute_s`` after the last upload arrived (the uplink latency is added on
+        receipt)."""
         self.central_compute[slot] = compute_s
         ready = max(a for _, a in got.values()) + compute_s
         name = self.ctl.kind.node_name
@@ -445,10 +466,12 @@ class CellularPart:
             out.send(name(bs), Decision, slot=slot, chain_latency_s=ready, powers=powers[bs])
 
     def on_timer(self, key: Hashable, now: float, out: Outbox) -> None:
-        """Scheme ``external-learner``: send the powers the learner has given, in slot order; look
-        again later for the rest."""
+        """An external learner: send the powers it has given (every BS's ``(B, K)``, or the
+        ``(K,)`` of the BS whose turn it is), in slot order; look again later for the rest."""
         assert key == EXTERNAL and self.external is not None
         for slot, got, powers in self.external.decided(now, out):
+            if self.central is None:  # a turn of the chain: one BS
+                powers = {bs: powers for bs in got}
             self.send_decision(slot, got, powers, self.scenario.timing.compute_s, out)
 
     # ----------------------------------------------------------------- results

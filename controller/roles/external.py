@@ -32,9 +32,10 @@ EXTERNAL_POLL_S = 0.0005
 class ExternalLearner(Protocol):
     """What the controller calls; none of it may block."""
 
-    def observe(self, slot: int, gains: np.ndarray) -> None:
+    def observe(self, slot: int, gains: Any) -> None:
         """What the nodes uploaded for ``slot``: the whole channel (cellular ``(B, K, B)``,
-        interference ``(K, K)``) or every agent's observation (``(N, D)``)."""
+        interference ``(K, K)``), every agent's observation (``(N, D)``), or in a chain the
+        turn of one agent ``(index, its observation (D,))``."""
 
     def action(self, slot: int) -> np.ndarray | None:
         """The decisions of ``slot`` (the kind's: powers in watts, or every agent's discrete
@@ -54,9 +55,9 @@ class ExternalSlots:
         self.uploads: dict[int, dict[int, tuple[np.ndarray, float]]] = {}
         """Observations collected so far: slot -> agent -> (observation, its latency)."""
 
-    def hand(self, slot: int, uploads: Any, gains: np.ndarray, now: float,
-             out: Outbox) -> None:
-        """Give the learner ``slot``'s channel and start looking for its powers."""
+    def hand(self, slot: int, uploads: Any, gains: Any, now: float, out: Outbox) -> None:
+        """Give the learner ``slot``'s channel (or a turn of it) and start looking for its
+        powers."""
         self.awaiting[slot] = uploads
         self.learner.observe(slot, gains)
         out.timer(EXTERNAL, now + EXTERNAL_POLL_S)

@@ -8,7 +8,11 @@ the controller acknowledges it as durable (``ExperienceAck``, after a checkpoint
 what it keeps again to a controller that says ``Start`` once more (a restarted one); the
 controller drops what it already has. To such a controller it also uploads again the CSI
 of the slots still waiting for a central decision. In a resumed run (train option
-``replay_until``) the slots before the checkpoint's are played again without uploads."""
+``replay_until``) the slots before the checkpoint's are played again without uploads.
+
+Under the scheme ``external-round-robin`` a learner outside the testbed decides: at its turn
+in the chain the BS uploads the round-robin observation its policy would act on
+(``ObsUpload``), and transmits and forwards the powers that come back (``Decision``)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import numpy as np
 
 from channel_server.config import Scenario
 from node.agent import BsAgent, BsObservation, Decision, chain_priors
+from node.observation import obs_round_robin
 from node.roles.unacked import Unacked
 from protocols.messages import (
     CsiSlice,
@@ -27,6 +32,7 @@ from protocols.messages import (
     ExperienceAck,
     Measurement,
     Message,
+    ObsUpload,
     PowerForward,
     Start,
     Transmit,
@@ -47,6 +53,9 @@ class SlotState:
     csi: CsiSlice | None = None
     forward: PowerForward | None = None
     done: bool = False
+    asked: dict[int, np.ndarray] | None = None
+    """External round-robin: the powers forwarded to this BS, once it uploaded its
+    observation (until the learner's decision comes back)."""
 
 
 @dataclass
@@ -68,6 +77,7 @@ class BsPart:
                              action_mode=start.options.get("action_mode", "mean"),
                              source=node.weights)
         self.exchange = self.agent.scheme.exchange
+        self.external = bool(self.agent.scheme.options.get("external"))
         self.slots: dict[int, SlotState] = {}
         self.stats_ = BsStats()
         self.log_csi = bool(start.options.get("log_csi"))
@@ -96,10 +106,14 @@ class BsPart:
             st = self.state(msg.slot)
             if st.done:
                 raise Rejected("a second decision for the slot")
+            if self.exchange == "chain" and st.asked is None:
+                raise Rejected("a decision for a turn this BS did not upload")
             st.done = True
             d = self.agent.commit(np.asarray(msg.powers)[None],
                                   np.array([msg.chain_latency_s]), 0.0)
             self.transmit(msg.slot, d, out)
+            if st.asked is not None:
+                self.forward(msg.slot, st.asked, d, out)
         elif isinstance(msg, Measurement):
             self.stats_.measurements += 1
             self.slots.pop(msg.slot, None)
@@ -127,7 +141,8 @@ class BsPart:
         """Slots whose CSI is in but whose predecessor's power list is not."""
         if self.exchange != "chain":
             return []
-        return [n for n, s in self.slots.items() if s.csi is not None and not s.done]
+        return [n for n, s in self.slots.items()
+                if s.csi is not None and not s.done and s.asked is None]
 
     def quiet_s(self) -> float:
         timeout = self.scenario.timing.peer_timeout_s
@@ -219,7 +234,7 @@ class BsPart:
 
     def act_in_chain(self, n: int, out: Outbox, lost_predecessor: bool = False) -> None:
         st = self.state(n)
-        if st.csi is None or st.done:
+        if st.csi is None or st.done or st.asked is not None:
             return
         order = st.csi.order
         pos = order.index(self.bs)
@@ -236,14 +251,28 @@ class BsPart:
             return  # wait for the power list
         radio = self.scenario.radio
         prior, chosen = chain_priors(decided, 1, radio.n_cells, radio.users_per_cell)
+        if self.external:  # the learner outside decides: the policy's observation goes up
+            st.asked = decided
+            obs = obs_round_robin(st.csi.gains, self.bs, prior[0] / radio.pmax_w, chosen[0],
+                                  radio)
+            out.send(CONTROLLER, ObsUpload, slot=n, chain_latency_s=chain_in, obs=obs)
+            return
         d = self.agent.select_action(
             BsObservation(st.csi.gains[None], np.array([chain_in]), prior, chosen))
         st.done = True
         self.transmit(n, d, out)
         self.upload_experience(n, pos, pos + 1 == len(order), out)
-        if pos + 1 < len(order):
+        self.forward(n, decided, d, out)
+
+    def forward(self, n: int, decided: dict[int, np.ndarray], d: Decision, out: Outbox) -> None:
+        """The powers decided so far in slot ``n``'s chain, this BS's last, to the next BS
+        (none after the last)."""
+        csi = self.slots[n].csi
+        assert csi is not None
+        pos = csi.order.index(self.bs)
+        if pos + 1 < len(csi.order):
             powers = np.stack([*(decided[b][0] for b in decided), d.powers_w[0]])
-            out.send(self.node.kind.node_name(order[pos + 1]), PowerForward, slot=n,
+            out.send(self.node.kind.node_name(csi.order[pos + 1]), PowerForward, slot=n,
                      chain_latency_s=float(d.latency_s[0]), order=[*decided, self.bs],
                      powers=powers)
 

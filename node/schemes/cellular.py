@@ -231,6 +231,14 @@ register(Scheme("external-learner", KIND, "central", "a learner outside the test
                 "controller.envs.make_env(..., runner='network'))",
                 central=f"{DECIDERS}:ExternalDecider", options={"external": True,
                                                               "tables": False}, rank=20))
+# The round-robin game of such a learner: at its turn in the slot's chain each BS uploads its
+# round-robin observation (its CSI slice, the powers forwarded so far and who chose them), the
+# learner's powers come back, and the BS transmits them and forwards the chain
+# (make_env(..., api='aec', runner='network')).
+register(Scheme("external-round-robin", KIND, "chain", "a learner outside the testbed decides "
+                "each BS's powers at its turn in the round-robin chain (the AEC environment "
+                "over real processes: controller.envs.make_env(..., api='aec', "
+                "runner='network'))", options={"external": True, "tables": False}, rank=21))
 
 
 def sum_rate_schemes(radio: RadioConfig) -> list[Scheme]:

@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from pettingzoo.test import parallel_api_test
+from pettingzoo.test import api_test, parallel_api_test
 
 from channel_server.kinds import resolve
 from controller.envs import make_env
@@ -77,6 +77,53 @@ def test_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
                     assert got == pytest.approx(want.tolist(), rel=1e-12)
             assert sorted(summary["processes"]) == sorted(
                 ["controller", "channel-server", "node-0", "node-1", "node-2"])
+    finally:
+        net.close()
+
+
+def test_round_robin_network_env_equals_the_in_process_env(tmp_path: Path) -> None:
+    """The round-robin AEC game over real processes: the BSs take their turns in the order
+    the channel server draws, each observing what its predecessors forwarded over the
+    metered chain, and every turn, observation, reward and info equals the in-process
+    game's; what the BSs transmitted is what the learner chose."""
+    net = make_env(SC, api="aec", runner="network", out=tmp_path, max_cycles=6)
+    loc = make_env(SC, api="aec", max_cycles=6)
+    rng = np.random.default_rng(5)
+    try:
+        for seed in (3, 8):
+            net.reset(seed=seed)
+            loc.reset(seed=seed)
+            sent: list[tuple[str, np.ndarray]] = []
+            for agent in net.agent_iter():
+                assert agent == loc.agent_selection
+                for b, a in enumerate(net.possible_agents):  # and those who acted in the slot
+                    if a == agent or loc.chosen[b]:
+                        assert np.array_equal(net.observe(a), loc.observe(a)), (agent, a)
+                obs, *rest = net.last()
+                assert rest == list(loc.last()[1:])
+                act = None if rest[1] or rest[2] else rng.uniform(
+                    -0.2, 1.2, size=2).astype(np.float32)
+                if act is not None:
+                    sent.append((agent, act))
+                net.step(act)
+                loc.step(act)
+            assert not loc.agents and len(sent) == 6 * 3
+            run = next(tmp_path.glob(f"episode-*-seed-{seed}"))
+            summary = json.loads((run / "summary.json").read_text())
+            assert (summary["scheme"], summary["slots"]) == ("external-round-robin", 6)
+            by_kind = summary["backhaul_bytes_per_slot"]["by_kind"]
+            assert "csi_upload" not in by_kind  # the chain's own signalling, no central CSI
+            assert min(by_kind[k] for k in ("obs_upload", "decision", "power_forward")) > 0
+            with (run / "metrics.csv").open() as f:
+                rows = list(csv.DictReader(f))
+            for n, row in enumerate(rows):  # each slot's three turns, in turn order
+                for agent, act in sent[3 * n:3 * n + 3]:
+                    b = int(agent.split("_")[1])
+                    want = np.clip(act.astype(np.float64), 0.0, 1.0) * net.radio.pmax_w
+                    got = [float(row[f"p_bs{b}_u{k}_w"]) for k in range(2)]
+                    assert got == pytest.approx(want.tolist(), rel=1e-12)
+        with pytest.raises(NotImplementedError, match="only their own observations"):
+            net.state()
     finally:
         net.close()
 
@@ -191,10 +238,11 @@ def test_gymnasium_central_env_over_processes_equals_the_in_process_env(tmp_path
         net.close()
 
 
-def test_network_env_passes_pettingzoo_parallel_api_test(tmp_path: Path) -> None:
-    env = make_env(SC, runner="network", out=tmp_path, max_cycles=4)
+@pytest.mark.parametrize("api", ["parallel", "aec"])
+def test_network_env_passes_pettingzoo_api_test(tmp_path: Path, api: str) -> None:
+    env = make_env(SC, api=api, runner="network", out=tmp_path, max_cycles=4)
     try:
-        parallel_api_test(env, num_cycles=6)
+        (parallel_api_test if api == "parallel" else api_test)(env, num_cycles=6)
     finally:
         env.close()
 
@@ -217,6 +265,7 @@ def test_a_node_killed_mid_episode_is_named(tmp_path: Path) -> None:
 def test_rrmbed_run_and_compose_refuse_the_external_scheme(tmp_path: Path) -> None:
     for args in (("run", str(SC), "--scheme", "external-learner", "--runner", "local",
                   "--slots", "5", "--out", str(tmp_path / "x")),
+                 ("run", str(SC), "--scheme", "external-round-robin", "--slots", "5"),
                  ("compose", str(SC), "--scheme", "external-learner", "--insecure")):
         r = rrmbed(*args)
         assert r.returncode != 0, args
@@ -227,9 +276,11 @@ def test_the_readme_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     """The python block of the README's network-environment section (its run directories
     in a temporary folder instead of runs/)."""
     code = python_example(readme_section("The same environment over real processes"))
-    assert 'out="runs/env"' in code
+    assert 'out="runs/env"' in code and 'out="runs/env/rr"' in code
     monkeypatch.chdir(ROOT)
     scope: dict[str, object] = {}
-    exec(compile(code.replace('out="runs/env"', f'out="{tmp_path}"'), "README.md", "exec"),
+    exec(compile(code.replace('out="runs/env', f'out="{tmp_path}'), "README.md", "exec"),
          scope)
     assert (tmp_path / "episode-0-seed-7" / "metrics.csv").is_file()
+    summary = json.loads((tmp_path / "rr" / "episode-0-seed-7" / "summary.json").read_text())
+    assert summary["scheme"] == "external-round-robin" and summary["slots"] == 5
