@@ -17,7 +17,7 @@ slot's last BS has acted, as in-process).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -95,10 +95,10 @@ class CellularRoundRobinNetworkEnv(OverProcesses, CellularRoundRobinEnv):
 
     def observe(self, agent: str) -> Obs:
         b = self.index[agent]
-        obs = self.seen[b].copy()
+        obs: np.ndarray = self.seen[b].copy()
         if agent != self.agent_selection or self.truncations.get(agent):
             obs[full_dims(self.radio)[0]:] = chain_features(b, self.prior, self.chosen)
-        return obs.astype(np.float32)
+        return cast(Obs, obs.astype(np.float32))
 
     def state(self) -> Obs:
         raise NotImplementedError("the round-robin game over real processes has no state(): "

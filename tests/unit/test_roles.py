@@ -28,8 +28,10 @@ from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz
 from channel_server.roles.air import TRAINING_PAUSE_S, ChannelServerRole
 from controller.baselines.wmmse import WMMSEConfig, wmmse
 from controller.roles.controller import ControllerRole
+from controller.roles.external import EXTERNAL, EXTERNAL_POLL_S, ExternalSlots
 from controller.runners.pump import MemoryHost
 from node.agent import BsAgent, chain_priors, node_policy, policy_with_weights
+from node.observation import obs_round_robin, round_robin_dims
 from node.roles.node import NodeRole
 from protocols.errors import MAX_REASONS
 from protocols.latency import LinkModel, LinkParams
@@ -45,6 +47,7 @@ from protocols.messages import (
     Join,
     Measurement,
     Message,
+    ObsUpload,
     PowerForward,
     Report,
     Restarted,
@@ -768,6 +771,82 @@ def test_node_central_uploads_its_slice_and_commits_the_decision() -> None:
     tx = one(out, Transmit, CHANNEL_SERVER)
     assert tx.payload["missed"] is True
     np.testing.assert_array_equal(tx.payload["powers"], p)  # the previous slot's powers
+
+
+def test_node_external_round_robin_uploads_its_turn_then_forwards_the_decision() -> None:
+    """Scheme external-round-robin: at its turn a BS uploads the round-robin observation its
+    policy would act on; the powers that come back are transmitted and forwarded."""
+    gains = channel(SEED, 1)[0]
+    order = [1, 0, 2]
+    first, _ = node_role(1, "external-round-robin")
+    out = deliver(first, csi(1, 0, gains, order))
+    up = one(out, ObsUpload, CONTROLLER)
+    assert [s.cls for s in out.sends] == [ObsUpload] and up.chain_latency_s == 0.0
+    np.testing.assert_array_equal(up.payload["obs"], obs_round_robin(
+        csi_slice(gains, 1), 1, np.zeros((B, K)), np.zeros(B), RADIO))
+
+    mid, _ = node_role(0, "external-round-robin")
+    assert deliver(mid, csi(0, 0, gains, order)).sends == []  # not its turn yet
+    p1 = np.array([2.0, 5.0])
+    out = deliver(mid, mk(PowerForward, "node-1", slot=0, chain=0.003, order=[1],
+                          powers=p1[None]))
+    up = one(out, ObsUpload, CONTROLLER)
+    assert up.chain_latency_s == 0.003
+    prior, chosen = np.zeros((B, K)), np.zeros(B)
+    prior[1], chosen[1] = p1 / RADIO.pmax_w, 1.0
+    np.testing.assert_array_equal(up.payload["obs"], obs_round_robin(
+        csi_slice(gains, 0), 0, prior, chosen, RADIO))
+    p0 = np.array([1.0, 4.0])
+    out = deliver(mid, mk(Decision, CONTROLLER, slot=0, chain=0.007, powers=p0))
+    assert [(s.cls, s.dest) for s in out.sends] == [(Transmit, CHANNEL_SERVER),
+                                                    (PowerForward, "node-2")]
+    np.testing.assert_array_equal(one(out, Transmit, CHANNEL_SERVER).payload["powers"], p0)
+    fwd = one(out, PowerForward, "node-2")
+    assert fwd.payload["order"] == [1, 0] and fwd.chain_latency_s == 0.007
+    np.testing.assert_array_equal(fwd.payload["powers"], np.stack([p1, p0]))
+    # a second decision, and one for a turn it never uploaded, are refused
+    deliver(mid, mk(Decision, CONTROLLER, slot=0, powers=p0))
+    only_reason(mid, "second decision")
+    mid.rejected.clear()  # type: ignore[attr-defined]
+    deliver(mid, csi(0, 1, gains, order))
+    assert deliver(mid, mk(Decision, CONTROLLER, slot=1, powers=p0)).sends == []
+    only_reason(mid, "did not upload")
+
+
+def test_controller_hands_each_round_robin_turn_to_the_external_learner() -> None:
+    role = running("external-round-robin", slots=2)
+
+    class Learner:  # the outside learner's side of controller.roles.external
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, Any]] = []
+            self.powers: dict[int, np.ndarray] = {}
+
+        def observe(self, slot: int, turn: Any) -> None:
+            self.seen.append((slot, turn))
+
+        def action(self, slot: int) -> np.ndarray | None:
+            return self.powers.pop(slot, None)
+
+        def outcome(self, msg: Any) -> None:
+            pass
+
+    learner = Learner()
+    role.part.external = ExternalSlots(learner)  # type: ignore[attr-defined]
+    obs = np.arange(round_robin_dims(RADIO)[0], dtype=np.float64)
+    out = deliver(role, mk(ObsUpload, "node-2", slot=0, chain=0.004, obs=obs), now=1.0)
+    assert out.sends == [] and out.timers == {EXTERNAL: 1.0 + EXTERNAL_POLL_S}
+    (slot, (bs, seen)), = learner.seen
+    assert (slot, bs) == (0, 2) and np.array_equal(seen, obs)
+    # another BS's turn of the slot while one waits is a forged frame
+    deliver(role, mk(ObsUpload, "node-0", slot=0, obs=obs), now=1.0)
+    only_reason(role, "another waits")
+    assert fire(role, EXTERNAL, now=1.001).timers == {EXTERNAL: 1.001 + EXTERNAL_POLL_S}
+    learner.powers[0] = np.array([0.5, 1.5])
+    out = fire(role, EXTERNAL, now=1.002)
+    dec = one(out, Decision, "node-2")
+    assert [s.dest for s in out.sends] == ["node-2"]
+    np.testing.assert_array_equal(dec.payload["powers"], [0.5, 1.5])
+    assert dec.chain_latency_s == pytest.approx(0.004 + TIMING.compute_s)
 
 
 def test_node_stop_sends_its_report() -> None:
