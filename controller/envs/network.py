@@ -84,6 +84,9 @@ class Bridge:
         self.events: queue.Queue[tuple[str, int, Any]] = queue.Queue()
         self.actions: dict[int, np.ndarray] = {}
         self.lock = threading.Lock()
+        self.early: list[tuple[str, int, Any]] = []
+        """Events that came before the one waited for (a node's upload of slot n + 1, two
+        hops from the air, may overtake the air's outcome of slot n, one hop)."""
 
     # the controller's side (controller.roles.external.ExternalLearner)
     def observe(self, slot: int, gains: Any) -> None:
@@ -104,6 +107,10 @@ class Bridge:
     def wait(self, want: str, slot: int, timeout_s: float, alive: Any) -> Any:
         """The ``want`` event ("slot" or "outcome") of ``slot``; RuntimeError naming what
         went wrong when the run ends or ``alive()`` says why it cannot go on."""
+        for i, (kind, n, payload) in enumerate(self.early):
+            if (kind, n) == (want, slot):
+                del self.early[i]
+                return payload
         waited = 0.0
         while True:
             try:
@@ -121,6 +128,9 @@ class Bridge:
                                    f"{payload}")
             if (kind, n) == (want, slot):
                 return payload
+            if n > slot:
+                self.early.append((kind, n, payload))
+                continue
             raise RuntimeError(f"expected the {want} of slot {slot}, got the {kind} of {n}")
 
 

@@ -294,3 +294,20 @@ def test_the_readme_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     code = python_example(readme_section("PettingZoo"))
     monkeypatch.chdir(ROOT)
     exec(compile(code, "README.md:PettingZoo", "exec"), {})
+
+
+def test_the_network_bridge_keeps_an_upload_that_overtook_the_outcome() -> None:
+    """A node's upload of slot n + 1 (two hops from the air) may come before the air's
+    outcome of slot n (one hop): the env gets each when it asks; an event of a slot already
+    past is an error that names both."""
+    from controller.envs.network import Bridge
+
+    bridge = Bridge()
+    bridge.observe(2, (0, np.ones(3)))
+    bridge.events.put(("outcome", 1, "outcome-1"))
+    bridge.events.put(("outcome", 0, "late"))
+    assert bridge.wait("outcome", 1, 1.0, lambda: None) == "outcome-1"
+    bs, obs = bridge.wait("slot", 2, 1.0, lambda: None)
+    assert bs == 0 and np.array_equal(obs, np.ones(3))
+    with pytest.raises(RuntimeError, match="expected the outcome of slot 2, got the outcome of 0"):
+        bridge.wait("outcome", 2, 1.0, lambda: None)
