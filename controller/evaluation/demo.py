@@ -45,6 +45,8 @@ class DemoConfig:
     """Local training episodes of the V2X multi-agent DQN."""
     v2x_slots: int = 1000
     """Slots of each V2X network run (10 episodes of 100 ms)."""
+    v2x_eval_drops: int = 200
+    """Fresh drops on which the trained V2X scheme and random are compared, drop by drop."""
     v2x_train_episodes: int = 5
     """Episodes of the V2X network training run (overhead of learning)."""
     v2x_broadcast_period: int = 100
@@ -127,6 +129,7 @@ def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     import numpy as np
 
     from channel_server.v2x import load_v2x_scenario
+    from controller.evaluation.v2x_compare import versus
     from controller.evaluation.v2x_run import print_v2x_summary
     from controller.training.v2x_marl import train_marl
 
@@ -141,6 +144,9 @@ def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     weights = out / "v2x" / "train" / "weights.npz"
     weights.parent.mkdir(parents=True, exist_ok=True)
     np.savez(weights, **variables)
+    verdicts = [versus(scenario, learned, variables, other, cfg.v2x_eval_drops,
+                       1_000_000 + cfg.seed, cfg.v2x_episodes) for other in untrained]
+    (out / "v2x" / "versus.json").write_text(json.dumps(verdicts, indent=2) + "\n")
     summaries = [run(learned, out / "v2x" / learned, weights, {}),
                  *(run(s, out / "v2x" / s, None, {}) for s in untrained)]
     console.print(f"[bold]training[/bold] V2X {learned} over the network "
@@ -151,6 +157,8 @@ def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     (out / "v2x" / "demo.json").write_text(json.dumps(summaries, indent=2, default=str))
     print_v2x_summary(summaries, console, title=f"rrmbed demo — {scenario.name}: one process "
                       "per vehicle (last row: training over the network)")
+    for v in verdicts:  # the runs above are one drop each: this is the comparison that counts
+        console.print(f"V2X {v['sentence']} (v2x/versus.json)")
     return summaries
 
 

@@ -22,7 +22,7 @@ from scipy import stats
 
 from channel_server.v2x import V2xScenario
 from controller.training.sweep import SweepConfig
-from controller.training.v2x_marl import run_all, single_link_bound
+from controller.training.v2x_marl import evaluate_episodes, run_all, single_link_bound
 
 METRICS = ("delivery_rate", "sum_v2i_mbps")
 """What :func:`paired` compares."""
@@ -57,6 +57,28 @@ def paired(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                              "mean_difference": mean, "ci95_low": low, "ci95_high": high,
                              "differs": bool(low > 0 or high < 0)})
     return rows
+
+
+def versus(scenario: V2xScenario, learned: str, variables: dict[str, np.ndarray],
+           other: str, drops: int, seed: int, trained_episodes: int) -> dict[str, Any]:
+    """``learned`` (greedy, ``variables``) against ``other`` on the same ``drops`` fresh
+    drops (world seed ``seed``): each one's mean delivery rate, the mean of the per-drop
+    differences with its 95 % interval, and a sentence that says whether ``learned`` beats
+    ``other`` at that level."""
+    a = evaluate_episodes(scenario, learned, variables, drops, seed)["delivery_rate"]
+    b = evaluate_episodes(scenario, other, {}, drops, seed)["delivery_rate"]
+    mean, low, high = difference_ci(a, b)
+    verdict = (f"{learned} beats {other}" if low > 0 else
+               f"{other} beats {learned}" if high < 0 else
+               f"{learned} is not distinguishable from {other} (the interval holds 0)")
+    sentence = (f"delivery on {drops} fresh drops: {learned} {a.mean():.3f}, {other} "
+                f"{b.mean():.3f}; paired difference {mean:+.3f}, 95 % interval "
+                f"[{low:+.3f}, {high:+.3f}]: {verdict} after {trained_episodes} training "
+                "episodes")
+    return {"learned": learned, "other": other, "drops": drops, "seed": seed,
+            "trained_episodes": trained_episodes, "learned_delivery": float(a.mean()),
+            "other_delivery": float(b.mean()), "mean_difference": mean, "ci95_low": low,
+            "ci95_high": high, "beats": bool(low > 0), "sentence": sentence}
 
 
 def paired_table(rows: list[dict[str, Any]], title: str) -> Table:

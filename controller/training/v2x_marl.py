@@ -197,10 +197,28 @@ def evaluate_marl(
     scenario: V2xScenario, scheme: str, variables: dict[str, np.ndarray], episodes: int,
     seed: int,
 ) -> dict[str, float]:
+    """Greedy evaluation on ``episodes`` fresh drops (:func:`evaluate_episodes`): mean
+    delivery rate, mean sum V2I rate (Mbps), mean delivery time (ms) of the delivered
+    links."""
+    m = evaluate_episodes(scenario, scheme, variables, episodes, seed)
+    times = m["delivery_time_s"]
+    return {
+        "delivery_rate": float(m["delivery_rate"].mean()),
+        "sum_v2i_mbps": float(m["sum_v2i_rate_bps"].mean() / 1e6),
+        "mean_delivery_ms": float(np.nanmean(times) * 1e3) if np.isfinite(times).any()
+        else float("nan"),
+    }
+
+
+def evaluate_episodes(
+    scenario: V2xScenario, scheme: str, variables: dict[str, np.ndarray], episodes: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
     """Greedy evaluation on ``episodes`` fresh drops (one vectorized batch, world seed
-    ``seed``): mean delivery rate, mean sum V2I rate (Mbps), mean delivery time (ms) of
-    the delivered links. ``"random"`` draws from ``rng_for(seed, "v2x", "random-policy")``
-    exactly as :func:`controller.training.v2x_env.random_policy_metrics`; ``"turn-dqn"`` keeps the
+    ``seed``): each episode's metrics (``V2xEnv.episode_metrics``: delivery rate and sum
+    V2I rate ``(episodes,)``, delivery time ``(episodes, K)``). ``"random"`` draws from
+    ``rng_for(seed, "v2x", "random-policy")`` exactly as
+    :func:`controller.training.v2x_env.random_policy_metrics`; ``"turn-dqn"`` keeps the
     round robin (initial actions from ``rng_for(seed, "v2x-marl", "eval")``)."""
     scn = scheme_scenario(scenario, scheme)
     env = V2xEnv(scn, n_envs=episodes)
@@ -225,14 +243,8 @@ def evaluate_marl(
             held = action
             out = env.step_arrays(*decode_action(action, env.n_rb))
         obs, done = out.obs.astype(np.float64), out.done
-    m = env.episode_metrics()
-    times = m["delivery_time_s"]
-    return {
-        "delivery_rate": float(m["delivery_rate"].mean()),
-        "sum_v2i_mbps": float(m["sum_v2i_rate_bps"].mean() / 1e6),
-        "mean_delivery_ms": float(np.nanmean(times) * 1e3) if np.isfinite(times).any()
-        else float("nan"),
-    }
+    metrics: dict[str, np.ndarray] = env.episode_metrics()
+    return metrics
 
 
 def single_link_bound(scenario: V2xScenario, episodes: int, seed: int) -> float:

@@ -47,3 +47,28 @@ def test_every_pair_over_the_seeds_both_have() -> None:
     yz = out[4]
     assert yz["mean_difference"] == pytest.approx(0.075)
     assert yz["differs"] == (yz["ci95_low"] > 0 or yz["ci95_high"] < 0)
+
+
+def test_versus_compares_drop_by_drop_on_the_same_drops() -> None:
+    """The demo's verdict: each scheme's delivery is its own evaluation's on the same drops,
+    the interval scipy's paired t-interval of the per-drop differences, and the sentence
+    says what the interval says."""
+    from channel_server.v2x import load_v2x_scenario
+    from controller.evaluation.v2x_compare import versus
+    from controller.training.v2x_marl import evaluate_episodes, evaluate_marl, train_marl
+    from tests.helpers import SV
+
+    scenario = load_v2x_scenario(SV)
+    variables, _ = train_marl(scenario, "marl-dqn", 2, 0)
+    v = versus(scenario, "marl-dqn", variables, "random", 12, 77, 2)
+    a = evaluate_episodes(scenario, "marl-dqn", variables, 12, 77)["delivery_rate"]
+    b = evaluate_episodes(scenario, "random", {}, 12, 77)["delivery_rate"]
+    assert v["learned_delivery"] == evaluate_marl(scenario, "marl-dqn", variables, 12,
+                                                  77)["delivery_rate"]
+    assert v["other_delivery"] == pytest.approx(float(b.mean()))
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert (v["ci95_low"], v["ci95_high"]) == pytest.approx((ci.low, ci.high))
+    assert v["beats"] == (ci.low > 0)
+    words = ("marl-dqn beats random" if ci.low > 0 else "random beats marl-dqn"
+             if ci.high < 0 else "not distinguishable")
+    assert words in v["sentence"] and "12 fresh drops" in v["sentence"]
