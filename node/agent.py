@@ -123,11 +123,6 @@ class BsAgent:
                                                                  else 1))
 
     @property
-    def policy(self) -> GaussianPolicy | None:
-        """The policy this BS runs (None: the scheme has none, or decides centrally)."""
-        return getattr(self.actor, "policy", None)
-
-    @property
     def last_obs(self) -> np.ndarray | None:
         """The observation of the last policy decision (what a learner needs)."""
         return None if self.actor is None else self.actor.last_obs
@@ -152,10 +147,10 @@ class BsAgent:
         src = self.source
         if src is None or src.version <= self.version:
             return
-        if self.actor is None or self.policy is None:
+        if not hasattr(self.actor, "load"):
             raise RuntimeError(f"BS {self.bs}: scheme {self.scheme.name!r} runs no policy; "
                                "weights do not apply")
-        self.actor.load(src.get_variables())
+        self.actor.load(src.get_variables())  # type: ignore[union-attr]
         self.version = src.version
 
     # ------------------------------------------------------------------ deciding

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
+from node.policy_spec import ActionMode, PolicyConfig, check_fits, clip_fraction, initial_arrays
 
 __all__ = ["ActionMode", "GaussianPolicy", "PolicyConfig", "clip_fraction", "load_arrays",
            "mlp", "save_weights", "seeded_policy", "state_arrays"]
@@ -73,10 +73,13 @@ class GaussianPolicy(nn.Module):
 
 
 def seeded_policy(cfg: PolicyConfig, seed: int) -> GaussianPolicy:
-    """The same untrained weights in every process for the same seed."""
+    """The same untrained weights in every process for the same seed: those of
+    :func:`node.policy_spec.initial_arrays` (drawn in numpy; torch's own generator is left
+    as it was)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return GaussianPolicy(cfg)
+        policy = GaussianPolicy(cfg)
+    load_arrays(policy, initial_arrays(cfg, seed))
+    return policy
 
 
 def state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
@@ -84,10 +87,7 @@ def state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
 
 
 def load_arrays(module: nn.Module, arrays: dict[str, np.ndarray]) -> None:
-    expected = set(module.state_dict())
-    if set(arrays) != expected:
-        missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        raise ValueError(f"weights do not fit the policy: missing {missing}, unexpected {extra}")
+    check_fits(arrays, {k: tuple(v.shape) for k, v in module.state_dict().items()})
     module.load_state_dict({k: torch.as_tensor(v) for k, v in arrays.items()})
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from protocols.seeding import rng_for
 from protocols.weights import read_arrays
 
 ActionMode = Literal["mean", "sample"]
@@ -31,6 +32,47 @@ class PolicyConfig:
     """Initial output bias of the mean head (power fraction)."""
     init_log_std: float = -1.0
     """Initial state-independent log standard deviation (power fraction units)."""
+
+
+def orthogonal(rng: np.random.Generator, rows: int, cols: int, gain: float) -> np.ndarray:
+    """A ``(rows, cols)`` matrix with orthonormal rows or columns, times ``gain``: the QR
+    of a standard normal draw with the signs of R's diagonal taken into Q (Saxe et al.
+    2014; what ``torch.nn.init.orthogonal_`` does, from numpy's generator)."""
+    flat = rng.standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    return gain * (q.T if rows < cols else q)
+
+
+def initial_arrays(cfg: PolicyConfig, seed: int) -> dict[str, np.ndarray]:
+    """The untrained weights of ``seed``, float64, named as the torch policy's state_dict
+    (``mean_net.<l>.weight`` out x in, ``.bias``, ``log_std``): orthogonal layers (gain
+    sqrt 2, the output layer 0.01) with zero biases, the mean head's bias ``init_mean``,
+    the log-std ``init_log_std``. From ``rng_for(seed, "policy-init")`` in numpy, so that a
+    node starts its policy without importing torch and every process starts the same."""
+    rng = rng_for(seed, "policy-init")
+    sizes = [cfg.obs_dim, *cfg.hidden, cfg.act_dim]
+    out: dict[str, np.ndarray] = {"log_std": np.full(cfg.act_dim, cfg.init_log_std)}
+    for i in range(len(sizes) - 1):
+        last = i == len(sizes) - 2
+        out[f"mean_net.{2 * i}.weight"] = orthogonal(rng, sizes[i + 1], sizes[i],
+                                                     0.01 if last else float(np.sqrt(2.0)))
+        out[f"mean_net.{2 * i}.bias"] = np.full(sizes[i + 1], cfg.init_mean if last else 0.0)
+    return out
+
+
+def check_fits(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:
+    """ValueError naming what does not fit when ``arrays`` are not exactly the named
+    arrays of ``shapes`` (missing, unexpected, or of another shape)."""
+    if set(arrays) != set(shapes):
+        missing, extra = sorted(set(shapes) - set(arrays)), sorted(set(arrays) - set(shapes))
+        raise ValueError(f"weights do not fit the policy: missing {missing}, unexpected {extra}")
+    wrong = [f"{k} {np.shape(v)} (expected {shapes[k]})" for k, v in sorted(arrays.items())
+             if np.shape(v) != shapes[k]]
+    if wrong:
+        raise ValueError(f"weights do not fit the policy: {', '.join(wrong)}")
 
 
 def clip_fraction(raw: np.ndarray) -> np.ndarray:

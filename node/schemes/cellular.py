@@ -15,7 +15,7 @@ import numpy as np
 
 from node.mlp import forward, layers_of
 from node.observation import central_dims, full_dims, obs_full, obs_round_robin, round_robin_dims
-from node.policy_spec import ActionMode, PolicyConfig, clip_fraction
+from node.policy_spec import ActionMode, PolicyConfig, check_fits, clip_fraction, initial_arrays
 from node.schemes.registry import SCHEMES, Scheme, register
 from protocols.seeding import rng_for
 
@@ -53,18 +53,24 @@ class RandomPower(MaxPower):
 
 
 class PolicyActor:
-    """A Gaussian policy at the BS: observation -> raw action -> clipped fraction."""
+    """A Gaussian policy at the BS: observation -> raw action -> clipped fraction. It acts
+    in numpy (:mod:`node.mlp`) on the policy's named arrays: its seed's untrained ones
+    (:func:`node.policy_spec.initial_arrays`, no torch in a node process), those of
+    ``policy`` when given, then each broadcast's."""
 
     def __init__(self, bs: int, scenario: Scenario, seed: int,
                  policy: GaussianPolicy | None, action_mode: ActionMode) -> None:
         self.bs = bs
         self.radio = scenario.radio
         if policy is None:
-            from node.policy import seeded_policy  # torch only where a policy runs
+            arrays = initial_arrays(self.config(scenario), seed)
+        else:
+            from node.policy import state_arrays
 
-            policy = seeded_policy(self.config(scenario), seed)
-        self.policy = policy
-        self.refresh()
+            arrays = state_arrays(policy)
+        self.shapes = {k: np.shape(v) for k, v in arrays.items()}
+        """The names and shapes every later set of weights must have."""
+        self.load(arrays)
         self.action_mode = action_mode
         self.noise = rng_for(seed, "node", bs, "policy-noise")
         self.last_obs: np.ndarray | None = None
@@ -72,21 +78,12 @@ class PolicyActor:
         self.last_raw: np.ndarray | None = None
         """The raw Gaussian action of the last decision."""
 
-    def refresh(self) -> None:
-        """Read the policy's weights into the numpy layers it acts with (it acts in numpy:
-        :mod:`node.mlp`)."""
-        from node.policy import state_arrays
-
-        arrays = state_arrays(self.policy)
-        self.layers = layers_of(arrays, "mean_net.")
-        self.std = np.exp(arrays["log_std"])
-
     def load(self, arrays: dict[str, np.ndarray]) -> None:
-        """New weights (a broadcast): into the policy, then into the layers."""
-        from node.policy import load_arrays
-
-        load_arrays(self.policy, arrays)
-        self.refresh()
+        """New weights (a broadcast, a weights file): the numpy layers it acts with.
+        ValueError naming what does not fit the policy."""
+        check_fits(arrays, self.shapes)
+        self.layers = layers_of(arrays, "mean_net.")
+        self.std = np.exp(np.asarray(arrays["log_std"], dtype=np.float64))
 
     @staticmethod
     def config(scenario: Scenario) -> PolicyConfig:
