@@ -383,8 +383,8 @@ class Decision(Message):
 @dataclass(frozen=True, eq=False, slots=True)
 class ObsUpload(Message):
     """A learner outside the testbed decides (scheme ``external-learner`` of a kind whose
-    agents act on their own observations: V2X, D2D): a node's observation of the slot, to
-    the controller."""
+    agents act on their own observations: V2X, D2D; the cellular ``external-round-robin``,
+    at the BS's turn in the chain): a node's observation of the slot, to the controller."""
 
     KIND: ClassVar[str] = "obs_upload"
     PLANE: ClassVar[Plane] = "backhaul"
