@@ -4,13 +4,21 @@ rows, ...) are in ``tests/helpers.py``; the mosquitto fixtures in
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
+from controller.evaluation.files import PLOTS_ENV
 from tests.helpers import ROOT, Spawn, rrmbed_argv
+
+# Runs started by the tests (and their processes) draw no plots of themselves: matplotlib's
+# import and first figure cost about a second of CPU per run, more than most runs here.
+# The tests that check those PNGs (the README's commands, the training run directory) set
+# it back to 1.
+os.environ[PLOTS_ENV] = "0"
 
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     # started as a background job of a non-interactive shell (`make test &`): SIGINT is

@@ -14,6 +14,18 @@ from typing import Any
 
 from protocols.durable import write_atomic
 
+PLOTS_ENV = "RRMBED_PLOTS"
+"""``RRMBED_PLOTS=0`` leaves out the PNGs every run draws of itself (``plots/slots.png``,
+``episodes.png``, ``training.png``): for sweeps of many runs, and the test suite, where
+drawing (matplotlib's import and first figure: about a second of CPU) costs more than a
+short run. Every other file is written as always; the study commands' figures are not
+affected."""
+
+
+def plots_wanted() -> bool:
+    """Whether a run draws its own plots (:data:`PLOTS_ENV`, default yes)."""
+    return os.environ.get(PLOTS_ENV, "1") != "0"
+
 
 def finite(x: Any) -> Any:
     """``x`` with every NaN or infinite float replaced by None (JSON has neither), numpy

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from channel_server.interference import IcScenario, ic_scenario_to_dict
 from controller.alcor.track import DemandTrack
-from controller.evaluation.files import CsvStream, write_run_files
+from controller.evaluation.files import CsvStream, plots_wanted, write_run_files
 from controller.evaluation.results import fmt, run_keys, run_tail
 from protocols.ic_messages import IcOutcome
 from protocols.meter import Meter
@@ -119,7 +119,7 @@ class IcRecorder:
             {"metrics.csv": (self._metrics_header(),
                              (self._metrics_row(n) for n in range(self.done)))},
             overhead, self.done, lambda: self.summary(overhead, processes, wall_s, extra))
-        if self.rows:
+        if self.rows and plots_wanted():
             plot_slots(self, out / "plots" / "slots.png")
         return summary
 

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from channel_server.config import Scenario, scenario_to_dict
 from controller.alcor.track import DemandTrack
-from controller.evaluation.files import CsvStream, write_run_files
+from controller.evaluation.files import CsvStream, plots_wanted, write_run_files
 from protocols.meter import Meter
 
 AIR, BACKHAUL = "air", "backhaul"
@@ -181,7 +181,7 @@ class RunRecorder:
 def report_run(summary: dict[str, Any], out: Path, console: Console) -> None:
     """The end of a cellular run: the summary table and plots/slots.png."""
     print_summary([summary], console)
-    if summary["slots"]:
+    if summary["slots"] and plots_wanted():
         plot_run(out)
 
 

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_server.v2x import V2xScenario, v2x_scenario_to_dict
-from controller.evaluation.files import CsvStream, write_run_files
+from controller.evaluation.files import CsvStream, plots_wanted, write_run_files
 from controller.evaluation.results import fmt, run_keys, run_tail
 from controller.training.v2x_env import V2xEnv
 from node.v2x_observation import decode_action
@@ -158,7 +158,7 @@ class V2xRecorder:
              "episodes.csv": (self._episodes_header(),
                               (self._episode_row(e) for e in self.episodes()))},
             overhead, self.done, lambda: self.summary(overhead, processes, wall_s, extra))
-        if self.episodes():
+        if self.episodes() and plots_wanted():
             plot_episodes(out, self)
         return summary
 

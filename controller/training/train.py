@@ -62,7 +62,7 @@ import torch
 
 from channel_server.air import Air
 from channel_server.config import Scenario, load_scenario, scenario_to_dict, to_toml
-from controller.evaluation.files import write_json
+from controller.evaluation.files import plots_wanted, write_json
 from controller.evaluation.plots import plot_training
 from controller.learners import registry
 from controller.learners.a2c import A2c
@@ -421,6 +421,7 @@ def train(
     """
     scenario = (scenario_path if isinstance(scenario_path, Scenario)
                 else load_scenario(scenario_path))
+    plots = plots and plots_wanted()
     m = episodes_per_iter if episodes_per_iter is not None else TrpoConfig().episodes_per_iteration
     cfg = TrainConfig(algo=algo, scheme=scheme, steps=int(steps), episodes_per_iter=int(m),
                       checkpoint_every=checkpoint_every, threads=threads,

@@ -49,10 +49,6 @@ from tests.helpers import S3, Spawn, metrics, rrmbed, wait_for_slot
 
 SEEDS = range(20)
 SLOTS = 700
-REJOIN_SLOTS = 1400
-"""Round-robin node chaos: a new node process of a policy scheme imports torch before it
-is ready (seconds on a loaded 2-core machine), so its run lasts long enough to see it
-rejoin."""
 OVERRIDES = {"timing.clock": "realtime", "radio.slot_s": 0.005, "timing.heartbeat_s": 0.2,
              "timing.peer_timeout_s": 1.0, "timing.compute_model": "fixed"}
 SETS = tuple(x for k, v in OVERRIDES.items() for x in ("--set", f"{k}={json.dumps(v)}"))
@@ -99,11 +95,9 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
         scheme = ("max-power", "round-robin", "wmmse")[seed // 8 % 3]
     kill_at = int(rng.integers(30, 150))
     victim = f"node-{int(rng.integers(0, 3))}"
-    node_chaos = not (broker_chaos or controller_chaos or air_chaos)
-    slots = REJOIN_SLOTS if node_chaos and scheme == "round-robin" else SLOTS
     out = tmp_path / "run"
     args = ["run", str(S3), "--scheme", scheme, "--runner", "network", "--slots",
-            str(slots), "--seed", str(seed), "--out", str(out), "--keys", str(keys),
+            str(SLOTS), "--seed", str(seed), "--out", str(out), "--keys", str(keys),
             "--history", *SETS]
     if controller_chaos:
         args += ["--controller-restarts", "1"]
@@ -138,7 +132,7 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
             broker.kill()
             broker.wait()
     s = json.loads((out / "summary.json").read_text())
-    assert s["slots"] == slots, (s, stderr[-2000:])
+    assert s["slots"] == SLOTS, (s, stderr[-2000:])
     if broker_chaos or controller_chaos or air_chaos:
         assert proc.returncode == 0, stderr[-2000:]
         if air_chaos:
@@ -152,7 +146,7 @@ def chaos(seed: int, tmp_path: Path, keys: Path, spawn: Spawn) -> None:
                                                     "node-2"], s
             assert len(list((out / "history").glob("controller.*.csv"))) == 2
         local = tmp_path / "local"  # the in-memory runner, in this process
-        run_local(resolve(S3, OVERRIDES), scheme, slots, seed, local)
+        run_local(resolve(S3, OVERRIDES), scheme, SLOTS, seed, local)
         assert metrics(out) == metrics(local)
     else:
         assert proc.returncode == 2, stderr[-2000:]  # 2: a node was lost

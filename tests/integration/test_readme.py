@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 from controller.cli import cli
+from controller.evaluation.files import PLOTS_ENV
 from protocols import weights
 from tests.helpers import ROOT, read_csv, rrmbed
 
@@ -44,7 +45,8 @@ CELLULAR_SCHEMES = ("max-power", "random", "full", "round-robin", "centralized",
                     "optimum")
 """The README's cellular schemes (its "Schemes:" paragraph)."""
 V2X_SCHEMES = ("marl-dqn", "marl-dqn-nofp", "turn-dqn", "random")
-WIDE = {"COLUMNS": "200"}  # rich tables: one line per row
+WIDE = {"COLUMNS": "200",  # rich tables: one line per row
+        PLOTS_ENV: "1"}  # the README's commands as a user runs them: with their plots
 
 
 # --------------------------------------------------------------------------- the README

@@ -20,6 +20,7 @@ from channel_server.config import RadioConfig, load_scenario
 from controller.baselines.wmmse import wmmse
 from controller.bench.trpo import time_to_reach, trailing_mean
 from controller.evaluation.evaluate import evaluate_local, fit_bs_budget, policy_fractions
+from controller.evaluation.files import PLOTS_ENV
 from controller.evaluation.plots import ewma
 from controller.training.rollout import play
 from controller.training.train import (
@@ -110,16 +111,22 @@ def test_rng_state_round_trip() -> None:
 # --------------------------------------------------------------------------- training
 
 
-def test_tiny_training_writes_the_run_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plots", ["1", "0"])
+def test_tiny_training_writes_the_run_directory(tmp_path: Path, plots: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file of the run directory; the PNGs only where RRMBED_PLOTS is not 0."""
+    monkeypatch.setenv(PLOTS_ENV, plots)
     radio = radio_3cell()
     m, b_n = 16, radio.n_cells
     out = tmp_path / "run"
     summary = train(SCENARIO, "trpo", "full", steps=2 * m * b_n, seeds=[3, 4], out=out,
                     episodes_per_iter=m, progress=False, checkpoint_every=1,
                     validation_episodes=40)
-    for name in ("config.toml", "summary.json", "metrics.csv", "best-weights.npz",
-                 "plots/training.png"):
+    for name in ("config.toml", "summary.json", "metrics.csv", "best-weights.npz"):
         assert (out / name).is_file(), name
+    pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert pngs == (["plots/training.png", "seed-3/plots/training.png",
+                     "seed-4/plots/training.png"] if plots == "1" else [])
     for s in (3, 4):
         d = out / f"seed-{s}"
         for name in ("config.toml", "summary.json", "metrics.csv", "weights.npz",
