@@ -96,12 +96,19 @@ def paired_table(rows: list[dict[str, Any]], title: str) -> Table:
 def compare(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...], eval_episodes: int,
             out: Path, sweep_config: SweepConfig | None = None,
             say: Callable[[str], None] = print) -> tuple[Table, Table]:
-    """Train and evaluate (the seeds where ``sweep_config`` says); write
-    ``out/results.csv``, ``out/paired.csv`` and ``out/results.json``; the table of schemes
-    and the table of paired differences."""
-    results = run_all(scenario, episodes, seeds, eval_episodes, sweep_config=sweep_config,
-                      say=say)
+    """Train and evaluate (the seeds where ``sweep_config`` says); write each seed's rows to
+    ``out/seeds.jsonl`` as it finishes (a sweep stopped part-way keeps the seeds it ran),
+    then ``out/results.csv``, ``out/paired.csv`` and ``out/results.json``; the table of
+    schemes and the table of paired differences."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "seeds.jsonl").write_text("")
+
+    def keep(seed: int, rows: dict[str, dict[str, Any]]) -> None:
+        with (out / "seeds.jsonl").open("a") as f:
+            f.write(json.dumps({"seed": seed, "rows": rows}) + "\n")
+
+    results = run_all(scenario, episodes, seeds, eval_episodes, sweep_config=sweep_config,
+                      say=say, on_seed=keep)
     t = Table(title=f"{scenario.name}: greedy evaluation on {eval_episodes} fresh drops per "
                     "seed")
     for col in ("scheme", "delivery rate (per seed)", "mean", "sum V2I Mbit/s", "delivery ms"):

@@ -278,12 +278,14 @@ def single_link_bound(scenario: V2xScenario, episodes: int, seed: int) -> float:
 def run_all(scenario: V2xScenario, episodes: int, seeds: tuple[int, ...],
             eval_episodes: int = 100, config: MarlConfig | None = None,
             sweep_config: SweepConfig | None = None,
-            say: Callable[[str], None] = print) -> dict[str, Any]:
+            say: Callable[[str], None] = print,
+            on_seed: Callable[[int, dict[str, dict[str, Any]]], None] | None = None,
+            ) -> dict[str, Any]:
     """Every scheme x seed: train, then evaluate greedily on fresh drops (seed 10^6 + s).
     ``sweep_config``: where the seeds run (each seed every scheme; in order here, or one Ray
-    task per seed, with the same results)."""
+    task per seed, with the same results); ``on_seed(seed, rows)`` as each seed finishes."""
     per_seed = sweep(partial(seed_rows, scenario, episodes, eval_episodes, config), seeds,
-                     sweep_config or SweepConfig(), say=say)
+                     sweep_config or SweepConfig(), say=say, on_done=on_seed)
     return {scheme: [rows[scheme] for rows in per_seed] for scheme in SCHEMES.names("v2x")}
 
 

@@ -351,6 +351,14 @@ def check_v2x_compare(r: Result) -> None:
     assert sorted((row["scheme"], row["seed"]) for row in rows) == sorted(
         (s, str(seed)) for s in V2X_SCHEMES for seed in (0, 1))
     assert all(0.0 <= float(row["delivery_rate"]) <= 1.0 for row in rows)
+    # every seed's rows were also written as the seed finished
+    lines = (r.path("v2x-compare/seeds.jsonl")).read_text().splitlines()
+    kept = {(scheme, str(x["seed"])): row for x in map(json.loads, lines)
+            for scheme, row in x["rows"].items()}
+    assert len(lines) == 2 and kept.keys() == {(row["scheme"], row["seed"]) for row in rows}
+    for row in rows:
+        assert kept[(row["scheme"], row["seed"])]["delivery_rate"] == pytest.approx(
+            float(row["delivery_rate"]), rel=1e-12)
     # the paired differences: every two schemes, each metric, from the rows above
     value = {(row["scheme"], row["seed"]): row for row in rows}
     pairs = r.csv("v2x-compare/paired.csv")
