@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,3 +312,25 @@ def test_the_network_bridge_keeps_an_upload_that_overtook_the_outcome() -> None:
     assert bs == 0 and np.array_equal(obs, np.ones(3))
     with pytest.raises(RuntimeError, match="expected the outcome of slot 2, got the outcome of 0"):
         bridge.wait("outcome", 2, 1.0, lambda: None)
+
+
+def test_each_api_over_the_network_is_the_kinds_network_env(tmp_path: Path) -> None:
+    """``runner="network"``: the cellular kind has a network env of its own for each game;
+    another kind's ``api="aec"`` is PettingZoo's ``parallel_to_aec`` of its parallel network
+    env (built here, not started: no process runs before ``reset``)."""
+    from controller.envs.cellular_network import (
+        CellularNetworkEnv,
+        CellularRoundRobinNetworkEnv,
+    )
+    from controller.envs.interference_network import IcNetworkEnv
+
+    s3, ic = ROOT / "scenarios/3cell-k2.toml", ROOT / "scenarios/ic-gauss-k10.toml"
+    for path, api, cls in ((s3, "parallel", CellularNetworkEnv),
+                           (s3, "aec", CellularRoundRobinNetworkEnv),
+                           (ic, "parallel", IcNetworkEnv)):
+        env = make_env(path, api=api, runner="network", out=tmp_path)
+        assert type(env) is cls and env.episode is None, (path, api)
+    wrapped = make_env(ic, api="aec", runner="network", out=tmp_path)
+    assert isinstance(wrapped, AECEnv) and type(wrapped.unwrapped) is IcNetworkEnv
+    with pytest.raises(ValueError, match="api must be one of parallel, aec"):
+        make_env(s3, api="turns", runner="network", out=tmp_path)
