@@ -218,7 +218,8 @@ class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):
         self._begin_slot()
 
     # The hooks of the world (the in-process air here; real processes in
-    # controller.envs.cellular_network.CellularRoundRobinNetworkEnv).
+    # controller.envs.cellular_network.CellularRoundRobinNetworkEnv): _new_episode,
+    # _first_turn, _pass_turn, _play_slot, _next_slot.
 
     def _new_episode(self, seed: int | None) -> None:
         if seed is not None or self.air is None:
@@ -230,10 +231,14 @@ class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):
                           else rng_for(self.run_seed, "order", episode))
 
     def _begin_slot(self) -> None:
-        self.order = [int(b) for b in self.order_rng.permutation(self.radio.n_cells)]
         self.turn = 0
         self.prior[:] = 0.0
         self.chosen[:] = 0.0
+        self._first_turn()
+
+    def _first_turn(self) -> None:
+        """The slot's order, and the BS that acts first."""
+        self.order = [int(b) for b in self.order_rng.permutation(self.radio.n_cells)]
         self.agent_selection = self.possible_agents[self.order[0]]
 
     def _pass_turn(self, fractions: np.ndarray) -> None:

@@ -68,10 +68,7 @@ class CellularRoundRobinNetworkEnv(OverProcesses, CellularRoundRobinEnv):
         else:
             self._next_episode()
 
-    def _begin_slot(self) -> None:
-        self.turn = 0
-        self.prior[:] = 0.0
-        self.chosen[:] = 0.0
+    def _first_turn(self) -> None:
         self._take_turn()
 
     def _take_turn(self) -> None:
@@ -81,8 +78,7 @@ class CellularRoundRobinNetworkEnv(OverProcesses, CellularRoundRobinEnv):
         self.agent_selection = self.possible_agents[bs]
 
     def _pass_turn(self, fractions: np.ndarray) -> None:
-        assert self.episode is not None
-        self.episode.bridge.act(self.slot, fractions * self.radio.pmax_w)
+        self._act(fractions * self.radio.pmax_w)
         self.gains = self._wait("slot", self.slot)
         self._take_turn()
 

@@ -264,17 +264,22 @@ class OverProcesses:
         assert self.episode is not None
         return self.episode.bridge.wait(want, slot, self.step_timeout_s, self.episode.alive)
 
+    def _act(self, decisions: np.ndarray) -> None:
+        """Hand the controller ``decisions`` for the current slot."""
+        assert self.episode is not None
+        self.episode.bridge.act(self.slot, decisions)
+
     def _exchange(self, decisions: np.ndarray) -> Any:
         """Play the current slot with ``decisions`` (the kind's: powers in watts, or each
         agent's discrete action): the air's outcome message of it; the next slot's upload is
         then in ``self.gains``."""
-        assert self.episode is not None
-        self.episode.bridge.act(self.slot, decisions)
+        self._act(decisions)
         msg = self._wait("outcome", self.slot)
         self.slot += 1
         if self.slot < self.run_slots():
             self.gains = self._wait("slot", self.slot)
         else:
+            assert self.episode is not None
             self.last_summary = self.episode.finish(self.step_timeout_s)
             self.episode = None
         return msg
