@@ -117,6 +117,27 @@ option lookup goes through an enum."""
 
 T = TypeVar("T")
 
+def _context() -> zmq.asyncio.Context:
+    """The process's ZeroMQ context. Where the OS has SCHED_BATCH (Linux), its I/O thread
+    runs under it: a normal-priority thread that does not preempt the thread that woke it.
+    Every send wakes the I/O thread. Under the default policy it takes the core from the
+    sender at once, once per message; under SCHED_BATCH the sender finishes its burst (a
+    slot's sends) and the I/O thread writes them when the sender waits. With more
+    processes than cores (3cell-k2 ``full`` over processes on 2 cores, three runs paired
+    with the default policy) that gave 10-28 % more slots per second and 5-15 % less CPU
+    per slot. Set before the context starts its I/O thread."""
+    global _configured
+    ctx = zmq.asyncio.Context.instance()
+    policy = getattr(os, "SCHED_BATCH", None)
+    if ctx is not _configured and policy is not None:
+        ctx.set(zmq.THREAD_SCHED_POLICY, policy)
+        _configured = ctx
+    return ctx
+
+
+_configured: zmq.asyncio.Context | None = None
+"""The context whose I/O thread policy was set."""
+
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a process's main coroutine on uvloop (measured ~1.4x faster round trips than the
@@ -177,7 +198,7 @@ class Endpoint:
         counts the protocol's frames: the same with and without keys)."""
         self.history: HistoryLog | None = None
         """Where every message sent and every good frame received is logged, if anywhere."""
-        self._ctx = zmq.asyncio.Context.instance()
+        self._ctx = _context()
         self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.backend.Socket]] = {}
         self._held: list[tuple[int, int, Message]] = []
         self._held_count = 0

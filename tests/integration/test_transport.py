@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
+import os
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -361,3 +366,30 @@ def test_curve_endpoints_talk_and_refuse_strangers_and_impostors(tmp_path: Path)
     finally:
         for ep in (a, b, c):
             ep.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="the OS has no SCHED_BATCH")
+def test_io_thread_runs_under_sched_batch_and_the_caller_keeps_its_policy() -> None:
+    """A fresh process: its endpoint's ZeroMQ I/O thread is SCHED_BATCH, the main thread
+    keeps the default policy."""
+    code = textwrap.dedent("""
+        import os, time
+        from protocols.meter import Meter
+        from protocols.transport import Endpoint
+        with Endpoint("a", "tcp://127.0.0.1:0", Meter()):
+            deadline = time.monotonic() + 10
+            while True:  # a new thread names itself and sets its policy as it starts
+                policies = {"main": os.sched_getscheduler(0)}
+                for tid in os.listdir("/proc/self/task"):
+                    with open(f"/proc/self/task/{tid}/comm") as f:
+                        policies[f.read().strip()] = os.sched_getscheduler(int(tid))
+                if "ZMQbg/IO/0" in policies or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        print(policies)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60, cwd=Path(__file__).parents[2]).stdout
+    policies = ast.literal_eval(out)
+    assert policies["ZMQbg/IO/0"] == os.SCHED_BATCH, policies
+    assert policies["main"] == os.SCHED_OTHER, policies
