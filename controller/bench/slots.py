@@ -10,6 +10,11 @@ slots done over the wall time of the slot phase, handshake and process start exc
 Every subprocess gets ``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1``: torch's intra-op
 thread count otherwise follows the machine's core count.
 
+After each good network run, :mod:`controller.bench.skeleton` plays the same slot pattern
+(the scheme's exchange, as many node processes, the frame sizes of the run's
+``overhead.csv``) in raw pyzmq for as many slots: the "raw zmq" column, the sockets'
+ceiling, and "net/raw", the share of it the testbed reaches.
+
 A scheme whose ``options["max_links"]`` is below a scenario's number of links (B*K) is not
 run there: its cells read "-" with a note. With ``--repeat R`` each cell is the median of R
 runs; the runs go round by round (every cell once, then again), so slow drift of the
@@ -47,6 +52,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from controller.bench import skeleton
+from controller.bench.skeleton import SKELETONS
+
 ROOT = Path(__file__).resolve().parents[2]
 """This repository: the default ``--root``."""
 DEFAULT_SCENARIOS = ("scenarios/3cell-k2.toml", "scenarios/7cell-k8.toml")
@@ -63,7 +71,8 @@ ERROR_TAIL = 1500
 """Characters of a failed run's output kept in slots.json."""
 JSON_NAME, CSV_NAME = "slots.json", "slots.csv"
 CSV_FIELDS = ("scenario", "scheme", "network_slots_per_s", "local_slots_per_s",
-              "network_over_local", "network_runs", "local_runs", "note")
+              "network_over_local", "raw_slots_per_s", "network_over_raw", "network_runs",
+              "local_runs", "note")
 
 ENV_HELP = ("Every run gets OMP_NUM_THREADS=1 and MKL_NUM_THREADS=1 (torch's thread count "
             "otherwise depends on the core count).")
@@ -86,6 +95,8 @@ class Target:
     """Its name (the scenario's ``name``), the column group of the table."""
     n_links: int
     """B*K."""
+    n_nodes: int
+    """B: one node process per BS."""
     slots: int
     """Slots of each run on it."""
 
@@ -99,6 +110,8 @@ class Plan:
     targets: tuple[Target, ...]
     schemes: tuple[str, ...]
     """In the registry's order."""
+    exchanges: dict[str, str]
+    """scheme -> its exchange pattern (which raw-pyzmq skeleton it is measured against)."""
     skipped: dict[tuple[str, str], str]
     """(scenario name, scheme) -> why it is not run there."""
     repeat: int
@@ -164,7 +177,7 @@ def make_plan(root: Path, scenarios: Sequence[Path], schemes: Sequence[str], slo
         if any(t.name == resolved.scenario.name for t in targets):
             raise BenchError(f"--scenario {path}: a second scenario named "
                              f"{resolved.scenario.name!r}")
-        targets.append(Target(file, resolved.scenario.name, radio.n_links, n))
+        targets.append(Target(file, resolved.scenario.name, radio.n_links, radio.n_cells, n))
     registry = SCHEMES.for_kind("cellular")
     names = [s.name for s in registry]
     unknown = [s for s in schemes if s not in names]
@@ -179,8 +192,9 @@ def make_plan(root: Path, scenarios: Sequence[Path], schemes: Sequence[str], slo
             if limit is not None and limit < t.n_links:
                 skipped[(t.name, s.name)] = (f"{s.name} not run on {t.name}: {t.n_links} links, "
                                              f"max_links {limit}")
-    return Plan(root.resolve(), tuple(targets), tuple(s.name for s in chosen), skipped, repeat,
-                tuple(sets), out.absolute())
+    return Plan(root.resolve(), tuple(targets), tuple(s.name for s in chosen),
+                {s.name: s.exchange for s in chosen}, skipped, repeat, tuple(sets),
+                out.absolute())
 
 
 def prepare_out(out: Path, json_path: Path | None) -> None:
@@ -237,7 +251,7 @@ def measure_one(plan: Plan, target: Target, scheme: str, runner: str, rep: int) 
         "scenario": target.name, "scheme": scheme, "runner": runner, "repeat": rep,
         "slots_requested": target.slots, "slots": None, "wall_slots_per_s": None,
         "wall_s": None, "process_s": None, "rc": None, "ok": False, "error": None,
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dir), "raw_slots_per_s": None,
     }
     t0 = time.perf_counter()
     try:
@@ -269,6 +283,10 @@ def measure_one(plan: Plan, target: Target, scheme: str, runner: str, rep: int) 
         rec["error"] = f"no usable wall_slots_per_s in {summary_file}: {rate!r}"
     else:
         rec["ok"] = True
+        if runner == "network" and plan.exchanges.get(scheme) in SKELETONS:
+            rec["raw_slots_per_s"] = skeleton.slots_per_s(
+                skeleton.Pattern(plan.exchanges[scheme], target.n_nodes,
+                                 skeleton.sizes_of(run_dir / "overhead.csv")), target.slots)
     return rec
 
 
@@ -326,6 +344,13 @@ class Bench:
                               "failed": len(mine) - len(good)}
                 net, loc = row["network"]["median"], row["local"]["median"]
                 row["network_over_local"] = net / loc if net and loc else None
+                raw = [x["raw_slots_per_s"] for x in self.runs
+                       if (x["scenario"], x["scheme"], x["runner"]) == (t.name, s, "network")
+                       and x.get("raw_slots_per_s")]
+                row["raw"] = {"slots_per_s": raw,
+                              "median": float(np.median(raw)) if raw else None}
+                row["network_over_raw"] = (net / row["raw"]["median"]
+                                           if net and row["raw"]["median"] else None)
                 rows.append(row)
         return rows
 
@@ -350,6 +375,8 @@ def csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             "network_slots_per_s": _num(row["network"]["median"]),
             "local_slots_per_s": _num(row["local"]["median"]),
             "network_over_local": _num(row["network_over_local"]),
+            "raw_slots_per_s": _num(row["raw"]["median"]),
+            "network_over_raw": _num(row["network_over_raw"]),
             "network_runs": str(len(row["network"]["slots_per_s"])),
             "local_runs": str(len(row["local"]["slots_per_s"])),
             "note": note,
@@ -385,6 +412,8 @@ def print_table(bench: Bench, console: Console) -> None:
         table.add_column(f"{t.name}\nnetwork", justify="right")
         table.add_column(f"{t.name}\nlocal", justify="right")
         table.add_column(f"{t.name}\nnet/local", justify="right")
+        table.add_column(f"{t.name}\nraw zmq", justify="right")
+        table.add_column(f"{t.name}\nnet/raw", justify="right")
     rows = {(r["scenario"], r["scheme"]): r for r in bench.rows()}
     notes: list[str] = []
     for s in plan.schemes:
@@ -392,7 +421,7 @@ def print_table(bench: Bench, console: Console) -> None:
         for t in plan.targets:
             row = rows[(t.name, s)]
             if row["skipped"]:
-                cells += ["-", "-", "-"]
+                cells += ["-"] * 5
                 notes.append(f"-: {row['skipped']}")
                 continue
             for r in RUNNERS:
@@ -404,11 +433,17 @@ def print_table(bench: Bench, console: Console) -> None:
                                  "failed (see slots.json)")
             ratio = row["network_over_local"]
             cells.append("" if ratio is None else f"{ratio:.2f}")
+            raw, over = row["raw"]["median"], row["network_over_raw"]
+            cells.append("" if raw is None else f"{raw:,.0f}")
+            cells.append("" if over is None else f"{over:.2f}")
         table.add_row(*cells)
     console.print(table)
     slots = ", ".join(f"{t.slots} slots on {t.name}" for t in plan.targets)
     console.print(f"median of {plan.repeat} run(s) per cell; {slots}; seed 0; code in "
                   f"{plan.root}; OMP_NUM_THREADS=MKL_NUM_THREADS=1")
+    console.print("raw zmq: the same slot's messages, of the run's sizes, between as many "
+                  "processes in raw pyzmq, right after each network run (no codec, roles or "
+                  "asyncio: the sockets' ceiling); blank for schemes without a skeleton")
     for n in notes:
         console.print(n)
 

@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from rich.console import Console
 
+from controller.bench import skeleton
 from controller.bench.slots import ENV_PINS, RUNNERS, Bench, make_plan, print_table
 from node.schemes import SCHEMES as REGISTRY
 from tests.helpers import ROOT, S3, S7, rrmbed
@@ -33,6 +35,7 @@ def test_bench_slots_reports_every_cell_from_its_runs(tmp_path: Path) -> None:
     done = rrmbed(*args, env=WIDE, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "net/local" in done.stdout and "3cell-k2" in done.stdout
+    assert "raw zmq" in done.stdout and "net/raw" in done.stdout
     doc = json.loads((out / "slots.json").read_text())
     assert json.loads(copy.read_text()) == doc
     assert doc["complete"] is True
@@ -62,6 +65,11 @@ def test_bench_slots_reports_every_cell_from_its_runs(tmp_path: Path) -> None:
             assert cell["slots_per_s"] == figures and cell["failed"] == 0
             assert cell["median"] == float(np.median(figures)) > 0
         assert row["network_over_local"] == row["network"]["median"] / row["local"]["median"]
+        raw = [r["raw_slots_per_s"] for r in runs
+               if (r["scheme"], r["runner"]) == (row["scheme"], "network")]
+        assert row["raw"]["slots_per_s"] == raw and row["raw"]["median"] == float(raw[0]) > 0
+        assert row["network_over_raw"] == row["network"]["median"] / row["raw"]["median"]
+    assert all(r["raw_slots_per_s"] is None for r in runs if r["runner"] == "local")
 
     with (out / "slots.csv").open(newline="") as f:
         table = list(csv.DictReader(f))
@@ -71,6 +79,8 @@ def test_bench_slots_reports_every_cell_from_its_runs(tmp_path: Path) -> None:
         assert float(line["network_slots_per_s"]) == row["network"]["median"]
         assert float(line["local_slots_per_s"]) == row["local"]["median"]
         assert float(line["network_over_local"]) == row["network_over_local"]
+        assert float(line["raw_slots_per_s"]) == row["raw"]["median"]
+        assert float(line["network_over_raw"]) == row["network_over_raw"]
         assert int(line["network_runs"]) == int(line["local_runs"]) == 1
         assert line["note"] == ""
 
@@ -97,5 +107,28 @@ def test_a_scheme_over_its_link_limit_is_a_dash_with_a_note(tmp_path: Path) -> N
     print_table(Bench(plan), console)
     text = console.export_text()
     optimum = next(line for line in text.splitlines() if "optimum" in line and "│" in line)
-    assert optimum.count(" - ") == 3
+    assert optimum.count(" - ") == 5
     assert "optimum not run on 7cell-k8: 56 links, max_links 6" in text
+
+
+@pytest.mark.parametrize("scheme", ["full", "round-robin", "wmmse"])
+def test_the_skeleton_sends_what_a_real_run_sends_per_slot(tmp_path: Path, scheme: str) -> None:
+    """The raw-pyzmq skeleton of a scheme's exchange sends, per slot and kind, as many
+    frames as a real network run of that scheme metered (its overhead.csv), of the sizes
+    the run sent."""
+    run_dir = tmp_path / scheme
+    done = rrmbed("run", str(S3), "--scheme", scheme, "--runner", "network", "--slots",
+                  str(SLOTS), "--no-telemetry", "--out", str(run_dir), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    real: dict[str, int] = {}
+    with (run_dir / "overhead.csv").open(newline="") as f:
+        for line in csv.DictReader(f):
+            if line["kind"] in skeleton.KINDS:
+                real[line["kind"]] = real.get(line["kind"], 0) + int(line["messages"])
+    sizes = skeleton.sizes_of(run_dir / "overhead.csv")
+    assert set(sizes) == set(real) and all(b > 10 for b in sizes.values())
+    exchange = {s.name: s.exchange for s in REGISTRY.for_kind("cellular")}[scheme]
+    rate, sent = skeleton.play(skeleton.Pattern(exchange, 3, sizes), slots=SLOTS, warmup=5)
+    assert rate > 0
+    assert {k: v / (SLOTS + 5) for k, v in sent.items()} == {k: v / SLOTS
+                                                             for k, v in real.items()}
