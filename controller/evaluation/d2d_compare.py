@@ -103,6 +103,9 @@ class D2dCompareConfig:
     scenarios: Path = Path("scenarios")
     """Where ``d2d-n<N>.toml`` lies; an N without a file is ``d2d-n10.toml`` with
     ``radio.n_pairs = N``."""
+    overrides: tuple[tuple[str, Any], ...] = ()
+    """Scenario overrides (dotted key, value) applied to every N's scenario, e.g.
+    ``(("radio.bs_power_dbm", 36.0),)``."""
 
     def __post_init__(self) -> None:
         if not (self.ns and self.seeds):
@@ -182,11 +185,12 @@ def jobs(cfg: D2dCompareConfig) -> list[Job]:
 def scenario_for(cfg: D2dCompareConfig, n: int) -> Resolved:
     """The D2D scenario with N pairs."""
     path = cfg.scenarios / f"d2d-n{n}.toml"
+    overrides = dict(cfg.overrides)
     if path.exists():
-        resolved = resolve(path)
+        resolved = resolve(path, overrides or None)
     else:
         resolved = resolve(cfg.scenarios / "d2d-n10.toml",
-                           {"radio.n_pairs": n, "name": f"d2d-n{n}"})
+                           {**overrides, "radio.n_pairs": n, "name": f"d2d-n{n}"})
     if resolved.kind.name != KIND or resolved.scenario.radio.n_pairs != n:
         raise ValueError(f"{path}: not a {KIND} scenario with {n} pairs")
     return resolved

@@ -243,3 +243,15 @@ def test_observation_layout() -> None:
     assert rb.tolist() == [0, 1, 2] and lev.tolist() == [0, 1, 1]
     assert observation_dim(BASE) == 40
 
+
+
+@pytest.mark.parametrize("n", [10, 15])  # a scenario file, and d2d-n10.toml with N pairs
+def test_compare_applies_its_overrides_to_every_n(n: int) -> None:
+    from controller.evaluation.d2d_compare import D2dCompareConfig, scenario_for
+
+    cfg = D2dCompareConfig(ns=(n,), scenarios=SCENARIOS,
+                           overrides=(("radio.bs_power_dbm", 36.0),))
+    radio = scenario_for(cfg, n).scenario.radio
+    assert radio.n_pairs == n and radio.bs_power_dbm == 36.0
+    plain = scenario_for(dataclasses.replace(cfg, overrides=()), n).scenario.radio
+    assert plain.bs_power_dbm == 46.0 and plain.n_pairs == n

@@ -92,3 +92,22 @@ def test_the_unmodified_copy_loads(tmp_path: Path) -> None:
     """Guards the parametrized test above: the copy itself is valid."""
     p = write_variant(tmp_path, 'name = "3cell-k2"', 'name = "copy"')
     assert load_scenario(p).name == "copy"
+
+
+@pytest.mark.parametrize("base", ["3cell-k2", "7cell-k8"])
+def test_thermal_variant_is_its_base_at_thermal_noise(base: str) -> None:
+    """scenarios/<base>-thermal.toml differs from <base>.toml only in its noise PSD
+    (-174 dBm/Hz instead of Table I's -150), its name and its description."""
+    import dataclasses
+
+    from tests.helpers import SCENARIOS
+
+    plain = load_scenario(SCENARIOS / f"{base}.toml")
+    thermal = load_scenario(SCENARIOS / f"{base}-thermal.toml")
+    assert plain.radio.noise_psd_dbm_hz == -150.0
+    assert thermal.radio.noise_psd_dbm_hz == -174.0
+    assert thermal.name == f"{base}-thermal"
+    same = dataclasses.replace(thermal, name=plain.name, description=plain.description,
+                               source=plain.source,
+                               radio=dataclasses.replace(thermal.radio, noise_psd_dbm_hz=-150.0))
+    assert same == plain

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from controller.cli.commands.d2d import d2d
-from controller.cli.common import console, number_list, progress_bar
+from controller.cli.common import console, number_list, parse_overrides, progress_bar
 from node.schemes import SCHEMES
 
 QUICK = {"ns": "10,20", "lambdas": "1,3", "seeds": "0,1", "slots": 400, "random_slots": 200,
@@ -56,6 +56,9 @@ OUTPUTS = ("results.csv", "results.json", "training_curves.csv", "runs")
               help="Critic hidden widths, comma-separated (the paper's: 1024,512,256).")
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
               help="Slots per update (the paper gives none).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Scenario override for every N, e.g. --set radio.bs_power_dbm=36 (46 dBm "
+                   "spread over the 10 RBs instead of on each).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("runs/d2d-compare"), show_default=True,
               help="Folder of the figures, the results and every run.")
@@ -67,7 +70,7 @@ OUTPUTS = ("results.csv", "results.json", "training_curves.csv", "runs")
 def d2d_compare(ctx: click.Context, ns: str, lambdas: str, seeds: str, slots: int,
                 random_slots: int, eval_slots: int, window: int, schemes: str, neighbours: int,
                 sweep_n: int, actor_hidden: str, critic_hidden: str, batch_size: int,
-                out: Path, overwrite: bool, quick: bool) -> None:
+                sets: tuple[str, ...], out: Path, overwrite: bool, quick: bool) -> None:
     """Paper 002's figures, PNG and CSV, from one command.
 
     Every D2D scheme on every N and seed, in this process (the local runner): the schemes
@@ -109,7 +112,8 @@ def d2d_compare(ctx: click.Context, ns: str, lambdas: str, seeds: str, slots: in
             train_slots=int(values["slots"]),
             random_slots=min(int(values["random_slots"]), int(values["slots"])),
             eval_slots=int(values["eval_slots"]), window=int(values["window"]),
-            learner=learner, sweep_n=sweep_n)
+            learner=learner, sweep_n=sweep_n,
+            overrides=tuple(parse_overrides(sets).items()))
         from controller.evaluation.d2d_compare import jobs
 
         planned = jobs(cfg)
