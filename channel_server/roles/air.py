@@ -5,7 +5,8 @@ Each slot it asks the kind's air part for every active node's own slice, sends t
 part's feedback to each node and the slot's outcome to the controller. A node silent for a
 whole slot is lost (served no more, reported in every later outcome); a lost node that
 rejoins (``Join``) is served again from the next slot when the kind allows it. While
-training, the air pauses every ``pause_every`` slots until the controller says ``Resume``.
+training, the air pauses every ``pause_every`` slots (shifted by ``pause_offset`` slots:
+at slots ``pause_offset + k * pause_every``, k >= 1) until the controller says ``Resume``.
 In 'realtime' mode slots start every ``slot_s`` seconds; in 'fast' mode back to back.
 """
 
@@ -87,6 +88,7 @@ class ChannelServerRole(Role):
         self.late = 0
         """Transmissions for a slot already closed, or from a node lost meanwhile."""
         self.pause_every = 0
+        self.pause_offset = 0
         self.paused = False
         self.finished = False
         self.t0 = 0.0
@@ -247,6 +249,7 @@ class ChannelServerRole(Role):
         opts = start.options
         train = opts.get("train") or {}
         self.pause_every = int(train.get("pause_every", 0))
+        self.pause_offset = int(train.get("pause_offset", 0))
         self.air = self.kind.make_air(self.scenario, start.seed, opts)
         self.slots = start.slots
         self.active = list(range(self.kind.n_nodes(self.scenario)))
@@ -302,7 +305,8 @@ class ChannelServerRole(Role):
                 return
             if self.orphaned:
                 return
-            if self.pause_every and n and n % self.pause_every == 0 and not resumed:
+            k = n - self.pause_offset
+            if self.pause_every and k > 0 and k % self.pause_every == 0 and not resumed:
                 self.paused = True
                 out.timer("pause", now + TRAINING_PAUSE_S)
                 return

@@ -20,10 +20,13 @@ run phase only, as :func:`controller.evaluation.results.overhead_summary` counts
   pairs act by sampling the last actor they downloaded, so a longer period means staler
   actors. No separate greedy evaluation.
 * upload delay: the links ``pair-i -> controller`` get a constant latency (the scenario's
-  ``backhaul.links``), the run at ``delay_period``. The network training is synchronous —
-  the air pauses at every broadcast until the period's uploads are in and every pair has
-  acknowledged its new actor — so a delay costs emulated time (``experience_latency_ms``
-  reports it), not staleness: the sum rate is expected unchanged, and the table shows it.
+  ``backhaul.links``), the run at ``delay_period``. By default the network training is
+  synchronous — the air pauses at every broadcast until the period's uploads are in and
+  every pair has acknowledged its new actor — so a delay costs emulated time
+  (``experience_latency_ms`` reports it), not staleness: the sum rate is expected
+  unchanged, and the table shows it. With ``asynchronous`` the pairs keep acting while
+  their uploads travel (:mod:`controller.roles.d2d`): an update uses only the uploads that
+  have arrived, so the delay makes the learner's data, and the actors, stale.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class SignallingConfig:
     batch_size: int = 128
     neighbours: int = 3
     seed: int = 0
+    asynchronous: bool = False
+    """Asynchronous training (uploads that have not arrived wait for a later update)."""
 
     @property
     def period_of_delays(self) -> int:
@@ -203,6 +208,7 @@ def delay_overrides(n_pairs: int, delay_ms: float) -> dict[str, Any]:
 def train_options(cfg: SignallingConfig, period: int) -> dict[str, Any]:
     """The run options of one network training run (as ``rrmbed d2d train`` sends them)."""
     return {"train": {"broadcast_period": period, "random_slots": cfg.random_slots,
+                      **({"asynchronous": True} if cfg.asynchronous else {}),
                       "learner": {"neighbours": cfg.neighbours, "batch_size": cfg.batch_size,
                                   "actor_hidden": list(cfg.actor_hidden),
                                   "critic_hidden": list(cfg.critic_hidden)}},

@@ -65,8 +65,9 @@ class D2dNetworkTrainer:
         self.learner = make_learner(scenario, scheme, seed,
                                     (drop.tx_xy[0] + drop.rx_xy[0]) / 2.0,
                                     learner_config(train), slots)
-        self.held: dict[int, dict[int, tuple[np.ndarray, int, float]]] = {}
-        """Slot -> pair -> (observation, action, reward) uploaded, not yet stored."""
+        self.held: dict[int, dict[int, tuple[np.ndarray, int, float, float]]] = {}
+        """Slot -> pair -> (observation, action, reward, arrival slot) uploaded, not yet
+        stored."""
         self.history: list[dict[str, float]] = []
         self.version = 1
         self.stored = 0
@@ -74,23 +75,32 @@ class D2dNetworkTrainer:
         """Slots dropped incomplete (a pair vanished before uploading)."""
 
     def add_experience(self, slot: int, agent: int, obs: np.ndarray, action: int,
-                       reward: float) -> None:
-        self.held.setdefault(slot, {})[agent] = (np.asarray(obs, np.float32), action, reward)
+                       reward: float, arrival: float = 0.0) -> None:
+        """One pair's upload of ``slot``; ``arrival``: the slot by which it reached the
+        controller in emulated time (only asynchronous updates look at it)."""
+        self.held.setdefault(slot, {})[agent] = (np.asarray(obs, np.float32), action, reward,
+                                                 arrival)
 
     def complete(self, slots: range, agents: set[int]) -> bool:
         """Every upload of ``slots`` from ``agents`` is in."""
         return all(agents <= set(self.held.get(n, {})) for n in slots)
 
-    def update(self, upto: int) -> dict[str, float]:
+    def update(self, upto: int, arrived: bool = False) -> dict[str, float]:
         """Store the complete transitions of the slots before ``upto - 1`` (its own waits for
-        the next slot's observations), then take the period's updates."""
+        the next slot's observations), then take the period's updates. ``arrived``
+        (asynchronous training): only those whose uploads, its own and the next slot's,
+        arrived by slot ``upto``; the others stay for a later update."""
         full = set(range(self.n_agents))
         rows = []
         for n in sorted(x for x in self.held if x < upto - 1):
-            now, nxt = self.held.pop(n), self.held.get(n + 1, {})
+            now, nxt = self.held[n], self.held.get(n + 1, {})
             if set(now) != full or set(nxt) != full:
+                del self.held[n]
                 self.dropped += 1
                 continue
+            if arrived and max(u[3] for u in (*now.values(), *nxt.values())) > upto:
+                continue  # still on its way in emulated time
+            del self.held[n]
             rows.append((np.stack([now[i][0] for i in range(self.n_agents)]),
                          np.array([now[i][1] for i in range(self.n_agents)]),
                          np.array([now[i][2] for i in range(self.n_agents)]),

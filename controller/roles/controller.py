@@ -86,7 +86,9 @@ class ControllerPart(Protocol):
     snapshot: tuple[int, dict[str, np.ndarray]] | None
     """The current node weights (version, arrays) served to nodes that ask."""
     pause_every: int
-    """While training: the air waits for Resume after every this many slots (0: never)."""
+    """While training: the air waits for Resume after every this many slots (0: never). A
+    part may also have ``pause_offset`` (default 0): the air then waits at slots
+    ``pause_offset + k * pause_every``."""
 
     def after_start(self, name: str, out: Outbox) -> None:
         """``name`` was just sent Start."""
@@ -361,6 +363,8 @@ class ControllerRole(Role):
                 "weights_version": snapshot[0] if snapshot else 0, **special}
         if self.part.pause_every:
             opts["train"] = {**opts["train"], "pause_every": self.part.pause_every}
+            if getattr(self.part, "pause_offset", 0):
+                opts["train"]["pause_offset"] = self.part.pause_offset  # type: ignore[attr-defined]
         out.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots, seed=self.seed,
                  config_toml=self.config_toml, options=opts)
         if not special:

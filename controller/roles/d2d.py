@@ -4,6 +4,14 @@ histories to the scheme's trainer (MAAC / NAAC / IAC, DQN), updating every
 ``broadcast_period`` slots and sending each pair only what it acts with (its own target
 actor, which the paper's pairs download; DQN: its own Q network and exploration rate).
 
+Asynchronous training (``train.asynchronous``): the pairs keep acting while their uploads
+travel, and a new actor reaches them when the backhaul has carried it. Everything is in
+emulated slots, so a run stays reproducible: the upload of slot n counts for an update at
+slot U only if it arrived by then (sent at the end of slot n, ``chain_latency_s`` later),
+the rest waits for the next update; the actors of the update at U go live at slot U + D,
+D the controller -> pair latency in slots (the air pauses there, not at U). With no
+backhaul latency it trains exactly as the synchronous mode.
+
 Under the scheme an outside learner decides (``external-learner``, the environments'
 network runner) every pair uploads its observation; once every active pair's is in, the
 slot's observations ``(N, D)`` go to the learner (:mod:`controller.roles.external`) and each
@@ -16,6 +24,7 @@ controller ends the training run.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +37,28 @@ from node.d2d_observation import observation_dim
 from node.pair_agent import own_actor
 from protocols.d2d_messages import D2dOutcome
 from protocols.messages import Experience, Message, ObsUpload
-from protocols.names import index_of
+from protocols.names import CONTROLLER, index_of
 from protocols.role import Outbox
 from protocols.validate import Rejected, check_array, check_indices
 from protocols.weights import WeightsArtifact
 
 if TYPE_CHECKING:
     from controller.roles.controller import ControllerRole
+
+
+def arrival_slot(slot: int, latency_s: float, slot_s: float) -> float:
+    """The slot at whose start the upload of slot ``slot``, sent at its end, has arrived
+    ``latency_s`` later (inf: lost)."""
+    return slot + 1 + math.ceil(latency_s / slot_s - 1e-9) if math.isfinite(latency_s) \
+        else math.inf
+
+
+def deployment_lag(scenario: D2dScenario, nodes: list[str]) -> int:
+    """Slots the controller -> pair links take to carry a deployment (their base latency,
+    the slowest pair's)."""
+    slot_s = scenario.radio.slot_s
+    return max((math.ceil(scenario.backhaul.link(CONTROLLER, name).latency_s / slot_s - 1e-9)
+                for name in nodes), default=0)
 
 
 class D2dPart:
@@ -61,6 +85,13 @@ class D2dPart:
         self.snapshot: tuple[int, dict[str, np.ndarray]] | None = (
             (1, weights) if weights is not None else None)
         self.pause_every = self.trainer.period if self.trainer else 0
+        self.asynchronous = bool(train and train.get("asynchronous"))
+        self.pause_offset = deployment_lag(scenario, ctl.nodes) if self.asynchronous else 0
+        """Slots between an update and the slot its actors go live (asynchronous mode)."""
+        if self.trainer is not None and self.pause_offset >= self.trainer.period:
+            raise ValueError(f"asynchronous training: actors take {self.pause_offset} slots "
+                             "to reach the pairs, not less than the broadcast period "
+                             f"({self.trainer.period}); choose a longer period")
         self.upto: int | None = None
         self.experience_latency_s: list[float] = []
 
@@ -88,7 +119,9 @@ class D2dPart:
             check_array(msg.action, "action", (1,), 0, self.scenario.radio.n_actions - 1)
             check_array(msg.reward, "reward", (1,))
             self.trainer.add_experience(msg.slot, index_of(msg.sender), msg.obs[0],
-                                        int(msg.action[0]), float(msg.reward[0]))
+                                        int(msg.action[0]), float(msg.reward[0]),
+                                        arrival_slot(msg.slot, msg.chain_latency_s,
+                                                     self.scenario.radio.slot_s))
             self.experience_latency_s.append(msg.chain_latency_s)
             self.try_train(now, out)
         elif isinstance(msg, ObsUpload) and self.external is not None:
@@ -99,10 +132,10 @@ class D2dPart:
             self.ctl.outcome_recorded(msg.lost)
             if self.external is not None:
                 self.external.learner.outcome(msg)
-            done = self.recorder.done
-            if self.trainer is not None and done % self.trainer.period == 0 \
-                    and done < self.ctl.slots:
-                self.upto = done
+            upto = self.recorder.done - self.pause_offset  # the update's data boundary
+            if self.trainer is not None and upto > 0 and upto % self.trainer.period == 0 \
+                    and self.recorder.done < self.ctl.slots:
+                self.upto = upto
                 self.try_train(now, out)
         else:
             return False
@@ -148,10 +181,10 @@ class D2dPart:
         if not trainer.complete(range(upto - trainer.period, upto), ctl.active):
             return
         self.upto = None
-        row = trainer.update(upto)
+        row = trainer.update(upto, arrived=self.asynchronous)
         self.snapshot = (trainer.version, trainer.get_variables())
         ctl.emit("TRAIN", trainer.version, json.dumps(row))
-        ctl.deploy(trainer.version, upto, now, out)
+        ctl.deploy(trainer.version, upto + self.pause_offset, now, out)
 
     # ----------------------------------------------------------------- results
 
@@ -165,6 +198,7 @@ class D2dPart:
         actor = (sum(a.nbytes for a in own_actor(self.snapshot[1], 0).values())
                  if self.snapshot else None)
         return {"broadcast_period_slots": train.period if train else None,
+                "asynchronous": self.asynchronous, "deployment_lag_slots": self.pause_offset,
                 "weights_versions": train.version if train else (1 if self.snapshot else 0),
                 "actor_bytes": actor,
                 "experience_latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,

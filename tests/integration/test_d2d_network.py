@@ -362,3 +362,60 @@ def test_dqn_trains_over_processes_as_on_the_pump_and_acts_greedily(tmp_path: Pa
         played.update(acts)
         air.step((np.array(acts) % 10)[None], (np.array(acts) // 10)[None])
     assert len(rows) == 20 and len(played) > 1
+
+
+def test_asynchronous_training_lags_uploads_and_deployments_by_the_backhaul(
+        tmp_path: Path) -> None:
+    """--asynchronous with uploads taking 5 ms and deployments 3 ms (1 ms slots): an update
+    at slot U stores only the transitions whose uploads (their own and the next slot's, each
+    sent at the end of its slot) arrived by U, and every pair switches to the new actor at
+    slot U + 3, as its message history shows; the in-memory pump plays the same run. With no
+    backhaul latency the asynchronous mode trains exactly as the synchronous one."""
+    from controller.runners.run import execute
+    from tests.helpers import rrmbed
+
+    up, down = 5, 3  # slots
+    lat = {f"backhaul.links.pair-{i}->controller": up for i in range(3)}
+    lat.update({f"backhaul.links.controller->pair-{i}": down for i in range(3)})
+    links = [f'{k}={{model = "constant", latency_s = {v / 1000}}}' for k, v in lat.items()]
+    net = tmp_path / "net"
+    r = rrmbed("d2d", "train", str(SC), "--scheme", "maac", "--runner", "network", *TRAIN,
+               "--asynchronous", *(x for s in links for x in ("--set", s)), "--out", str(net))
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = json.loads((net / "run.json").read_text())
+    assert run["options"]["train"]["asynchronous"] is True
+    overrides = {"radio.n_pairs": 3, "radio.n_rb": 4,
+                 **{k: {"model": "constant", "latency_s": v / 1000} for k, v in lat.items()}}
+    resolved = resolve(SC, overrides)
+    pump = tmp_path / "pump"
+    execute(resolved, "maac", "local", 60, 2, pump, None, run["options"])
+    assert read_csv(net / "metrics.csv") == read_csv(pump / "metrics.csv")
+    train = read_csv(net / "training.csv")
+    assert train == read_csv(pump / "training.csv")
+    # slot n's transition needs the uploads of n and n + 1, the latter arriving at the start
+    # of slot n + 2 + up: stored by the update at U if n <= U - 2 - up
+    assert [(float(t["slot"]), float(t["transitions"])) for t in train] == [
+        (20, 20 - 1 - up), (40, 40 - 1 - up)]
+    summary = json.loads((net / "summary.json").read_text())
+    assert summary["asynchronous"] is True and summary["deployment_lag_slots"] == down
+    # the weights version each pair held when it transmitted: new actors from U + down on
+    hist = tmp_path / "hist"
+    execute(resolved, "maac", "network", 60, 2, tmp_path / "again", None,
+            {**run["options"], "history": str(hist)})
+    for i in range(3):
+        (log,) = hist.glob(f"pair-{i}.*.csv")
+        held = {int(row["slot"]): int(row["version"])
+                for row in read_csv(log) if row["kind"] == "d2d_transmit"}
+        assert [held[n] for n in (19, 20 + down - 1, 20 + down, 40 + down - 1, 40 + down)] \
+            == [1, 1, 2, 2, 3], held
+
+    # no latency: the same training as the synchronous mode, slot by slot
+    zero = {"radio.n_pairs": 3, "radio.n_rb": 4, "backhaul.default.latency_s": 0.0}
+    options = {k: v for k, v in run["options"]["train"].items() if k != "asynchronous"}
+    for mode, extra in (("sync", {}), ("async", {"asynchronous": True})):
+        execute(resolve(SC, zero), "maac", "local", 60, 2, tmp_path / mode, None,
+                {**run["options"], "train": {**options, **extra}})
+    assert read_csv(tmp_path / "sync" / "metrics.csv") == read_csv(
+        tmp_path / "async" / "metrics.csv")
+    assert read_csv(tmp_path / "sync" / "training.csv") == read_csv(
+        tmp_path / "async" / "training.csv")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,3 +256,40 @@ def test_compare_applies_its_overrides_to_every_n(n: int) -> None:
     assert radio.n_pairs == n and radio.bs_power_dbm == 36.0
     plain = scenario_for(dataclasses.replace(cfg, overrides=()), n).scenario.radio
     assert plain.bs_power_dbm == 46.0 and plain.n_pairs == n
+
+
+def test_asynchronous_lags_in_slots() -> None:
+    """An upload of slot n sent at its end with latency L arrives by slot n + 1 + ceil(L /
+    slot); a deployment takes the slowest controller -> pair link's latency, in slots."""
+    from controller.roles.d2d import arrival_slot, deployment_lag
+
+    assert [arrival_slot(7, lat, 1e-3) for lat in (0.0, 1e-3, 1.5e-3, 5e-3)] == [8, 9, 10, 13]
+    assert arrival_slot(7, math.inf, 1e-3) == math.inf
+    links = {"backhaul.links.controller->pair-1": {"model": "constant", "latency_s": 0.0042}}
+    sc = resolve(SCENARIOS / "d2d-n10.toml", {"radio.n_pairs": 3, **links}).scenario
+    names = [f"pair-{i}" for i in range(3)]
+    assert sc.backhaul.default.latency_s == 0.001
+    assert deployment_lag(sc, names) == 5  # 4.2 ms over 1 ms slots; the others take 1
+    assert deployment_lag(sc, names[:1]) == 1
+
+
+def test_asynchronous_training_is_refused_where_it_cannot_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli.common import cli
+
+    base = ["d2d", "train", str(SCENARIOS / "d2d-n10.toml"), "--scheme", "maac",
+            "--asynchronous", "--slots", "5", "--out", str(tmp_path / "x")]
+    res = CliRunner().invoke(cli, [*base, "--runner", "local"])
+    assert res.exit_code == 2 and "the network runner's" in res.output
+    res = CliRunner().invoke(cli, [*base, "--runner", "network", "--broadcast-period", "4",
+                                   "--set", "backhaul.default.latency_s=0.004"])
+    assert res.exit_code == 2 and "4 slots to reach the pairs" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_signalling_runs_train_asynchronously_when_asked() -> None:
+    from controller.evaluation.d2d_signalling import SignallingConfig, train_options
+
+    assert "asynchronous" not in train_options(SignallingConfig(), 10)["train"]
+    assert train_options(SignallingConfig(asynchronous=True), 10)["train"]["asynchronous"]

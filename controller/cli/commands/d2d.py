@@ -48,6 +48,12 @@ def d2d() -> None:
               help="Critic hidden widths, comma-separated.")
 @click.option("--broadcast-period", type=click.IntRange(1), default=100, show_default=True,
               help="Network runner: slots between actor broadcasts (and updates).")
+@click.option("--asynchronous", is_flag=True,
+              help="Network runner: the pairs keep acting while their uploads travel; an "
+                   "update uses the uploads that have arrived (in emulated time) and its "
+                   "actors go live once the controller -> pair latency has passed: backhaul "
+                   "latency makes stale actors. Default: the air waits for every upload at "
+                   "each broadcast.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="The run's seed: the drop, the fading, the learner (evaluate with the same "
                    "seed to act on the drop the actors trained on).")
@@ -56,7 +62,7 @@ def d2d() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
 def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots: int,
               neighbours: int, batch_size: int, actor_hidden: str, critic_hidden: str,
-              broadcast_period: int, seed: int, sets: tuple[str, ...],
+              broadcast_period: int, asynchronous: bool, seed: int, sets: tuple[str, ...],
               out: Path | None) -> None:
     """Train SCHEME's actors (MAAC or NAAC); writes OUT/weights.npz (the target actors, for
     `rrmbed run --scheme SCHEME --weights`) and OUT/training.csv."""
@@ -67,6 +73,17 @@ def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots
         raise click.ClickException(f"{scenario}: a {resolved.kind.name} scenario; this "
                                    "command takes a d2d-underlay one")
     sc = resolved.scenario
+    if asynchronous and runner != "network":
+        raise click.BadParameter("asynchronous training is the network runner's (the local "
+                                 "runner has no backhaul)", param_hint="--asynchronous")
+    if asynchronous:
+        from controller.roles.d2d import deployment_lag
+
+        lag = deployment_lag(sc, resolved.kind.node_names(sc))
+        if lag >= broadcast_period:
+            raise click.BadParameter(f"actors take {lag} slots to reach the pairs over the "
+                                     "backhaul, not less than the broadcast period "
+                                     f"({broadcast_period})", param_hint="--broadcast-period")
 
     maac = MaacConfig(neighbours=neighbours, batch_size=batch_size,
                       actor_hidden=number_list(actor_hidden, "--actor-hidden", minimum=1),
@@ -79,6 +96,7 @@ def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots
         summary = execute(resolved, scheme, "network", slots, seed, out, (), None,
                           {"train": {"broadcast_period": broadcast_period,
                                      "random_slots": random_slots,
+                                     **({"asynchronous": True} if asynchronous else {}),
                                      "learner": {"neighbours": neighbours,
                                               "batch_size": batch_size,
                                               "actor_hidden": list(maac.actor_hidden),

@@ -45,13 +45,16 @@ def _scenario_of(folder: Path) -> Any:
 @click.option("--critic-hidden", default="1024,512,256", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--asynchronous", is_flag=True,
+              help="Asynchronous training: the pairs keep acting while their uploads travel, "
+                   "an update uses the uploads that have arrived (see rrmbed d2d train).")
 @click.option("--scenarios", "folder", type=click.Path(file_okay=False, path_type=Path),
               default="scenarios", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
 def d2d_signalling(ns: str, schemes: str, broadcast_periods: str, backhaul_ms: str,
                    delay_period: int | None, slots: int, random_slots: int, actor_hidden: str,
-                   critic_hidden: str, batch_size: int, seed: int, folder: Path,
-                   out: Path | None) -> None:
+                   critic_hidden: str, batch_size: int, seed: int, asynchronous: bool,
+                   folder: Path, out: Path | None) -> None:
     """Paper 002's signalling table: history-upload and actor-download bytes per slot of
     MAAC / NAAC at each N and broadcast period (metered network training runs), the paper's
     actor's download, and the acting slots' sum rate and outage per period and upload
@@ -69,7 +72,7 @@ def d2d_signalling(ns: str, schemes: str, broadcast_periods: str, backhaul_ms: s
         actor_hidden=number_list(actor_hidden, "--actor-hidden", minimum=1),
         critic_hidden=number_list(critic_hidden, "--critic-hidden", minimum=1),
         batch_size=batch_size,
-        seed=seed)
+        seed=seed, asynchronous=asynchronous)
     if random_slots >= slots:
         raise click.BadParameter("leaves no acting slot", param_hint="--random-slots")
     out = out or Path("runs") / f"d2d-signalling-{time.strftime('%Y%m%d-%H%M%S')}"
