@@ -117,6 +117,10 @@ option lookup goes through an enum."""
 
 T = TypeVar("T")
 
+_configured: zmq.asyncio.Context | None = None
+"""The context whose I/O thread policy was set."""
+
+
 def _context() -> zmq.asyncio.Context:
     """The process's ZeroMQ context. Where the OS has SCHED_BATCH (Linux), its I/O thread
     runs under it: a normal-priority thread that does not preempt the thread that woke it.
@@ -125,18 +129,29 @@ def _context() -> zmq.asyncio.Context:
     slot's sends) and the I/O thread writes them when the sender waits. With more
     processes than cores (3cell-k2 ``full`` over processes on 2 cores, three runs paired
     with the default policy) that gave 10-28 % more slots per second and 5-15 % less CPU
-    per slot. Set before the context starts its I/O thread."""
+    per slot. Set before the context starts its I/O thread, and only where this thread may
+    take the policy itself (libzmq aborts the process when its thread cannot)."""
     global _configured
     ctx = zmq.asyncio.Context.instance()
-    policy = getattr(os, "SCHED_BATCH", None)
-    if ctx is not _configured and policy is not None:
-        ctx.set(zmq.THREAD_SCHED_POLICY, policy)
+    if ctx is not _configured and _may_batch():
+        ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_BATCH)
         _configured = ctx
     return ctx
 
 
-_configured: zmq.asyncio.Context | None = None
-"""The context whose I/O thread policy was set."""
+def _may_batch() -> bool:
+    """Whether a thread may switch to SCHED_BATCH here (a container's seccomp profile may
+    forbid it): tried on this thread, which is put back to SCHED_OTHER at once."""
+    if not hasattr(os, "SCHED_BATCH"):
+        return False
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return False
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError:
+        return False
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    return True
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

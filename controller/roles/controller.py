@@ -363,8 +363,9 @@ class ControllerRole(Role):
                 "weights_version": snapshot[0] if snapshot else 0, **special}
         if self.part.pause_every:
             opts["train"] = {**opts["train"], "pause_every": self.part.pause_every}
-            if getattr(self.part, "pause_offset", 0):
-                opts["train"]["pause_offset"] = self.part.pause_offset  # type: ignore[attr-defined]
+            offset = getattr(self.part, "pause_offset", 0)
+            if offset:
+                opts["train"]["pause_offset"] = offset
         out.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots, seed=self.seed,
                  config_toml=self.config_toml, options=opts)
         if not special:
