@@ -11,6 +11,11 @@ wait to be read (a busy process still beats), but while any wait, or when the be
 came late, no peer is declared silent: a process that was itself stalled must not blame
 its peers for what it has not read yet. Beats carry seq 0 and leave the sender's count
 alone, so the protocol's messages are the same bytes however many beats a run had.
+
+A role computes its timers from the ``now`` it is called with. When a call runs long (over
+``STALL_S``: a training update, say), the timers it set are moved by the call's duration
+(a wait for a peer's answer starts when the request leaves, not when the call began), and
+the role is told (:meth:`~protocols.role.Role.stalled`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 _BEAT = ("driver", "beat")
 """The driver's own timer key: send beats, check the watched peers."""
 
+STALL_S = 0.5
+"""A role call longer than this moves the timers it set by its duration."""
 IDLE_WAIT_S = 3600.0
 """Longest single wait when the role has no timer (it always sets one where a peer can
 vanish)."""
@@ -120,9 +127,16 @@ class Driver:
         self.lost_at: dict[str, float] = {}
         """Watched peers declared lost -> when they were last heard."""
 
-    async def apply(self) -> None:
-        """Carry out what the role asked for in its last call."""
+    async def apply(self, called_at: float | None = None) -> None:
+        """Carry out what the role asked for in its last call (made at ``called_at``,
+        time.monotonic(), where known)."""
         out, ep = self.out, self.endpoint
+        if called_at is not None and out.timers:
+            took = time.monotonic() - called_at
+            if took > STALL_S:
+                out.timers = {k: None if at is None else at + took
+                              for k, at in out.timers.items()}
+                self.role.stalled(called_at + took)
         if self.role.history_dir and ep.history is None:  # from the run's Start on
             ep.history = HistoryLog(Path(self.role.history_dir), ep.name,
                                     self.role.history_version)
@@ -208,8 +222,9 @@ class Driver:
         """Drive the role until it is done; its exit code."""
         role, out = self.role, self.out
         try:
-            role.start(time.monotonic(), out)
-            await self.apply()
+            called = time.monotonic()
+            role.start(called, out)
+            await self.apply(called)
             recv = self.endpoint.recv
             while not role.done:
                 now = time.monotonic()
@@ -223,24 +238,27 @@ class Driver:
                     except PeerTimeout:
                         pass
                     else:
-                        self.deliver(msg, time.monotonic())
-                        await self.apply()
+                        called = time.monotonic()
+                        self.deliver(msg, called)
+                        await self.apply(called)
                         continue
                     for key in self.due(now):
                         if key in self.timers and not role.done:
                             del self.timers[key]
                             self.next_due = min(self.timers.values(), default=math.inf)
+                            called = time.monotonic()
                             role.on_timer(key, now, out)
-                            await self.apply()
+                            await self.apply(called)
                     continue
                 wait = min(self.next_due - now, IDLE_WAIT_S)
                 try:
                     msg = await recv(wait)
                 except PeerTimeout:
                     continue
-                self.deliver(msg, time.monotonic())
+                called = time.monotonic()
+                self.deliver(msg, called)
                 if not out.idle() or self.host.telemetry_pending:
-                    await self.apply()
+                    await self.apply(called)
         finally:
             await self.host.close()
         if role.failure:

@@ -255,6 +255,10 @@ class Role:
         """A peer declared lost was heard again after ``silent_s`` seconds."""
         log.warning("%s: %s heard again after %.1f s of silence", self.name, peer, silent_s)
 
+    def stalled(self, until: float) -> None:
+        """Its last call kept this process busy until ``until`` (the driver's clock): a
+        watchdog on its peers may count their silence from there (default: none)."""
+
     def peer_meter(self, beat: Message, now: float) -> None:
         """A beat brought its sender's meter so far (``beat.links``); default: unused."""
 

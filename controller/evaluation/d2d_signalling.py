@@ -256,6 +256,7 @@ def measure(cfg: SignallingConfig, scenario_of: Callable[[int], Path], run: RunF
                "weights_versions": summary.get("weights_versions"),
                "experience_latency_ms_p50": summary.get("experience_latency_ms_p50"),
                "slots_per_s": summary.get("wall_slots_per_s"), "wall_s": wall,
+               "errors": "; ".join(summary.get("errors") or []),
                "run_dir": str(run_dir)}
         rows.append(row)
         if on_row is not None:

@@ -223,6 +223,11 @@ class ControllerRole(Role):
         snapshot = self.part.snapshot
         return snapshot[0] if snapshot else 0
 
+    def stalled(self, until: float) -> None:
+        """A long call of its own (a training update): the run's silence counts from its
+        end, not from the message that started it."""
+        self.heard = max(self.heard, until)
+
     def on_message(self, msg: Message, now: float, out: Outbox) -> None:
         if isinstance(msg, Error):
             self.errors.append(f"{msg.sender}: {msg.text}")

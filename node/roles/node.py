@@ -134,6 +134,11 @@ class NodeRole(Role):
     def start(self, now: float, out: Outbox) -> None:
         self.join(self.role, self.index, now, out)
 
+    def stalled(self, until: float) -> None:
+        """A long call of its own (building a policy): its peers' silence counts from its
+        end."""
+        self.heard = max(self.heard, until)
+
     def on_message(self, msg: Message, now: float, out: Outbox) -> None:
         part = self.part
         if part is None:
@@ -272,7 +277,6 @@ class NodeRole(Role):
         self.telemetry = self.host.telemetry(opts.get("broker"), str(opts.get("run", "run")),
                                              self.role, str(self.index))
         self.part = self.kind.make_node(self, self.scenario, start)
-        now = max(now, self.host.now())  # building the part (a policy) may take a while
         version = int(opts.get("weights_version", 0))
         if version > 0:  # a snapshot exists: get it before the first decision
             self.fetching = version

@@ -1073,6 +1073,21 @@ def test_controller_silence_timer_rearms_while_the_air_speaks_then_stops_the_run
     assert any("silent" in e for e in role.errors)
 
 
+def test_controller_silence_counts_from_the_end_of_its_own_stall() -> None:
+    """A training update that kept the controller busy past the silence limit (the driver
+    says so with ``stalled``) does not make the channel server silent: the timer re-arms
+    from the stall's end, and the run stops only when the air stays silent after it."""
+    role = running(slots=10)
+    t = 2 * TIMING.peer_timeout_s
+    deliver(role, outcome(0), now=1.0)
+    role.stalled(1.0 + t + 3.0)  # busy from 1 s until well past the limit
+    out = fire(role, "silence", now=1.0 + t + 3.0)
+    assert out.timers == {"silence": pytest.approx(1.0 + 2 * t + 3.0)} and out.sends == []
+    assert role.errors == []
+    out = fire(role, "silence", now=1.0 + 2 * t + 3.0)
+    assert len(sends(out, Stop)) == 1 + B and any("silent" in e for e in role.errors)
+
+
 def test_controller_wmmse_decides_once_every_active_bs_uploaded() -> None:
     role = running("wmmse", slots=4)
     gains = channel(SEED, 2)

@@ -93,6 +93,9 @@ def d2d_signalling(ns: str, schemes: str, broadcast_periods: str, backhaul_ms: s
                       f"upload {r['upload_bytes_per_slot']:.0f} B/slot, download "
                       f"{r['download_bytes_per_slot']:.0f} B/slot, sum rate "
                       f"{r['d2d_sum_rate_mbps']:.3f} Mbit/s ({r['wall_s']:.0f} s)")
+        if r["errors"] or r["slots"] < slots:
+            console.print(f"[red]this run stopped after {r['slots']} of {slots} slots[/red]: "
+                          f"{r['errors'] or 'see its logs'} ({r['run_dir']})")
 
     console.print(f"d2d signalling: {len(cells)} network training runs of {slots} slots")
     rows = measure(cfg, _scenario_of(folder), run, out, on_row)
