@@ -20,11 +20,13 @@ roles, asyncio, metering, files) rather than the sockets'.
 
 from __future__ import annotations
 
+import csv
 import multiprocessing as mp
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -225,11 +227,9 @@ def play(pattern: Pattern, slots: int, warmup: int = 200) -> tuple[float, dict[s
         ctx.destroy(linger=0)
 
 
-def sizes_of(overhead_csv: str | Any) -> dict[str, int]:
+def sizes_of(overhead_csv: Path) -> dict[str, int]:
     """Mean frame bytes (header and payload, no ZMTP framing) of each slot kind a run sent,
     from its ``overhead.csv``."""
-    import csv
-
     totals: dict[str, list[int]] = {}
     with open(overhead_csv, newline="") as f:
         for row in csv.DictReader(f):
