@@ -846,9 +846,12 @@ def bench_slots(slots: int, slots_7: int | None, repeat: int, schemes: tuple[str
     """Slots per second of every cellular scheme over real processes (--runner network) and
     the in-memory pump (--runner local), 3cell-k2 and 7cell-k8, side by side with the
     network/local ratio. Each run is `rrmbed run ... --seed 0` in a subprocess; the figure is
-    its summary.json wall_slots_per_s (slot phase only, handshake excluded). Every run gets
-    OMP_NUM_THREADS=1 and MKL_NUM_THREADS=1 (torch's thread count otherwise depends on the
-    core count). Another checkout: python -m controller.bench.slots --root PATH."""
+    its summary.json wall_slots_per_s (slot phase only, handshake excluded). After each
+    network run, the same slot's messages (the scheme's exchange, the run's frame sizes) are
+    played in raw pyzmq between as many processes: the 'raw zmq' column, the sockets'
+    ceiling, and 'net/raw'. Every run gets OMP_NUM_THREADS=1 and MKL_NUM_THREADS=1 (torch's
+    thread count otherwise depends on the core count). Another checkout: python -m
+    controller.bench.slots --root PATH."""
     from controller.bench.slots import ROOT, BenchError, run_bench
 
     try:
