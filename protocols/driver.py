@@ -127,16 +127,18 @@ class Driver:
         self.lost_at: dict[str, float] = {}
         """Watched peers declared lost -> when they were last heard."""
 
-    async def apply(self, called_at: float | None = None) -> None:
-        """Carry out what the role asked for in its last call (made at ``called_at``,
-        time.monotonic(), where known)."""
+    def settle(self, called_at: float) -> None:
+        """After a role call made at ``called_at`` (time.monotonic()): if it ran longer than
+        ``STALL_S``, move the timers it set by its duration and tell the role."""
+        took = time.monotonic() - called_at
+        if took > STALL_S:
+            out = self.out
+            out.timers = {k: None if at is None else at + took for k, at in out.timers.items()}
+            self.role.stalled(called_at + took)
+
+    async def apply(self) -> None:
+        """Carry out what the role asked for in its last call."""
         out, ep = self.out, self.endpoint
-        if called_at is not None and out.timers:
-            took = time.monotonic() - called_at
-            if took > STALL_S:
-                out.timers = {k: None if at is None else at + took
-                              for k, at in out.timers.items()}
-                self.role.stalled(called_at + took)
         if self.role.history_dir and ep.history is None:  # from the run's Start on
             ep.history = HistoryLog(Path(self.role.history_dir), ep.name,
                                     self.role.history_version)
@@ -224,7 +226,8 @@ class Driver:
         try:
             called = time.monotonic()
             role.start(called, out)
-            await self.apply(called)
+            self.settle(called)
+            await self.apply()
             recv = self.endpoint.recv
             while not role.done:
                 now = time.monotonic()
@@ -240,7 +243,8 @@ class Driver:
                     else:
                         called = time.monotonic()
                         self.deliver(msg, called)
-                        await self.apply(called)
+                        self.settle(called)
+                        await self.apply()
                         continue
                     for key in self.due(now):
                         if key in self.timers and not role.done:
@@ -248,7 +252,8 @@ class Driver:
                             self.next_due = min(self.timers.values(), default=math.inf)
                             called = time.monotonic()
                             role.on_timer(key, now, out)
-                            await self.apply(called)
+                            self.settle(called)
+                            await self.apply()
                     continue
                 wait = min(self.next_due - now, IDLE_WAIT_S)
                 try:
@@ -257,8 +262,9 @@ class Driver:
                     continue
                 called = time.monotonic()
                 self.deliver(msg, called)
+                self.settle(called)
                 if not out.idle() or self.host.telemetry_pending:
-                    await self.apply(called)
+                    await self.apply()
         finally:
             await self.host.close()
         if role.failure:

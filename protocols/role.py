@@ -125,8 +125,9 @@ class Host(Protocol):
         """Where peers reach this role's inbox."""
 
     def now(self) -> float:
-        """The role's clock now (seconds, the scale of ``now``): for a role that has just
-        spent long on work (building a policy) and sets a timeout after it."""
+        """The role's clock now (seconds, the scale of ``now``), for a role that needs the
+        time after some work within a call. (Timers a long call sets need not: the driver
+        moves them by the call's duration, :meth:`Role.stalled`.)"""
 
     @property
     def pid(self) -> int: ...

@@ -118,7 +118,7 @@ option lookup goes through an enum."""
 T = TypeVar("T")
 
 _configured: zmq.asyncio.Context | None = None
-"""The context whose I/O thread policy was set."""
+"""The context already configured (its I/O thread's policy set, or found not settable)."""
 
 
 def _context() -> zmq.asyncio.Context:
@@ -133,8 +133,9 @@ def _context() -> zmq.asyncio.Context:
     take the policy itself (libzmq aborts the process when its thread cannot)."""
     global _configured
     ctx = zmq.asyncio.Context.instance()
-    if ctx is not _configured and _may_batch():
-        ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_BATCH)
+    if ctx is not _configured:
+        if _may_batch():
+            ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_BATCH)
         _configured = ctx
     return ctx
 

@@ -161,15 +161,10 @@ def _spawn(target: Any, *args: Any) -> tuple[mp.process.BaseProcess, Connection]
     return proc, parent
 
 
-def slots_per_s(pattern: Pattern, slots: int, warmup: int = 200) -> float:
-    """Slots per second of ``pattern`` over ``slots`` slots (after ``warmup``), this process
-    playing the channel server."""
-    return play(pattern, slots, warmup)[0]
-
-
 def play(pattern: Pattern, slots: int, warmup: int = 200) -> tuple[float, dict[str, int]]:
     """(slots per second over ``slots`` slots after ``warmup``, frames sent per kind in
-    all ``warmup + slots`` slots, every role's count)."""
+    all ``warmup + slots`` slots, every role's count); this process plays the channel
+    server."""
     if pattern.exchange not in SKELETONS:
         raise ValueError(f"no skeleton for exchange {pattern.exchange!r}")
     ctx = zmq.Context()

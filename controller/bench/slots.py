@@ -53,7 +53,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from controller.bench import skeleton
-from controller.bench.skeleton import SKELETONS
 
 ROOT = Path(__file__).resolve().parents[2]
 """This repository: the default ``--root``."""
@@ -283,10 +282,10 @@ def measure_one(plan: Plan, target: Target, scheme: str, runner: str, rep: int) 
         rec["error"] = f"no usable wall_slots_per_s in {summary_file}: {rate!r}"
     else:
         rec["ok"] = True
-        if runner == "network" and plan.exchanges.get(scheme) in SKELETONS:
-            rec["raw_slots_per_s"] = skeleton.slots_per_s(
+        if runner == "network" and plan.exchanges.get(scheme) in skeleton.SKELETONS:
+            rec["raw_slots_per_s"] = skeleton.play(
                 skeleton.Pattern(plan.exchanges[scheme], target.n_nodes,
-                                 skeleton.sizes_of(run_dir / "overhead.csv")), target.slots)
+                                 skeleton.sizes_of(run_dir / "overhead.csv")), target.slots)[0]
     return rec
 
 

@@ -53,12 +53,17 @@ def arrival_slot(slot: int, latency_s: float, slot_s: float) -> float:
         else math.inf
 
 
-def deployment_lag(scenario: D2dScenario, nodes: list[str]) -> int:
+def deployment_lag(scenario: D2dScenario, nodes: list[str], period: int) -> int:
     """Slots the controller -> pair links take to carry a deployment (their base latency,
-    the slowest pair's)."""
+    the slowest pair's). ValueError naming both when it is not shorter than the broadcast
+    ``period``: a deployment would land after the next update."""
     slot_s = scenario.radio.slot_s
-    return max((math.ceil(scenario.backhaul.link(CONTROLLER, name).latency_s / slot_s - 1e-9)
-                for name in nodes), default=0)
+    lag = max((math.ceil(scenario.backhaul.link(CONTROLLER, name).latency_s / slot_s - 1e-9)
+               for name in nodes), default=0)
+    if lag >= period:
+        raise ValueError(f"actors take {lag} slots to reach the pairs over the backhaul, not "
+                         f"less than the broadcast period ({period})")
+    return lag
 
 
 class D2dPart:
@@ -85,13 +90,10 @@ class D2dPart:
         self.snapshot: tuple[int, dict[str, np.ndarray]] | None = (
             (1, weights) if weights is not None else None)
         self.pause_every = self.trainer.period if self.trainer else 0
-        self.asynchronous = bool(train and train.get("asynchronous"))
-        self.pause_offset = deployment_lag(scenario, ctl.nodes) if self.asynchronous else 0
+        self.asynchronous = bool(self.trainer is not None and train and train.get("asynchronous"))
+        self.pause_offset = (deployment_lag(scenario, ctl.nodes, self.trainer.period)
+                             if self.asynchronous else 0)
         """Slots between an update and the slot its actors go live (asynchronous mode)."""
-        if self.trainer is not None and self.pause_offset >= self.trainer.period:
-            raise ValueError(f"asynchronous training: actors take {self.pause_offset} slots "
-                             "to reach the pairs, not less than the broadcast period "
-                             f"({self.trainer.period}); choose a longer period")
         self.upto: int | None = None
         self.experience_latency_s: list[float] = []
 

@@ -368,7 +368,6 @@ def test_curve_endpoints_talk_and_refuse_strangers_and_impostors(tmp_path: Path)
             ep.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="the OS has no SCHED_BATCH")
 def test_io_thread_runs_under_sched_batch_and_the_caller_keeps_its_policy() -> None:
     """A fresh process: its endpoint's ZeroMQ I/O thread is SCHED_BATCH, the main thread
     keeps the default policy."""

@@ -269,8 +269,10 @@ def test_asynchronous_lags_in_slots() -> None:
     sc = resolve(SCENARIOS / "d2d-n10.toml", {"radio.n_pairs": 3, **links}).scenario
     names = [f"pair-{i}" for i in range(3)]
     assert sc.backhaul.default.latency_s == 0.001
-    assert deployment_lag(sc, names) == 5  # 4.2 ms over 1 ms slots; the others take 1
-    assert deployment_lag(sc, names[:1]) == 1
+    assert deployment_lag(sc, names, 6) == 5  # 4.2 ms over 1 ms slots; the others take 1
+    assert deployment_lag(sc, names[:1], 6) == 1
+    with pytest.raises(ValueError, match="5 slots to reach the pairs"):
+        deployment_lag(sc, names, 5)
 
 
 def test_asynchronous_training_is_refused_where_it_cannot_run(tmp_path: Path) -> None:

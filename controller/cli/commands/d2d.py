@@ -79,11 +79,10 @@ def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots
     if asynchronous:
         from controller.roles.d2d import deployment_lag
 
-        lag = deployment_lag(sc, resolved.kind.node_names(sc))
-        if lag >= broadcast_period:
-            raise click.BadParameter(f"actors take {lag} slots to reach the pairs over the "
-                                     "backhaul, not less than the broadcast period "
-                                     f"({broadcast_period})", param_hint="--broadcast-period")
+        try:
+            deployment_lag(sc, resolved.kind.node_names(sc), broadcast_period)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--broadcast-period") from e
 
     maac = MaacConfig(neighbours=neighbours, batch_size=batch_size,
                       actor_hidden=number_list(actor_hidden, "--actor-hidden", minimum=1),
