@@ -5,14 +5,18 @@ runner in this process:
 
 * a scheme that trains (the registry names a learner: MAAC, NAAC, IAC, DQN, ...) is trained
   by :func:`controller.training.d2d_train.train_and_write` for ``train_slots`` slots (the
-  first ``random_slots`` uniformly random), then its weights file is evaluated greedily by
-  the run function of ``rrmbed run --runner local --weights`` for ``eval_slots`` slots with
-  the same seed (the same drop and fading as its training);
+  first ``random_slots`` uniformly random), then its weights file acts greedily in a run
+  of ``rrmbed run --runner local --weights`` of ``train_slots + eval_slots`` slots with the
+  same seed (the drop it trained on), measured on the last ``eval_slots``: fading that its
+  training never saw. (The first ``train_slots`` slots replay the training's fading; a
+  learner measured there is measured on its training data, and every learner here scores
+  far higher on it: DQN 53 against 35 total reward on held-out fading, N = 10.)
 * a scheme that learns online in the pairs (SLA, tabular Q-learning) or follows a fixed
   rule (best-estimate, random) plays one run of ``train_slots + eval_slots`` slots: its
-  "training" is the first ``train_slots`` slots of that run, its evaluation the last
-  ``eval_slots`` slots (*choice*: the online learners get as many slots to learn as the
-  trained ones, and are measured after them).
+  "training" is the first ``train_slots`` slots of that run (*choice*: the online learners
+  get as many slots to learn as the trained ones), its evaluation the last ``eval_slots``.
+
+So every scheme is measured on the same slots of the same channel.
 
 Figures (PNG, each with a CSV of what it draws; mean and standard deviation over seeds,
 ddof 1):
@@ -62,10 +66,6 @@ RUN_OPTIONS: dict[str, Any] = {"action_mode": "mean", "log_csi": False, "history
 METRICS = ("total_reward", "d2d_sum_rate_mbps", "cue_sum_rate_mbps", "cue_outage",
            "d2d_outage")
 """Evaluation metrics of a results row (means per slot; outages as probabilities)."""
-SUMMARY_KEYS = {"total_reward": "total_reward_mean", "d2d_sum_rate_mbps":
-                "d2d_sum_rate_mbps_mean", "cue_sum_rate_mbps": "cue_sum_rate_mbps_mean",
-                "cue_outage": "cue_outage_probability", "d2d_outage": "d2d_outage_probability"}
-"""Where a run's summary.json holds each metric."""
 COLUMNS = ("scheme", "n_pairs", "lambda", "seed", "trained", "train_slots", "eval_from_slot",
            "eval_slots", *METRICS, "train_final_reward", "wall_s", "run_dir")
 
@@ -196,9 +196,11 @@ def scenario_for(cfg: D2dCompareConfig, n: int) -> Resolved:
     return resolved
 
 
-def job_slots(cfg: D2dCompareConfig) -> int:
-    """Slots one job plays (training + evaluation, or its one online run)."""
-    return cfg.train_slots + cfg.eval_slots
+def job_slots(cfg: D2dCompareConfig, job: Job) -> int:
+    """Slots one job plays: its training, if it trains, and its run of ``train_slots +
+    eval_slots`` slots."""
+    run = cfg.train_slots + cfg.eval_slots
+    return run + cfg.train_slots if job.scheme.trainable else run
 
 
 # ------------------------------------------------------------------------ one job
@@ -241,6 +243,7 @@ def run_job(cfg: D2dCompareConfig, job: Job, out: Path,
     from controller.training.d2d_train import D2dTrainConfig, train_and_write
 
     resolved = scenario_for(cfg, job.n)
+    run_slots = cfg.train_slots + cfg.eval_slots
     t0 = time.perf_counter()
     if job.scheme.trainable:
         learner = dataclasses.replace(cfg.learner, learning_starts=max(cfg.random_slots, 1),
@@ -250,18 +253,17 @@ def run_job(cfg: D2dCompareConfig, job: Job, out: Path,
         log = train_and_write(resolved.scenario, job.scheme.name, cfg.train_slots, job.seed,
                               tcfg, out / "train", lambda t: tick(t + 1))
         curve = [(int(c["slot"]), float(c["total_reward"])) for c in log]
-        summary = execute(resolved, job.scheme.name, "local", cfg.eval_slots, job.seed,
+        summary = execute(resolved, job.scheme.name, "local", run_slots, job.seed,
                           out / "eval", out / "train" / "weights.npz", dict(RUN_OPTIONS),
                           lambda d, t: tick(cfg.train_slots + d))
-        metrics = {k: _num(summary[v]) for k, v in SUMMARY_KEYS.items()}
-        start, run_dir = 0, out / "eval"
+        run_dir = out / "eval"
     else:
-        slots = cfg.train_slots + cfg.eval_slots
-        summary = execute(resolved, job.scheme.name, "local", slots, job.seed, out / "run",
-                          None, dict(RUN_OPTIONS), lambda d, t: tick(d))
-        start, run_dir = cfg.train_slots, out / "run"
-        metrics = tail_metrics(run_dir / "metrics.csv", start)
+        summary = execute(resolved, job.scheme.name, "local", run_slots, job.seed,
+                          out / "run", None, dict(RUN_OPTIONS), lambda d, t: tick(d))
+        run_dir = out / "run"
         curve = window_curve(run_dir / "metrics.csv", cfg.train_slots, cfg.window)
+    start = cfg.train_slots
+    metrics = tail_metrics(run_dir / "metrics.csv", start)
     if summary.get("errors") or summary.get("lost_nodes"):
         raise RuntimeError(f"{job.tag}: the run reported {summary.get('errors')} "
                            f"{summary.get('lost_nodes')}")
@@ -272,10 +274,6 @@ def run_job(cfg: D2dCompareConfig, job: Job, out: Path,
         "train_final_reward": curve[-1][1] if curve else math.nan,
         "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir)}
     return row, curve
-
-
-def _num(x: Any) -> float:
-    return math.nan if x is None else float(x)
 
 
 # ------------------------------------------------------------------------ the comparison
@@ -297,8 +295,8 @@ def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
     on up. Returns the summary table."""
     todo = jobs(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    per_job = job_slots(cfg)
-    total = per_job * len(todo)
+    sizes = [job_slots(cfg, job) for job in todo]
+    total = sum(sizes)
     res = Results()
     t_start = time.perf_counter()
     with _streams(out) as (rows_csv, curves_csv):
@@ -306,7 +304,7 @@ def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
             for k, job in enumerate(todo):
                 def tick(done: int, k: int = k, job: Job = job) -> None:
                     if progress is not None:
-                        progress(k * per_job + min(done, per_job), total, job.tag)
+                        progress(sum(sizes[:k]) + min(done, sizes[k]), total, job.tag)
 
                 tick(0)
                 row, curve = run_job(cfg, job, out / "runs" / job.tag, tick)
@@ -317,7 +315,7 @@ def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
                     curves_csv.row([job.scheme.name, job.n, _cell(job.lam), job.seed, slot,
                                     repr(reward)])
                 _write_json(out, cfg, res, time.perf_counter() - t_start, len(todo))
-                tick(per_job)
+                tick(sizes[k])
                 if console_note is not None:
                     console_note(f"{job.tag}: D2D {row['d2d_sum_rate_mbps']:.3f} Mbit/s, "
                                  f"CUE outage {row['cue_outage']:.4f}, D2D outage "

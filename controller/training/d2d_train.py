@@ -8,7 +8,9 @@ on their Q network); the air plays the slot; the slot ``(s, a, r, s')`` of every
 to the replay, and from the end of the warm-up on each slot is followed by one update of
 the learner (``train_every`` slots apart). The drop is fixed for the run (the paper's
 Fig. 5), from the run's seed as in ``rrmbed run``: evaluate trained weights with the seed
-they were trained with to act on their own drop.
+they were trained with to act on their own drop, and measure them after the training's
+slots (its first ``slots`` slots replay the fading they trained on; ``rrmbed d2d compare``
+measures slots ``slots ..``).
 
 The driver and the network trainer (:mod:`controller.learners.d2d_experience`) see a learner
 only through :class:`D2dLearner`; :func:`make_learner` builds the one the scheme's registry

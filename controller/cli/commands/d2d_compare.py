@@ -40,8 +40,9 @@ OUTPUTS = ("results.csv", "results.json", "training_curves.csv", "runs")
 @click.option("--random-slots", type=click.IntRange(0), default=2000, show_default=True,
               help="Slots of random allocation that start each training.")
 @click.option("--eval-slots", type=click.IntRange(1), default=1000, show_default=True,
-              help="Slots of each evaluation (trained actors acting greedily on the drop they "
-                   "trained on; online schemes: the last slots of their run).")
+              help="Slots of each evaluation: the last slots of a run of --slots + "
+                   "--eval-slots (fading no training saw; trained actors act greedily on "
+                   "the drop they trained on).")
 @click.option("--window", type=click.IntRange(1), default=100, show_default=True,
               help="Slots per point of the training curves (Fig. 6).")
 @click.option("--schemes", default="", help="Schemes to compare, comma-separated (default: "
@@ -76,8 +77,10 @@ def d2d_compare(ctx: click.Context, ns: str, lambdas: str, seeds: str, slots: in
     Every D2D scheme on every N and seed, in this process (the local runner): the schemes
     that train (MAAC, NAAC, IAC, DQN, ...) are trained as `rrmbed d2d train` does, then
     their weights run greedily as `rrmbed run --runner local --weights` does, on the same
-    seed; the online schemes (SLA, Q-learning) and the fixed rules play one run of
-    --slots + --eval-slots slots and are measured on its last --eval-slots.
+    seed; the online schemes (SLA, Q-learning) and the fixed rules run without weights.
+    Every run is --slots + --eval-slots slots long and is measured on its last
+    --eval-slots: the same slots of the same channel for every scheme, and fading that
+    no training saw (the first --slots slots replay the training's fading).
 
     OUT gets fig6_training (total reward during training, N = 10), fig7_cue_outage,
     fig8_d2d_outage, fig9_d2d_sum_rate (against N), fig10_outage_lambda and
