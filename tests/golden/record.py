@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="run into this folder and keep it "
                    "(default: a temporary folder, removed afterwards)")
     p.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(BY_NAME),
-                   help="only these runs (the JSON then holds only them)")
+                   help="only these runs: their hashes replace theirs in --out-json, the "
+                        "others stay")
     args = p.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="rrmbed-golden-") as tmp:
             hashes = record(Path(tmp), args.only)
+    if args.only and args.out_json.exists():
+        hashes = {**json.loads(args.out_json.read_text()), **hashes}
     args.out_json.write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.out_json}")
     return 0

@@ -271,6 +271,51 @@ def test_accepted_update_stays_inside_the_trust_region() -> None:
     np.testing.assert_array_equal(variables["log_std"], pol.log_std.detach().numpy())
 
 
+@pytest.mark.parametrize("k", [1, 4])
+def test_the_step_solves_with_the_fisher_of_every_kth_state(k: int) -> None:
+    """The update moves the parameters along (F_k + damping I)^-1 g, F_k the explicit KL
+    Hessian of states 0, k, 2k, ... only; g the surrogate gradient over the whole batch."""
+    radio = radio_3cell()
+    env = make_env(radio, "centralized", seed=5, episodes=60)
+    pol = seeded_policy(PolicyConfig(*central_dims(radio), hidden=(6,)), 2)
+    cfg = TrpoConfig(value_hidden=(8,), value_epochs=1, cg_iters=400, cg_tol=1e-30,
+                     fisher_subsample=k, backtrack_coef=0.5)
+    learner = Trpo(pol, cfg, rng_for(0, "trpo"))
+    batch = collect(pol, env, 60, rng_for(0, "noise"))
+    obs = torch.as_tensor(batch.obs)
+    adv, _ = learner.advantages(batch)  # the critic before its fit, as step() uses it
+    adv_t = torch.as_tensor((adv - adv.mean()) / (adv.std(ddof=1) + 1e-8))
+    with torch.no_grad():
+        d = pol.distribution(obs)
+        old = torch.distributions.Normal(d.mean.clone(), d.stddev.clone())
+        old_logp = old.log_prob(torch.as_tensor(batch.actions)).sum(-1)  # type: ignore[no-untyped-call]
+    logp = pol.distribution(obs).log_prob(torch.as_tensor(batch.actions)).sum(-1)  # type: ignore[no-untyped-call]
+    surr = (torch.exp(logp - old_logp) * adv_t).mean()
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr, list(pol.parameters()))])
+    a = explicit_kl_hessian(pol, obs[::k]) + cfg.cg_damping * np.eye(g.numel())
+    direction = np.linalg.solve(a, g.numpy())
+    before = flat_params(pol).numpy()
+    stats = learner.step(batch)
+    assert stats["accepted"] == 1.0
+    moved = flat_params(pol).numpy() - before
+    cos = moved @ direction / (np.linalg.norm(moved) * np.linalg.norm(direction))
+    assert cos == pytest.approx(1.0, abs=1e-7)
+    # the length: sqrt(2 delta / s^T A s) s, times the accepted fraction
+    full = np.sqrt(2 * cfg.max_kl / (direction @ a @ direction)) * direction
+    assert np.linalg.norm(moved) == pytest.approx(stats["step_fraction"] * np.linalg.norm(full),
+                                                  rel=1e-6)
+    if k > 1:  # the whole batch's Fisher gives another direction: the test can tell
+        a_all = explicit_kl_hessian(pol, obs) + cfg.cg_damping * np.eye(g.numel())
+        other = np.linalg.solve(a_all, g.numpy())
+        assert other @ direction / (np.linalg.norm(other) * np.linalg.norm(direction)) < 1 - 1e-4
+
+
+def test_a_fisher_subsample_below_one_is_refused() -> None:
+    pol = tiny_policy()
+    with pytest.raises(ValueError, match="fisher_subsample"):
+        Trpo(pol, TrpoConfig(fisher_subsample=0), rng_for(0, "trpo"))
+
+
 def test_centralized_trpo_improves_sum_rate_in_ten_iterations() -> None:
     radio = radio_3cell()
     env = make_env(radio, "centralized", seed=21, episodes=256)
