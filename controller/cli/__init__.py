@@ -414,6 +414,15 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
               help="Local runner: paper 004's diverse training, each episode a random subset "
                    "of users on (the others' channel zeroed, 0 W): the policy ALCOR needs as "
                    "its URA (alcor-centralized).")
+@click.option("--imitate", "teacher", metavar="SCHEME",
+              help="Local runner: a warm start. Before the first update the policy's mean is "
+                   "fitted to this classical scheme's powers (fp, wmmse, ...) on fresh "
+                   "realizations, from what the scheme's deciders observe "
+                   "(seed-<s>/imitation.json says how close it got).")
+@click.option("--imitation-drops", type=click.IntRange(1), default=20_000, show_default=True,
+              help="--imitate: channel realizations the teacher solves.")
+@click.option("--imitation-epochs", type=click.IntRange(1), default=10, show_default=True,
+              help="--imitate: passes over them.")
 @click.option("--history", is_flag=True,
               help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
                    "(check with `rrmbed history OUT/seed-<s>`).")
@@ -429,7 +438,8 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
           episodes_per_iter: int | None, seeds: str, backend: str, address: str | None,
           ray_retries: int, out: Path | None, weights: Path | None,
           save_batches: bool, checkpoint_every: int, validation_episodes: int,
-          user_selection: bool, history: bool,
+          user_selection: bool, teacher: str | None, imitation_drops: int,
+          imitation_epochs: int, history: bool,
           resume_dir: Path | None, controller_restarts: int) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
     weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
@@ -458,14 +468,22 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
     sc = resolve_scenario(scenario, ())
     out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
     if runner == "local":
+        from controller.training.imitation import ImitationConfig
         from controller.training.train import train as train_local
 
+        try:
+            imitation = (None if teacher is None else
+                         ImitationConfig(teacher, imitation_drops, imitation_epochs))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--imitate") from e
         train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
                     checkpoint_every=checkpoint_every, sweep_config=sweep, say=click.echo,
-                    validation_episodes=validation_episodes, user_selection=user_selection)
+                    validation_episodes=validation_episodes, user_selection=user_selection,
+                    imitation=imitation)
         return
-    if sweep.backend != "serial" or user_selection:
-        raise click.UsageError("--backend ray and --user-selection are the local runner's")
+    if sweep.backend != "serial" or user_selection or teacher is not None:
+        raise click.UsageError("--backend ray, --user-selection and --imitate are the local "
+                               "runner's")
     m = episodes_per_iter or 64
     per_slot = 1 if SCHEMES.get("cellular", scheme).central_policy else sc.radio.n_cells
     slots = max(m, (steps // per_slot) // m * m)

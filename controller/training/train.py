@@ -12,6 +12,8 @@ out/
   plots/training.png     per-iteration reward and its EWMA (w = 0.96) for every seed
   seed-<s>/
     config.toml, summary.json
+    imitation.json       with a warm start: the teacher, the MSE per epoch, the validation
+                         sum-rate of the imitated policy (also in summary.json)
     metrics.csv          iteration, steps, episodes, sum-rate (bit/s/Hz, Mbit/s), EWMA,
                          wall_s, kl, accepted, ...
     weights.npz          final policy: a protocols.weights artifact (header: scheme, kind,
@@ -76,6 +78,7 @@ from controller.learners.state import (
 )
 from controller.learners.threads import torch_threads
 from controller.learners.trpo import Trpo, TrpoConfig, mean_kl
+from controller.training.imitation import ImitationConfig, imitate
 from controller.training.rollout import (
     PowerEnv,
     Variant,
@@ -133,12 +136,19 @@ class TrainConfig:
     (kappa ~ U(0, 1) per user, on with probability kappa), the channel of the others zeroed
     and their power 0, so the policy learns to allocate among any subset of users, as
     ALCOR's URA must (``alcor-centralized``)."""
+    imitation: ImitationConfig | None = None
+    """A warm start: before the learner's first update the policy's mean imitates a
+    classical scheme (:mod:`controller.training.imitation`); None: from the seeded
+    initial weights."""
 
     def __post_init__(self) -> None:
         registry.learner(self.algo, "gaussian")  # UnknownLearner lists the known ones
         scheme_for(self.scheme)  # ValueError lists the trainable ones
         if self.steps < 1 or self.episodes_per_iter < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, episodes_per_iter and checkpoint_every must be >= 1")
+        if self.imitation is not None and self.user_selection:
+            raise ValueError("the imitation warm start plays every user; it does not combine "
+                             "with user selection")
 
     def steps_per_episode(self, n_cells: int) -> int:
         """One decision of the deciding entity is a step: the controller's, or each BS's."""
@@ -362,7 +372,7 @@ def read_curve(path: Path) -> dict[str, Array]:
 
 
 def _config_toml(scenario: Scenario, cfg: TrainConfig, seeds: Sequence[int]) -> str:
-    run = {k: v for k, v in dataclasses.asdict(cfg).items()}
+    run = {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
     run["seeds"] = ", ".join(str(s) for s in seeds)  # to_toml writes scalars only
     return to_toml({"train": run, **scenario_to_dict(scenario)})
 
@@ -404,6 +414,7 @@ def train(
     plots: bool = True,
     validation_episodes: int = 1000,
     user_selection: bool = False,
+    imitation: ImitationConfig | None = None,
     sweep_config: SweepConfig | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -414,7 +425,8 @@ def train(
     seed continues from its latest checkpoint in ``out/seed-<s>/checkpoints`` (the run's
     settings must match) up to ``steps``. ``threads``: torch intra-op threads while training;
     ``validation_episodes``: size of the validation set ranking the seeds; ``user_selection``:
-    paper 004's diverse training (:attr:`TrainConfig.user_selection`); ``sweep_config``:
+    paper 004's diverse training (:attr:`TrainConfig.user_selection`); ``imitation``: a
+    warm start imitating a classical scheme (:attr:`TrainConfig.imitation`); ``sweep_config``:
     where the seeds run (:mod:`controller.training.sweep`: in order here, or as Ray tasks,
     with the same results), ``say`` what a Ray sweep reports. Returns the summary written
     to summary.json.
@@ -426,7 +438,7 @@ def train(
     cfg = TrainConfig(algo=algo, scheme=scheme, steps=int(steps), episodes_per_iter=int(m),
                       checkpoint_every=checkpoint_every, threads=threads,
                       validation_episodes=validation_episodes,
-                      user_selection=user_selection)
+                      user_selection=user_selection, imitation=imitation)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
@@ -539,6 +551,10 @@ def _train_seed_here(
     elif not resume:  # a fresh run: stale checkpoints must not be resumed later
         for old in (seed_dir / "checkpoints").glob("ckpt-*.npz"):
             old.unlink()
+    imitation = None
+    if resumed_from is None and cfg.imitation is not None:
+        imitation = warm_start(trainer, val_gains)
+        write_json(seed_dir / "imitation.json", imitation)
     total = trainer.iterations_total
     task = None
     if bar is not None:
@@ -573,6 +589,8 @@ def _train_seed_here(
         if trainer.curve else None,
         "weights": str(seed_dir / "weights.npz"),
     }
+    if imitation is not None:
+        res["imitation"] = imitation
     write_json(seed_dir / "summary.json", res)
     if plots and trainer.curve:
         cur = read_curve(seed_dir / "metrics.csv")
@@ -581,6 +599,21 @@ def _train_seed_here(
                       title=f"{scenario.name}: {cfg.algo.upper()} {cfg.scheme}, seed {seed}",
                       weight=cfg.ewma_weight)
     return res
+
+
+def warm_start(trainer: SeedTrainer, val_gains: Array) -> dict[str, Any]:
+    """The seed's imitation warm start (``cfg.imitation``): what it did, and the validation
+    sum rate of the policy it left (bit/s/Hz and Mbit/s). Its realizations come from
+    ("train", "imitation", "air"), its orders and minibatches from ("train", "imitation")."""
+    cfg, scenario, seed = trainer.cfg, trainer.scenario, trainer.seed
+    assert cfg.imitation is not None
+    air_seed = int(rng_for(seed, "train", "imitation", "air").integers(2**31 - 1))
+    out = imitate(trainer.policy, scheme_for(cfg.scheme).exchange, scenario, cfg.imitation,
+                  air_seed, rng_for(seed, "train", "imitation"))
+    val = validate(trainer.policy, cfg.scheme, scenario, val_gains)
+    mbps = scenario.radio.bandwidth_hz / 1e6
+    return {**out, "teacher_sum_rate_mbps": out["teacher_sum_rate_bps_hz"] * mbps,
+            "validation_sum_rate_bps_hz": val, "validation_sum_rate_mbps": val * mbps}
 
 
 @contextmanager
