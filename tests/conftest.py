@@ -28,6 +28,17 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 
 @pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one intra-op thread while the test runs (small nets on a shared 2-core box:
+    more threads only oversubscribe it). A module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    from controller.learners.threads import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
 def spawn() -> Iterator[Spawn]:
     """Start ``rrmbed ARGS`` in the background: ``spawn(*args, env=None)`` returns the Popen
     (text pipes for stdout and stderr, cwd the repository).

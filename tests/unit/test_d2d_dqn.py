@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from channel_server.d2d import D2dScenario
 from channel_server.kinds import resolve
@@ -42,12 +40,7 @@ def small() -> D2dScenario:
         s.radio, n_pairs=3, n_rb=4, d2d_power_levels_dbm=(13.0, 3.0)))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dqn(s: D2dScenario, seed: int = 0, slots: int = 100) -> DqnPairs:

@@ -7,7 +7,6 @@ import copy
 import csv
 import dataclasses
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +32,7 @@ SMALL = MaacConfig(actor_hidden=(16, 8), critic_hidden=(32, 16, 8), batch_size=8
                    learning_starts=8, replay_capacity=256)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_naac_neighbours_are_the_nearest_pairs_itself_first() -> None:

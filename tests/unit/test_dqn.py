@@ -4,7 +4,6 @@ Q networks, target-network timing, epsilon schedules, variable naming and round 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,14 +12,7 @@ from torch import nn
 
 from controller.learners.dqn import Dqn, DqnConfig, Transitions, double_dqn_targets
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small nets on a shared 2-core box: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def linear(weight: list[list[float]], bias: list[float]) -> nn.Linear:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from channel_server.air import Air
 from channel_server.config import load_scenario
@@ -30,12 +28,7 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "3cell-k2.toml"
 RADIO = load_scenario(SCENARIO).radio
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def plain_sum_rate(gains: np.ndarray, powers: np.ndarray, noise_w: float) -> float:

@@ -6,7 +6,6 @@ the policy towards the teacher; a seed gives the same weights; bad settings are 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,7 @@ from protocols.seeding import rng_for
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class LookUp:

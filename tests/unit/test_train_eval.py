@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +38,7 @@ from protocols.seeding import rng_for
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "3cell-k2.toml"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def radio_3cell() -> RadioConfig:

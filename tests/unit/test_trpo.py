@@ -4,7 +4,7 @@ solves, hand-written KL and GAE), plus a short seeded training smoke test."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +38,7 @@ from protocols.seeding import rng_for
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "3cell-k2.toml"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small nets on a shared 2-core box: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def radio_3cell() -> RadioConfig:
