@@ -555,6 +555,8 @@ def _train_seed_here(
     if resumed_from is None and cfg.imitation is not None:
         imitation = warm_start(trainer, val_gains)
         write_json(seed_dir / "imitation.json", imitation)
+    elif resumed_from is not None and (seed_dir / "imitation.json").exists():
+        imitation = json.loads((seed_dir / "imitation.json").read_text())  # its warm start
     total = trainer.iterations_total
     task = None
     if bar is not None:

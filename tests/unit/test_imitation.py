@@ -128,3 +128,26 @@ def test_train_imitate_writes_the_warm_start(tmp_path: Path) -> None:
     net = CliRunner().invoke(cli, ["train", str(SCENARIOS / "3cell-k2.toml"), "--imitate",
                                    "fp", "--runner", "network", "--out", str(tmp_path / "n")])
     assert net.exit_code == 2 and "--imitate" in net.output
+
+
+def test_a_resumed_run_keeps_its_warm_start_and_ends_as_an_uninterrupted_one(
+        tmp_path: Path) -> None:
+    from controller.training.train import train
+
+    warm = ImitationConfig("wmmse", drops=200, epochs=2)
+    common = dict(seeds=[3], episodes_per_iter=12, progress=False, checkpoint_every=1,
+                  validation_episodes=20, plots=False, imitation=warm)
+    path = SCENARIOS / "3cell-k2.toml"
+    a = train(path, "trpo", "centralized", steps=36, out=tmp_path / "a", **common)  # type: ignore[arg-type]
+    train(path, "trpo", "centralized", steps=24, out=tmp_path / "b", **common)  # type: ignore[arg-type]
+    b = train(path, "trpo", "centralized", steps=36, out=tmp_path / "b", resume=True,
+              **common)  # type: ignore[arg-type]
+    assert b["seeds"][0]["resumed_from_iteration"] == 2
+    first = json.loads((tmp_path / "b" / "seed-3" / "imitation.json").read_text())
+    assert b["seeds"][0]["imitation"] == first  # not imitated again
+    assert {k: v for k, v in first.items() if k != "wall_s"} == {
+        k: v for k, v in a["seeds"][0]["imitation"].items() if k != "wall_s"}
+    wa = np.load(tmp_path / "a" / "seed-3" / "weights.npz")
+    wb = np.load(tmp_path / "b" / "seed-3" / "weights.npz")
+    for k in wa.files:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
