@@ -30,7 +30,8 @@ import torch
 
 from channel_server.air import Air
 from channel_server.config import Scenario
-from node.observation import obs_central, obs_full, obs_round_robin
+from controller.training.rollout import walk_chain
+from node.observation import obs_central, obs_full
 from node.policy import GaussianPolicy
 from node.schemes import SCHEMES
 from node.schemes.cellular import KIND, classical
@@ -85,20 +86,13 @@ def dataset(exchange: str, scenario: Scenario, gains: Array, fractions: Array,
         return obs.reshape(m * b_n, -1), fractions.reshape(m * b_n, k_n)
     if exchange != "chain":
         raise ValueError(f"no imitation data for exchange {exchange!r}")
-    orders = rng.permuted(np.tile(np.arange(b_n), (m, 1)), axis=1)
-    rows = np.arange(m)
-    prior = np.zeros((m, b_n, k_n))
-    chosen = np.zeros((m, b_n))
-    obs_parts, target_parts = [], []
-    for n in range(b_n):
-        acting = orders[:, n]
-        for b in range(b_n):
-            idx = acting == b
-            obs_parts.append(obs_round_robin(gains[idx, b], b, prior[idx], chosen[idx], radio))
-            target_parts.append(fractions[idx, b])
-        prior[rows, acting] = fractions[rows, acting]
-        chosen[rows, acting] = 1.0
-    return np.concatenate(obs_parts), np.concatenate(target_parts)
+    orders, obs, raw, _ = walk_chain(gains, radio, rng,
+                                     lambda _, acting: fractions[np.arange(m), acting])
+    # one row per decision, by step, then by acting BS, then by realization
+    by_bs = np.argsort(orders.T, axis=1, kind="stable")[..., None]  # (B steps, M, 1)
+    rows = [np.take_along_axis(x.transpose(1, 0, 2), by_bs, axis=1).reshape(m * b_n, -1)
+            for x in (obs, raw)]
+    return rows[0], rows[1]
 
 
 def fit_mean(policy: GaussianPolicy, obs: Array, targets: Array, cfg: ImitationConfig,

@@ -187,25 +187,10 @@ def play(
         )
 
     if exchange == "chain":
-        orders = rng.permuted(np.tile(np.arange(b_n), (m, 1)), axis=1)  # (M, B)
-        rows = np.arange(m)
-        prior = np.zeros((m, b_n, k_n))
-        chosen = np.zeros((m, b_n))
         obs_dim = round_robin_dims(radio)[0]
-        obs_steps = np.empty((m, b_n, obs_dim))
-        raw_steps = np.empty((m, b_n, k_n))
-        for n in range(b_n):
-            acting = orders[:, n]
-            for b in range(b_n):
-                idx = acting == b
-                if idx.any():
-                    obs_steps[idx, n] = obs_round_robin(
-                        gains[idx, b], b, prior[idx], chosen[idx], radio
-                    )
-            raw = policy.act(obs_steps[:, n], mode, _noise(rng, (m, k_n), mode))
-            raw_steps[:, n] = raw
-            prior[rows, acting] = clip_fraction(raw)
-            chosen[rows, acting] = 1.0
+        _, obs_steps, raw_steps, prior = walk_chain(
+            gains, radio, rng,
+            lambda obs, acting: policy.act(obs, mode, _noise(rng, (m, k_n), mode)))
         rate = sum_rate_bps_hz(gains, prior * watts, radio.noise_w)
         rewards = np.zeros((m, b_n))
         rewards[:, -1] = rate
@@ -219,6 +204,36 @@ def play(
             rate,
         )
     raise AssertionError(f"no rollout for exchange {exchange!r}")  # scheme_for checked it
+
+
+def walk_chain(gains: Array, radio: RadioConfig, rng: np.random.Generator,
+               decide: Callable[[Array, npt.NDArray[np.int64]], Array],
+               ) -> tuple[npt.NDArray[np.int64], Array, Array, Array]:
+    """The round-robin chain over M realizations ``gains`` (M, B, K, B): per realization the
+    BSs act in a random order drawn from ``rng``; at step n the acting BSs (one per
+    realization) observe their own slice and the fractions the BSs before them chose, and
+    ``decide(observations (M, D), acting BSs (M,))`` gives their raw actions (M, K).
+    Returns ``(orders, observations, raw actions)``, the last two (M, B, ...) by step, and
+    the fractions (M, B, K) by BS."""
+    m, b_n, k_n = gains.shape[0], radio.n_cells, radio.users_per_cell
+    orders = rng.permuted(np.tile(np.arange(b_n), (m, 1)), axis=1)  # (M, B)
+    rows = np.arange(m)
+    prior = np.zeros((m, b_n, k_n))
+    chosen = np.zeros((m, b_n))
+    obs_steps = np.empty((m, b_n, round_robin_dims(radio)[0]))
+    raw_steps = np.empty((m, b_n, k_n))
+    for n in range(b_n):
+        acting = orders[:, n]
+        for b in range(b_n):
+            idx = acting == b
+            if idx.any():
+                obs_steps[idx, n] = obs_round_robin(gains[idx, b], b, prior[idx], chosen[idx],
+                                                    radio)
+        raw = decide(obs_steps[:, n], acting)
+        raw_steps[:, n] = raw
+        prior[rows, acting] = clip_fraction(raw)
+        chosen[rows, acting] = 1.0
+    return orders, obs_steps, raw_steps, prior
 
 
 def random_selection(rng: np.random.Generator, episodes: int,
