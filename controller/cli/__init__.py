@@ -427,9 +427,10 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
               help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
                    "(check with `rrmbed history OUT/seed-<s>`).")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False,
-              path_type=Path), help="Continue the network training run RUN_DIR (a "
-              "seed-<s> folder) from its latest checkpoint, with the settings it was started "
-              "with, after a crash or a kill.")
+              path_type=Path), help="Continue a training run that was killed (or extend "
+              "one that ended) from its latest checkpoints, with the settings it was "
+              "started with: a local run's OUT folder (every seed; --steps, when given, is "
+              "the new budget per seed), or a network run's seed-<s> folder.")
 @click.option("--controller-restarts", type=click.IntRange(0), default=0, show_default=True,
               help="Network runner: restart a controller that dies (up to N times) on its "
                    "address; it continues from its latest checkpoint while the other "
@@ -455,9 +456,23 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
     from controller.evaluation.results import print_summary
 
     if resume_dir is not None:
-        if scenario is not None or runner != "network":
+        if scenario is not None:
             raise click.UsageError("--resume RUN_DIR takes the run's own settings: give no "
-                                   "SCENARIO, and --runner network")
+                                   "SCENARIO")
+        from controller.deploy.launcher import RUN_FILE
+
+        if not (resume_dir / RUN_FILE).exists():  # a local run's OUT folder
+            from controller.training.train import resume
+
+            ctx = click.get_current_context()
+            new_steps = (None if ctx.get_parameter_source("steps")
+                         == click.core.ParameterSource.DEFAULT else steps)
+            try:
+                resume(resume_dir, new_steps, sweep_config=sweep_config(
+                    backend, address, ray_retries), say=click.echo)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--resume") from e
+            return
         summary = resume_network(resume_dir, "cellular", "train")
         print_summary([summary], Console(), title=f"network training: {summary['scheme']}")
         return

@@ -63,7 +63,15 @@ import numpy.typing as npt
 import torch
 
 from channel_server.air import Air
-from channel_server.config import Scenario, load_scenario, scenario_to_dict, to_toml
+from channel_server.config import (
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    read_toml,
+    scenario_from_dict,
+    scenario_to_dict,
+    to_toml,
+)
 from controller.evaluation.files import plots_wanted, write_json
 from controller.evaluation.plots import plot_training
 from controller.learners import registry
@@ -500,6 +508,47 @@ def train(
     if plots:
         plot_run(out)
     return summary
+
+
+def resume(
+    out: str | Path,
+    steps: int | None = None,
+    progress: bool = True,
+    *,
+    plots: bool = True,
+    sweep_config: SweepConfig | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Continue the training run in ``out`` (killed, or ended) with the settings it was
+    started with (its config.toml: scenario, algo, scheme, seeds, M, warm start...): each
+    seed from its latest checkpoint, up to ``steps`` per seed (default: the run's own
+    budget; more extends a finished run). A seed without a checkpoint starts over. Returns
+    the summary, as :func:`train`. ValueError names what is missing or wrong in ``out``."""
+    out = Path(out)
+    path = out / "config.toml"
+    try:
+        table = read_toml(path)
+        run = dict(table.pop("train"))
+        scenario = scenario_from_dict(table, str(path))
+        seeds = [int(x) for x in str(run["seeds"]).split(",")]
+        imitation = run.get("imitation")
+        settings: dict[str, Any] = dict(
+            checkpoint_every=int(run["checkpoint_every"]), threads=int(run["threads"]),
+            validation_episodes=int(run["validation_episodes"]),
+            user_selection=bool(run["user_selection"]),
+            imitation=None if imitation is None else ImitationConfig(**imitation))
+        algo, scheme, m = run["algo"], run["scheme"], int(run["episodes_per_iter"])
+        budget = int(steps or run["steps"])
+    except ScenarioError as e:
+        raise ValueError(f"{out}: not a training run to resume ({e})") from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not the settings of a local training run (missing or "
+                         f"bad {e})") from e
+    if not any((out / f"seed-{s}").is_dir() for s in seeds):
+        raise ValueError(f"{out} holds no seed-<s> folder of its seeds {seeds}: give the "
+                         "run's OUT folder (not a seed's)")
+    return train(scenario, algo, scheme, budget, seeds, out, m, progress, resume=True,
+                 plots=plots, sweep_config=sweep_config, say=say, **settings)
 
 
 def plot_run(out: str | Path) -> Path:

@@ -285,3 +285,48 @@ def test_round_robin_evaluation_equals_the_rollout_with_the_same_orders() -> Non
         want = np.clip(pf.mean_net(torch.as_tensor(obs_full(gains[:, 1], 1, radio))).numpy(),
                        0, 1)
     np.testing.assert_allclose(ff[:, 1], want, rtol=1e-15)
+
+
+def test_train_resume_continues_a_local_run_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rrmbed train --resume OUT --steps N` takes the run's own settings (its config.toml:
+    scenario, scheme, M, seeds, warm start) and ends as the uninterrupted run of N steps."""
+    from click.testing import CliRunner
+
+    from controller.cli.common import cli
+
+    monkeypatch.setenv(PLOTS_ENV, "0")
+    common = ["--scheme", "centralized", "--episodes", "12", "--seeds", "5",
+              "--checkpoint-every", "1", "--validation-episodes", "20",
+              "--imitate", "wmmse", "--imitation-drops", "200", "--imitation-epochs", "2"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, steps in ((a, "36"), (b, "24")):
+        res = CliRunner().invoke(cli, ["train", str(SCENARIO), "--steps", steps,
+                                       "--out", str(out), *common])
+        assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["train", "--resume", str(b), "--steps", "36"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((b / "summary.json").read_text())
+    assert summary["steps_per_seed"] == 36 and summary["iterations_per_seed"] == 3
+    assert summary["seeds"][0]["resumed_from_iteration"] == 2
+    wa = read_weights(a / "seed-5" / "weights.npz")
+    wb = read_weights(b / "seed-5" / "weights.npz")
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    assert len(read_rows(b / "seed-5" / "metrics.csv")) == 3
+    # without --steps, the run's own budget: nothing left to do, the weights stay
+    res = CliRunner().invoke(cli, ["train", "--resume", str(b)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((b / "summary.json").read_text())["steps_per_seed"] == 36
+    wb2 = read_weights(b / "seed-5" / "weights.npz")
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb2[k], err_msg=k)
+    # what is not a run's OUT folder is refused with a message that names it
+    seed_dir = CliRunner().invoke(cli, ["train", "--resume", str(b / "seed-5")])
+    assert seed_dir.exit_code == 2 and "not a seed's" in seed_dir.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "empty")])
+    assert empty.exit_code == 2 and "config.toml" in empty.output
+    both = CliRunner().invoke(cli, ["train", str(SCENARIO), "--resume", str(b)])
+    assert both.exit_code == 2 and "give no SCENARIO" in both.output
