@@ -16,7 +16,8 @@ After each good network run, :mod:`controller.bench.skeleton` plays the same slo
 ceiling, and "net/raw", the share of it the testbed reaches.
 
 A scheme whose ``options["max_links"]`` is below a scenario's number of links (B*K) is not
-run there: its cells read "-" with a note. With ``--repeat R`` each cell is the median of R
+run there, nor is a scheme that acts only with trained weights (ALCOR's centralized URA):
+their cells read "-" with a note. With ``--repeat R`` each cell is the median of R
 runs; the runs go round by round (every cell once, then again), so slow drift of the
 machine spreads over all cells alike.
 
@@ -188,7 +189,10 @@ def make_plan(root: Path, scenarios: Sequence[Path], schemes: Sequence[str], slo
     for t in targets:
         for s in chosen:
             limit = s.options.get("max_links")
-            if limit is not None and limit < t.n_links:
+            if s.needs_weights:
+                skipped[(t.name, s.name)] = (f"{s.name} not run: it acts only with trained "
+                                             "weights (--weights)")
+            elif limit is not None and limit < t.n_links:
                 skipped[(t.name, s.name)] = (f"{s.name} not run on {t.name}: {t.n_links} links, "
                                              f"max_links {limit}")
     return Plan(root.resolve(), tuple(targets), tuple(s.name for s in chosen),

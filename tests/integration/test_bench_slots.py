@@ -111,6 +111,17 @@ def test_a_scheme_over_its_link_limit_is_a_dash_with_a_note(tmp_path: Path) -> N
     assert "optimum not run on 7cell-k8: 56 links, max_links 6" in text
 
 
+def test_a_scheme_that_needs_trained_weights_is_a_dash_with_a_note(tmp_path: Path) -> None:
+    needs = [s.name for s in REGISTRY.for_kind("cellular") if s.needs_weights]
+    assert needs, "no cellular scheme acts only with trained weights: nothing is checked"
+    plan = make_plan(ROOT, [S3], [*needs, "full"], 100, None, 1, [], tmp_path)
+    assert sorted(plan.skipped) == sorted(("3cell-k2", s) for s in needs)
+    assert {s for _, s, _ in plan.cells()} == {"full"}
+    console = Console(width=200, record=True)
+    print_table(Bench(plan), console)
+    assert f"{needs[0]} not run: it acts only with trained weights" in console.export_text()
+
+
 @pytest.mark.parametrize("scheme", ["full", "round-robin", "wmmse"])
 def test_the_skeleton_sends_what_a_real_run_sends_per_slot(tmp_path: Path, scheme: str) -> None:
     """The raw-pyzmq skeleton of a scheme's exchange sends, per slot and kind, as many
