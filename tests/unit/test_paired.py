@@ -4,6 +4,7 @@ means and 95 % intervals against scipy's own paired t-test, pairs over shared se
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +73,23 @@ def test_versus_compares_drop_by_drop_on_the_same_drops() -> None:
     words = ("marl-dqn beats random" if ci.low > 0 else "random beats marl-dqn"
              if ci.high < 0 else "not distinguishable")
     assert words in v["sentence"] and "12 fresh drops" in v["sentence"]
+
+
+def test_never_delivered_names_the_links_no_run_delivered(tmp_path: Path) -> None:
+    """The demo's note on its one-drop network runs: a link counts only when it delivered in
+    no episode of any run."""
+    from controller.evaluation.demo import never_delivered
+
+    header = "episode,delivery_rate,sum_v2i_mbps,return," + ",".join(
+        f"delivery_ms_v{k}" for k in range(11)) + "\n"
+    nan = ["nan"] * 11
+    a, b = list(nan), list(nan)
+    a[1], b[3], b[10] = "1.0", "2.0", "5.0"
+    files = []
+    for name, rows in (("a", [nan, a]), ("b", [b, nan])):
+        path = tmp_path / f"{name}.csv"
+        path.write_text(header + "".join(f"{i},0.5,1.0,2.0," + ",".join(r) + "\n"
+                                         for i, r in enumerate(rows)))
+        files.append(path)
+    assert never_delivered(files) == ["v0", "v2", *[f"v{k}" for k in range(4, 10)]]
+    assert never_delivered(files[:1]) == [f"v{k}" for k in range(11) if k != 1]
