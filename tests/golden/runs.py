@@ -34,13 +34,24 @@ V2X_WEIGHTS = "tests/golden/v2x-marl-dqn-weights.npz"
 """Fixed Q-network weights of the V2X marl-dqn runs: produced once, on the recording
 commit, by ``rrmbed v2x train --episodes 2 --seed 0`` (local runner); an input from now on."""
 
-ENV_PINS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENV_PINS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_CORETYPE": "Haswell",
+            "MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2"}
 """Environment of every golden command. torch's intra-op thread count defaults to the
 number of cores and changes the last bits of policy forward passes and learner updates
 (measured: metrics.csv of a network round-robin training run differs between 1 and 2
 threads, e.g. sum-rate 0.42666705199876015 vs 0.4266670547914259 at slot 0). Pinning one
 thread makes the hashes independent of the machine's core count. (The local `train`
-driver already pins torch to one thread itself.)"""
+driver already pins torch to one thread itself.)
+
+The kernels are pinned too, so that the hashes do not depend on the CPU: numpy's OpenBLAS
+picks its kernels by the CPU it recognizes (SkylakeX on the recording machine of sessions
+1-14, Haswell on an AMD family-26 EPYC it does not know), MKL (torch's BLAS) takes other
+paths on AMD than on Intel, and ATen dispatches AVX2 or AVX-512 code. Each changes the last
+bits of a matrix product, and 16 policy runs' hashes failed on the second machine while
+every other file matched. ``OPENBLAS_CORETYPE=Haswell`` (AVX2 kernels, on any x86-64 CPU
+with AVX2), ``MKL_CBWR=COMPATIBLE`` (MKL's conditional numerical reproducibility: the same
+results on every x86 CPU) and ``ATEN_CPU_CAPABILITY=avx2`` choose the same code
+everywhere."""
 
 RUN_TIMEOUT_S = 240.0
 """Per command; below pytest-timeout's 300 s so a hung run fails with its output."""
