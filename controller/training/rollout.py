@@ -187,7 +187,6 @@ def play(
         )
 
     if exchange == "chain":
-        obs_dim = round_robin_dims(radio)[0]
         _, obs_steps, raw_steps, prior = walk_chain(
             gains, radio, rng,
             lambda obs, acting: policy.act(obs, mode, _noise(rng, (m, k_n), mode)))
@@ -197,7 +196,7 @@ def play(
         dones = np.zeros((m, b_n), dtype=bool)
         dones[:, -1] = True
         return Batch(
-            obs_steps.reshape(m * b_n, obs_dim),
+            obs_steps.reshape(m * b_n, -1),
             raw_steps.reshape(m * b_n, k_n),
             rewards.reshape(-1),
             dones.reshape(-1),

@@ -34,8 +34,8 @@ V2X_WEIGHTS = "tests/golden/v2x-marl-dqn-weights.npz"
 """Fixed Q-network weights of the V2X marl-dqn runs: produced once, on the recording
 commit, by ``rrmbed v2x train --episodes 2 --seed 0`` (local runner); an input from now on."""
 
-ENV_PINS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_CORETYPE": "Haswell",
-            "MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2"}
+ENV_PINS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MKL_CBWR": "COMPATIBLE",
+            "ATEN_CPU_CAPABILITY": "avx2"}
 """Environment of every golden command. torch's intra-op thread count defaults to the
 number of cores and changes the last bits of policy forward passes and learner updates
 (measured: metrics.csv of a network round-robin training run differs between 1 and 2
@@ -48,10 +48,10 @@ picks its kernels by the CPU it recognizes (SkylakeX on the recording machine of
 1-14, Haswell on an AMD family-26 EPYC it does not know), MKL (torch's BLAS) takes other
 paths on AMD than on Intel, and ATen dispatches AVX2 or AVX-512 code. Each changes the last
 bits of a matrix product, and 16 policy runs' hashes failed on the second machine while
-every other file matched. ``OPENBLAS_CORETYPE=Haswell`` (AVX2 kernels, on any x86-64 CPU
-with AVX2), ``MKL_CBWR=COMPATIBLE`` (MKL's conditional numerical reproducibility: the same
-results on every x86 CPU) and ``ATEN_CPU_CAPABILITY=avx2`` choose the same code
-everywhere."""
+every other file matched. Every rrmbed process takes OpenBLAS's Haswell kernels itself
+(``controller/__init__.py``); here ``MKL_CBWR=COMPATIBLE`` (MKL's conditional numerical
+reproducibility: the same results on every x86 CPU) and ``ATEN_CPU_CAPABILITY=avx2`` pin
+torch's code as well."""
 
 RUN_TIMEOUT_S = 240.0
 """Per command; below pytest-timeout's 300 s so a hung run fails with its output."""
