@@ -403,26 +403,31 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
 @sweep_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from these weights.")
+              help="Network runner: start from these weights (no warm start then).")
 @click.option("--save-batches", is_flag=True, hidden=True)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=10, show_default=True,
               help="A checkpoint every N updates (and after the last one).")
 @click.option("--validation-episodes", type=click.IntRange(1), default=1000,
-              show_default=True, help="Local runner: channel realizations of the validation "
-              "set that ranks the seeds (best-weights.npz).")
+              show_default=True, help="Channel realizations of the validation set that ranks the "
+              "seeds (best-weights.npz, local runner) and rates the warm start.")
 @click.option("--user-selection", is_flag=True,
               help="Local runner: paper 004's diverse training, each episode a random subset "
                    "of users on (the others' channel zeroed, 0 W): the policy ALCOR needs as "
                    "its URA (alcor-centralized).")
-@click.option("--imitate", "teacher", metavar="SCHEME",
-              help="Local runner: a warm start. Before the first update the policy's mean is "
-                   "fitted to this classical scheme's powers (fp, wmmse, ...) on fresh "
-                   "realizations, from what the scheme's deciders observe "
-                   "(seed-<s>/imitation.json says how close it got).")
+@click.option("--imitate", "teacher", metavar="SCHEME|auto|none", default="auto",
+              show_default=True,
+              help="A warm start: before the first update the policy's mean is fitted to "
+                   "this classical scheme's powers (fp, wmmse, ...) on fresh realizations, "
+                   "from what the scheme's deciders observe (seed-<s>/imitation.json says "
+                   "how close it got; over the network the weights it gives, "
+                   "seed-<s>/warm-start.npz, are the run's first). auto: the teacher that "
+                   "won for the scheme (centralized: wmmse; round-robin, full: fp), none "
+                   "with --user-selection or --weights; none: the paper's recipe, from "
+                   "seeded random weights.")
 @click.option("--imitation-drops", type=click.IntRange(1), default=20_000, show_default=True,
-              help="--imitate: channel realizations the teacher solves.")
+              help="The warm start's channel realizations (the teacher solves each).")
 @click.option("--imitation-epochs", type=click.IntRange(1), default=10, show_default=True,
-              help="--imitate: passes over them.")
+              help="The warm start's passes over them.")
 @click.option("--history", is_flag=True,
               help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
                    "(check with `rrmbed history OUT/seed-<s>`).")
@@ -439,7 +444,7 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
           episodes_per_iter: int | None, seeds: str, backend: str, address: str | None,
           ray_retries: int, out: Path | None, weights: Path | None,
           save_batches: bool, checkpoint_every: int, validation_episodes: int,
-          user_selection: bool, teacher: str | None, imitation_drops: int,
+          user_selection: bool, teacher: str, imitation_drops: int,
           imitation_epochs: int, history: bool,
           resume_dir: Path | None, controller_restarts: int) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
@@ -482,30 +487,43 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
     sweep = sweep_config(backend, address, ray_retries)
     sc = resolve_scenario(scenario, ())
     out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
+    from controller.training.imitation import ImitationConfig, resolve_teacher
+
+    try:
+        name = resolve_teacher(teacher, SCHEMES.get("cellular", scheme),
+                               user_selection=user_selection, weights=weights is not None)
+        imitation = (None if name is None else
+                     ImitationConfig(name, imitation_drops, imitation_epochs))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--imitate") from e
     if runner == "local":
-        from controller.training.imitation import ImitationConfig
         from controller.training.train import train as train_local
 
-        try:
-            imitation = (None if teacher is None else
-                         ImitationConfig(teacher, imitation_drops, imitation_epochs))
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--imitate") from e
+        if weights is not None:
+            raise click.UsageError("--weights is the network runner's: the local runner "
+                                   "starts from the seed's weights or a warm start (--imitate)")
         train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
                     checkpoint_every=checkpoint_every, sweep_config=sweep, say=click.echo,
                     validation_episodes=validation_episodes, user_selection=user_selection,
                     imitation=imitation)
         return
-    if sweep.backend != "serial" or user_selection or teacher is not None:
-        raise click.UsageError("--backend ray, --user-selection and --imitate are the local "
-                               "runner's")
+    if sweep.backend != "serial" or user_selection:
+        raise click.UsageError("--backend ray and --user-selection are the local runner's")
     m = episodes_per_iter or 64
     per_slot = 1 if SCHEMES.get("cellular", scheme).central_policy else sc.radio.n_cells
     slots = max(m, (steps // per_slot) // m * m)
     summaries = []
     for seed in seed_list:
+        start = weights
+        if imitation is not None:
+            from controller.training.train import warm_start_weights
+
+            click.echo(f"seed {seed}: warm start, imitating {imitation.teacher} on "
+                       f"{imitation.drops} realizations", err=True)
+            start = warm_start_weights(sc, algo, scheme, imitation, seed,
+                                       out / f"seed-{seed}", validation_episodes)
         summaries.append(execute(scenario, scheme, "network", slots, seed, out / f"seed-{seed}",
-                                 (), weights, {"train": {"algo": algo, "episodes_per_iter": m,
+                                 (), start, {"train": {"algo": algo, "episodes_per_iter": m,
                                                          "save_batches": save_batches,
                                                          "scheme": scheme,
                                                          "checkpoint_every": checkpoint_every},

@@ -37,6 +37,9 @@ class DemoConfig:
     """TRPO training steps per scheme (decisions; a decentralized episode is B steps)."""
     episodes_per_iter: int = 500
     """Episodes per TRPO update, M."""
+    imitation_drops: int = 20_000
+    """Channel realizations of each scheme's warm start (`rrmbed train`'s default: the
+    scheme's teacher, imitated before the first update)."""
     slots: int = 200
     """Slots of each network evaluation run (the same channel sequence for every scheme)."""
     seed: int = 1
@@ -78,17 +81,21 @@ def run_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
              run: Callable[[str, Path, Path | None], dict[str, Any]],
              console: Console | None = None) -> list[dict[str, Any]]:
     """Train, then evaluate every scheme with ``run(scheme, run_dir, weights)``."""
+    from controller.training.imitation import AUTO, ImitationConfig, resolve_teacher
     from controller.training.train import train
 
     console = console or Console()
     scenario = load_scenario(scenario_path)
     weights: dict[str, Path | None] = {}
-    for scheme in (s.name for s in trainable()):
-        console.print(f"[bold]training[/bold] TRPO {scheme} ({cfg.train_steps} steps, local)")
-        res = train(scenario_path, "trpo", scheme, cfg.train_steps, [cfg.seed],
-                    out / "train" / scheme, cfg.episodes_per_iter, True, plots=True,
-                    validation_episodes=200)
-        weights[scheme] = Path(res["best_weights"])
+    for s in trainable():
+        teacher = resolve_teacher(AUTO, s)
+        warm = None if teacher is None else ImitationConfig(teacher, cfg.imitation_drops)
+        console.print(f"[bold]training[/bold] TRPO {s.name} ({cfg.train_steps} steps, local"
+                      + ("" if warm is None else f", warm start imitating {teacher}") + ")")
+        res = train(scenario_path, "trpo", s.name, cfg.train_steps, [cfg.seed],
+                    out / "train" / s.name, cfg.episodes_per_iter, True, plots=True,
+                    validation_episodes=200, imitation=warm)
+        weights[s.name] = Path(res["best_weights"])
     schemes = sum_rate_schemes(scenario.radio)
     summaries = {s.name: run(s.name, out / "eval" / s.name, weights.get(s.name))
                  for s in schemes}

@@ -63,6 +63,29 @@ class ImitationConfig:
                              f"with a batch allocator; known: {', '.join(sorted(names))}")
 
 
+AUTO = "auto"
+"""``--imitate`` default: the scheme's own warm-start teacher (its ``warm_start`` option)."""
+NONE = "none"
+"""``--imitate none``: no warm start, the paper's recipe (seeded initial weights)."""
+
+
+def resolve_teacher(choice: str, scheme: Any, *, user_selection: bool = False,
+                    weights: bool = False) -> str | None:
+    """The teacher a training run imitates, from ``--imitate`` ``choice``: ``auto`` is the
+    scheme's ``warm_start`` option (the teacher that won where it was measured), unless
+    the run plays random subsets of users (``user_selection``, which imitation does not
+    cover) or starts from given ``weights``; ``none`` is no warm start; any other value
+    names the teacher. ValueError for a named teacher with given weights."""
+    if choice == NONE:
+        return None
+    if choice == AUTO:
+        return None if user_selection or weights else scheme.options.get("warm_start")
+    if weights:
+        raise ValueError(f"a run starts from --weights or from a warm start imitating "
+                         f"{choice!r}, not both")
+    return choice
+
+
 def teacher_fractions(scenario: Scenario, teacher: str, gains: Array,
                       rng: np.random.Generator | None) -> Array:
     """The teacher's powers on ``gains`` (M, B, K, B) as fractions of Pmax, (M, B, K)

@@ -667,6 +667,28 @@ def warm_start(trainer: SeedTrainer, val_gains: Array) -> dict[str, Any]:
             "validation_sum_rate_bps_hz": val, "validation_sum_rate_mbps": val * mbps}
 
 
+WARM_START_FILE = "warm-start.npz"
+"""A network training run's imitated initial weights, in its seed folder."""
+
+
+def warm_start_weights(scenario: Scenario, algo: Algo, scheme: Variant, imitation: ImitationConfig,
+                       seed: int, seed_dir: Path, validation_episodes: int = 1000) -> Path:
+    """The network runner's warm start: the seed's policy imitates the teacher exactly as
+    the local runner's does (the same initial weights, realizations and minibatches, so the
+    same weights), saved as ``seed_dir/warm-start.npz`` for the run to start from (nodes
+    and learner alike), with ``imitation.json`` beside it. Returns the weights' path."""
+    cfg = TrainConfig(algo=algo, scheme=scheme, steps=1, episodes_per_iter=1,
+                      validation_episodes=validation_episodes, imitation=imitation)
+    trainer = SeedTrainer(scenario, cfg, seed)
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    with torch_threads(cfg.threads):
+        info = warm_start(trainer, validation_gains(scenario, validation_episodes))
+    path = seed_dir / WARM_START_FILE
+    weights_artifact(trainer).save(path)
+    write_json(seed_dir / "imitation.json", info)
+    return path
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled:

@@ -159,7 +159,10 @@ BATCH = "controller.baselines.batch"
 #   reference       a reference line on training curves (and the demo's gap reference
 #                   when no optimal scheme fits the scenario);
 #   stochastic      its batch allocator draws from the caller's generator;
-#   paper_time_s    paper 001's Table IV execution time per decision, seconds.
+#   paper_time_s    paper 001's Table IV execution time per decision, seconds;
+#   warm_start      the classical scheme `rrmbed train` imitates before its first update
+#                   by default (--imitate auto): the teacher that won where it was measured
+#                   (README, "A warm start by imitation").
 # Ranks are the order of paper 001's tables (and the README): no exchange, the chain,
 # then the central schemes.
 
@@ -172,18 +175,20 @@ register(Scheme("full", KIND, "none", "each BS runs the policy on its own CSI sl
                 actor=FullPolicy, policy=FullPolicy.config,
                 check=policy_fits(FullPolicy.config), weights="gaussian-mlp",
                 learners=POLICY_LEARNERS, label="fully decentr. RL", color="#17becf",
-                options={"paper_time_s": 6.5e-4}, rank=2))
+                options={"paper_time_s": 6.5e-4, "warm_start": "fp"}, rank=2))
 register(Scheme("round-robin", KIND, "chain", "BSs decide in a seeded order, each forwarding "
                 "the powers chosen so far", actor=RoundRobinPolicy,
                 policy=RoundRobinPolicy.config, check=policy_fits(RoundRobinPolicy.config),
                 weights="gaussian-mlp", learners=POLICY_LEARNERS,
                 label="partially decentr. RL", color="#2ca02c",
-                options={"paper_time_s": 1.99e-3}, default_for=("run", "compose"), rank=3))
+                options={"paper_time_s": 1.99e-3, "warm_start": "fp"},
+                default_for=("run", "compose"), rank=3))
 register(Scheme("centralized", KIND, "central", "learned central policy on the whole channel",
                 central=f"{DECIDERS}:PolicyDecider", policy=central_config,
                 check=policy_fits(central_config),
                 weights="gaussian-mlp", learners=POLICY_LEARNERS, label="centralized RL",
-                color="#1f77b4", options={"paper_time_s": 6.5e-4}, default_for=("train",),
+                color="#1f77b4", options={"paper_time_s": 6.5e-4, "warm_start": "wmmse"},
+                default_for=("train",),
                 rank=4))
 register(Scheme("wmmse", KIND, "central", "WMMSE at the controller",
                 central=f"{DECIDERS}:WmmseDecider", batch=f"{BATCH}:wmmse_powers",

@@ -113,7 +113,8 @@ def _training() -> list[GoldenRun]:
         GoldenRun(
             "train-trpo-centralized-local",
             ("train", "scenarios/3cell-k2.toml", "--algo", "trpo", "--scheme", "centralized",
-             "--runner", "local", "--steps", "100", "--episodes", "50", "--seeds", "0"),
+             "--runner", "local", "--steps", "100", "--episodes", "50", "--seeds", "0",
+             "--imitate", "none"),
             ("metrics.csv", "seed-0/metrics.csv", "seed-0/weights.npz")),
         # round-robin: 3 steps per slot; slots = max(M, (steps // 3) // M * M) = 20 slots,
         # an update every M = 10 slots -> 2 TRPO updates (controller/cli.py `train`).
@@ -121,7 +122,8 @@ def _training() -> list[GoldenRun]:
         GoldenRun(
             "train-trpo-round-robin-network",
             ("train", "scenarios/3cell-k2.toml", "--algo", "trpo", "--scheme", "round-robin",
-             "--runner", "network", "--steps", "60", "--episodes", "10", "--seeds", "0"),
+             "--runner", "network", "--steps", "60", "--episodes", "10", "--seeds", "0",
+             "--imitate", "none"),
             tuple(f"seed-0/{f}" for f in (*CELL_FILES, "training.csv", "weights.npz"))),
         # 2 episodes = 200 slots, weights broadcast every 100 slots.
         GoldenRun(

@@ -48,7 +48,7 @@ def test_killed_network_training_resumes_to_the_uninterrupted_weights(
     run = out / f"seed-{seed}"
     proc = spawn("train", str(S3), "--scheme", "round-robin", "--runner", "network",
                  "--steps", str(m * iters * 3), "--episodes", str(m), "--seeds", str(seed),
-                 "--out", str(out), "--checkpoint-every", "2", env=ENV)
+                 "--out", str(out), "--imitate", "none", "--checkpoint-every", "2", env=ENV)
     first = run / "checkpoints" / "ckpt-v000002.npz"
     deadline = time.monotonic() + 120
     while not first.exists():
@@ -111,8 +111,8 @@ def test_a_killed_training_controller_is_restarted_live_to_the_same_weights(
     run = out / f"seed-{seed}"
     proc = spawn("train", str(S3), "--scheme", "round-robin", "--runner", "network",
                  "--steps", str(m * iters * 3), "--episodes", str(m), "--seeds", str(seed),
-                 "--out", str(out), "--checkpoint-every", "2", "--controller-restarts", "1",
-                 "--history", env=ENV)
+                 "--out", str(out), "--imitate", "none", "--checkpoint-every", "2",
+                 "--controller-restarts", "1", "--history", env=ENV)
     first = run / "checkpoints" / "ckpt-v000002.npz"
     deadline = time.monotonic() + 120
     while not first.exists():

@@ -15,7 +15,7 @@ from tests.helpers import S3, rrmbed
 def test_a_network_training_run_keeps_every_history_property(tmp_path: Path) -> None:
     out = tmp_path / "train"
     r = rrmbed("train", str(S3), "--scheme", "round-robin", "--runner", "network", "--steps",
-               "96", "--episodes", "8", "--out", str(out), "--history")
+               "96", "--episodes", "8", "--imitate", "none", "--out", str(out), "--history")
     assert r.returncode == 0, r.stdout + r.stderr
     run = out / "seed-0"
     assert check(run) == []

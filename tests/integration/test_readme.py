@@ -259,6 +259,7 @@ def check_train_local(r: Result) -> None:
     assert [x["seed"] for x in s["seeds"]] == [0, 1] and s["best_seed"] in (0, 1)
     for x in s["seeds"]:
         assert x["iterations"] == 4 and finite(x["validation_sum_rate_bps_hz"])
+        assert x["imitation"]["teacher"] == "wmmse"  # the default warm start (centralized)
         assert len(r.csv(f"{TRAIN_DIR}/seed-{x['seed']}/metrics.csv")) == 4
         assert r.path(f"{TRAIN_DIR}/seed-{x['seed']}/weights.npz").is_file()
     assert len(r.csv(f"{TRAIN_DIR}/metrics.csv")) == 8
@@ -273,8 +274,10 @@ def check_train_network(r: Result) -> None:
     assert (s["scheme"], s["slots"]) == ("round-robin", 8) and not s["errors"]
     updates = r.csv(f"{d}/training.csv")
     assert len(updates) == 2, f"8 slots, 4 episodes per update: 2 updates, not {len(updates)}"
-    for b in range(3):  # the last update lands after the final slot
-        assert s["process_stats"][f"node-{b}"]["weights_versions"] == [1]
+    warm = r.json(f"{d}/imitation.json")  # the default warm start: round-robin imitates FP
+    assert (warm["teacher"], warm["drops"]) == ("fp", 100)
+    for b in range(3):  # from the warm start's version 1; the last update lands after the end
+        assert s["process_stats"][f"node-{b}"]["weights_versions"] == [1, 2]
     assert {"experience", "weights", "power_forward"} <= set(
         s["backhaul_bytes_per_slot"]["by_kind"])
     assert r.path(f"{d}/weights.npz").is_file()
@@ -590,12 +593,14 @@ RUNS: dict[str, Case] = {
         check_table("latency"), timeout_s=600),
     TRAIN: Case(
         ("train", S3, "--algo", "trpo", "--scheme", "centralized", "--steps", "200",
-         "--episodes", "50", "--seeds", "0,1", "--out", f"{{tmp}}/{TRAIN_DIR}"),
+         "--episodes", "50", "--seeds", "0,1", "--imitation-drops", "100",
+         "--imitation-epochs", "1", "--out", f"{{tmp}}/{TRAIN_DIR}"),
         check_train_local),
     "rrmbed train scenarios/3cell-k2.toml --scheme round-robin --runner network --steps 3000 "
     "--episodes 64": Case(
         ("train", S3, "--scheme", "round-robin", "--runner", "network", "--steps", "24",
-         "--episodes", "4", "--out", "{tmp}/train-network"), check_train_network),
+         "--episodes", "4", "--imitation-drops", "100", "--imitation-epochs", "1",
+         "--validation-episodes", "20", "--out", "{tmp}/train-network"), check_train_network),
     "rrmbed evaluate runs/train-3cell-k2-centralized-trpo-local": Case(
         ("evaluate", f"{{tmp}}/{TRAIN_DIR}", "-n", "20", "--slots", "10"), check_evaluate,
         needs=(TRAIN,)),
@@ -779,7 +784,8 @@ NOT_RRMBED: dict[str, str] = {
 
 SIZE_PARAMS = frozenset({"slots", "steps", "episodes_per_iter", "episodes", "eval_episodes",
                          "seeds", "realizations", "count", "repeat", "batch", "compare",
-                         "samples", "epochs", "steps_7", "v2x_episodes"})
+                         "samples", "epochs", "steps_7", "v2x_episodes", "imitation_drops",
+                         "imitation_epochs", "validation_episodes"})
 """Options that only say how much work a command does."""
 PATH_PARAMS = frozenset({"out", "json_path", "weights", "sources", "directory", "keys_dir"})
 """Options whose README path may move into ``{tmp}`` (``runs/X`` or ``X`` -> ``{tmp}/X``)."""

@@ -17,7 +17,8 @@ import pytest
 from tests.helpers import SCENARIOS, Spawn, rrmbed
 
 ARGS = ("train", str(SCENARIOS / "3cell-k2.toml"), "--steps", "500", "--episodes", "50",
-        "--seeds", "0-1", "--validation-episodes", "20")
+        "--seeds", "0-1", "--validation-episodes", "20", "--imitation-drops", "100",
+        "--imitation-epochs", "1")
 FILES = ("seed-0/weights.npz", "seed-1/weights.npz", "best-weights.npz")
 
 

@@ -1,7 +1,8 @@
 """The imitation warm start (controller.training.imitation) against independent checks: its
 data set, used as a policy in the real rollout, plays exactly the teacher; fitting brings
 the policy towards the teacher; a seed gives the same weights; bad settings are refused;
-`rrmbed train --imitate` writes what it did."""
+`rrmbed train --imitate` writes what it did; the default (``auto``) is each trainable
+scheme's own teacher."""
 
 from __future__ import annotations
 
@@ -17,10 +18,17 @@ from channel_server.air import Air
 from channel_server.config import load_scenario
 from channel_server.rates import sum_rate_bps_hz
 from controller.cli.common import cli
-from controller.training.imitation import ImitationConfig, dataset, imitate, teacher_fractions
+from controller.training.imitation import (
+    ImitationConfig,
+    dataset,
+    imitate,
+    resolve_teacher,
+    teacher_fractions,
+)
 from controller.training.rollout import play, scheme_for
 from controller.training.train import TrainConfig, policy_config_for
 from node.policy import seeded_policy
+from node.schemes.cellular import trainable
 from protocols.seeding import rng_for
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -120,14 +128,59 @@ def test_train_imitate_writes_the_warm_start(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"][0]["imitation"] == warm
     assert 'teacher = "fp"' in (out / "config.toml").read_text()
-    # refused before anything is written: an unknown teacher, the network runner
+    # refused before anything is written: an unknown teacher; --weights with a teacher, or
+    # with the local runner (which starts from the seed's weights or the warm start)
     bad = CliRunner().invoke(cli, ["train", str(SCENARIOS / "3cell-k2.toml"), "--imitate",
                                    "nope", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "'nope' is not a classical" in bad.output
     assert not (tmp_path / "bad").exists()
-    net = CliRunner().invoke(cli, ["train", str(SCENARIOS / "3cell-k2.toml"), "--imitate",
-                                   "fp", "--runner", "network", "--out", str(tmp_path / "n")])
-    assert net.exit_code == 2 and "--imitate" in net.output
+    weights = str(out / "seed-0" / "weights.npz")
+    both = CliRunner().invoke(cli, ["train", str(SCENARIOS / "3cell-k2.toml"), "--scheme",
+                                    "round-robin", "--imitate", "fp", "--runner", "network",
+                                    "--weights", weights, "--out", str(tmp_path / "n")])
+    assert both.exit_code == 2 and "not both" in both.output
+    local = CliRunner().invoke(cli, ["train", str(SCENARIOS / "3cell-k2.toml"), "--weights",
+                                     weights, "--out", str(tmp_path / "l")])
+    assert local.exit_code == 2 and "--weights is the network runner's" in local.output
+    assert not (tmp_path / "n").exists() and not (tmp_path / "l").exists()
+
+
+def test_the_default_warm_start_is_each_schemes_winning_teacher() -> None:
+    """``auto``: wmmse for the central policy, fp for the BS policies (what won in the
+    README's table); none where imitation does not apply; ``none`` is the paper's recipe."""
+    expected = {"centralized": "wmmse", "round-robin": "fp", "full": "fp"}
+    schemes = {s.name: s for s in trainable()}
+    assert set(schemes) == set(expected)
+    for name, teacher in expected.items():
+        s = schemes[name]
+        assert resolve_teacher("auto", s) == teacher
+        ImitationConfig(teacher)  # a classical scheme with a batch allocator
+        assert resolve_teacher("auto", s, user_selection=True) is None
+        assert resolve_teacher("auto", s, weights=True) is None
+        assert resolve_teacher("none", s) is None
+        assert resolve_teacher("wmmse", s) == "wmmse"
+        with pytest.raises(ValueError, match="not both"):
+            resolve_teacher("fp", s, weights=True)
+
+
+def test_imitate_none_is_the_papers_recipe(tmp_path: Path) -> None:
+    """``--imitate none`` trains from the seeded weights: no warm start written, and the
+    first update's batch was played by the seeded policy (its curve starts where the
+    default's does not)."""
+    runs = {}
+    for choice in ("none", "auto"):
+        out = tmp_path / choice
+        res = CliRunner().invoke(cli, [
+            "train", str(SCENARIOS / "3cell-k2.toml"), "--imitate", choice,
+            "--imitation-drops", "300", "--imitation-epochs", "2", "--steps", "40",
+            "--episodes", "40", "--seeds", "0", "--validation-episodes", "50",
+            "--out", str(out)])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        runs[choice] = json.loads((out / "summary.json").read_text())["seeds"][0]
+    assert "imitation" not in runs["none"] and not (tmp_path / "none" / "seed-0" /
+                                                    "imitation.json").exists()
+    assert runs["auto"]["imitation"]["teacher"] == "wmmse"
+    assert runs["none"]["final_sum_rate_mbps"] != runs["auto"]["final_sum_rate_mbps"]
 
 
 def test_a_resumed_run_keeps_its_warm_start_and_ends_as_an_uninterrupted_one(
