@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,11 @@ class TrpoConfig:
     """Standardize advantages to zero mean and unit variance over the batch."""
     episodes_per_iteration: int = 1000
     """M, episodes collected per policy update (paper: 1000); used by the runner."""
+    overlap_value_fit: bool = True
+    """Fit V(s) on a second thread while the policy steps: the two touch disjoint networks
+    and V's fit is the only user of the learner's generator, so the results are the same
+    bit for bit (torch releases the GIL in its kernels: on two cores the update takes about
+    the longer of the two instead of their sum)."""
 
 
 # --------------------------------------------------------------------------- advantages
@@ -219,27 +225,28 @@ def conjugate_gradient(fvp: Fvp, b: torch.Tensor, iters: int, tol: float) -> tor
 def line_search(
     policy: nn.Module,
     flat_step: torch.Tensor,
-    surrogate_fn: Callable[[], torch.Tensor],
-    kl_fn: Callable[[], torch.Tensor],
+    evaluate: Callable[[], tuple[float, float]],
+    base: float,
     max_kl: float,
     zeta: float,
     max_backtracks: int,
-) -> tuple[bool, float]:
-    """Try ``theta + zeta^j step``, j = 0, 1, ...; keep the first that improves the
-    surrogate with KL <= ``max_kl``. Returns ``(accepted, fraction)``; on rejection the
-    old parameters are restored and the fraction is 0.
+) -> tuple[bool, float, float, float]:
+    """Try ``theta + zeta^j step``, j = 0, 1, ...; keep the first whose surrogate beats
+    ``base`` (the surrogate at theta) with KL <= ``max_kl``; ``evaluate()`` gives the
+    (surrogate, KL) of the policy's current parameters. Returns ``(accepted, fraction,
+    surrogate, KL)`` of the step kept; on rejection the old parameters are restored, the
+    fraction is 0 and the surrogate and KL are NaN (not evaluated there).
     """
     old = flat_params(policy)
     with torch.no_grad():
-        base = float(surrogate_fn())
         for j in range(max_backtracks):
             frac = zeta**j
             set_flat_params(policy, old + frac * flat_step)
-            surr, kl = float(surrogate_fn()), float(kl_fn())
+            surr, kl = evaluate()
             if math.isfinite(surr) and surr > base and kl <= max_kl:
-                return True, frac
+                return True, frac, surr, kl
         set_flat_params(policy, old)
-    return False, 0.0
+    return False, 0.0, math.nan, math.nan
 
 
 def natural_step(g: torch.Tensor, fvp: Fvp, cfg: TrpoConfig) -> tuple[torch.Tensor, float]:
@@ -316,41 +323,55 @@ class Trpo:
         adv = torch.as_tensor(adv_np)
         if cfg.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        value_loss = self.fit_value(obs.float(), torch.as_tensor(ret_np, dtype=torch.float32))
+        fit = (obs.float(), torch.as_tensor(ret_np, dtype=torch.float32))
+        with ThreadPoolExecutor(1) as pool:
+            fitting = pool.submit(self.fit_value, *fit) if cfg.overlap_value_fit else None
+            stats = self._policy_step(batch, obs, act, adv)
+            stats["value_loss"] = (self.fit_value(*fit) if fitting is None
+                                   else fitting.result())
+        return stats
 
+    def _policy_step(self, batch: Batch, obs: torch.Tensor, act: torch.Tensor,
+                     adv: torch.Tensor) -> dict[str, float]:
+        """Steps 2-5 of the iteration: the policy's natural-gradient step and line search."""
+        cfg, policy = self.cfg, self.policy
         # 2. surrogate and its gradient (eq. 12, 18)
         old_mean, old_log_std = _detached(policy, obs)
         old_logp = gaussian_log_prob(old_mean, old_log_std, act)
 
-        def surrogate() -> torch.Tensor:
-            mean, log_std = policy(obs)
+        def surrogate_of(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
             return (torch.exp(gaussian_log_prob(mean, log_std, act) - old_logp) * adv).mean()
 
-        def kl() -> torch.Tensor:
-            return mean_kl(policy, obs, old_mean, old_log_std)
+        def evaluate() -> tuple[float, float]:
+            """(surrogate, mean KL) of the current parameters, from one forward pass."""
+            mean, log_std = policy(obs)
+            return (float(surrogate_of(mean, log_std)),
+                    float(gaussian_kl(old_mean, old_log_std, mean, log_std).mean()))
 
-        g = flat_grad(surrogate(), policy)
+        g = flat_grad(surrogate_of(*policy(obs)), policy)
 
         # 3-4. natural gradient step (eq. 15, 19, 20)
         fvp = make_fisher_vector_product(policy, obs[:: cfg.fisher_subsample], cfg.cg_damping)
         step, shs = natural_step(g, fvp, cfg)
 
-        # 5. backtracking line search (eq. 21-23)
-        accepted, frac = False, 0.0
+        # 5. backtracking line search (eq. 21-23). At the old parameters the ratio is 1
+        # exactly (the same forward pass as old_logp), so the surrogate there is mean(adv).
+        base = float(adv.mean())
+        accepted, frac, surr, final_kl = False, 0.0, math.nan, math.nan
         if shs > 0.0 and math.isfinite(shs):
-            accepted, frac = line_search(
-                policy, step, surrogate, kl, cfg.max_kl, cfg.backtrack_coef, cfg.max_backtracks
-            )
-        with torch.no_grad():
-            final_kl = float(kl())
-            gain = float(surrogate()) - float(adv.mean())
+            accepted, frac, surr, final_kl = line_search(
+                policy, step, evaluate, base, cfg.max_kl, cfg.backtrack_coef,
+                cfg.max_backtracks)
+        if not accepted:  # the old parameters: evaluated there
+            with torch.no_grad():
+                surr, final_kl = evaluate()
+        gain = surr - base
         self.iterations += 1
         return {
             "iteration": float(self.iterations),
             "episodes": float(batch.episodes),
             "sum_rate_bps_hz": float(batch.sum_rate_bps_hz.mean()),
             "episode_return": float(batch.rewards.sum() / batch.episodes),
-            "value_loss": value_loss,
             "grad_norm": float(g.norm()),
             "expected_improvement": float(g @ step) * frac,
             "surrogate_gain": gain,

@@ -190,18 +190,24 @@ def _value(fn: Closure) -> float:
         return float(fn())
 
 
+def _evaluate(surrogate: Closure, kl: Closure) -> Callable[[], tuple[float, float]]:
+    return lambda: (_value(surrogate), _value(kl))
+
+
 def test_line_search_rejects_a_step_that_lowers_the_surrogate_and_restores_params() -> None:
     pol, _, surrogate, kl, step, _ = _surrogate_problem(4)
     before = flat_params(pol)
     base = _value(surrogate)
-    accepted, frac = line_search(pol, -step, surrogate, kl, 0.01, 0.9, 30)
-    assert not accepted and frac == 0.0
+    evaluate = _evaluate(surrogate, kl)
+    accepted, frac, surr, k = line_search(pol, -step, evaluate, base, 0.01, 0.9, 30)
+    assert not accepted and frac == 0.0 and np.isnan(surr) and np.isnan(k)
     assert torch.equal(flat_params(pol), before)
     assert _value(surrogate) == base
-    # the same step in the ascent direction is accepted (the test can fail both ways)
-    accepted, frac = line_search(pol, step, surrogate, kl, 0.01, 0.9, 30)
+    # the same step in the ascent direction is accepted (the test can fail both ways), and
+    # what it reports is the surrogate and KL where it left the parameters
+    accepted, frac, surr, k = line_search(pol, step, evaluate, base, 0.01, 0.9, 30)
     assert accepted and frac > 0.0
-    assert _value(surrogate) > base
+    assert _value(surrogate) == surr > base and _value(kl) == k <= 0.01
     assert not torch.equal(flat_params(pol), before)
 
 
@@ -211,7 +217,7 @@ def test_line_search_takes_the_first_fraction_inside_the_trust_region() -> None:
     s0 = np.broadcast_to(pol.log_std.exp().detach().numpy().copy(), m0.shape)
     base = _value(surrogate)
     big = 3.0 * step  # quadratic KL about 9 delta at fraction 1
-    accepted, frac = line_search(pol, big, surrogate, kl, 0.01, 0.9, 60)
+    accepted, frac, _, _ = line_search(pol, big, _evaluate(surrogate, kl), base, 0.01, 0.9, 60)
     assert accepted and frac < 0.5
     m1, s1 = outputs(pol, obs.numpy())
     assert numpy_kl(m0, s0, m1, s1) <= 0.01
