@@ -23,8 +23,11 @@ Activation = Literal["elu", "relu"]
 
 
 def _elu(x: Array) -> Array:
-    out: Array = np.where(x > 0.0, x, np.expm1(np.minimum(x, 0.0)))
-    return out
+    """ELU in place on ``x`` (a layer's fresh output): x where x > 0, else exp(x) - 1."""
+    neg = np.minimum(x, 0.0)
+    np.expm1(neg, out=neg)
+    np.copyto(x, neg, where=x <= 0.0)
+    return x
 
 
 def _relu(x: Array) -> Array:
@@ -33,6 +36,7 @@ def _relu(x: Array) -> Array:
 
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"elu": _elu, "relu": _relu}
+"""Activations by name; each may work in place on the (fresh) layer output it is given."""
 
 
 def layers_of(arrays: Mapping[str, npt.ArrayLike], prefix: str) -> Layers:

@@ -6,6 +6,8 @@ own cell comes first: one shared policy then serves every BS.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from channel_server.config import RadioConfig
@@ -39,9 +41,19 @@ def central_dims(radio: RadioConfig) -> tuple[int, int]:
     return b * k * b, b * k
 
 
+@lru_cache(maxsize=256)
+def _first(bs: int, n: int) -> np.ndarray:
+    """Indices that put entry ``bs`` of ``n`` first, the rest in cyclic order: what
+    ``np.roll(x, -bs)`` does along one axis, as a gather (a few microseconds less a call,
+    the same values)."""
+    idx = (np.arange(n) + bs) % n
+    idx.flags.writeable = False
+    return idx
+
+
 def obs_full(csi: np.ndarray, bs: int, radio: RadioConfig) -> np.ndarray:
     """BS ``bs``'s own CSI slice (..., K, B) -> (..., K*B), own cell first."""
-    rolled = np.roll(gain_features(csi, radio), -bs, axis=-1)
+    rolled = gain_features(csi, radio)[..., _first(bs, csi.shape[-1])]
     return rolled.reshape(*csi.shape[:-2], -1)
 
 
@@ -60,8 +72,8 @@ def obs_round_robin(
 def chain_features(bs: int, prior: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """The chain's part of ``obs_round_robin``: ``prior`` (..., B, K) and ``chosen``
     (..., B), rolled so that BS ``bs`` comes first."""
-    p = np.roll(prior, -bs, axis=-2).reshape(*prior.shape[:-2], -1)
-    m = np.roll(chosen.astype(np.float64), -bs, axis=-1)
+    p = prior[..., _first(bs, prior.shape[-2]), :].reshape(*prior.shape[:-2], -1)
+    m = chosen.astype(np.float64)[..., _first(bs, chosen.shape[-1])]
     return np.concatenate([p, m], axis=-1)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from channel_server.air import Air
 from channel_server.config import Scenario
-from channel_server.rates import csi_slice, rates_bps_hz, sinr, sum_rate_bps_hz
+from channel_server.rates import csi_slice, sinr
 from protocols.messages import CsiSlice, Measurement, Message, SlotOutcome, Transmit
 from protocols.seeding import rng_for
 from protocols.validate import check_array, check_number
@@ -71,8 +71,8 @@ class CellularAir:
             missed[b], compute[b] = msg.missed, msg.compute_s
         g = self.gains
         s = sinr(g, powers, radio.noise_w)
-        r = rates_bps_hz(g, powers, radio.noise_w)
-        total = float(sum_rate_bps_hz(g, powers, radio.noise_w))
+        r = np.log2(1.0 + s)  # rates_bps_hz and sum_rate_bps_hz, from the one SINR
+        total = float(r.sum(axis=(-2, -1)))
         self.telemetry = {"sum_rate_bps_hz": total}
         feedback: list[tuple[int, type[Message], dict[str, Any]]] = [
             (b, Measurement, {"sinr": s[b], "rates": r[b]}) for b in active]
