@@ -314,7 +314,6 @@ class Trpo:
     def step(self, batch: Batch) -> dict[str, float]:
         """One TRPO iteration on a batch of whole episodes; returns its statistics."""
         cfg = self.cfg
-        policy = self.policy
         obs = torch.as_tensor(batch.obs)
         act = torch.as_tensor(batch.actions)
 
