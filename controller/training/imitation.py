@@ -33,7 +33,7 @@ from channel_server.config import Scenario
 from controller.training.rollout import walk_chain
 from node.observation import obs_central, obs_full
 from node.policy import GaussianPolicy
-from node.schemes import SCHEMES
+from node.schemes import SCHEMES, Scheme
 from node.schemes.cellular import KIND, classical
 
 Array = npt.NDArray[np.float64]
@@ -69,7 +69,7 @@ NONE = "none"
 """``--imitate none``: no warm start, the paper's recipe (seeded initial weights)."""
 
 
-def resolve_teacher(choice: str, scheme: Any, *, user_selection: bool = False,
+def resolve_teacher(choice: str, scheme: Scheme, *, user_selection: bool = False,
                     weights: bool = False) -> str | None:
     """The teacher a training run imitates, from ``--imitate`` ``choice``: ``auto`` is the
     scheme's ``warm_start`` option (the teacher that won where it was measured), unless
