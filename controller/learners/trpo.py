@@ -11,9 +11,11 @@ Reads top to bottom:
    at theta' = theta both KL directions have the same Hessian, the Fisher matrix),
    estimated on every k-th state of the batch (``fisher_subsample``);
 4. ``s = F^-1 g`` by conjugate gradient, step ``sqrt(2 delta / s^T F s) s`` (eq. 20);
+   g and the Fisher products are computed on a float32 copy of the policy
+   (``direction_dtype``), twice as fast on a CPU as float64;
 5. backtracking ``theta + zeta^j step``, j = 0, 1, ..., accepting the first fraction
-   whose surrogate improves on the old one and whose KL is <= delta (eq. 21-23);
-   if none does, the old parameters stay.
+   whose surrogate improves on the old one and whose KL is <= delta (eq. 21-23), both
+   evaluated on the float64 policy; if none does, the old parameters stay.
 
 Choices where the paper is vague (a reviewer-acceptable reading, stated once):
 the paper's critic takes (s, a) and "fits the advantage values"; an action-dependent
@@ -26,6 +28,7 @@ up to the normalized advantages' zero mean), with a strict inequality.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +83,12 @@ class TrpoConfig:
     """Standardize advantages to zero mean and unit variance over the batch."""
     episodes_per_iteration: int = 1000
     """M, episodes collected per policy update (paper: 1000); used by the runner."""
+    direction_dtype: str = "float32"
+    """Precision of the search direction: the surrogate's gradient g and the conjugate
+    gradient's Fisher-vector products run on a copy of the policy in this dtype
+    (``float32``: about twice as fast as ``float64`` on a CPU). The line search, which
+    decides what is accepted (the surrogate's gain and the KL bound), always evaluates the
+    float64 policy itself."""
     overlap_value_fit: bool = True
     """Fit V(s) on a second thread while the policy steps: the two touch disjoint networks
     and V's fit is the only user of the learner's generator, so the results are the same
@@ -158,6 +167,12 @@ def gaussian_log_prob(
     """Log-density of the raw actions under a diagonal Gaussian, summed over dimensions."""
     z = (act - mean) / torch.exp(log_std)
     return (-0.5 * z**2 - log_std - 0.5 * math.log(2.0 * math.pi)).sum(-1)
+
+
+def surrogate(mean: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor,
+              old_logp: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """The surrogate ``mean(pi(a|s) / pi_old(a|s) * A)`` (eq. 12) of a policy's outputs."""
+    return (torch.exp(gaussian_log_prob(mean, log_std, act) - old_logp) * adv).mean()
 
 
 def mean_kl(
@@ -268,6 +283,9 @@ class Trpo:
     def __init__(self, policy: GaussianPolicy, cfg: TrpoConfig, rng: np.random.Generator) -> None:
         if cfg.fisher_subsample < 1:
             raise ValueError(f"fisher_subsample must be >= 1, got {cfg.fisher_subsample}")
+        if cfg.direction_dtype not in ("float32", "float64"):
+            raise ValueError("direction_dtype must be 'float32' or 'float64', got "
+                             f"{cfg.direction_dtype!r}")
         self.policy = policy
         self.cfg = cfg
         self.rng = rng
@@ -339,7 +357,7 @@ class Trpo:
         old_logp = gaussian_log_prob(old_mean, old_log_std, act)
 
         def surrogate_of(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-            return (torch.exp(gaussian_log_prob(mean, log_std, act) - old_logp) * adv).mean()
+            return surrogate(mean, log_std, act, old_logp, adv)
 
         def evaluate() -> tuple[float, float]:
             """(surrogate, mean KL) of the current parameters, from one forward pass."""
@@ -347,12 +365,13 @@ class Trpo:
             return (float(surrogate_of(mean, log_std)),
                     float(gaussian_kl(old_mean, old_log_std, mean, log_std).mean()))
 
-        g = flat_grad(surrogate_of(*policy(obs)), policy)
-
-        # 3-4. natural gradient step (eq. 15, 19, 20)
-        fvp = make_fisher_vector_product(policy, obs[:: cfg.fisher_subsample], cfg.cg_damping)
-        step, shs = natural_step(g, fvp, cfg)
-
+        # 3-4. natural gradient step (eq. 15, 19, 20), in direction_dtype
+        dtype = getattr(torch, cfg.direction_dtype)
+        if dtype == obs.dtype:
+            g = flat_grad(surrogate_of(*policy(obs)), policy)
+            step, shs = self._direction(policy, obs, g)
+        else:
+            g, step, shs = self._cast_direction(dtype, obs, act, adv)
         # 5. backtracking line search (eq. 21-23). At the old parameters the ratio is 1
         # exactly (the same forward pass as old_logp), so the surrogate there is mean(adv).
         base = float(adv.mean())
@@ -379,3 +398,21 @@ class Trpo:
             "step_fraction": frac,
             "std": policy.log_std.exp().mean().item(),
         }
+
+    def _direction(self, policy: GaussianPolicy, obs: torch.Tensor,
+                   g: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The natural-gradient step of ``policy`` for the surrogate's gradient ``g``."""
+        fvp = make_fisher_vector_product(policy, obs[:: self.cfg.fisher_subsample],
+                                         self.cfg.cg_damping)
+        return natural_step(g, fvp, self.cfg)
+
+    def _cast_direction(self, dtype: torch.dtype, obs: torch.Tensor, act: torch.Tensor,
+                        adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``(g, step, s^T F s)`` computed on a ``dtype`` copy of the policy, returned in the
+        policy's dtype."""
+        shadow = copy.deepcopy(self.policy).to(dtype)
+        obs_c, act_c, adv_c = obs.to(dtype), act.to(dtype), adv.to(dtype)
+        old_logp = gaussian_log_prob(*_detached(shadow, obs_c), act_c)
+        g = flat_grad(surrogate(*shadow(obs_c), act_c, old_logp, adv_c), shadow)
+        step, shs = self._direction(shadow, obs_c, g)
+        return g.to(obs.dtype), step.to(obs.dtype), shs
