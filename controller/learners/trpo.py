@@ -413,6 +413,7 @@ class Trpo:
         shadow = copy.deepcopy(self.policy).to(dtype)
         obs_c, act_c, adv_c = obs.to(dtype), act.to(dtype), adv.to(dtype)
         old_logp = gaussian_log_prob(*_detached(shadow, obs_c), act_c)
-        g = flat_grad(surrogate(*shadow(obs_c), act_c, old_logp, adv_c), shadow)
+        mean, log_std = shadow(obs_c)
+        g = flat_grad(surrogate(mean, log_std, act_c, old_logp, adv_c), shadow)
         step, shs = self._direction(shadow, obs_c, g)
         return g.to(obs.dtype), step.to(obs.dtype), shs
