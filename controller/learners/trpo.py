@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -83,7 +84,7 @@ class TrpoConfig:
     """Standardize advantages to zero mean and unit variance over the batch."""
     episodes_per_iteration: int = 1000
     """M, episodes collected per policy update (paper: 1000); used by the runner."""
-    direction_dtype: str = "float32"
+    direction_dtype: Literal["float32", "float64"] = "float32"
     """Precision of the search direction: the surrogate's gradient g and the conjugate
     gradient's Fisher-vector products run on a copy of the policy in this dtype
     (``float32``: about twice as fast as ``float64`` on a CPU). The line search, which
