@@ -157,7 +157,7 @@ class Driver:
         if sends:
             header, wire = ep.header, self.role.wire
             for s in sends:
-                msg = s.cls(**header(s.slot, s.chain_latency_s), **s.payload)
+                msg = s.cls(**header(s.slot, s.chain_latency_s, s.numbered), **s.payload)
                 try:
                     await ep.send(s.dest, msg, wire)
                 except (PeerError, PeerTimeout) as e:

@@ -55,6 +55,10 @@ class Send:
     slot: int
     chain_latency_s: float
     payload: dict[str, Any]
+    numbered: bool = True
+    """False: seq 0, the sender's count untouched (a message sent again because of the wall
+    time, like a beat: the protocol's messages, their seq and so their size, must not
+    depend on how many there were)."""
 
 
 @dataclass(slots=True)
@@ -72,8 +76,8 @@ class Outbox:
     """Clock mode of the link emulation ('fast' or 'realtime'), when it changes."""
 
     def send(self, dest: str, cls: type[Message], *, slot: int, chain_latency_s: float = 0.0,
-             **payload: Any) -> None:
-        self.sends.append(Send(dest, cls, slot, float(chain_latency_s), payload))
+             numbered: bool = True, **payload: Any) -> None:
+        self.sends.append(Send(dest, cls, slot, float(chain_latency_s), payload, numbered))
 
     def timer(self, key: Hashable, at_s: float) -> None:
         """Call :meth:`Role.on_timer` with ``key`` at ``at_s`` (replaces a timer of that key)."""
@@ -272,12 +276,13 @@ class Role:
         self.hello(role, node_id, out)
         out.timer("start", now + JOIN_TIMEOUT_S)
 
-    def hello(self, role: str, node_id: int, out: Outbox) -> None:
-        """Say hello to the controller: this process, where its inbox is. Said again when
-        the controller falls silent mid-run: ZeroMQ holds it until a controller is back at
-        the address, which then knows this process by its pid and takes it back."""
+    def hello(self, role: str, node_id: int, out: Outbox, again: bool = False) -> None:
+        """Say hello to the controller: this process, where its inbox is. Said ``again``
+        (not numbered) when the controller falls silent mid-run: ZeroMQ holds it until a
+        controller is back at the address, which then knows this process by its pid and
+        takes it back."""
         out.send(CONTROLLER, Hello, slot=-1, role=role, node_id=node_id,
-                 pid=self.host.pid, host=self.host.address)
+                 pid=self.host.pid, host=self.host.address, numbered=not again)
 
     def connect_directory(self, directory: dict[str, str], out: Outbox) -> None:
         """Connect to every peer of the run's directory (not to itself or the controller)."""

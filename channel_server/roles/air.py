@@ -209,7 +209,7 @@ class ChannelServerRole(Role):
         self.orphaned = True
         out.cancel("stop")
         out.timer("orphan", now + REATTACH_WAIT_S)
-        self.hello("channel-server", -1, out)
+        self.hello("channel-server", -1, out, again=True)
 
     def reattach(self, start: Start, now: float, out: Outbox) -> None:
         """A controller took this process back (``start.options['reattach']``): send it the

@@ -361,8 +361,9 @@ class ControllerRole(Role):
         self.backlog.append(msg)
 
     def send_start(self, name: str, out: Outbox, **special: Any) -> None:
-        """Start ``name``; ``special`` options: ``reattach`` (take a running process back)
-        or ``restart`` (a new channel server takes over the run)."""
+        """Start ``name``; ``special`` options: ``reattach`` (take a running process back:
+        not numbered, as the hello it answers) or ``restart`` (a new channel server takes
+        over the run)."""
         snapshot = self.part.snapshot
         opts = {**self.options, "directory": self.directory,
                 "weights_version": snapshot[0] if snapshot else 0, **special}
@@ -372,7 +373,7 @@ class ControllerRole(Role):
             if offset:
                 opts["train"]["pause_offset"] = offset
         out.send(name, Start, slot=-1, scheme=self.scheme, slots=self.slots, seed=self.seed,
-                 config_toml=self.config_toml, options=opts)
+                 config_toml=self.config_toml, options=opts, numbered="reattach" not in special)
         if not special:
             self.part.after_start(name, out)
 

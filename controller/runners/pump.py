@@ -79,8 +79,9 @@ class Pump:
             else:
                 self.timers[(name, key)] = at
         for s in out.sends:
-            host.seq += 1
-            msg = s.cls(sender=name, seq=host.seq, slot=s.slot, sent_ns=time.time_ns(),
+            host.seq += s.numbered
+            msg = s.cls(sender=name, seq=host.seq if s.numbered else 0, slot=s.slot,
+                        sent_ns=time.time_ns(),
                         chain_latency_s=s.chain_latency_s, **s.payload)
             frame = encode(msg, wire=wire)
             head = header_length(frame)

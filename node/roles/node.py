@@ -253,7 +253,7 @@ class NodeRole(Role):
         if self.part is None or self.orphaned_at is not None:
             return
         self.orphaned_at = now
-        self.hello(self.role, self.index, out)
+        self.hello(self.role, self.index, out, again=True)
         self.watch(now, out)
 
     # ----------------------------------------------------------------- set-up

@@ -1433,6 +1433,8 @@ def test_channel_server_holds_the_slots_for_a_silent_controller_and_sends_them_a
     out = Outbox()
     role.peer_silent(CONTROLLER, 1.5, 2.0, out)
     assert one(out, Hello, CONTROLLER).payload["pid"] == role.host.pid
+    # said again because of the wall time: not numbered, the protocol's seqs stay the same
+    assert not one(out, Hello, CONTROLLER).numbered
     assert out.timers["orphan"] == 2.0 + REATTACH_WAIT_S
     for b in range(B):  # slot 2 ends while the controller is lost
         out = deliver(role, transmit(NODES[b], 2, p[b]), now=2.5)
@@ -1477,6 +1479,7 @@ def test_node_waits_for_a_silent_controller_and_uploads_again_what_waits_on_it()
     out = Outbox()
     role.peer_silent(CONTROLLER, 1.5, 2.0, out)
     assert one(out, Hello, CONTROLLER).payload["node_id"] == 1
+    assert not one(out, Hello, CONTROLLER).numbered  # said again: not numbered
     fire(role, "watch", now=4 * TIMING.peer_timeout_s + 3.0)
     assert not role.done  # a node whose controller was not lost gives up at 4 timeouts
     fire(role, "watch", now=2.0 + REATTACH_WAIT_S - 0.1)
@@ -1527,6 +1530,7 @@ def test_a_restarted_controller_continues_from_its_state_and_takes_the_run_back(
     assert deliver(new, stranger).sends == []  # another pid: not a survivor, kept for later
     out = deliver(new, hello(NODES[1]))
     assert one(out, Start, NODES[1]).payload["options"]["reattach"] == {}
+    assert not one(out, Start, NODES[1]).numbered  # answers a hello said again
     out = deliver(new, hello(CHANNEL_SERVER), now=1.0)
     start_air = one(out, Start, CHANNEL_SERVER)
     assert start_air.payload["options"]["reattach"] == {"from_slot": 3}
