@@ -367,12 +367,7 @@ class Trpo:
                     float(gaussian_kl(old_mean, old_log_std, mean, log_std).mean()))
 
         # 3-4. natural gradient step (eq. 15, 19, 20), in direction_dtype
-        dtype = getattr(torch, cfg.direction_dtype)
-        if dtype == obs.dtype:
-            g = flat_grad(surrogate_of(*policy(obs)), policy)
-            step, shs = self._direction(policy, obs, g)
-        else:
-            g, step, shs = self._cast_direction(dtype, obs, act, adv)
+        g, step, shs = self._direction(obs, act, adv, old_logp)
         # 5. backtracking line search (eq. 21-23). At the old parameters the ratio is 1
         # exactly (the same forward pass as old_logp), so the surrogate there is mean(adv).
         base = float(adv.mean())
@@ -400,21 +395,20 @@ class Trpo:
             "std": policy.log_std.exp().mean().item(),
         }
 
-    def _direction(self, policy: GaussianPolicy, obs: torch.Tensor,
-                   g: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The natural-gradient step of ``policy`` for the surrogate's gradient ``g``."""
-        fvp = make_fisher_vector_product(policy, obs[:: self.cfg.fisher_subsample],
-                                         self.cfg.cg_damping)
-        return natural_step(g, fvp, self.cfg)
-
-    def _cast_direction(self, dtype: torch.dtype, obs: torch.Tensor, act: torch.Tensor,
-                        adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """``(g, step, s^T F s)`` computed on a ``dtype`` copy of the policy, returned in the
-        policy's dtype."""
-        shadow = copy.deepcopy(self.policy).to(dtype)
-        obs_c, act_c, adv_c = obs.to(dtype), act.to(dtype), adv.to(dtype)
-        old_logp = gaussian_log_prob(*_detached(shadow, obs_c), act_c)
-        mean, log_std = shadow(obs_c)
-        g = flat_grad(surrogate(mean, log_std, act_c, old_logp, adv_c), shadow)
-        step, shs = self._direction(shadow, obs_c, g)
-        return g.to(obs.dtype), step.to(obs.dtype), shs
+    def _direction(self, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
+                   old_logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``(g, step, s^T F s)``: the surrogate's gradient and the natural-gradient step,
+        computed in ``direction_dtype`` (on a copy of the policy when that is not the
+        policy's own dtype) and returned in the policy's dtype."""
+        cfg, policy = self.cfg, self.policy
+        dtype = getattr(torch, cfg.direction_dtype)
+        if dtype != obs.dtype:
+            policy = copy.deepcopy(policy).to(dtype)
+            obs, act, adv = obs.to(dtype), act.to(dtype), adv.to(dtype)
+            old_logp = gaussian_log_prob(*_detached(policy, obs), act)
+        mean, log_std = policy(obs)
+        g = flat_grad(surrogate(mean, log_std, act, old_logp, adv), policy)
+        fvp = make_fisher_vector_product(policy, obs[:: cfg.fisher_subsample], cfg.cg_damping)
+        step, shs = natural_step(g, fvp, cfg)
+        out = self.policy.log_std.dtype
+        return g.to(out), step.to(out), shs

@@ -79,10 +79,10 @@ class Pump:
             else:
                 self.timers[(name, key)] = at
         for s in out.sends:
-            host.seq += s.numbered
+            if s.numbered:
+                host.seq += 1
             msg = s.cls(sender=name, seq=host.seq if s.numbered else 0, slot=s.slot,
-                        sent_ns=time.time_ns(),
-                        chain_latency_s=s.chain_latency_s, **s.payload)
+                        sent_ns=time.time_ns(), chain_latency_s=s.chain_latency_s, **s.payload)
             frame = encode(msg, wire=wire)
             head = header_length(frame)
             host.meter.record(msg.KIND, msg.PLANE, name, s.dest, s.slot, wire_size(len(frame)),
