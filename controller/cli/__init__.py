@@ -27,6 +27,7 @@ from controller.cli.common import (
     default_help,
     default_out,
     execute,
+    parse_overrides,
     resolve_file,
     resolve_scenario,
     resolve_v2x,
@@ -428,6 +429,11 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
               help="The warm start's channel realizations (the teacher solves each).")
 @click.option("--imitation-epochs", type=click.IntRange(1), default=10, show_default=True,
               help="The warm start's passes over them.")
+@click.option("--learner-option", "learner_option", multiple=True, metavar="KEY=VALUE",
+              help="Set a field of the learner's config (trpo: TrpoConfig, a2c: A2cConfig in "
+                   "controller/learners/), for ablations: max_kl=0.02, gae_lambda=1.0, "
+                   "value_hidden=[64,64]; repeatable. An unknown key lists the known ones; "
+                   "the run's config.toml keeps them for --resume.")
 @click.option("--history", is_flag=True,
               help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
                    "(check with `rrmbed history OUT/seed-<s>`).")
@@ -445,7 +451,7 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
           ray_retries: int, out: Path | None, weights: Path | None,
           save_batches: bool, checkpoint_every: int, validation_episodes: int,
           user_selection: bool, teacher: str, imitation_drops: int,
-          imitation_epochs: int, history: bool,
+          imitation_epochs: int, learner_option: tuple[str, ...], history: bool,
           resume_dir: Path | None, controller_restarts: int) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
     weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
@@ -496,6 +502,13 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
                      ImitationConfig(name, imitation_drops, imitation_epochs))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--imitate") from e
+    options = parse_overrides(learner_option, "--learner-option")
+    try:
+        from controller.training.train import TrainConfig
+
+        TrainConfig(algo, scheme, steps, learner_options=tuple(options.items()))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--learner-option") from e
     if runner == "local":
         from controller.training.train import train as train_local
 
@@ -505,7 +518,7 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
         train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
                     checkpoint_every=checkpoint_every, sweep_config=sweep, say=click.echo,
                     validation_episodes=validation_episodes, user_selection=user_selection,
-                    imitation=imitation)
+                    imitation=imitation, learner_options=options)
         return
     if sweep.backend != "serial" or user_selection:
         raise click.UsageError("--backend ray and --user-selection are the local runner's")
@@ -526,7 +539,8 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
                                  (), start, {"train": {"algo": algo, "episodes_per_iter": m,
                                                          "save_batches": save_batches,
                                                          "scheme": scheme,
-                                                         "checkpoint_every": checkpoint_every},
+                                                         "checkpoint_every": checkpoint_every,
+                                                         "learner_options": options},
                                                "action_mode": "sample",
                                                "history": str((out / f"seed-{seed}" / "history")
                                                               .resolve()) if history else None,

@@ -29,15 +29,16 @@ from node.schemes import SCHEMES, Scheme
 console = Console(stderr=True)
 
 
-def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``radio.pmax_dbm=30`` -> {'radio.pmax_dbm': 30} (values parsed as TOML scalars)."""
+def parse_overrides(pairs: tuple[str, ...] | list[str], opt: str = "--set") -> dict[str, Any]:
+    """``radio.pmax_dbm=30`` -> {'radio.pmax_dbm': 30} (values parsed as TOML values, else
+    kept as strings); a BadParameter naming ``opt`` for a pair without ``=``."""
     import tomllib
 
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=opt)
         try:
             out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:

@@ -40,6 +40,9 @@ class TrainOptions:
     checkpoint_every: int = 10
     """A checkpoint (controller.learners.journal) every this many updates, and after the
     last one."""
+    learner_options: tuple[tuple[str, Any], ...] = ()
+    """Fields of the learner's config set otherwise than its defaults (as the local
+    runner's :attr:`controller.training.train.TrainConfig.learner_options`)."""
 
     def __post_init__(self) -> None:
         if self.save_batches and not self.scheme:
@@ -50,13 +53,17 @@ class TrainOptions:
     @classmethod
     def of(cls, d: dict[str, Any]) -> TrainOptions:
         keys = ("algo", "episodes_per_iter", "save_batches", "scheme", "checkpoint_every")
-        return cls(**{k: d[k] for k in keys if k in d})
+        options = tuple(sorted(dict(d.get("learner_options") or {}).items()))
+        return cls(**{k: d[k] for k in keys if k in d}, learner_options=options)
 
 
-def make_learner(algo: str, policy: GaussianPolicy, seed: int) -> Any:
-    """The learner of a run (a registry lookup); its randomness is the stream
-    ("learner", algo) of the run's seed. Unknown names: UnknownLearner lists the known."""
-    return registry.make(algo, policy, seed, trains="gaussian")
+def make_learner(algo: str, policy: GaussianPolicy, seed: int,
+                 options: tuple[tuple[str, Any], ...] = ()) -> Any:
+    """The learner of a run (a registry lookup) with its config's ``options``; its
+    randomness is the stream ("learner", algo) of the run's seed. Unknown names:
+    UnknownLearner lists the known; a bad option: ValueError names it."""
+    return registry.make(algo, policy, seed, registry.configure(algo, dict(options)),
+                         trains="gaussian")
 
 
 @dataclass

@@ -16,7 +16,9 @@ import their module when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,9 @@ class LearnerSpec:
     """The kind of policy it trains."""
     factory: Factory
     """Builds the learner from what it trains, a generator and a config (None: defaults)."""
+    defaults: Callable[[], Any] | None = None
+    """Its default config (a frozen dataclass), imported when called; None: the learner
+    takes no options (:func:`configure`)."""
 
     def make(self, policy_or_dims: Any, seed: Seed, config: Any = None) -> Learner:
         """A new learner; an int ``seed`` means the stream ("learner", name) of that run."""
@@ -103,6 +108,29 @@ def make(name: str, policy_or_dims: Any, seed: Seed, config: Any = None,
     return learner(name, trains).make(policy_or_dims, seed, config)
 
 
+def configure(name: str, options: Mapping[str, Any]) -> Any:
+    """The config of learner ``name``: its defaults with ``options`` (field name -> value,
+    as TOML gives them: ``{"max_kl": 0.02, "value_hidden": [64, 64]}``) in their place;
+    None without options (the factory's defaults). ValueError names an unknown field
+    (listing the known ones), a value of the wrong type, or one the config refuses."""
+    spec = learner(name)
+    if not options:
+        return None
+    if spec.defaults is None:
+        raise ValueError(f"learner {name!r} takes no options")
+    from channel_server.config import check_field
+
+    base = spec.defaults()
+    known = sorted(f.name for f in dataclasses.fields(base))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"learner {name!r} has no option {unknown[0]!r} (known: "
+                         f"{', '.join(known)})")
+    hints = typing.get_type_hints(type(base))
+    return dataclasses.replace(base, **{k: check_field(v, hints[k], f"{name} option {k}")
+                                        for k, v in options.items()})
+
+
 def help_text(trains: PolicyKind | None = None) -> str:
     """``name: help`` of every learner (of one kind), for a CLI option's help."""
     return "; ".join(f"{n}: {LEARNERS[n].help}" for n in names(trains))
@@ -111,16 +139,28 @@ def help_text(trains: PolicyKind | None = None) -> str:
 # --------------------------------------------------------------------------- the learners
 
 
-def _trpo(policy: Any, rng: np.random.Generator, config: Any) -> Learner:
-    from controller.learners.trpo import Trpo, TrpoConfig
+def _trpo_defaults() -> Any:
+    from controller.learners.trpo import TrpoConfig
 
-    return Trpo(policy, config if config is not None else TrpoConfig(), rng)
+    return TrpoConfig()
+
+
+def _trpo(policy: Any, rng: np.random.Generator, config: Any) -> Learner:
+    from controller.learners.trpo import Trpo
+
+    return Trpo(policy, config if config is not None else _trpo_defaults(), rng)
+
+
+def _a2c_defaults() -> Any:
+    from controller.learners.a2c import A2cConfig
+
+    return A2cConfig()
 
 
 def _a2c(policy: Any, rng: np.random.Generator, config: Any) -> Learner:
-    from controller.learners.a2c import A2c, A2cConfig
+    from controller.learners.a2c import A2c
 
-    return A2c(policy, config if config is not None else A2cConfig(), rng)
+    return A2c(policy, config if config is not None else _a2c_defaults(), rng)
 
 
 def _dqn(dims: QDims, rng: np.random.Generator, config: Any) -> Learner:
@@ -130,9 +170,10 @@ def _dqn(dims: QDims, rng: np.random.Generator, config: Any) -> Learner:
                config if config is not None else DqnConfig(), rng)
 
 
-register(LearnerSpec("trpo", "trust-region policy optimization (paper 001)", "gaussian", _trpo))
+register(LearnerSpec("trpo", "trust-region policy optimization (paper 001)", "gaussian", _trpo,
+                     _trpo_defaults))
 register(LearnerSpec("a2c", "advantage actor-critic, fixed step size (paper 001's baseline)",
-                     "gaussian", _a2c))
+                     "gaussian", _a2c, _a2c_defaults))
 register(LearnerSpec("dqn", "multi-agent Double DQN with a target network and fingerprints "
                      "(V2X spectrum sharing, paper 000)", "q", _dqn))
 

@@ -96,6 +96,28 @@ class TrpoConfig:
     bit for bit (torch releases the GIL in its kernels: on two cores the update takes about
     the longer of the two instead of their sum)."""
 
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_kl > 0, "max_kl must be > 0"),
+            (0 < self.backtrack_coef < 1, "backtrack_coef must be in (0, 1)"),
+            (self.max_backtracks >= 1, "max_backtracks must be >= 1"),
+            (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1,
+             "gamma and gae_lambda must be in [0, 1]"),
+            (self.cg_iters >= 1 and self.cg_tol >= 0 and self.cg_damping >= 0,
+             "cg_iters must be >= 1, cg_tol and cg_damping >= 0"),
+            (self.fisher_subsample >= 1,
+             f"fisher_subsample must be >= 1, got {self.fisher_subsample}"),
+            (self.value_lr > 0 and self.value_epochs >= 1 and self.value_minibatch >= 1,
+             "value_lr must be > 0, value_epochs and value_minibatch >= 1"),
+            (all(w >= 1 for w in self.value_hidden), "value_hidden widths must be >= 1"),
+            (self.episodes_per_iteration >= 1, "episodes_per_iteration must be >= 1"),
+            (self.direction_dtype in ("float32", "float64"),
+             f"direction_dtype must be 'float32' or 'float64', got {self.direction_dtype!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"TrpoConfig: {msg}")
+
 
 # --------------------------------------------------------------------------- advantages
 
@@ -282,11 +304,6 @@ class Trpo:
     ``get_variables() -> named arrays``, ``version`` = steps taken."""
 
     def __init__(self, policy: GaussianPolicy, cfg: TrpoConfig, rng: np.random.Generator) -> None:
-        if cfg.fisher_subsample < 1:
-            raise ValueError(f"fisher_subsample must be >= 1, got {cfg.fisher_subsample}")
-        if cfg.direction_dtype not in ("float32", "float64"):
-            raise ValueError("direction_dtype must be 'float32' or 'float64', got "
-                             f"{cfg.direction_dtype!r}")
         self.policy = policy
         self.cfg = cfg
         self.rng = rng

@@ -142,7 +142,8 @@ class CellularPart:
 
             load_arrays(policy, weights)
         opts = TrainOptions.of(train)
-        return NetworkTrainer(make_learner(opts.algo, policy, ctl.seed), per_slot, opts,
+        return NetworkTrainer(make_learner(opts.algo, policy, ctl.seed, opts.learner_options),
+                              per_slot, opts,
                               version=1 if weights is not None else 0)
 
     # ----------------------------------------------------------------- checkpoints

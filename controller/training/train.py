@@ -51,7 +51,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -111,6 +111,8 @@ VALIDATION_SEED = 1_000_003
 """Air seed of the validation realizations (the same for every training seed)."""
 CHECKPOINTS_KEPT = 2
 """Most recent checkpoints kept per seed (older ones are deleted)."""
+RUN_OWNED_OPTIONS = frozenset({"episodes_per_iteration", "episodes_per_update"})
+"""Learner config fields that the run, not the learner, decides (M: ``--episodes``)."""
 CURVE_COLUMNS = (
     "iteration", "steps", "episodes", "sum_rate_bps_hz", "sum_rate_mbps", "ewma_mbps",
     "wall_s", "kl", "accepted", "step_fraction", "value_loss", "std",
@@ -148,15 +150,27 @@ class TrainConfig:
     """A warm start: before the learner's first update the policy's mean imitates a
     classical scheme (:mod:`controller.training.imitation`); None: from the seeded
     initial weights."""
+    learner_options: tuple[tuple[str, Any], ...] = ()
+    """Fields of the learner's config set otherwise than its defaults, (name, value) pairs
+    (``--learner-option max_kl=0.02``: :func:`controller.learners.registry.configure`)."""
 
     def __post_init__(self) -> None:
         registry.learner(self.algo, "gaussian")  # UnknownLearner lists the known ones
+        if {k for k, _ in self.learner_options} & RUN_OWNED_OPTIONS:
+            raise ValueError("the episodes per update, M, are the run's (--episodes), not a "
+                             "learner option")
+        self.learner_config  # noqa: B018 (ValueError names a bad option now, not mid-run)
         scheme_for(self.scheme)  # ValueError lists the trainable ones
         if self.steps < 1 or self.episodes_per_iter < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, episodes_per_iter and checkpoint_every must be >= 1")
         if self.imitation is not None and self.user_selection:
             raise ValueError("the imitation warm start plays every user; it does not combine "
                              "with user selection")
+
+    @property
+    def learner_config(self) -> Any:
+        """The learner's config with :attr:`learner_options` (None: its defaults)."""
+        return registry.configure(self.algo, dict(self.learner_options))
 
     def steps_per_episode(self, n_cells: int) -> int:
         """One decision of the deciding entity is a step: the controller's, or each BS's."""
@@ -189,9 +203,9 @@ class SeedTrainer:
         self.rollout_rng = rng_for(seed, "train", "rollout")
         self.learner_rng = rng_for(seed, "train", "learner")
         self.selection_rng = rng_for(seed, "train", "selection") if cfg.user_selection else None
-        # default hyper-parameters; the episodes per update are this driver's (cfg)
+        # the episodes per update are this driver's (cfg)
         self.learner = cast("Trpo | A2c", registry.make(
-            cfg.algo, self.policy, self.learner_rng, trains="gaussian"))
+            cfg.algo, self.policy, self.learner_rng, cfg.learner_config, trains="gaussian"))
         self.iteration = 0
         self.steps = 0
         self.episodes = 0
@@ -381,6 +395,9 @@ def read_curve(path: Path) -> dict[str, Array]:
 
 def _config_toml(scenario: Scenario, cfg: TrainConfig, seeds: Sequence[int]) -> str:
     run = {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
+    run["learner_options"] = dict(cfg.learner_options)  # a table (dropped when empty)
+    if not cfg.learner_options:
+        del run["learner_options"]
     run["seeds"] = ", ".join(str(s) for s in seeds)  # to_toml writes scalars only
     return to_toml({"train": run, **scenario_to_dict(scenario)})
 
@@ -423,6 +440,7 @@ def train(
     validation_episodes: int = 1000,
     user_selection: bool = False,
     imitation: ImitationConfig | None = None,
+    learner_options: Mapping[str, Any] | None = None,
     sweep_config: SweepConfig | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -434,7 +452,10 @@ def train(
     settings must match) up to ``steps``. ``threads``: torch intra-op threads while training;
     ``validation_episodes``: size of the validation set ranking the seeds; ``user_selection``:
     paper 004's diverse training (:attr:`TrainConfig.user_selection`); ``imitation``: a
-    warm start imitating a classical scheme (:attr:`TrainConfig.imitation`); ``sweep_config``:
+    warm start imitating a classical scheme (:attr:`TrainConfig.imitation`);
+    ``learner_options``: fields of the learner's config to set
+    (:attr:`TrainConfig.learner_options`; ValueError names a bad one before anything runs);
+    ``sweep_config``:
     where the seeds run (:mod:`controller.training.sweep`: in order here, or as Ray tasks,
     with the same results), ``say`` what a Ray sweep reports. Returns the summary written
     to summary.json.
@@ -446,7 +467,8 @@ def train(
     cfg = TrainConfig(algo=algo, scheme=scheme, steps=int(steps), episodes_per_iter=int(m),
                       checkpoint_every=checkpoint_every, threads=threads,
                       validation_episodes=validation_episodes,
-                      user_selection=user_selection, imitation=imitation)
+                      user_selection=user_selection, imitation=imitation,
+                      learner_options=tuple(sorted((learner_options or {}).items())))
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
@@ -536,7 +558,8 @@ def resume(
             checkpoint_every=int(run["checkpoint_every"]), threads=int(run["threads"]),
             validation_episodes=int(run["validation_episodes"]),
             user_selection=bool(run["user_selection"]),
-            imitation=None if imitation is None else ImitationConfig(**imitation))
+            imitation=None if imitation is None else ImitationConfig(**imitation),
+            learner_options=run.get("learner_options", {}))
         algo, scheme, m = run["algo"], run["scheme"], int(run["episodes_per_iter"])
         budget = int(steps or run["steps"])
     except ScenarioError as e:

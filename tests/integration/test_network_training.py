@@ -34,7 +34,7 @@ scheme, seed, iters, first, run, out = *sys.argv[1:3], *map(int, sys.argv[3:5]),
 policy = node_policy(scheme, load_scenario(S3), int(seed))
 if first:  # the run started from its warm start's weights (version 1)
     load_arrays(policy, read_arrays(f"{run}/warm-start.npz"))
-learner = make_learner("trpo", policy, int(seed))
+learner = make_learner("trpo", policy, int(seed), (("max_kl", 0.02),))  # the run's option
 Path(out).mkdir()
 for v in range(first, first + iters):
     with np.load(f"{run}/batch-{v}.npz") as z:
@@ -55,7 +55,8 @@ def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
     out = tmp_path / "train"
     r = rrmbed("train", str(S3), "--scheme", scheme, "--runner", "network", "--steps",
                str(m * iters * 3), "--episodes", str(m), "--seeds", str(seed), "--out", str(out),
-               "--save-batches", *(("--imitate", "none") if warm == "none" else
+               "--save-batches", "--learner-option", "max_kl=0.02",
+               *(("--imitate", "none") if warm == "none" else
                                    ("--imitation-drops", "200", "--imitation-epochs", "2",
                                     "--validation-episodes", "50")),
                timeout=400, env=ONE_THREAD)
@@ -77,10 +78,12 @@ def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
     received = {s: b for k, s, _m, b in summary["received"] if k == "experience"}
     assert sent == received and len(sent) == 3 and min(sent.values()) > 0
 
-    # the controller's update equals a fresh learner's on the same batches, stepped in a
-    # fresh process started as the controller was (torch's state in this test process
-    # depends on the tests before it: a thread count changed and restored at run time does
-    # not sum exactly as one set at start)
+    # the controller's update equals a fresh learner's with the run's learner option on the
+    # same batches (its trust region is twice the default's: without the option the
+    # weights would differ from the first update), stepped in a fresh process started as
+    # the controller was (torch's state in this test process depends on the tests before
+    # it: a thread count changed and restored at run time does not sum exactly as one set
+    # at start)
     with np.load(run / f"batch-{first}.npz") as z:
         assert z["obs"].shape == (m * 3, 15) and z["dones"].sum() == m
     ref = tmp_path / "reference"

@@ -150,6 +150,24 @@ def test_unknown_learner_lists_the_known_ones() -> None:
         registry.make("dqn", None, 0, trains="gaussian")
 
 
+def test_configure_sets_fields_over_the_defaults_and_names_what_is_wrong() -> None:
+    from controller.learners.a2c import A2cConfig
+
+    assert registry.configure("trpo", {}) is None  # the factory's defaults
+    cfg = registry.configure("a2c", {"learning_rate": 1, "value_hidden": [32, 32],
+                                     "optimizer": "adam"})
+    assert cfg == A2cConfig(learning_rate=1.0, value_hidden=(32, 32), optimizer="adam")
+    assert isinstance(cfg.learning_rate, float)
+    with pytest.raises(ValueError, match="a2c option optimizer: expected one of"):
+        registry.configure("a2c", {"optimizer": "sgd"})
+    with pytest.raises(ValueError, match="a2c option value_hidden: expected an array"):
+        registry.configure("a2c", {"value_hidden": 32})
+    with pytest.raises(ValueError, match="learner 'dqn' takes no options"):
+        registry.configure("dqn", {"gamma": 0.9})
+    with pytest.raises(UnknownLearner, match="unknown learner 'ppo'"):
+        registry.configure("ppo", {"gamma": 0.9})
+
+
 def test_net_training_make_learner_is_the_registry_lookup() -> None:
     """Same seed: the registry's learner and make_learner's are the same stream."""
     from controller.learners.experience import make_learner
@@ -163,6 +181,8 @@ def test_net_training_make_learner_is_the_registry_lookup() -> None:
         assert ka == kb and torch.equal(va, vb)
     with pytest.raises(UnknownLearner, match="known: trpo, a2c"):
         make_learner("dqn", pol, 5)
+    c: Any = make_learner("trpo", pol, 5, (("max_kl", 0.03),))  # the run's learner options
+    assert c.cfg.max_kl == 0.03
 
 
 def test_a_generator_seed_is_used_as_is() -> None:

@@ -24,6 +24,8 @@ from controller.evaluation.plots import ewma
 from controller.training.rollout import play
 from controller.training.train import (
     VALIDATION_SEED,
+    SeedTrainer,
+    TrainConfig,
     latest_checkpoint,
     load_checkpoint,
     rng_state,
@@ -291,7 +293,8 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`rrmbed train --resume OUT --steps N` takes the run's own settings (its config.toml:
-    scenario, scheme, M, seeds, warm start) and ends as the uninterrupted run of N steps."""
+    scenario, scheme, M, seeds, warm start, learner options) and ends as the uninterrupted
+    run of N steps."""
     from click.testing import CliRunner
 
     from controller.cli.common import cli
@@ -299,14 +302,17 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
     monkeypatch.setenv(PLOTS_ENV, "0")
     common = ["--scheme", "centralized", "--episodes", "12", "--seeds", "5",
               "--checkpoint-every", "1", "--validation-episodes", "20",
-              "--imitate", "wmmse", "--imitation-drops", "200", "--imitation-epochs", "2"]
+              "--imitate", "wmmse", "--imitation-drops", "200", "--imitation-epochs", "2",
+              "--learner-option", "value_hidden=[16]", "--learner-option", "max_kl=0.02"]
     a, b = tmp_path / "a", tmp_path / "b"
     for out, steps in ((a, "36"), (b, "24")):
         res = CliRunner().invoke(cli, ["train", str(SCENARIO), "--steps", steps,
                                        "--out", str(out), *common])
         assert res.exit_code == 0, res.output
+    assert "[train.learner_options]\nmax_kl = 0.02\nvalue_hidden = [16]" in (
+        b / "config.toml").read_text()
     res = CliRunner().invoke(cli, ["train", "--resume", str(b), "--steps", "36"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0, res.output  # a value net of 16 units: the option came back
     summary = json.loads((b / "summary.json").read_text())
     assert summary["steps_per_seed"] == 36 and summary["iterations_per_seed"] == 3
     assert summary["seeds"][0]["resumed_from_iteration"] == 2
@@ -330,3 +336,31 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
     assert empty.exit_code == 2 and "config.toml" in empty.output
     both = CliRunner().invoke(cli, ["train", str(SCENARIO), "--resume", str(b)])
     assert both.exit_code == 2 and "give no SCENARIO" in both.output
+
+
+def test_learner_options_reach_the_learner_and_change_the_training() -> None:
+    """``TrainConfig.learner_options`` set the learner's config fields; a larger trust region
+    moves the policy further in the same update; a bad option is refused before any run."""
+    from controller.learners.trpo import Trpo
+
+    scenario = load_scenario(SCENARIO)
+    base = TrainConfig("trpo", "centralized", 20, episodes_per_iter=10)
+    wide = TrainConfig("trpo", "centralized", 20, episodes_per_iter=10,
+                       learner_options=(("max_kl", 0.05), ("value_hidden", [16, 8])))
+    trainers = [SeedTrainer(scenario, c, 3) for c in (base, wide)]
+    learners = [t.learner for t in trainers]
+    assert isinstance(learners[1], Trpo)
+    assert learners[1].cfg.max_kl == 0.05 and learners[1].cfg.value_hidden == (16, 8)
+    assert [m.out_features for m in learners[1].value if isinstance(m, torch.nn.Linear)] == [
+        16, 8, 1]
+    assert learners[0].cfg == type(learners[1].cfg)()  # no options: the defaults
+    kl = [t.step()["kl"] for t in trainers]
+    assert 0.005 < kl[0] <= 0.01 < kl[1] <= 0.05, kl
+    with pytest.raises(ValueError, match="has no option 'max_kll'.*known: backtrack_coef"):
+        TrainConfig("trpo", "centralized", 20, learner_options=(("max_kll", 0.05),))
+    with pytest.raises(ValueError, match="trpo option max_kl: expected a number"):
+        TrainConfig("trpo", "centralized", 20, learner_options=(("max_kl", "wide"),))
+    with pytest.raises(ValueError, match="TrpoConfig: max_kl must be > 0"):
+        TrainConfig("trpo", "centralized", 20, learner_options=(("max_kl", 0),))
+    with pytest.raises(ValueError, match=r"M, are the run's \(--episodes\)"):
+        TrainConfig("trpo", "centralized", 20, learner_options=(("episodes_per_iteration", 5),))

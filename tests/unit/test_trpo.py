@@ -313,15 +313,19 @@ def test_the_step_solves_with_the_fisher_of_every_kth_state(k: int, dtype: str,
         assert other @ direction / (np.linalg.norm(other) * np.linalg.norm(direction)) < 1 - 1e-4
 
 
-def test_a_fisher_subsample_below_one_is_refused() -> None:
-    pol = tiny_policy()
-    with pytest.raises(ValueError, match="fisher_subsample"):
-        Trpo(pol, TrpoConfig(fisher_subsample=0), rng_for(0, "trpo"))
-
-
-def test_a_direction_dtype_other_than_float32_or_64_is_refused() -> None:
-    with pytest.raises(ValueError, match="direction_dtype must be 'float32' or 'float64'"):
-        Trpo(tiny_policy(), TrpoConfig(direction_dtype="float16"), rng_for(0, "trpo"))
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("fisher_subsample", 0, "fisher_subsample must be >= 1"),
+    ("direction_dtype", "float16", "direction_dtype must be 'float32' or 'float64'"),
+    ("max_kl", 0.0, "max_kl must be > 0"),
+    ("backtrack_coef", 1.0, "backtrack_coef must be in"),
+    ("gae_lambda", 1.5, "gamma and gae_lambda must be in"),
+    ("value_epochs", 0, "value_lr must be > 0, value_epochs"),
+    ("value_hidden", (256, 0), "value_hidden widths"),
+])
+def test_a_trpo_config_out_of_range_is_refused_naming_the_field(
+        name: str, value: object, says: str) -> None:
+    with pytest.raises(ValueError, match=f"TrpoConfig: {says}"):
+        TrpoConfig(**{name: value})  # type: ignore[arg-type]
 
 
 def test_a_float32_direction_keeps_the_policy_float64_and_inside_the_trust_region() -> None:
