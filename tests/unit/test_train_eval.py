@@ -168,15 +168,17 @@ def test_tiny_training_writes_the_run_directory(tmp_path: Path, plots: str,
     assert on_disk["best_seed"] == best and on_disk["iterations_per_seed"] == 2
 
 
-@pytest.mark.parametrize(("algo", "scheme"), [("trpo", "centralized"), ("a2c", "round-robin")])
+@pytest.mark.parametrize(("algo", "scheme", "options"), [
+    ("trpo", "centralized", {}), ("a2c", "round-robin", {}),
+    ("trpo", "round-robin", {"normalize_returns": True})])
 def test_resumed_checkpoint_gives_the_same_next_update(
-    tmp_path: Path, algo: str, scheme: str
+    tmp_path: Path, algo: str, scheme: str, options: dict[str, object]
 ) -> None:
     radio = radio_3cell()
     m = 12
     per_iter = m * (1 if scheme == "centralized" else radio.n_cells)
     common = dict(seeds=[7], episodes_per_iter=m, progress=False, checkpoint_every=1,
-                  validation_episodes=20, plots=False)
+                  validation_episodes=20, plots=False, learner_options=options)
     # reference: three uninterrupted iterations
     train(SCENARIO, algo, scheme, steps=3 * per_iter, out=tmp_path / "a", **common)  # type: ignore[arg-type]
     # two iterations, stop, then resume from the checkpoint for the third
@@ -199,6 +201,7 @@ def test_resumed_checkpoint_gives_the_same_next_update(
     ck2 = load_checkpoint(tmp_path / "b" / "seed-7" / "checkpoints" / "ckpt-000002.npz")
     moved = max(float(np.abs(ck2[f"policy.{k}"] - wa[k]).max()) for k in wa)
     assert moved > 0.0
+    assert ("value.shift" in ck2) == bool(options)  # V's return statistics are checkpointed
 
 
 # --------------------------------------------------------------------------- evaluation

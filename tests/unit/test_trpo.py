@@ -17,6 +17,7 @@ from channel_server.config import RadioConfig, Scenario, load_scenario
 from channel_server.rates import sum_rate_bps_hz
 from controller.baselines.central import CentralDecider
 from controller.learners.trpo import (
+    NormalizedValue,
     Trpo,
     TrpoConfig,
     conjugate_gradient,
@@ -28,8 +29,9 @@ from controller.learners.trpo import (
     mean_kl,
     natural_step,
     set_flat_params,
+    value_network,
 )
-from controller.training.rollout import collect, make_env, max_power_sum_rate, play
+from controller.training.rollout import Batch, collect, make_env, max_power_sum_rate, play
 from node.agent import BsAgent, chain_priors
 from node.observation import central_dims, full_dims, obs_full, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, seeded_policy
@@ -269,6 +271,48 @@ def test_accepted_update_stays_inside_the_trust_region() -> None:
     variables = learner.get_variables()
     assert set(variables) == set(pol.state_dict())
     np.testing.assert_array_equal(variables["log_std"], pol.log_std.detach().numpy())
+
+
+def test_a_retarget_leaves_v_unchanged_and_sets_the_statistics() -> None:
+    """The first statistics replace the unfitted (0, 1); later ones keep V's outputs."""
+    v = NormalizedValue(value_network(4, (8, 8), 0, torch.float32))
+    obs = torch.as_tensor(rng_for(0, "obs").standard_normal((50, 4)), dtype=torch.float32)
+    net_before = v.net(obs).detach().clone()
+    v.retarget(10.0, 2.0)
+    torch.testing.assert_close(v(obs), net_before * 2.0 + 10.0)
+    before = v(obs).detach().clone()
+    for mean, std in ((30.0, 4.0), (-2.0, 0.5)):
+        v.retarget(mean, std)
+        torch.testing.assert_close(v(obs), before, rtol=1e-5, atol=1e-4)
+        assert (float(v.shift), float(v.scale)) == (mean, std)
+    assert {"shift", "scale", "retargeted"} <= set(v.state_dict())  # in checkpoints
+
+
+def test_normalized_returns_make_the_value_fit_blind_to_the_rewards_scale() -> None:
+    """Single-step episodes (the returns are the rewards): rewards x 100 give the same
+    standardized fit, V x 100 and the same loss; V's statistics are the returns'; without
+    the option the loss is in the rewards' units squared."""
+    rng = rng_for(1, "batch")
+    n = 64
+    obs, act = rng.standard_normal((n, 3)), rng.standard_normal((n, 2))
+    rewards = 5.0 + rng.standard_normal(n)
+    values, losses = [], []
+    for scale in (1.0, 100.0):
+        learner = Trpo(tiny_policy(), TrpoConfig(value_hidden=(16,), normalize_returns=True),
+                       rng_for(0, "trpo"))
+        batch = Batch(obs, act, scale * rewards, np.ones(n, dtype=bool), scale * rewards)
+        losses.append(learner.step(batch)["value_loss"])
+        value = learner.value
+        assert isinstance(value, NormalizedValue)
+        assert float(value.shift) == pytest.approx(scale * rewards.mean(), rel=1e-6)
+        assert float(value.scale) == pytest.approx(scale * rewards.std(), rel=1e-6)
+        with torch.no_grad():
+            values.append(value(torch.as_tensor(obs, dtype=torch.float32)).squeeze(-1).numpy())
+    np.testing.assert_allclose(values[1], 100.0 * values[0], rtol=1e-4)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4) and losses[0] < 10.0  # order one
+    plain = Trpo(tiny_policy(), TrpoConfig(value_hidden=(16,)), rng_for(0, "trpo"))
+    big = Batch(obs, act, 100.0 * rewards, np.ones(n, dtype=bool), 100.0 * rewards)
+    assert plain.step(big)["value_loss"] > 1e3
 
 
 @pytest.mark.parametrize(("k", "dtype", "tol"), [(1, "float64", 1e-7), (4, "float64", 1e-7),
