@@ -83,6 +83,12 @@ class RadioConfig:
     sum_power_constraint: bool = False
     """If true, a BS's K powers share one budget of Pmax (paper 001, Fig. 15: "a
     sum-power constraint of 43 dBm") instead of Pmax each."""
+    feature_center_db: float = 20.0
+    """How a policy sees a channel gain: its full-power SNR in dB enters as
+    ``(SNR - feature_center_db) / feature_scale_db``, clipped to [-3, 3]
+    (:func:`node.observation.gain_features`), dB."""
+    feature_scale_db: float = 20.0
+    """The observation's dB per unit (see ``feature_center_db``), dB."""
 
     @property
     def pmax_w(self) -> float:
@@ -318,6 +324,7 @@ def _validate(s: Scenario, where: str) -> None:
          "radio.n_cells must be 7 for layout '7cell-wrap'"),
         (r.cell_radius_m > r.min_distance_m >= 0, "radio.min_distance_m must be in [0, radius)"),
         (r.d0_m > 0, "radio.d0_m must be > 0"),
+        (r.feature_scale_db > 0, "radio.feature_scale_db must be > 0"),
         (r.bandwidth_hz > 0, "radio.bandwidth_hz must be > 0"),
         (r.slot_s > 0, "radio.slot_s must be > 0"),
         (r.doppler_hz >= 0, "radio.doppler_hz must be >= 0"),

@@ -12,16 +12,16 @@ import numpy as np
 
 from channel_server.config import RadioConfig
 
-SNR_DB_CENTER = 20.0
-SNR_DB_SCALE = 20.0
 FEATURE_CLIP = 3.0
 
 
 def gain_features(gains: np.ndarray, radio: RadioConfig) -> np.ndarray:
-    """Channel gains as full-power SNR in dB, centred and scaled to about [-3, 3]."""
+    """Channel gains as full-power SNR in dB, centred and scaled by the scenario's
+    ``feature_center_db`` and ``feature_scale_db``, clipped to [-3, 3]."""
     snr = gains * (radio.pmax_w / radio.noise_w)
     db = 10.0 * np.log10(np.maximum(snr, 1e-30))
-    return np.clip((db - SNR_DB_CENTER) / SNR_DB_SCALE, -FEATURE_CLIP, FEATURE_CLIP)
+    return np.clip((db - radio.feature_center_db) / radio.feature_scale_db,
+                   -FEATURE_CLIP, FEATURE_CLIP)
 
 
 def full_dims(radio: RadioConfig) -> tuple[int, int]:

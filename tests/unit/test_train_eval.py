@@ -367,3 +367,24 @@ def test_learner_options_reach_the_learner_and_change_the_training() -> None:
         TrainConfig("trpo", "centralized", 20, learner_options=(("max_kl", 0),))
     with pytest.raises(ValueError, match=r"M, are the run's \(--episodes\)"):
         TrainConfig("trpo", "centralized", 20, learner_options=(("episodes_per_iteration", 5),))
+
+
+def test_observation_features_follow_the_scenarios_center_and_scale() -> None:
+    """A gain enters the policy as (full-power SNR dB - feature_center_db) /
+    feature_scale_db, clipped to [-3, 3], own cell first; a scale <= 0 is refused."""
+    import dataclasses
+
+    from channel_server.config import ScenarioError, scenario_from_dict, scenario_to_dict
+
+    radio = radio_3cell()
+    snr_db = np.array([[35.0, -10.0, 5.0], [80.0, 20.0, -60.0]])  # (K, B) of one BS
+    gains = 10.0 ** (snr_db / 10.0) * radio.noise_w / radio.pmax_w
+    for center, scale in ((20.0, 20.0), (-10.0, 5.0)):
+        moved = dataclasses.replace(radio, feature_center_db=center, feature_scale_db=scale)
+        want = np.clip((snr_db - center) / scale, -3.0, 3.0)[:, [1, 2, 0]].reshape(-1)
+        np.testing.assert_allclose(obs_full(gains, 1, moved), want, rtol=1e-12, atol=1e-12)
+    assert radio.feature_center_db == 20.0 and radio.feature_scale_db == 20.0
+    table = scenario_to_dict(load_scenario(SCENARIO))
+    table["radio"]["feature_scale_db"] = 0.0
+    with pytest.raises(ScenarioError, match="radio.feature_scale_db must be > 0"):
+        scenario_from_dict(table, "bad.toml")
