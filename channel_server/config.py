@@ -89,6 +89,10 @@ class RadioConfig:
     (:func:`node.observation.gain_features`), dB."""
     feature_scale_db: float = 20.0
     """The observation's dB per unit (see ``feature_center_db``), dB."""
+    action_map: Literal["clip", "sigmoid", "log"] = "clip"
+    """How a policy's raw Gaussian action becomes a power fraction in [0, 1]
+    (:func:`node.policy_spec.power_fraction`): clipped (paper 001's reading), squashed by
+    a sigmoid, or as a log-power (raw 0..1 spans -30..0 dB)."""
 
     @property
     def pmax_w(self) -> float:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from node.policy_spec import ActionMode, PolicyConfig, check_fits, clip_fraction, initial_arrays
+from node.policy_spec import ActionMode, PolicyConfig, check_fits, initial_arrays, power_fraction
 
-__all__ = ["ActionMode", "GaussianPolicy", "PolicyConfig", "clip_fraction", "load_arrays",
+__all__ = ["ActionMode", "GaussianPolicy", "PolicyConfig", "load_arrays", "power_fraction",
            "mlp", "save_weights", "seeded_policy", "state_arrays"]
 
 def mlp(sizes: list[int], out_gain: float = 1.0) -> nn.Sequential:
@@ -61,7 +61,7 @@ class GaussianPolicy(nn.Module):
         ``noise`` is standard normal of shape (..., act_dim), drawn by the caller from
         its own seeded generator, so every runner draws the same numbers.
         Returns the raw Gaussian action (what a learner needs for log-probabilities);
-        :func:`clip_fraction` turns it into a feasible power fraction.
+        :func:`power_fraction` turns it into a feasible power fraction.
         """
         mean, log_std = self(torch.as_tensor(obs, dtype=torch.float64))
         raw = mean

@@ -75,9 +75,48 @@ def check_fits(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
         raise ValueError(f"weights do not fit the policy: {', '.join(wrong)}")
 
 
-def clip_fraction(raw: np.ndarray) -> np.ndarray:
-    """Map a raw Gaussian action to a feasible power fraction in [0, 1]."""
-    return np.clip(raw, 0.0, 1.0)
+ActionMap = Literal["clip", "sigmoid", "log"]
+LOG_MAP_SPAN_DB = 30.0
+"""The ``log`` map's dB per unit of raw action: raw 1 is full power, raw 0 is -30 dB."""
+LOG_MAP_FLOOR = 1e-9
+"""The smallest fraction the ``log`` map's inverse reaches for (0 W: -90 dB)."""
+SIGMOID_MAP_FLOOR = 1e-3
+"""The ``sigmoid`` map's inverse takes fractions within [this, 1 - this] (raw +-6.9)."""
+
+
+def power_fraction(raw: np.ndarray, how: str = "clip") -> np.ndarray:
+    """A raw Gaussian action as a feasible power fraction in [0, 1] (``radio.action_map``):
+
+    * ``clip``: ``clip(raw, 0, 1)``: what paper 001's clipped Gaussian reads as;
+    * ``sigmoid``: ``1 / (1 + exp(-raw))``, a squashed Gaussian (never exactly 0 or 1);
+    * ``log``: ``10^(3 (raw - 1))`` up to 1, a log-power: raw 0..1 spans -30..0 dB.
+    """
+    if how == "clip":
+        return np.clip(raw, 0.0, 1.0)
+    if how == "sigmoid":
+        out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(raw)))  # no overflow
+        return out
+    if how == "log":
+        db = LOG_MAP_SPAN_DB * (np.minimum(raw, 1.0) - 1.0)
+        frac: np.ndarray = np.power(10.0, db / 10.0)
+        return frac
+    raise ValueError(f"unknown action map {how!r}; known: clip, sigmoid, log")
+
+
+def raw_action(fraction: np.ndarray, how: str = "clip") -> np.ndarray:
+    """The raw action that :func:`power_fraction` maps to ``fraction`` (the imitation
+    warm start's targets); fractions the map cannot reach are taken at its nearest reach
+    (0 W: -90 dB for ``log``, 0.001 from 0 or 1 for ``sigmoid``)."""
+    f = np.asarray(fraction, dtype=np.float64)
+    if how == "clip":
+        return np.clip(f, 0.0, 1.0)
+    if how == "sigmoid":
+        f = np.clip(f, SIGMOID_MAP_FLOOR, 1.0 - SIGMOID_MAP_FLOOR)
+        out: np.ndarray = np.log(f / (1.0 - f))
+        return out
+    if how == "log":
+        return 1.0 + 10.0 * np.log10(np.clip(f, LOG_MAP_FLOOR, 1.0)) / LOG_MAP_SPAN_DB
+    raise ValueError(f"unknown action map {how!r}; known: clip, sigmoid, log")
 
 
 def fit_bs_budget(fractions: np.ndarray) -> np.ndarray:

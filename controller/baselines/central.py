@@ -16,7 +16,7 @@ from channel_server.config import Scenario
 from controller.baselines.batch import fp_powers, optimum_powers, wmmse_powers
 from node.agent import scheme_of
 from node.observation import obs_central
-from node.policy_spec import clip_fraction, fit_bs_budget
+from node.policy_spec import fit_bs_budget, power_fraction
 from protocols.seeding import rng_for
 
 if TYPE_CHECKING:
@@ -82,7 +82,8 @@ class PolicyDecider:
                  if self.action_mode == "sample" else None)
         raw = self.policy.act(obs, self.action_mode, noise)  # type: ignore[arg-type]
         self.last_obs, self.last_raw = obs, raw
-        frac = clip_fraction(raw).reshape(gains.shape[0], radio.n_cells, radio.users_per_cell)
+        frac = power_fraction(raw, radio.action_map).reshape(gains.shape[0], radio.n_cells,
+                                                            radio.users_per_cell)
         if radio.sum_power_constraint:
             frac = fit_bs_budget(frac)
         out: np.ndarray = frac * radio.pmax_w

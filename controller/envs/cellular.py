@@ -10,7 +10,7 @@ BS node sees in ``rrmbed run``:
   starts the next episode on the air's next drop (episode i does not depend on how long
   the earlier ones ran).
 * **action** (Box ``[0, 1]^K``, float32): the BS's power fractions for its K users; powers
-  are ``clip_fraction(a) * radio.pmax_w`` watts, and with ``radio.sum_power_constraint`` a
+  are ``power_fraction(a) * radio.pmax_w`` watts, and with ``radio.sum_power_constraint`` a
   BS's fractions are first scaled into one budget (``fit_bs_budget``), as a BS node does.
 * **reward**: the slot's network sum-rate ``sum_rate_bps_hz`` (bit/s/Hz), the same for
   every BS: what the cellular learners maximize (``controller.training.rollout``).
@@ -62,7 +62,7 @@ from node.observation import (
     obs_full,
     obs_round_robin,
 )
-from node.policy_spec import clip_fraction, fit_bs_budget
+from node.policy_spec import fit_bs_budget, power_fraction
 from protocols.seeding import rng_for
 
 OPTIONS = ("api", "max_cycles", *NETWORK_OPTIONS)
@@ -91,7 +91,7 @@ def make_env(scenario: Scenario, seed: int = 0, **options: Any) -> Any:
 
 def fractions_of(action: Any, radio: RadioConfig) -> np.ndarray:
     """A BS's action -> its feasible power fractions ``(K,)`` (the node's rule)."""
-    frac = clip_fraction(np.asarray(action, dtype=np.float64).reshape(radio.users_per_cell))
+    frac = power_fraction(np.asarray(action, dtype=np.float64).reshape(radio.users_per_cell))
     return fit_bs_budget(frac) if radio.sum_power_constraint else frac
 
 

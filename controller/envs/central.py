@@ -14,7 +14,7 @@ It plays the problem ``rrmbed train --scheme centralized`` trains, on the same p
   TRPO policy sees (:class:`controller.baselines.central.PolicyDecider`).
 * **action** (``float32``, shape ``(B*K,)``, Box ``[0, 1]``): the power fraction of every
   link, flattened BS-major (``a[b*K + k]`` for user ``k`` of BS ``b``). Powers are
-  ``clip_fraction(a) * radio.pmax_w`` watts, as the testbed maps its policy's raw Gaussian
+  ``power_fraction(a) * radio.pmax_w`` watts, as the testbed maps its policy's raw Gaussian
   action (a Gaussian policy whose samples SB3 clips to the Box is that policy); in a
   scenario with ``radio.sum_power_constraint`` a BS's fractions are first scaled down to one
   budget (``fit_bs_budget``), as the deployed decider does.
@@ -54,7 +54,7 @@ from channel_server.air import Air
 from channel_server.config import Scenario, load_scenario
 from channel_server.rates import sum_rate_bps_hz
 from node.observation import FEATURE_CLIP, central_dims, obs_central
-from node.policy_spec import clip_fraction, fit_bs_budget
+from node.policy_spec import fit_bs_budget, power_fraction
 from protocols.plugins import resolve as resolve_ref
 from protocols.seeding import rng_for
 
@@ -107,7 +107,7 @@ class CentralPowerEnv(gym.Env[ObsArray, npt.NDArray[np.float32]]):
     def powers_w(self, action: Any) -> Array:
         """Powers (B, K) in watts of an action of B*K fractions."""
         r = self.radio
-        frac = clip_fraction(np.asarray(action, dtype=np.float64))
+        frac = power_fraction(np.asarray(action, dtype=np.float64))
         frac = frac.reshape(r.n_cells, r.users_per_cell)
         if r.sum_power_constraint:
             frac = fit_bs_budget(frac)

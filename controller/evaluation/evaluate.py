@@ -56,7 +56,7 @@ from controller.baselines.wmmse import IterInfo
 from controller.training.rollout import Variant, scheme_for, variant_dims
 from node.observation import obs_central, obs_full, obs_round_robin, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays
-from node.policy_spec import clip_fraction, fit_bs_budget, read_weights
+from node.policy_spec import fit_bs_budget, power_fraction, read_weights
 from node.schemes import Scheme
 from node.schemes.cellular import classical
 from protocols.seeding import rng_for
@@ -143,10 +143,10 @@ def policy_fractions(
     exchange = scheme_for(scheme).exchange
     if exchange == "central":
         raw = policy.act(obs_central(gains, radio), "mean")
-        return clip_fraction(raw).reshape(m, b_n, k_n)
+        return power_fraction(raw, radio.action_map).reshape(m, b_n, k_n)
     if exchange == "none":
         obs = np.stack([obs_full(gains[:, b], b, radio) for b in range(b_n)], axis=1)
-        return clip_fraction(policy.act(obs, "mean"))
+        return power_fraction(policy.act(obs, "mean"), radio.action_map)
     if exchange == "chain":
         orders = rng.permuted(np.tile(np.arange(b_n), (m, 1)), axis=1)
         rows = np.arange(m)
@@ -159,7 +159,7 @@ def policy_fractions(
                 idx = acting == b
                 if idx.any():
                     obs[idx] = obs_round_robin(gains[idx, b], b, prior[idx], chosen[idx], radio)
-            prior[rows, acting] = clip_fraction(policy.act(obs, "mean"))
+            prior[rows, acting] = power_fraction(policy.act(obs, "mean"), radio.action_map)
             chosen[rows, acting] = 1.0
         return prior
     raise ValueError(f"unknown scheme {scheme!r}")

@@ -3,9 +3,10 @@
 Issue 13 lists "a warm start by imitating WMMSE" among what may make the 7-cell
 round-robin policy learn. The teacher is any cellular scheme with a batch allocator (FP,
 WMMSE, ...). On ``drops`` fresh channel realizations the teacher's powers are computed with
-the full channel, and the policy's mean network is fitted by least squares to the teacher's
-power fractions ``p / Pmax`` (in [0, 1], where :func:`node.policy_spec.clip_fraction` is the
-identity), from the observations the scheme's deciding entity sees:
+the full channel, and the policy's mean network is fitted by least squares to the raw
+actions that give the teacher's power fractions ``p / Pmax``
+(:func:`node.policy_spec.raw_action`: the fractions themselves for the ``clip`` action
+map), from the observations the scheme's deciding entity sees:
 
 * ``central`` (the centralized scheme): the whole channel -> every user's fraction;
 * ``none`` (fully decentralized): each BS's own CSI slice -> its K fractions;
@@ -33,6 +34,7 @@ from channel_server.config import Scenario
 from controller.training.rollout import walk_chain
 from node.observation import obs_central, obs_full
 from node.policy import GaussianPolicy
+from node.policy_spec import raw_action
 from node.schemes import SCHEMES, Scheme
 from node.schemes.cellular import KIND, classical
 
@@ -153,7 +155,7 @@ def imitate(policy: GaussianPolicy, exchange: str, scenario: Scenario, cfg: Imit
     gains = Air(radio, air_seed, episodes=cfg.drops).reset().copy()
     fractions = teacher_fractions(scenario, cfg.teacher, gains, rng)
     obs, targets = dataset(exchange, scenario, gains, fractions, rng)
-    mse = fit_mean(policy, obs, targets, cfg, rng)
+    mse = fit_mean(policy, obs, raw_action(targets, radio.action_map), cfg, rng)
     teacher_rate = float(sum_rate_bps_hz(gains, fractions * radio.pmax_w, radio.noise_w).mean())
     return {"teacher": cfg.teacher, "drops": cfg.drops, "samples": int(obs.shape[0]),
             "epochs": cfg.epochs, "mse_per_epoch": mse,

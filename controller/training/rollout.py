@@ -17,7 +17,7 @@ so a policy trained here runs unchanged in the network runner:
   sum-rate.
 
 Rewards are the network sum-rate in bit/s/Hz (multiply by ``radio.bandwidth_hz`` for
-bit/s). A power is ``clip_fraction(raw) * radio.pmax_w``; the batch keeps the raw
+bit/s). A power is ``power_fraction(raw, radio.action_map) * radio.pmax_w``; the batch keeps the raw
 Gaussian action, which the learners need for log-probabilities. All randomness is
 from the air's own seeded streams and the generator passed in.
 """
@@ -44,7 +44,8 @@ from node.observation import (
     obs_round_robin,
     round_robin_dims,
 )
-from node.policy import ActionMode, GaussianPolicy, PolicyConfig, clip_fraction
+from node.policy import ActionMode, GaussianPolicy, PolicyConfig
+from node.policy_spec import power_fraction
 from node.schemes import Scheme
 from node.schemes.cellular import trainable
 
@@ -170,14 +171,15 @@ def play(
     if exchange == "central":
         obs = obs_central(gains, radio)
         raw = policy.act(obs, mode, _noise(rng, (m, b_n * k_n), mode))
-        frac = clip_fraction(raw).reshape(m, b_n, k_n)
+        frac = power_fraction(raw, radio.action_map).reshape(m, b_n, k_n)
         rate = sum_rate_bps_hz(gains, frac * watts, radio.noise_w)
         return Batch(obs, raw, rate.copy(), np.ones(m, dtype=bool), rate)
 
     if exchange == "none":
         obs = np.stack([obs_full(gains[:, b], b, radio) for b in range(b_n)], axis=1)
         raw = policy.act(obs, mode, _noise(rng, (m, b_n, k_n), mode))  # (M, B, K)
-        rate = sum_rate_bps_hz(gains, clip_fraction(raw) * watts, radio.noise_w)
+        rate = sum_rate_bps_hz(gains, power_fraction(raw, radio.action_map) * watts,
+                               radio.noise_w)
         return Batch(
             obs.reshape(m * b_n, -1),
             raw.reshape(m * b_n, k_n),
@@ -230,7 +232,7 @@ def walk_chain(gains: Array, radio: RadioConfig, rng: np.random.Generator,
                                                     radio)
         raw = decide(obs_steps[:, n], acting)
         raw_steps[:, n] = raw
-        prior[rows, acting] = clip_fraction(raw)
+        prior[rows, acting] = power_fraction(raw, radio.action_map)
         chosen[rows, acting] = 1.0
     return orders, obs_steps, raw_steps, prior
 

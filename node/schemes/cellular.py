@@ -15,7 +15,7 @@ import numpy as np
 
 from node.mlp import forward, layers_of
 from node.observation import central_dims, full_dims, obs_full, obs_round_robin, round_robin_dims
-from node.policy_spec import ActionMode, PolicyConfig, check_fits, clip_fraction, initial_arrays
+from node.policy_spec import ActionMode, PolicyConfig, check_fits, initial_arrays, power_fraction
 from node.schemes.registry import SCHEMES, Scheme, register
 from protocols.seeding import rng_for
 
@@ -53,7 +53,7 @@ class RandomPower(MaxPower):
 
 
 class PolicyActor:
-    """A Gaussian policy at the BS: observation -> raw action -> clipped fraction. It acts
+    """A Gaussian policy at the BS: observation -> raw action -> power fraction. It acts
     in numpy (:mod:`node.mlp`) on the policy's named arrays: its seed's untrained ones
     (:func:`node.policy_spec.initial_arrays`, no torch in a node process), those of
     ``policy`` when given, then each broadcast's."""
@@ -101,7 +101,7 @@ class PolicyActor:
         self.last_obs = obs
         mean = forward(self.layers, obs, "elu")
         self.last_raw = mean if noise is None else mean + self.std * noise
-        return clip_fraction(self.last_raw)
+        return power_fraction(self.last_raw, self.radio.action_map)
 
 
 class FullPolicy(PolicyActor):

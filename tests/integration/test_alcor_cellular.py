@@ -88,7 +88,7 @@ def test_alcor_over_a_trained_policy_on_both_runners(tmp_path: Path) -> None:
     runner (real BS processes uploading their CSI) equals the in-memory pump."""
     from node.agent import policy_with_weights
     from node.observation import obs_central
-    from node.policy_spec import clip_fraction
+    from node.policy_spec import power_fraction
     from protocols.weights import read_arrays
 
     weights = seeded_weights(tmp_path / "w.npz", "centralized", SC, 7)
@@ -102,7 +102,7 @@ def test_alcor_over_a_trained_policy_on_both_runners(tmp_path: Path) -> None:
 
     def allocate(g: np.ndarray) -> np.ndarray:
         raw = policy.act(obs_central(g[None], s.radio), "mean", None)
-        return np.asarray(clip_fraction(raw)).reshape(B, K) * s.radio.pmax_w
+        return np.asarray(power_fraction(raw)).reshape(B, K) * s.radio.pmax_w
 
     replay(rows, 4, allocate)
 

@@ -4,6 +4,7 @@ solves, hand-written KL and GAE), plus a short seeded training smoke test."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from controller.training.rollout import Batch, collect, make_env, max_power_sum_
 from node.agent import BsAgent, chain_priors
 from node.observation import central_dims, full_dims, obs_full, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, seeded_policy
+from node.policy_spec import power_fraction, raw_action
 from protocols.seeding import rng_for
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "3cell-k2.toml"
@@ -421,13 +423,40 @@ def test_centralized_trpo_improves_sum_rate_in_ten_iterations() -> None:
 # network runner's decision logic (node.agent.BsAgent, controller.baselines.central), slot by slot.
 
 
-def _scenario_and_gains(episodes: int) -> tuple[Scenario, np.ndarray]:
+MAPS = {"clip": lambda r: np.clip(r, 0.0, 1.0),
+        "sigmoid": lambda r: 1.0 / (1.0 + np.exp(-r)),
+        "log": lambda r: 10.0 ** (3.0 * (np.minimum(r, 1.0) - 1.0))}
+"""The action maps of ``radio.action_map``, written out again."""
+
+
+def _scenario_and_gains(episodes: int, action_map: str = "clip") -> tuple[Scenario, np.ndarray]:
     scenario = load_scenario(SCENARIO)
+    scenario = dataclasses.replace(
+        scenario, radio=dataclasses.replace(scenario.radio, action_map=action_map))
     return scenario, Air(scenario.radio, seed=7, episodes=episodes).reset()
 
 
-def test_round_robin_batch_matches_the_node_chain() -> None:
-    scenario, gains = _scenario_and_gains(12)
+def test_power_fraction_maps_and_their_inverses() -> None:
+    raw = np.array([-1000.0, -2.0, -0.3, 0.0, 0.25, 0.5, 1.0, 1.7, 1000.0])
+    reach = {"clip": [0.0, 0.2, 0.5, 1.0], "sigmoid": [1e-3, 0.2, 0.5, 0.999],
+             "log": [1e-9, 1e-3, 0.2, 0.5, 1.0]}
+    for how, f in MAPS.items():
+        with np.errstate(over="ignore"):
+            np.testing.assert_allclose(power_fraction(raw, how), f(raw), rtol=1e-12, atol=0)
+        inside = np.array(reach[how])
+        np.testing.assert_allclose(power_fraction(raw_action(inside, how), how), inside,
+                                   rtol=1e-9)
+    assert power_fraction(np.array(0.0), "log") == pytest.approx(1e-3)  # raw 0: -30 dB
+    assert raw_action(np.array(0.0), "log") == pytest.approx(-2.0)  # 0 W: -90 dB
+    assert raw_action(np.array(1.0), "sigmoid") == pytest.approx(np.log(999.0))
+    for bad in (power_fraction, raw_action):
+        with pytest.raises(ValueError, match="unknown action map 'tanh'; known: clip"):
+            bad(raw, "tanh")
+
+
+@pytest.mark.parametrize("action_map", ["clip", "sigmoid", "log"])
+def test_round_robin_batch_matches_the_node_chain(action_map: str) -> None:
+    scenario, gains = _scenario_and_gains(12, action_map)
     radio = scenario.radio
     b_n, k_n = radio.n_cells, radio.users_per_cell
     pol = seeded_policy(PolicyConfig(*round_robin_dims(radio)), 4)
@@ -464,8 +493,9 @@ def test_round_robin_batch_matches_the_node_chain() -> None:
     assert len(orders) > 1  # the order really is drawn per episode
 
 
-def test_full_and_centralized_batches_match_the_node_and_controller() -> None:
-    scenario, gains = _scenario_and_gains(16)
+@pytest.mark.parametrize("action_map", ["clip", "sigmoid", "log"])
+def test_full_and_centralized_batches_match_the_node_and_controller(action_map: str) -> None:
+    scenario, gains = _scenario_and_gains(16, action_map)
     radio = scenario.radio
     b_n = radio.n_cells
     pol_full = seeded_policy(PolicyConfig(*full_dims(radio)), 5)
@@ -485,7 +515,7 @@ def test_full_and_centralized_batches_match_the_node_and_controller() -> None:
     )
     # sampled actions: the stored raw actions reproduce the reward
     batch = play(pol_c, "centralized", gains, radio, rng_for(3, "y"), mode="sample")
-    p_s = np.clip(batch.actions, 0.0, 1.0).reshape(16, b_n, -1) * radio.pmax_w
+    p_s = MAPS[action_map](batch.actions).reshape(16, b_n, -1) * radio.pmax_w
     np.testing.assert_allclose(
         batch.rewards, sum_rate_bps_hz(gains, p_s, radio.noise_w), rtol=1e-12
     )
