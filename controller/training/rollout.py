@@ -17,8 +17,8 @@ so a policy trained here runs unchanged in the network runner:
   sum-rate.
 
 Rewards are the network sum-rate in bit/s/Hz (multiply by ``radio.bandwidth_hz`` for
-bit/s). A power is ``power_fraction(raw, radio.action_map) * radio.pmax_w``; the batch keeps the raw
-Gaussian action, which the learners need for log-probabilities. All randomness is
+bit/s). A power is ``power_fraction(raw, radio.action_map) * radio.pmax_w``; the batch
+keeps the raw Gaussian action, which the learners need for log-probabilities. All randomness is
 from the air's own seeded streams and the generator passed in.
 """
 

@@ -395,9 +395,9 @@ def read_curve(path: Path) -> dict[str, Array]:
 
 def _config_toml(scenario: Scenario, cfg: TrainConfig, seeds: Sequence[int]) -> str:
     run = {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
-    run["learner_options"] = dict(cfg.learner_options)  # a table (dropped when empty)
-    if not cfg.learner_options:
-        del run["learner_options"]
+    run.pop("learner_options")  # pairs, written as a table when there are any
+    if cfg.learner_options:
+        run["learner_options"] = dict(cfg.learner_options)
     run["seeds"] = ", ".join(str(s) for s in seeds)  # to_toml writes scalars only
     return to_toml({"train": run, **scenario_to_dict(scenario)})
 
