@@ -434,6 +434,11 @@ def keys_cmd(directory: Path, scenario: Path, sets: tuple[str, ...]) -> None:
                    "controller/learners/), for ablations: max_kl=0.02, gae_lambda=1.0, "
                    "value_hidden=[64,64]; repeatable. An unknown key lists the known ones; "
                    "the run's config.toml keeps them for --resume.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a scenario field for the run, e.g. --set radio.action_map=clip "
+                   "(paper 001's clipped linear powers), --set "
+                   "radio.noise_psd_dbm_hz=-164; repeatable. The run keeps the resolved "
+                   "scenario (config.toml, scenario.toml) for --resume.")
 @click.option("--history", is_flag=True,
               help="Network runner: every process logs its messages to OUT/seed-<s>/history/ "
                    "(check with `rrmbed history OUT/seed-<s>`).")
@@ -451,8 +456,8 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
           ray_retries: int, out: Path | None, weights: Path | None,
           save_batches: bool, checkpoint_every: int, validation_episodes: int,
           user_selection: bool, teacher: str, imitation_drops: int,
-          imitation_epochs: int, learner_option: tuple[str, ...], history: bool,
-          resume_dir: Path | None, controller_restarts: int) -> None:
+          imitation_epochs: int, learner_option: tuple[str, ...], sets: tuple[str, ...],
+          history: bool, resume_dir: Path | None, controller_restarts: int) -> None:
     """Train a paper-001 policy for SCHEME with a registered learner (--algo); writes
     weights (a weights file with a header: scheme, kind, dims, algo, steps) and curves.
 
@@ -467,9 +472,9 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
     from controller.evaluation.results import print_summary
 
     if resume_dir is not None:
-        if scenario is not None:
+        if scenario is not None or sets:
             raise click.UsageError("--resume RUN_DIR takes the run's own settings: give no "
-                                   "SCENARIO")
+                                   "SCENARIO or --set")
         from controller.deploy.launcher import RUN_FILE
 
         if not (resume_dir / RUN_FILE).exists():  # a local run's OUT folder
@@ -491,7 +496,7 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
         raise click.UsageError("missing SCENARIO (or --resume RUN_DIR)")
     seed_list = seed_list_of(seeds)
     sweep = sweep_config(backend, address, ray_retries)
-    sc = resolve_scenario(scenario, ())
+    sc = resolve_scenario(scenario, sets)
     out = out or Path("runs") / f"train-{sc.name}-{scheme}-{algo}-{runner}"
     from controller.training.imitation import ImitationConfig, resolve_teacher
 
@@ -515,7 +520,7 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
         if weights is not None:
             raise click.UsageError("--weights is the network runner's: the local runner "
                                    "starts from the seed's weights or a warm start (--imitate)")
-        train_local(scenario, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
+        train_local(sc, algo, scheme, steps, seed_list, out, episodes_per_iter, True,
                     checkpoint_every=checkpoint_every, sweep_config=sweep, say=click.echo,
                     validation_episodes=validation_episodes, user_selection=user_selection,
                     imitation=imitation, learner_options=options)
@@ -536,7 +541,7 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
             start = warm_start_weights(sc, algo, scheme, imitation, seed,
                                        out / f"seed-{seed}", validation_episodes)
         summaries.append(execute(scenario, scheme, "network", slots, seed, out / f"seed-{seed}",
-                                 (), start, {"train": {"algo": algo, "episodes_per_iter": m,
+                                 sets, start, {"train": {"algo": algo, "episodes_per_iter": m,
                                                          "save_batches": save_batches,
                                                          "scheme": scheme,
                                                          "checkpoint_every": checkpoint_every,

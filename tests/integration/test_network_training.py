@@ -47,7 +47,8 @@ for v in range(first, first + iters):
 
 @pytest.mark.parametrize("warm", ["none", "fp"])
 def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
-    """The paper's recipe (``--imitate none``: the nodes' seeded weights are version 0) and
+    """The paper's recipe (``--imitate none --set radio.action_map=clip``: the nodes' seeded
+    weights are version 0, their powers clipped linearly) and
     the default warm start (``fp`` for round-robin: its imitated weights are version 1,
     the nodes' and the learner's first)."""
     scheme, m, iters, seed = "round-robin", 12, 3, 5
@@ -56,7 +57,7 @@ def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
     r = rrmbed("train", str(S3), "--scheme", scheme, "--runner", "network", "--steps",
                str(m * iters * 3), "--episodes", str(m), "--seeds", str(seed), "--out", str(out),
                "--save-batches", "--learner-option", "max_kl=0.02",
-               *(("--imitate", "none") if warm == "none" else
+               *(("--imitate", "none", "--set", "radio.action_map=clip") if warm == "none" else
                                    ("--imitation-drops", "200", "--imitation-epochs", "2",
                                     "--validation-episodes", "50")),
                timeout=400, env=ONE_THREAD)
@@ -65,6 +66,9 @@ def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["slots"] == m * iters and not summary["errors"]
     assert (run / "warm-start.npz").exists() == (warm != "none")
+    # the paper's recipe, clipped linear powers: the processes read the overridden scenario
+    want_map = "clip" if warm == "none" else "log"
+    assert f'action_map = "{want_map}"' in (run / "scenario.toml").read_text()
 
     # every node's weights version advanced with each iteration, from the warm start's
     # version 1 where there is one (the last update lands after the final slot)

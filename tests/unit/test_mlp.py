@@ -14,7 +14,7 @@ from channel_server.kinds import resolve
 from node.agent import BsAgent
 from node.mlp import forward, layers_of
 from node.policy import GaussianPolicy, load_arrays, seeded_policy, state_arrays
-from node.policy_spec import PolicyConfig, initial_arrays
+from node.policy_spec import PolicyConfig, initial_arrays, power_fraction
 from tests.helpers import S3
 
 
@@ -65,7 +65,7 @@ def test_a_bs_acts_with_the_weights_it_received() -> None:
     after = agent.fractions(csi)
     torch_policy = GaussianPolicy(PolicyConfig(6, 2))
     load_arrays(torch_policy, other)
-    want = np.clip(torch_policy.act(agent.last_obs, "mean"), 0.0, 1.0)
+    want = power_fraction(torch_policy.act(agent.last_obs, "mean"), sc.radio.action_map)
     assert agent.version == 1 and not np.allclose(before, after)
     np.testing.assert_allclose(after, want, rtol=1e-12)
     other["mean_net.2.weight"] = other["mean_net.2.weight"][:, :5]  # a broadcast that does

@@ -97,7 +97,8 @@ def test_the_unmodified_copy_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize("base", ["3cell-k2", "7cell-k8"])
 def test_thermal_variant_is_its_base_at_thermal_noise(base: str) -> None:
     """scenarios/<base>-thermal.toml differs from <base>.toml only in its noise PSD
-    (-174 dBm/Hz instead of Table I's -150), its name and its description."""
+    (-174 dBm/Hz instead of Table I's -150), its name, its description and, for 7cell-k8, its
+    action map (clip, which won at thermal noise, against the base's log-power)."""
     import dataclasses
 
     from tests.helpers import SCENARIOS
@@ -109,5 +110,7 @@ def test_thermal_variant_is_its_base_at_thermal_noise(base: str) -> None:
     assert thermal.name == f"{base}-thermal"
     same = dataclasses.replace(thermal, name=plain.name, description=plain.description,
                                source=plain.source,
-                               radio=dataclasses.replace(thermal.radio, noise_psd_dbm_hz=-150.0))
+                               radio=dataclasses.replace(thermal.radio, noise_psd_dbm_hz=-150.0,
+                                                         action_map=plain.radio.action_map))
     assert same == plain
+    assert thermal.radio.action_map == ("clip" if base == "7cell-k8" else "log")

@@ -34,7 +34,7 @@ from controller.training.train import (
 )
 from node.observation import central_dims, full_dims, obs_central, obs_full, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, save_weights, seeded_policy
-from node.policy_spec import read_weights
+from node.policy_spec import power_fraction, read_weights
 from protocols.seeding import rng_for
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "3cell-k2.toml"
@@ -156,7 +156,8 @@ def test_tiny_training_writes_the_run_directory(tmp_path: Path, plots: str,
                 obs = np.clip((10 * np.log10(own * radio.pmax_w / radio.noise_w) - 20) / 20,
                               -3, 3).reshape(-1)
                 with torch.no_grad():
-                    fr[b] = np.clip(policy.mean_net(torch.as_tensor(obs)).numpy(), 0, 1)
+                    fr[b] = power_fraction(policy.mean_net(torch.as_tensor(obs)).numpy(),
+                                           radio.action_map)
             rates.append(loop_sum_rate(val_gains[e], fr * radio.pmax_w, radio.noise_w))
         assert by_seed[s]["validation_sum_rate_bps_hz"] == pytest.approx(np.mean(rates),
                                                                          rel=1e-9)
@@ -242,8 +243,8 @@ def test_evaluate_orders_optimum_first_and_matches_direct_computations(tmp_path:
     assert methods["max-power"]["mean_sum_rate_bps_hz"] == pytest.approx(mp, rel=1e-12)
     central = seeded_policy(PolicyConfig(*central_dims(radio)), 1)
     with torch.no_grad():
-        frac = np.clip(central.mean_net(torch.as_tensor(obs_central(gains, radio))).numpy(),
-                       0, 1).reshape(n, 3, 2)
+        frac = power_fraction(central.mean_net(torch.as_tensor(obs_central(gains, radio)))
+                              .numpy(), radio.action_map).reshape(n, 3, 2)
     cen = np.mean([loop_sum_rate(gains[e], frac[e] * radio.pmax_w, radio.noise_w)
                    for e in range(n)])
     assert methods["centralized"]["mean_sum_rate_bps_hz"] == pytest.approx(cen, rel=1e-12)
@@ -287,8 +288,8 @@ def test_round_robin_evaluation_equals_the_rollout_with_the_same_orders() -> Non
     pf = seeded_policy(PolicyConfig(*full_dims(radio)), 2)
     ff = policy_fractions(pf, "full", gains, radio, rng_for(1, "order"))
     with torch.no_grad():
-        want = np.clip(pf.mean_net(torch.as_tensor(obs_full(gains[:, 1], 1, radio))).numpy(),
-                       0, 1)
+        want = power_fraction(pf.mean_net(torch.as_tensor(obs_full(gains[:, 1], 1, radio)))
+                              .numpy(), radio.action_map)
     np.testing.assert_allclose(ff[:, 1], want, rtol=1e-15)
 
 
@@ -296,8 +297,8 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`rrmbed train --resume OUT --steps N` takes the run's own settings (its config.toml:
-    scenario, scheme, M, seeds, warm start, learner options) and ends as the uninterrupted
-    run of N steps."""
+    scenario with its --set overrides, scheme, M, seeds, warm start, learner options) and
+    ends as the uninterrupted run of N steps."""
     from click.testing import CliRunner
 
     from controller.cli.common import cli
@@ -307,13 +308,19 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
               "--checkpoint-every", "1", "--validation-episodes", "20",
               "--imitate", "wmmse", "--imitation-drops", "200", "--imitation-epochs", "2",
               "--learner-option", "value_hidden=[16]", "--learner-option", "max_kl=0.02"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    for out, steps in ((a, "36"), (b, "24")):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    clip = ["--set", "radio.action_map=clip"]  # the file says log
+    for out, steps, sets in ((a, "36", clip), (b, "24", clip), (c, "36", [])):
         res = CliRunner().invoke(cli, ["train", str(SCENARIO), "--steps", steps,
-                                       "--out", str(out), *common])
+                                       "--out", str(out), *common, *sets])
         assert res.exit_code == 0, res.output
     assert "[train.learner_options]\nmax_kl = 0.02\nvalue_hidden = [16]" in (
         b / "config.toml").read_text()
+    assert 'action_map = "clip"' in (b / "config.toml").read_text()
+    assert 'action_map = "log"' in (c / "config.toml").read_text()
+    wc = read_weights(c / "seed-5" / "weights.npz")  # the override changed the training
+    assert not np.array_equal(wc["mean_net.0.weight"],
+                              read_weights(a / "seed-5" / "weights.npz")["mean_net.0.weight"])
     res = CliRunner().invoke(cli, ["train", "--resume", str(b), "--steps", "36"])
     assert res.exit_code == 0, res.output  # a value net of 16 units: the option came back
     summary = json.loads((b / "summary.json").read_text())
@@ -339,6 +346,8 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
     assert empty.exit_code == 2 and "config.toml" in empty.output
     both = CliRunner().invoke(cli, ["train", str(SCENARIO), "--resume", str(b)])
     assert both.exit_code == 2 and "give no SCENARIO" in both.output
+    sets = CliRunner().invoke(cli, ["train", "--resume", str(b), *clip])
+    assert sets.exit_code == 2 and "or --set" in sets.output
 
 
 def test_learner_options_reach_the_learner_and_change_the_training() -> None:

@@ -42,7 +42,8 @@ def test_users_off_are_unseen_and_silent() -> None:
                 if not on[m, c, k]:
                     masked[m, :, k, c] = 0.0  # user (c, k) hears nothing
     assert np.array_equal(batch.obs, obs_central(masked, radio))
-    frac = power_fraction(policy.act(obs_central(masked, radio), "mean")).reshape(64, 3, 2)
+    frac = power_fraction(policy.act(obs_central(masked, radio), "mean"),
+                          radio.action_map).reshape(64, 3, 2)
     want = sum_rate_bps_hz(masked, frac * on * radio.pmax_w, radio.noise_w)
     assert batch.sum_rate_bps_hz == pytest.approx(want, rel=1e-12)
     full = play(policy, "centralized", gains, radio, rng_for(2, "t"), "mean")
