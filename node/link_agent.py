@@ -40,12 +40,14 @@ class LinkActor:
         return float(self.rng.uniform(0.0, self.pmax_w))
 
 
-def check_mpgnn(scenario: IcScenario, arrays: dict[str, Any]) -> None:
+def check_mpgnn(scenario: IcScenario, arrays: dict[str, Any],
+                facts: dict[str, Any] | None = None) -> None:
     """MPGNN weights run at any K: only their shapes must agree."""
     Mpgnn.from_arrays(arrays)
 
 
-def check_mlp(scenario: IcScenario, arrays: dict[str, Any]) -> None:
+def check_mlp(scenario: IcScenario, arrays: dict[str, Any],
+              facts: dict[str, Any] | None = None) -> None:
     """The MLP's input is every gain of K links: K^2 inputs and K outputs."""
     layers = mlp_layers(arrays)
     k = scenario.k

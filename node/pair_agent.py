@@ -32,6 +32,7 @@ outcome of a slot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -108,13 +109,15 @@ def _check_nets(scenario: D2dScenario, variables: dict[str, np.ndarray], net: st
                              f"{r.n_actions}")
 
 
-def check_actors(scenario: D2dScenario, variables: dict[str, np.ndarray]) -> None:
+def check_actors(scenario: D2dScenario, variables: dict[str, np.ndarray],
+                 facts: dict[str, Any] | None = None) -> None:
     """Raise ValueError naming the problem unless ``variables`` hold an actor for every pair
     of ``scenario`` with its observation and action sizes."""
     _check_nets(scenario, variables, "actor")
 
 
-def check_q_networks(scenario: D2dScenario, variables: dict[str, np.ndarray]) -> None:
+def check_q_networks(scenario: D2dScenario, variables: dict[str, np.ndarray],
+                     facts: dict[str, Any] | None = None) -> None:
     """Raise ValueError naming the problem unless ``variables`` hold a Q network for every
     pair of ``scenario`` with its observation and action sizes."""
     _check_nets(scenario, variables, "q")

@@ -6,12 +6,14 @@ Processes that run no policy (channel server, max-power nodes) import only this.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from channel_server.config import RadioConfig
 from protocols.seeding import rng_for
 from protocols.weights import read_arrays
 
@@ -101,6 +103,29 @@ def power_fraction(raw: np.ndarray, how: str = "clip") -> np.ndarray:
         frac: np.ndarray = np.power(10.0, db / 10.0)
         return frac
     raise ValueError(f"unknown action map {how!r}; known: clip, sigmoid, log")
+
+
+POLICY_VIEW = ("action_map", "feature_center_db", "feature_scale_db")
+"""The scenario fields (of :class:`channel_server.config.RadioConfig`) that say how a policy
+sees its gains and how its raw action becomes a power: weights trained under one setting
+act wrongly under another, so the weights header records them (:func:`policy_view`)."""
+
+
+def policy_view(radio: RadioConfig) -> dict[str, Any]:
+    """The :data:`POLICY_VIEW` fields of ``radio``, for a weights file's header."""
+    return {k: getattr(radio, k) for k in POLICY_VIEW}
+
+
+def check_policy_view(facts: dict[str, Any], radio: RadioConfig) -> None:
+    """Raise ValueError naming each :data:`POLICY_VIEW` field that the weights (``facts``:
+    their header) were trained with otherwise than ``radio`` says. A file that does not say
+    was trained with the fields' defaults (files from before they existed)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RadioConfig)}
+    wrong = [f"radio.{k} = {facts.get(k, defaults[k])!r} in training, {getattr(radio, k)!r} "
+             "here" for k in POLICY_VIEW if facts.get(k, defaults[k]) != getattr(radio, k)]
+    if wrong:
+        raise ValueError("the policy was trained with another view of the radio: "
+                         + "; ".join(wrong) + " (run it as trained with --set radio.KEY=VALUE)")
 
 
 def raw_action(fraction: np.ndarray, how: str = "clip") -> np.ndarray:

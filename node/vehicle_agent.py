@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -74,7 +75,8 @@ def check_q_weights(variables: dict[str, np.ndarray], n_agents: int) -> None:
                          f"q.<i>.weight or agent<k>.q.<i>.weight arrays; found {have}...)")
 
 
-def check_q_scenario(scenario: V2xScenario, variables: dict[str, np.ndarray]) -> None:
+def check_q_scenario(scenario: V2xScenario, variables: dict[str, np.ndarray],
+                     facts: dict[str, Any] | None = None) -> None:
     """The weights check of the DQN schemes: Q networks for the scenario's V2V links."""
     check_q_weights(variables, scenario.radio.n_v2v)
 

@@ -56,7 +56,7 @@ from controller.baselines.wmmse import IterInfo
 from controller.training.rollout import Variant, scheme_for, variant_dims
 from node.observation import obs_central, obs_full, obs_round_robin, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays
-from node.policy_spec import fit_bs_budget, power_fraction, read_weights
+from node.policy_spec import check_policy_view, fit_bs_budget, power_fraction, read_weights
 from node.schemes import Scheme
 from node.schemes.cellular import classical
 from protocols.seeding import rng_for
@@ -124,6 +124,10 @@ def load_policy(source: str | Path, scenario: Scenario, scheme: Variant | None =
         name = None
     if name is None:
         raise ValueError(f"{path}: unknown scheme {sch!r} (pass scheme=...)")
+    try:
+        check_policy_view(meta, scenario.radio)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     cfg = PolicyConfig(*variant_dims(name, scenario.radio))
     policy = GaussianPolicy(cfg)
     load_arrays(policy, read_weights(path))

@@ -78,6 +78,9 @@ class NetworkTrainer:
     experience: ExperienceCollector = field(default_factory=ExperienceCollector)
     version: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What the weights files' headers say besides the training (how the policy sees the
+    radio: :func:`node.policy_spec.policy_view`)."""
     trained_steps: int = 0
     """Transitions (decisions) the learner has stepped on."""
 
@@ -97,7 +100,7 @@ class NetworkTrainer:
             dims={"obs_dim": pc.obs_dim, "act_dim": pc.act_dim}, algo=self.options.algo,
             steps=self.trained_steps,
             extra={"version": self.version, "hidden": list(pc.hidden),
-                   "episodes_per_iter": self.options.episodes_per_iter})
+                   "episodes_per_iter": self.options.episodes_per_iter, **self.facts})
 
     def state(self) -> dict[str, np.ndarray]:
         """The learner (policy, value net, optimizer, generator) and the counters, as named

@@ -47,6 +47,7 @@ from controller.roles.external import EXTERNAL, ExternalSlots
 from node.agent import node_policy, policy_with_weights, scheme_of
 from node.alcor_online import OnlineAlcor
 from node.observation import round_robin_dims
+from node.policy_spec import policy_view
 from protocols.messages import (
     CsiUpload,
     Decision,
@@ -143,8 +144,8 @@ class CellularPart:
             load_arrays(policy, weights)
         opts = TrainOptions.of(train)
         return NetworkTrainer(make_learner(opts.algo, policy, ctl.seed, opts.learner_options),
-                              per_slot, opts,
-                              version=1 if weights is not None else 0)
+                              per_slot, opts, version=1 if weights is not None else 0,
+                              facts=policy_view(self.scenario.radio))
 
     # ----------------------------------------------------------------- checkpoints
 

@@ -38,13 +38,15 @@ def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
     if spec.weights is None:
         raise RunError(f"scheme {spec.name!r} runs no policy; --weights does not apply")
     from node.policy_spec import read_weights
+    from protocols.weights import read_meta
 
     try:
         arrays = read_weights(path)  # its errors name the file
+        facts = read_meta(path)
     except ValueError as e:
         raise RunError(str(e)) from e
     try:
-        spec.check_weights(resolved.scenario, arrays)
+        spec.check_weights(resolved.scenario, arrays, facts)
     except ValueError as e:
         raise RunError(f"{path}: {e}") from e
     return arrays

@@ -98,6 +98,7 @@ from controller.training.rollout import (
 )
 from controller.training.sweep import SweepConfig, sweep
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays, seeded_policy
+from node.policy_spec import policy_view
 from node.schemes import SCHEMES
 from protocols.seeding import rng_for
 from protocols.weights import WeightsArtifact
@@ -412,7 +413,8 @@ def weights_artifact(trainer: SeedTrainer) -> WeightsArtifact:
         extra={"seed": trainer.seed, "iteration": trainer.iteration,
                "episodes": trainer.episodes, "hidden": list(pc.hidden),
                "scenario": trainer.scenario.name,
-               "pmax_dbm": float(trainer.scenario.radio.pmax_dbm)},
+               "pmax_dbm": float(trainer.scenario.radio.pmax_dbm),
+               **policy_view(trainer.scenario.radio)},
     )
 
 

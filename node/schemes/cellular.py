@@ -15,7 +15,14 @@ import numpy as np
 
 from node.mlp import forward, layers_of
 from node.observation import central_dims, full_dims, obs_full, obs_round_robin, round_robin_dims
-from node.policy_spec import ActionMode, PolicyConfig, check_fits, initial_arrays, power_fraction
+from node.policy_spec import (
+    ActionMode,
+    PolicyConfig,
+    check_fits,
+    check_policy_view,
+    initial_arrays,
+    power_fraction,
+)
 from node.schemes.registry import SCHEMES, Scheme, register
 from protocols.seeding import rng_for
 
@@ -136,13 +143,16 @@ def central_config(scenario: Scenario) -> PolicyConfig:
 
 def policy_fits(config: Any) -> Any:
     """The weights check of a scheme whose policy has ``config(scenario)``: the first
-    layer's input width must be the observation length."""
-    def check(scenario: Scenario, arrays: dict[str, np.ndarray]) -> None:
+    layer's input width must be the observation length, and the file's header must not
+    say the policy saw its gains or mapped its actions otherwise than the scenario does
+    (:func:`node.policy_spec.check_policy_view`)."""
+    def check(scenario: Scenario, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
         cfg = config(scenario)
         first = next((v for _, v in sorted(arrays.items()) if v.ndim == 2), None)
         if first is not None and first.shape[1] != cfg.obs_dim:
             raise ValueError(f"policy input of {first.shape[1]} in the file, {cfg.obs_dim} "
                              f"on scenario {scenario.name}")
+        check_policy_view(facts, scenario.radio)
     return check
 
 

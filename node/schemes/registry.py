@@ -88,9 +88,12 @@ class Scheme:
     def policy_config(self, scenario: Any) -> Any:
         return None if self.policy is None else resolve(self.policy)(scenario)
 
-    def check_weights(self, scenario: Any, arrays: dict[str, Any]) -> None:
+    def check_weights(self, scenario: Any, arrays: dict[str, Any],
+                      facts: dict[str, Any] | None = None) -> None:
+        """Raise ValueError naming why weights (``arrays``, and ``facts``: what their file's
+        header says, :func:`protocols.weights.read_meta`) cannot run on ``scenario``."""
         if self.check is not None:
-            resolve(self.check)(scenario, arrays)
+            resolve(self.check)(scenario, arrays, facts or {})
 
     def make_actor(self, *args: Any) -> Any:
         if self.actor is None:

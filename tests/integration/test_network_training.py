@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from protocols.weights import read_meta
 from tests.helpers import ROOT, S3, rrmbed, run_dir
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -69,6 +70,7 @@ def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
     # the paper's recipe, clipped linear powers: the processes read the overridden scenario
     want_map = "clip" if warm == "none" else "log"
     assert f'action_map = "{want_map}"' in (run / "scenario.toml").read_text()
+    assert read_meta(run / "weights.npz")["action_map"] == want_map  # and the weights say so
 
     # every node's weights version advanced with each iteration, from the warm start's
     # version 1 where there is one (the last update lands after the final slot)

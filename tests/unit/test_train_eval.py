@@ -211,7 +211,8 @@ def test_resumed_checkpoint_gives_the_same_next_update(
 def _saved_policy(tmp_path: Path, scheme: str, dims: tuple[int, int], seed: int) -> Path:
     policy = seeded_policy(PolicyConfig(*dims), seed)
     path = tmp_path / f"{scheme}.npz"
-    save_weights(path, policy, scheme=np.array(scheme), pmax_dbm=np.array(43.0))
+    save_weights(path, policy, scheme=np.array(scheme), pmax_dbm=np.array(43.0),
+                 action_map=np.array(load_scenario(SCENARIO).radio.action_map))
     return path
 
 
@@ -348,6 +349,38 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
     assert both.exit_code == 2 and "give no SCENARIO" in both.output
     sets = CliRunner().invoke(cli, ["train", "--resume", str(b), *clip])
     assert sets.exit_code == 2 and "or --set" in sets.output
+
+
+def test_weights_run_only_where_the_radio_is_seen_as_in_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weights header records the action map (and feature scaling) of the training;
+    `rrmbed run` and `rrmbed evaluate` refuse them on a scenario that maps otherwise,
+    naming the field, and run them with the --set that restores it."""
+    from click.testing import CliRunner
+
+    from controller.cli.common import cli
+    from controller.evaluation.evaluate import load_policy
+    from protocols.weights import read_meta
+
+    monkeypatch.setenv(PLOTS_ENV, "0")
+    res = CliRunner().invoke(cli, ["train", str(SCENARIO), "--scheme", "centralized",
+                                   "--steps", "24", "--episodes", "12", "--imitate", "none",
+                                   "--validation-episodes", "10", "--out", str(tmp_path / "t"),
+                                   "--set", "radio.action_map=clip"])
+    assert res.exit_code == 0, res.output
+    w = tmp_path / "t" / "seed-0" / "weights.npz"
+    assert read_meta(w)["action_map"] == "clip" and read_meta(w)["feature_scale_db"] == 20.0
+    run = ["run", str(SCENARIO), "--scheme", "centralized", "--runner", "local", "--slots",
+           "3", "--weights", str(w)]
+    refused = CliRunner().invoke(cli, [*run, "--out", str(tmp_path / "r1")])
+    assert refused.exit_code == 2
+    assert "radio.action_map = 'clip' in training, 'log' here" in refused.output
+    ok = CliRunner().invoke(cli, [*run, "--out", str(tmp_path / "r2"),
+                                  "--set", "radio.action_map=clip"])
+    assert ok.exit_code == 0, ok.output
+    with pytest.raises(ValueError, match="radio.action_map = 'clip' in training"):
+        load_policy(w, load_scenario(SCENARIO))
 
 
 def test_learner_options_reach_the_learner_and_change_the_training() -> None:

@@ -36,7 +36,7 @@ from controller.training.rollout import Batch, collect, make_env, max_power_sum_
 from node.agent import BsAgent, chain_priors
 from node.observation import central_dims, full_dims, obs_full, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, seeded_policy
-from node.policy_spec import power_fraction, raw_action
+from node.policy_spec import check_policy_view, policy_view, power_fraction, raw_action
 from protocols.seeding import rng_for
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "3cell-k2.toml"
@@ -452,6 +452,22 @@ def test_power_fraction_maps_and_their_inverses() -> None:
     for bad in (power_fraction, raw_action):
         with pytest.raises(ValueError, match="unknown action map 'tanh'; known: clip"):
             bad(raw, "tanh")
+
+
+def test_weights_must_see_the_radio_as_they_were_trained() -> None:
+    """A weights header's action map and feature scaling must be the scenario's; a file
+    that does not say them was trained with the defaults (clip, 20 / 20 dB)."""
+    log = load_scenario(SCENARIO).radio  # 3cell-k2: log-power actions
+    clip = dataclasses.replace(log, action_map="clip")
+    assert policy_view(log) == {"action_map": "log", "feature_center_db": 20.0,
+                                "feature_scale_db": 20.0}
+    check_policy_view(policy_view(log), log)
+    check_policy_view({}, clip)  # a file from before the fields existed
+    with pytest.raises(ValueError, match="radio.action_map = 'clip' in training, 'log' here"):
+        check_policy_view({}, log)
+    with pytest.raises(ValueError, match=r"radio.action_map = 'log' in training, 'clip' here; "
+                                         r"radio.feature_scale_db = 10.0 in training, 20.0"):
+        check_policy_view({**policy_view(log), "feature_scale_db": 10.0}, clip)
 
 
 @pytest.mark.parametrize("action_map", ["clip", "sigmoid", "log"])
