@@ -250,10 +250,13 @@ def seeded_weights(path: Path, scheme: str, scenario: Path, seed: int) -> Path:
     from channel_server.config import load_scenario
     from node.agent import policy_config
     from node.policy import save_weights, seeded_policy
+    from node.policy_spec import policy_view
 
-    cfg = policy_config(scheme, load_scenario(scenario))
-    assert cfg is not None
-    save_weights(path, seeded_policy(cfg, seed))
+    sc = load_scenario(scenario)
+    cfg = policy_config(scheme, sc)
+    assert cfg is not None  # it sees the radio as the scenario does (a weights check)
+    save_weights(path, seeded_policy(cfg, seed),
+                 **{k: np.array(v) for k, v in policy_view(sc.radio).items()})
     return path
 
 

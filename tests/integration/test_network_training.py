@@ -117,9 +117,9 @@ def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
     # the trained policy deployed with --weights: network and local runners agree exactly,
     # and every node ran the weights (not the seeded initial policy)
     outs = {}
-    for runner in ("network", "local"):
+    for runner in ("network", "local"):  # (with the map they were trained with)
         outs[runner] = run_dir(tmp_path, S3, scheme, runner, 40, 9, "--weights",
-                               str(run / "weights.npz"))
+                               str(run / "weights.npz"), "--set", f"radio.action_map={want_map}")
     with (outs["network"] / "metrics.csv").open() as f:
         net = list(csv.DictReader(f))
     with (outs["local"] / "metrics.csv").open() as f:
