@@ -52,8 +52,9 @@ class Scheme:
     learners: tuple[str, ...] = ()
     """Learners that can train it (names in controller.learners)."""
     check: Any = None
-    """``(scenario, arrays)``: raise ValueError naming what does not fit when the weights
-    cannot act in the scenario (or a reference to it); None: no check."""
+    """``(scenario, arrays, facts)``: raise ValueError naming what does not fit when the
+    weights (``arrays``, and ``facts``: what the file's header says) cannot act in the
+    scenario (or a reference to it); None: no check."""
     needs_weights: bool = False
     """It acts only with trained weights (--weights is required unless it trains)."""
     options: dict[str, Any] = field(default_factory=dict)
