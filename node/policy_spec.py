@@ -121,8 +121,9 @@ def check_policy_view(facts: dict[str, Any], radio: RadioConfig) -> None:
     their header) were trained with otherwise than ``radio`` says. A file that does not say
     was trained with the fields' defaults (files from before they existed)."""
     defaults = {f.name: f.default for f in dataclasses.fields(RadioConfig)}
-    wrong = [f"radio.{k} = {facts.get(k, defaults[k])!r} in training, {getattr(radio, k)!r} "
-             "here" for k in POLICY_VIEW if facts.get(k, defaults[k]) != getattr(radio, k)]
+    trained = {k: facts.get(k, defaults[k]) for k in POLICY_VIEW}
+    wrong = [f"radio.{k} = {v!r} in training, {getattr(radio, k)!r} here"
+             for k, v in trained.items() if v != getattr(radio, k)]
     if wrong:
         raise ValueError("the policy was trained with another view of the radio: "
                          + "; ".join(wrong) + " (run it as trained with --set radio.KEY=VALUE)")

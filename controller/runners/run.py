@@ -37,12 +37,11 @@ def load_weights(resolved: Resolved, spec: Scheme, path: Path | None,
         return None
     if spec.weights is None:
         raise RunError(f"scheme {spec.name!r} runs no policy; --weights does not apply")
-    from node.policy_spec import read_weights
-    from protocols.weights import read_meta
+    from protocols.weights import load
 
     try:
-        arrays = read_weights(path)  # its errors name the file
-        facts = read_meta(path)
+        artifact = load(path)  # its errors name the file
+        arrays, facts = dict(artifact.arrays), artifact.meta.flat()
     except ValueError as e:
         raise RunError(str(e)) from e
     try:
