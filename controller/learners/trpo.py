@@ -7,9 +7,10 @@ Reads top to bottom:
 2. the surrogate ``L(theta') = mean(pi_theta'(a|s) / pi_theta(a|s) * A)`` and its
    gradient ``g`` (eq. 18);
 3. the Fisher matrix F only through products ``F v``: the Hessian of the mean
-   ``KL(pi_old || pi)`` at the current parameters, by double backprop (eq. 15, 19;
-   at theta' = theta both KL directions have the same Hessian, the Fisher matrix),
-   estimated on every k-th state of the batch (``fisher_subsample``);
+   ``KL(pi_old || pi)`` at the current parameters (eq. 15, 19; at theta' = theta both KL
+   directions have the same Hessian, the Fisher matrix), in its exact Gauss-Newton form
+   ``J^T diag(1/sigma^2) J`` through the mean network's Jacobian, estimated on every k-th
+   state of the batch (``fisher_subsample``);
 4. ``s = F^-1 g`` by conjugate gradient, step ``sqrt(2 delta / s^T F s) s`` (eq. 20);
    g and the Fisher products are computed on a float32 copy of the policy
    (``direction_dtype``), twice as fast on a CPU as float64;
@@ -40,6 +41,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from controller.learners.mlp_jacobian import MlpJacobian
 from controller.training.rollout import Batch
 from node.policy import GaussianPolicy, mlp, state_arrays
 
@@ -259,17 +261,26 @@ def _detached(policy: GaussianPolicy, obs: torch.Tensor) -> tuple[torch.Tensor, 
 def make_fisher_vector_product(policy: GaussianPolicy, obs: torch.Tensor, damping: float) -> Fvp:
     """``v -> (F + damping I) v`` with F the Hessian of the mean KL at the current params.
 
-    The gradient of the KL is built once (with its graph); each product is one more
-    backward pass of ``grad(KL) . v``.
+    At theta' = theta the mean difference vanishes, so that Hessian is exactly the
+    Gauss-Newton form: ``J^T diag(1/sigma^2) J / N`` on the mean network's parameters (J the
+    Jacobian of its outputs over the N states), ``2 I`` on the log-stds, nothing between
+    them. The products go through the network's cached activations
+    (:class:`controller.learners.mlp_jacobian.MlpJacobian`), not double backpropagation.
     """
-    old_mean, old_log_std = _detached(policy, obs)
-    kl = mean_kl(policy, obs, old_mean, old_log_std)
-    grad_kl = flat_grad(kl, policy, create_graph=True)
     params = list(policy.parameters())
+    net_params = list(policy.mean_net.parameters())
+    if params[0] is not policy.log_std or len(params) != len(net_params) + 1:
+        raise TypeError("the Fisher product needs the policy's log_std, then mean_net's "
+                        "parameters")
+    jac = MlpJacobian(policy.mean_net, obs)
+    precision = torch.exp(-2.0 * policy.log_std.detach()) / obs.shape[0]
+    sizes = [p.numel() for p in params]
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
-        hv = torch.autograd.grad(grad_kl @ v, params, retain_graph=True)
-        return torch.cat([h.reshape(-1) for h in hv]) + damping * v
+        v_log_std, *vs = torch.split(v, sizes)
+        net_v = [x.view_as(p) for x, p in zip(vs, net_params, strict=True)]
+        parts = jac.vjp(jac.jvp(net_v) * precision)
+        return torch.cat([2.0 * v_log_std, *(x.reshape(-1) for x in parts)]) + damping * v
 
     return fvp
 
@@ -475,8 +486,9 @@ class Trpo:
         if dtype != obs.dtype:
             policy = copy.deepcopy(policy).to(dtype)
             obs, act, adv = obs.to(dtype), act.to(dtype), adv.to(dtype)
-            old_logp = gaussian_log_prob(*_detached(policy, obs), act)
         mean, log_std = policy(obs)
+        if dtype != old_logp.dtype:  # pi_old in this dtype: the same forward pass, detached
+            old_logp = gaussian_log_prob(mean.detach(), log_std.detach(), act)
         g = flat_grad(surrogate(mean, log_std, act, old_logp, adv), policy)
         fvp = make_fisher_vector_product(policy, obs[:: cfg.fisher_subsample], cfg.cg_damping)
         step, shs = natural_step(g, fvp, cfg)
