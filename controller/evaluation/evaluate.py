@@ -56,10 +56,11 @@ from controller.baselines.wmmse import IterInfo
 from controller.training.rollout import Variant, scheme_for, variant_dims
 from node.observation import obs_central, obs_full, obs_round_robin, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays
-from node.policy_spec import check_policy_view, fit_bs_budget, power_fraction, read_weights
+from node.policy_spec import check_policy_view, fit_bs_budget, power_fraction
 from node.schemes import Scheme
 from node.schemes.cellular import classical
 from protocols.seeding import rng_for
+from protocols.weights import load as load_weights
 
 Array = npt.NDArray[np.float64]
 
@@ -105,18 +106,12 @@ def weights_file(source: str | Path) -> Path:
     return p
 
 
-def read_meta(path: Path) -> dict[str, Any]:
-    """The weights file's metadata (header, or the meta.* entries of an older file)."""
-    from protocols.weights import read_meta as meta_of
-
-    return meta_of(path)
-
-
 def load_policy(source: str | Path, scenario: Scenario, scheme: Variant | None = None,
                 label: str | None = None) -> TrainedPolicy:
     """Load the policy of ``source``; its scheme comes from the file unless given."""
     path = weights_file(source)
-    meta = read_meta(path)
+    artifact = load_weights(path)  # one read: the header's facts and the arrays
+    meta = artifact.meta.flat()
     sch = scheme or meta.get("scheme")
     try:
         name = scheme_for(sch).name if isinstance(sch, str) else None
@@ -130,7 +125,7 @@ def load_policy(source: str | Path, scenario: Scenario, scheme: Variant | None =
         raise ValueError(f"{path}: {e}") from None
     cfg = PolicyConfig(*variant_dims(name, scenario.radio))
     policy = GaussianPolicy(cfg)
-    load_arrays(policy, read_weights(path))
+    load_arrays(policy, dict(artifact.arrays))
     return TrainedPolicy(label or name, name, policy, path, meta)
 
 
