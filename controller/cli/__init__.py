@@ -532,20 +532,21 @@ def train(scenario: Path | None, algo: str, scheme: str, runner: str, steps: int
     slots = max(m, (steps // per_slot) // m * m)
     summaries = []
     for seed in seed_list:
-        start = weights
+        start, warm = weights, None
         if imitation is not None:
             from controller.training.train import warm_start_weights
 
             click.echo(f"seed {seed}: warm start, imitating {imitation.teacher} on "
                        f"{imitation.drops} realizations", err=True)
-            start = warm_start_weights(sc, algo, scheme, imitation, seed,
-                                       out / f"seed-{seed}", validation_episodes)
+            start, warm = warm_start_weights(sc, algo, scheme, imitation, seed,
+                                             out / f"seed-{seed}", validation_episodes)
         summaries.append(execute(scenario, scheme, "network", slots, seed, out / f"seed-{seed}",
                                  sets, start, {"train": {"algo": algo, "episodes_per_iter": m,
                                                          "save_batches": save_batches,
                                                          "scheme": scheme,
                                                          "checkpoint_every": checkpoint_every,
-                                                         "learner_options": options},
+                                                         "learner_options": options,
+                                                         "warm_start": warm},
                                                "action_mode": "sample",
                                                "history": str((out / f"seed-{seed}" / "history")
                                                               .resolve()) if history else None,

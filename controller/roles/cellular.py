@@ -499,7 +499,8 @@ class CellularPart:
                 extra["alcor_lambda"] = [[slot, lam] for slot, lam in self.alcor.history]
             return extra
         return {"duplicate_experience": self.ledger.duplicates, "resumed": self.resumed,
-                "last_checkpoint": self.last_checkpoint}
+                "last_checkpoint": self.last_checkpoint, "updates": len(self.trainer.history),
+                "warm_start": (self.ctl.options.get("train") or {}).get("warm_start")}
 
     def history(self) -> list[dict[str, float]]:
         return self.trainer.history if self.trainer is not None else []

@@ -697,11 +697,13 @@ WARM_START_FILE = "warm-start.npz"
 
 
 def warm_start_weights(scenario: Scenario, algo: Algo, scheme: Variant, imitation: ImitationConfig,
-                       seed: int, seed_dir: Path, validation_episodes: int = 1000) -> Path:
+                       seed: int, seed_dir: Path, validation_episodes: int = 1000,
+                       ) -> tuple[Path, dict[str, Any]]:
     """The network runner's warm start: the seed's policy imitates the teacher exactly as
     the local runner's does (the same initial weights, realizations and minibatches, so the
     same weights), saved as ``seed_dir/warm-start.npz`` for the run to start from (nodes
-    and learner alike), with ``imitation.json`` beside it. Returns the weights' path."""
+    and learner alike), with ``imitation.json`` beside it. Returns the weights' path and
+    what ``imitation.json`` says."""
     cfg = TrainConfig(algo=algo, scheme=scheme, steps=1, episodes_per_iter=1,
                       validation_episodes=validation_episodes, imitation=imitation)
     trainer = SeedTrainer(scenario, cfg, seed)
@@ -711,7 +713,7 @@ def warm_start_weights(scenario: Scenario, algo: Algo, scheme: Variant, imitatio
     path = seed_dir / WARM_START_FILE
     weights_artifact(trainer).save(path)
     write_json(seed_dir / "imitation.json", info)
-    return path
+    return path, info
 
 
 @contextmanager

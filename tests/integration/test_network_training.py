@@ -67,6 +67,14 @@ def test_network_training_round_robin(tmp_path: Path, warm: str) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["slots"] == m * iters and not summary["errors"]
     assert (run / "warm-start.npz").exists() == (warm != "none")
+    # the summary says how the training went: its updates and its warm start (the
+    # imitation.json beside it)
+    assert summary["updates"] == iters  # one per iteration (the last after the final slot)
+    if warm == "none":
+        assert summary["warm_start"] is None
+    else:
+        assert summary["warm_start"] == json.loads((run / "imitation.json").read_text())
+        assert summary["warm_start"]["teacher"] == "fp"
     # the paper's recipe, clipped linear powers: the processes read the overridden scenario
     want_map = "clip" if warm == "none" else "log"
     assert f'action_map = "{want_map}"' in (run / "scenario.toml").read_text()
