@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy protocols channel_server
+	$(VENV)/bin/mypy protocols channel_server controller node
 
 bench: $(STAMP)
 	$(VENV)/bin/rrmbed bench transport

@@ -40,7 +40,7 @@ class GaussianPolicy(nn.Module):
         self.cfg = cfg
         self.mean_net = mlp([cfg.obs_dim, *cfg.hidden, cfg.act_dim], out_gain=0.01)
         with torch.no_grad():
-            self.mean_net[-1].bias.fill_(cfg.init_mean)
+            self.mean_net[-1].bias.fill_(cfg.init_mean)  # type: ignore[operator]
         self.log_std = nn.Parameter(torch.full((cfg.act_dim,), cfg.init_log_std))
         self.double()
 
@@ -69,7 +69,8 @@ class GaussianPolicy(nn.Module):
             if noise is None:
                 raise ValueError("mode='sample' needs a noise array")
             raw = mean + log_std.exp() * torch.as_tensor(noise, dtype=torch.float64)
-        return raw.numpy()
+        out: np.ndarray = raw.numpy()
+        return out
 
 
 def seeded_policy(cfg: PolicyConfig, seed: int) -> GaussianPolicy:
@@ -92,4 +93,5 @@ def load_arrays(module: nn.Module, arrays: dict[str, np.ndarray]) -> None:
 
 
 def save_weights(path: str | Path, module: nn.Module, **meta: np.ndarray) -> None:
-    np.savez(path, **state_arrays(module), **{f"meta.{k}": v for k, v in meta.items()})
+    np.savez(path, **state_arrays(module),  # type: ignore[arg-type]
+             **{f"meta.{k}": v for k, v in meta.items()})  # type: ignore[arg-type]

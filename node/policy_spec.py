@@ -94,7 +94,8 @@ def power_fraction(raw: np.ndarray, how: str = "clip") -> np.ndarray:
     * ``log``: ``10^(3 (raw - 1))`` up to 1, a log-power: raw 0..1 spans -30..0 dB.
     """
     if how == "clip":
-        return np.clip(raw, 0.0, 1.0)
+        clipped: np.ndarray = np.clip(raw, 0.0, 1.0)
+        return clipped
     if how == "sigmoid":
         out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(raw)))  # no overflow
         return out

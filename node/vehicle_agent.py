@@ -47,7 +47,7 @@ def q_layers(variables: dict[str, np.ndarray], prefix: str) -> list[tuple[Array,
 def q_values(variables: dict[str, np.ndarray], agent: int, n_agents: int,
              obs: npt.ArrayLike) -> Array:
     """Q values ``(..., n_actions)`` of agent ``agent`` for observations ``(..., D)``."""
-    x = np.asarray(obs, dtype=np.float32)
+    x: np.ndarray = np.asarray(obs, dtype=np.float32)
     if f"agent{agent}.q.0.weight" in variables:
         layers = q_layers(variables, f"agent{agent}.q.")
     else:  # shared network: the agent id is one-hot encoded after the observation

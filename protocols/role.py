@@ -155,6 +155,10 @@ class Host(Protocol):
     def curve_bytes(self) -> int:
         """Bytes CURVE added on the wire to what this process sent (0 in the clear)."""
 
+    @property
+    def received(self) -> dict[tuple[str, str], list[int]]:
+        """(kind, sender) -> [messages, wire bytes] of the good frames received."""
+
     def telemetry(self, broker: str | None, run: str, role: str, ident: str) -> Telemetry:
         """This role's MQTT telemetry (a no-op without a broker); the driver starts and
         closes it."""

@@ -106,15 +106,18 @@ class CentralDecider:
 
     @property
     def policy(self) -> GaussianPolicy | None:
-        return self.decider.policy
+        policy: GaussianPolicy | None = self.decider.policy
+        return policy
 
     @property
     def last_obs(self) -> np.ndarray | None:
-        return self.decider.last_obs
+        obs: np.ndarray | None = self.decider.last_obs
+        return obs
 
     @property
     def last_raw(self) -> np.ndarray | None:
-        return self.decider.last_raw
+        raw: np.ndarray | None = self.decider.last_raw
+        return raw
 
     def powers(self, gains: np.ndarray) -> np.ndarray:
         """Powers (E, B, K) in watts."""

@@ -51,9 +51,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from controller.deploy.tempdirs import make_tempdir, remove_orphans
-from protocols.codec import EXT_NDARRAY, SCHEMA_VERSION, encode
+from protocols.codec import EXT_NDARRAY, encode
 from protocols.keys import KeyRing, load_keys
 from protocols.messages import (
+    SCHEMA_VERSION,
     CsiSlice,
     Done,
     Heartbeat,
@@ -220,7 +221,7 @@ class Target:
 
 
 def _socket(ctx: zmq.Context[Any], keys: KeyRing, target: Target) -> zmq.Socket[Any]:
-    sock = ctx.socket(zmq.PUSH)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 2000)
     sock.setsockopt(zmq.SNDTIMEO, int(SEND_TIMEOUT_S * 1000))
     sock.setsockopt(zmq.CURVE_SERVERKEY, keys.publics[target.name])

@@ -194,6 +194,7 @@ async def _measure(n: int, payload_floats: int, rounds: int, placement: str,
         our_proc, our_conn = _spawn(_our_peer, keydir)
     finally:
         os.sched_setaffinity(0, client_cpus)  # before the client's zmq threads start
+    assert raw_proc.pid is not None and our_proc.pid is not None  # started
     zctx = zmq.Context()
     req = zctx.socket(zmq.REQ)
     req.setsockopt(zmq.LINGER, 0)

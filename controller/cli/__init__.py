@@ -129,8 +129,8 @@ def run(scenario: Path, scheme: str | None, runner: str, slots: int, seed: int,
     resolve_ref(resolved.kind.report)(summary, out, Console(width=max(120, Console().width)))
     click.echo(f"run directory: {out}")
     if summary.get("errors") or summary.get("lost_nodes"):
-        for e in summary.get("errors", []):
-            console.print(f"[red]error:[/red] {e}")
+        for err in summary.get("errors", []):
+            console.print(f"[red]error:[/red] {err}")
         if summary.get("lost_nodes"):
             console.print(f"[red]lost nodes:[/red] {', '.join(summary['lost_nodes'])} "
                           "(silent for the rest of the run)")

@@ -122,7 +122,7 @@ class Slot:
     """The episode reached its natural end (every agent)."""
 
 
-class SlotEnv(ParallelEnv[str, Obs, Any]):
+class SlotEnv(ParallelEnv[str, Obs, Any]):  # type: ignore[misc]
     """A ``pettingzoo.ParallelEnv`` over a kind's air: the hooks are the kind's part."""
 
     metadata: dict[str, Any] = {"name": "rrmbed_v0", "render_modes": [],

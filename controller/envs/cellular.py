@@ -157,7 +157,7 @@ class CellularFullEnv(SlotEnv):
         return obs_central(self.gains, self.radio).astype(np.float32)
 
 
-class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):
+class CellularRoundRobinEnv(AECEnv[str, Obs, Any]):  # type: ignore[misc]
     """The BSs act in each slot's seeded order, each seeing the powers chosen before it
     (scheme ``round-robin``)."""
 

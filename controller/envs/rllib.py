@@ -74,7 +74,7 @@ def make_rllib_env(env_config: EnvContext | Mapping[str, Any]) -> ParallelPettin
     worker = int(getattr(env_config, "worker_index", 0))
     env = make_env(env_config["scenario"], api="parallel", seed=int(env_config["seed"]) + worker,
                    max_cycles=int(env_config["max_cycles"]), **dict(env_config["options"]))
-    return ParallelPettingZooEnv(env)
+    return ParallelPettingZooEnv(env)  # type: ignore[no-untyped-call]
 
 
 def shared_policy_mapping(agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
@@ -117,7 +117,7 @@ def rllib_config(scenario: str | Path | Resolved, *, seed: int = 0, max_cycles: 
         policies = list(probe.possible_agents)
         mapping = own_policy_mapping
     return (
-        PPOConfig()
+        PPOConfig()  # type: ignore[no-untyped-call]
         .environment(ENV_NAME, env_config={"scenario": resolved, "seed": int(seed),
                                            "max_cycles": int(max_cycles), "options": options})
         .framework("torch")

@@ -155,7 +155,7 @@ def run_v2x_demo(scenario_path: Path, out: Path, cfg: DemoConfig,
     variables, _ = train_marl(scenario, learned, cfg.v2x_episodes, cfg.seed)
     weights = out / "v2x" / "train" / "weights.npz"
     weights.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(weights, **variables)
+    np.savez(weights, **variables)  # type: ignore[arg-type]
     verdicts = [versus(scenario, learned, variables, other, cfg.v2x_eval_drops,
                        1_000_000 + cfg.seed, cfg.v2x_episodes) for other in untrained]
     (out / "v2x" / "versus.json").write_text(json.dumps(verdicts, indent=2) + "\n")

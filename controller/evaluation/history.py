@@ -82,7 +82,8 @@ def check(run_dir: Path, staleness: int = 0) -> list[str]:
 
 
 def _versions(incs: list[Incarnation]) -> list[str]:
-    problems, last_held = [], {}
+    problems: list[str] = []
+    last_held: dict[str, int] = {}
     for inc in incs:
         versions = [r[7] for r in inc.rows]
         drops = [(a, b) for a, b in zip(versions, versions[1:], strict=False) if b < a]

@@ -102,7 +102,8 @@ class RunRecorder:
         if not rows:
             return np.zeros(0)
         lat = np.stack(rows)
-        return np.where(np.isfinite(lat), lat, np.nan).max(axis=1, initial=-np.inf)
+        out: np.ndarray = np.where(np.isfinite(lat), lat, np.nan).max(axis=1, initial=-np.inf)
+        return out
 
     # --------------------------------------------------------------------- files
 

@@ -28,7 +28,7 @@ METRICS = ("delivery_rate", "sum_v2i_mbps")
 """What :func:`paired` compares."""
 
 
-def difference_ci(a: Sequence[float], b: Sequence[float],
+def difference_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
                   level: float = 0.95) -> tuple[float, float, float]:
     """Mean of the paired differences ``a - b`` and its ``level`` Student-t confidence
     interval ``(mean, low, high)`` (NaN bounds with fewer than two pairs)."""

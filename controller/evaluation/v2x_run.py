@@ -176,7 +176,7 @@ def run_v2x_local(
     agents = [VehicleAgent(k, scn, scheme, seed, variables) for k in range(env.n_agents)]
     rec = V2xRecorder(scn, scheme, "local", seed, slots)
     t0 = time.perf_counter()
-    obs = np.zeros((1, env.n_agents, env.observation_dim))
+    obs: np.ndarray = np.zeros((1, env.n_agents, env.observation_dim))
     for n in range(slots):
         t = n % scn.n_steps
         if t == 0:

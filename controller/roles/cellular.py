@@ -138,6 +138,7 @@ class CellularPart:
             policy, per_slot = self.central.policy, 1
         else:
             raise ValueError(f"scheme {ctl.scheme!r} has no policy to train")
+        assert policy is not None  # policy_at_nodes: the scheme runs a policy
         if weights is not None:
             from node.policy import load_arrays
 
@@ -472,9 +473,10 @@ class CellularPart:
         ``(K,)`` of the BS whose turn it is), in slot order; look again later for the rest."""
         assert key == EXTERNAL and self.external is not None
         for slot, got, powers in self.external.decided(now, out):
+            sent: Any = powers
             if self.central is None:  # a turn of the chain: one BS
-                powers = {bs: powers for bs in got}
-            self.send_decision(slot, got, powers, self.scenario.timing.compute_s, out)
+                sent = {bs: powers for bs in got}
+            self.send_decision(slot, got, sent, self.scenario.timing.compute_s, out)
 
     # ----------------------------------------------------------------- results
 

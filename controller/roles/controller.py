@@ -303,9 +303,9 @@ class ControllerRole(Role):
             log.error(self.errors[-1])
             self.finish(now, out)
         elif key == "acks" and self.deploying is not None:
-            version, _, missing = self.deploying
+            version, _, unacked = self.deploying
             self.errors.append(f"controller: no weights v{version} acknowledgement from "
-                               f"{', '.join(sorted(missing))} within "
+                               f"{', '.join(sorted(unacked))} within "
                                f"{4 * self.timing.peer_timeout_s:.1f} s")
             self.finish(now, out)
         elif key == "reports":
@@ -639,7 +639,7 @@ class ControllerRole(Role):
         if not self.restartable or not hasattr(self.part, "load_records"):
             raise ValueError(f"a {self.kind.name} run's controller cannot be restarted")
         if not self.options.get("train"):
-            self.part.load_records(arrays)  # type: ignore[attr-defined]
+            self.part.load_records(arrays)
             if self.done_slots != meta["slot"]:
                 raise ValueError(f"{STATE_FILE}: {self.done_slots} slots recorded, slot "
                                  f"{meta['slot']}")

@@ -164,7 +164,7 @@ def play(
     get 0 W whatever the policy chose."""
     m, b_n, k_n = gains.shape[0], radio.n_cells, radio.users_per_cell
     exchange = scheme_for(variant).exchange
-    watts = radio.pmax_w
+    watts: float | np.ndarray = radio.pmax_w
     if on is not None:
         gains = gains * on.transpose(0, 2, 1)[:, None]  # gains[m, b, k, c]: user (c, k)
         watts = on * radio.pmax_w

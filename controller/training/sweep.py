@@ -92,7 +92,7 @@ def _ray_sweep(job: Callable[[int], T], seeds: list[int], cfg: SweepConfig,
             kwargs["num_cpus"] = cfg.num_cpus
         ray.init(address=cfg.address, **kwargs)
     try:
-        task = ray.remote(max_retries=0)(_run)
+        task: Any = ray.remote(max_retries=0)(_run)
         where = None if pid_dir is None else str(pid_dir)
         pending = {task.remote(job, s, where): (s, 1) for s in seeds}
         done: dict[int, T] = {}
