@@ -27,6 +27,7 @@ To add a kind::
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
@@ -43,6 +44,26 @@ PLANES: Final[tuple[str, ...]] = ("air", "backhaul", "control")
 
 HEADER_FIELDS: Final[tuple[str, ...]] = ("sender", "seq", "slot", "sent_ns", "chain_latency_s")
 """Names of the common header fields, in wire order."""
+
+
+class Stamper:
+    """The header fields of one process's messages: its name, a seq that counts its numbered
+    messages (1, 2, ...; 0 on the unnumbered ones), the slot, the wall-clock send time
+    (``time.time_ns``). Both drivers stamp with it: the endpoint of a process and the pump's
+    in-memory host."""
+
+    def __init__(self, sender: str) -> None:
+        self.sender = sender
+        self.seq = 0
+
+    def header(self, slot: int, chain_latency_s: float = 0.0,
+               numbered: bool = True) -> dict[str, Any]:
+        """The header of a new message (``numbered``: the next seq, else 0 and the count
+        untouched)."""
+        if numbered:
+            self.seq += 1
+        return {"sender": self.sender, "seq": self.seq if numbered else 0, "slot": slot,
+                "sent_ns": time.time_ns(), "chain_latency_s": chain_latency_s}
 
 
 @dataclass(frozen=True, eq=False, slots=True, kw_only=True)

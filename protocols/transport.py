@@ -50,7 +50,7 @@ from protocols.history import HistoryLog
 from protocols.keys import KeyRing
 from protocols.latency import Clock, LinkModel
 from protocols.links import Links
-from protocols.messages import Message
+from protocols.messages import Message, Stamper
 from protocols.meter import Meter, curve_extra, wire_size
 from protocols.wire import WireFormat
 
@@ -218,7 +218,7 @@ class Endpoint:
         self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.backend.Socket]] = {}
         self._held: list[tuple[int, int, Message]] = []
         self._held_count = 0
-        self._seq = 0
+        self._stamper = Stamper(name)
         self._ipc_path: str | None = None
         self._inbox: zmq.Socket[bytes] | None = None
         self._fd = -1
@@ -303,17 +303,8 @@ class Endpoint:
 
     def header(self, slot: int, chain_latency_s: float = 0.0,
                numbered: bool = True) -> dict[str, Any]:
-        """Header fields for a new message: own name, next seq (0 and the count untouched
-        when not ``numbered``), now (``time.time_ns``)."""
-        if numbered:
-            self._seq += 1
-        return {
-            "sender": self.name,
-            "seq": self._seq if numbered else 0,
-            "slot": slot,
-            "sent_ns": time.time_ns(),
-            "chain_latency_s": chain_latency_s,
-        }
+        """Header fields for a new message (:meth:`protocols.messages.Stamper.header`)."""
+        return self._stamper.header(slot, chain_latency_s, numbered)
 
     # ------------------------------------------------------------------ send / recv
 

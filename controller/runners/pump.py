@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable
 
 from protocols.codec import decode, encode, header_length
 from protocols.links import Links
-from protocols.messages import Message
+from protocols.messages import Message, Stamper
 from protocols.meter import Meter, wire_size
 from protocols.role import Outbox, Role
 from protocols.telemetry import Telemetry
@@ -41,7 +41,7 @@ class MemoryHost:
         self.curve_bytes = 0
         self.received: dict[tuple[str, str], list[int]] = {}
         self.links = Links()
-        self.seq = 0
+        self.stamper = Stamper(name)
 
     def now(self) -> float:
         """The pump's emulated time."""
@@ -78,11 +78,9 @@ class Pump:
                 self.timers.pop((name, key), None)
             else:
                 self.timers[(name, key)] = at
+        header = host.stamper.header
         for s in out.sends:
-            if s.numbered:
-                host.seq += 1
-            msg = s.cls(sender=name, seq=host.seq if s.numbered else 0, slot=s.slot,
-                        sent_ns=time.time_ns(), chain_latency_s=s.chain_latency_s, **s.payload)
+            msg = s.cls(**header(s.slot, s.chain_latency_s, s.numbered), **s.payload)
             frame = encode(msg, wire=wire)
             head = header_length(frame)
             host.meter.record(msg.KIND, msg.PLANE, name, s.dest, s.slot, wire_size(len(frame)),
