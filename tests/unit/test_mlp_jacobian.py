@@ -10,6 +10,9 @@ from torch.func import functional_call, jvp, vjp
 from controller.learners.mlp_jacobian import MlpJacobian
 from node.policy import mlp
 
+# torch.func's first use scripts helpers with torch.jit.script, which torch itself deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+
 
 def net_and_inputs(dtype: torch.dtype) -> tuple[nn.Sequential, torch.Tensor]:
     torch.manual_seed(0)
