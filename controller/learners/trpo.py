@@ -210,10 +210,8 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
     nn.utils.vector_to_parameters(flat, module.parameters())
 
 
-def flat_grad(
-    y: torch.Tensor, module: nn.Module, create_graph: bool = False
-) -> torch.Tensor:
-    grads = torch.autograd.grad(y, list(module.parameters()), create_graph=create_graph)
+def flat_grad(y: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    grads = torch.autograd.grad(y, list(module.parameters()))
     return torch.cat([g.reshape(-1) for g in grads])
 
 
