@@ -218,7 +218,8 @@ class Endpoint:
         self._peers: dict[str, tuple[zmq.asyncio.Socket, zmq.backend.Socket]] = {}
         self._held: list[tuple[int, int, Message]] = []
         self._held_count = 0
-        self._stamper = Stamper(name)
+        self.header = Stamper(name).header
+        """Header fields for a new message (:meth:`protocols.messages.Stamper.header`)."""
         self._ipc_path: str | None = None
         self._inbox: zmq.Socket[bytes] | None = None
         self._fd = -1
@@ -300,11 +301,6 @@ class Endpoint:
     def lost(self) -> int:
         """Messages lost on the emulated links ending here."""
         return self.links.lost
-
-    def header(self, slot: int, chain_latency_s: float = 0.0,
-               numbered: bool = True) -> dict[str, Any]:
-        """Header fields for a new message (:meth:`protocols.messages.Stamper.header`)."""
-        return self._stamper.header(slot, chain_latency_s, numbered)
 
     # ------------------------------------------------------------------ send / recv
 

@@ -56,8 +56,8 @@ from controller.baselines.wmmse import IterInfo
 from controller.training.rollout import Variant, scheme_for, variant_dims
 from node.observation import obs_central, obs_full, obs_round_robin, round_robin_dims
 from node.policy import GaussianPolicy, PolicyConfig, load_arrays
-from node.policy_spec import check_policy_view, fit_bs_budget, power_fraction
-from node.schemes import Scheme
+from node.policy_spec import fit_bs_budget, power_fraction
+from node.schemes import SCHEMES, Scheme
 from node.schemes.cellular import classical
 from protocols.seeding import rng_for
 from protocols.weights import load as load_weights
@@ -119,13 +119,14 @@ def load_policy(source: str | Path, scenario: Scenario, scheme: Variant | None =
         name = None
     if name is None:
         raise ValueError(f"{path}: unknown scheme {sch!r} (pass scheme=...)")
-    try:
-        check_policy_view(meta, scenario.radio)
+    arrays = dict(artifact.arrays)
+    try:  # the scheme's own weights check, as rrmbed run --weights makes it
+        SCHEMES.get("cellular", name).check_weights(scenario, arrays, meta)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     cfg = PolicyConfig(*variant_dims(name, scenario.radio))
     policy = GaussianPolicy(cfg)
-    load_arrays(policy, dict(artifact.arrays))
+    load_arrays(policy, arrays)
     return TrainedPolicy(label or name, name, policy, path, meta)
 
 

@@ -481,11 +481,12 @@ class Trpo:
         policy's own dtype) and returned in the policy's dtype."""
         cfg, policy = self.cfg, self.policy
         dtype = getattr(torch, cfg.direction_dtype)
-        if dtype != obs.dtype:
+        converted = dtype != obs.dtype
+        if converted:
             policy = copy.deepcopy(policy).to(dtype)
             obs, act, adv = obs.to(dtype), act.to(dtype), adv.to(dtype)
         mean, log_std = policy(obs)
-        if dtype != old_logp.dtype:  # pi_old in this dtype: the same forward pass, detached
+        if converted:  # pi_old in this dtype: the same forward pass, detached
             old_logp = gaussian_log_prob(mean.detach(), log_std.detach(), act)
         g = flat_grad(surrogate(mean, log_std, act, old_logp, adv), policy)
         fvp = make_fisher_vector_product(policy, obs[:: cfg.fisher_subsample], cfg.cg_damping)
