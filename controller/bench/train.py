@@ -29,7 +29,7 @@ from typing import Any
 from channel_server.config import load_scenario
 from channel_server.kinds import resolve
 from controller.learners.threads import torch_threads
-from controller.learners.trpo import Trpo, TrpoConfig
+from controller.learners.trpo import Trpo, TrpoConfig, resolve_value_dtype
 from controller.training.rollout import make_env, play
 from controller.training.train import policy_config_for
 from node.policy import seeded_policy
@@ -145,6 +145,7 @@ def run_bench_train(steps: int = 20_000, steps_7: int = 8_000, episodes: int = 1
         rows.insert(1, other)
     return {"rows": [r.as_dict() for r in rows],
             "sb3": None if isinstance(other, Row) else other,
+            "trpo_value_dtype": resolve_value_dtype(TrpoConfig().value_dtype),
             "ratio_ours_to_sb3": (rows[0].steps_per_s / other.steps_per_s
                                   if isinstance(other, Row) else None)}
 
@@ -166,6 +167,8 @@ def print_bench_train(result: dict[str, Any]) -> None:
                   f"{r['steps_per_s']:.0f}", "-" if goal is None else f"{goal:.0f}",
                   pct(r["env_s"]), pct(r["forward_s"]), pct(r["update_s"]))
     Console(width=max(120, Console().width)).print(t)
+    print(f"TRPO's value fit multiplies in {result['trpo_value_dtype']} on this CPU "
+          "(TrpoConfig.value_dtype = auto)")
     if result["ratio_ours_to_sb3"] is not None:
         print(f"ours / sb3-contrib, TRPO centralized 3cell-k2: "
               f"{result['ratio_ours_to_sb3']:.2f}x the env steps per second")

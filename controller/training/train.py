@@ -657,6 +657,7 @@ def _train_seed_here(
         "wall_s": trainer.wall_s,
         "s_per_iteration": trainer.wall_s / max(trainer.iteration, 1),
         "resumed_from_iteration": resumed_from,
+        "value_dtype": getattr(trainer.learner, "value_dtype", None),
         "final_sum_rate_mbps": None if last is None else last["sum_rate_mbps"],
         "final_ewma_mbps": None if last is None else last["ewma_mbps"],
         "validation_sum_rate_bps_hz": val,

@@ -532,6 +532,8 @@ def check_bench_train(r: Result) -> None:
     if out["sb3"] is not None:  # without the 'bench' extra it says so
         assert "'bench' extra" in out["sb3"]
     assert "steps/s" in r.proc.stdout
+    assert out["trpo_value_dtype"] in ("bfloat16", "float32")
+    assert f"value fit multiplies in {out['trpo_value_dtype']}" in r.proc.stdout
 
 
 def check_alcor_dist(r: Result) -> None:

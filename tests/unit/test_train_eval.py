@@ -21,6 +21,7 @@ from controller.bench.trpo import time_to_reach, trailing_mean
 from controller.evaluation.evaluate import evaluate_local, fit_bs_budget, policy_fractions
 from controller.evaluation.files import PLOTS_ENV
 from controller.evaluation.plots import ewma
+from controller.learners.threads import native_bfloat16
 from controller.training.rollout import play
 from controller.training.train import (
     VALIDATION_SEED,
@@ -327,6 +328,8 @@ def test_train_resume_continues_a_local_run_from_the_command_line(
     summary = json.loads((b / "summary.json").read_text())
     assert summary["steps_per_seed"] == 36 and summary["iterations_per_seed"] == 3
     assert summary["seeds"][0]["resumed_from_iteration"] == 2
+    # value_dtype = auto, resolved by this CPU
+    assert summary["seeds"][0]["value_dtype"] == ("bfloat16" if native_bfloat16() else "float32")
     wa = read_weights(a / "seed-5" / "weights.npz")
     wb = read_weights(b / "seed-5" / "weights.npz")
     for k in wa:

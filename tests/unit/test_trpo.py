@@ -17,6 +17,7 @@ from channel_server.air import Air
 from channel_server.config import RadioConfig, Scenario, load_scenario
 from channel_server.rates import sum_rate_bps_hz
 from controller.baselines.central import CentralDecider
+from controller.learners.threads import native_bfloat16
 from controller.learners.trpo import (
     NormalizedValue,
     Trpo,
@@ -255,11 +256,13 @@ def test_gae_matches_hand_computation() -> None:
 # --------------------------------------------------------------------------- the learner
 
 
-def test_accepted_update_stays_inside_the_trust_region() -> None:
+@pytest.mark.parametrize(("dtype", "rel"), [("float64", 1e-9), ("float32", 1e-5)])
+def test_accepted_update_stays_inside_the_trust_region(dtype: str, rel: float) -> None:
+    """The reported KL is the float64 one, to the precision of the policy step's dtype."""
     radio = radio_3cell()
     env = make_env(radio, "centralized", seed=11, episodes=200)
     pol = seeded_policy(env.policy_config(), 0)
-    cfg = TrpoConfig(value_hidden=(32,), value_epochs=1)
+    cfg = TrpoConfig(value_hidden=(32,), value_epochs=1, direction_dtype=dtype)  # type: ignore[arg-type]
     learner = Trpo(pol, cfg, rng_for(0, "trpo"))
     batch = collect(pol, env, 200, rng_for(0, "noise"))
     old = copy.deepcopy(pol)
@@ -269,7 +272,7 @@ def test_accepted_update_stays_inside_the_trust_region() -> None:
     m1, s1 = outputs(pol, batch.obs)
     kl = numpy_kl(m0, s0, m1, s1)
     assert 1e-4 < kl <= cfg.max_kl
-    assert kl == pytest.approx(stats["kl"], rel=1e-9)
+    assert kl == pytest.approx(stats["kl"], rel=rel)
     variables = learner.get_variables()
     assert set(variables) == set(pol.state_dict())
     np.testing.assert_array_equal(variables["log_std"], pol.log_std.detach().numpy())
@@ -317,6 +320,39 @@ def test_normalized_returns_make_the_value_fit_blind_to_the_rewards_scale() -> N
     assert plain.step(big)["value_loss"] > 1e3
 
 
+def test_a_bfloat16_value_fit_fits_as_well_as_a_float32_one() -> None:
+    """Mixed precision: V's weights stay float32, the fit is another one (the products
+    really are bfloat16), and it fits a smooth target about as well as float32 does."""
+    rng = rng_for(2, "fit")
+    obs = torch.as_tensor(rng.standard_normal((512, 3)), dtype=torch.float32)
+    target = torch.sin(obs[:, 0]) + 0.5 * obs[:, 1] * obs[:, 2] + 3.0
+    fitted, losses = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = TrpoConfig(value_hidden=(64, 64), value_epochs=60, value_minibatch=128,
+                         value_dtype=dtype)  # type: ignore[arg-type]
+        learner = Trpo(tiny_policy(), cfg, rng_for(0, "trpo"))
+        assert learner.value_dtype == dtype
+        losses[dtype] = learner.fit_value(obs, target)
+        assert all(p.dtype == torch.float32 for p in learner.value.parameters())
+        with torch.no_grad():
+            fitted[dtype] = learner.value(obs).squeeze(-1)
+    start = float(((target - target.mean()) ** 2).mean())
+    assert losses["float32"] < 0.1 * start
+    assert losses["bfloat16"] < 1.5 * losses["float32"] + 0.01 * start
+    assert not torch.equal(fitted["float32"], fitted["bfloat16"]), losses
+
+
+def test_native_bfloat16_reads_the_cpu_flags(tmp_path: Path) -> None:
+    """bfloat16 only where cpuinfo lists a native bfloat16 product (and torch's oneDNN
+    supports it); an unreadable cpuinfo means float32."""
+    with_bf16, without = tmp_path / "bf16", tmp_path / "avx2"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert native_bfloat16(with_bf16) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert native_bfloat16(without) is False
+    assert native_bfloat16(tmp_path / "missing") is False
+
+
 @pytest.mark.parametrize(("k", "dtype", "tol"), [(1, "float64", 1e-7), (4, "float64", 1e-7),
                                                  (1, "float32", 1e-5), (4, "float32", 1e-5)])
 def test_the_step_solves_with_the_fisher_of_every_kth_state(k: int, dtype: str,
@@ -362,6 +398,7 @@ def test_the_step_solves_with_the_fisher_of_every_kth_state(k: int, dtype: str,
 @pytest.mark.parametrize(("name", "value", "says"), [
     ("fisher_subsample", 0, "fisher_subsample must be >= 1"),
     ("direction_dtype", "float16", "direction_dtype must be 'float32' or 'float64'"),
+    ("value_dtype", "float16", "value_dtype must be 'auto', 'float32' or 'bfloat16'"),
     ("max_kl", 0.0, "max_kl must be > 0"),
     ("backtrack_coef", 1.0, "backtrack_coef must be in"),
     ("gae_lambda", 1.5, "gamma and gae_lambda must be in"),
@@ -391,7 +428,8 @@ def test_a_float32_direction_keeps_the_policy_float64_and_inside_the_trust_regio
         m0, s0 = outputs(old, batch.obs)
         m1, s1 = outputs(pol, batch.obs)
         assert numpy_kl(m0, s0, m1, s1) <= cfg.max_kl
-        assert numpy_kl(m0, s0, m1, s1) == pytest.approx(stats["kl"], rel=1e-9)
+        assert numpy_kl(m0, s0, m1, s1) == pytest.approx(
+            stats["kl"], rel=1e-9 if dtype == "float64" else 1e-5)
         moved[dtype] = flat_params(pol).numpy() - flat_params(old).numpy()
     a, b = moved["float64"], moved["float32"]
     assert np.linalg.norm(a - b) < 1e-4 * np.linalg.norm(a)  # measured: 7.5e-6
