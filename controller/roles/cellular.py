@@ -132,13 +132,13 @@ class CellularPart:
         from controller.learners.experience import NetworkTrainer, TrainOptions, make_learner
 
         ctl = self.ctl
+        policy, per_slot = None, 1
         if self.policy_at_nodes:
             policy, per_slot = node_policy(ctl.scheme, self.scenario, ctl.seed), len(ctl.nodes)
-        elif self.central is not None and self.central.policy is not None:
-            policy, per_slot = self.central.policy, 1
-        else:
+        elif self.central is not None:
+            policy = self.central.policy
+        if policy is None:
             raise ValueError(f"scheme {ctl.scheme!r} has no policy to train")
-        assert policy is not None  # policy_at_nodes: the scheme runs a policy
         if weights is not None:
             from node.policy import load_arrays
 

@@ -1186,6 +1186,15 @@ def test_controller_training_start_tells_the_air_when_to_pause() -> None:
     assert air.payload["options"]["train"]["pause_every"] == 3
 
 
+@pytest.mark.parametrize("scheme", ["max-power", "wmmse"])
+def test_a_training_controller_refuses_a_scheme_without_a_policy(scheme: str) -> None:
+    """Neither the nodes nor a central decider run a policy: nothing to train, said by
+    name before the run starts."""
+    with pytest.raises(ValueError, match=f"scheme '{scheme}' has no policy to train"):
+        hosted(ControllerRole(RES, scheme, 6, SEED, "local",
+                              options={"train": {"algo": "a2c", "episodes_per_iter": 2}}))
+
+
 def training_controller(slots: int = 6, per_iter: int = 2) -> ControllerRole:
     role = hosted(ControllerRole(RES, "full", slots, SEED, "local",
                                  options={"train": {"algo": "a2c",
