@@ -56,6 +56,7 @@ from rich.table import Table
 
 from channel_server.kinds import Resolved
 from channel_server.kinds.registry import resolve
+from controller.evaluation.d2d_run import rb_switch_rate
 from controller.evaluation.files import CsvStream, write_json
 from controller.learners.maac import MaacConfig
 from node.schemes import SCHEMES, Scheme
@@ -64,7 +65,7 @@ KIND = "d2d-underlay"
 RUN_OPTIONS: dict[str, Any] = {"action_mode": "mean", "log_csi": False, "history": None}
 """The run options ``rrmbed run --runner local`` gives its processes."""
 METRICS = ("total_reward", "d2d_sum_rate_mbps", "cue_sum_rate_mbps", "cue_outage",
-           "d2d_outage")
+           "d2d_outage", "rb_switch_rate")
 """Evaluation metrics of a results row (means per slot; outages as probabilities)."""
 COLUMNS = ("scheme", "n_pairs", "lambda", "seed", "trained", "train_slots", "eval_from_slot",
            "eval_slots", *METRICS, "train_final_reward", "wall_s", "run_dir")
@@ -223,7 +224,8 @@ def tail_metrics(metrics_csv: Path, start: int) -> dict[str, float]:
 
     return {"total_reward": mean("total_reward"), "d2d_sum_rate_mbps": mean("d2d_sum_mbps"),
             "cue_sum_rate_mbps": mean("cue_sum_mbps"), "cue_outage": mean("cue_outage"),
-            "d2d_outage": sum(out_count) / sum(on) if sum(on) else math.nan}
+            "d2d_outage": sum(out_count) / sum(on) if sum(on) else math.nan,
+            "rb_switch_rate": rb_switch_rate([[int(r[k]) for k in rbs] for r in rows])}
 
 
 def window_curve(metrics_csv: Path, slots: int, window: int) -> list[tuple[int, float]]:
@@ -319,7 +321,8 @@ def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
                 if console_note is not None:
                     console_note(f"{job.tag}: D2D {row['d2d_sum_rate_mbps']:.3f} Mbit/s, "
                                  f"CUE outage {row['cue_outage']:.4f}, D2D outage "
-                                 f"{row['d2d_outage']:.4f} ({row['wall_s']:.0f} s)")
+                                 f"{row['d2d_outage']:.4f}, RB switch rate "
+                                 f"{row['rb_switch_rate']:.3f} ({row['wall_s']:.0f} s)")
         finally:
             if res.rows:
                 figures(cfg, res, out)
@@ -558,7 +561,7 @@ def summary_table(cfg: D2dCompareConfig, res: Results) -> Table:
                     f"({cfg.random_slots} random), greedy evaluation on {cfg.eval_slots} "
                     "slots; mean ± std over seeds")
     for col in ("scheme", "N", "λ", "seeds", "CUE outage", "D2D outage", "D2D Mbit/s",
-                "total reward", "reward, last training window"):
+                "total reward", "reward, last training window", "RB switch rate"):
         t.add_column(col, justify="left" if col == "scheme" else "right")
     rank = {s.name: i for i, s in enumerate(methods(cfg))}
     groups = {k: [r for r in res.rows if (r["scheme"], r["n_pairs"], r["lambda"]) == k]
@@ -566,9 +569,9 @@ def summary_table(cfg: D2dCompareConfig, res: Results) -> Table:
                                      for r in res.rows)}
     for (name, n, lam), rows in sorted(groups.items(), key=lambda kv: (
             kv[0][1], rank.get(kv[0][0], 99), kv[0][2] or 0)):
-        cells = [_pm(*spread([r[m] for r in rows]), 4 if "outage" in m else 3)
+        cells = [_pm(*spread([r.get(m, math.nan) for r in rows]), 4 if "outage" in m else 3)
                  for m in ("cue_outage", "d2d_outage", "d2d_sum_rate_mbps", "total_reward",
-                           "train_final_reward")]
+                           "train_final_reward", "rb_switch_rate")]
         t.add_row(name, str(n), "" if lam is None else str(lam), str(len(rows)), *cells)
     return t
 

@@ -5,7 +5,8 @@ controller's part fills a :class:`D2dRecorder`, which writes the run directory a
 complete: ``metrics.csv`` (per slot: total reward, D2D and CUE sum rates, CUE and D2D
 outage fractions, then every pair's RB, power level, rate and reward and every CUE's
 SINR), ``overhead.csv``, ``config.toml`` and ``summary.json`` (means, outage
-probabilities, bytes per slot by kind, decision latency, slots per second).
+probabilities, how often pairs change RB, bytes per slot by kind, decision latency, slots
+per second).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +26,20 @@ from controller.evaluation.files import CsvStream, write_run_files
 from controller.evaluation.results import fmt, run_keys, run_tail
 from protocols.d2d_messages import D2dOutcome
 from protocols.meter import Meter
+
+
+def rb_switch_rate(rbs: npt.ArrayLike) -> float:
+    """How often a pair changes its RB: over every two consecutive slots (rows of ``rbs``,
+    slots by pairs, -1 for a silent pair) in which a pair transmits in both, the fraction in
+    which its RB differs; NaN without such a pair and slot. Random RBs out of K change with
+    probability (K - 1) / K; 0 is a static allocation, one that follows neither the fading
+    nor the interference."""
+    a = np.asarray(rbs, dtype=np.int64)
+    if a.ndim != 2 or a.shape[0] < 2:
+        return math.nan
+    both = (a[1:] >= 0) & (a[:-1] >= 0)
+    n = int(both.sum())
+    return float(((a[1:] != a[:-1]) & both).sum() / n) if n else math.nan
 
 
 @dataclass
@@ -107,6 +123,7 @@ class D2dRecorder:
             "cue_outage_probability": mean(lambda r: self.cue_outage(r).mean()),
             "d2d_outage_probability": (sum(int(self.d2d_outage(r).sum()) for r in rows) / on
                                        if on else None),
+            "rb_switch_rate": none_if_nan(rb_switch_rate([r.rb for r in rows])),
             **run_tail(overhead, self.done, lat, wall_s, (f"pair-{i}" for i in self.lost),
                        processes),
         }
@@ -130,6 +147,11 @@ def report_run(summary: dict[str, Any], out: Path, console: Console) -> None:
     print_d2d_summary([summary], console)
 
 
+def none_if_nan(x: float) -> float | None:
+    """JSON has no NaN: None for it."""
+    return None if math.isnan(x) else x
+
+
 def _f(x: float | None, digits: int) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -139,14 +161,14 @@ def print_d2d_summary(summaries: list[dict[str, Any]], console: Console | None =
     console = console or Console()
     t = Table(title=title)
     for col in ("scheme", "runner", "N", "slots", "total reward", "D2D Mbit/s",
-                "CUE Mbit/s", "CUE outage", "D2D outage", "backhaul B/slot", "air B/slot",
-                "slots/s"):
+                "CUE Mbit/s", "CUE outage", "D2D outage", "RB switch rate", "backhaul B/slot",
+                "air B/slot", "slots/s"):
         t.add_column(col, justify="left" if col in ("scheme", "runner") else "right")
     for s in summaries:
         t.add_row(s["scheme"], s["runner"], str(s["n_pairs"]), str(s["slots"]),
                   _f(s["total_reward_mean"], 2), _f(s["d2d_sum_rate_mbps_mean"], 3),
                   _f(s["cue_sum_rate_mbps_mean"], 2), _f(s["cue_outage_probability"], 4),
-                  _f(s["d2d_outage_probability"], 4),
+                  _f(s["d2d_outage_probability"], 4), _f(s.get("rb_switch_rate"), 3),
                   f"{s['backhaul_bytes_per_slot']['total']:.1f}",
                   f"{s['air_bytes_per_slot']:.1f}", f"{s['wall_slots_per_s']:.0f}")
     console.print(t)

@@ -5,6 +5,7 @@ independent `rrmbed run --runner local` of the same scheme, seed and weights."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -73,6 +74,8 @@ def test_a_row_for_every_scheme_n_seed_and_lambda(compared: Path) -> None:
             assert 0.0 <= float(r[k]) <= 1.0, r
         assert float(r["d2d_sum_rate_mbps"]) >= 0.0
         assert r["trained"] == str(SCHEMES.get("d2d-underlay", r["scheme"]).trainable)
+        if r["scheme"] == "random":  # a new RB out of 10 every slot: 9 times in 10 another
+            assert 0.8 < float(r["rb_switch_rate"]) < 1.0, r
 
 
 def run(tmp: Path, scheme: str, n: int, seed: int, slots: int,
@@ -105,6 +108,14 @@ def assert_row_is_tail(row: dict[str, str], tail: list[dict[str, str]]) -> None:
     on = [sum(int(r[f"rb_p{i}"]) >= 0 for i in range(n)) for r in tail]
     bad = sum(round(float(r["d2d_outage"]) * k) for r, k in zip(tail, on, strict=True))
     assert float(row["d2d_outage"]) == bad / sum(on)
+    # RB changes between consecutive evaluation slots, pairs transmitting in both
+    changed = kept = 0
+    for a, b in itertools.pairwise(tail):
+        for i in range(n):
+            ra, rb = int(a[f"rb_p{i}"]), int(b[f"rb_p{i}"])
+            if ra >= 0 and rb >= 0:
+                changed, kept = changed + (ra != rb), kept + (ra == rb)
+    assert float(row["rb_switch_rate"]) == changed / (changed + kept)
 
 
 def test_every_scheme_is_measured_on_the_same_slots_after_the_training(compared: Path) -> None:

@@ -28,6 +28,7 @@ from channel_server.d2d import (
 )
 from channel_server.d2d_air import D2dAir
 from channel_server.kinds import resolve
+from controller.evaluation.d2d_run import rb_switch_rate
 from node.d2d_observation import decode_action, observation_dim, observe
 from tests.helpers import SCENARIOS
 
@@ -295,3 +296,13 @@ def test_signalling_runs_train_asynchronously_when_asked() -> None:
 
     assert "asynchronous" not in train_options(SignallingConfig(), 10)["train"]
     assert train_options(SignallingConfig(asynchronous=True), 10)["train"]["asynchronous"]
+
+
+def test_rb_switch_rate_counts_changes_between_slots_where_a_pair_transmits_in_both() -> None:
+    """Pair 0: 2 -> 2 -> 5 (one change in two); pair 1: 1 -> silent -> 1 (no pair of
+    transmitting slots); pair 2: 0 -> 3 -> 3 (one in two): 2 changes in 4."""
+    rbs = [[2, 1, 0], [2, -1, 3], [5, 1, 3]]
+    assert rb_switch_rate(rbs) == 0.5
+    assert rb_switch_rate([[4, 4], [4, 4]]) == 0.0  # static
+    assert math.isnan(rb_switch_rate([[1, 2]]))  # one slot
+    assert math.isnan(rb_switch_rate([[-1, 2], [3, -1]]))  # never twice in a row
