@@ -123,7 +123,7 @@ class D2dRecorder:
             "cue_outage_probability": mean(lambda r: self.cue_outage(r).mean()),
             "d2d_outage_probability": (sum(int(self.d2d_outage(r).sum()) for r in rows) / on
                                        if on else None),
-            "rb_switch_rate": none_if_nan(rb_switch_rate([r.rb for r in rows])),
+            "rb_switch_rate": rb_switch_rate([r.rb for r in rows]),  # NaN: null in JSON
             **run_tail(overhead, self.done, lat, wall_s, (f"pair-{i}" for i in self.lost),
                        processes),
         }
@@ -145,11 +145,6 @@ class D2dRecorder:
 def report_run(summary: dict[str, Any], out: Path, console: Console) -> None:
     """The end of a D2D run: the summary table."""
     print_d2d_summary([summary], console)
-
-
-def none_if_nan(x: float) -> float | None:
-    """JSON has no NaN: None for it."""
-    return None if math.isnan(x) else x
 
 
 def _f(x: float | None, digits: int) -> str:

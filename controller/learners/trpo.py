@@ -469,9 +469,7 @@ class Trpo:
 
         def evaluate() -> tuple[float, float]:
             """(surrogate, mean KL) of the policy's current parameters, one forward pass."""
-            if net is not policy:
-                set_flat_params(net, flat_params(policy).to(dtype))
-            mean, log_std = net(obs)
+            mean, log_std = self._working_copy()(obs)
             return (float(surrogate(mean, log_std, act, old_logp, adv)),
                     float(gaussian_kl(old_mean, old_log_std, mean, log_std).mean()))
 

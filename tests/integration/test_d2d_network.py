@@ -73,8 +73,8 @@ def test_network_equals_local_and_the_air_replayed(tmp_path: Path, scheme: str) 
     assert summary["total_reward_mean"] == pytest.approx(
         np.mean([float(r["total_reward"]) for r in net]))
     rbs = np.array([[int(r[f"rb_p{i}"]) for i in range(N)] for r in net])
-    moved, both = (rbs[1:] != rbs[:-1]) & (rbs[1:] >= 0) & (rbs[:-1] >= 0), (
-        (rbs[1:] >= 0) & (rbs[:-1] >= 0))
+    both = (rbs[1:] >= 0) & (rbs[:-1] >= 0)  # transmitting in two consecutive slots
+    moved = (rbs[1:] != rbs[:-1]) & both
     assert summary["rb_switch_rate"] == pytest.approx(moved.sum() / both.sum(), rel=1e-12)
 
 
