@@ -42,7 +42,10 @@ def learner_config(train: dict[str, Any]) -> MaacConfig:
         cfg, neighbours=int(opts.get("neighbours", cfg.neighbours)),
         batch_size=int(opts.get("batch_size", cfg.batch_size)),
         actor_hidden=tuple(int(x) for x in opts.get("actor_hidden", cfg.actor_hidden)),
-        critic_hidden=tuple(int(x) for x in opts.get("critic_hidden", cfg.critic_hidden)))
+        critic_hidden=tuple(int(x) for x in opts.get("critic_hidden", cfg.critic_hidden)),
+        gamma=float(opts.get("gamma", cfg.gamma)),
+        actor_update=str(opts.get("actor_update", cfg.actor_update)),  # type: ignore[arg-type]
+        entropy=float(opts.get("entropy", cfg.entropy)))
 
 
 class D2dNetworkTrainer:

@@ -18,16 +18,33 @@ training at the base station and decentralized execution at the D2D pairs.
   uniformly (minibatch size: *choice* 128, the paper gives none).
 
 **Discrete actions** (the paper writes a deterministic policy ``mu: S -> A`` whose output
-"is the selected action", and cites MADDPG [40] for the multi-agent gradient): we follow
-MADDPG's treatment of discrete actions. The actor outputs logits; the critic takes actions
-as one-hot vectors; in the policy gradient (17) agent i's action is the differentiable
-Gumbel-Softmax relaxation ``softmax((logits + g) / T)`` (``g`` Gumbel noise, T =
-``gumbel_temperature``) while the other pairs' actions are those in the replay; the target
-action ``mu'(s')`` is the one-hot argmax of the target actor (the deterministic policy of
-(15)); a small L2 penalty on the logits keeps them bounded (MADDPG's regularizer). Acting:
-the argmax of the logits (execution, Algorithm 2); while training, a sample of their
-softmax (the Gumbel-max draw). Pairs download the **target** actors (the paper: "users only
-need to download the weights of the trained target actor network"), named
+"is the selected action", and cites MADDPG [40] for the multi-agent gradient): the actor
+outputs logits, the critic takes actions as one-hot vectors, and the target action
+``mu'(s')`` of (15) is the one-hot argmax of the target actor (the deterministic policy).
+The policy gradient (17), ``actor_update``:
+
+* ``expected`` (default, *choice*): ascend ``E_{a_i ~ pi_i(s_i)} Q_i(s, a_i, a_-i)``, the
+  exact expectation over pair i's K beta actions of its critic with the other pairs'
+  actions from the replay (the discrete counterpart of (17): a deterministic gradient
+  through Q has no meaning on a one-hot input), plus ``entropy`` times the policy's
+  entropy. One pass of the critic gives every own action's Q: the first joined layer is
+  linear in the one-hot action, so action k adds its column of weights
+  (:meth:`Critics.each_own_action`).
+* ``gumbel``: MADDPG's relaxation, agent i's action replaced by the differentiable
+  Gumbel-Softmax ``softmax((logits + g) / T)`` (``g`` Gumbel noise, T =
+  ``gumbel_temperature``) with a small L2 penalty on the logits (MADDPG's regularizer).
+
+Why ``expected``: with a critic fixed after 10^4 supervised updates on random slots
+(N = 10, its greedy action worth 8.25 Mbit/s on held-out fading against 4.80 for random
+RBs), an actor of 64, 32 units trained on it for 10^4 updates reached 8.02 Mbit/s with
+the expected gradient and entropy 0.3 (learning rate 1e-3), 5.05 with entropy 0.01, and
+5.83 with the Gumbel relaxation: the relaxed gradient asks the critic about soft actions
+it never saw, and without enough entropy the softmax settles on one RB before it learns
+to follow the fading.
+
+Acting: the argmax of the logits (execution, Algorithm 2); while training, a sample of
+their softmax (the Gumbel-max draw). Pairs download the **target** actors (the paper:
+"users only need to download the weights of the trained target actor network"), named
 ``agent<i>.actor.<l>.weight`` (out x in) / ``.bias``, float32.
 
 Networks of all N pairs are held as batched weights ``(N, in, out)`` and run with one
@@ -80,12 +97,26 @@ class MaacConfig:
     """Slots sampled per update (*choice*: not given by the paper)."""
     learning_starts: int = 2000
     """step() trains once the replay holds this many slots (the paper's random warm-up)."""
+    actor_update: Literal["expected", "gumbel"] = "expected"
+    """How the discrete actions meet the policy gradient (module docstring)."""
+    entropy: float = 0.3
+    """``expected``: weight of the policy's entropy in the actor's objective, reward units
+    per nat (*choice*)."""
     gumbel_temperature: float = 1.0
-    """Temperature T of the Gumbel-Softmax relaxation in the actor update."""
+    """``gumbel``: temperature T of the Gumbel-Softmax relaxation."""
     logits_l2: float = 1e-3
-    """Weight of the mean squared logits added to the actor loss."""
+    """``gumbel``: weight of the mean squared logits added to the actor loss."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip of every update (per network family); inf disables it."""
+
+    def __post_init__(self) -> None:
+        if self.actor_update not in ("expected", "gumbel"):
+            raise ValueError(f"actor_update must be 'expected' or 'gumbel', got "
+                             f"{self.actor_update!r}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
+        if self.entropy < 0.0:
+            raise ValueError(f"entropy must be >= 0, got {self.entropy}")
 
 
 @dataclass(frozen=True)
@@ -175,12 +206,28 @@ class Critics(nn.Module):
                                     for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([torch.relu(self.state_layer(states)), actions], dim=-1)
-        for j, layer in enumerate(self.layers):
-            x = layer(x)
-            if j < len(self.layers) - 1:
-                x = torch.relu(x)
+        first, *rest = linears(self.layers)
+        x: torch.Tensor = first(torch.cat([torch.relu(self.state_layer(states)), actions],
+                                          dim=-1))
+        for layer in rest:
+            x = layer(torch.relu(x))
         return x[..., 0]
+
+    def each_own_action(self, states: torch.Tensor, others: torch.Tensor,
+                        own_rows: torch.Tensor) -> torch.Tensor:
+        """Q ``(N, B, A)`` of every own action: ``others`` ``(N, B, L A)`` are the members'
+        one-hot actions with the critic's own pair's slot all zero, ``own_rows`` ``(N, A)``
+        the rows of the first joined layer that its own action feeds. That layer is linear
+        in the action, so own action k adds row k of those weights to its output."""
+        first, *rest = linears(self.layers)
+        z: torch.Tensor = first(torch.cat([torch.relu(self.state_layer(states)), others],
+                                          dim=-1))
+        n = z.shape[0]
+        w_own = first.weight[torch.arange(n)[:, None], own_rows]  # (N, A, H)
+        x = (z[:, :, None, :] + w_own[:, None]).flatten(1, 2)  # (N, B A, H)
+        for layer in rest:
+            x = layer(torch.relu(x))
+        return x[..., 0].reshape(n, z.shape[1], -1)
 
 
 def linears(layers: nn.ModuleList) -> list[BatchedLinear]:
@@ -213,6 +260,9 @@ class Maac:
         """Pairs each critic sees, ``(N, L)``."""
         ell = self.members.shape[1]
         self.self_slot = torch.as_tensor(self.members == np.arange(n)[:, None])  # (N, L)
+        own_pos = self.self_slot.int().argmax(dim=1)
+        self.own_rows = (cfg.critic_hidden[0] + own_pos[:, None] * a
+                         + torch.arange(a)[None])  # (N, A): see Critics.each_own_action
         gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         self.actor = Actors(n, d, cfg.actor_hidden, a, gen)
         self.critic = Critics(n, ell * d, ell * a, cfg.critic_hidden, gen)
@@ -291,25 +341,40 @@ class Maac:
             nxt_act = torch.nn.functional.one_hot(nxt_logits.argmax(-1), a).float()
             y = rew + cfg.gamma * self.critic_target(self._gather(nxt),
                                                      self._gather(nxt_act.transpose(0, 1)))
-        q = self.critic(self._gather(obs), self._gather(act))
+        states = self._gather(obs)
+        actor_loss: torch.Tensor
+        q = self.critic(states, self._gather(act))
         critic_loss = ((q - y) ** 2).mean(dim=1).sum()
         self.critic_opt.zero_grad()
         critic_loss.backward()
         if math.isfinite(cfg.max_grad_norm):
             nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
         self.critic_opt.step()
-        # actor: ascend Q_i with a_i relaxed (Gumbel-Softmax), the others from the replay
+        # actor (17): the other pairs' actions from the replay
         logits = self.actor(obs.transpose(0, 1))  # (N, B, A)
-        g = torch.as_tensor(self.rng.gumbel(size=tuple(logits.shape)), dtype=torch.float32)
-        relaxed = torch.softmax((logits + g) / cfg.gumbel_temperature, dim=-1)
         idx = torch.as_tensor(self.members)
         others = act[:, idx].permute(1, 0, 2, 3)  # (N, B, L, A)
-        mine = relaxed[:, :, None, :].expand_as(others)
-        acts_in = torch.where(self.self_slot[:, None, :, None], mine, others)
-        q_pi = self.critic(self._gather(obs), acts_in.reshape(n, obs.shape[0], -1))
-        actor_loss = -q_pi.mean(dim=1).sum() + cfg.logits_l2 * (logits**2).mean(dim=(1, 2)).sum()
+        mine = self.self_slot[:, None, :, None]
+        if cfg.actor_update == "expected":
+            logp = torch.log_softmax(logits, dim=-1)
+            p = logp.exp()
+            with torch.no_grad():
+                q_each = self.critic.each_own_action(
+                    states, torch.where(mine, 0.0, others).flatten(2), self.own_rows)
+            entropy = -(p * logp).sum(-1)  # (N, B)
+            actor_loss = -((p * q_each).sum(-1) + cfg.entropy * entropy).mean(dim=1).sum()
+        else:  # gumbel: a_i relaxed by the Gumbel-Softmax
+            g = torch.as_tensor(self.rng.gumbel(size=tuple(logits.shape)), dtype=torch.float32)
+            relaxed = torch.softmax((logits + g) / cfg.gumbel_temperature, dim=-1)
+            acts_in = torch.where(mine, relaxed[:, :, None, :].expand_as(others), others)
+            q_pi = self.critic(states, acts_in.flatten(2))
+            actor_loss = (-q_pi.mean(dim=1).sum()
+                          + cfg.logits_l2 * (logits**2).mean(dim=(1, 2)).sum())
+            with torch.no_grad():
+                logp = torch.log_softmax(logits, dim=-1)
+                entropy = -(logp.exp() * logp).sum(-1)
         self.actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         if math.isfinite(cfg.max_grad_norm):
             nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
         self.actor_opt.step()
@@ -319,7 +384,8 @@ class Maac:
         self.version += 1
         return {"critic_loss": float(critic_loss.detach()) / n,
                 "actor_loss": float(actor_loss.detach()) / n,
-                "q_mean": float(q.detach().mean())}
+                "q_mean": float(q.detach().mean()),
+                "entropy": float(entropy.detach().mean())}
 
     # ------------------------------------------------------------------ weights
 

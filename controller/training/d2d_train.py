@@ -22,7 +22,7 @@ per pair (``sharing='per-agent'``), each trained on its own replay of its own ob
 actions and rewards: independent learners, as the paper's distributed baselines. Its
 settings for D2D:
 
-* gamma 0.95 (the paper's);
+* gamma: the learners' (the paper's 0.95 by default);
 * hidden widths: the command's ``--actor-hidden`` (the paper's actor, 512 and 128:
   the network a pair runs), batch ``--batch-size`` (*choice*: 128, as MAAC);
 * Adam 1e-3 (*choice*: the paper's critic rate; a Q network is a critic), MSE TD loss
@@ -124,7 +124,7 @@ class MaacPairs:
     """MAAC / NAAC / IAC (:class:`controller.learners.maac.Maac`) as a :class:`D2dLearner`:
     the pairs act with its target actors."""
 
-    stats: tuple[str, ...] = ("critic_loss", "actor_loss", "q_mean")
+    stats: tuple[str, ...] = ("critic_loss", "actor_loss", "q_mean", "entropy")
 
     def __init__(self, maac: Maac) -> None:
         self.maac = maac
@@ -153,7 +153,8 @@ class MaacPairs:
     def facts(self) -> dict[str, Any]:
         cfg = self.maac.cfg
         return {"critic": cfg.critic, "neighbours": cfg.neighbours,
-                "critic_members": self.maac.members.tolist()}
+                "critic_members": self.maac.members.tolist(), "gamma": cfg.gamma,
+                "actor_update": cfg.actor_update, "entropy": cfg.entropy}
 
 
 class DqnPairs:
@@ -234,7 +235,7 @@ def dqn_config(settings: MaacConfig, slots: int) -> DqnConfig:
     """The D2D DQN's settings (module docstring) for a training of ``slots`` slots whose
     updates start after ``settings.learning_starts`` of them."""
     after = max(slots - settings.learning_starts, 1)
-    return DqnConfig(hidden=settings.actor_hidden, learning_rate=1e-3, gamma=0.95,
+    return DqnConfig(hidden=settings.actor_hidden, learning_rate=1e-3, gamma=settings.gamma,
                      batch_size=settings.batch_size,
                      replay_capacity=min(max(slots, 1), 1_000_000),
                      learning_starts=settings.learning_starts, target_period=100,

@@ -90,7 +90,7 @@ def test_network_training_uploads_histories_and_broadcasts_actors(tmp_path: Path
 
     net = tmp_path / "net"
     r = rrmbed("d2d", "train", str(SC), "--scheme", "naac", "--runner", "network", *TRAIN,
-               "--out", str(net))
+               "--gamma", "0.5", "--actor-update", "gumbel", "--out", str(net))
     assert r.returncode == 0, r.stdout + r.stderr
     # the same training on the in-memory pump, with the options the command gave
     run = json.loads((net / "run.json").read_text())
@@ -101,6 +101,8 @@ def test_network_training_uploads_histories_and_broadcasts_actors(tmp_path: Path
     assert read_csv(net / "training.csv") == read_csv(pump / "training.csv")
     a, b = load(net / "weights.npz"), load(pump / "weights.npz")
     assert a.meta.fingerprint == b.meta.fingerprint and a.meta.kind == "d2d-underlay"
+    # the learner settings reached the controller's learner
+    assert (a.meta.extra["gamma"], a.meta.extra["actor_update"]) == (0.5, "gumbel")
     # updates at slots 20 and 40: the transitions of slots 0..18, then 19..38
     train = read_csv(net / "training.csv")
     assert [(float(t["slot"]), float(t["transitions"])) for t in train] == [(20, 19), (40, 39)]
@@ -280,10 +282,13 @@ def test_independent_actor_critic_trains_and_acts_over_processes(tmp_path: Path)
     w = tmp_path / "iac"
     r = rrmbed("d2d", "train", str(SC), "--scheme", "iac", "--slots", "30", "--random-slots",
                "10", *SETS, "--actor-hidden", "16,8", "--critic-hidden", "32,16,8",
-               "--batch-size", "8", "--seed", "7", "--out", str(w))
+               "--batch-size", "8", "--seed", "7", "--gamma", "0", "--entropy", "0.2", "--out",
+               str(w))
     assert r.returncode == 0, r.stdout + r.stderr
     art = load(w / "weights.npz")
     assert art.meta.extra["critic"] == "own" and art.meta.scheme == "iac"
+    assert (art.meta.extra["gamma"], art.meta.extra["actor_update"],
+            art.meta.extra["entropy"]) == (0.0, "expected", 0.2)
     assert art.meta.extra["updates"] > 0
     assert art.meta.extra["critic_members"] == [[i] for i in range(N)]
     outs = {runner: run_dir(tmp_path, SC, "iac", runner, 40, 7, *SETS, "--weights",

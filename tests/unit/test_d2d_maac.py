@@ -152,7 +152,7 @@ def test_soft_update_moves_targets_by_tau() -> None:
     before = [copy.deepcopy(m.actor_target), copy.deepcopy(m.critic_target)]
     online_before = [p.detach().clone() for p in m.critic.parameters()]
     stats = m.step()
-    assert set(stats) == {"critic_loss", "actor_loss", "q_mean"} and m.version == 1
+    assert set(stats) == {"critic_loss", "actor_loss", "q_mean", "entropy"} and m.version == 1
     for tgt, onl, old_t in ((m.actor_target, m.actor, before[0]),
                             (m.critic_target, m.critic, before[1])):
         for t, o, x in zip(tgt.parameters(), onl.parameters(), old_t.parameters(),
@@ -160,6 +160,64 @@ def test_soft_update_moves_targets_by_tau() -> None:
             assert torch.allclose(t, 0.1 * o + 0.9 * x, atol=1e-7)
     assert any(not torch.equal(p, q) for p, q in zip(m.critic.parameters(), online_before,
                                                      strict=True))
+
+
+@pytest.mark.parametrize("critic", ["all", "neighbours", "own"])
+def test_every_own_actions_q_in_one_pass_is_the_critic_on_each_one_hot(critic: str) -> None:
+    """Critics.each_own_action against the critic called once per own action, with that
+    action's one-hot put into the pair's own slot of the members' actions."""
+    m = maac(critic, seed=7)
+    rng = np.random.default_rng(8)
+    obs = torch.as_tensor(rng.normal(size=(6, 5, 40)), dtype=torch.float32)
+    act = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, 10, (6, 5))),
+                                      10).float()
+    members = m.members.shape[1]
+    states, actions = m._gather(obs), m._gather(act).reshape(5, 6, members, 10)
+    own = torch.as_tensor(m.members == np.arange(5)[:, None])[:, None, :, None]
+    with torch.no_grad():
+        fast = m.critic.each_own_action(states, torch.where(own, 0.0, actions).flatten(2),
+                                        m.own_rows)
+        for k in range(10):
+            put = torch.where(own, torch.eye(10)[k], actions).flatten(2)
+            assert torch.allclose(fast[:, :, k], m.critic(states, put), atol=1e-5)
+
+
+def test_the_expected_update_turns_each_actor_to_its_critics_best_action() -> None:
+    """With the critics held still (and their weights scaled up, so that their Q values
+    differ between actions by about 0.4), the expected policy gradient (no entropy) turns
+    the actors' greedy actions to the ones their critics value most, state by state (a
+    softmax policy gradient can stall where the best action's probability got small:
+    most, not all)."""
+    cfg = dataclasses.replace(SMALL, actor_hidden=(64,), critic_learning_rate=0.0,
+                              actor_learning_rate=1e-2, entropy=0.0, batch_size=32,
+                              max_grad_norm=math.inf)
+    m = maac("own", cfg=cfg, seed=9)
+    with torch.no_grad():
+        for p in m.critic.parameters():
+            p.mul_(3.0)
+    rng = np.random.default_rng(10)
+    obs = rng.normal(size=(32, 5, 40))
+    m.observe(obs, rng.integers(0, 10, (32, 5)), rng.normal(size=(32, 5)),
+              rng.normal(size=(32, 5, 40)))
+    x = torch.as_tensor(obs, dtype=torch.float32)
+    with torch.no_grad():
+        q = m.critic.each_own_action(m._gather(x), torch.zeros(5, 32, 10), m.own_rows)
+    best = q.argmax(-1).T.numpy()  # (B, N)
+    agree = lambda: float((m.logits(obs).argmax(-1) == best).mean())  # noqa: E731
+    before = agree()
+    for _ in range(300):
+        m.step()
+    assert len(np.unique(best)) >= 5  # the best action depends on the state
+    assert before < 0.3 and agree() > 0.8
+
+
+def test_learner_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="actor_update"):
+        MaacConfig(actor_update="soft")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gamma"):
+        MaacConfig(gamma=1.0)
+    with pytest.raises(ValueError, match="entropy"):
+        MaacConfig(entropy=-0.1)
 
 
 def test_no_update_before_the_warm_up_fills_the_replay() -> None:

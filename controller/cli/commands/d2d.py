@@ -4,7 +4,9 @@ Other modules add commands to the :data:`d2d` group by importing it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -19,6 +21,29 @@ from controller.cli.common import (
     resolve_file,
 )
 from node.schemes import SCHEMES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def learning_options(f: F) -> F:
+    """``--gamma``, ``--actor-update`` and ``--entropy``: the learners' settings a command
+    passes on as ``gamma``, ``actor_update``, ``entropy`` (:class:`MaacConfig`'s fields)."""
+    for option in reversed((
+        click.option("--gamma", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.95,
+                     show_default=True, help="Discount factor per slot of every learner "
+                     "(the paper's 0.95; 0 makes each slot its own problem: the fading is "
+                     "the same whatever a pair chose)."),
+        click.option("--actor-update", type=click.Choice(["expected", "gumbel"]),
+                     default="expected", show_default=True,
+                     help="How MAAC / NAAC / IAC's actors follow their critics: the expected "
+                          "Q over the pair's own actions with an entropy bonus, or MADDPG's "
+                          "Gumbel-Softmax relaxation."),
+        click.option("--entropy", type=click.FloatRange(0.0), default=0.3, show_default=True,
+                     help="Weight of the policy's entropy in the expected update, reward "
+                          "units per nat."),
+    )):
+        f = option(f)
+    return f
 
 
 @cli.group()
@@ -46,6 +71,7 @@ def d2d() -> None:
               help="Actor hidden widths, comma-separated.")
 @click.option("--critic-hidden", default="1024,512,256", show_default=True,
               help="Critic hidden widths, comma-separated.")
+@learning_options
 @click.option("--broadcast-period", type=click.IntRange(1), default=100, show_default=True,
               help="Network runner: slots between actor broadcasts (and updates).")
 @click.option("--asynchronous", is_flag=True,
@@ -62,7 +88,8 @@ def d2d() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path))
 def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots: int,
               neighbours: int, batch_size: int, actor_hidden: str, critic_hidden: str,
-              broadcast_period: int, asynchronous: bool, seed: int, sets: tuple[str, ...],
+              gamma: float, actor_update: str, entropy: float, broadcast_period: int,
+              asynchronous: bool, seed: int, sets: tuple[str, ...],
               out: Path | None) -> None:
     """Train SCHEME's actors (MAAC or NAAC); writes OUT/weights.npz (the target actors, for
     `rrmbed run --scheme SCHEME --weights`) and OUT/training.csv."""
@@ -87,7 +114,8 @@ def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots
     maac = MaacConfig(neighbours=neighbours, batch_size=batch_size,
                       actor_hidden=number_list(actor_hidden, "--actor-hidden", minimum=1),
                       critic_hidden=number_list(critic_hidden, "--critic-hidden", minimum=1),
-                      learning_starts=max(random_slots, 1))
+                      learning_starts=max(random_slots, 1), gamma=gamma,
+                      actor_update=actor_update, entropy=entropy)  # type: ignore[arg-type]
     out = out or Path("runs") / f"d2d-train-{sc.name}-{scheme}-{runner}-s{seed}"
     if runner == "network":
         from controller.evaluation.d2d_run import print_d2d_summary
@@ -99,7 +127,9 @@ def d2d_train(scenario: Path, scheme: str, runner: str, slots: int, random_slots
                                      "learner": {"neighbours": neighbours,
                                               "batch_size": batch_size,
                                               "actor_hidden": list(maac.actor_hidden),
-                                              "critic_hidden": list(maac.critic_hidden)}}})
+                                              "critic_hidden": list(maac.critic_hidden),
+                                              "gamma": gamma, "actor_update": actor_update,
+                                              "entropy": entropy}}})
         print_d2d_summary([summary], Console(width=max(120, Console().width)),
                           title=f"network training: {scheme}")
     else:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from controller.cli.commands.d2d import d2d
+from controller.cli.commands.d2d import d2d, learning_options
 from controller.cli.common import console, number_list, parse_overrides, progress_bar
 from node.schemes import SCHEMES
 
@@ -57,6 +57,7 @@ OUTPUTS = ("results.csv", "results.json", "training_curves.csv", "runs")
               help="Critic hidden widths, comma-separated (the paper's: 1024,512,256).")
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
               help="Slots per update (the paper gives none).")
+@learning_options
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Scenario override for every N, e.g. --set radio.bs_power_dbm=36 (46 dBm "
                    "spread over the 10 RBs instead of on each).")
@@ -71,7 +72,8 @@ OUTPUTS = ("results.csv", "results.json", "training_curves.csv", "runs")
 def d2d_compare(ctx: click.Context, ns: str, lambdas: str, seeds: str, slots: int,
                 random_slots: int, eval_slots: int, window: int, schemes: str, neighbours: int,
                 sweep_n: int, actor_hidden: str, critic_hidden: str, batch_size: int,
-                sets: tuple[str, ...], out: Path, overwrite: bool, quick: bool) -> None:
+                gamma: float, actor_update: str, entropy: float, sets: tuple[str, ...], out: Path,
+                overwrite: bool, quick: bool) -> None:
     """Paper 002's figures, PNG and CSV, from one command.
 
     Every D2D scheme on every N and seed, in this process (the local runner): the schemes
@@ -105,7 +107,9 @@ def d2d_compare(ctx: click.Context, ns: str, lambdas: str, seeds: str, slots: in
                              actor_hidden=number_list(str(values["actor_hidden"]),
                                                       "--actor-hidden", minimum=1),
                              critic_hidden=number_list(str(values["critic_hidden"]),
-                                                       "--critic-hidden", minimum=1))
+                                                       "--critic-hidden", minimum=1),
+                             gamma=gamma, actor_update=actor_update,  # type: ignore[arg-type]
+                             entropy=entropy)
         cfg = D2dCompareConfig(
             ns=number_list(str(values["ns"]), "--ns", minimum=1),
             lambdas=(number_list(str(values["lambdas"]), "--lambdas", minimum=1)
