@@ -28,7 +28,7 @@ The policy gradient (17), ``actor_update``:
   actions from the replay (the discrete counterpart of (17): a deterministic gradient
   through Q has no meaning on a one-hot input), plus ``entropy`` times the policy's
   entropy. One pass of the critic gives every own action's Q: the first joined layer is
-  linear in the one-hot action, so action k adds its column of weights
+  linear in the one-hot action, so action k adds its row of weights
   (:meth:`Critics.each_own_action`).
 * ``gumbel``: MADDPG's relaxation, agent i's action replaced by the differentiable
   Gumbel-Softmax ``softmax((logits + g) / T)`` (``g`` Gumbel noise, T =
@@ -342,7 +342,6 @@ class Maac:
             y = rew + cfg.gamma * self.critic_target(self._gather(nxt),
                                                      self._gather(nxt_act.transpose(0, 1)))
         states = self._gather(obs)
-        actor_loss: torch.Tensor
         q = self.critic(states, self._gather(act))
         critic_loss = ((q - y) ** 2).mean(dim=1).sum()
         self.critic_opt.zero_grad()
@@ -355,14 +354,15 @@ class Maac:
         idx = torch.as_tensor(self.members)
         others = act[:, idx].permute(1, 0, 2, 3)  # (N, B, L, A)
         mine = self.self_slot[:, None, :, None]
+        logp = torch.log_softmax(logits, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1)  # (N, B)
+        actor_loss: torch.Tensor
         if cfg.actor_update == "expected":
-            logp = torch.log_softmax(logits, dim=-1)
-            p = logp.exp()
             with torch.no_grad():
                 q_each = self.critic.each_own_action(
                     states, torch.where(mine, 0.0, others).flatten(2), self.own_rows)
-            entropy = -(p * logp).sum(-1)  # (N, B)
-            actor_loss = -((p * q_each).sum(-1) + cfg.entropy * entropy).mean(dim=1).sum()
+            actor_loss = -((logp.exp() * q_each).sum(-1)
+                           + cfg.entropy * entropy).mean(dim=1).sum()
         else:  # gumbel: a_i relaxed by the Gumbel-Softmax
             g = torch.as_tensor(self.rng.gumbel(size=tuple(logits.shape)), dtype=torch.float32)
             relaxed = torch.softmax((logits + g) / cfg.gumbel_temperature, dim=-1)
@@ -370,9 +370,6 @@ class Maac:
             q_pi = self.critic(states, acts_in.flatten(2))
             actor_loss = (-q_pi.mean(dim=1).sum()
                           + cfg.logits_l2 * (logits**2).mean(dim=(1, 2)).sum())
-            with torch.no_grad():
-                logp = torch.log_softmax(logits, dim=-1)
-                entropy = -(logp.exp() * logp).sum(-1)
         self.actor_opt.zero_grad()
         actor_loss.backward()  # type: ignore[no-untyped-call]
         if math.isfinite(cfg.max_grad_norm):
