@@ -206,10 +206,17 @@ class Critics(nn.Module):
                                     for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        first, *rest = linears(self.layers)
-        x: torch.Tensor = first(torch.cat([torch.relu(self.state_layer(states)), actions],
-                                          dim=-1))
-        for layer in rest:
+        return self._rest(self._joined(states, actions))
+
+    def _joined(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The first joined layer's output (before its ReLU)."""
+        out: torch.Tensor = linears(self.layers)[0](
+            torch.cat([torch.relu(self.state_layer(states)), actions], dim=-1))
+        return out
+
+    def _rest(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers after the first joined one, to Q (the last axis dropped)."""
+        for layer in linears(self.layers)[1:]:
             x = layer(torch.relu(x))
         return x[..., 0]
 
@@ -219,15 +226,11 @@ class Critics(nn.Module):
         one-hot actions with the critic's own pair's slot all zero, ``own_rows`` ``(N, A)``
         the rows of the first joined layer that its own action feeds. That layer is linear
         in the action, so own action k adds row k of those weights to its output."""
-        first, *rest = linears(self.layers)
-        z: torch.Tensor = first(torch.cat([torch.relu(self.state_layer(states)), others],
-                                          dim=-1))
+        z = self._joined(states, others)
         n = z.shape[0]
-        w_own = first.weight[torch.arange(n)[:, None], own_rows]  # (N, A, H)
-        x = (z[:, :, None, :] + w_own[:, None]).flatten(1, 2)  # (N, B A, H)
-        for layer in rest:
-            x = layer(torch.relu(x))
-        return x[..., 0].reshape(n, z.shape[1], -1)
+        w_own = linears(self.layers)[0].weight[torch.arange(n)[:, None], own_rows]  # (N, A, H)
+        return self._rest((z[:, :, None, :] + w_own[:, None]).flatten(1, 2)).reshape(
+            n, z.shape[1], -1)
 
 
 def linears(layers: nn.ModuleList) -> list[BatchedLinear]:
