@@ -55,13 +55,11 @@ import numpy as np
 from rich.table import Table
 
 from channel_server.kinds import Resolved
-from channel_server.kinds.registry import resolve
-from controller.evaluation.d2d_run import rb_switch_rate
+from controller.evaluation.d2d_run import KIND, rb_switch_rate, scenario_with_pairs
 from controller.evaluation.files import CsvStream, write_json
 from controller.learners.maac import MaacConfig
 from node.schemes import SCHEMES, Scheme
 
-KIND = "d2d-underlay"
 RUN_OPTIONS: dict[str, Any] = {"action_mode": "mean", "log_csi": False, "history": None}
 """The run options ``rrmbed run --runner local`` gives its processes."""
 METRICS = ("total_reward", "d2d_sum_rate_mbps", "cue_sum_rate_mbps", "cue_outage",
@@ -185,16 +183,7 @@ def jobs(cfg: D2dCompareConfig) -> list[Job]:
 
 def scenario_for(cfg: D2dCompareConfig, n: int) -> Resolved:
     """The D2D scenario with N pairs."""
-    path = cfg.scenarios / f"d2d-n{n}.toml"
-    overrides = dict(cfg.overrides)
-    if path.exists():
-        resolved = resolve(path, overrides or None)
-    else:
-        resolved = resolve(cfg.scenarios / "d2d-n10.toml",
-                           {**overrides, "radio.n_pairs": n, "name": f"d2d-n{n}"})
-    if resolved.kind.name != KIND or resolved.scenario.radio.n_pairs != n:
-        raise ValueError(f"{path}: not a {KIND} scenario with {n} pairs")
-    return resolved
+    return scenario_with_pairs(cfg.scenarios, n, dict(cfg.overrides))
 
 
 def job_slots(cfg: D2dCompareConfig, job: Job) -> int:

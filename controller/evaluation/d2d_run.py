@@ -12,6 +12,7 @@ per second).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,32 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_server.d2d import D2dScenario, d2d_scenario_to_dict, db_to_linear, to_db
+from channel_server.kinds import Resolved
+from channel_server.kinds.registry import resolve
 from controller.evaluation.files import CsvStream, write_run_files
 from controller.evaluation.results import fmt, run_keys, run_tail
 from protocols.d2d_messages import D2dOutcome
 from protocols.meter import Meter
+
+KIND = "d2d-underlay"
+"""The scenario kind of these runs."""
+
+
+def scenario_with_pairs(folder: Path, n: int,
+                        overrides: Mapping[str, Any] | None = None) -> Resolved:
+    """The D2D scenario with ``n`` pairs: ``folder/d2d-n<n>.toml``, else ``d2d-n10.toml``
+    there with ``radio.n_pairs = n``; ``overrides`` (dotted keys) applied. ValueError when
+    the file is not a D2D scenario with ``n`` pairs."""
+    path = folder / f"d2d-n{n}.toml"
+    overrides = dict(overrides or {})
+    if path.exists():
+        resolved = resolve(path, overrides or None)
+    else:
+        resolved = resolve(folder / "d2d-n10.toml",
+                           {**overrides, "radio.n_pairs": n, "name": f"d2d-n{n}"})
+    if resolved.kind.name != KIND or resolved.scenario.radio.n_pairs != n:
+        raise ValueError(f"{path}: not a {KIND} scenario with {n} pairs")
+    return resolved
 
 
 def rb_switch_rate(rbs: npt.ArrayLike) -> float:
