@@ -350,7 +350,7 @@ def _write_json(out: Path, cfg: D2dCompareConfig, res: Results, wall_s: float,
 # ------------------------------------------------------------------------ aggregation
 
 
-def spread(values: Sequence[float]) -> tuple[float, float]:
+def spread(values: Sequence[float | None]) -> tuple[float, float]:
     """Mean and standard deviation (ddof 1; 0 for one value) of the finite values."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     if v.size == 0:
@@ -544,13 +544,26 @@ def _pm(m: float, d: float, digits: int = 3) -> str:
     return f"{m:.{digits}f} ± {d:.{digits}f}"
 
 
+def ratio_to_random(res: Results, row: dict[str, Any]) -> float | None:
+    """``row``'s D2D sum rate over random allocation's on the same N and seed (the same
+    drop and fading: the drop's own spread, which dominates the spread over seeds, cancels);
+    None without a random row there."""
+    for r in res.rows:
+        if (r["scheme"], r["n_pairs"], r["seed"]) == ("random", row["n_pairs"], row["seed"]):
+            base = float(r["d2d_sum_rate_mbps"])
+            return float(row["d2d_sum_rate_mbps"]) / base if base > 0 else None
+    return None
+
+
 def summary_table(cfg: D2dCompareConfig, res: Results) -> Table:
-    """One line per scheme, N and lambda: the evaluation's mean ± std over seeds."""
+    """One line per scheme, N and lambda: the evaluation's mean ± std over seeds, and the
+    D2D sum rate as a multiple of random allocation's on the same seed."""
     t = Table(title=f"D2D underlay comparison: {cfg.train_slots} training slots "
                     f"({cfg.random_slots} random), greedy evaluation on {cfg.eval_slots} "
                     "slots; mean ± std over seeds")
     for col in ("scheme", "N", "λ", "seeds", "CUE outage", "D2D outage", "D2D Mbit/s",
-                "total reward", "reward, last training window", "RB switch rate"):
+                "D2D x random", "total reward", "reward, last training window",
+                "RB switch rate"):
         t.add_column(col, justify="left" if col == "scheme" else "right")
     rank = {s.name: i for i, s in enumerate(methods(cfg))}
     groups = {k: [r for r in res.rows if (r["scheme"], r["n_pairs"], r["lambda"]) == k]
@@ -561,6 +574,7 @@ def summary_table(cfg: D2dCompareConfig, res: Results) -> Table:
         cells = [_pm(*spread([r.get(m, math.nan) for r in rows]), 4 if "outage" in m else 3)
                  for m in ("cue_outage", "d2d_outage", "d2d_sum_rate_mbps", "total_reward",
                            "train_final_reward", "rb_switch_rate")]
+        cells.insert(3, _pm(*spread([ratio_to_random(res, r) for r in rows])))
         t.add_row(name, str(n), "" if lam is None else str(lam), str(len(rows)), *cells)
     return t
 

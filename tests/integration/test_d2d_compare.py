@@ -143,3 +143,25 @@ def test_online_row_is_the_tail_of_an_independent_run(compared: Path, tmp_path: 
     row = row_of(compared, "q-learning", 10, 0)
     assert_row_is_tail(row, tail_of(run(tmp_path, "q-learning", 10, 0, SLOTS + EVAL)
                                     / "metrics.csv"))
+
+
+def test_the_table_gives_each_scheme_as_a_multiple_of_random_on_the_same_seed(
+        compared: Path) -> None:
+    from controller.evaluation.d2d_compare import load_results, summary_table
+
+    table = summary_table(*load_results(compared))
+    col = {c.header: list(c.cells) for c in table.columns}
+    by_csv = rows(compared)
+    for i, (name, n, lam) in enumerate(zip(col["scheme"], col["N"], col["λ"], strict=True)):
+        ratios = []
+        for seed in SEEDS:
+            mine = [r for r in by_csv if (r["scheme"], r["n_pairs"], r["lambda"], r["seed"])
+                    == (name, n, lam, str(seed))]
+            base = [r for r in by_csv if (r["scheme"], r["n_pairs"], r["seed"])
+                    == ("random", n, str(seed))]
+            ratios.append(float(mine[0]["d2d_sum_rate_mbps"])
+                          / float(base[0]["d2d_sum_rate_mbps"]))
+        mean, std = sum(ratios) / 2, abs(ratios[0] - ratios[1]) / math.sqrt(2)
+        assert col["D2D x random"][i] == f"{mean:.3f} ± {std:.3f}", (name, n, lam)
+        if name == "random":
+            assert col["D2D x random"][i] == "1.000 ± 0.000"
