@@ -545,11 +545,13 @@ def _pm(m: float, d: float, digits: int = 3) -> str:
 
 
 def ratio_to_random(res: Results, row: dict[str, Any]) -> float | None:
-    """``row``'s D2D sum rate over random allocation's on the same N and seed (the same
-    drop and fading: the drop's own spread, which dominates the spread over seeds, cancels);
-    None without a random row there."""
+    """``row``'s D2D sum rate over random allocation's (the scheme whose rule is uniform) on
+    the same N and seed: the same drop and fading, so the drop's own spread, which
+    dominates the spread over seeds, cancels. None without a random row there."""
+    uniform = {s.name for s in SCHEMES.for_kind(KIND) if s.options.get("rule") == "uniform"}
     for r in res.rows:
-        if (r["scheme"], r["n_pairs"], r["seed"]) == ("random", row["n_pairs"], row["seed"]):
+        if (r["scheme"] in uniform
+                and (r["n_pairs"], r["seed"]) == (row["n_pairs"], row["seed"])):
             base = float(r["d2d_sum_rate_mbps"])
             return float(row["d2d_sum_rate_mbps"]) / base if base > 0 else None
     return None
