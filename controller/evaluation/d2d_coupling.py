@@ -88,6 +88,17 @@ def actions_of(s: D2dScenario, flat: IntArray) -> tuple[IntArray, Array]:
     return rb, power
 
 
+def on_rbs(s: D2dScenario, g: Gains, actions: IntArray) -> tuple[IntArray, Array, Array]:
+    """For flat ``actions`` (E, D, N): each pair's RB (E, D, N), its power on every RB
+    (E, D, N, K, watts) and what reaches each receiver on every RB from the other pairs
+    (E, D, N, K, watts)."""
+    rb, power = actions_of(s, actions)
+    p_rb: Array = power[..., None] * (rb[..., None] == np.arange(s.radio.n_rb))
+    from_d2d: Array = np.einsum("edjk,ejik,ji->edik", p_rb, g.tr,
+                                1.0 - np.eye(s.radio.n_pairs))  # tx j -> rx i on RB k
+    return rb, p_rb, from_d2d
+
+
 def rewards_against(s: D2dScenario, g: Gains, others: IntArray) -> Array:
     """``r[e, d, i, a]``: pair i's reward when it takes flat action a and every other pair
     j takes ``others[e, d, j]`` (pair i's own entry there is ignored); ``g`` one slot's
@@ -95,10 +106,7 @@ def rewards_against(s: D2dScenario, g: Gains, others: IntArray) -> Array:
     r_, q = s.radio, s.qos
     k_n, n_n = r_.n_rb, r_.n_pairs
     noise, p_b = r_.noise_w, r_.bs_power_w
-    rb, power = actions_of(s, others)  # (E, D, N)
-    p_rb = power[..., None] * (rb[..., None] == np.arange(k_n))  # (E, D, N, K)
-    # at receiver i on RB k, from every other pair j on k
-    from_d2d = np.einsum("edjk,ejik,ji->edik", p_rb, g.tr, 1.0 - np.eye(n_n))
+    _, p_rb, from_d2d = on_rbs(s, g, others)
     interference = p_b * g.br[:, None] + from_d2d + noise  # (E, D, N, K)
     # at CUE k, from every pair on k but i
     at_cue = np.einsum("edjk,ejk->edk", p_rb, g.tc)[:, :, None, :] \
@@ -120,9 +128,7 @@ def interference_share(s: D2dScenario, g: Gains, actions: IntArray) -> Array:
     """Share of the other pairs' power in what each receiver measures on its RB (the BS's
     signal, the other pairs, noise) when every pair takes ``actions`` (E, D, N)."""
     r_ = s.radio
-    rb, power = actions_of(s, actions)
-    p_rb = power[..., None] * (rb[..., None] == np.arange(r_.n_rb))
-    from_d2d = np.einsum("edjk,ejik,ji->edik", p_rb, g.tr, 1.0 - np.eye(r_.n_pairs))
+    rb, _, from_d2d = on_rbs(s, g, actions)
     total = r_.bs_power_w * g.br[:, None] + from_d2d + r_.noise_w
     pick = rb[..., None]
     share: Array = (np.take_along_axis(from_d2d, pick, -1)
