@@ -30,10 +30,9 @@ evaluated once per (pair, own action, draw), vectorized (the test compares the t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +40,7 @@ from rich.table import Table
 
 from channel_server.d2d import D2dScenario, D2dWorld, Gains, db_to_linear
 from controller.evaluation.files import CsvStream, write_json
+from node.d2d_observation import decode_action
 from protocols.seeding import rng_for
 
 Array = npt.NDArray[np.float64]
@@ -80,19 +80,12 @@ class Coupling:
     d2d_interference_share: float
 
 
-def actions_of(s: D2dScenario, flat: IntArray) -> tuple[IntArray, Array]:
-    """RB and power (watts) of flat actions ``rb + K * level``."""
-    k = s.radio.n_rb
-    rb: IntArray = flat % k
-    power: Array = s.radio.d2d_power_levels_w[flat // k]
-    return rb, power
-
-
 def on_rbs(s: D2dScenario, g: Gains, actions: IntArray) -> tuple[IntArray, Array, Array]:
     """For flat ``actions`` (E, D, N): each pair's RB (E, D, N), its power on every RB
     (E, D, N, K, watts) and what reaches each receiver on every RB from the other pairs
     (E, D, N, K, watts)."""
-    rb, power = actions_of(s, actions)
+    rb, level = decode_action(actions, s.radio.n_rb)
+    power = s.radio.d2d_power_levels_w[level]
     p_rb: Array = power[..., None] * (rb[..., None] == np.arange(s.radio.n_rb))
     from_d2d: Array = np.einsum("edjk,ejik,ji->edik", p_rb, g.tr,
                                 1.0 - np.eye(s.radio.n_pairs))  # tx j -> rx i on RB k
@@ -171,8 +164,7 @@ def coupling(s: D2dScenario, cfg: CouplingConfig) -> Coupling:
                     d2d_interference_share=float(np.mean(shares)))
 
 
-COLUMNS = ("n_pairs", "own_variance", "others_variance", "others_share",
-           "d2d_interference_share")
+COLUMNS = tuple(f.name for f in fields(Coupling))
 
 
 def study(scenarios: Sequence[D2dScenario], cfg: CouplingConfig, out: Path,
@@ -196,11 +188,11 @@ def study(scenarios: Sequence[D2dScenario], cfg: CouplingConfig, out: Path,
     return found
 
 
-def table(found: Sequence[Coupling], meta: Mapping[str, Any]) -> Table:
+def table(found: Sequence[Coupling], cfg: CouplingConfig) -> Table:
     """The summary table of :func:`study`."""
     t = Table(title="D2D coupling: reward variance given the slot's channel, from the pair's "
-                    f"own action and from the others' ({meta['draws']} random draws, "
-                    f"{meta['drops']} drops x {meta['slots']} slots)")
+                    f"own action and from the others' ({cfg.draws} random draws, "
+                    f"{cfg.drops} drops x {cfg.slots} slots)")
     for h in ("N", "own", "others", "others' share", "D2D share of interference"):
         t.add_column(h, justify="right")
     for c in found:

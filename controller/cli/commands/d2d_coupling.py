@@ -53,5 +53,5 @@ def d2d_coupling(ns: str, drops: int, slots: int, draws: int, seed: int,
     found = study(scenarios, cfg, out, lambda c: console.print(
         f"[{time.perf_counter() - t0:.0f} s] N={c.n_pairs}: the others' share of the reward "
         f"variance {c.others_share:.3f}"))
-    console.print(table(found, vars(cfg)))
+    console.print(table(found, cfg))
     click.echo(f"coupling table: {out / 'coupling.csv'} ({time.perf_counter() - t0:.0f} s)")
