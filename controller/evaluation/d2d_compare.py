@@ -1,7 +1,7 @@
 """`rrmbed d2d compare`: paper 002's figures (Li and Guo, Fig. 6-11) from one command.
 
 Every registered D2D scheme (or the ones asked for), on every N and seed, with the local
-runner in this process:
+runner (in this process, or side by side in worker processes: :mod:`side_by_side`):
 
 * a scheme that trains (the registry names a learner: MAAC, NAAC, IAC, DQN, ...) is trained
   by :func:`controller.training.d2d_train.train_and_write` for ``train_slots`` slots (the
@@ -57,6 +57,7 @@ from rich.table import Table
 from channel_server.kinds import Resolved
 from controller.evaluation.d2d_run import KIND, rb_switch_rate, scenario_with_pairs
 from controller.evaluation.files import CsvStream, write_json
+from controller.evaluation.side_by_side import JobError, run_jobs
 from controller.learners.maac import MaacConfig
 from node.schemes import SCHEMES, Scheme
 
@@ -178,7 +179,20 @@ def jobs(cfg: D2dCompareConfig) -> list[Job]:
                             add(Job(s, n, lam, seed))
                     elif critic_of(s) == "all" and n not in cfg.ns:
                         add(Job(s, n, None, seed))  # the reference lines
+    bad = sorted({(j.n, j.lam) for j in found if j.lam is not None and j.lam >= j.n})
+    if bad:  # refused before anything runs, not when the run comes up
+        raise ValueError("NAAC's lambda must be below N: " + ", ".join(
+            f"lambda {lam} at N = {n}" for n, lam in bad))
     return found
+
+
+def plan(cfg: D2dCompareConfig) -> list[Job]:
+    """:func:`jobs`, after every N's scenario (with the overrides) is resolved once: a bad
+    scenario, override or lambda is refused (ValueError) before anything runs."""
+    todo = jobs(cfg)
+    for n in sorted({j.n for j in todo}):
+        scenario_for(cfg, n)
+    return todo
 
 
 def scenario_for(cfg: D2dCompareConfig, n: int) -> Resolved:
@@ -280,33 +294,51 @@ class Results:
 
 
 def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
-            console_note: Callable[[str], None] | None = None) -> Table:
-    """Run every job of ``cfg``, writing into ``out`` as they finish; then the figures.
-    On an interruption (Ctrl-C) the figures of what finished are written before it goes
-    on up. Returns the summary table."""
-    todo = jobs(cfg)
+            console_note: Callable[[str], None] | None = None, workers: int = 1) -> Table:
+    """Run every job of ``cfg``, ``workers`` side by side (:mod:`side_by_side`: 1 in this
+    process, more in worker processes; the same results either way), writing into ``out``
+    as they finish; then the figures. A job that fails is reported and the others carry
+    on; a RuntimeError naming the failed ones follows the figures. On an interruption
+    (Ctrl-C) the figures of what finished are written before it goes on up. Returns the
+    summary table."""
+    todo = plan(cfg)
     out.mkdir(parents=True, exist_ok=True)
     sizes = [job_slots(cfg, job) for job in todo]
     total = sum(sizes)
+    done = [0] * len(todo)
+    rows: dict[int, dict[str, Any]] = {}
+    failed: list[tuple[str, JobError]] = []
     res = Results()
     t_start = time.perf_counter()
+
+    def tick(k: int, slots: int) -> None:
+        done[k] = min(slots, sizes[k])
+        if progress is not None:
+            progress(sum(done), total, todo[k].tag)
+
     with _streams(out) as (rows_csv, curves_csv):
         try:
-            for k, job in enumerate(todo):
-                def tick(done: int, k: int = k, job: Job = job) -> None:
-                    if progress is not None:
-                        progress(sum(sizes[:k]) + min(done, sizes[k]), total, job.tag)
-
-                tick(0)
-                row, curve = run_job(cfg, job, out / "runs" / job.tag, tick)
-                res.rows.append(row)
+            for k, outcome in run_jobs(run_numbered, [(cfg, k, out) for k in range(len(todo))],
+                                       workers, tick):
+                job = todo[k]
+                tick(k, sizes[k])
+                if isinstance(outcome, JobError):
+                    failed.append((job.tag, outcome))
+                    with (out / "errors.txt").open("a") as f:
+                        f.write(f"== {job.tag}\n{outcome}\n")
+                    if console_note is not None:
+                        console_note(f"{job.tag}: FAILED: {str(outcome).splitlines()[0]} "
+                                     f"(traceback in {out / 'errors.txt'})")
+                    continue
+                row, curve = outcome
+                rows[k] = row
+                res.rows = [rows[i] for i in sorted(rows)]  # job order, however they finish
                 res.curves[(job.scheme.name, job.n, job.lam, job.seed)] = curve
                 rows_csv.row([_cell(row[c]) for c in COLUMNS])
                 for slot, reward in curve:
                     curves_csv.row([job.scheme.name, job.n, _cell(job.lam), job.seed, slot,
                                     repr(reward)])
                 _write_json(out, cfg, res, time.perf_counter() - t_start, len(todo))
-                tick(sizes[k])
                 if console_note is not None:
                     console_note(f"{job.tag}: D2D {row['d2d_sum_rate_mbps']:.3f} Mbit/s, "
                                  f"CUE outage {row['cue_outage']:.4f}, D2D outage "
@@ -316,7 +348,21 @@ def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
             if res.rows:
                 figures(cfg, res, out)
                 _write_json(out, cfg, res, time.perf_counter() - t_start, len(todo))
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed: "
+                           f"{', '.join(tag for tag, _ in failed)} (tracebacks in "
+                           f"{out / 'errors.txt'}); the first: "
+                           f"{str(failed[0][1]).splitlines()[0]}") from failed[0][1]
     return summary_table(cfg, res)
+
+
+def run_numbered(cfg: D2dCompareConfig, k: int, out: Path,
+                 tick: Callable[[int], None] = lambda done: None,
+                 ) -> tuple[dict[str, Any], list[tuple[int, float]]]:
+    """:func:`run_job` of ``jobs(cfg)[k]`` in ``out/runs/<its tag>`` (what a worker gets:
+    the job is found again from the configuration)."""
+    job = jobs(cfg)[k]
+    return run_job(cfg, job, out / "runs" / job.tag, tick)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from controller.cli.common import cli
+from controller.evaluation.d2d_compare import METRICS
 from node.schemes import SCHEMES
 
 NS, SEEDS, LAMBDAS = (10, 20), (0, 1), (1, 3)
@@ -165,3 +166,62 @@ def test_the_table_gives_each_scheme_as_a_multiple_of_random_on_the_same_seed(
         assert col["D2D x random"][i] == f"{mean:.3f} ± {std:.3f}", (name, n, lam)
         if name == "random":
             assert col["D2D x random"][i] == "1.000 ± 0.000"
+
+
+def test_worker_processes_give_the_rows_of_one_process(compared: Path, tmp_path: Path) -> None:
+    """`--jobs 2` runs its jobs in two spawned worker processes: every row equals the one
+    the comparison above made in its own process (same settings; each job depends only on
+    its scheme, N, lambda and seed)."""
+    out = tmp_path / "side-by-side"
+    res = CliRunner().invoke(cli, [
+        "d2d", "compare", "--ns", "10", "--lambdas", "", "--seeds", ",".join(map(str, SEEDS)),
+        "--schemes", "maac,naac,dqn,sla", "--slots", str(SLOTS), "--random-slots", "15",
+        "--eval-slots", str(EVAL), "--window", "10", "--actor-hidden", "8",
+        "--critic-hidden", "8,8,8", "--batch-size", "8", "--jobs", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    got = rows(out)
+    assert len(got) == 4 * len(SEEDS)
+    for r in got:
+        want = row_of(compared, r["scheme"], 10, int(r["seed"]))
+        for key in ("lambda", "trained", *(k for k in want if k in METRICS)):
+            assert r[key] == want[key], (r["scheme"], r["seed"], key)
+        assert r["train_final_reward"] == want["train_final_reward"]
+    json_rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["scheme"], r["seed"]) for r in json_rows] == [  # job order, as one process
+        (s, seed) for seed in SEEDS for s in ("maac", "naac", "dqn", "sla")]
+
+
+def test_a_lambda_of_n_or_more_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(cli, ["d2d", "compare", "--ns", "3", "--lambdas", "1,3",
+                                   "--sweep-n", "3", "--seeds", "0", "--out", str(out)])
+    assert res.exit_code == 2
+    assert "NAAC's lambda must be below N: lambda 3 at N = 3" in res.output
+    assert not out.exists()
+
+
+def test_a_bad_override_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(cli, ["d2d", "compare", "--quick", "--set", "radio.n_rb=0",
+                                   "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "n_rb" in res.output
+    assert not out.exists()
+
+
+def test_a_failed_run_stops_no_other_and_is_named(tmp_path: Path) -> None:
+    from controller.evaluation.d2d_compare import D2dCompareConfig, compare
+
+    cfg = D2dCompareConfig(ns=(10,), lambdas=(), seeds=(0,), schemes=("best-estimate", "random"),
+                           train_slots=10, random_slots=5, eval_slots=5, window=5)
+    out = tmp_path / "cmp"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "best-estimate-n10-s0").write_text("a file where its run folder goes")
+    notes: list[str] = []
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed: best-estimate-n10-s0 "):
+        compare(cfg, out, console_note=notes.append)
+    assert [r["scheme"] for r in rows(out)] == ["random"]  # the other one ran and was kept
+    errors = (out / "errors.txt").read_text()
+    assert errors.startswith("== best-estimate-n10-s0\n") and "Error" in errors
+    assert any(n.startswith("best-estimate-n10-s0: FAILED") for n in notes)
+    assert (out / "fig9_d2d_sum_rate.png").exists()

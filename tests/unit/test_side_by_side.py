@@ -1,0 +1,69 @@
+"""Jobs side by side (controller.evaluation.side_by_side): in this process and in spawned
+worker processes, every job's result comes back once, a failing job stops no other,
+progress reaches this process, and a worker computes with this process's torch threads."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+
+from controller.evaluation.side_by_side import JobError, run_jobs
+
+
+def square_after(x: int, pause_s: float, tick=lambda done: None,
+                 ) -> tuple[int, int, int, float, float]:
+    """x squared, its process, torch's thread count there, and when the job began and
+    ended (time.time()); ticks 1..3 on the way."""
+    began = time.time()
+    for done in (1, 2, 3):
+        time.sleep(pause_s / 3)
+        tick(done)
+    if x < 0:
+        raise ValueError(f"no square for {x} here")
+    return x * x, os.getpid(), torch.get_num_threads(), began, time.time()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_result_once_and_a_failure_stops_nothing_else(workers: int) -> None:
+    xs = [3, -1, 4, 5]
+    got = dict(run_jobs(square_after, [(x, 0.3) for x in xs], workers))
+    assert sorted(got) == [0, 1, 2, 3]
+    assert [got[k][0] for k in (0, 2, 3)] == [9, 16, 25]
+    err = got[1]
+    assert isinstance(err, JobError)
+    assert str(err).startswith("ValueError: no square for -1 here")
+    assert "square_after" in str(err)  # its traceback comes along
+    pids = {got[k][1] for k in (0, 2, 3)}
+    assert (pids == {os.getpid()}) == (workers == 1)
+    if workers > 1:
+        assert os.getpid() not in pids and len(pids) == 2
+
+
+def test_workers_run_at_once_with_this_process_threads_and_report_progress() -> None:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1 if saved > 1 else 2)
+    want = torch.get_num_threads()
+    ticks: list[tuple[int, int]] = []
+    try:
+        got = dict(run_jobs(square_after, [(x, 1.2) for x in (1, 2)], 2,
+                            lambda k, done: ticks.append((k, done))))
+    finally:
+        torch.set_num_threads(saved)
+    assert {k: r[2] for k, r in got.items()} == {0: want, 1: want}
+    assert max(r[3] for r in got.values()) < min(r[4] for r in got.values())  # overlapped
+    assert {k for k, _ in ticks} == {0, 1}  # each job's progress came through
+    for k in (0, 1):
+        seen = [d for j, d in ticks if j == k]
+        assert seen == sorted(seen) and set(seen) <= {1, 2, 3}
+
+
+def test_serial_ticks_start_at_zero_and_workers_must_be_positive() -> None:
+    ticks: list[tuple[int, int]] = []
+    assert [k for k, _ in run_jobs(square_after, [(2, 0.0), (3, 0.0)], 1,
+                                   lambda k, d: ticks.append((k, d)))] == [0, 1]
+    assert ticks == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        list(run_jobs(square_after, [(2, 0.0)], 0))
