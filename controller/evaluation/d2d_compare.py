@@ -318,7 +318,8 @@ def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
 
     with _streams(out) as (rows_csv, curves_csv):
         try:
-            for k, outcome in run_jobs(run_numbered, [(cfg, k, out) for k in range(len(todo))],
+            for k, outcome in run_jobs(run_numbered, [(cfg, k, job.tag, out)
+                                                      for k, job in enumerate(todo)],
                                        workers, tick):
                 job = todo[k]
                 tick(k, sizes[k])
@@ -356,13 +357,16 @@ def compare(cfg: D2dCompareConfig, out: Path, progress: Progress | None = None,
     return summary_table(cfg, res)
 
 
-def run_numbered(cfg: D2dCompareConfig, k: int, out: Path,
+def run_numbered(cfg: D2dCompareConfig, k: int, tag: str, out: Path,
                  tick: Callable[[int], None] = lambda done: None,
                  ) -> tuple[dict[str, Any], list[tuple[int, float]]]:
-    """:func:`run_job` of ``jobs(cfg)[k]`` in ``out/runs/<its tag>`` (what a worker gets:
-    the job is found again from the configuration)."""
+    """:func:`run_job` of ``jobs(cfg)[k]``, which must be ``tag``, in ``out/runs/<tag>``
+    (what a worker gets: it finds the job again from the configuration and its registry)."""
     job = jobs(cfg)[k]
-    return run_job(cfg, job, out / "runs" / job.tag, tick)
+    if job.tag != tag:
+        raise RuntimeError(f"job {k} is {job.tag} here but {tag} where it was planned: the "
+                           "scheme registries differ (a plug-in loaded in one process only?)")
+    return run_job(cfg, job, out / "runs" / tag, tick)
 
 
 @contextmanager

@@ -7,7 +7,8 @@ picklable (a worker is a fresh interpreter: ``spawn``, never ``fork``, so no thr
 socket of this process is copied into it). ``tick(done)`` reports the job's progress (any
 count: slots, steps); in a worker it reaches this process at most every ``TICK_S``.
 
-Where torch is already loaded here, every worker sets torch's thread count to this
+A worker loads the run's plug-ins (``$RRMBED_PLUGINS``, as every rrmbed process does), so
+its registries are this process's. Where torch is already loaded here, every worker sets torch's thread count to this
 process's, so a worker computes what this process would have (a different thread count
 may sum a matrix product in another order). A worker ignores Ctrl-C: this process takes it,
 and the pool is then terminated.
@@ -23,6 +24,8 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+from protocols.plugins import load_plugins
 
 TICK_S = 0.2
 """Shortest time between two progress reports of one job from a worker, seconds."""
@@ -93,6 +96,7 @@ def _start(ticks: mp.Queue[tuple[int, int]], threads: int | None) -> None:
     global _TICKS
     _TICKS = ticks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    load_plugins()
     if threads is not None:
         import torch
 
