@@ -8,10 +8,10 @@ socket of this process is copied into it). ``tick(done)`` reports the job's prog
 count: slots, steps); in a worker it reaches this process at most every ``TICK_S``.
 
 A worker loads the run's plug-ins (``$RRMBED_PLUGINS``, as every rrmbed process does), so
-its registries are this process's. Where torch is already loaded here, every worker sets torch's thread count to this
-process's, so a worker computes what this process would have (a different thread count
-may sum a matrix product in another order). A worker ignores Ctrl-C: this process takes it,
-and the pool is then terminated.
+its registries are this process's. Where torch is already loaded here, every worker sets
+torch's thread count to this process's, so a worker computes what this process would have
+(a different thread count may sum a matrix product in another order). A worker ignores
+Ctrl-C: this process takes it, and the pool is then terminated.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from protocols.plugins import load_plugins
@@ -51,7 +52,7 @@ def run_jobs(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: i
     if workers == 1:
         for k, a in enumerate(args):
             tick(k, 0)
-            yield k, _guarded(fn, a, lambda done, k=k: tick(k, done))
+            yield k, _guarded(fn, a, partial(tick, k))
         return
     ctx = mp.get_context("spawn")
     ticks: mp.Queue[tuple[int, int]] = ctx.Queue()
