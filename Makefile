@@ -21,10 +21,17 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/rrmbed demo scenarios/3cell-k2.toml --out runs/demo
 
+# The project's bytecode is written once before the tests: with PYTHONDONTWRITEBYTECODE set
+# (as on the CI machine) every one of the suite's thousands of processes would otherwise
+# compile the modules it imports again (about 4 % of the network tests' time).
+BYTECODE := $(PY) -m compileall -q protocols channel_server node controller tests
+
 test: $(STAMP)
+	$(BYTECODE)
 	$(PY) -m pytest -q -ra
 
 test-fast: $(STAMP)
+	$(BYTECODE)
 	$(PY) -m pytest -q -ra tests/unit
 
 lint: $(STAMP)
