@@ -11,12 +11,15 @@ A worker loads the run's plug-ins (``$RRMBED_PLUGINS``, as every rrmbed process 
 its registries are this process's. Where torch is already loaded here, every worker sets
 torch's thread count to this process's, so a worker computes what this process would have
 (a different thread count may sum a matrix product in another order). A worker ignores
-Ctrl-C: this process takes it, and the pool is then terminated.
+Ctrl-C: this process takes it, and the pool is then terminated. A worker that dies under
+its job (SIGKILL, out of memory) fails that job, found within ``2 * WAIT_S`` of its end;
+the pool starts another worker for the jobs left.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import signal
 import sys
@@ -43,8 +46,9 @@ class JobError(Exception):
 def run_jobs(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: int = 1,
              tick: Callable[[int, int], None] = lambda k, done: None,
              ) -> Iterator[tuple[int, Any]]:
-    """``(k, fn(*args[k], tick=...))`` for every job k as it finishes; a job that raised
-    gives a :class:`JobError` in place of its result, and the others carry on.
+    """``(k, fn(*args[k], tick=...))`` for every job k as it finishes; a job that raised,
+    or whose worker process died under it, gives a :class:`JobError` in place of its
+    result, and the others carry on.
     ``workers`` 1: here, in order; more: that many worker processes, results in the order
     they finish. ``tick(k, done)``: job k's progress."""
     if workers < 1:
@@ -55,22 +59,54 @@ def run_jobs(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: i
             yield k, _guarded(fn, a, partial(tick, k))
         return
     ctx = mp.get_context("spawn")
-    ticks: mp.Queue[tuple[int, int]] = ctx.Queue()
+    ticks: mp.Queue[tuple[int, int, int]] = ctx.Queue()
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     with ctx.Pool(min(workers, max(len(args), 1)), initializer=_start,
                   initargs=(ticks, threads)) as pool:  # leaving it terminates the workers
         results = pool.imap_unordered(_job, [(k, fn, a) for k, a in enumerate(args)])
-        left = len(args)
-        while left:
+        settled: set[int] = set()
+        running: dict[int, int] = {}
+        """Worker pid -> the job it runs (its last start report)."""
+        dead: set[int] = set()
+        """Worker pids found gone at the last look (a result may still be on its way)."""
+        while len(settled) < len(args):
             try:
                 k, outcome = results.next(WAIT_S)
             except mp.TimeoutError:
-                _drain(ticks, tick)
+                k = -1
+            for j, pid, done in _drained(ticks):
+                if j not in settled:
+                    running[pid] = j
+                    tick(j, done)
+            if k >= 0:
+                if k not in settled:
+                    settled.add(k)
+                    yield k, outcome
                 continue
-            _drain(ticks, tick)
-            left -= 1
-            yield k, outcome
+            for pid, j in list(running.items()):
+                if j in settled:
+                    del running[pid]
+                elif _alive(pid):
+                    dead.discard(pid)
+                elif pid in dead:  # gone two looks in a row: its job's result never comes
+                    del running[pid]
+                    settled.add(j)
+                    yield j, JobError(f"WorkerDied: the worker process (pid {pid}) running "
+                                      f"job {j} ended without its result (killed: out of "
+                                      "memory, a signal?)")
+                else:
+                    dead.add(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process took the pid
+        return False
+    return True
 
 
 def _guarded(fn: Callable[..., Any], args: tuple[Any, ...], tick: Tick) -> Any:
@@ -80,20 +116,21 @@ def _guarded(fn: Callable[..., Any], args: tuple[Any, ...], tick: Tick) -> Any:
         return JobError(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
 
 
-def _drain(ticks: mp.Queue[tuple[int, int]], tick: Callable[[int, int], None]) -> None:
+def _drained(ticks: mp.Queue[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The progress reports ``(job, worker pid, done)`` waiting in ``ticks``."""
+    got = []
     while True:
         try:
-            k, done = ticks.get_nowait()
+            got.append(ticks.get_nowait())
         except queue.Empty:
-            return
-        tick(k, done)
+            return got
 
 
-_TICKS: mp.Queue[tuple[int, int]] | None = None
+_TICKS: mp.Queue[tuple[int, int, int]] | None = None
 """In a worker: where its jobs' progress goes."""
 
 
-def _start(ticks: mp.Queue[tuple[int, int]], threads: int | None) -> None:
+def _start(ticks: mp.Queue[tuple[int, int, int]], threads: int | None) -> None:
     global _TICKS
     _TICKS = ticks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -106,13 +143,15 @@ def _start(ticks: mp.Queue[tuple[int, int]], threads: int | None) -> None:
 
 def _job(task: tuple[int, Callable[..., Any], tuple[Any, ...]]) -> tuple[int, Any]:
     k, fn, args = task
-    last = -TICK_S
+    pid, last = os.getpid(), time.monotonic()
+    if _TICKS is not None:
+        _TICKS.put((k, pid, 0))  # the job has begun, in this process
 
     def tick(done: int) -> None:
         nonlocal last
         now = time.monotonic()
         if now - last >= TICK_S and _TICKS is not None:
             last = now
-            _TICKS.put((k, done))
+            _TICKS.put((k, pid, done))
 
     return k, _guarded(fn, args, tick)

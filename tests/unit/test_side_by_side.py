@@ -5,6 +5,7 @@ progress reaches this process, and a worker computes with this process's torch t
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -21,6 +22,8 @@ def square_after(x: int, pause_s: float, tick=lambda done: None,
     for done in (1, 2, 3):
         time.sleep(pause_s / 3)
         tick(done)
+    if x == -9:
+        os.kill(os.getpid(), signal.SIGKILL)
     if x < 0:
         raise ValueError(f"no square for {x} here")
     return x * x, os.getpid(), torch.get_num_threads(), began, time.time()
@@ -57,7 +60,7 @@ def test_workers_run_at_once_with_this_process_threads_and_report_progress() -> 
     assert {k for k, _ in ticks} == {0, 1}  # each job's progress came through
     for k in (0, 1):
         seen = [d for j, d in ticks if j == k]
-        assert seen == sorted(seen) and set(seen) <= {1, 2, 3}
+        assert seen[0] == 0 and seen == sorted(seen) and set(seen) <= {0, 1, 2, 3}
 
 
 def test_serial_ticks_start_at_zero_and_workers_must_be_positive() -> None:
@@ -67,3 +70,14 @@ def test_serial_ticks_start_at_zero_and_workers_must_be_positive() -> None:
     assert ticks == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
     with pytest.raises(ValueError, match="workers must be at least 1"):
         list(run_jobs(square_after, [(2, 0.0)], 0))
+
+
+def test_a_worker_killed_under_its_job_fails_that_job_alone() -> None:
+    t0 = time.monotonic()
+    got = dict(run_jobs(square_after, [(x, 0.3) for x in (2, -9, 3, 4)], 2))
+    assert sorted(got) == [0, 1, 2, 3]
+    assert [got[k][0] for k in (0, 2, 3)] == [4, 9, 16]
+    assert isinstance(got[1], JobError)
+    assert str(got[1]).startswith("WorkerDied: the worker process (pid ")
+    assert "running job 1 ended without its result" in str(got[1])
+    assert time.monotonic() - t0 < 60  # found, not waited for
