@@ -1,6 +1,8 @@
 """Independent jobs side by side: in this process one after another, or in spawned worker
 processes, with their progress, results as each finishes, and failures that stop nothing
-else.
+else. (:mod:`controller.training.sweep` is the other way a command spreads its work: a
+command's seeds in order or as Ray tasks, ending at the first failure, with the optional
+``ray`` extra; this needs only the standard library.)
 
 A job is ``fn(*args, tick=tick)`` with ``fn`` a module-level function and its ``args``
 picklable (a worker is a fresh interpreter: ``spawn``, never ``fork``, so no thread or
