@@ -145,9 +145,11 @@ def d2d_compare(ctx: click.Context, ns: str, lambdas: str, seeds: str, slots: in
                 shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)
+    sweep = f", plus NAAC's lambda sweep at N = {cfg.sweep_n}" if cfg.lambdas else ""
     console.print(f"d2d compare: {len(planned)} runs ({len(cfg.ns)} N x {len(cfg.seeds)} "
-                  f"seeds x {len({j.scheme.name for j in planned})} schemes, plus the lambda "
-                  f"sweep), {cfg.train_slots} + {cfg.eval_slots} slots each, into {out}")
+                  f"seeds x {len({j.scheme.name for j in planned})} schemes{sweep}), "
+                  f"{cfg.train_slots} + {cfg.eval_slots} slots each, "
+                  f"{jobs} at a time, into {out}")
     t0 = time.perf_counter()
     with progress_bar() as bar:
         task = bar.add_task("d2d compare", total=1)
