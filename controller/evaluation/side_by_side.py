@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
+from controller.deploy.tempdirs import process_start
 from protocols.plugins import load_plugins
 
 TICK_S = 0.2
@@ -39,6 +40,9 @@ WAIT_S = 0.25
 """How often this process looks at the workers' progress while it waits, seconds."""
 
 Tick = Callable[[int], None]
+Worker = tuple[int, int | None]
+"""A worker process: its pid and start time (:func:`controller.deploy.tempdirs.process_start`;
+None where the OS has no /proc, and then a worker is never found gone)."""
 
 
 class JobError(Exception):
@@ -61,54 +65,60 @@ def run_jobs(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], workers: i
             yield k, _guarded(fn, a, partial(tick, k))
         return
     ctx = mp.get_context("spawn")
-    ticks: mp.Queue[tuple[int, int, int]] = ctx.Queue()
+    ticks: mp.Queue[tuple[int, Worker, int]] = ctx.Queue()
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     with ctx.Pool(min(workers, max(len(args), 1)), initializer=_start,
                   initargs=(ticks, threads)) as pool:  # leaving it terminates the workers
         results = pool.imap_unordered(_job, [(k, fn, a) for k, a in enumerate(args)])
         settled: set[int] = set()
-        running: dict[int, int] = {}
-        """Worker pid -> the job it runs (its last start report)."""
-        dead: set[int] = set()
-        """Worker pids found gone at the last look (a result may still be on its way)."""
+        running: dict[Worker, int] = {}
+        """Worker -> the job it runs (its last report)."""
+        gone: set[Worker] = set()
+        """Workers found gone at the last look (a result may still be on its way)."""
         while len(settled) < len(args):
             try:
                 k, outcome = results.next(WAIT_S)
             except mp.TimeoutError:
                 k = -1
-            for j, pid, done in _drained(ticks):
+            for j, worker, done in _drained(ticks):
                 if j not in settled:
-                    running[pid] = j
+                    running[worker] = j
                     tick(j, done)
             if k >= 0:
                 if k not in settled:
                     settled.add(k)
                     yield k, outcome
                 continue
-            for pid, j in list(running.items()):
-                if j in settled:
-                    del running[pid]
-                elif _alive(pid):
-                    dead.discard(pid)
-                elif pid in dead:  # gone two looks in a row: its job's result never comes
-                    del running[pid]
-                    settled.add(j)
-                    yield j, JobError(f"WorkerDied: the worker process (pid {pid}) running "
-                                      f"job {j} ended without its result (killed: out of "
-                                      "memory, a signal?)")
-                else:
-                    dead.add(pid)
+            for j, worker in _lost(running, gone, settled):
+                settled.add(j)
+                yield j, JobError(f"WorkerDied: the worker process (pid {worker[0]}) running "
+                                  f"job {j} ended without its result (killed: out of memory, "
+                                  "a signal?)")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - another user's process took the pid
-        return False
-    return True
+def _lost(running: dict[Worker, int], gone: set[Worker], settled: set[int],
+          ) -> list[tuple[int, Worker]]:
+    """The jobs whose worker has been gone two looks in a row (their result never comes),
+    taken out of ``running``; ``gone`` keeps the workers first found gone at this look."""
+    lost = []
+    for worker, j in list(running.items()):
+        if j in settled:
+            del running[worker]
+        elif not _alive(worker):
+            if worker in gone:
+                del running[worker]
+                lost.append((j, worker))
+            gone.add(worker)
+            continue
+        gone.discard(worker)
+    return lost
+
+
+def _alive(worker: Worker) -> bool:
+    """The worker's pid still runs the same process (a reused pid has another start time;
+    a zombie has none)."""
+    return process_start(worker[0]) == worker[1]
 
 
 def _guarded(fn: Callable[..., Any], args: tuple[Any, ...], tick: Tick) -> Any:
@@ -118,8 +128,8 @@ def _guarded(fn: Callable[..., Any], args: tuple[Any, ...], tick: Tick) -> Any:
         return JobError(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
 
 
-def _drained(ticks: mp.Queue[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """The progress reports ``(job, worker pid, done)`` waiting in ``ticks``."""
+def _drained(ticks: mp.Queue[tuple[int, Worker, int]]) -> list[tuple[int, Worker, int]]:
+    """The progress reports ``(job, worker, done)`` waiting in ``ticks``."""
     got = []
     while True:
         try:
@@ -128,11 +138,11 @@ def _drained(ticks: mp.Queue[tuple[int, int, int]]) -> list[tuple[int, int, int]
             return got
 
 
-_TICKS: mp.Queue[tuple[int, int, int]] | None = None
+_TICKS: mp.Queue[tuple[int, Worker, int]] | None = None
 """In a worker: where its jobs' progress goes."""
 
 
-def _start(ticks: mp.Queue[tuple[int, int, int]], threads: int | None) -> None:
+def _start(ticks: mp.Queue[tuple[int, Worker, int]], threads: int | None) -> None:
     global _TICKS
     _TICKS = ticks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -145,15 +155,17 @@ def _start(ticks: mp.Queue[tuple[int, int, int]], threads: int | None) -> None:
 
 def _job(task: tuple[int, Callable[..., Any], tuple[Any, ...]]) -> tuple[int, Any]:
     k, fn, args = task
-    pid, last = os.getpid(), time.monotonic()
+    pid = os.getpid()
+    me: Worker = (pid, process_start(pid))  # pid and start time: a reused pid is not us
+    last = time.monotonic()
     if _TICKS is not None:
-        _TICKS.put((k, pid, 0))  # the job has begun, in this process
+        _TICKS.put((k, me, 0))  # the job has begun, in this process
 
     def tick(done: int) -> None:
         nonlocal last
         now = time.monotonic()
         if now - last >= TICK_S and _TICKS is not None:
             last = now
-            _TICKS.put((k, pid, done))
+            _TICKS.put((k, me, done))
 
     return k, _guarded(fn, args, tick)
